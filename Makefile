@@ -1,0 +1,49 @@
+# zapi-queue: everything a new machine with Python 3.11+ and pip needs, in one place.
+#   make demo   start a local Redis, the fake Z-API, a worker and Flower; run sample jobs
+#   make test   lint (ruff), type-check (mypy) and run the whole test suite
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test lint format typecheck pytest clean
+
+help:
+	@echo "make demo    run the worker end to end on local stand-ins and print the results"
+	@echo "make test    ruff + mypy + pytest (starts its own Redis, fake Z-API and workers)"
+	@echo "make format  apply ruff's formatting and safe fixes"
+	@echo "make clean   remove the virtualenv and caches"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "zapi-queue needs Python 3.11 or newer (PYTHON=$(PYTHON))"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m worker.dev.demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

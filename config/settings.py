@@ -1,0 +1,124 @@
+"""Settings, validated once per process, with messages an operator can act on.
+
+Every setting is an environment variable (names are part of the public contract). The
+Z-API credentials are optional here because Flower, producers and the CLI load the same
+settings without needing them; the worker asks for them through :meth:`Settings.zapi_credentials`
+at start-up and refuses to start, naming the missing variable, when one is absent.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+class ConfigurationError(Exception):
+    """A setting is missing or malformed; the message names the environment variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class ZapiCredentials:
+    """What a request to one Z-API instance needs. Its repr never shows the secrets."""
+
+    instance_id: str
+    instance_token: SecretStr
+    client_token: SecretStr
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every value that must never be printed, for log and error redaction."""
+        return (self.instance_token.get_secret_value(), self.client_token.get_secret_value())
+
+
+class Settings(BaseSettings):
+    """All of zapi-queue's settings. Field names are the environment variables, upper-cased."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    # Celery transport.
+    celery_broker_url: SecretStr = SecretStr(DEFAULT_REDIS_URL)
+    celery_result_backend: SecretStr = SecretStr(DEFAULT_REDIS_URL)
+    celery_result_expires: Annotated[int, Field(ge=60)] = 7 * 24 * 3600
+    """Seconds a job's result (Z-API's reply or the error) stays readable."""
+
+    # Z-API.
+    zapi_base_url: HttpUrl = HttpUrl("https://api.z-api.io")
+    zapi_instance_id: str | None = None
+    zapi_instance_token: SecretStr | None = None
+    zapi_client_token: SecretStr | None = None
+    zapi_rate_limit: Annotated[float, Field(gt=0, le=1000)] = 5.0
+    """Sends per second per Z-API instance, shared by every worker."""
+    zapi_max_attempts: Annotated[int, Field(ge=1, le=50)] = 6
+    """Total send attempts per job, the first one included."""
+    zapi_timeout: Annotated[float, Field(gt=0, le=300)] = 15.0
+    """Seconds to wait for Z-API's answer before the attempt counts as a transient failure."""
+    zapi_connect_timeout: Annotated[float, Field(gt=0, le=60)] = 5.0
+    zapi_retry_backoff: Annotated[float, Field(gt=0, le=600)] = 2.0
+    """Base of the exponential backoff, in seconds: attempt n waits up to base * 2**(n-1)."""
+    zapi_retry_backoff_max: Annotated[float, Field(gt=0, le=3600)] = 300.0
+    """Cap of one backoff wait, in seconds; a longer Retry-After is capped to it as well."""
+
+    # Worker process.
+    worker_concurrency: Annotated[int, Field(ge=1, le=1000)] = 64
+    """Sends in flight per worker container (threads of the shipped thread pool)."""
+
+    @field_validator("zapi_instance_id")
+    @classmethod
+    def _no_blank_instance(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must not be blank")
+        return value.strip() if value is not None else None
+
+    @property
+    def zapi_url(self) -> str:
+        """Base URL without a trailing slash."""
+        return str(self.zapi_base_url).rstrip("/")
+
+    def zapi_credentials(self) -> ZapiCredentials:
+        """The credentials a worker needs, or a ConfigurationError naming each missing one."""
+        missing = [
+            env
+            for env, value in (
+                ("ZAPI_INSTANCE_ID", self.zapi_instance_id),
+                ("ZAPI_INSTANCE_TOKEN", self.zapi_instance_token),
+                ("ZAPI_CLIENT_TOKEN", self.zapi_client_token),
+            )
+            if value is None or (isinstance(value, SecretStr) and not value.get_secret_value())
+        ]
+        if missing:
+            raise ConfigurationError(
+                "missing Z-API credentials: set "
+                + ", ".join(missing)
+                + " (see README.md, 'Configuration')"
+            )
+        assert self.zapi_instance_id is not None
+        assert self.zapi_instance_token is not None
+        assert self.zapi_client_token is not None
+        return ZapiCredentials(
+            self.zapi_instance_id, self.zapi_instance_token, self.zapi_client_token
+        )
+
+
+def load_settings() -> Settings:
+    """Read the settings from the environment, turning pydantic's error into a short message."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
+            for error in exc.errors(include_url=False, include_input=False)
+        )
+        raise ConfigurationError(f"invalid configuration: {problems}") from None
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()

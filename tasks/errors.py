@@ -1,0 +1,79 @@
+"""The exception hierarchy: what a job's failure means and whether trying again can help.
+
+::
+
+    ZapiQueueError
+    ├── PermanentError            the job cannot succeed as it is: fail at once, never retry
+    │   ├── InvalidBodyError      the body broke the schema; the message names every field
+    │   └── ZapiRejectedError     Z-API refused it (4xx, or a 200 that carries an error)
+    ├── TransientError            the same job may succeed later: retry with backoff
+    │   ├── ZapiUnavailableError  Z-API answered 408, 425 or 5xx
+    │   ├── ZapiRateLimitedError  Z-API answered 429
+    │   └── ZapiTransportError    timeout, connection refused or reset
+    └── AttemptsExhaustedError    transient failures until ZAPI_MAX_ATTEMPTS ran out
+
+Celery stores a failed job's exception in the result backend as its class name and its
+``args``; a producer without our code gets an exception of the same name whose text is
+``args[0]``. So every exception here carries one argument, a complete, secret-free message,
+and its constructor accepts that message alone (which is how Celery rebuilds it).
+"""
+
+from __future__ import annotations
+
+
+class ZapiQueueError(Exception):
+    """Base of every error this package raises on purpose."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class PermanentError(ZapiQueueError):
+    """Retrying cannot help: the job ends in FAILURE at once."""
+
+
+class InvalidBodyError(PermanentError):
+    """The job's body does not follow Z-API's schema. Nothing was sent."""
+
+
+class ZapiRejectedError(PermanentError):
+    """Z-API answered with a refusal (or a 200 without ``zaapId``/``messageId``)."""
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class TransientError(ZapiQueueError):
+    """The attempt failed for a reason that may pass; ``retry_after`` is Z-API's wish, if any."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.retry_after = retry_after
+
+
+class ZapiUnavailableError(TransientError):
+    """Z-API answered 408, 425 or 5xx."""
+
+
+class ZapiRateLimitedError(TransientError):
+    """Z-API answered 429: too many requests."""
+
+
+class ZapiTransportError(TransientError):
+    """No answer: the connection failed, was reset, or timed out."""
+
+
+class AttemptsExhaustedError(ZapiQueueError):
+    """Every allowed attempt failed transiently; the message tells the last failure."""

@@ -1,0 +1,88 @@
+"""Reading Z-API's answer: success, permanent refusal, or a failure worth retrying.
+
+Z-API's quirks drive the rules (see ``../shared/zapi-docs/FACTS.md``): a wrong route answers
+HTTP 200 with ``{"error": "NOT_FOUND", ...}``, so a 200 is a success only when it carries both
+``zaapId`` and ``messageId``; and a 403 body echoes the Client-Token, so error text is redacted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from tasks.backoff import parse_retry_after
+from tasks.errors import (
+    ZapiRateLimitedError,
+    ZapiRejectedError,
+    ZapiUnavailableError,
+)
+from tasks.redaction import redact
+from tasks.schemas import ZapiReply
+
+#: Statuses after which the same request may succeed later.
+TRANSIENT_STATUSES = frozenset({408, 425, 429}) | frozenset(range(500, 600))
+
+_MAX_ERROR_TEXT = 500
+
+
+def error_text(body: bytes, secrets: Iterable[str] = ()) -> str:
+    """Z-API's error in one line: ``error`` and ``message`` of a JSON body, else the raw text."""
+    text = body.decode("utf-8", errors="replace").strip()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        parts = [str(data[key]) for key in ("error", "message") if data.get(key)]
+        if parts:
+            text = ": ".join(parts)
+    text = " ".join(text.split()) or "(empty body)"
+    if len(text) > _MAX_ERROR_TEXT:
+        text = text[:_MAX_ERROR_TEXT] + "..."
+    return redact(text, secrets)
+
+
+def interpret(
+    status: int, headers: Mapping[str, str], body: bytes, secrets: Iterable[str] = ()
+) -> ZapiReply:
+    """Turn one HTTP answer into Z-API's reply, or raise the error that says what to do next."""
+    secrets = tuple(secrets)
+    if status == 200:
+        return _success_or_hidden_error(body, secrets)
+    detail = error_text(body, secrets)
+    if status in TRANSIENT_STATUSES:
+        retry_after = parse_retry_after(headers.get("retry-after"))
+        wait = f" (Retry-After {retry_after:g}s)" if retry_after is not None else ""
+        if status == 429:
+            raise ZapiRateLimitedError(
+                f"Z-API is rate limiting: HTTP 429: {detail}{wait}",
+                status_code=status,
+                retry_after=retry_after,
+            )
+        raise ZapiUnavailableError(
+            f"Z-API is unavailable: HTTP {status}: {detail}{wait}",
+            status_code=status,
+            retry_after=retry_after,
+        )
+    raise ZapiRejectedError(
+        f"Z-API refused the request: HTTP {status}: {detail}", status_code=status
+    )
+
+
+def _success_or_hidden_error(body: bytes, secrets: tuple[str, ...]) -> ZapiReply:
+    try:
+        data: Any = json.loads(body)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        try:
+            return ZapiReply.model_validate(data)
+        except ValidationError:
+            pass
+    raise ZapiRejectedError(
+        "Z-API answered HTTP 200 without zaapId and messageId: " + error_text(body, secrets),
+        status_code=200,
+    )

@@ -1,0 +1,179 @@
+"""The Z-API request bodies and reply, spelled exactly as Z-API's pages spell them.
+
+Decisions a producer should know (also in README.md):
+
+* **Unknown fields are refused.** A typo such as ``orderstatus`` would otherwise be dropped
+  silently and the customer would get the wrong update; it fails with
+  ``orderstatus: Extra inputs are not permitted`` (and ``orderStatus: Field required``).
+* **Phone numbers are normalised, not guessed.** Spaces, ``+``, ``-``, ``.`` and parentheses are
+  stripped (``+55 (11) 99999-9999`` becomes ``5511999999999``); what remains must be 10 to 15
+  digits (DDI DDD NUMBER). Anything else (letters, ``*``, an ``x`` mask) is refused.
+* **Types are strict.** ``"150"`` is not a number and ``1`` is not ``true``: a body that only
+  looks right is refused, so what reaches Z-API is what the producer meant.
+* **Amounts are sent as given.** Integers stay integers (no ``150`` becoming ``150.0``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+    field_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+from tasks.currencies import ISO_4217_CODES
+
+_PHONE_FORMATTING = re.compile(r"[\s+\-.()]")
+_PHONE_DIGITS = re.compile(r"[0-9]{10,15}")
+
+OrderStatus = Literal["pending", "processing", "shipped", "completed", "canceled"]
+PaymentStatus = Literal["pending", "paid"]
+
+
+def _strip_phone_formatting(value: Any) -> Any:
+    return _PHONE_FORMATTING.sub("", value) if isinstance(value, str) else value
+
+
+def _digits_phone(phone: str) -> str:
+    if not _PHONE_DIGITS.fullmatch(phone):
+        raise PydanticCustomError(
+            "phone_format",
+            "must be 10 to 15 digits, DDI DDD NUMBER (e.g. 5511999999999); spaces, +, -, . "
+            "and () are removed first, anything else is refused",
+        )
+    return phone
+
+
+def _no_whitespace_id(value: str) -> str:
+    if not value or any(ch.isspace() for ch in value):
+        raise PydanticCustomError("identifier_format", "must be a non-empty id without spaces")
+    return value
+
+
+def _amount(value: Any) -> int | float:
+    # One rule, one message: a union of StrictInt | StrictFloat would report two errors.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PydanticCustomError("number_type", "must be a number (not a string or boolean)")
+    if not math.isfinite(value):
+        raise PydanticCustomError("finite_number", "must be a finite number")
+    if value < 0:
+        raise PydanticCustomError("greater_than_equal", "must be greater than or equal to 0")
+    return value
+
+
+def _known_currency(code: str) -> str:
+    if code not in ISO_4217_CODES:
+        raise PydanticCustomError(
+            "currency_code", "must be an ISO 4217 currency code such as BRL, USD or EUR"
+        )
+    return code
+
+
+Phone = Annotated[
+    str,
+    BeforeValidator(_strip_phone_formatting),
+    StringConstraints(strict=True),
+    AfterValidator(_digits_phone),
+    Field(description="DDI DDD NUMBER, digits only, e.g. 5511999999999"),
+]
+Identifier = Annotated[
+    str, StringConstraints(strict=True, max_length=256), AfterValidator(_no_whitespace_id)
+]
+Amount = Annotated[int | float, PlainValidator(_amount, json_schema_input_type=float)]
+Currency = Annotated[str, StringConstraints(strict=True), AfterValidator(_known_currency)]
+
+
+class ZapiModel(BaseModel):
+    """camelCase on the wire, unknown fields refused, nothing coerced."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        validate_by_alias=True,
+        validate_by_name=False,
+        extra="forbid",
+        frozen=True,
+        allow_inf_nan=False,
+    )
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON body to send: camelCase, only the fields the producer set."""
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+
+class Product(ZapiModel):
+    name: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=1024)]
+    value: Amount
+    quantity: Annotated[StrictInt, Field(gt=0)]
+    product_id: Identifier
+    is_custom_item: StrictBool
+
+
+class Order(ZapiModel):
+    currency: Currency
+    products: Annotated[list[Product], Field(min_length=1)]
+    discount: Amount | None = None
+    tax: Amount | None = None
+    shipping: Amount | None = None
+
+    @field_validator("discount", "tax", "shipping", mode="before")
+    @classmethod
+    def _no_explicit_null(cls, value: Any) -> Any:
+        # Optional means "may be left out"; an explicit null is most likely a producer bug.
+        if value is None:
+            raise PydanticCustomError(
+                "explicit_null",
+                "must be a number >= 0 when given (leave the field out rather than send null)",
+            )
+        return value
+
+
+class OrderUpdate(ZapiModel):
+    """The body both update endpoints take: all the original order data plus webhook ids."""
+
+    phone: Phone
+    message_id: Identifier
+    reference_id: Identifier
+    order_request_id: Identifier
+    order_status: OrderStatus
+    payment_status: PaymentStatus
+    order: Order
+    message: Annotated[str, StringConstraints(strict=True, max_length=4096)] | None = None
+
+
+class OrderStatusUpdate(OrderUpdate):
+    """Body of ``POST .../order-status-update``: tells the customer the order's new status."""
+
+
+class OrderPaymentUpdate(OrderUpdate):
+    """Body of ``POST .../order-payment-update``: tells the customer the payment's new status."""
+
+
+class ZapiReply(BaseModel):
+    """Z-API's success reply. ``id`` duplicates ``messageId`` (kept for Zapier)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    zaapId: Annotated[str, StringConstraints(min_length=1)]  # noqa: N815 - Z-API's spelling
+    messageId: Annotated[str, StringConstraints(min_length=1)]  # noqa: N815 - Z-API's spelling
+    id: str | None = None
+
+    def to_result(self) -> dict[str, str]:
+        """The job's result: exactly ``{"zaapId", "messageId", "id"}``."""
+        return {
+            "zaapId": self.zaapId,
+            "messageId": self.messageId,
+            "id": self.id if self.id is not None else self.messageId,
+        }

@@ -1,0 +1,48 @@
+"""Validating a job's body and turning pydantic's error into one message a producer can read.
+
+pydantic's ValidationError does not survive Celery's JSON result backend (it cannot be
+rebuilt from its arguments), so the job fails with :class:`InvalidBodyError` whose text names
+every offending field and the rule it broke, e.g.
+``order.products[0].value: Input should be greater than or equal to 0``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from tasks.endpoints import Endpoint
+from tasks.errors import InvalidBodyError
+from tasks.schemas import OrderUpdate
+
+
+def field_path(location: tuple[int | str, ...]) -> str:
+    """``("order", "products", 0, "value")`` -> ``order.products[0].value``."""
+    path = ""
+    for part in location:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "body"
+
+
+def describe(error: ValidationError) -> list[str]:
+    """One ``field: rule`` line per problem, in the order pydantic found them."""
+    return [
+        f"{field_path(tuple(item['loc']))}: {item['msg']}"
+        for item in error.errors(include_url=False, include_input=False, include_context=False)
+    ]
+
+
+def validate_body(endpoint: Endpoint, body: Any) -> OrderUpdate:
+    """The validated body for ``endpoint``, or InvalidBodyError naming every problem."""
+    try:
+        return endpoint.schema.model_validate(body)
+    except ValidationError as exc:
+        problems = describe(exc)
+        raise InvalidBodyError(
+            f"invalid {endpoint.value} body ({len(problems)} problem"
+            f"{'s' if len(problems) != 1 else ''}): " + "; ".join(problems)
+        ) from None

@@ -1,0 +1,84 @@
+"""Session-wide real servers: Redis on a free port, the fake Z-API, and one real worker.
+
+Every end-to-end test talks to them the way users do: a bare Celery client (no import of our
+code) enqueues by task name and reads the result backend; the fake Z-API records what arrived.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from celery import Celery
+
+from worker.dev.processes import WorkerProcess, stack_env
+from worker.dev.redis_server import RedisServer
+from worker.dev.zapi_sim import ZapiSimulator
+
+# Distinctive values, so a leak anywhere (logs, Redis) is found by a plain substring search.
+INSTANCE_ID = "test-instance-3c9d"
+INSTANCE_TOKEN = "itok-SECRET-7f3a91c2e4"
+CLIENT_TOKEN = "ctok-SECRET-b84d20e6f1"
+REDIS_PASSWORD = "rpw-SECRET-5e1b77aa03"
+SECRETS = (INSTANCE_TOKEN, CLIENT_TOKEN, REDIS_PASSWORD)
+
+# Settings of the session worker: short waits so retries happen within a test's patience.
+MAX_ATTEMPTS = 3
+CLIENT_TIMEOUT = 1.0
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    with RedisServer(password=REDIS_PASSWORD) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def zapi_sim() -> Iterator[ZapiSimulator]:
+    with ZapiSimulator(
+        instance_id=INSTANCE_ID, instance_token=INSTANCE_TOKEN, client_token=CLIENT_TOKEN
+    ) as simulator:
+        yield simulator
+
+
+@pytest.fixture(scope="session")
+def worker_env(redis_server: RedisServer, zapi_sim: ZapiSimulator) -> dict[str, str]:
+    return stack_env(
+        broker_url=f"{redis_server.url}/0",
+        result_backend=f"{redis_server.url}/1",
+        zapi_base_url=zapi_sim.base_url,
+        instance_id=INSTANCE_ID,
+        instance_token=INSTANCE_TOKEN,
+        client_token=CLIENT_TOKEN,
+        zapi_max_attempts=str(MAX_ATTEMPTS),
+        zapi_retry_backoff="0.05",
+        zapi_retry_backoff_max="5",
+        zapi_timeout=str(CLIENT_TIMEOUT),
+        zapi_connect_timeout="1",
+        worker_concurrency="16",
+    )
+
+
+@pytest.fixture(scope="session")
+def worker_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("worker") / "worker.log"
+
+
+@pytest.fixture(scope="session")
+def worker(worker_env: dict[str, str], worker_log: Path) -> Iterator[WorkerProcess]:
+    """One real worker for the session, logging at DEBUG so a leak test sees everything."""
+    with WorkerProcess(worker_env, worker_log, loglevel="DEBUG").start() as process:
+        yield process
+
+
+@pytest.fixture(scope="session")
+def producer(worker_env: dict[str, str]) -> Iterator[Celery]:
+    """A producer that knows nothing but the broker and backend URLs: no import of our code."""
+    app = Celery(
+        "producer",
+        broker=worker_env["CELERY_BROKER_URL"],
+        backend=worker_env["CELERY_RESULT_BACKEND"],
+    )
+    yield app
+    app.close()

@@ -1,0 +1,140 @@
+"""The request schemas accept Z-API's documented bodies unchanged and name every bad field."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from tasks.endpoints import Endpoint
+from tasks.errors import InvalidBodyError
+from tasks.schemas import OrderPaymentUpdate, OrderStatusUpdate, ZapiReply
+from tasks.validation import validate_body
+from tests.bodies import DOCS_PAYMENT_BODY, DOCS_STATUS_BODY
+
+
+def errors_of(body: Any, endpoint: Endpoint = Endpoint.ORDER_STATUS_UPDATE) -> str:
+    with pytest.raises(InvalidBodyError) as caught:
+        validate_body(endpoint, body)
+    return str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("model", "body"),
+    [(OrderStatusUpdate, DOCS_STATUS_BODY), (OrderPaymentUpdate, DOCS_PAYMENT_BODY)],
+)
+def test_documented_examples_pass_and_go_out_unchanged(model: Any, body: dict[str, Any]) -> None:
+    assert model.model_validate(body).to_wire() == body
+
+
+def test_optional_fields_left_out_stay_out() -> None:
+    body = copy.deepcopy(DOCS_STATUS_BODY)
+    del body["message"]
+    for name in ("discount", "tax", "shipping"):
+        del body["order"][name]
+    assert OrderStatusUpdate.model_validate(body).to_wire() == body
+
+
+def test_integer_amounts_stay_integers_and_floats_stay_floats() -> None:
+    body = copy.deepcopy(DOCS_STATUS_BODY)
+    body["order"]["products"][0]["value"] = 150.5
+    wire = OrderStatusUpdate.model_validate(body).to_wire()
+    assert wire["order"]["products"][0]["value"] == 150.5
+    assert type(wire["order"]["products"][1]["value"]) is int
+
+
+@pytest.mark.parametrize(
+    ("given", "sent"),
+    [
+        ("+55 (44) 99999-9999", "5544999999999"),
+        ("55.44.9999.9999", "554499999999"),
+        ("5544999999999", "5544999999999"),
+    ],
+)
+def test_phone_formatting_is_stripped(given: str, sent: str) -> None:
+    body = {**DOCS_STATUS_BODY, "phone": given}
+    assert OrderStatusUpdate.model_validate(body).to_wire()["phone"] == sent
+
+
+@pytest.mark.parametrize("phone", ["55449999XXXX", "5544*9999999", "123456789", "1" * 16, "", 5544])
+def test_bad_phones_are_refused(phone: Any) -> None:
+    assert errors_of({**DOCS_STATUS_BODY, "phone": phone}).count("phone:") == 1
+
+
+def test_a_typo_in_a_field_name_does_not_pass_silently() -> None:
+    body = copy.deepcopy(DOCS_STATUS_BODY)
+    body["orderstatus"] = body.pop("orderStatus")
+    message = errors_of(body)
+    assert "orderstatus: Extra inputs are not permitted" in message
+    assert "orderStatus: Field required" in message
+
+
+def test_snake_case_names_are_refused() -> None:
+    body = copy.deepcopy(DOCS_STATUS_BODY)
+    body["order_status"] = body.pop("orderStatus")
+    assert "order_status: Extra inputs are not permitted" in errors_of(body)
+
+
+def test_every_offending_field_is_named_with_its_rule() -> None:
+    body = copy.deepcopy(DOCS_STATUS_BODY)
+    body.update(orderStatus="sent", paymentStatus="refunded", referenceId="", messageId="a b")
+    body["order"].update(currency="BRX", discount=-1, shipping=None)
+    body["order"]["products"][0].update(value=-5, quantity=0, isCustomItem=1, name="")
+    body["order"]["products"][1].update(value="150", productId=None)
+    del body["orderRequestId"]
+    message = errors_of(body)
+    expected = {
+        "orderStatus": "Input should be 'pending', 'processing', 'shipped', 'completed' or",
+        "paymentStatus": "Input should be 'pending' or 'paid'",
+        "referenceId": "must be a non-empty id without spaces",
+        "messageId": "must be a non-empty id without spaces",
+        "orderRequestId": "Field required",
+        "order.currency": "must be an ISO 4217 currency code",
+        "order.discount": "must be greater than or equal to 0",
+        "order.shipping": "must be a number >= 0 when given (leave the field out",
+        "order.products[0].value": "must be greater than or equal to 0",
+        "order.products[0].quantity": "Input should be greater than 0",
+        "order.products[0].isCustomItem": "Input should be a valid boolean",
+        "order.products[0].name": "String should have at least 1 character",
+        "order.products[1].value": "must be a number (not a string or boolean)",
+        "order.products[1].productId": "Input should be a valid string",
+    }
+    for field, rule in expected.items():
+        assert f"{field}: {rule}" in message, (field, message)
+    assert message.startswith(f"invalid order-status-update body ({len(expected)} problems)")
+
+
+@pytest.mark.parametrize("value", [True, "1", None, float("nan"), float("inf"), -0.01])
+def test_amounts_must_be_finite_non_negative_numbers(value: Any) -> None:
+    body = copy.deepcopy(DOCS_STATUS_BODY)
+    body["order"]["tax"] = value
+    assert errors_of(body).count("order.tax: must be") == 1
+
+
+def test_an_order_needs_at_least_one_product() -> None:
+    body = copy.deepcopy(DOCS_STATUS_BODY)
+    body["order"]["products"] = []
+    assert "order.products: List should have at least 1 item" in errors_of(body)
+
+
+def test_a_body_that_is_not_an_object_is_refused() -> None:
+    assert "body: Input should be a valid dictionary" in errors_of(["not", "a", "dict"])
+
+
+def test_payment_update_errors_name_the_payment_endpoint() -> None:
+    message = errors_of({}, Endpoint.ORDER_PAYMENT_UPDATE)
+    assert message.startswith("invalid order-payment-update body (7 problems)")
+
+
+def test_reply_fills_id_from_message_id_and_ignores_extras() -> None:
+    reply = ZapiReply.model_validate({"zaapId": "Z", "messageId": "M", "extra": 1})
+    assert reply.to_result() == {"zaapId": "Z", "messageId": "M", "id": "M"}
+
+
+@pytest.mark.parametrize(
+    "body", [{}, {"zaapId": "Z"}, {"messageId": "M"}, {"zaapId": "", "messageId": "M"}]
+)
+def test_reply_needs_zaap_id_and_message_id(body: dict[str, str]) -> None:
+    with pytest.raises(ValueError, match="validation error"):
+        ZapiReply.model_validate(body)

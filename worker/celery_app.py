@@ -1,0 +1,69 @@
+"""The Celery app and the shipped defaults a bare ``celery -A worker worker`` runs with.
+
+Why these defaults:
+
+* **threads pool, 64 threads** (``WORKER_CONCURRENCY``): a worker spends its time waiting on
+  Z-API, so one process keeps many sends in flight; the prefork default would send one request
+  per process at a time. Threads need no monkey-patching (gevent would, and Celery only patches
+  when ``-P gevent`` is on the command line).
+* **late acks, reject on worker lost, prefetch multiplier 1**: a job is removed from Redis only
+  once it finished (delivered, failed for good, or re-scheduled), so a killed worker loses nothing.
+* **visibility timeout** above the longest retry countdown: Redis re-delivers an unacked message
+  after it, and a countdown longer than it would be delivered twice.
+* **JSON only**: producers in any language can enqueue, and nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from config import Settings, get_settings
+
+#: Modules holding the tasks; Celery imports them when the worker starts.
+TASK_MODULES = ("tasks.orders",)
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings derived from ours; no Z-API secret goes here (`inspect conf` shows it)."""
+    visibility_timeout = int(max(3600, 4 * settings.zapi_retry_backoff_max))
+    return {
+        "broker_url": settings.celery_broker_url.get_secret_value(),
+        "result_backend": settings.celery_result_backend.get_secret_value(),
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {"visibility_timeout": visibility_timeout},
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "result_expires": settings.celery_result_expires,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "task_track_started": True,
+        "task_send_sent_event": True,
+        "worker_send_task_events": True,
+        "worker_pool": "threads",
+        "worker_concurrency": settings.worker_concurrency,
+        "worker_prefetch_multiplier": 1,
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
+        "enable_utc": True,
+        "timezone": "UTC",
+        "imports": TASK_MODULES,
+    }
+
+
+def create_app(settings: Settings | None = None) -> Celery:
+    """Build the app; importing ``worker.signals`` wires start-up checks and log redaction."""
+    settings = settings or get_settings()
+    app = Celery("zapi-queue")
+    app.conf.update(celery_config(settings))
+    return app
+
+
+app = create_app()
+
+# Register the tasks now, so the worker's banner lists them, and wire the signal handlers.
+import tasks.orders  # noqa: E402, F401
+import worker.signals  # noqa: E402, F401

@@ -1,0 +1,173 @@
+"""Worker and Flower processes started exactly as users start them, for tests, demo and bench.
+
+They run the public commands (``celery -A worker worker``, ``celery -A worker flower``) from the
+same virtualenv, configured only through environment variables.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Self
+
+import httpx
+from celery import Celery
+
+
+def celery_command() -> list[str]:
+    """The ``celery`` console script of this interpreter's environment."""
+    script = Path(sys.executable).parent / "celery"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "celery"]
+
+
+def stack_env(
+    *,
+    broker_url: str,
+    result_backend: str,
+    zapi_base_url: str,
+    instance_id: str,
+    instance_token: str,
+    client_token: str,
+    **settings: str,
+) -> dict[str, str]:
+    """The environment of a worker talking to the given Redis and Z-API (plus extra settings)."""
+    env = dict(os.environ)
+    env.update(
+        CELERY_BROKER_URL=broker_url,
+        CELERY_RESULT_BACKEND=result_backend,
+        ZAPI_BASE_URL=zapi_base_url,
+        ZAPI_INSTANCE_ID=instance_id,
+        ZAPI_INSTANCE_TOKEN=instance_token,
+        ZAPI_CLIENT_TOKEN=client_token,
+        PYTHONUNBUFFERED="1",
+    )
+    env.update({name.upper(): value for name, value in settings.items()})
+    return env
+
+
+class _Process:
+    """A child process in its own session, stopped with SIGTERM (then SIGKILL) on exit."""
+
+    def __init__(self, args: Sequence[str], env: Mapping[str, str], log_path: Path) -> None:
+        self.args = list(args)
+        self.env = dict(env)
+        self.log_path = log_path
+        self._log: IO[bytes] | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def _spawn(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            self.args,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def _check_alive(self) -> None:
+        if not self.running:
+            tail = self.log_text()[-3000:]
+            raise RuntimeError(f"{self.args[:4]} exited early; its log ends with:\n{tail}")
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        """SIGTERM (a warm shutdown for Celery), then SIGKILL the whole group after timeout."""
+        process = self.process
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return process.returncode
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class WorkerProcess(_Process):
+    """``celery -A worker worker`` with a unique node name, ready once it answers a ping."""
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        log_path: Path,
+        *,
+        loglevel: str = "INFO",
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        self.nodename = f"zapi-{uuid.uuid4().hex[:8]}@localhost"
+        args = [*celery_command(), "-A", "worker", "worker", "-n", self.nodename]
+        args += ["--loglevel", loglevel, *extra_args]
+        super().__init__(args, env, log_path)
+
+    def start(self, timeout: float = 30.0) -> Self:
+        self._spawn()
+        control = Celery(broker=self.env["CELERY_BROKER_URL"])
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                self._check_alive()
+                if control.control.ping(destination=[self.nodename], timeout=0.5):
+                    return self
+            raise TimeoutError(f"worker {self.nodename} did not answer a ping in {timeout}s")
+        finally:
+            control.close()
+
+
+class FlowerProcess(_Process):
+    """``celery -A worker flower`` on loopback, ready once ``/healthcheck`` answers."""
+
+    def __init__(
+        self, env: Mapping[str, str], log_path: Path, *, port: int, extra_args: Sequence[str] = ()
+    ) -> None:
+        self.port = port
+        args = [*celery_command(), "-A", "worker", "flower", "--address=127.0.0.1"]
+        args += [f"--port={port}", *extra_args]
+        super().__init__(args, env, log_path)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> Self:
+        self._spawn()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive()
+            try:
+                if httpx.get(f"{self.url}/healthcheck", timeout=0.5).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise TimeoutError(f"flower did not answer on {self.url} in {timeout}s")

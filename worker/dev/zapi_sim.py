@@ -1,0 +1,336 @@
+"""A fake Z-API: a real HTTP server on loopback that answers like Z-API's docs and FACTS.md say.
+
+What it reproduces, in the order Z-API appears to check things:
+
+* an unknown route answers **HTTP 200** ``{"error": "NOT_FOUND", "message": ...}``;
+* a method other than POST answers 405; a body that is not ``application/json`` answers 415;
+* no Client-Token answers 400 ``your client-token is not configured``; a wrong one answers 403
+  and echoes it (``Client-Token <value> not allowed``), which is why we redact error text;
+* a wrong instance id or token answers 400 (not documented by Z-API; our choice);
+* a body that is not JSON, or lacks a required field, answers 400 ``{"error": ...}``;
+* success answers 200 ``{"zaapId", "messageId", "id"}`` with ``id == messageId``.
+
+For tests and benchmarks it adds latency, an optional rate limit (429 beyond it), scripted faults
+per ``messageId`` (a status with a body and headers, a delay, or a dropped connection), and a
+record of every request received. In-process users call the methods; other processes use the
+control routes under ``/__sim__/``. Run it alone with ``python -m worker.dev.zapi_sim``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import json
+import re
+import secrets
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+
+ENDPOINTS = frozenset({"order-status-update", "order-payment-update"})
+REQUIRED_FIELDS = (
+    "phone",
+    "messageId",
+    "referenceId",
+    "orderRequestId",
+    "orderStatus",
+    "paymentStatus",
+    "order",
+)
+NOT_FOUND_BODY = {"error": "NOT_FOUND", "message": "Unable to find matching target resource method"}
+_ROUTE = re.compile(r"^/instances/(?P<instance>[^/]+)/token/(?P<token>[^/]+)/(?P<endpoint>[^/?]+)$")
+
+
+@dataclass
+class Fault:
+    """One scripted misbehaviour, used for the next request carrying its ``messageId``."""
+
+    status: int = 503
+    body: Any = field(default_factory=lambda: {"error": "Service Unavailable"})
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    """Seconds to wait before answering (beyond the client's timeout: a timeout)."""
+    drop: bool = False
+    """Close the connection without answering."""
+
+
+@dataclass
+class ReceivedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    received_at: float
+    status: int = 0
+
+    @property
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
+
+    @property
+    def message_id(self) -> str | None:
+        data = self.json
+        return data.get("messageId") if isinstance(data, dict) else None
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["body"] = self.body.decode("utf-8", errors="replace")
+        return data
+
+
+class ZapiSimulator:
+    """The fake Z-API server; use as a context manager or call start() and stop()."""
+
+    def __init__(
+        self,
+        *,
+        instance_id: str = "sim-instance",
+        instance_token: str = "sim-instance-token",
+        client_token: str = "sim-client-token",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        latency: float = 0.0,
+        rate_limit: float | None = None,
+    ) -> None:
+        self.instance_id = instance_id
+        self.instance_token = instance_token
+        self.client_token = client_token
+        self.latency = latency
+        self.rate_limit = rate_limit
+        self._lock = threading.Lock()
+        self._requests: list[ReceivedRequest] = []
+        self._scripts: dict[str, collections.deque[Fault]] = {}
+        self._outage: Fault | None = None
+        self._recent: collections.deque[float] = collections.deque()
+        self._server = _Server((host, port), _Handler)
+        self._server.simulator = self
+        self._thread: threading.Thread | None = None
+
+    # -- life cycle ----------------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> ZapiSimulator:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="zapi-sim", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> ZapiSimulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- control -------------------------------------------------------------------------------
+    def script(self, message_id: str, *faults: Fault) -> None:
+        """The next requests whose body has this ``messageId`` get these faults, in order."""
+        with self._lock:
+            self._scripts.setdefault(message_id, collections.deque()).extend(faults)
+
+    def set_outage(self, fault: Fault | None) -> None:
+        """Answer every valid request with ``fault`` until called again with None."""
+        with self._lock:
+            self._outage = fault
+
+    def requests(self, message_id: str | None = None) -> list[ReceivedRequest]:
+        """What was received so far, optionally only requests for one ``messageId``."""
+        with self._lock:
+            found = list(self._requests)
+        if message_id is None:
+            return found
+        return [r for r in found if r.message_id == message_id]
+
+    def reset(self) -> None:
+        with self._lock:
+            self._requests.clear()
+            self._scripts.clear()
+            self._outage = None
+            self._recent.clear()
+
+    # -- behaviour -----------------------------------------------------------------------------
+    def _record(self, request: ReceivedRequest) -> None:
+        with self._lock:
+            self._requests.append(request)
+
+    def _next_fault(self, message_id: str | None) -> Fault | None:
+        with self._lock:
+            queue = self._scripts.get(message_id or "")
+            if queue:
+                return queue.popleft()
+            return self._outage
+
+    def _over_rate(self, now: float) -> bool:
+        if self.rate_limit is None:
+            return False
+        with self._lock:
+            while self._recent and self._recent[0] <= now - 1.0:
+                self._recent.popleft()
+            if len(self._recent) >= self.rate_limit:
+                return True
+            self._recent.append(now)
+            return False
+
+    def answer(self, request: ReceivedRequest) -> tuple[int, Any, dict[str, str]] | Fault:
+        """Z-API's answer to ``request`` as (status, JSON body, headers), or a Fault to act out."""
+        route = _ROUTE.match(request.path.split("?", 1)[0])
+        if route is None or route["endpoint"] not in ENDPOINTS:
+            return 200, NOT_FOUND_BODY, {}
+        if request.method != "POST":
+            return 405, {"error": "Method Not Allowed"}, {}
+        content_type = request.headers.get("content-type", "")
+        if content_type.split(";", 1)[0].strip().lower() != "application/json":
+            return 415, {"error": "Unsupported Media Type"}, {}
+        client_token = request.headers.get("client-token")
+        if not client_token:
+            return 400, {"error": "your client-token is not configured"}, {}
+        if client_token != self.client_token:
+            return 403, {"error": f"Client-Token {client_token} not allowed"}, {}
+        if route["instance"] != self.instance_id or route["token"] != self.instance_token:
+            return 400, {"error": "Instance not found"}, {}
+        data = request.json
+        if not isinstance(data, dict):
+            return 400, {"error": "Invalid JSON body"}, {}
+        missing = [name for name in REQUIRED_FIELDS if name not in data]
+        if missing:
+            return 400, {"error": f"{missing[0]} is required"}, {}
+        fault = self._next_fault(request.message_id)
+        if fault is not None:
+            return fault
+        if self._over_rate(time.monotonic()):
+            return 429, {"error": "Too many requests"}, {"Retry-After": "1"}
+        if self.latency:
+            time.sleep(self.latency)
+        message_id = secrets.token_hex(10).upper()
+        reply = {"zaapId": secrets.token_hex(16).upper(), "messageId": message_id, "id": message_id}
+        return 200, reply, {}
+
+    def control(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+        """The ``/__sim__/`` routes, for processes other than the one running the server."""
+        if method == "GET" and path == "/__sim__/requests":
+            return 200, [r.as_dict() for r in self.requests()]
+        if method == "POST" and path == "/__sim__/reset":
+            self.reset()
+            return 200, {"ok": True}
+        if method == "POST" and path == "/__sim__/config" and isinstance(body, dict):
+            self.latency = float(body.get("latency", self.latency))
+            if "rate_limit" in body:
+                self.rate_limit = None if body["rate_limit"] is None else float(body["rate_limit"])
+            if "outage" in body:
+                self.set_outage(None if body["outage"] is None else Fault(**body["outage"]))
+            return 200, {"latency": self.latency, "rate_limit": self.rate_limit}
+        if method == "POST" and path == "/__sim__/script" and isinstance(body, dict):
+            self.script(str(body["messageId"]), *(Fault(**f) for f in body.get("faults", [])))
+            return 200, {"ok": True}
+        return 404, {"error": "unknown control route"}
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256
+    simulator: ZapiSimulator
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silent: the record of requests is the log, and paths carry the token."""
+
+    def _handle(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        simulator = self.server.simulator
+        if self.path.startswith("/__sim__/"):
+            try:
+                parsed = json.loads(body) if body else None
+            except ValueError:
+                parsed = None
+            status, payload = simulator.control(self.command, self.path, parsed)
+            self._send(status, payload, {})
+            return
+        request = ReceivedRequest(
+            method=self.command,
+            path=self.path,
+            headers={k.lower(): v for k, v in self.headers.items()},
+            body=body,
+            received_at=time.time(),
+        )
+        simulator._record(request)
+        outcome = simulator.answer(request)
+        if isinstance(outcome, Fault):
+            if outcome.delay:
+                time.sleep(outcome.delay)
+            if outcome.drop:
+                request.status = -1
+                self.close_connection = True
+                self.connection.close()
+                return
+            outcome = (outcome.status, outcome.body, outcome.headers)
+        status, payload, headers = outcome
+        request.status = status
+        self._send(status, payload, headers)
+
+    def _send(self, status: int, payload: Any, headers: dict[str, str]) -> None:
+        data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle  # noqa: N815 - stdlib's names
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Run the fake Z-API on loopback.")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds per success")
+    parser.add_argument("--rate-limit", type=float, default=None, help="429 above this many/s")
+    parser.add_argument("--instance-id", default="sim-instance")
+    parser.add_argument("--instance-token", default="sim-instance-token")
+    parser.add_argument("--client-token", default="sim-client-token")
+    args = parser.parse_args(argv)
+    simulator = ZapiSimulator(
+        instance_id=args.instance_id,
+        instance_token=args.instance_token,
+        client_token=args.client_token,
+        port=args.port,
+        latency=args.latency,
+        rate_limit=args.rate_limit,
+    )
+    with simulator:
+        print(f"fake Z-API listening on {simulator.base_url}", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""Worker life-cycle hooks: refuse to start misconfigured, scrub logs, close the HTTP client."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from celery.signals import (
+    after_setup_logger,
+    after_setup_task_logger,
+    celeryd_init,
+    worker_process_shutdown,
+    worker_shutdown,
+)
+
+from config import ConfigurationError, get_settings
+from tasks.client import close_client
+from worker.logging import install_redaction
+
+
+@celeryd_init.connect
+def refuse_to_start_without_credentials(**_: Any) -> None:
+    """A worker without Z-API credentials would fail every job; stop it before it takes any.
+
+    Celery swallows exceptions raised by signal receivers, so this exits explicitly.
+    """
+    try:
+        get_settings().zapi_credentials()
+    except ConfigurationError as exc:
+        print(f"zapi-queue: cannot start the worker: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def scrub_secrets_from_logs(logger: logging.Logger, **_: Any) -> None:
+    install_redaction(logger)
+
+
+@worker_shutdown.connect
+@worker_process_shutdown.connect
+def close_http_client(**_: Any) -> None:
+    close_client()
