@@ -311,6 +311,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Run the fake Z-API on loopback.")
+    parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 inside a container")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per success")
     parser.add_argument("--rate-limit", type=float, default=None, help="429 above this many/s")
@@ -322,6 +323,7 @@ def main(argv: list[str] | None = None) -> None:
         instance_id=args.instance_id,
         instance_token=args.instance_token,
         client_token=args.client_token,
+        host=args.host,
         port=args.port,
         latency=args.latency,
         rate_limit=args.rate_limit,

@@ -1,0 +1,177 @@
+"""End to end: a bare Celery producer, Redis, a real worker process, and the fake Z-API."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from celery import Celery
+from celery.result import AsyncResult
+
+from tests.bodies import DOCS_PAYMENT_BODY, DOCS_STATUS_BODY, unique_body
+from tests.conftest import CLIENT_TIMEOUT, CLIENT_TOKEN, INSTANCE_ID, MAX_ATTEMPTS, SECRETS
+from worker.dev.processes import WorkerProcess
+from worker.dev.zapi_sim import NOT_FOUND_BODY, Fault, ZapiSimulator
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("worker")]
+
+STATUS = "zapi.order_status_update"
+PAYMENT = "zapi.order_payment_update"
+
+
+def run(producer: Celery, task: str, body: Any, timeout: float = 30) -> AsyncResult[Any]:
+    result = producer.send_task(task, args=[body])
+    result.get(timeout=timeout, propagate=False)
+    return result
+
+
+@pytest.mark.parametrize(
+    ("task", "endpoint", "example"),
+    [
+        (STATUS, "order-status-update", DOCS_STATUS_BODY),
+        (PAYMENT, "order-payment-update", DOCS_PAYMENT_BODY),
+    ],
+)
+def test_delivers_the_exact_body_and_stores_the_exact_reply(
+    producer: Celery, zapi_sim: ZapiSimulator, task: str, endpoint: str, example: dict[str, Any]
+) -> None:
+    body = unique_body(example)
+    result = run(producer, task, body)
+
+    assert result.state == "SUCCESS", result.result
+    [request] = zapi_sim.requests(body["messageId"])
+    assert request.method == "POST"
+    assert request.path == f"/instances/{INSTANCE_ID}/token/{zapi_sim.instance_token}/{endpoint}"
+    assert request.headers["client-token"] == CLIENT_TOKEN
+    assert request.headers["content-type"] == "application/json"
+    assert request.json == body
+    # The stored result is Z-API's reply, readable by any client from the backend.
+    reply = result.result
+    assert isinstance(reply, dict)
+    assert set(reply) == {"zaapId", "messageId", "id"}
+    assert reply["id"] == reply["messageId"]
+    fresh: AsyncResult[Any] = AsyncResult(result.id, app=producer)
+    assert fresh.state == "SUCCESS"
+    assert fresh.result == reply
+
+
+def test_an_invalid_body_fails_at_once_naming_every_field_and_sends_nothing(
+    producer: Celery, zapi_sim: ZapiSimulator
+) -> None:
+    body = unique_body(phone="55 44 9999-XXXX", orderStatus="sent")
+    body["order"] = {**body["order"], "currency": "REAL", "products": [{"name": "x"}]}
+    result = run(producer, STATUS, body)
+
+    assert result.state == "FAILURE"
+    error = str(result.result)
+    assert type(result.result).__name__ == "InvalidBodyError"
+    for field in (
+        "phone:",
+        "orderStatus:",
+        "order.currency:",
+        "order.products[0].value: Field required",
+        "order.products[0].quantity: Field required",
+        "order.products[0].productId: Field required",
+        "order.products[0].isCustomItem: Field required",
+    ):
+        assert field in error
+    assert zapi_sim.requests(body["messageId"]) == []
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        (Fault(status=400, body={"error": "null not allowed"}), "HTTP 400: null not allowed"),
+        (
+            Fault(status=403, body={"error": f"Client-Token {CLIENT_TOKEN} not allowed"}),
+            "HTTP 403: Client-Token *** not allowed",
+        ),
+        (Fault(status=404, body={"error": "Not Found"}), "HTTP 404: Not Found"),
+        (Fault(status=405, body=""), "HTTP 405: (empty body)"),
+        (Fault(status=415, body={"error": "Unsupported"}), "HTTP 415: Unsupported"),
+        (Fault(status=422, body={"error": "bad order"}), "HTTP 422: bad order"),
+        (
+            Fault(status=200, body=NOT_FOUND_BODY),
+            "HTTP 200 without zaapId and messageId: NOT_FOUND: Unable to find matching",
+        ),
+    ],
+    ids=["400", "403", "404", "405", "415", "422", "200-with-error"],
+)
+def test_refusals_fail_at_once_with_status_and_text(
+    producer: Celery, zapi_sim: ZapiSimulator, fault: Fault, expected: str
+) -> None:
+    body = unique_body()
+    zapi_sim.script(body["messageId"], fault)
+    result = run(producer, PAYMENT, body)
+
+    assert result.state == "FAILURE"
+    assert type(result.result).__name__ == "ZapiRejectedError"
+    assert expected in str(result.result)
+    assert not any(secret in str(result.result) for secret in SECRETS)
+    assert len(zapi_sim.requests(body["messageId"])) == 1
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        [Fault(status=503), Fault(status=500, body="oops")],
+        [Fault(status=502, body="<html>Bad Gateway</html>"), Fault(status=408)],
+        [Fault(delay=CLIENT_TIMEOUT + 1.0)],
+        [Fault(drop=True)],
+    ],
+    ids=["5xx-twice", "502-then-408", "timeout", "dropped-connection"],
+)
+def test_transient_failures_are_retried_then_delivered(
+    producer: Celery, zapi_sim: ZapiSimulator, faults: list[Fault]
+) -> None:
+    body = unique_body()
+    zapi_sim.script(body["messageId"], *faults)
+    result = run(producer, STATUS, body)
+
+    assert result.state == "SUCCESS", result.result
+    requests = zapi_sim.requests(body["messageId"])
+    assert len(requests) == len(faults) + 1
+    assert all(r.json == body for r in requests)
+
+
+def test_retry_after_is_honoured(producer: Celery, zapi_sim: ZapiSimulator) -> None:
+    body = unique_body()
+    zapi_sim.script(
+        body["messageId"],
+        Fault(status=429, body={"error": "Too many requests"}, headers={"Retry-After": "2"}),
+    )
+    result = run(producer, STATUS, body)
+
+    assert result.state == "SUCCESS", result.result
+    first, second = zapi_sim.requests(body["messageId"])
+    # The backoff base is 0.05 s in tests: only Retry-After explains a two-second gap.
+    assert second.received_at - first.received_at >= 2.0
+
+
+def test_attempts_are_bounded_by_max_attempts(producer: Celery, zapi_sim: ZapiSimulator) -> None:
+    body = unique_body()
+    zapi_sim.script(body["messageId"], *[Fault(status=503)] * (MAX_ATTEMPTS + 2))
+    result = run(producer, STATUS, body)
+
+    assert result.state == "FAILURE"
+    assert type(result.result).__name__ == "AttemptsExhaustedError"
+    assert f"after {MAX_ATTEMPTS} attempts" in str(result.result)
+    assert "HTTP 503: Service Unavailable" in str(result.result)
+    assert len(zapi_sim.requests(body["messageId"])) == MAX_ATTEMPTS
+
+
+def test_a_wrong_instance_token_is_refused_without_leaking_it(
+    producer: Celery, zapi_sim: ZapiSimulator, worker: WorkerProcess
+) -> None:
+    """Flip the fake's expected token: the worker's real token is now 'wrong' and refused."""
+    body = unique_body()
+    original = zapi_sim.instance_token
+    zapi_sim.instance_token = "another-token"
+    try:
+        result = run(producer, STATUS, copy.deepcopy(body))
+    finally:
+        zapi_sim.instance_token = original
+    assert result.state == "FAILURE"
+    assert "HTTP 400: Instance not found" in str(result.result)
+    assert original not in str(result.result) + str(result.traceback)

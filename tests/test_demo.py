@@ -1,0 +1,45 @@
+"""`make demo` runs the pipeline, prints every outcome, exits 0 and leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+
+import psutil
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def test_demo_prints_results_and_cleans_up() -> None:
+    env = {**os.environ, "ZAPI_INSTANCE_TOKEN": "real-looking-token"}
+    completed = subprocess.run(
+        [sys.executable, "-m", "worker.dev.demo"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    out = completed.stdout
+    assert completed.returncode == 0, completed.stderr
+    assert "ignoring ZAPI_INSTANCE_TOKEN" in out
+    assert "real-looking-token" not in out + completed.stderr
+    assert out.count("SUCCESS  zaapId=") == 3
+    assert "FAILURE  InvalidBodyError: invalid order-status-update body (3 problems)" in out
+    assert "received 4 requests" in out
+
+    ports = [int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", out)]
+    assert len(ports) == 3  # Redis, fake Z-API, Flower
+    for port in ports:
+        with socket.socket() as sock:
+            assert sock.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still listening"
+    [node] = re.findall(r"node (zapi-\w+@localhost)", out)
+    leftovers = [
+        p for p in psutil.process_iter(["cmdline"]) if node in " ".join(p.info["cmdline"] or [])
+    ]
+    assert leftovers == []

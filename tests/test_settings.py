@@ -1,0 +1,111 @@
+"""Settings: env names of the contract, clear errors, and a worker that refuses to start."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from config import ConfigurationError, Settings
+from config.settings import load_settings
+from worker.dev.processes import celery_command
+
+CREDENTIALS = {
+    "ZAPI_INSTANCE_ID": "inst",
+    "ZAPI_INSTANCE_TOKEN": "tok-secret",
+    "ZAPI_CLIENT_TOKEN": "ct-secret",
+}
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: os.PathLike[str]) -> pytest.MonkeyPatch:
+    for name in list(os.environ):
+        if name.startswith(("ZAPI_", "CELERY_", "WORKER_")):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    return monkeypatch
+
+
+def test_contract_names_and_defaults(clean_env: pytest.MonkeyPatch) -> None:
+    for name, value in CREDENTIALS.items():
+        clean_env.setenv(name, value)
+    clean_env.setenv("CELERY_BROKER_URL", "redis://:pw@redis:6379/0")
+    clean_env.setenv("ZAPI_RATE_LIMIT", "2.5")
+    clean_env.setenv("ZAPI_MAX_ATTEMPTS", "4")
+    settings = Settings()
+    assert settings.zapi_url == "https://api.z-api.io"
+    assert settings.celery_broker_url.get_secret_value() == "redis://:pw@redis:6379/0"
+    assert settings.zapi_rate_limit == 2.5
+    assert settings.zapi_max_attempts == 4
+    credentials = settings.zapi_credentials()
+    assert credentials.instance_id == "inst"
+    for secret in ("tok-secret", "ct-secret", ":pw@"):
+        assert secret not in repr(settings)
+        assert secret not in repr(credentials)
+
+
+def test_dotenv_file_is_read(clean_env: pytest.MonkeyPatch, tmp_path: os.PathLike[str]) -> None:
+    with open(os.path.join(tmp_path, ".env"), "w") as env_file:
+        env_file.write("ZAPI_INSTANCE_ID=from-dotenv\nZAPI_MAX_ATTEMPTS=9\n")
+    settings = Settings()
+    assert settings.zapi_instance_id == "from-dotenv"
+    assert settings.zapi_max_attempts == 9
+
+
+def test_missing_credentials_are_named(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("ZAPI_INSTANCE_ID", "inst")
+    with pytest.raises(ConfigurationError) as caught:
+        Settings().zapi_credentials()
+    assert "ZAPI_INSTANCE_TOKEN, ZAPI_CLIENT_TOKEN" in str(caught.value)
+    assert "ZAPI_INSTANCE_ID" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ZAPI_RATE_LIMIT", "fast"),
+        ("ZAPI_RATE_LIMIT", "0"),
+        ("ZAPI_MAX_ATTEMPTS", "0"),
+        ("ZAPI_BASE_URL", "not a url"),
+        ("ZAPI_TIMEOUT", "-1"),
+    ],
+)
+def test_malformed_settings_are_named(clean_env: pytest.MonkeyPatch, name: str, value: str) -> None:
+    clean_env.setenv(name, value)
+    with pytest.raises(ConfigurationError, match=f"invalid configuration: {name}: "):
+        load_settings()
+
+
+def test_worker_refuses_to_start_without_credentials(clean_env: pytest.MonkeyPatch) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZAPI_")}
+    env["ZAPI_INSTANCE_ID"] = "inst"
+    completed = subprocess.run(
+        [*celery_command(), "-A", "worker", "worker"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 2
+    assert "missing Z-API credentials: set ZAPI_INSTANCE_TOKEN, ZAPI_CLIENT_TOKEN" in (
+        completed.stderr
+    )
+
+
+def test_worker_refuses_malformed_settings(clean_env: pytest.MonkeyPatch) -> None:
+    env = {**os.environ, **CREDENTIALS, "ZAPI_MAX_ATTEMPTS": "lots"}
+    completed = subprocess.run(
+        [*celery_command(), "-A", "worker", "worker"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode != 0
+    assert "invalid configuration: ZAPI_MAX_ATTEMPTS: Input should be a valid integer" in (
+        completed.stderr
+    )
+    assert "tok-secret" not in completed.stderr + completed.stdout
