@@ -53,8 +53,16 @@ class Settings(BaseSettings):
     zapi_instance_id: str | None = None
     zapi_instance_token: SecretStr | None = None
     zapi_client_token: SecretStr | None = None
-    zapi_rate_limit: Annotated[float, Field(gt=0, le=1000)] = 5.0
+    zapi_rate_limit: Annotated[float, Field(gt=0, le=10_000)] = 5.0
     """Sends per second per Z-API instance, shared by every worker."""
+    zapi_rate_burst: Annotated[int, Field(ge=1, le=1000)] = 1
+    """Sends allowed back to back before the spacing of 1 / ZAPI_RATE_LIMIT applies."""
+    zapi_rate_max_wait: Annotated[float, Field(ge=0, le=60)] = 2.0
+    """Longest a worker thread sleeps for its slot; a later slot re-schedules the job instead."""
+    zapi_recipient_interval: Annotated[float, Field(ge=0, le=3600)] = 0.0
+    """Minimum seconds between two sends to the same phone; 0 turns pacing off."""
+    zapi_rate_limit_redis_url: SecretStr | None = None
+    """Redis holding the shared rate schedule; defaults to CELERY_BROKER_URL."""
     zapi_max_attempts: Annotated[int, Field(ge=1, le=50)] = 6
     """Total send attempts per job, the first one included."""
     zapi_timeout: Annotated[float, Field(gt=0, le=300)] = 15.0
@@ -75,6 +83,11 @@ class Settings(BaseSettings):
         if value is not None and not value.strip():
             raise ValueError("must not be blank")
         return value.strip() if value is not None else None
+
+    @property
+    def rate_limit_redis_url(self) -> str:
+        url = self.zapi_rate_limit_redis_url or self.celery_broker_url
+        return url.get_secret_value()
 
     @property
     def zapi_url(self) -> str:

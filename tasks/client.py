@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import threading
 from typing import Any
 
 import httpx
 
-from config import Settings, ZapiCredentials
+from config import Settings, ZapiCredentials, get_settings
 from tasks.endpoints import Endpoint
 from tasks.errors import ZapiTransportError
+from tasks.per_process import PerProcess
 from tasks.redaction import redact
 from tasks.responses import interpret
 from tasks.schemas import ZapiReply
@@ -97,33 +96,14 @@ class ZapiClient:
         self._http.close()
 
 
-_client: ZapiClient | None = None
-_client_lock = threading.Lock()
+_client = PerProcess(lambda: ZapiClient.from_settings(get_settings()), ZapiClient.close)
 
 
-def get_client(settings: Settings) -> ZapiClient:
+def get_client() -> ZapiClient:
     """The process-wide client, created on first use (after any fork)."""
-    global _client
-    if _client is None:
-        with _client_lock:
-            if _client is None:
-                _client = ZapiClient.from_settings(settings)
-    return _client
+    return _client.get()
 
 
 def close_client() -> None:
     """Close the process-wide client (worker shutdown)."""
-    global _client
-    with _client_lock:
-        if _client is not None:
-            _client.close()
-            _client = None
-
-
-def _forget_client_after_fork() -> None:
-    # A forked child must not share the parent's sockets; it builds its own client.
-    global _client
-    _client = None
-
-
-os.register_at_fork(after_in_child=_forget_client_after_fork)
+    _client.close()

@@ -57,6 +57,8 @@ def worker_env(redis_server: RedisServer, zapi_sim: ZapiSimulator) -> dict[str, 
         zapi_timeout=str(CLIENT_TIMEOUT),
         zapi_connect_timeout="1",
         worker_concurrency="16",
+        zapi_rate_limit="1000",
+        zapi_rate_burst="50",
     )
 
 

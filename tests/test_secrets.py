@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -50,13 +51,17 @@ def test_no_secret_in_worker_logs_or_redis(
     zapi_sim.script(bodies[2]["messageId"], Fault(status=503), Fault(delay=2.0))
     results = [producer.send_task("zapi.order_status_update", args=[b]) for b in bodies]
     results.append(producer.send_task("zapi.order_payment_update", args=[{"phone": "x"}]))
-    # A pending job with an ETA sits in Redis too: leave one waiting on a long Retry-After.
-    waiting = unique_body()
-    zapi_sim.script(waiting["messageId"], Fault(status=429, headers={"Retry-After": "30"}))
-    producer.send_task("zapi.order_status_update", args=[waiting])
     for result in results:
         result.get(timeout=30, propagate=False)
     assert [r.state for r in results] == ["SUCCESS", "FAILURE", "SUCCESS", "SUCCESS", "FAILURE"]
+    # A job waiting for its next attempt sits in Redis too: leave one on a Retry-After.
+    waiting = unique_body()
+    zapi_sim.script(waiting["messageId"], Fault(status=429, headers={"Retry-After": "3"}))
+    pending = producer.send_task("zapi.order_status_update", args=[waiting])
+    deadline = time.monotonic() + 10
+    while pending.state != "RETRY" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pending.state == "RETRY"
 
     log = worker_log.read_text()
     assert "delivered" in log  # the log is the one the worker writes to

@@ -16,6 +16,7 @@ from celery.signals import (
 
 from config import ConfigurationError, get_settings
 from tasks.client import close_client
+from tasks.ratelimit import close_limiter
 from worker.logging import install_redaction
 
 
@@ -40,5 +41,6 @@ def scrub_secrets_from_logs(logger: logging.Logger, **_: Any) -> None:
 
 @worker_shutdown.connect
 @worker_process_shutdown.connect
-def close_http_client(**_: Any) -> None:
+def close_connections(**_: Any) -> None:
     close_client()
+    close_limiter()

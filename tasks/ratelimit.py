@@ -1,0 +1,178 @@
+"""One send rate per Z-API instance, shared by every worker process, kept in Redis.
+
+Celery's own ``rate_limit`` counts per worker process: four workers at 10/s send 40/s. Here every
+send of every worker reserves a slot from one GCRA (generic cell rate algorithm) schedule kept in
+Redis under ``zapi-queue:rate:{instance}``:
+
+* A Lua script reserves the next slot atomically, using Redis' clock (``TIME``), so containers
+  with skewed clocks agree; slots are ``1 / rate`` apart, with up to ``burst`` sends at once.
+* A job whose slot is near (``ZAPI_RATE_MAX_WAIT``) sleeps until it and sends; a job whose slot is
+  further away is re-scheduled with a countdown to its slot and carries the slot with it, so it
+  keeps its place in line and holds no worker thread meanwhile.
+* ``penalize`` pushes the whole schedule back: a 429 (or any Retry-After) slows every worker.
+* Optional per-recipient pacing keeps ``ZAPI_RECIPIENT_INTERVAL`` seconds between two sends to
+  the same phone (WhatsApp limits bursts to one recipient).
+
+If Redis restarts and loses the key, the schedule starts afresh: at worst one burst is allowed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from config import get_settings
+from tasks.per_process import PerProcess
+
+KEY_PREFIX = "zapi-queue"
+
+# KEYS[1]: instance schedule (its theoretical arrival time, µs); KEYS[2]: recipient's next allowed
+# send time (µs), or absent. ARGV: emission interval µs, burst tolerance µs, recipient interval µs.
+# Returns {granted, slot_us, now_us}: granted=1 reserved slot_us; granted=0 means the recipient is
+# paced until slot_us and nothing was reserved.
+_RESERVE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local recipient_interval = tonumber(ARGV[3])
+if KEYS[2] and recipient_interval > 0 then
+  local next_allowed = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if next_allowed > now then
+    return {0, next_allowed, now}
+  end
+end
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local slot = tat - tolerance
+if slot < now then slot = now end
+local new_tat = tat + interval
+redis.call('SET', KEYS[1], string.format('%d', new_tat),
+            'PX', math.ceil((new_tat - now) / 1000) + 1000)
+if KEYS[2] and recipient_interval > 0 then
+  local next_allowed = slot + recipient_interval
+  redis.call('SET', KEYS[2], string.format('%d', next_allowed),
+              'PX', math.ceil((next_allowed - now) / 1000) + 1000)
+end
+return {1, slot, now}
+"""
+
+# KEYS[1]: instance schedule. ARGV[1]: pause µs, ARGV[2]: burst tolerance µs.
+# Moves the schedule so that no new slot starts before now + pause.
+_PENALIZE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local target = now + tonumber(ARGV[1]) + tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < target then
+  redis.call('SET', KEYS[1], string.format('%d', target),
+              'PX', math.ceil((target - now) / 1000) + 1000)
+end
+return target
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """The outcome of asking for a slot, in Redis' clock (microseconds)."""
+
+    granted: bool
+    slot_us: int
+    now_us: int
+
+    @property
+    def wait(self) -> float:
+        """Seconds from now until the slot (or, if not granted, until the recipient is free)."""
+        return max(0.0, (self.slot_us - self.now_us) / 1_000_000)
+
+
+class RateLimiter:
+    """The shared schedule of one Z-API instance."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        instance_id: str,
+        rate: float,
+        burst: int = 1,
+        recipient_interval: float = 0.0,
+    ) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("rate must be > 0 and burst >= 1")
+        self._redis = client
+        self.instance_key = f"{KEY_PREFIX}:rate:{instance_id}"
+        self._recipient_prefix = f"{KEY_PREFIX}:pace:{instance_id}:"
+        self.interval_us = max(1, round(1_000_000 / rate))
+        self.tolerance_us = (burst - 1) * self.interval_us
+        self.recipient_interval_us = round(recipient_interval * 1_000_000)
+        self._reserve = client.register_script(_RESERVE)
+        self._penalize = client.register_script(_PENALIZE)
+
+    def reserve(self, phone: str | None = None) -> Reservation:
+        """Reserve the instance's next slot (or learn that ``phone`` must wait). One round trip."""
+        keys = [self.instance_key]
+        if phone and self.recipient_interval_us > 0:
+            keys.append(self._recipient_prefix + phone)
+        granted, slot, now = self._call(
+            self._reserve, keys, [self.interval_us, self.tolerance_us, self.recipient_interval_us]
+        )
+        return Reservation(bool(granted), int(slot), int(now))
+
+    def now_us(self) -> int:
+        """Redis' clock in microseconds: the one clock every container agrees on."""
+        seconds, micros = self._redis.time()
+        return int(seconds) * 1_000_000 + int(micros)
+
+    def penalize(self, seconds: float) -> None:
+        """Start no new slot for ``seconds``: Z-API asked this whole instance to slow down."""
+        pause_us = max(0, math.ceil(seconds * 1_000_000))
+        self._call(self._penalize, [self.instance_key], [pause_us, self.tolerance_us])
+
+    def close(self) -> None:
+        self._redis.close()
+
+    @staticmethod
+    def _call(script: Any, keys: list[str], args: list[int]) -> Any:
+        return script(keys=keys, args=args)
+
+
+def sleep_until(slot_us: int, now_us: int) -> None:
+    """Sleep until ``slot_us``, given Redis' ``now_us`` measured just before."""
+    delay = (slot_us - now_us) / 1_000_000
+    if delay > 0:
+        time.sleep(delay)
+
+
+def _limiter_from_settings() -> RateLimiter:
+    settings = get_settings()
+    client = redis.Redis.from_url(
+        settings.rate_limit_redis_url,
+        socket_timeout=5,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+        retry_on_timeout=True,
+    )
+    return RateLimiter(
+        client,
+        instance_id=settings.zapi_credentials().instance_id,
+        rate=settings.zapi_rate_limit,
+        burst=settings.zapi_rate_burst,
+        recipient_interval=settings.zapi_recipient_interval,
+    )
+
+
+_limiter = PerProcess(_limiter_from_settings, lambda limiter: limiter.close())
+
+
+def get_limiter() -> RateLimiter:
+    """The process-wide limiter of the configured Z-API instance."""
+    return _limiter.get()
+
+
+def close_limiter() -> None:
+    _limiter.close()
