@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint format typecheck pytest clean
+.PHONY: help install demo test lint format typecheck pytest clean bench-rate
 
 help:
 	@echo "make demo    run the worker end to end on local stand-ins and print the results"
@@ -47,3 +47,6 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info
+
+bench-rate: $(STAMP)
+	$(BIN)/python -m bench.rate_limit $(BENCH_ARGS)

@@ -25,7 +25,7 @@ from tasks.backoff import backoff_delay
 from tasks.client import get_client
 from tasks.endpoints import Endpoint
 from tasks.errors import AttemptsExhaustedError, TransientError, ZapiQueueError
-from tasks.ratelimit import RateLimiter, get_limiter, sleep_until
+from tasks.ratelimit import RateLimiter, SlotCheck, get_limiter
 from tasks.schemas import OrderUpdate
 from tasks.validation import validate_body
 
@@ -37,6 +37,9 @@ SLOT_HEADER = "zapi-slot"
 #: Re-scheduled countdowns stay far below Redis' visibility timeout (1 h), which would
 #: otherwise re-deliver the waiting message a second time.
 MAX_DEFER_SECONDS = 600.0
+
+#: Slot look-ups in one execution before the job is re-scheduled instead (contention).
+MAX_SLOT_ROUNDS = 4
 
 
 class RateLimitWait(ZapiQueueError):  # noqa: N818 - a wait, not an error
@@ -74,19 +77,34 @@ def _wait_for_slot(
     update: OrderUpdate,
     headers: dict[str, Any],
 ) -> None:
-    """Return at this job's slot time, or re-schedule the job (raises Retry) if it is far."""
-    if SLOT_HEADER in headers:
-        slot_us, now_us = int(headers[SLOT_HEADER]), limiter.now_us()
-    else:
-        reservation = limiter.reserve(update.phone)
-        if not reservation.granted:
-            _defer(task, headers, reservation.wait, slot_us=None, why="recipient pacing")
-        slot_us, now_us = reservation.slot_us, reservation.now_us
-    wait = (slot_us - now_us) / 1_000_000
-    if wait > settings.zapi_rate_max_wait:
-        # Wake a little early; the remainder is slept, so the slot is met precisely.
-        _defer(task, headers, wait - settings.zapi_rate_max_wait / 2, slot_us, why="rate limit")
-    sleep_until(slot_us, now_us)
+    """Return at this job's slot time, or re-schedule the job (raises Retry) if it is far.
+
+    A slot is given up for a new one when Z-API paused the instance after it was reserved, or
+    when the job arrives too late for it (a late send would bunch with the next ones).
+    """
+    slot = headers.get(SLOT_HEADER)
+    check = limiter.check(int(slot)) if slot is not None else None
+    for _ in range(MAX_SLOT_ROUNDS):
+        if check is not None and (check.cancelled or check.wait < -limiter.late_tolerance):
+            logger.debug(
+                "rate slot %s by %.1f ms; taking a new one",
+                "cancelled by a pause" if check.cancelled else "missed",
+                -check.wait * 1000,
+            )
+        if check is None or check.cancelled or check.wait < -limiter.late_tolerance:
+            reservation = limiter.reserve(update.phone)
+            if not reservation.granted:
+                _defer(task, headers, reservation.wait, slot_us=None, why="recipient pacing")
+            check = SlotCheck(reservation.slot_us, reservation.now_us, paused_until_us=0)
+        if check.wait <= 0:
+            return
+        if check.wait > settings.zapi_rate_max_wait:
+            # Wake a little early; the remainder is slept, so the slot is met precisely.
+            countdown = check.wait - settings.zapi_rate_max_wait / 2
+            _defer(task, headers, countdown, check.slot_us, why="rate limit")
+        time.sleep(check.wait)
+        check = limiter.check(check.slot_us)
+    _defer(task, headers, limiter.late_tolerance, slot_us=None, why="rate limit")
 
 
 def _defer(

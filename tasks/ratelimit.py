@@ -10,6 +10,8 @@ Redis under ``zapi-queue:rate:{instance}``:
   further away is re-scheduled with a countdown to its slot and carries the slot with it, so it
   keeps its place in line and holds no worker thread meanwhile.
 * ``penalize`` pushes the whole schedule back: a 429 (or any Retry-After) slows every worker.
+  Jobs already holding a slot inside the pause see it when they ``check`` the slot before
+  sending, and take a new one.
 * Optional per-recipient pacing keeps ``ZAPI_RECIPIENT_INTERVAL`` seconds between two sends to
   the same phone (WhatsApp limits bursts to one recipient).
 
@@ -19,7 +21,6 @@ If Redis restarts and loses the key, the schedule starts afresh: at worst one bu
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,18 +62,31 @@ end
 return {1, slot, now}
 """
 
-# KEYS[1]: instance schedule. ARGV[1]: pause µs, ARGV[2]: burst tolerance µs.
-# Moves the schedule so that no new slot starts before now + pause.
+# KEYS[1]: instance schedule, KEYS[2]: instance pause (µs). ARGV[1]: pause µs, ARGV[2]: burst
+# tolerance µs. Moves the schedule so that no new slot starts before now + pause, and records
+# the pause so that jobs holding an older slot inside it give the slot up (see _CHECK).
 _PENALIZE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local target = now + tonumber(ARGV[1]) + tonumber(ARGV[2])
+local resume = now + tonumber(ARGV[1])
+local ttl = math.ceil(tonumber(ARGV[1]) / 1000) + 1000
+local target = resume + tonumber(ARGV[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < target then
-  redis.call('SET', KEYS[1], string.format('%d', target),
-              'PX', math.ceil((target - now) / 1000) + 1000)
+  redis.call('SET', KEYS[1], string.format('%d', target), 'PX', ttl)
 end
-return target
+local paused = tonumber(redis.call('GET', KEYS[2]) or '0')
+if paused < resume then
+  redis.call('SET', KEYS[2], string.format('%d', resume), 'PX', ttl)
+end
+return resume
+"""
+
+# KEYS[1]: instance pause. Returns {now_us, paused_until_us}.
+_CHECK = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+return {now, tonumber(redis.call('GET', KEYS[1]) or '0')}
 """
 
 
@@ -88,6 +102,24 @@ class Reservation:
     def wait(self) -> float:
         """Seconds from now until the slot (or, if not granted, until the recipient is free)."""
         return max(0.0, (self.slot_us - self.now_us) / 1_000_000)
+
+
+@dataclass(frozen=True, slots=True)
+class SlotCheck:
+    """A reserved slot seen again later: still usable, too late, or cancelled by a pause."""
+
+    slot_us: int
+    now_us: int
+    paused_until_us: int
+
+    @property
+    def cancelled(self) -> bool:
+        """Z-API asked for a pause after this slot was reserved and the slot falls inside it."""
+        return self.slot_us < self.paused_until_us
+
+    @property
+    def wait(self) -> float:
+        return (self.slot_us - self.now_us) / 1_000_000
 
 
 class RateLimiter:
@@ -106,12 +138,23 @@ class RateLimiter:
             raise ValueError("rate must be > 0 and burst >= 1")
         self._redis = client
         self.instance_key = f"{KEY_PREFIX}:rate:{instance_id}"
+        self.pause_key = f"{KEY_PREFIX}:pause:{instance_id}"
         self._recipient_prefix = f"{KEY_PREFIX}:pace:{instance_id}:"
         self.interval_us = max(1, round(1_000_000 / rate))
         self.tolerance_us = (burst - 1) * self.interval_us
         self.recipient_interval_us = round(recipient_interval * 1_000_000)
         self._reserve = client.register_script(_RESERVE)
         self._penalize = client.register_script(_PENALIZE)
+        self._check = client.register_script(_CHECK)
+
+    @property
+    def late_tolerance(self) -> float:
+        """How late (seconds) a send may start after its slot: what the burst allowance absorbs.
+
+        A later send could bunch with the next slots' sends, so the job takes a new slot instead.
+        Half the burst allowance is left for the network's own jitter.
+        """
+        return max((self.tolerance_us + self.interval_us) / 2, 2_000) / 1_000_000
 
     def reserve(self, phone: str | None = None) -> Reservation:
         """Reserve the instance's next slot (or learn that ``phone`` must wait). One round trip."""
@@ -123,15 +166,17 @@ class RateLimiter:
         )
         return Reservation(bool(granted), int(slot), int(now))
 
-    def now_us(self) -> int:
-        """Redis' clock in microseconds: the one clock every container agrees on."""
-        seconds, micros = self._redis.time()
-        return int(seconds) * 1_000_000 + int(micros)
+    def check(self, slot_us: int) -> SlotCheck:
+        """Redis' clock now, and whether a pause started since ``slot_us`` was reserved."""
+        now, paused_until = self._call(self._check, [self.pause_key], [])
+        return SlotCheck(slot_us=slot_us, now_us=int(now), paused_until_us=int(paused_until))
 
     def penalize(self, seconds: float) -> None:
         """Start no new slot for ``seconds``: Z-API asked this whole instance to slow down."""
         pause_us = max(0, math.ceil(seconds * 1_000_000))
-        self._call(self._penalize, [self.instance_key], [pause_us, self.tolerance_us])
+        self._call(
+            self._penalize, [self.instance_key, self.pause_key], [pause_us, self.tolerance_us]
+        )
 
     def close(self) -> None:
         self._redis.close()
@@ -139,13 +184,6 @@ class RateLimiter:
     @staticmethod
     def _call(script: Any, keys: list[str], args: list[int]) -> Any:
         return script(keys=keys, args=args)
-
-
-def sleep_until(slot_us: int, now_us: int) -> None:
-    """Sleep until ``slot_us``, given Redis' ``now_us`` measured just before."""
-    delay = (slot_us - now_us) / 1_000_000
-    if delay > 0:
-        time.sleep(delay)
 
 
 def _limiter_from_settings() -> RateLimiter:

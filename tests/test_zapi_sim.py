@@ -70,12 +70,12 @@ def test_missing_field_is_400(http: httpx.Client) -> None:
 
 
 def test_rate_limit_answers_429_with_retry_after(sim: ZapiSimulator, http: httpx.Client) -> None:
-    sim.rate_limit = 3
+    sim.rate_limit, sim.rate_burst = 3, 1
     try:
-        statuses = [http.post(ROUTE, json=unique_body(), headers=HEADERS) for _ in range(5)]
+        statuses = [http.post(ROUTE, json=unique_body(), headers=HEADERS) for _ in range(6)]
     finally:
         sim.rate_limit = None
-    assert [r.status_code for r in statuses] == [200, 200, 200, 429, 429]
+    assert [r.status_code for r in statuses] == [200, 200, 200, 200, 429, 429]
     assert statuses[-1].headers["retry-after"] == "1"
 
 

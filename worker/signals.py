@@ -10,13 +10,15 @@ from celery.signals import (
     after_setup_logger,
     after_setup_task_logger,
     celeryd_init,
+    worker_process_init,
     worker_process_shutdown,
+    worker_ready,
     worker_shutdown,
 )
 
 from config import ConfigurationError, get_settings
-from tasks.client import close_client
-from tasks.ratelimit import close_limiter
+from tasks.client import close_client, get_client
+from tasks.ratelimit import close_limiter, get_limiter
 from worker.logging import install_redaction
 
 
@@ -37,6 +39,17 @@ def refuse_to_start_without_credentials(**_: Any) -> None:
 @after_setup_task_logger.connect
 def scrub_secrets_from_logs(logger: logging.Logger, **_: Any) -> None:
     install_redaction(logger)
+
+
+@worker_ready.connect
+@worker_process_init.connect
+def open_connections(**_: Any) -> None:
+    """Build the HTTP client (TLS context) and the limiter before the first job, not during it.
+
+    Built lazily, the first jobs would all wait for that set-up and then send together.
+    """
+    get_client()
+    get_limiter()
 
 
 @worker_shutdown.connect

@@ -10,7 +10,8 @@ What it reproduces, in the order Z-API appears to check things:
 * a body that is not JSON, or lacks a required field, answers 400 ``{"error": ...}``;
 * success answers 200 ``{"zaapId", "messageId", "id"}`` with ``id == messageId``.
 
-For tests and benchmarks it adds latency, an optional rate limit (429 beyond it), scripted faults
+For tests and benchmarks it adds latency, an optional rate limit (429 with ``Retry-After: 1`` once
+more than ``rate_limit + rate_burst`` requests arrive in a sliding second), scripted faults
 per ``messageId`` (a status with a body and headers, a delay, or a dropped connection), and a
 record of every request received. In-process users call the methods; other processes use the
 control routes under ``/__sim__/``. Run it alone with ``python -m worker.dev.zapi_sim``.
@@ -22,6 +23,7 @@ import argparse
 import collections
 import contextlib
 import json
+import math
 import re
 import secrets
 import threading
@@ -98,12 +100,14 @@ class ZapiSimulator:
         port: int = 0,
         latency: float = 0.0,
         rate_limit: float | None = None,
+        rate_burst: int = 1,
     ) -> None:
         self.instance_id = instance_id
         self.instance_token = instance_token
         self.client_token = client_token
         self.latency = latency
         self.rate_limit = rate_limit
+        self.rate_burst = rate_burst
         self._lock = threading.Lock()
         self._requests: list[ReceivedRequest] = []
         self._scripts: dict[str, collections.deque[Fault]] = {}
@@ -187,7 +191,7 @@ class ZapiSimulator:
         with self._lock:
             while self._recent and self._recent[0] <= now - 1.0:
                 self._recent.popleft()
-            if len(self._recent) >= self.rate_limit:
+            if len(self._recent) >= math.floor(self.rate_limit) + self.rate_burst:
                 return True
             self._recent.append(now)
             return False
@@ -237,6 +241,7 @@ class ZapiSimulator:
             self.latency = float(body.get("latency", self.latency))
             if "rate_limit" in body:
                 self.rate_limit = None if body["rate_limit"] is None else float(body["rate_limit"])
+            self.rate_burst = int(body.get("rate_burst", self.rate_burst))
             if "outage" in body:
                 self.set_outage(None if body["outage"] is None else Fault(**body["outage"]))
             return 200, {"latency": self.latency, "rate_limit": self.rate_limit}
@@ -315,6 +320,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per success")
     parser.add_argument("--rate-limit", type=float, default=None, help="429 above this many/s")
+    parser.add_argument("--rate-burst", type=int, default=1, help="extra requests per second")
     parser.add_argument("--instance-id", default="sim-instance")
     parser.add_argument("--instance-token", default="sim-instance-token")
     parser.add_argument("--client-token", default="sim-client-token")
@@ -327,6 +333,7 @@ def main(argv: list[str] | None = None) -> None:
         port=args.port,
         latency=args.latency,
         rate_limit=args.rate_limit,
+        rate_burst=args.rate_burst,
     )
     with simulator:
         print(f"fake Z-API listening on {simulator.base_url}", flush=True)

@@ -1,0 +1,224 @@
+"""One rate per Z-API instance, shared by every worker process, with Redis as the only clock."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from celery import Celery
+
+from tasks.ratelimit import RateLimiter
+from tests.bodies import unique_body
+from tests.conftest import CLIENT_TOKEN, INSTANCE_TOKEN
+from worker.dev.metrics import rate_figures
+from worker.dev.processes import WorkerProcess, stack_env
+from worker.dev.redis_server import RedisServer
+from worker.dev.zapi_sim import Fault, ZapiSimulator
+
+_instances = itertools.count()
+
+
+@pytest.fixture
+def limiter_client(redis_server: RedisServer) -> Iterator[object]:
+    client = redis_server.client(db=3)
+    yield client
+    client.flushdb()
+    client.close()
+
+
+def make_limiter(client: object, **options: object) -> RateLimiter:
+    return RateLimiter(client, instance_id=f"unit-{next(_instances)}", **options)  # type: ignore[arg-type]
+
+
+def test_slots_are_spaced_one_interval_apart(limiter_client: object) -> None:
+    limiter = make_limiter(limiter_client, rate=10)
+    slots = [limiter.reserve().slot_us for _ in range(20)]
+    gaps = {b - a for a, b in itertools.pairwise(slots)}
+    assert gaps == {100_000}
+
+
+def test_burst_allows_back_to_back_sends_then_spaces_them(limiter_client: object) -> None:
+    limiter = make_limiter(limiter_client, rate=10, burst=3)
+    reservations = [limiter.reserve() for _ in range(5)]
+    waits = [round(r.wait, 2) for r in reservations]
+    assert waits[:3] == [0.0, 0.0, 0.0]
+    assert 0.05 < waits[3] <= 0.1 < waits[4] <= 0.2
+
+
+def test_penalize_moves_every_later_slot(limiter_client: object) -> None:
+    limiter = make_limiter(limiter_client, rate=100)
+    limiter.penalize(3.0)
+    assert 2.9 < limiter.reserve().wait <= 3.0
+
+
+def test_recipient_pacing_defers_the_same_phone_only(limiter_client: object) -> None:
+    limiter = make_limiter(limiter_client, rate=100, recipient_interval=5.0)
+    first = limiter.reserve("5511999999999")
+    second = limiter.reserve("5511999999999")
+    other = limiter.reserve("5511888888888")
+    assert first.granted
+    assert other.granted
+    assert not second.granted
+    assert 4.9 < second.wait <= 5.0
+
+
+def test_schedule_keys_expire(limiter_client: object) -> None:
+    limiter = make_limiter(limiter_client, rate=1)
+    limiter.reserve()
+    ttl = limiter_client.pttl(limiter.instance_key)  # type: ignore[attr-defined]
+    assert 0 < ttl <= 2000
+
+
+def test_limiter_keeps_working_across_a_redis_restart() -> None:
+    with RedisServer() as server:
+        client = server.client()
+        limiter = make_limiter(client, rate=10)
+        assert limiter.reserve().granted
+        server.stop()
+        server.start()  # same port, empty: the script cache is gone too
+        assert limiter.reserve().granted
+        assert limiter.reserve().wait > 0.05
+        client.close()
+
+
+# -- end to end: several worker processes against a fake Z-API enforcing the same rate ----------
+
+RATE = 20
+BURST = 1
+WORKERS = 3
+
+
+@pytest.fixture(scope="module")
+def strict_sim() -> Iterator[ZapiSimulator]:
+    with ZapiSimulator(
+        instance_id="rate-instance",
+        instance_token=INSTANCE_TOKEN,
+        client_token=CLIENT_TOKEN,
+        rate_limit=RATE,
+        rate_burst=BURST,
+        latency=0.02,
+    ) as sim:
+        yield sim
+
+
+@pytest.fixture(scope="module")
+def rate_env(redis_server: RedisServer, strict_sim: ZapiSimulator) -> dict[str, str]:
+    return stack_env(
+        broker_url=f"{redis_server.url}/4",
+        result_backend=f"{redis_server.url}/5",
+        zapi_base_url=strict_sim.base_url,
+        instance_id=strict_sim.instance_id,
+        instance_token=INSTANCE_TOKEN,
+        client_token=CLIENT_TOKEN,
+        zapi_rate_limit=str(RATE),
+        zapi_rate_burst=str(BURST),
+        zapi_rate_max_wait="0.5",
+        zapi_retry_backoff="0.05",
+        worker_concurrency="8",
+    )
+
+
+@pytest.fixture(scope="module")
+def rate_workers(
+    rate_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[WorkerProcess]]:
+    logs = tmp_path_factory.mktemp("rate-workers")
+    workers = [WorkerProcess(rate_env, Path(logs) / f"worker-{i}.log") for i in range(WORKERS)]
+    try:
+        for process in workers:
+            process.start()
+        yield workers
+    finally:
+        for process in workers:
+            process.stop()
+
+
+@pytest.fixture(scope="module")
+def rate_producer(rate_env: dict[str, str]) -> Iterator[Celery]:
+    app = Celery(broker=rate_env["CELERY_BROKER_URL"], backend=rate_env["CELERY_RESULT_BACKEND"])
+    yield app
+    app.close()
+
+
+@pytest.mark.e2e
+@pytest.mark.usefixtures("rate_workers")
+def test_workers_share_one_rate_and_z_api_never_refuses(
+    rate_producer: Celery, strict_sim: ZapiSimulator
+) -> None:
+    strict_sim.reset()
+    jobs = 100
+    results = [
+        rate_producer.send_task("zapi.order_status_update", args=[unique_body()])
+        for _ in range(jobs)
+    ]
+    states = [r.get(timeout=60, propagate=False) and r.state for r in results]
+
+    figures = rate_figures([(r.received_at, r.status) for r in strict_sim.requests()])
+    assert states == ["SUCCESS"] * jobs
+    assert figures.refused_429 == 0
+    assert figures.accepted == jobs
+    assert figures.busiest_second <= RATE + BURST
+    assert figures.achieved_rate >= 0.9 * RATE
+
+
+@pytest.mark.e2e
+@pytest.mark.usefixtures("rate_workers")
+def test_a_429_pauses_every_worker_for_its_retry_after(
+    rate_producer: Celery, strict_sim: ZapiSimulator
+) -> None:
+    strict_sim.reset()
+    throttled = unique_body()
+    strict_sim.script(throttled["messageId"], Fault(status=429, headers={"Retry-After": "2"}))
+    first = rate_producer.send_task("zapi.order_status_update", args=[throttled])
+    first.get(timeout=30, propagate=False)
+    others = [
+        rate_producer.send_task("zapi.order_status_update", args=[unique_body()]) for _ in range(10)
+    ]
+    for result in [first, *others]:
+        result.get(timeout=30, propagate=False)
+        assert result.state == "SUCCESS"
+
+    received = strict_sim.requests()
+    refusal = next(r for r in received if r.status == 429)
+    later = [r.received_at - refusal.received_at for r in received if r is not refusal]
+    assert len(later) == 11
+    assert min(later) >= 1.9  # nobody, on any worker, sent during the pause
+
+
+@pytest.mark.e2e
+def test_recipient_pacing_spaces_sends_to_one_phone(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    interval = 1.0
+    with ZapiSimulator(
+        instance_id="pacing-instance", instance_token=INSTANCE_TOKEN, client_token=CLIENT_TOKEN
+    ) as sim:
+        env = stack_env(
+            broker_url=f"{redis_server.url}/6",
+            result_backend=f"{redis_server.url}/7",
+            zapi_base_url=sim.base_url,
+            instance_id=sim.instance_id,
+            instance_token=INSTANCE_TOKEN,
+            client_token=CLIENT_TOKEN,
+            zapi_rate_limit="100",
+            zapi_recipient_interval=str(interval),
+        )
+        app = Celery(broker=env["CELERY_BROKER_URL"], backend=env["CELERY_RESULT_BACKEND"])
+        with WorkerProcess(env, tmp_path / "worker.log").start():
+            same = [unique_body(phone="5511900000001") for _ in range(3)]
+            others = [unique_body(phone=f"55119000001{i:02d}") for i in range(3)]
+            results = [app.send_task("zapi.order_status_update", args=[b]) for b in same + others]
+            for result in results:
+                result.get(timeout=30, propagate=False)
+                assert result.state == "SUCCESS"
+        app.close()
+        by_phone: dict[str, list[float]] = {}
+        for request in sim.requests():
+            by_phone.setdefault(request.json["phone"], []).append(request.received_at)
+    paced = sorted(by_phone["5511900000001"])
+    assert len(paced) == 3
+    assert all(b - a >= interval * 0.95 for a, b in itertools.pairwise(paced))
+    first = min(t for times in by_phone.values() for t in times)
+    assert all(t[0] - first < interval for p, t in by_phone.items() if p != "5511900000001")
