@@ -22,22 +22,8 @@ from celery import Celery
 from worker.dev.metrics import RateFigures, rate_figures
 from worker.dev.processes import WorkerProcess, stack_env
 from worker.dev.redis_server import RedisServer
+from worker.dev.samples import DOCS_STATUS_BODY
 from worker.dev.zapi_sim import ZapiSimulator
-
-SAMPLE = {
-    "phone": "5511999999999",
-    "messageId": "BENCH",
-    "referenceId": "4N8FCTW1WM6",
-    "orderRequestId": "4N8FCTW22W4",
-    "orderStatus": "shipped",
-    "paymentStatus": "paid",
-    "order": {
-        "currency": "BRL",
-        "products": [
-            {"name": "x", "value": 1, "quantity": 1, "productId": "p1", "isCustomItem": False}
-        ],
-    },
-}
 
 
 def run_once(workers: int, rate: float, burst: int, seconds: float, logs: Path) -> RateFigures:
@@ -48,20 +34,18 @@ def run_once(workers: int, rate: float, burst: int, seconds: float, logs: Path) 
         contextlib.ExitStack() as stack,
     ):
         env = stack_env(
-            broker_url=f"{redis_server.url}/0",
-            result_backend=f"{redis_server.url}/1",
-            zapi_base_url=sim.base_url,
-            instance_id=sim.instance_id,
-            instance_token=sim.instance_token,
-            client_token=sim.client_token,
+            redis_server.url,
+            sim,
             zapi_rate_limit=str(rate),
             zapi_rate_burst=str(burst),
         )
         for i in range(workers):
-            stack.enter_context(WorkerProcess(env, logs / f"w{workers}-{i}.log").start())
+            stack.enter_context(WorkerProcess(env, logs / f"w{workers}-{i}.log"))
         producer = Celery(broker=env["CELERY_BROKER_URL"], backend=env["CELERY_RESULT_BACKEND"])
         results = [
-            producer.send_task("zapi.order_status_update", args=[{**SAMPLE, "messageId": f"B{i}"}])
+            producer.send_task(
+                "zapi.order_status_update", args=[{**DOCS_STATUS_BODY, "messageId": f"B{i}"}]
+            )
             for i in range(jobs)
         ]
         deadline = time.monotonic() + seconds * 3 + 30

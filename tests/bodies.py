@@ -6,41 +6,9 @@ import copy
 import uuid
 from typing import Any
 
-# The request body printed on Z-API's order-status-update page, verbatim.
-DOCS_STATUS_BODY: dict[str, Any] = {
-    "phone": "554499999999",
-    "messageId": "3EB0F91BBA791BB0A787FC",
-    "message": "Order update text message",
-    "referenceId": "4N8FCTW1WM6",
-    "orderRequestId": "4N8FCTW22W4",
-    "orderStatus": "processing",
-    "paymentStatus": "pending",
-    "order": {
-        "currency": "BRL",
-        "discount": 10,
-        "tax": 10,
-        "shipping": 5,
-        "products": [
-            {
-                "value": 150,
-                "quantity": 2,
-                "name": "order 1",
-                "isCustomItem": True,
-                "productId": "custom-item-4N8FCTW23N7",
-            },
-            {
-                "productId": "23940797548900636",
-                "value": 150,
-                "quantity": 2,
-                "name": "order 2",
-                "isCustomItem": False,
-            },
-        ],
-    },
-}
+from worker.dev.samples import DOCS_PAYMENT_BODY, DOCS_STATUS_BODY
 
-# The order-payment-update page's example differs only in paymentStatus.
-DOCS_PAYMENT_BODY: dict[str, Any] = {**copy.deepcopy(DOCS_STATUS_BODY), "paymentStatus": "paid"}
+__all__ = ["DOCS_PAYMENT_BODY", "DOCS_STATUS_BODY", "unique_body"]
 
 
 def unique_body(base: dict[str, Any] | None = None, **changes: Any) -> dict[str, Any]:

@@ -45,12 +45,8 @@ def zapi_sim() -> Iterator[ZapiSimulator]:
 @pytest.fixture(scope="session")
 def worker_env(redis_server: RedisServer, zapi_sim: ZapiSimulator) -> dict[str, str]:
     return stack_env(
-        broker_url=f"{redis_server.url}/0",
-        result_backend=f"{redis_server.url}/1",
-        zapi_base_url=zapi_sim.base_url,
-        instance_id=INSTANCE_ID,
-        instance_token=INSTANCE_TOKEN,
-        client_token=CLIENT_TOKEN,
+        redis_server.url,
+        zapi_sim,
         zapi_max_attempts=str(MAX_ATTEMPTS),
         zapi_retry_backoff="0.05",
         zapi_retry_backoff_max="5",
@@ -70,7 +66,7 @@ def worker_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def worker(worker_env: dict[str, str], worker_log: Path) -> Iterator[WorkerProcess]:
     """One real worker for the session, logging at DEBUG so a leak test sees everything."""
-    with WorkerProcess(worker_env, worker_log, loglevel="DEBUG").start() as process:
+    with WorkerProcess(worker_env, worker_log, loglevel="DEBUG") as process:
         yield process
 
 

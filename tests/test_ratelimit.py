@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
@@ -106,12 +107,9 @@ def strict_sim() -> Iterator[ZapiSimulator]:
 @pytest.fixture(scope="module")
 def rate_env(redis_server: RedisServer, strict_sim: ZapiSimulator) -> dict[str, str]:
     return stack_env(
-        broker_url=f"{redis_server.url}/4",
-        result_backend=f"{redis_server.url}/5",
-        zapi_base_url=strict_sim.base_url,
-        instance_id=strict_sim.instance_id,
-        instance_token=INSTANCE_TOKEN,
-        client_token=CLIENT_TOKEN,
+        redis_server.url,
+        strict_sim,
+        db=4,
         zapi_rate_limit=str(RATE),
         zapi_rate_burst=str(BURST),
         zapi_rate_max_wait="0.5",
@@ -125,14 +123,11 @@ def rate_workers(
     rate_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[list[WorkerProcess]]:
     logs = tmp_path_factory.mktemp("rate-workers")
-    workers = [WorkerProcess(rate_env, Path(logs) / f"worker-{i}.log") for i in range(WORKERS)]
-    try:
-        for process in workers:
-            process.start()
-        yield workers
-    finally:
-        for process in workers:
-            process.stop()
+    with contextlib.ExitStack() as stack:
+        yield [
+            stack.enter_context(WorkerProcess(rate_env, Path(logs) / f"worker-{i}.log"))
+            for i in range(WORKERS)
+        ]
 
 
 @pytest.fixture(scope="module")
@@ -196,17 +191,14 @@ def test_recipient_pacing_spaces_sends_to_one_phone(
         instance_id="pacing-instance", instance_token=INSTANCE_TOKEN, client_token=CLIENT_TOKEN
     ) as sim:
         env = stack_env(
-            broker_url=f"{redis_server.url}/6",
-            result_backend=f"{redis_server.url}/7",
-            zapi_base_url=sim.base_url,
-            instance_id=sim.instance_id,
-            instance_token=INSTANCE_TOKEN,
-            client_token=CLIENT_TOKEN,
+            redis_server.url,
+            sim,
+            db=6,
             zapi_rate_limit="100",
             zapi_recipient_interval=str(interval),
         )
         app = Celery(broker=env["CELERY_BROKER_URL"], backend=env["CELERY_RESULT_BACKEND"])
-        with WorkerProcess(env, tmp_path / "worker.log").start():
+        with WorkerProcess(env, tmp_path / "worker.log"):
             same = [unique_body(phone="5511900000001") for _ in range(3)]
             others = [unique_body(phone=f"55119000001{i:02d}") for i in range(3)]
             results = [app.send_task("zapi.order_status_update", args=[b]) for b in same + others]

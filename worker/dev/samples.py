@@ -1,0 +1,42 @@
+"""Sample request bodies: Z-API's own examples, for the tests, the demo and the benchmarks."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+# The request body printed on Z-API's order-status-update page, verbatim.
+DOCS_STATUS_BODY: dict[str, Any] = {
+    "phone": "554499999999",
+    "messageId": "3EB0F91BBA791BB0A787FC",
+    "message": "Order update text message",
+    "referenceId": "4N8FCTW1WM6",
+    "orderRequestId": "4N8FCTW22W4",
+    "orderStatus": "processing",
+    "paymentStatus": "pending",
+    "order": {
+        "currency": "BRL",
+        "discount": 10,
+        "tax": 10,
+        "shipping": 5,
+        "products": [
+            {
+                "value": 150,
+                "quantity": 2,
+                "name": "order 1",
+                "isCustomItem": True,
+                "productId": "custom-item-4N8FCTW23N7",
+            },
+            {
+                "productId": "23940797548900636",
+                "value": 150,
+                "quantity": 2,
+                "name": "order 2",
+                "isCustomItem": False,
+            },
+        ],
+    },
+}
+
+# The order-payment-update page's example differs only in paymentStatus.
+DOCS_PAYMENT_BODY: dict[str, Any] = {**copy.deepcopy(DOCS_STATUS_BODY), "paymentStatus": "paid"}
