@@ -12,7 +12,7 @@ import functools
 from dataclasses import dataclass
 from typing import Annotated
 
-from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator
+from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -61,8 +61,12 @@ class Settings(BaseSettings):
     """Longest a worker thread sleeps for its slot; a later slot re-schedules the job instead."""
     zapi_recipient_interval: Annotated[float, Field(ge=0, le=3600)] = 0.0
     """Minimum seconds between two sends to the same phone; 0 turns pacing off."""
-    zapi_rate_limit_redis_url: SecretStr | None = None
-    """Redis holding the shared rate schedule; defaults to CELERY_BROKER_URL."""
+    zapi_state_redis_url: SecretStr | None = None
+    """Redis for the rate schedule, idempotency records and dead letters (default: the broker)."""
+    zapi_idempotency_ttl: Annotated[int, Field(ge=60)] = 7 * 24 * 3600
+    """Seconds a delivered job's reply is remembered, so a repeat is not sent again."""
+    celery_visibility_timeout: Annotated[int, Field(ge=2, le=86_400)] = 900
+    """Seconds before Redis hands an unacknowledged job to another worker (crash recovery)."""
     zapi_max_attempts: Annotated[int, Field(ge=1, le=50)] = 6
     """Total send attempts per job, the first one included."""
     zapi_timeout: Annotated[float, Field(gt=0, le=300)] = 15.0
@@ -84,9 +88,24 @@ class Settings(BaseSettings):
             raise ValueError("must not be blank")
         return value.strip() if value is not None else None
 
+    @model_validator(mode="after")
+    def _countdowns_within_visibility(self) -> Settings:
+        if self.zapi_retry_backoff_max > self.celery_visibility_timeout / 2:
+            raise ValueError(
+                "ZAPI_RETRY_BACKOFF_MAX must be at most half of CELERY_VISIBILITY_TIMEOUT "
+                f"({self.celery_visibility_timeout / 2:g}s): a job waiting longer than the "
+                "visibility timeout would be delivered to a second worker"
+            )
+        return self
+
     @property
-    def rate_limit_redis_url(self) -> str:
-        url = self.zapi_rate_limit_redis_url or self.celery_broker_url
+    def max_countdown(self) -> float:
+        """Longest a job is re-scheduled ahead: half the visibility timeout (no double delivery)."""
+        return self.celery_visibility_timeout / 2
+
+    @property
+    def state_redis_url(self) -> str:
+        url = self.zapi_state_redis_url or self.celery_broker_url
         return url.get_secret_value()
 
     @property

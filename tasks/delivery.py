@@ -1,135 +1,193 @@
-"""One execution of an order update task: validate, wait for a rate slot, send, decide.
+"""One execution of an order update task: validate, wait for a slot, claim, send, decide.
 
-A task execution ends in exactly one of four ways:
+An execution ends in exactly one of these ways:
 
-* **delivered**: the result is Z-API's reply;
-* **failed for good**: a PermanentError (or AttemptsExhaustedError) marks the job FAILURE;
+* **delivered**: the result is Z-API's reply (recorded for idempotency);
+* **already delivered**: the idempotency key has a recorded reply; it is returned, nothing sent;
+* **failed for good**: PermanentError or AttemptsExhaustedError marks the job FAILURE and the
+  job is kept as a dead letter;
 * **retry**: a transient failure re-schedules the job with backoff (Celery retry);
-* **deferred**: its rate slot is further than ``ZAPI_RATE_MAX_WAIT`` away, so the job is
-  re-scheduled to its slot instead of holding a worker thread. A deferral is not an attempt.
+* **deferred**: its rate slot is far, or another worker is sending the same job, so it is
+  re-scheduled (Celery retry, shown as RETRY) without using up an attempt.
 
-Send attempts are counted in a message header (``zapi-attempts``), not with Celery's
-``request.retries``, which also counts deferrals. The reserved slot travels in ``zapi-slot``.
+Per-job state travels in message headers, because Celery's ``request.retries`` counts
+deferrals too: ``zapi-attempts`` (sends so far), ``zapi-slot`` (reserved slot, µs of Redis'
+clock), ``zapi-first-attempt`` (epoch seconds).
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
+import redis
 from celery import Task
 from celery.utils.log import get_task_logger
 
 from config import Settings, get_settings
 from tasks.backoff import backoff_delay
 from tasks.client import get_client
+from tasks.deadletter import DeadLetter, DeadLetterStore
 from tasks.endpoints import Endpoint
-from tasks.errors import AttemptsExhaustedError, TransientError, ZapiQueueError
-from tasks.ratelimit import RateLimiter, SlotCheck, get_limiter
-from tasks.schemas import OrderUpdate
+from tasks.errors import (
+    AttemptsExhaustedError,
+    InvalidBodyError,
+    PermanentError,
+    TransientError,
+    ZapiQueueError,
+)
+from tasks.idempotency import ClaimState, IdempotencyStore, derive_key, owner_id
+from tasks.pacing import Deferral, wait_for_slot
+from tasks.per_process import PerProcess
+from tasks.ratelimit import get_limiter
+from tasks.store import get_redis
 from tasks.validation import validate_body
 
 logger = get_task_logger(__name__)
 
 ATTEMPTS_HEADER = "zapi-attempts"
 SLOT_HEADER = "zapi-slot"
-
-#: Re-scheduled countdowns stay far below Redis' visibility timeout (1 h), which would
-#: otherwise re-deliver the waiting message a second time.
-MAX_DEFER_SECONDS = 600.0
-
-#: Slot look-ups in one execution before the job is re-scheduled instead (contention).
-MAX_SLOT_ROUNDS = 4
+FIRST_ATTEMPT_HEADER = "zapi-first-attempt"
+MAX_IDEMPOTENCY_KEY = 200
 
 
 class RateLimitWait(ZapiQueueError):  # noqa: N818 - a wait, not an error
-    """Not an error: the job's rate slot is later; it is re-scheduled for it (shows as RETRY)."""
+    """Stored while a job is re-scheduled for its rate slot (shows as RETRY in Flower)."""
 
 
-def deliver(task: Task[Any, Any], endpoint: Endpoint, body: Any) -> dict[str, str]:
+@dataclass(frozen=True, slots=True)
+class JobState:
+    """What one execution knows of the job's history, read from the message headers."""
+
+    headers: dict[str, Any]
+    attempts: int
+    slot_us: int | None
+    first_attempt_at: float
+
+    @classmethod
+    def of(cls, task: Task[Any, Any]) -> JobState:
+        headers = dict(task.request.headers or {})
+        slot = headers.get(SLOT_HEADER)
+        return cls(
+            headers=headers,
+            attempts=int(headers.get(ATTEMPTS_HEADER, 0)),
+            slot_us=int(slot) if slot is not None else None,
+            first_attempt_at=float(headers.get(FIRST_ATTEMPT_HEADER, time.time())),
+        )
+
+    def next_headers(self, *, attempts: int, slot_us: int | None = None) -> dict[str, Any]:
+        headers = {k: v for k, v in self.headers.items() if k != SLOT_HEADER}
+        headers[ATTEMPTS_HEADER] = attempts
+        headers[FIRST_ATTEMPT_HEADER] = self.first_attempt_at
+        if slot_us is not None:
+            headers[SLOT_HEADER] = slot_us
+        return headers
+
+
+def _idempotency_store() -> IdempotencyStore:
+    settings = get_settings()
+    return IdempotencyStore(
+        get_redis(),
+        instance_id=settings.zapi_credentials().instance_id,
+        ttl=settings.zapi_idempotency_ttl,
+        lease=settings.zapi_timeout + settings.zapi_connect_timeout + 5.0,
+    )
+
+
+_idempotency = PerProcess(_idempotency_store)
+_dead_letters = PerProcess(lambda: DeadLetterStore(get_redis()))
+
+
+def deliver(
+    task: Task[Any, Any], endpoint: Endpoint, body: Any, idempotency_key: Any = None
+) -> dict[str, str]:
     """Run one execution of ``task`` for ``endpoint``; see the module docstring."""
+    state = JobState.of(task)
+    try:
+        return _deliver(task, endpoint, body, idempotency_key, state)
+    except (PermanentError, AttemptsExhaustedError) as exc:
+        _bury(task, body, idempotency_key, state, exc)
+        raise
+
+
+def _deliver(
+    task: Task[Any, Any], endpoint: Endpoint, body: Any, idempotency_key: Any, state: JobState
+) -> dict[str, str]:
     settings = get_settings()
     update = validate_body(endpoint, body)
-    headers = dict(task.request.headers or {})
-    attempt = int(headers.get(ATTEMPTS_HEADER, 0)) + 1
-    limiter = get_limiter()
-    _wait_for_slot(task, limiter, settings, update, headers)
+    wire = update.to_wire()
+    key = _checked_key(idempotency_key) or derive_key(endpoint.value, wire)
 
+    try:
+        wait_for_slot(get_limiter(), update.phone, state.slot_us, settings.zapi_rate_max_wait)
+    except Deferral as deferral:
+        _defer(task, state, deferral, settings)
+
+    owner = owner_id(task.request.id or "")
+    store = _idempotency.get()
+    claim = store.claim(key, owner)
+    if claim.state is ClaimState.DELIVERED and claim.reply is not None:
+        logger.info("%s already delivered (key %s): nothing sent", endpoint.value, key[:24])
+        return claim.reply
+    if claim.state is ClaimState.BUSY:
+        _defer(task, state, Deferral(1.0, None, "same job in flight elsewhere"), settings)
+
+    attempt = state.attempts + 1
     started = time.perf_counter()
     try:
-        reply = get_client().send(endpoint, update.to_wire())
-    except TransientError as exc:
-        _after_transient_failure(task, limiter, settings, endpoint, exc, attempt, started)
+        reply = get_client().send(endpoint, wire).to_result()
+    except ZapiQueueError as exc:
+        store.release(key, owner)
+        if isinstance(exc, TransientError):
+            _after_transient_failure(task, state, settings, endpoint, exc, attempt, started)
+        raise
+    _remember(store, key, reply)
     logger.info(
         "%s attempt %d delivered in %.3fs: zaapId=%s",
         endpoint.value,
         attempt,
         time.perf_counter() - started,
-        reply.zaapId,
+        reply["zaapId"],
     )
-    return reply.to_result()
+    return reply
 
 
-def _wait_for_slot(
-    task: Task[Any, Any],
-    limiter: RateLimiter,
-    settings: Settings,
-    update: OrderUpdate,
-    headers: dict[str, Any],
-) -> None:
-    """Return at this job's slot time, or re-schedule the job (raises Retry) if it is far.
+def _checked_key(idempotency_key: Any) -> str | None:
+    if idempotency_key is None:
+        return None
+    if not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
+        raise InvalidBodyError(
+            f"idempotency_key: must be a non-empty string of at most {MAX_IDEMPOTENCY_KEY} "
+            "characters"
+        )
+    return "key:" + idempotency_key
 
-    A slot is given up for a new one when Z-API paused the instance after it was reserved, or
-    when the job arrives too late for it (a late send would bunch with the next ones).
-    """
-    slot = headers.get(SLOT_HEADER)
-    check = limiter.check(int(slot)) if slot is not None else None
-    for _ in range(MAX_SLOT_ROUNDS):
-        if check is not None and (check.cancelled or check.wait < -limiter.late_tolerance):
-            logger.debug(
-                "rate slot %s by %.1f ms; taking a new one",
-                "cancelled by a pause" if check.cancelled else "missed",
-                -check.wait * 1000,
-            )
-        if check is None or check.cancelled or check.wait < -limiter.late_tolerance:
-            reservation = limiter.reserve(update.phone)
-            if not reservation.granted:
-                _defer(task, headers, reservation.wait, slot_us=None, why="recipient pacing")
-            check = SlotCheck(reservation.slot_us, reservation.now_us, paused_until_us=0)
-        if check.wait <= 0:
-            return
-        if check.wait > settings.zapi_rate_max_wait:
-            # Wake a little early; the remainder is slept, so the slot is met precisely.
-            countdown = check.wait - settings.zapi_rate_max_wait / 2
-            _defer(task, headers, countdown, check.slot_us, why="rate limit")
-        time.sleep(check.wait)
-        check = limiter.check(check.slot_us)
-    _defer(task, headers, limiter.late_tolerance, slot_us=None, why="rate limit")
+
+def _remember(store: IdempotencyStore, key: str, reply: dict[str, str]) -> None:
+    """Record the reply; if Redis cannot take it, the job is still delivered: say so."""
+    try:
+        store.record(key, reply)
+    except redis.RedisError:
+        logger.exception(
+            "delivered, but the reply could not be recorded: a re-delivery of this job "
+            "would send it again"
+        )
 
 
 def _defer(
-    task: Task[Any, Any],
-    headers: dict[str, Any],
-    countdown: float,
-    slot_us: int | None,
-    why: str,
+    task: Task[Any, Any], state: JobState, deferral: Deferral, settings: Settings
 ) -> NoReturn:
-    headers = dict(headers)
-    headers.pop(SLOT_HEADER, None)
-    if slot_us is not None:
-        headers[SLOT_HEADER] = slot_us
-    countdown = min(max(countdown, 0.0), MAX_DEFER_SECONDS)
     raise task.retry(
-        exc=RateLimitWait(f"waiting {countdown:.2f}s for a send slot ({why})"),
-        countdown=countdown,
-        max_retries=None,
-        headers=headers,
+        exc=RateLimitWait(str(deferral)),
+        countdown=min(deferral.countdown, settings.max_countdown),
+        headers=state.next_headers(attempts=state.attempts, slot_us=deferral.slot_us),
     )
 
 
 def _after_transient_failure(
     task: Task[Any, Any],
-    limiter: RateLimiter,
+    state: JobState,
     settings: Settings,
     endpoint: Endpoint,
     exc: TransientError,
@@ -139,16 +197,19 @@ def _after_transient_failure(
     """Slow the instance down if Z-API asked, then retry with backoff or give up."""
     elapsed = time.perf_counter() - started
     if exc.retry_after is not None or exc.status_code == 429:
-        limiter.penalize(exc.retry_after if exc.retry_after is not None else 1.0)
+        get_limiter().penalize(exc.retry_after if exc.retry_after is not None else 1.0)
     if attempt >= settings.zapi_max_attempts:
         raise AttemptsExhaustedError(
             f"gave up on {endpoint.value} after {attempt} attempts; last error: {exc.message}"
         ) from None
-    delay = backoff_delay(
-        attempt,
-        base=settings.zapi_retry_backoff,
-        cap=settings.zapi_retry_backoff_max,
-        retry_after=exc.retry_after,
+    delay = min(
+        backoff_delay(
+            attempt,
+            base=settings.zapi_retry_backoff,
+            cap=settings.zapi_retry_backoff_max,
+            retry_after=exc.retry_after,
+        ),
+        settings.max_countdown,
     )
     logger.warning(
         "%s attempt %d/%d failed after %.3fs, retrying in %.2fs: %s",
@@ -159,6 +220,34 @@ def _after_transient_failure(
         delay,
         exc.message,
     )
-    headers = {k: v for k, v in (task.request.headers or {}).items() if k != SLOT_HEADER}
-    headers[ATTEMPTS_HEADER] = attempt
-    raise task.retry(exc=exc, countdown=delay, max_retries=None, headers=headers) from None
+    raise task.retry(
+        exc=exc, countdown=delay, headers=state.next_headers(attempts=attempt)
+    ) from None
+
+
+def _bury(
+    task: Task[Any, Any],
+    body: Any,
+    idempotency_key: Any,
+    state: JobState,
+    exc: ZapiQueueError,
+) -> None:
+    """Keep a job that failed for good as a dead letter (never lose it silently)."""
+    sent = state.attempts + (0 if isinstance(exc, InvalidBodyError) else 1)
+    if isinstance(exc, AttemptsExhaustedError):
+        sent = get_settings().zapi_max_attempts
+    letter = DeadLetter(
+        job_id=task.request.id or "",
+        task=task.name,
+        body=body,
+        error_type=type(exc).__name__,
+        error=exc.message,
+        attempts=sent,
+        first_attempt_at=state.first_attempt_at,
+        failed_at=time.time(),
+        kwargs={"idempotency_key": idempotency_key} if idempotency_key is not None else {},
+    )
+    try:
+        _dead_letters.get().add(letter)
+    except redis.RedisError:
+        logger.exception("could not keep job %s as a dead letter", letter.job_id)

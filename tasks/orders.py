@@ -1,6 +1,7 @@
 """The two Celery tasks of the public contract, and the delivery they share.
 
-Producers call them by name: ``send_task("zapi.order_status_update", args=[body])``. What one
+Producers call them by name: ``send_task("zapi.order_status_update", args=[body])``, optionally
+with ``kwargs={"idempotency_key": "..."}``. What one
 execution does is in :mod:`tasks.delivery`.
 """
 
@@ -20,14 +21,23 @@ ORDER_PAYMENT_UPDATE = "zapi.order_payment_update"
 # Expected failures: Celery logs them in one line instead of a traceback.
 _EXPECTED = (PermanentError, AttemptsExhaustedError)
 
+# Celery's retry limit counts deferrals for a rate slot too; ZAPI_MAX_ATTEMPTS bounds the sends
+# (tasks.delivery), so Celery's own limit is off. Passing max_retries=None to retry() would not
+# do: there None means "the task's default", which is 3.
+_OPTIONS: dict[str, Any] = {"bind": True, "throws": _EXPECTED, "max_retries": None}
 
-@shared_task(name=ORDER_STATUS_UPDATE, bind=True, throws=_EXPECTED)
-def order_status_update(self: Task[Any, Any], body: Any) -> dict[str, str]:
+
+@shared_task(name=ORDER_STATUS_UPDATE, **_OPTIONS)
+def order_status_update(
+    self: Task[Any, Any], body: Any, idempotency_key: str | None = None
+) -> dict[str, str]:
     """Send an order status update; the result is Z-API's ``{zaapId, messageId, id}``."""
-    return deliver(self, Endpoint.ORDER_STATUS_UPDATE, body)
+    return deliver(self, Endpoint.ORDER_STATUS_UPDATE, body, idempotency_key)
 
 
-@shared_task(name=ORDER_PAYMENT_UPDATE, bind=True, throws=_EXPECTED)
-def order_payment_update(self: Task[Any, Any], body: Any) -> dict[str, str]:
+@shared_task(name=ORDER_PAYMENT_UPDATE, **_OPTIONS)
+def order_payment_update(
+    self: Task[Any, Any], body: Any, idempotency_key: str | None = None
+) -> dict[str, str]:
     """Send an order payment update; the result is Z-API's ``{zaapId, messageId, id}``."""
-    return deliver(self, Endpoint.ORDER_PAYMENT_UPDATE, body)
+    return deliver(self, Endpoint.ORDER_PAYMENT_UPDATE, body, idempotency_key)

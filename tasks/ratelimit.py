@@ -28,8 +28,7 @@ import redis
 
 from config import get_settings
 from tasks.per_process import PerProcess
-
-KEY_PREFIX = "zapi-queue"
+from tasks.store import KEY_PREFIX, get_redis
 
 # KEYS[1]: instance schedule (its theoretical arrival time, µs); KEYS[2]: recipient's next allowed
 # send time (µs), or absent. ARGV: emission interval µs, burst tolerance µs, recipient interval µs.
@@ -178,9 +177,6 @@ class RateLimiter:
             self._penalize, [self.instance_key, self.pause_key], [pause_us, self.tolerance_us]
         )
 
-    def close(self) -> None:
-        self._redis.close()
-
     @staticmethod
     def _call(script: Any, keys: list[str], args: list[int]) -> Any:
         return script(keys=keys, args=args)
@@ -188,15 +184,8 @@ class RateLimiter:
 
 def _limiter_from_settings() -> RateLimiter:
     settings = get_settings()
-    client = redis.Redis.from_url(
-        settings.rate_limit_redis_url,
-        socket_timeout=5,
-        socket_connect_timeout=5,
-        health_check_interval=30,
-        retry_on_timeout=True,
-    )
     return RateLimiter(
-        client,
+        get_redis(),
         instance_id=settings.zapi_credentials().instance_id,
         rate=settings.zapi_rate_limit,
         burst=settings.zapi_rate_burst,
@@ -204,13 +193,9 @@ def _limiter_from_settings() -> RateLimiter:
     )
 
 
-_limiter = PerProcess(_limiter_from_settings, lambda limiter: limiter.close())
+_limiter = PerProcess(_limiter_from_settings)
 
 
 def get_limiter() -> RateLimiter:
     """The process-wide limiter of the configured Z-API instance."""
     return _limiter.get()
-
-
-def close_limiter() -> None:
-    _limiter.close()

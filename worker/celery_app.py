@@ -27,12 +27,23 @@ TASK_MODULES = ("tasks.orders",)
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings derived from ours; no Z-API secret goes here (`inspect conf` shows it)."""
-    visibility_timeout = int(max(3600, 4 * settings.zapi_retry_backoff_max))
+    visibility_timeout = settings.celery_visibility_timeout
     return {
         "broker_url": settings.celery_broker_url.get_secret_value(),
         "result_backend": settings.celery_result_backend.get_secret_value(),
         "broker_connection_retry_on_startup": True,
-        "broker_transport_options": {"visibility_timeout": visibility_timeout},
+        "broker_transport_options": {
+            "visibility_timeout": visibility_timeout,
+            # Sweep for messages of dead workers often enough to honour the visibility timeout.
+            "unacked_restore_interval": max(1, min(10, visibility_timeout // 10)),
+            "unacked_restore_throttle": 1,
+            "socket_timeout": 30,
+            "socket_connect_timeout": 10,
+        },
+        "result_backend_always_retry": True,
+        "result_backend_max_retries": 20,
+        "redis_socket_timeout": 30,
+        "redis_retry_on_timeout": True,
         "task_serializer": "json",
         "result_serializer": "json",
         "accept_content": ["json"],

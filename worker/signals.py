@@ -18,7 +18,8 @@ from celery.signals import (
 
 from config import ConfigurationError, get_settings
 from tasks.client import close_client, get_client
-from tasks.ratelimit import close_limiter, get_limiter
+from tasks.ratelimit import get_limiter
+from tasks.store import close_redis
 from worker.logging import install_redaction
 
 
@@ -56,4 +57,4 @@ def open_connections(**_: Any) -> None:
 @worker_process_shutdown.connect
 def close_connections(**_: Any) -> None:
     close_client()
-    close_limiter()
+    close_redis()

@@ -99,6 +99,13 @@ class _Process(Managed):
             self._log = None
         return process.returncode
 
+    def kill(self) -> None:
+        """SIGKILL the whole process group: a crash, nothing gets to clean up."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self.stop()
+
     def close(self) -> None:
         self.stop()
 

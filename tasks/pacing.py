@@ -1,0 +1,49 @@
+"""Waiting for a rate slot without holding a worker thread for long.
+
+:func:`wait_for_slot` returns at the job's slot time, or raises :class:`Deferral` telling the
+caller to re-schedule the job (with the slot it reserved, so it keeps its place in line).
+"""
+
+from __future__ import annotations
+
+import time
+
+from tasks.ratelimit import RateLimiter, SlotCheck
+
+#: Slot look-ups in one execution before the job is re-scheduled instead (contention).
+MAX_SLOT_ROUNDS = 4
+
+
+class Deferral(Exception):  # noqa: N818 - an instruction, not an error
+    """Re-schedule the job in ``countdown`` seconds, carrying ``slot_us`` if it holds one."""
+
+    def __init__(self, countdown: float, slot_us: int | None, reason: str) -> None:
+        super().__init__(f"waiting {countdown:.2f}s for a send slot ({reason})")
+        self.countdown = max(0.0, countdown)
+        self.slot_us = slot_us
+        self.reason = reason
+
+
+def wait_for_slot(
+    limiter: RateLimiter, phone: str, held_slot_us: int | None, max_wait: float
+) -> int:
+    """Sleep until this job's slot and return it, or raise Deferral if the slot is far.
+
+    A slot is given up for a new one when Z-API paused the instance after it was reserved, or
+    when the job arrives too late for it (a late send would bunch with the next ones).
+    """
+    check = limiter.check(held_slot_us) if held_slot_us is not None else None
+    for _ in range(MAX_SLOT_ROUNDS):
+        if check is None or check.cancelled or check.wait < -limiter.late_tolerance:
+            reservation = limiter.reserve(phone)
+            if not reservation.granted:
+                raise Deferral(reservation.wait, None, "recipient pacing")
+            check = SlotCheck(reservation.slot_us, reservation.now_us, paused_until_us=0)
+        if check.wait <= 0:
+            return check.slot_us
+        if check.wait > max_wait:
+            # Wake a little early; the remainder is slept, so the slot is met precisely.
+            raise Deferral(check.wait - max_wait / 2, check.slot_us, "rate limit")
+        time.sleep(check.wait)
+        check = limiter.check(check.slot_us)
+    raise Deferral(limiter.late_tolerance, None, "rate limit contention")

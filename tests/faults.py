@@ -1,0 +1,98 @@
+"""A private stack per fault test: its own Redis (AOF on, as docker-compose ships it), fake
+Z-API and workers, so killing or restarting them cannot disturb the other tests."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+
+from tests.conftest import CLIENT_TOKEN, INSTANCE_TOKEN
+from worker.dev.processes import WorkerProcess, stack_env
+from worker.dev.redis_server import RedisServer
+from worker.dev.zapi_sim import ZapiSimulator
+
+#: Short, so that crash recovery (visibility timeout + restore sweep) fits in a test.
+VISIBILITY_TIMEOUT = 6
+
+
+class FaultStack:
+    def __init__(self, logs: Path, **settings: str) -> None:
+        self.logs = logs
+        self.redis = RedisServer(appendonly=True)
+        self.sim = ZapiSimulator(
+            instance_id="fault-instance", instance_token=INSTANCE_TOKEN, client_token=CLIENT_TOKEN
+        )
+        self.settings = {
+            "zapi_rate_limit": "1000",
+            "zapi_rate_burst": "100",
+            "zapi_retry_backoff": "0.1",
+            "zapi_retry_backoff_max": "2",
+            "zapi_timeout": "3",
+            "zapi_connect_timeout": "1",
+            "celery_visibility_timeout": str(VISIBILITY_TIMEOUT),
+            "worker_concurrency": "8",
+            **settings,
+        }
+        self._workers = 0
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> FaultStack:
+        self._stack.enter_context(self.redis)
+        self._stack.enter_context(self.sim)
+        self.env = stack_env(self.redis.url, self.sim)
+        self.env.update({name.upper(): value for name, value in self.settings.items()})
+        self.producer = Celery(
+            broker=self.env["CELERY_BROKER_URL"], backend=self.env["CELERY_RESULT_BACKEND"]
+        )
+        self._stack.callback(self.producer.close)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stack.close()
+
+    def worker(self, **settings: str) -> WorkerProcess:
+        """Start one more worker; it is stopped when the stack closes."""
+        self._workers += 1
+        env = {**self.env, **{k.upper(): v for k, v in settings.items()}}
+        process = WorkerProcess(env, self.logs / f"worker-{self._workers}.log")
+        return self._stack.enter_context(process)
+
+    def enqueue(self, bodies: list[dict[str, Any]]) -> list[str]:
+        return [self.producer.send_task("zapi.order_status_update", args=[b]).id for b in bodies]
+
+    def wait_all(self, job_ids: list[str], timeout: float) -> dict[str, str]:
+        """Poll each job's state until all are final; survives a Redis restart meanwhile."""
+        deadline = time.monotonic() + timeout
+        states: dict[str, str] = {}
+        while time.monotonic() < deadline:
+            for job_id in job_ids:
+                if states.get(job_id) in ("SUCCESS", "FAILURE"):
+                    continue
+                with contextlib.suppress(Exception):
+                    states[job_id] = self.producer.AsyncResult(job_id).state
+            if all(states.get(j) in ("SUCCESS", "FAILURE") for j in job_ids):
+                break
+            time.sleep(0.2)
+        return states
+
+    def delivered_per_message(self) -> Counter[str]:
+        """How many times Z-API accepted each messageId."""
+        return Counter(r.message_id or "" for r in self.sim.requests() if r.status == 200)
+
+    def wait_for_requests(self, count: int, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.sim.requests()) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(self.sim.requests()) >= count, "the fake Z-API saw too few requests"
+
+
+@contextlib.contextmanager
+def fault_stack(logs: Path, **settings: str) -> Iterator[FaultStack]:
+    with FaultStack(logs, **settings) as stack:
+        yield stack

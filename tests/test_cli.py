@@ -1,0 +1,118 @@
+"""``zapi-queue`` against the session's Redis and worker: dead letters and job status."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from celery import Celery
+
+from tests.bodies import unique_body
+from tests.conftest import MAX_ATTEMPTS, REDIS_PASSWORD, SECRETS
+from worker.dev.ports import free_port
+from worker.dev.zapi_sim import Fault, ZapiSimulator
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("worker")]
+
+STATUS = "zapi.order_status_update"
+CLI = str(Path(sys.executable).parent / "zapi-queue")
+
+
+def cli(env: dict[str, str], *args: str, code: int = 0) -> str:
+    completed = subprocess.run(
+        [CLI, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == code, output
+    assert not any(secret in output for secret in SECRETS)
+    return output
+
+
+def failed_job(producer: Celery, zapi_sim: ZapiSimulator) -> tuple[str, dict[str, object]]:
+    body = unique_body(phone="5511912345678")
+    zapi_sim.script(str(body["messageId"]), *[Fault(status=503)] * MAX_ATTEMPTS)
+    result = producer.send_task(STATUS, args=[body])
+    result.get(timeout=30, propagate=False)
+    assert result.state == "FAILURE"
+    return result.id, body
+
+
+def test_a_job_that_failed_for_good_is_kept_and_replays_with_one_send(
+    producer: Celery, zapi_sim: ZapiSimulator, worker_env: dict[str, str]
+) -> None:
+    job_id, body = failed_job(producer, zapi_sim)
+
+    listed = [json.loads(line) for line in cli(worker_env, "dead", "list", "--json").splitlines()]
+    [letter] = [entry for entry in listed if entry["job_id"] == job_id]
+    assert letter["task"] == STATUS
+    assert letter["body"] == body
+    assert letter["attempts"] == MAX_ATTEMPTS
+    assert letter["error_type"] == "AttemptsExhaustedError"
+    assert "HTTP 503" in letter["error"]
+    assert letter["first_attempt_at"] <= letter["failed_at"]
+
+    table = cli(worker_env, "dead", "list", "--error-type", "AttemptsExhaustedError")
+    assert job_id in table
+    assert "55119*****678" in table  # phones are masked in listings
+    assert "5511912345678" not in table
+    assert '"phone": "5511912345678"' in cli(worker_env, "dead", "show", job_id)
+
+    replayed = cli(worker_env, "dead", "replay", job_id)
+    [new_id] = re.findall(rf"replayed {job_id} as (\S+)", replayed)
+    assert producer.AsyncResult(new_id).get(timeout=30)["zaapId"]
+    statuses = [r.status for r in zapi_sim.requests(str(body["messageId"]))]
+    assert statuses == [503] * MAX_ATTEMPTS + [200]
+    assert job_id not in cli(worker_env, "dead", "list")
+
+
+def test_an_invalid_body_is_kept_with_zero_attempts_and_can_be_purged(
+    producer: Celery, worker_env: dict[str, str]
+) -> None:
+    result = producer.send_task(STATUS, args=[{"phone": "x"}])
+    result.get(timeout=30, propagate=False)
+    letter = json.loads(cli(worker_env, "dead", "show", result.id))
+    assert letter["attempts"] == 0
+    assert letter["error_type"] == "InvalidBodyError"
+
+    assert "1 dead letters purged" in cli(worker_env, "dead", "purge", result.id, "--yes")
+    assert f"no dead letter with id {result.id}" in cli(
+        worker_env, "dead", "show", result.id, code=2
+    )
+
+
+def test_replay_and_purge_need_a_selection(worker_env: dict[str, str]) -> None:
+    for command in ("replay", "purge"):
+        assert "name job ids, or use --all" in cli(worker_env, "dead", command, code=2)
+
+
+def test_status_of_a_delivered_a_failed_and_an_unknown_job(
+    producer: Celery, zapi_sim: ZapiSimulator, worker_env: dict[str, str]
+) -> None:
+    delivered = producer.send_task(STATUS, args=[unique_body()])
+    reply = delivered.get(timeout=30)
+    failed_id, _ = failed_job(producer, zapi_sim)
+
+    ok = json.loads(cli(worker_env, "status", delivered.id, "--json"))
+    assert ok == {"id": delivered.id, "state": "SUCCESS", "result": reply}
+    bad = json.loads(cli(worker_env, "status", failed_id, "--json"))
+    assert bad["state"] == "FAILURE"
+    assert bad["error_type"] == "AttemptsExhaustedError"
+    assert "HTTP 503" in bad["error"]
+    unknown = cli(worker_env, "status", "no-such-job")
+    assert "state: PENDING" in unknown
+    assert "unknown job" in unknown
+
+
+def test_an_unreachable_redis_is_reported_without_its_password(
+    worker_env: dict[str, str],
+) -> None:
+    env = {
+        **worker_env,
+        "CELERY_BROKER_URL": f"redis://:{REDIS_PASSWORD}@127.0.0.1:{free_port()}/0",
+    }
+    output = cli(env, "dead", "list", code=2)
+    assert "cannot reach Redis at redis://:***@127.0.0.1" in output

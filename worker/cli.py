@@ -1,0 +1,231 @@
+"""``zapi-queue``: the operator's command line (dead letters, job status).
+
+Every command reads the same settings as the worker (environment variables or ``.env``) and
+prints no secret: URLs are shown with their password masked.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import click
+import redis
+
+from config import ConfigurationError, get_settings
+from tasks.deadletter import DeadLetter, DeadLetterStore
+from tasks.redaction import redact
+from tasks.store import connect
+
+
+def _fail(message: str) -> None:
+    click.echo(f"zapi-queue: {message}", err=True)
+    sys.exit(2)
+
+
+def _dead_letters() -> DeadLetterStore:
+    try:
+        url = get_settings().state_redis_url
+    except ConfigurationError as exc:
+        _fail(str(exc))
+        raise
+    client = connect(url, retries=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        _fail(f"cannot reach Redis at {redact(url)}: {type(exc).__name__}")
+    return DeadLetterStore(client)
+
+
+def mask_phone(phone: Any) -> str:
+    """``5511999991234`` -> ``55119*****234``: enough to tell numbers apart, not to dial them."""
+    text = str(phone) if phone is not None else "?"
+    if len(text) < 8:
+        return "*" * len(text)
+    return text[:5] + "*" * (len(text) - 8) + text[-3:]
+
+
+def _when(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch))
+
+
+def _matching(
+    letters: Iterable[DeadLetter], task: str | None, error_type: str | None, contains: str | None
+) -> list[DeadLetter]:
+    return [
+        letter
+        for letter in letters
+        if (task is None or letter.task == task)
+        and (error_type is None or letter.error_type == error_type)
+        and (contains is None or contains.lower() in letter.error.lower())
+    ]
+
+
+_filters = [
+    click.option("--task", help="only jobs of this task, e.g. zapi.order_status_update"),
+    click.option("--error-type", help="only this error, e.g. AttemptsExhaustedError"),
+    click.option("--contains", help="only errors whose text contains this (case-insensitive)"),
+]
+
+
+def with_filters(function: Any) -> Any:
+    for option in reversed(_filters):
+        function = option(function)
+    return function
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Operate zapi-queue: inspect and replay dead letters, look up a job.
+
+    Settings come from the environment (CELERY_BROKER_URL, ...), as for the worker.
+    """
+
+
+@main.group()
+def dead() -> None:
+    """Jobs that failed for good, kept with their body and error for replay."""
+
+
+@dead.command("list")
+@with_filters
+@click.option("--limit", default=50, show_default=True, help="at most this many rows")
+@click.option("--json", "as_json", is_flag=True, help="one JSON record per line")
+def dead_list(
+    task: str | None, error_type: str | None, contains: str | None, limit: int, as_json: bool
+) -> None:
+    """List dead letters, oldest first (phones masked)."""
+    store = _dead_letters()
+    letters = _matching(store, task, error_type, contains)
+    for letter in letters[:limit]:
+        if as_json:
+            click.echo(letter.to_json())
+            continue
+        phone = letter.body.get("phone") if isinstance(letter.body, dict) else None
+        click.echo(
+            f"{letter.job_id}  {_when(letter.failed_at)}  {letter.task}  {mask_phone(phone)}  "
+            f"attempts={letter.attempts}  {letter.error_type}: {letter.error[:120]}"
+        )
+    if not as_json:
+        shown = min(limit, len(letters))
+        click.echo(f"{shown} of {len(letters)} matching dead letters ({store.count()} in all)")
+
+
+@dead.command("show")
+@click.argument("job_id")
+def dead_show(job_id: str) -> None:
+    """Print one dead letter in full (body included)."""
+    letter = _dead_letters().get(job_id)
+    if letter is None:
+        _fail(f"no dead letter with id {job_id}")
+        return
+    record = json.loads(letter.to_json())
+    record["first_attempt_at"] = _when(letter.first_attempt_at)
+    record["failed_at"] = _when(letter.failed_at)
+    click.echo(json.dumps(record, indent=2, ensure_ascii=False))
+
+
+def _select(
+    store: DeadLetterStore,
+    job_ids: tuple[str, ...],
+    every: bool,
+    task: str | None,
+    error_type: str | None,
+    contains: str | None,
+) -> list[DeadLetter]:
+    filtered = any(v is not None for v in (task, error_type, contains))
+    if not (job_ids or every or filtered):
+        _fail("name job ids, or use --all, or a filter (--task, --error-type, --contains)")
+    if job_ids:
+        found = [store.get(job_id) for job_id in job_ids]
+        missing = [j for j, letter in zip(job_ids, found, strict=True) if letter is None]
+        if missing:
+            _fail("no dead letter with id " + ", ".join(missing))
+        return _matching((f for f in found if f is not None), task, error_type, contains)
+    return _matching(store, task, error_type, contains)
+
+
+@dead.command("replay")
+@click.argument("job_ids", nargs=-1)
+@click.option("--all", "every", is_flag=True, help="replay every dead letter")
+@with_filters
+@click.option("--dry-run", is_flag=True, help="say what would be replayed, enqueue nothing")
+def dead_replay(
+    job_ids: tuple[str, ...],
+    every: bool,
+    task: str | None,
+    error_type: str | None,
+    contains: str | None,
+    dry_run: bool,
+) -> None:
+    """Enqueue dead letters again as new jobs (same task, body and idempotency key)."""
+    store = _dead_letters()
+    letters = _select(store, job_ids, every, task, error_type, contains)
+    if dry_run:
+        for letter in letters:
+            click.echo(f"would replay {letter.job_id} ({letter.task})")
+        click.echo(f"{len(letters)} dead letters would be replayed")
+        return
+    from worker.celery_app import app
+
+    for letter in letters:
+        result = app.send_task(letter.task, args=[letter.body], kwargs=letter.kwargs)
+        store.remove([letter.job_id])
+        click.echo(f"replayed {letter.job_id} as {result.id}")
+    click.echo(f"{len(letters)} dead letters replayed")
+
+
+@dead.command("purge")
+@click.argument("job_ids", nargs=-1)
+@click.option("--all", "every", is_flag=True, help="purge every dead letter")
+@with_filters
+@click.option("--yes", is_flag=True, help="do not ask for confirmation")
+def dead_purge(
+    job_ids: tuple[str, ...],
+    every: bool,
+    task: str | None,
+    error_type: str | None,
+    contains: str | None,
+    yes: bool,
+) -> None:
+    """Delete dead letters for good."""
+    store = _dead_letters()
+    letters = _select(store, job_ids, every, task, error_type, contains)
+    if letters and not yes:
+        click.confirm(f"delete {len(letters)} dead letters for good?", abort=True)
+    removed = store.remove(letter.job_id for letter in letters)
+    click.echo(f"{removed} dead letters purged")
+
+
+@main.command("status")
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="print the state as JSON")
+def status(job_id: str, as_json: bool) -> None:
+    """Show a job's state and its result (Z-API's reply) or error."""
+    from celery.result import AsyncResult
+
+    from worker.celery_app import app
+
+    result: AsyncResult[Any] = AsyncResult(job_id, app=app)
+    state = result.state
+    outcome: Any = result.result
+    record: dict[str, Any] = {"id": job_id, "state": state}
+    if isinstance(outcome, BaseException):
+        record["error_type"] = type(outcome).__name__
+        record["error"] = str(outcome)
+    elif outcome is not None:
+        record["result"] = outcome
+    if state == "PENDING":
+        record["note"] = "unknown job, or still queued (results expire after CELERY_RESULT_EXPIRES)"
+    if as_json:
+        click.echo(json.dumps(record, ensure_ascii=False))
+        return
+    for name, value in record.items():
+        click.echo(f"{name}: {json.dumps(value) if isinstance(value, dict) else value}")
+
+
+if __name__ == "__main__":
+    main()
