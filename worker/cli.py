@@ -6,10 +6,12 @@ prints no secret: URLs are shown with their password masked.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import click
@@ -52,29 +54,72 @@ def _when(epoch: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch))
 
 
-def _matching(
-    letters: Iterable[DeadLetter], task: str | None, error_type: str | None, contains: str | None
-) -> list[DeadLetter]:
-    return [
-        letter
-        for letter in letters
-        if (task is None or letter.task == task)
-        and (error_type is None or letter.error_type == error_type)
-        and (contains is None or contains.lower() in letter.error.lower())
-    ]
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """The filters shared by list, replay and purge."""
+
+    task: str | None = None
+    error_type: str | None = None
+    contains: str | None = None
+
+    @property
+    def any(self) -> bool:
+        return any(v is not None for v in (self.task, self.error_type, self.contains))
+
+    def apply(self, letters: Iterable[DeadLetter]) -> list[DeadLetter]:
+        return [
+            letter
+            for letter in letters
+            if (self.task is None or letter.task == self.task)
+            and (self.error_type is None or letter.error_type == self.error_type)
+            and (self.contains is None or self.contains.lower() in letter.error.lower())
+        ]
 
 
-_filters = [
-    click.option("--task", help="only jobs of this task, e.g. zapi.order_status_update"),
-    click.option("--error-type", help="only this error, e.g. AttemptsExhaustedError"),
-    click.option("--contains", help="only errors whose text contains this (case-insensitive)"),
-]
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Which dead letters a command acts on: named ids, --all, or filters."""
+
+    job_ids: tuple[str, ...]
+    every: bool
+    filters: Filters
+
+    def resolve(self, store: DeadLetterStore) -> list[DeadLetter]:
+        if not (self.job_ids or self.every or self.filters.any):
+            _fail("name job ids, or use --all, or a filter (--task, --error-type, --contains)")
+        if not self.job_ids:
+            return self.filters.apply(store)
+        found = [store.get(job_id) for job_id in self.job_ids]
+        missing = [j for j, letter in zip(self.job_ids, found, strict=True) if letter is None]
+        if missing:
+            _fail("no dead letter with id " + ", ".join(missing))
+        return self.filters.apply(letter for letter in found if letter is not None)
 
 
-def with_filters(function: Any) -> Any:
-    for option in reversed(_filters):
-        function = option(function)
-    return function
+def filter_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Add --task, --error-type and --contains, handed to ``command`` as ``filters``."""
+
+    @functools.wraps(command)
+    def run(
+        *args: Any, task: str | None, error_type: str | None, contains: str | None, **kw: Any
+    ) -> None:
+        command(*args, filters=Filters(task, error_type, contains), **kw)
+
+    run = click.option("--contains", help="only errors whose text contains this")(run)
+    run = click.option("--error-type", help="only this error, e.g. AttemptsExhaustedError")(run)
+    return click.option("--task", help="only jobs of this task, e.g. zapi.order_status_update")(run)
+
+
+def selection_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Add JOB_IDS, --all and the filters, handed to ``command`` as ``selection``."""
+
+    @functools.wraps(command)
+    def run(*args: Any, job_ids: tuple[str, ...], every: bool, filters: Filters, **kw: Any) -> None:
+        command(*args, selection=Selection(job_ids, every, filters), **kw)
+
+    decorated = filter_options(run)
+    decorated = click.option("--all", "every", is_flag=True, help="every dead letter")(decorated)
+    return click.argument("job_ids", nargs=-1)(decorated)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -91,15 +136,13 @@ def dead() -> None:
 
 
 @dead.command("list")
-@with_filters
+@filter_options
 @click.option("--limit", default=50, show_default=True, help="at most this many rows")
 @click.option("--json", "as_json", is_flag=True, help="one JSON record per line")
-def dead_list(
-    task: str | None, error_type: str | None, contains: str | None, limit: int, as_json: bool
-) -> None:
+def dead_list(filters: Filters, limit: int, as_json: bool) -> None:
     """List dead letters, oldest first (phones masked)."""
     store = _dead_letters()
-    letters = _matching(store, task, error_type, contains)
+    letters = filters.apply(store)
     for letter in letters[:limit]:
         if as_json:
             click.echo(letter.to_json())
@@ -128,42 +171,13 @@ def dead_show(job_id: str) -> None:
     click.echo(json.dumps(record, indent=2, ensure_ascii=False))
 
 
-def _select(
-    store: DeadLetterStore,
-    job_ids: tuple[str, ...],
-    every: bool,
-    task: str | None,
-    error_type: str | None,
-    contains: str | None,
-) -> list[DeadLetter]:
-    filtered = any(v is not None for v in (task, error_type, contains))
-    if not (job_ids or every or filtered):
-        _fail("name job ids, or use --all, or a filter (--task, --error-type, --contains)")
-    if job_ids:
-        found = [store.get(job_id) for job_id in job_ids]
-        missing = [j for j, letter in zip(job_ids, found, strict=True) if letter is None]
-        if missing:
-            _fail("no dead letter with id " + ", ".join(missing))
-        return _matching((f for f in found if f is not None), task, error_type, contains)
-    return _matching(store, task, error_type, contains)
-
-
 @dead.command("replay")
-@click.argument("job_ids", nargs=-1)
-@click.option("--all", "every", is_flag=True, help="replay every dead letter")
-@with_filters
+@selection_options
 @click.option("--dry-run", is_flag=True, help="say what would be replayed, enqueue nothing")
-def dead_replay(
-    job_ids: tuple[str, ...],
-    every: bool,
-    task: str | None,
-    error_type: str | None,
-    contains: str | None,
-    dry_run: bool,
-) -> None:
+def dead_replay(selection: Selection, dry_run: bool) -> None:
     """Enqueue dead letters again as new jobs (same task, body and idempotency key)."""
     store = _dead_letters()
-    letters = _select(store, job_ids, every, task, error_type, contains)
+    letters = selection.resolve(store)
     if dry_run:
         for letter in letters:
             click.echo(f"would replay {letter.job_id} ({letter.task})")
@@ -179,21 +193,12 @@ def dead_replay(
 
 
 @dead.command("purge")
-@click.argument("job_ids", nargs=-1)
-@click.option("--all", "every", is_flag=True, help="purge every dead letter")
-@with_filters
+@selection_options
 @click.option("--yes", is_flag=True, help="do not ask for confirmation")
-def dead_purge(
-    job_ids: tuple[str, ...],
-    every: bool,
-    task: str | None,
-    error_type: str | None,
-    contains: str | None,
-    yes: bool,
-) -> None:
+def dead_purge(selection: Selection, yes: bool) -> None:
     """Delete dead letters for good."""
     store = _dead_letters()
-    letters = _select(store, job_ids, every, task, error_type, contains)
+    letters = selection.resolve(store)
     if letters and not yes:
         click.confirm(f"delete {len(letters)} dead letters for good?", abort=True)
     removed = store.remove(letter.job_id for letter in letters)
