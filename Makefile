@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint format typecheck pytest clean bench-rate
+.PHONY: help install demo test lint format typecheck pytest clean bench-rate bench
 
 help:
 	@echo "make demo    run the worker end to end on local stand-ins and print the results"
@@ -50,3 +50,6 @@ clean:
 
 bench-rate: $(STAMP)
 	$(BIN)/python -m bench.rate_limit $(BENCH_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.throughput $(BENCH_ARGS)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 from typing import Any
 
 import httpx
@@ -45,6 +46,15 @@ class ZapiClient:
         self._credentials = credentials
         self._secrets = credentials.secrets()
         self._timeout = timeout
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
+        if transport is None:
+            # httpx writes a request's headers and body separately; with Nagle's algorithm the
+            # body then waits for the server's delayed ACK (up to 40 ms) on a reused connection.
+            transport = httpx.HTTPTransport(
+                limits=limits, socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+            )
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"),
             headers={
@@ -54,9 +64,7 @@ class ZapiClient:
                 "User-Agent": USER_AGENT,
             },
             timeout=httpx.Timeout(timeout, connect=connect_timeout),
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
+            limits=limits,
             follow_redirects=False,
             transport=transport,
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable
+from typing import Any
 
 MASK = "***"
 
@@ -24,6 +25,25 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
             text = text.replace(secret, MASK)
     text = _URL_PASSWORD.sub(rf"\g<scheme>\g<user>:{MASK}@", text)
     return _URL_TOKEN.sub(rf"\g<1>{MASK}", text)
+
+
+def mask_phone(phone: Any) -> str:
+    """``5511999991234`` -> ``55119*****234``: enough to tell numbers apart, not to dial them."""
+    text = str(phone) if phone is not None else "?"
+    if len(text) < 8:
+        return "*" * len(text)
+    return text[:5] + "*" * (len(text) - 8) + text[-3:]
+
+
+def describe_body(body: Any) -> str:
+    """A short, phone-masked summary of a job's body, for Flower and logs (``argsrepr``)."""
+    if not isinstance(body, dict):
+        return f"[<{type(body).__name__}>]"
+    parts = [f"'phone': {mask_phone(body.get('phone'))!r}"]
+    for name in ("messageId", "orderStatus", "paymentStatus"):
+        if name in body:
+            parts.append(f"{name!r}: {str(body[name])[:64]!r}")
+    return "[{" + ", ".join(parts) + ", ...}]"
 
 
 class RedactingFilter(logging.Filter):

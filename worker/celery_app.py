@@ -52,7 +52,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "task_acks_on_failure_or_timeout": True,
-        "task_track_started": True,
         "task_send_sent_event": True,
         "worker_send_task_events": True,
         "worker_pool": "threads",

@@ -19,7 +19,7 @@ import redis
 
 from config import ConfigurationError, get_settings
 from tasks.deadletter import DeadLetter, DeadLetterStore
-from tasks.redaction import redact
+from tasks.redaction import mask_phone, redact
 from tasks.store import connect
 
 
@@ -40,14 +40,6 @@ def _dead_letters() -> DeadLetterStore:
     except redis.RedisError as exc:
         _fail(f"cannot reach Redis at {redact(url)}: {type(exc).__name__}")
     return DeadLetterStore(client)
-
-
-def mask_phone(phone: Any) -> str:
-    """``5511999991234`` -> ``55119*****234``: enough to tell numbers apart, not to dial them."""
-    text = str(phone) if phone is not None else "?"
-    if len(text) < 8:
-        return "*" * len(text)
-    return text[:5] + "*" * (len(text) - 8) + text[-3:]
 
 
 def _when(epoch: float) -> str:

@@ -111,7 +111,10 @@ class _Process(Managed):
 
 
 class WorkerProcess(_Process):
-    """``celery -A worker worker`` with a unique node name, ready once it answers a ping."""
+    """``celery -A worker worker`` with a unique node name, ready once it answers a ping.
+
+    ``app`` runs another Celery app the same way (the benchmark's baseline).
+    """
 
     def __init__(
         self,
@@ -120,9 +123,10 @@ class WorkerProcess(_Process):
         *,
         loglevel: str = "INFO",
         extra_args: Sequence[str] = (),
+        app: str = "worker",
     ) -> None:
         self.nodename = f"zapi-{uuid.uuid4().hex[:8]}@localhost"
-        args = [*celery_command(), "-A", "worker", "worker", "-n", self.nodename]
+        args = [*celery_command(), "-A", app, "worker", "-n", self.nodename]
         args += ["--loglevel", loglevel, *extra_args]
         super().__init__(args, env, log_path)
 

@@ -224,6 +224,16 @@ class ZapiSimulator(Managed):
         """The ``/__sim__/`` routes, for processes other than the one running the server."""
         if method == "GET" and path == "/__sim__/requests":
             return 200, [r.as_dict() for r in self.requests()]
+        if method == "GET" and path == "/__sim__/stats":
+            received = self.requests()
+            times = [r.received_at for r in received]
+            return 200, {
+                "received": len(received),
+                "accepted": sum(1 for r in received if r.status == 200),
+                "distinct": len({r.message_id for r in received if r.status == 200}),
+                "first": min(times, default=None),
+                "last": max(times, default=None),
+            }
         if method == "POST" and path == "/__sim__/reset":
             self.reset()
             return 200, {"ok": True}

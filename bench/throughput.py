@@ -1,0 +1,195 @@
+"""Throughput of one zapi-queue worker container against a plain Celery baseline, same run.
+
+For Z-API latencies of 0 ms and 200 ms, on the same local Redis and the same fake Z-API (a
+separate process), it runs:
+
+* **baseline**: ``celery -A bench.baseline worker`` (Celery's defaults: prefork, one process per
+  core), a task that posts the body with ``httpx.post``; no validation, no rate limit;
+* **pooled** (context, not the target): the same with one keep-alive ``httpx.Client`` per
+  process;
+* **zapi-queue**: ``celery -A worker worker`` with the shipped defaults (thread pool, 64 sends in
+  flight), validation, the shared rate limiter (set far above the load), idempotency claims,
+  result and event writes.
+
+It prints jobs/s, worker CPU seconds per 1,000 jobs, worker RSS, and the producer's enqueue
+rate (one ``send_task`` per job, and ``Producer.enqueue_many``), with ratios to the baseline.
+
+    python -m bench.throughput            # or: make bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+from celery import Celery
+
+from tasks.endpoints import Endpoint
+from tasks.producer import Producer
+from worker.dev.ports import free_port
+from worker.dev.processes import WorkerProcess
+from worker.dev.redis_server import RedisServer
+from worker.dev.samples import DOCS_STATUS_BODY
+
+REPO = Path(__file__).resolve().parent.parent
+INSTANCE, TOKEN, CLIENT_TOKEN = "bench-instance", "bench-token", "bench-client-token"
+
+
+@dataclass(frozen=True)
+class Run:
+    variant: str
+    latency: float
+    jobs: int
+    jobs_per_second: float
+    cpu_per_1000: float
+    rss_mb: float
+
+
+@contextlib.contextmanager
+def fake_zapi(latency: float) -> Iterator[str]:
+    """The fake Z-API in its own process, so it does not share a GIL with anything measured."""
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "worker.dev.zapi_sim", "--port", str(port)),
+            *("--latency", str(latency), "--instance-id", INSTANCE),
+            *("--instance-token", TOKEN, "--client-token", CLIENT_TOKEN),
+        ],
+        stdout=subprocess.PIPE,
+        cwd=REPO,
+    )
+    try:
+        assert process.stdout is not None
+        process.stdout.readline()  # "fake Z-API listening on ..."
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait()
+
+
+def sim_stats(url: str) -> dict[str, Any]:
+    stats: dict[str, Any] = httpx.get(f"{url}/__sim__/stats", timeout=10).json()
+    return stats
+
+
+def tree(process: psutil.Process) -> list[psutil.Process]:
+    return [process, *process.children(recursive=True)]
+
+
+def cpu_seconds(process: psutil.Process) -> float:
+    return float(sum(p.cpu_times().user + p.cpu_times().system for p in tree(process)))
+
+
+def bodies(count: int, prefix: str) -> list[dict[str, Any]]:
+    return [{**DOCS_STATUS_BODY, "messageId": f"{prefix}{i:08d}"} for i in range(count)]
+
+
+def measure(
+    variant: str, app: str, task: str, latency: float, jobs: int, env: dict[str, str], logs: Path
+) -> Run:
+    producer = Producer(
+        broker_url=env["CELERY_BROKER_URL"], result_backend=env["CELERY_RESULT_BACKEND"]
+    )
+    sim_url = env["ZAPI_BASE_URL"]
+    with WorkerProcess(
+        env, logs / f"{variant}-{latency}.log", app=app, loglevel="WARNING"
+    ) as worker:
+        assert worker.process is not None
+        root = psutil.Process(worker.process.pid)
+        warmup = 20
+        producer.send_many(task, bodies(warmup, f"W{variant[:2]}{latency}"))
+        while sim_stats(sim_url)["accepted"] < warmup:
+            time.sleep(0.05)
+        httpx.post(f"{sim_url}/__sim__/reset", timeout=10)
+        cpu_before = cpu_seconds(root)
+        producer.send_many(task, bodies(jobs, f"J{variant[:2]}{latency}"))
+        deadline = time.monotonic() + 600
+        while (stats := sim_stats(sim_url))["distinct"] < jobs and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)  # let the last results and acks be written
+        cpu = cpu_seconds(root) - cpu_before
+        rss = sum(p.memory_info().rss for p in tree(root)) / 2**20
+    producer.close()
+    span = stats["last"] - stats["first"]
+    done = stats["distinct"]
+    return Run(variant, latency, done, (done - 1) / span, cpu / done * 1000, rss)
+
+
+def enqueue_rates(redis_url: str, count: int) -> dict[str, float]:
+    """Producer side: one send_task per job vs. Producer.enqueue_many (both validate)."""
+    rates = {}
+    plain = Celery(broker=f"{redis_url}/5", backend=f"{redis_url}/6")
+    jobs = bodies(count, "E")
+    started = time.perf_counter()
+    for body in jobs[: count // 5]:
+        plain.send_task("zapi.order_status_update", args=[body])
+    rates["send_task, no validation (baseline)"] = (count // 5) / (time.perf_counter() - started)
+    producer = Producer(broker_url=f"{redis_url}/5", result_backend=f"{redis_url}/6")
+    started = time.perf_counter()
+    for body in jobs[: count // 5]:
+        producer.enqueue_status_update(body)
+    rates["Producer.enqueue_status_update"] = (count // 5) / (time.perf_counter() - started)
+    started = time.perf_counter()
+    result = producer.enqueue_many(Endpoint.ORDER_STATUS_UPDATE, jobs)
+    rates["Producer.enqueue_many (bulk)"] = len(result.job_ids) / (time.perf_counter() - started)
+    producer.close()
+    plain.close()
+    return rates
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=2000, help="jobs per zapi-queue run")
+    parser.add_argument("--baseline-jobs-slow", type=int, default=100, help="baseline, 200 ms")
+    args = parser.parse_args()
+
+    runs: list[Run] = []
+    with tempfile.TemporaryDirectory(prefix="bench-") as logs, RedisServer() as redis_server:
+        for latency in (0.0, 0.2):
+            with fake_zapi(latency) as sim_url:
+                env = {
+                    **dict(__import__("os").environ),
+                    "CELERY_BROKER_URL": f"{redis_server.url}/0",
+                    "CELERY_RESULT_BACKEND": f"{redis_server.url}/1",
+                    "ZAPI_BASE_URL": sim_url,
+                    "ZAPI_INSTANCE_ID": INSTANCE,
+                    "ZAPI_INSTANCE_TOKEN": TOKEN,
+                    "ZAPI_CLIENT_TOKEN": CLIENT_TOKEN,
+                    "ZAPI_RATE_LIMIT": "10000",
+                    "ZAPI_RATE_BURST": "1000",
+                }
+                base_jobs = args.jobs if latency == 0 else args.baseline_jobs_slow
+                for variant, app, task, jobs in (
+                    ("baseline", "bench.baseline", "baseline.order_status_update", base_jobs),
+                    ("pooled", "bench.baseline", "baseline.order_status_update_pooled", base_jobs),
+                    ("zapi-queue", "worker", "zapi.order_status_update", args.jobs),
+                ):
+                    runs.append(measure(variant, app, task, latency, jobs, env, Path(logs)))
+                    redis_server.client().flushall()
+        rates = enqueue_rates(redis_server.url, 5000)
+
+    print(f"{'Z-API latency':>13} {'variant':>10} {'jobs':>5} {'jobs/s':>8} {'x baseline':>10} "
+          f"{'CPU s/1000 jobs':>15} {'worker RSS MB':>13}")  # fmt: skip
+    for run in runs:
+        base = next(r for r in runs if r.latency == run.latency and r.variant == "baseline")
+        print(f"{run.latency * 1000:>10.0f} ms {run.variant:>10} {run.jobs:>5} "
+              f"{run.jobs_per_second:>8.1f} {run.jobs_per_second / base.jobs_per_second:>9.2f}x "
+              f"{run.cpu_per_1000:>15.2f} {run.rss_mb:>13.1f}")  # fmt: skip
+    print()
+    base_rate = next(iter(rates.values()))
+    for name, rate in rates.items():
+        print(f"enqueue {name:<40} {rate:>8.0f} jobs/s {rate / base_rate:>6.2f}x")
+
+
+if __name__ == "__main__":
+    main()
