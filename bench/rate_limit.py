@@ -22,15 +22,15 @@ from celery import Celery
 from worker.dev.metrics import RateFigures, rate_figures
 from worker.dev.processes import WorkerProcess, stack_env
 from worker.dev.redis_server import RedisServer
+from worker.dev.remote_sim import RemoteSimulator
 from worker.dev.samples import DOCS_STATUS_BODY
-from worker.dev.zapi_sim import ZapiSimulator
 
 
 def run_once(workers: int, rate: float, burst: int, seconds: float, logs: Path) -> RateFigures:
     jobs = int(rate * seconds) + 1
     with (
         RedisServer() as redis_server,
-        ZapiSimulator(rate_limit=rate, rate_burst=burst, latency=0.05) as sim,
+        RemoteSimulator(rate_limit=rate, rate_burst=burst, latency=0.05) as sim,
         contextlib.ExitStack() as stack,
     ):
         env = stack_env(

@@ -20,12 +20,8 @@ rate (one ``send_task`` per job, and ``Producer.enqueue_many``), with ratios to 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,9 +32,9 @@ from celery import Celery
 
 from tasks.endpoints import Endpoint
 from tasks.producer import Producer
-from worker.dev.ports import free_port
 from worker.dev.processes import WorkerProcess
 from worker.dev.redis_server import RedisServer
+from worker.dev.remote_sim import RemoteSimulator
 from worker.dev.samples import DOCS_STATUS_BODY
 
 REPO = Path(__file__).resolve().parent.parent
@@ -53,28 +49,6 @@ class Run:
     jobs_per_second: float
     cpu_per_1000: float
     rss_mb: float
-
-
-@contextlib.contextmanager
-def fake_zapi(latency: float) -> Iterator[str]:
-    """The fake Z-API in its own process, so it does not share a GIL with anything measured."""
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "worker.dev.zapi_sim", "--port", str(port)),
-            *("--latency", str(latency), "--instance-id", INSTANCE),
-            *("--instance-token", TOKEN, "--client-token", CLIENT_TOKEN),
-        ],
-        stdout=subprocess.PIPE,
-        cwd=REPO,
-    )
-    try:
-        assert process.stdout is not None
-        process.stdout.readline()  # "fake Z-API listening on ..."
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait()
 
 
 def sim_stats(url: str) -> dict[str, Any]:
@@ -156,7 +130,13 @@ def main() -> None:
     runs: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="bench-") as logs, RedisServer() as redis_server:
         for latency in (0.0, 0.2):
-            with fake_zapi(latency) as sim_url:
+            with RemoteSimulator(
+                instance_id=INSTANCE,
+                instance_token=TOKEN,
+                client_token=CLIENT_TOKEN,
+                latency=latency,
+            ) as sim:
+                sim_url = sim.base_url
                 env = {
                     **dict(__import__("os").environ),
                     "CELERY_BROKER_URL": f"{redis_server.url}/0",
@@ -167,6 +147,7 @@ def main() -> None:
                     "ZAPI_CLIENT_TOKEN": CLIENT_TOKEN,
                     "ZAPI_RATE_LIMIT": "10000",
                     "ZAPI_RATE_BURST": "1000",
+                    "PYTHONPATH": str(REPO),  # so the worker can import bench.baseline
                 }
                 base_jobs = args.jobs if latency == 0 else args.baseline_jobs_slow
                 for variant, app, task, jobs in (

@@ -1,4 +1,4 @@
-"""One execution of an order update task: validate, wait for a slot, claim, send, decide.
+"""One execution of an order update task: validate, claim, wait for a slot, send, decide.
 
 An execution ends in exactly one of these ways:
 
@@ -91,7 +91,11 @@ def _idempotency_store() -> IdempotencyStore:
         get_redis(),
         instance_id=settings.zapi_credentials().instance_id,
         ttl=settings.zapi_idempotency_ttl,
-        lease=settings.zapi_timeout + settings.zapi_connect_timeout + 5.0,
+        # Covers the sleep for a rate slot and the send itself.
+        lease=settings.zapi_rate_max_wait
+        + settings.zapi_timeout
+        + settings.zapi_connect_timeout
+        + 5,
     )
 
 
@@ -119,11 +123,8 @@ def _deliver(
     wire = update.to_wire()
     key = _checked_key(idempotency_key) or derive_key(endpoint.value, wire)
 
-    try:
-        wait_for_slot(get_limiter(), update.phone, state.slot_us, settings.zapi_rate_max_wait)
-    except Deferral as deferral:
-        _defer(task, state, deferral, settings)
-
+    # Claim first: a repeat returns at once without taking a rate slot, and nothing runs
+    # between the slot and the send (a round trip there would blur the spacing).
     owner = owner_id(task.request.id or "")
     store = _idempotency.get()
     claim = store.claim(key, owner)
@@ -132,16 +133,23 @@ def _deliver(
         return claim.reply
     if claim.state is ClaimState.BUSY:
         _defer(task, state, Deferral(1.0, None, "same job in flight elsewhere"), settings)
+    try:
+        wait_for_slot(get_limiter(), update.phone, state.slot_us, settings.zapi_rate_max_wait)
+    except Deferral as deferral:
+        store.release(key, owner)
+        _defer(task, state, deferral, settings)
 
     attempt = state.attempts + 1
     started = time.perf_counter()
     try:
         reply = get_client().send(endpoint, wire).to_result()
     except ZapiQueueError as exc:
+        get_limiter().pace(update.phone)
         store.release(key, owner)
         if isinstance(exc, TransientError):
             _after_transient_failure(task, state, settings, endpoint, exc, attempt, started)
         raise
+    get_limiter().pace(update.phone)
     _remember(store, key, reply)
     logger.info(
         "%s attempt %d delivered in %.3fs: zaapId=%s",

@@ -33,11 +33,15 @@ def wait_for_slot(
     when the job arrives too late for it (a late send would bunch with the next ones).
     """
     check = limiter.check(held_slot_us) if held_slot_us is not None else None
+    # A job that was granted a slot before has passed the recipient's pacing, and marked it:
+    # taking a new slot (after a pause or a late wake-up) must not trip over its own mark.
+    paced = held_slot_us is not None
     for _ in range(MAX_SLOT_ROUNDS):
         if check is None or check.cancelled or check.wait < -limiter.late_tolerance:
-            reservation = limiter.reserve(phone)
+            reservation = limiter.reserve(None if paced else phone)
             if not reservation.granted:
                 raise Deferral(reservation.wait, None, "recipient pacing")
+            paced = True
             check = SlotCheck(reservation.slot_us, reservation.now_us, paused_until_us=0)
         if check.wait <= 0:
             return check.slot_us

@@ -81,6 +81,19 @@ end
 return resume
 """
 
+# KEYS[1]: recipient's next allowed send time. ARGV[1]: recipient interval µs.
+# Called after a send: the interval counts from when the send really happened.
+_PACE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local next_allowed = now + tonumber(ARGV[1])
+if tonumber(redis.call('GET', KEYS[1]) or '0') < next_allowed then
+  redis.call('SET', KEYS[1], string.format('%d', next_allowed),
+              'PX', math.ceil(tonumber(ARGV[1]) / 1000) + 1000)
+end
+return next_allowed
+"""
+
 # KEYS[1]: instance pause. Returns {now_us, paused_until_us}.
 _CHECK = """
 local t = redis.call('TIME')
@@ -145,6 +158,7 @@ class RateLimiter:
         self._reserve = client.register_script(_RESERVE)
         self._penalize = client.register_script(_PENALIZE)
         self._check = client.register_script(_CHECK)
+        self._pace = client.register_script(_PACE)
 
     @property
     def late_tolerance(self) -> float:
@@ -164,6 +178,14 @@ class RateLimiter:
             self._reserve, keys, [self.interval_us, self.tolerance_us, self.recipient_interval_us]
         )
         return Reservation(bool(granted), int(slot), int(now))
+
+    def pace(self, phone: str) -> None:
+        """Count the recipient's interval from now, after a send (a no-op when pacing is off).
+
+        The reservation already spaced the slots; this covers a send that left late.
+        """
+        if self.recipient_interval_us > 0:
+            self._call(self._pace, [self._recipient_prefix + phone], [self.recipient_interval_us])
 
     def check(self, slot_us: int) -> SlotCheck:
         """Redis' clock now, and whether a pause started since ``slot_us`` was reserved."""

@@ -14,13 +14,12 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Self
+from typing import IO, Protocol, Self
 
 import httpx
 from celery import Celery
 
 from worker.dev.lifecycle import Managed
-from worker.dev.zapi_sim import ZapiSimulator
 
 
 def celery_command() -> list[str]:
@@ -29,9 +28,18 @@ def celery_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "celery"]
 
 
-def stack_env(
-    redis_url: str, zapi: ZapiSimulator, *, db: int = 0, **settings: str
-) -> dict[str, str]:
+class FakeZapi(Protocol):
+    """What a worker needs to know of a fake Z-API (in-process or remote)."""
+
+    @property
+    def base_url(self) -> str: ...
+
+    instance_id: str
+    instance_token: str
+    client_token: str
+
+
+def stack_env(redis_url: str, zapi: FakeZapi, *, db: int = 0, **settings: str) -> dict[str, str]:
     """The environment of a worker using Redis database ``db`` (results in ``db + 1``) and the
     fake Z-API ``zapi`` with its credentials; ``settings`` adds or overrides variables."""
     env = dict(os.environ)

@@ -1,0 +1,91 @@
+"""The fake Z-API in a process of its own, driven through its ``/__sim__/`` control routes.
+
+Timing tests and benchmarks use it so that the server answering (and time-stamping) requests
+does not share a GIL with the test or benchmark that drives the load.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+import httpx
+
+from worker.dev.lifecycle import Managed
+from worker.dev.ports import free_port
+from worker.dev.zapi_sim import Fault, ReceivedRequest
+
+
+class RemoteSimulator(Managed):
+    """Same credentials and control surface as ZapiSimulator, in a subprocess."""
+
+    def __init__(
+        self,
+        *,
+        instance_id: str = "sim-instance",
+        instance_token: str = "sim-instance-token",
+        client_token: str = "sim-client-token",
+        latency: float = 0.0,
+        rate_limit: float | None = None,
+        rate_burst: int = 1,
+    ) -> None:
+        self.instance_id = instance_id
+        self.instance_token = instance_token
+        self.client_token = client_token
+        self.port = free_port()
+        self._args = [
+            *(sys.executable, "-m", "worker.dev.zapi_sim", "--port", str(self.port)),
+            *("--latency", str(latency), "--instance-id", instance_id),
+            *("--instance-token", instance_token, "--client-token", client_token),
+            *("--rate-burst", str(rate_burst)),
+        ]
+        if rate_limit is not None:
+            self._args += ["--rate-limit", str(rate_limit)]
+        self._process: subprocess.Popen[bytes] | None = None
+        self._http = httpx.Client(base_url=self.base_url, timeout=30)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> RemoteSimulator:
+        self._process = subprocess.Popen(self._args, stdout=subprocess.PIPE)
+        assert self._process.stdout is not None
+        self._process.stdout.readline()  # "fake Z-API listening on ..." once it listens
+        return self
+
+    def close(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
+            if self._process.stdout is not None:
+                self._process.stdout.close()
+        self._http.close()
+
+    def requests(self, message_id: str | None = None) -> list[ReceivedRequest]:
+        received = [
+            ReceivedRequest(
+                method=r["method"],
+                path=r["path"],
+                headers=r["headers"],
+                body=r["body"].encode(),
+                received_at=r["received_at"],
+                status=r["status"],
+            )
+            for r in self._http.get("/__sim__/requests").json()
+        ]
+        if message_id is None:
+            return received
+        return [r for r in received if r.message_id == message_id]
+
+    def stats(self) -> dict[str, Any]:
+        stats: dict[str, Any] = self._http.get("/__sim__/stats").json()
+        return stats
+
+    def reset(self) -> None:
+        self._http.post("/__sim__/reset")
+
+    def script(self, message_id: str, *faults: Fault) -> None:
+        faults_json = [vars(f) for f in faults]
+        self._http.post("/__sim__/script", json={"messageId": message_id, "faults": faults_json})
