@@ -37,6 +37,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             # Sweep for messages of dead workers often enough to honour the visibility timeout.
             "unacked_restore_interval": max(1, min(10, visibility_timeout // 10)),
             "unacked_restore_throttle": 1,
+            # A worker killed inside a restore sweep holds its mutex; don't let that block
+            # every other worker's sweeps for kombu's default 5 minutes.
+            "unacked_mutex_expire": 10,
             "socket_timeout": 30,
             "socket_connect_timeout": 10,
         },
