@@ -24,7 +24,13 @@ _EXPECTED = (PermanentError, AttemptsExhaustedError)
 # Celery's retry limit counts deferrals for a rate slot too; ZAPI_MAX_ATTEMPTS bounds the sends
 # (tasks.delivery), so Celery's own limit is off. Passing max_retries=None to retry() would not
 # do: there None means "the task's default", which is 3.
-_OPTIONS: dict[str, Any] = {"bind": True, "throws": _EXPECTED, "max_retries": None}
+_OPTIONS: dict[str, Any] = {
+    "bind": True,
+    "throws": _EXPECTED,
+    "max_retries": None,
+    # Masks the phone in what the worker reports (events, Flower, inspect).
+    "Request": "tasks.request:OrderUpdateRequest",
+}
 
 
 @shared_task(name=ORDER_STATUS_UPDATE, **_OPTIONS)

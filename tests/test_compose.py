@@ -1,0 +1,81 @@
+"""docker-compose.yml, without a Docker engine: valid against the Compose specification's JSON
+schema, and running the very commands the tests run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from config import Settings
+from worker.dev.processes import WorkerProcess
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return data
+
+
+def seconds(duration: str) -> float:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    for suffix in ("ms", "s", "m", "h"):
+        if duration.endswith(suffix):
+            return float(duration[: -len(suffix)]) * units[suffix]
+    return float(duration)
+
+
+def test_compose_file_follows_the_compose_specification(compose: dict[str, Any]) -> None:
+    schema_file = resources.files("check_jsonschema.builtin_schemas.vendor") / "compose-spec.json"
+    schema = json.loads(schema_file.read_text())
+    jsonschema.validate(compose, schema)
+
+
+def test_services_run_the_commands_the_tests_run(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    tested = WorkerProcess({}, ROOT / "unused.log").args
+    assert services["worker"]["command"] == ["celery", *tested[1:4]]
+    assert services["worker"]["command"] == ["celery", "-A", "worker", "worker"]
+    assert services["flower"]["command"][:4] == ["celery", "-A", "worker", "flower"]
+    assert services["zapi-sim"]["command"][:3] == ["python", "-m", "worker.dev.zapi_sim"]
+    assert services["zapi-sim"]["profiles"] == ["sim"]
+    assert "zapi-sim" not in str(services["worker"].get("depends_on", ""))
+
+
+def test_redis_persists_and_services_are_checked(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    redis_command = services["redis"]["command"]
+    assert redis_command[redis_command.index("--appendonly") + 1] == "yes"
+    assert any(v.endswith(":/data") for v in services["redis"]["volumes"])
+    for name in ("redis", "worker"):
+        assert services[name]["healthcheck"]["test"]
+    assert "inspect ping" in " ".join(services["worker"]["healthcheck"]["test"])
+    # A warm shutdown finishes the sends in flight: the grace period outlasts one send.
+    longest_send = Settings.model_fields["zapi_timeout"].default + 5
+    assert seconds(services["worker"]["stop_grace_period"]) > longest_send
+
+
+def test_env_example_is_shipped_and_env_is_not(compose: dict[str, Any]) -> None:
+    assert (ROOT / ".env.example").exists()
+    names = {line.split("=", 1)[0] for line in (ROOT / ".env.example").read_text().splitlines()
+             if line and not line.startswith("#")}  # fmt: skip
+    assert {"ZAPI_INSTANCE_ID", "ZAPI_INSTANCE_TOKEN", "ZAPI_CLIENT_TOKEN"} <= names
+    tracked = subprocess.run(
+        ["git", "ls-files", ".env"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert tracked.stdout.strip() == ""
+
+
+def test_dockerfile_runs_as_non_root() -> None:
+    lines = (ROOT / "Dockerfile").read_text().splitlines()
+    users = [line.split()[1] for line in lines if line.startswith("USER ")]
+    assert users
+    assert users[-1] not in ("root", "0")

@@ -1,0 +1,58 @@
+"""What the worker reports about a job (task events, hence Flower) shows no full phone."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+from celery import Celery
+
+from tests.bodies import unique_body
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("worker")]
+
+PHONE = "5511987654321"
+
+
+class EventCapture:
+    """Every task event from the broker, received in a thread, as Flower receives them."""
+
+    def __init__(self, app: Celery) -> None:
+        self.seen: list[dict[str, Any]] = []
+        self._ready = threading.Event()
+        self._connection = app.connection_for_read()
+        self._receiver = app.events.Receiver(self._connection, handlers={"*": self.seen.append})
+        self._receiver.on_consume_ready = lambda *args, **kw: self._ready.set()
+        self._thread = threading.Thread(target=self._receiver.capture, daemon=True)
+
+    def __enter__(self) -> EventCapture:
+        self._thread.start()
+        assert self._ready.wait(10), "event receiver did not start"
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._receiver.should_stop = True
+        self._thread.join(timeout=5)
+        self._connection.release()
+
+    def wait_for(self, job_id: str, kind: str, timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(e.get("type") == kind and e.get("uuid") == job_id for e in self.seen):
+                return
+            time.sleep(0.05)
+
+
+def test_task_events_carry_a_masked_phone(producer: Celery) -> None:
+    with EventCapture(producer) as events:
+        result = producer.send_task("zapi.order_status_update", args=[unique_body(phone=PHONE)])
+        result.get(timeout=30)
+        events.wait_for(result.id, "task-succeeded")
+
+    ours = [e for e in events.seen if e.get("uuid") == result.id]
+    received = next(e for e in ours if e["type"] == "task-received")
+    assert "55119*****321" in received["args"]
+    assert all(PHONE not in str(event) for event in ours)
+    assert {e["type"] for e in ours} >= {"task-received", "task-started", "task-succeeded"}
