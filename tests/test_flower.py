@@ -1,0 +1,82 @@
+"""Flower against the session's Redis and worker: authenticated, masked, metrics answering."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from celery import Celery
+
+from tests.bodies import unique_body
+from tests.conftest import SECRETS
+from worker.dev.ports import free_port
+from worker.dev.processes import FlowerProcess, celery_command
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("worker")]
+
+AUTH = ("ops", "flower-pass-9")
+PHONE = "5511976543210"
+
+
+@pytest.fixture(scope="module")
+def flower(worker_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    env = {**worker_env, "FLOWER_BASIC_AUTH": ":".join(AUTH)}
+    log = Path(tmp_path_factory.mktemp("flower")) / "flower.log"
+    with FlowerProcess(env, log, port=free_port()) as process:
+        yield process.url
+
+
+def wait_for_task(url: str, job_id: str, timeout: float = 15) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        tasks = httpx.get(f"{url}/api/tasks", auth=AUTH, timeout=5).json()
+        if tasks.get(job_id, {}).get("state") == "SUCCESS":
+            task: dict[str, Any] = tasks[job_id]
+            return task
+        time.sleep(0.2)
+    raise AssertionError(f"Flower never showed {job_id} as SUCCESS")
+
+
+def test_flower_requires_authentication(flower: str) -> None:
+    assert httpx.get(f"{flower}/api/tasks", timeout=5).status_code == 401
+    assert httpx.get(f"{flower}/api/tasks", auth=("ops", "wrong"), timeout=5).status_code == 401
+
+
+def test_flower_lists_processed_tasks_with_masked_phones(flower: str, producer: Celery) -> None:
+    result = producer.send_task("zapi.order_status_update", args=[unique_body(phone=PHONE)])
+    reply = result.get(timeout=30)
+    task = wait_for_task(flower, result.id)
+
+    assert task["name"] == "zapi.order_status_update"
+    assert "55119*****210" in task["args"]
+    assert reply["zaapId"] in str(task["result"])
+    everything = httpx.get(f"{flower}/api/tasks", auth=AUTH, timeout=5).text
+    assert PHONE not in everything
+    assert not any(secret in everything for secret in SECRETS)
+
+
+def test_flower_metrics_answer(flower: str) -> None:
+    response = httpx.get(f"{flower}/metrics", auth=AUTH, timeout=5)
+    assert response.status_code == 200
+    assert "flower_events_total" in response.text
+
+
+def test_flower_refuses_to_serve_all_interfaces_unauthenticated(
+    worker_env: dict[str, str],
+) -> None:
+    env = {k: v for k, v in worker_env.items() if not k.startswith("FLOWER_")}
+    completed = subprocess.run(
+        [*celery_command(), "-A", "worker", "flower", f"--port={free_port()}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 2
+    assert "refusing to serve Flower on all interfaces without authentication" in (completed.stderr)
