@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,59 @@ def test_an_unreachable_redis_is_reported_without_its_password(
     }
     output = cli(env, "dead", "list", code=2)
     assert "cannot reach Redis at redis://:***@127.0.0.1" in output
+
+
+def run_cli(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CLI, *args], env=env, input=stdin, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_enqueue_one_body_from_stdin_and_wait_for_the_reply(
+    worker_env: dict[str, str], zapi_sim: ZapiSimulator
+) -> None:
+    body = unique_body(paymentStatus="paid")
+    completed = run_cli(worker_env, "enqueue", "payment", "--wait", "30", stdin=json.dumps(body))
+
+    assert completed.returncode == 0, completed.stderr
+    job_id, reply_line = completed.stdout.splitlines()
+    assert json.loads(reply_line)["zaapId"]
+    assert len(zapi_sim.requests(str(body["messageId"]))) == 1
+    assert zapi_sim.requests(str(body["messageId"]))[0].path.endswith("/order-payment-update")
+    assert "state: SUCCESS" in cli(worker_env, "status", job_id)
+
+
+def test_enqueue_refuses_an_invalid_body_naming_the_field(worker_env: dict[str, str]) -> None:
+    completed = run_cli(
+        worker_env, "enqueue", "status", stdin=json.dumps(unique_body(orderStatus="x"))
+    )
+    assert completed.returncode == 1
+    assert "rejected: invalid order-status-update body (1 problem): orderStatus:" in (
+        completed.stderr
+    )
+
+
+def test_bulk_file_enqueues_good_lines_and_reports_bad_ones(
+    worker_env: dict[str, str], zapi_sim: ZapiSimulator, producer: Celery, tmp_path: Path
+) -> None:
+    bodies = [unique_body() for _ in range(8)]
+    lines = [json.dumps(b) for b in bodies]
+    lines[2] = "{not json"
+    lines[5] = json.dumps(unique_body(phone="12"))
+    lines.insert(4, "")  # blank lines are skipped, line numbers still count them
+    updates = tmp_path / "updates.jsonl"
+    updates.write_text("\n".join(lines) + "\n")
+    completed = run_cli(worker_env, "enqueue", "status", "--file", str(updates))
+
+    assert completed.returncode == 1
+    assert "enqueued 6, rejected 2" in completed.stdout
+    assert "line 3: not valid JSON" in completed.stderr
+    assert "line 7: invalid order-status-update body (1 problem): phone:" in completed.stderr
+    good = [b for i, b in enumerate(bodies) if i not in (2, 5)]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not all(
+        zapi_sim.requests(str(b["messageId"])) for b in good
+    ):
+        time.sleep(0.1)
+    assert all(len(zapi_sim.requests(str(b["messageId"]))) == 1 for b in good)
+    assert zapi_sim.requests(str(bodies[2]["messageId"])) == []

@@ -12,18 +12,21 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn, TextIO
 
 import click
 import redis
 
 from config import ConfigurationError, get_settings
 from tasks.deadletter import DeadLetter, DeadLetterStore
+from tasks.endpoints import Endpoint
+from tasks.errors import InvalidBodyError
+from tasks.producer import Producer
 from tasks.redaction import mask_phone, redact
 from tasks.store import connect
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     click.echo(f"zapi-queue: {message}", err=True)
     sys.exit(2)
 
@@ -33,7 +36,6 @@ def _dead_letters() -> DeadLetterStore:
         url = get_settings().state_redis_url
     except ConfigurationError as exc:
         _fail(str(exc))
-        raise
     client = connect(url, retries=2)
     try:
         client.ping()
@@ -116,7 +118,7 @@ def selection_options(command: Callable[..., None]) -> Callable[..., None]:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
-    """Operate zapi-queue: inspect and replay dead letters, look up a job.
+    """Operate zapi-queue: enqueue updates, look up a job, inspect and replay dead letters.
 
     Settings come from the environment (CELERY_BROKER_URL, ...), as for the worker.
     """
@@ -156,7 +158,6 @@ def dead_show(job_id: str) -> None:
     letter = _dead_letters().get(job_id)
     if letter is None:
         _fail(f"no dead letter with id {job_id}")
-        return
     record = json.loads(letter.to_json())
     record["first_attempt_at"] = _when(letter.first_attempt_at)
     record["failed_at"] = _when(letter.failed_at)
@@ -195,6 +196,102 @@ def dead_purge(selection: Selection, yes: bool) -> None:
         click.confirm(f"delete {len(letters)} dead letters for good?", abort=True)
     removed = store.remove(letter.job_id for letter in letters)
     click.echo(f"{removed} dead letters purged")
+
+
+def _producer() -> Producer:
+    try:
+        settings = get_settings()
+    except ConfigurationError as exc:
+        _fail(str(exc))
+    return Producer(
+        broker_url=settings.celery_broker_url.get_secret_value(),
+        result_backend=settings.celery_result_backend.get_secret_value(),
+    )
+
+
+ENDPOINTS = {"status": Endpoint.ORDER_STATUS_UPDATE, "payment": Endpoint.ORDER_PAYMENT_UPDATE}
+CHUNK = 200
+
+
+@main.command("enqueue")
+@click.argument("kind", type=click.Choice(sorted(ENDPOINTS)))
+@click.argument("body_file", type=click.File("r"), default="-", required=False)
+@click.option(
+    "--file",
+    "jsonl",
+    type=click.File("r"),
+    help="bulk: one JSON body per line (JSON Lines); '-' reads stdin",
+)
+@click.option("--idempotency-key", help="single job only: a repeat with this key is not sent")
+@click.option("--wait", type=float, help="single job only: wait this many seconds for the reply")
+def enqueue(
+    kind: str,
+    body_file: TextIO,
+    jsonl: TextIO | None,
+    idempotency_key: str | None,
+    wait: float | None,
+) -> None:
+    """Validate and enqueue an order status or payment update.
+
+    \b
+    One body from a JSON file or stdin:
+      zapi-queue enqueue status update.json
+      echo '{...}' | zapi-queue enqueue payment --wait 30
+    Many, one per line, with a progress bar and a summary:
+      zapi-queue enqueue status --file updates.jsonl
+
+    Exits 1 when a body is refused (each refusal names its line, field and rule).
+    """
+    endpoint = ENDPOINTS[kind]
+    producer = _producer()
+    try:
+        if jsonl is not None:
+            _enqueue_lines(producer, endpoint, jsonl)
+            return
+        try:
+            body = json.load(body_file)
+        except ValueError as exc:
+            _fail(f"not valid JSON: {exc}")
+        try:
+            job_id = producer.enqueue(endpoint, body, idempotency_key=idempotency_key)
+        except InvalidBodyError as exc:
+            click.echo(f"rejected: {exc}", err=True)
+            sys.exit(1)
+        click.echo(job_id)
+        if wait is not None:
+            click.echo(json.dumps(producer.get_result(job_id, timeout=wait)))
+    finally:
+        producer.close()
+
+
+def _enqueue_lines(producer: Producer, endpoint: Endpoint, lines: TextIO) -> None:
+    rejected: list[tuple[int, str]] = []
+    pending: list[tuple[int, Any]] = []
+    enqueued = 0
+
+    def flush() -> None:
+        nonlocal enqueued
+        outcome = producer.enqueue_many(endpoint, [body for _, body in pending])
+        enqueued += len(outcome.job_ids)
+        rejected.extend((pending[index][0], reason) for index, reason in outcome.rejected)
+        pending.clear()
+
+    numbered = [(n, line) for n, line in enumerate(lines.read().splitlines(), 1) if line.strip()]
+    with click.progressbar(numbered, label="enqueueing", file=sys.stderr) as bar:
+        for number, line in bar:
+            try:
+                pending.append((number, json.loads(line)))
+            except ValueError as exc:
+                rejected.append((number, f"not valid JSON: {exc}"))
+            if len(pending) >= CHUNK:
+                flush()
+        if pending:
+            flush()
+    for number, reason in sorted(rejected):
+        click.echo(f"line {number}: {reason}", err=True)
+    click.echo(f"enqueued {enqueued}, rejected {len(rejected)}")
+    if rejected:
+        sys.exit(1)
 
 
 @main.command("status")
