@@ -173,3 +173,28 @@ def test_bulk_file_enqueues_good_lines_and_reports_bad_ones(
         time.sleep(0.1)
     assert all(len(zapi_sim.requests(str(b["messageId"]))) == 1 for b in good)
     assert zapi_sim.requests(str(bodies[2]["messageId"])) == []
+
+
+def test_health_reports_workers_queue_and_dead_letters(
+    worker_env: dict[str, str], worker: object
+) -> None:
+    report = json.loads(cli(worker_env, "health", "--json"))
+    assert report["healthy"] is True
+    assert report["broker_reachable"] is True
+    assert any(name.startswith("zapi-") for name in report["workers"])
+    assert isinstance(report["queue_depth"], int)
+    assert isinstance(report["dead_letters"], int)
+    assert REDIS_PASSWORD not in report["broker"]
+
+
+def test_health_is_unhealthy_without_a_broker(worker_env: dict[str, str]) -> None:
+    env = {
+        **worker_env,
+        "CELERY_BROKER_URL": f"redis://:{REDIS_PASSWORD}@127.0.0.1:{free_port()}/0",
+    }
+    completed = run_cli(env, "health", "--json")
+    assert completed.returncode == 1
+    report = json.loads(completed.stdout)
+    assert report["healthy"] is False
+    assert "broker unreachable (ConnectionError)" in report["problems"]
+    assert REDIS_PASSWORD not in completed.stdout + completed.stderr

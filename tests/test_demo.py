@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
 
+import httpx
 import psutil
 import pytest
 
@@ -43,3 +45,32 @@ def test_demo_prints_results_and_cleans_up() -> None:
         p for p in psutil.process_iter(["cmdline"]) if node in " ".join(p.info["cmdline"] or [])
     ]
     assert leftovers == []
+
+
+def test_demo_keeps_flower_up_until_ctrl_c_then_stops_everything() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "worker.dev.demo", "--keep-running"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    output = ""
+    for line in process.stdout:
+        output += line
+        if "press Ctrl-C" in line:
+            break
+    [flower_url] = re.findall(r"Flower is at (http://127\.0\.0\.1:\d+)", output)
+    assert httpx.get(f"{flower_url}/healthcheck", timeout=5).status_code == 200
+    process.send_signal(signal.SIGINT)
+    rest, _ = process.communicate(timeout=60)
+
+    assert process.returncode == 0
+    assert "stopping worker, Flower, fake Z-API and Redis" in rest
+    [node] = re.findall(r"node (zapi-\w+@localhost)", output)
+    assert not [
+        p for p in psutil.process_iter(["cmdline"]) if node in " ".join(p.info["cmdline"] or [])
+    ]
+    port = int(flower_url.rsplit(":", 1)[1])
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", port)) != 0

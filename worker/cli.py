@@ -294,6 +294,49 @@ def _enqueue_lines(producer: Producer, endpoint: Endpoint, lines: TextIO) -> Non
         sys.exit(1)
 
 
+@main.command("health")
+@click.option("--timeout", default=3.0, show_default=True, help="seconds to wait for workers")
+@click.option("--min-workers", default=1, show_default=True, help="fewer answering is unhealthy")
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+def health(timeout: float, min_workers: int, as_json: bool) -> None:
+    """Broker reachable, workers answering, queue depth, dead letters. Exit 1 if unhealthy.
+
+    Usable as a container or monitoring healthcheck.
+    """
+    settings = get_settings()
+    broker_url = settings.celery_broker_url.get_secret_value()
+    report: dict[str, Any] = {"broker": redact(broker_url), "broker_reachable": False}
+    problems: list[str] = []
+    client = connect(broker_url, retries=1)
+    try:
+        client.ping()
+        report["broker_reachable"] = True
+        report["queue_depth"] = int(client.llen("celery"))
+    except redis.RedisError as exc:
+        problems.append(f"broker unreachable ({type(exc).__name__})")
+    try:
+        state = connect(settings.state_redis_url, retries=1)
+        report["dead_letters"] = DeadLetterStore(state).count()
+    except redis.RedisError as exc:
+        problems.append(f"dead letters unreadable ({type(exc).__name__})")
+    if report["broker_reachable"]:
+        from worker.celery_app import app
+
+        replies = app.control.ping(timeout=timeout) or []
+        report["workers"] = sorted(name for reply in replies for name in reply)
+        if len(report["workers"]) < min_workers:
+            problems.append(f"{len(report['workers'])} workers answering, {min_workers} wanted")
+    report["healthy"] = not problems
+    report["problems"] = problems
+    if as_json:
+        click.echo(json.dumps(report))
+    else:
+        for name, value in report.items():
+            click.echo(f"{name}: {value}")
+    if problems:
+        sys.exit(1)
+
+
 @main.command("status")
 @click.argument("job_id")
 @click.option("--json", "as_json", is_flag=True, help="print the state as JSON")

@@ -105,7 +105,7 @@ def run(keep_running: bool, log_dir: Path) -> int:
             "plus the retry after the scripted 503; the invalid job was never sent."
         )
         if keep_running:
-            print(f"Flower is at {flower.url} - press Ctrl-C to stop everything.")
+            print(f"Flower is at {flower.url} - press Ctrl-C to stop everything.", flush=True)
             with contextlib.suppress(KeyboardInterrupt):
                 while worker.running and flower.running:
                     time.sleep(0.5)
@@ -116,9 +116,12 @@ def run(keep_running: bool, log_dir: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--exit", action="store_true", help="stop right after the results")
+    parser.add_argument(
+        "--keep-running", action="store_true", help="wait for Ctrl-C even without a terminal"
+    )
     parser.add_argument("--logs", type=Path, default=None, help="where to write process logs")
     args = parser.parse_args(argv)
-    keep_running = not args.exit and sys.stdin.isatty()
+    keep_running = args.keep_running or (not args.exit and sys.stdin.isatty())
     if args.logs is not None:
         return run(keep_running, args.logs)
     with tempfile.TemporaryDirectory(prefix="zapi-queue-demo-") as logs:
