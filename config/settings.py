@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     zapi_retry_backoff_max: Annotated[float, Field(gt=0, le=3600)] = 300.0
     """Cap of one backoff wait, in seconds; a longer Retry-After is capped to it as well."""
 
+    zapi_instance_alias: str | None = None
+    """A name for the instance in logs and metrics (default: ZAPI_INSTANCE_ID)."""
+    zapi_log_format: Literal["text", "json"] = "text"
+    """"json" writes one JSON object per log line, with the attempt fields as keys."""
+
     # Worker process.
     worker_concurrency: Annotated[int, Field(ge=1, le=1000)] = 64
     """Sends in flight per worker container (threads of the shipped thread pool)."""
@@ -107,6 +112,10 @@ class Settings(BaseSettings):
     def state_redis_url(self) -> str:
         url = self.zapi_state_redis_url or self.celery_broker_url
         return url.get_secret_value()
+
+    @property
+    def instance_alias(self) -> str:
+        return self.zapi_instance_alias or self.zapi_instance_id or "unset"
 
     @property
     def zapi_url(self) -> str:

@@ -17,6 +17,7 @@ clock), ``zapi-first-attempt`` (epoch seconds).
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -26,6 +27,7 @@ from celery import Task
 from celery.utils.log import get_task_logger
 
 from config import Settings, get_settings
+from tasks.attempt_log import log_attempt
 from tasks.backoff import backoff_delay
 from tasks.client import get_client
 from tasks.deadletter import DeadLetter, DeadLetterStore
@@ -141,23 +143,42 @@ def _deliver(
 
     attempt = state.attempts + 1
     started = time.perf_counter()
+
+    def log(outcome: str, status: int | None, detail: str = "", level: int = logging.INFO) -> None:
+        log_attempt(
+            job_id=task.request.id or "",
+            endpoint=endpoint.value,
+            instance=settings.instance_alias,
+            phone=update.phone,
+            attempt=attempt,
+            status=status,
+            duration=time.perf_counter() - started,
+            outcome=outcome,
+            detail=detail,
+            level=level,
+        )
+
     try:
         reply = get_client().send(endpoint, wire).to_result()
     except ZapiQueueError as exc:
         get_limiter().pace(update.phone)
         store.release(key, owner)
+        status = getattr(exc, "status_code", None)
         if isinstance(exc, TransientError):
-            _after_transient_failure(task, state, settings, endpoint, exc, attempt, started)
+            try:
+                delay = _after_transient_failure(state, settings, endpoint, exc, attempt)
+            except AttemptsExhaustedError:
+                log("gave-up", status, exc.message, logging.WARNING)
+                raise
+            log("retry", status, f"retrying in {delay:.2f}s: {exc.message}", logging.WARNING)
+            raise task.retry(
+                exc=exc, countdown=delay, headers=state.next_headers(attempts=attempt)
+            ) from None
+        log("refused", status, exc.message, logging.WARNING)
         raise
     get_limiter().pace(update.phone)
     _remember(store, key, reply)
-    logger.info(
-        "%s attempt %d delivered in %.3fs: zaapId=%s",
-        endpoint.value,
-        attempt,
-        time.perf_counter() - started,
-        reply["zaapId"],
-    )
+    log("delivered", 200, f"zaapId={reply['zaapId']}")
     return reply
 
 
@@ -194,23 +215,20 @@ def _defer(
 
 
 def _after_transient_failure(
-    task: Task[Any, Any],
     state: JobState,
     settings: Settings,
     endpoint: Endpoint,
     exc: TransientError,
     attempt: int,
-    started: float,
-) -> NoReturn:
-    """Slow the instance down if Z-API asked, then retry with backoff or give up."""
-    elapsed = time.perf_counter() - started
+) -> float:
+    """Slow the instance down if Z-API asked; return the backoff, or raise if out of attempts."""
     if exc.retry_after is not None or exc.status_code == 429:
         get_limiter().penalize(exc.retry_after if exc.retry_after is not None else 1.0)
     if attempt >= settings.zapi_max_attempts:
         raise AttemptsExhaustedError(
             f"gave up on {endpoint.value} after {attempt} attempts; last error: {exc.message}"
         ) from None
-    delay = min(
+    return min(
         backoff_delay(
             attempt,
             base=settings.zapi_retry_backoff,
@@ -219,18 +237,6 @@ def _after_transient_failure(
         ),
         settings.max_countdown,
     )
-    logger.warning(
-        "%s attempt %d/%d failed after %.3fs, retrying in %.2fs: %s",
-        endpoint.value,
-        attempt,
-        settings.zapi_max_attempts,
-        elapsed,
-        delay,
-        exc.message,
-    )
-    raise task.retry(
-        exc=exc, countdown=delay, headers=state.next_headers(attempts=attempt)
-    ) from None
 
 
 def _bury(

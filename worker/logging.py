@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from typing import Any
 
 from config import ConfigurationError, Settings, get_settings
 from tasks.redaction import RedactingFilter
@@ -19,6 +21,30 @@ def secrets_of(settings: Settings) -> list[str]:
         if s is not None
     ]
     return [v for v in values if v]
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and the attempt fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update(getattr(record, "zapi", {}))
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["exception"] = record.exc_text
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def use_json_format(logger: logging.Logger) -> None:
+    """Switch every handler of ``logger`` and of the root logger to JSON lines."""
+    for handler in {*logger.handlers, *logging.getLogger().handlers}:
+        handler.setFormatter(JsonFormatter())
 
 
 def install_redaction(logger: logging.Logger) -> None:

@@ -20,7 +20,7 @@ from config import ConfigurationError, get_settings
 from tasks.client import close_client, get_client
 from tasks.ratelimit import get_limiter
 from tasks.store import close_redis
-from worker.logging import install_redaction
+from worker.logging import install_redaction, use_json_format
 
 
 @celeryd_init.connect
@@ -40,6 +40,12 @@ def refuse_to_start_without_credentials(**_: Any) -> None:
 @after_setup_task_logger.connect
 def scrub_secrets_from_logs(logger: logging.Logger, **_: Any) -> None:
     install_redaction(logger)
+    try:
+        json_logs = get_settings().zapi_log_format == "json"
+    except ConfigurationError:
+        json_logs = False
+    if json_logs:
+        use_json_format(logger)
 
 
 @worker_ready.connect
