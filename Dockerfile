@@ -1,4 +1,4 @@
-# zapi-queue worker and Flower image: slim, non-root, dependencies pinned by pyproject.toml ranges.
+# zapi-queue worker and Flower image: slim, non-root, dependencies pinned by .ci/constraints.txt.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -8,10 +8,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 COPY pyproject.toml README.md LICENSE ./
+COPY .ci/constraints.txt ./constraints.txt
 COPY config ./config
 COPY tasks ./tasks
 COPY worker ./worker
-RUN pip install . && useradd --create-home --uid 10001 zapi
+# Exact versions: the ones the test suite ran with (.ci/constraints.txt).
+RUN pip install -c constraints.txt . && useradd --create-home --uid 10001 zapi
 USER zapi
 
 # The shipped defaults (pool, concurrency, acks, prefetch) come from the app's config.

@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint format typecheck pytest clean bench-rate bench
+.PHONY: help install demo test lint format typecheck pytest clean bench-rate bench constraints
 
 help:
 	@echo "make demo    run the worker end to end on local stand-ins and print the results"
@@ -16,12 +16,12 @@ help:
 	@echo "make format  apply ruff's formatting and safe fixes"
 	@echo "make clean   remove the virtualenv and caches"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml .ci/constraints.txt
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "zapi-queue needs Python 3.11 or newer (PYTHON=$(PYTHON))"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c .ci/constraints.txt -e '.[dev]'
 	@touch $@
 
 install: $(STAMP)
@@ -47,6 +47,11 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info
+
+constraints: $(STAMP)
+	@echo "# Exact versions CI tests with and the Docker image installs (pip install -c)." > .ci/constraints.txt
+	@echo "# Refresh after changing dependencies: make constraints, then make test." >> .ci/constraints.txt
+	$(BIN)/python -m pip freeze --exclude-editable >> .ci/constraints.txt
 
 bench-rate: $(STAMP)
 	$(BIN)/python -m bench.rate_limit $(BENCH_ARGS)

@@ -74,8 +74,12 @@ def test_env_example_is_shipped_and_env_is_not(compose: dict[str, Any]) -> None:
     assert tracked.stdout.strip() == ""
 
 
-def test_dockerfile_runs_as_non_root() -> None:
-    lines = (ROOT / "Dockerfile").read_text().splitlines()
-    users = [line.split()[1] for line in lines if line.startswith("USER ")]
+def test_dockerfile_runs_as_non_root_with_pinned_dependencies() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    users = [line.split()[1] for line in text.splitlines() if line.startswith("USER ")]
     assert users
     assert users[-1] not in ("root", "0")
+    assert "pip install -c constraints.txt ." in text
+    pins = (ROOT / ".ci" / "constraints.txt").read_text().splitlines()
+    pinned = {line.split("==")[0].lower() for line in pins if "==" in line}
+    assert {"celery", "kombu", "redis", "httpx", "pydantic", "flower", "tenacity"} <= pinned
