@@ -40,6 +40,7 @@ class FaultStack:
             **settings,
         }
         self._workers = 0
+        self.finished_at: dict[str, float] = {}
         self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> FaultStack:
@@ -67,7 +68,10 @@ class FaultStack:
         return [self.producer.send_task("zapi.order_status_update", args=[b]).id for b in bodies]
 
     def wait_all(self, job_ids: list[str], timeout: float) -> dict[str, str]:
-        """Poll each job's state until all are final; survives a Redis restart meanwhile."""
+        """Poll each job's state until all are final; survives a Redis restart meanwhile.
+
+        ``self.finished_at`` keeps when each job was first seen final (monotonic clock).
+        """
         deadline = time.monotonic() + timeout
         states: dict[str, str] = {}
         while time.monotonic() < deadline:
@@ -76,6 +80,8 @@ class FaultStack:
                     continue
                 with contextlib.suppress(Exception):
                     states[job_id] = self.producer.AsyncResult(job_id).state
+                    if states[job_id] in ("SUCCESS", "FAILURE"):
+                        self.finished_at.setdefault(job_id, time.monotonic())
             if all(states.get(j) in ("SUCCESS", "FAILURE") for j in job_ids):
                 break
             time.sleep(0.2)

@@ -31,10 +31,10 @@ def test_sigkill_mid_run_loses_no_recorded_job(tmp_path: Path) -> None:
         in_flight_at_kill = 8
         killed_at = time.monotonic()
         stack.worker()
-        states = stack.wait_all(jobs, timeout=VISIBILITY_TIMEOUT + 40)
-        recovered_in = time.monotonic() - killed_at
+        states = stack.wait_all(jobs, timeout=VISIBILITY_TIMEOUT + 25)
 
         lost = [job for job in jobs if states.get(job) != "SUCCESS"]
+        recovered_in = max(stack.finished_at[job] for job in jobs if job not in lost) - killed_at
         assert len(lost) <= 1, lost
         assert all(states.get(job) in (None, "PENDING") for job in lost)  # never started
         delivered = stack.delivered_per_message()
