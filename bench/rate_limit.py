@@ -42,6 +42,18 @@ def run_once(workers: int, rate: float, burst: int, seconds: float, logs: Path) 
         for i in range(workers):
             stack.enter_context(WorkerProcess(env, logs / f"w{workers}-{i}.log"))
         producer = Celery(broker=env["CELERY_BROKER_URL"], backend=env["CELERY_RESULT_BACKEND"])
+        # A running fleet: connections open and code warm. (A cold start of many workers
+        # taking a backlog at once is the one case that can exceed R + burst; see README.)
+        warm = [
+            producer.send_task(
+                "zapi.order_status_update", args=[{**DOCS_STATUS_BODY, "messageId": f"W{i}"}]
+            )
+            for i in range(2 * workers)
+        ]
+        for result in warm:
+            result.get(timeout=60, propagate=False)
+        time.sleep(1.5)  # out of the fake's one-second window
+        sim.reset()
         results = [
             producer.send_task(
                 "zapi.order_status_update", args=[{**DOCS_STATUS_BODY, "messageId": f"B{i}"}]

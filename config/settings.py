@@ -57,8 +57,11 @@ class Settings(BaseSettings):
     """Sends per second per Z-API instance, shared by every worker."""
     zapi_rate_burst: Annotated[int, Field(ge=1, le=1000)] = 1
     """Sends allowed back to back before the spacing of 1 / ZAPI_RATE_LIMIT applies."""
-    zapi_rate_max_wait: Annotated[float, Field(ge=0, le=60)] = 2.0
-    """Longest a worker thread sleeps for its slot; a later slot re-schedules the job instead."""
+    zapi_rate_max_wait: Annotated[float, Field(ge=0, le=60)] = 10.0
+    """Longest a worker thread sleeps for its slot; a later slot re-schedules the job instead.
+
+    A sleeping thread costs little; a re-scheduled job costs a publish, a state write and an
+    event, and many of them at once (a backlog arriving) delay the sends that are due."""
     zapi_recipient_interval: Annotated[float, Field(ge=0, le=3600)] = 0.0
     """Minimum seconds between two sends to the same phone; 0 turns pacing off."""
     zapi_state_redis_url: SecretStr | None = None

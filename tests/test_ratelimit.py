@@ -226,3 +226,29 @@ def test_recipient_pacing_spaces_sends_to_one_phone(
     first = min(t for times in by_phone.values() for t in times)
     starts = {p: round(t[0] - first, 3) for p, t in by_phone.items()}
     assert all(s < interval for p, s in starts.items() if p != "5511900000001"), starts
+
+
+@pytest.mark.e2e
+def test_a_far_slot_reschedules_the_job_which_keeps_its_place(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """Jobs whose slot is beyond ZAPI_RATE_MAX_WAIT are re-scheduled for it, not slept for."""
+    with ZapiSimulator(
+        instance_id="defer-instance", instance_token=INSTANCE_TOKEN, client_token=CLIENT_TOKEN
+    ) as sim:
+        env = stack_env(redis_server.url, sim, db=8, zapi_rate_limit="5", zapi_rate_max_wait="0.3")
+        app = Celery(broker=env["CELERY_BROKER_URL"], backend=env["CELERY_RESULT_BACKEND"])
+        with WorkerProcess(env, tmp_path / "worker.log") as worker:
+            results = [
+                app.send_task("zapi.order_status_update", args=[unique_body()]) for _ in range(6)
+            ]
+            for result in results:
+                result.get(timeout=30)
+            log = worker.log_text()
+        app.close()
+        times = sorted(r.received_at for r in sim.requests())
+
+    assert len(times) == 6
+    assert all(b - a >= 0.2 * 0.9 for a, b in itertools.pairwise(times))
+    assert "waiting" in log  # some jobs were re-scheduled for their slot (shown as RETRY)
+    assert "rate limit" in log
