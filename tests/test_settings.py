@@ -102,8 +102,9 @@ def test_worker_refuses_to_start_without_credentials(clean_env: pytest.MonkeyPat
 def test_worker_refuses_malformed_settings(clean_env: pytest.MonkeyPatch) -> None:
     env = {**os.environ, **CREDENTIALS, "ZAPI_MAX_ATTEMPTS": "lots"}
     completed = start_worker(env)
-    assert completed.returncode != 0
+    assert completed.returncode == 2
     assert "invalid configuration: ZAPI_MAX_ATTEMPTS: Input should be a valid integer" in (
         completed.stderr
     )
+    assert "Traceback" not in completed.stderr
     assert "tok-secret" not in completed.stderr + completed.stdout

@@ -15,11 +15,12 @@ Why these defaults:
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from celery import Celery
 
-from config import Settings, get_settings
+from config import ConfigurationError, Settings, get_settings
 
 #: Modules holding the tasks; Celery imports them when the worker starts.
 TASK_MODULES = ("tasks.orders",)
@@ -75,7 +76,16 @@ def create_app(settings: Settings | None = None) -> Celery:
     return app
 
 
-app = create_app()
+def _create_app_or_exit() -> Celery:
+    """A malformed setting stops the process with one clear line, not a traceback."""
+    try:
+        return create_app()
+    except ConfigurationError as exc:
+        print(f"zapi-queue: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+app = _create_app_or_exit()
 
 # Register the tasks now, so the worker's banner lists them, and wire the signal handlers.
 import tasks.orders  # noqa: E402, F401
