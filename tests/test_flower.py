@@ -28,6 +28,14 @@ def flower(worker_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
     env = {**worker_env, "FLOWER_BASIC_AUTH": ":".join(AUTH)}
     log = Path(tmp_path_factory.mktemp("flower")) / "flower.log"
     with FlowerProcess(env, log, port=free_port()) as process:
+        # Flower listens to events once it has received one (the worker's heartbeat every
+        # 2 s); a task sent before that would miss its first event, which carries the args.
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            metrics = httpx.get(f"{process.url}/metrics", auth=AUTH, timeout=5).text
+            if any(line.startswith("flower_worker_online{") for line in metrics.splitlines()):
+                break
+            time.sleep(0.2)
         yield process.url
 
 

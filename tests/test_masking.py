@@ -30,6 +30,12 @@ class EventCapture:
     def __enter__(self) -> EventCapture:
         self._thread.start()
         assert self._ready.wait(10), "event receiver did not start"
+        # Subscribed for real once an event arrives (workers send a heartbeat every 2 s);
+        # before that, a task's first events could be published to nobody.
+        deadline = time.monotonic() + 10
+        while not self.seen and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert self.seen, "no event received: is the worker sending events?"
         return self
 
     def __exit__(self, *exc_info: object) -> None:
