@@ -26,13 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
 from celery import Celery
 
 from tasks.endpoints import Endpoint
 from tasks.producer import Producer
-from worker.dev.processes import WorkerProcess
+from worker.dev.processes import WorkerProcess, stack_env
 from worker.dev.redis_server import RedisServer
 from worker.dev.remote_sim import RemoteSimulator
 from worker.dev.samples import DOCS_STATUS_BODY
@@ -51,11 +50,6 @@ class Run:
     rss_mb: float
 
 
-def sim_stats(url: str) -> dict[str, Any]:
-    stats: dict[str, Any] = httpx.get(f"{url}/__sim__/stats", timeout=10).json()
-    return stats
-
-
 def tree(process: psutil.Process) -> list[psutil.Process]:
     return [process, *process.children(recursive=True)]
 
@@ -69,26 +63,33 @@ def bodies(count: int, prefix: str) -> list[dict[str, Any]]:
 
 
 def measure(
-    variant: str, app: str, task: str, latency: float, jobs: int, env: dict[str, str], logs: Path
+    variant: str,
+    app: str,
+    task: str,
+    jobs: int,
+    sim: RemoteSimulator,
+    env: dict[str, str],
+    logs: Path,
 ) -> Run:
+    latency = sim.latency
     producer = Producer(
         broker_url=env["CELERY_BROKER_URL"], result_backend=env["CELERY_RESULT_BACKEND"]
     )
-    sim_url = env["ZAPI_BASE_URL"]
     with WorkerProcess(
         env, logs / f"{variant}-{latency}.log", app=app, loglevel="WARNING"
     ) as worker:
         assert worker.process is not None
         root = psutil.Process(worker.process.pid)
         warmup = 20
+        sim.reset()  # the previous variant's requests must not count as this warm-up's
         producer.send_many(task, bodies(warmup, f"W{variant[:2]}{latency}"))
-        while sim_stats(sim_url)["accepted"] < warmup:
+        while sim.stats()["accepted"] < warmup:
             time.sleep(0.05)
-        httpx.post(f"{sim_url}/__sim__/reset", timeout=10)
+        sim.reset()
         cpu_before = cpu_seconds(root)
         producer.send_many(task, bodies(jobs, f"J{variant[:2]}{latency}"))
         deadline = time.monotonic() + 600
-        while (stats := sim_stats(sim_url))["distinct"] < jobs and time.monotonic() < deadline:
+        while (stats := sim.stats())["distinct"] < jobs and time.monotonic() < deadline:
             time.sleep(0.1)
         time.sleep(0.5)  # let the last results and acks be written
         cpu = cpu_seconds(root) - cpu_before
@@ -136,26 +137,21 @@ def main() -> None:
                 client_token=CLIENT_TOKEN,
                 latency=latency,
             ) as sim:
-                sim_url = sim.base_url
-                env = {
-                    **dict(__import__("os").environ),
-                    "CELERY_BROKER_URL": f"{redis_server.url}/0",
-                    "CELERY_RESULT_BACKEND": f"{redis_server.url}/1",
-                    "ZAPI_BASE_URL": sim_url,
-                    "ZAPI_INSTANCE_ID": INSTANCE,
-                    "ZAPI_INSTANCE_TOKEN": TOKEN,
-                    "ZAPI_CLIENT_TOKEN": CLIENT_TOKEN,
-                    "ZAPI_RATE_LIMIT": "10000",
-                    "ZAPI_RATE_BURST": "1000",
-                    "PYTHONPATH": str(REPO),  # so the worker can import bench.baseline
-                }
+                env = stack_env(
+                    redis_server.url,
+                    sim,
+                    # The limiter runs on every send but never binds: throughput is measured.
+                    zapi_rate_limit="10000",
+                    zapi_rate_burst="1000",
+                    pythonpath=str(REPO),  # so the worker can import bench.baseline
+                )
                 base_jobs = args.jobs if latency == 0 else args.baseline_jobs_slow
                 for variant, app, task, jobs in (
                     ("baseline", "bench.baseline", "baseline.order_status_update", base_jobs),
                     ("pooled", "bench.baseline", "baseline.order_status_update_pooled", base_jobs),
                     ("zapi-queue", "worker", "zapi.order_status_update", args.jobs),
                 ):
-                    runs.append(measure(variant, app, task, latency, jobs, env, Path(logs)))
+                    runs.append(measure(variant, app, task, jobs, sim, env, Path(logs)))
                     redis_server.client().flushall()
         rates = enqueue_rates(redis_server.url, 5000)
 

@@ -33,6 +33,7 @@ class RemoteSimulator(Managed):
         self.instance_id = instance_id
         self.instance_token = instance_token
         self.client_token = client_token
+        self.latency = latency
         self.port = free_port()
         self._args = [
             *(sys.executable, "-m", "worker.dev.zapi_sim", "--port", str(self.port)),
