@@ -161,7 +161,6 @@ def _deliver(
     try:
         reply = get_client().send(endpoint, wire).to_result()
     except ZapiQueueError as exc:
-        get_limiter().pace(update.phone)
         store.release(key, owner)
         status = getattr(exc, "status_code", None)
         if isinstance(exc, TransientError):
@@ -176,7 +175,9 @@ def _deliver(
             ) from None
         log("refused", status, exc.message, logging.WARNING)
         raise
-    get_limiter().pace(update.phone)
+    finally:
+        # The recipient's interval counts from the send, whatever came of it.
+        get_limiter().pace(update.phone)
     _remember(store, key, reply)
     log("delivered", 200, f"zaapId={reply['zaapId']}")
     return reply
@@ -247,9 +248,8 @@ def _bury(
     exc: ZapiQueueError,
 ) -> None:
     """Keep a job that failed for good as a dead letter (never lose it silently)."""
+    # Every failure but an invalid body (or key) comes from this execution's send.
     sent = state.attempts + (0 if isinstance(exc, InvalidBodyError) else 1)
-    if isinstance(exc, AttemptsExhaustedError):
-        sent = get_settings().zapi_max_attempts
     letter = DeadLetter(
         job_id=task.request.id or "",
         task=task.name,

@@ -106,7 +106,3 @@ class IdempotencyStore:
     def release(self, key: str, owner: str) -> None:
         """Drop our claim without a reply (the send failed): a later attempt may claim again."""
         self._release(keys=[self._keys(key)[1]], args=[owner])
-
-    def forget(self, key: str) -> None:
-        """Forget a delivered key, so the same job may be sent again (an operator's decision)."""
-        self._redis.delete(*self._keys(key))

@@ -53,10 +53,6 @@ class RedisServer(Managed):
         auth = f":{self.password}@" if self.password else ""
         return f"redis://{auth}127.0.0.1:{self.port}"
 
-    @property
-    def data_dir(self) -> Path:
-        return Path(self._dir.name)
-
     def start(self, timeout: float = 10.0) -> RedisServer:
         args = [
             find_redis_server(),
