@@ -14,7 +14,13 @@ import httpx
 
 from worker.dev.lifecycle import Managed
 from worker.dev.ports import free_port
-from worker.dev.zapi_sim import Fault, ReceivedRequest
+from worker.dev.zapi_sim import (
+    DEFAULT_CLIENT_TOKEN,
+    DEFAULT_INSTANCE_ID,
+    DEFAULT_INSTANCE_TOKEN,
+    Fault,
+    ReceivedRequest,
+)
 
 
 class RemoteSimulator(Managed):
@@ -23,9 +29,9 @@ class RemoteSimulator(Managed):
     def __init__(
         self,
         *,
-        instance_id: str = "sim-instance",
-        instance_token: str = "sim-instance-token",
-        client_token: str = "sim-client-token",
+        instance_id: str = DEFAULT_INSTANCE_ID,
+        instance_token: str = DEFAULT_INSTANCE_TOKEN,
+        client_token: str = DEFAULT_CLIENT_TOKEN,
         latency: float = 0.0,
         rate_limit: float | None = None,
         rate_burst: int = 1,

@@ -44,6 +44,11 @@ REQUIRED_FIELDS = (
     "paymentStatus",
     "order",
 )
+# The fake's credentials unless told otherwise (the in-process, remote and CLI forms agree).
+DEFAULT_INSTANCE_ID = "sim-instance"
+DEFAULT_INSTANCE_TOKEN = "sim-instance-token"
+DEFAULT_CLIENT_TOKEN = "sim-client-token"
+
 NOT_FOUND_BODY = {"error": "NOT_FOUND", "message": "Unable to find matching target resource method"}
 _ROUTE = re.compile(r"^/instances/(?P<instance>[^/]+)/token/(?P<token>[^/]+)/(?P<endpoint>[^/?]+)$")
 
@@ -94,9 +99,9 @@ class ZapiSimulator(Managed):
     def __init__(
         self,
         *,
-        instance_id: str = "sim-instance",
-        instance_token: str = "sim-instance-token",
-        client_token: str = "sim-client-token",
+        instance_id: str = DEFAULT_INSTANCE_ID,
+        instance_token: str = DEFAULT_INSTANCE_TOKEN,
+        client_token: str = DEFAULT_CLIENT_TOKEN,
         host: str = "127.0.0.1",
         port: int = 0,
         latency: float = 0.0,
@@ -321,9 +326,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per success")
     parser.add_argument("--rate-limit", type=float, default=None, help="429 above this many/s")
     parser.add_argument("--rate-burst", type=int, default=1, help="extra requests per second")
-    parser.add_argument("--instance-id", default="sim-instance")
-    parser.add_argument("--instance-token", default="sim-instance-token")
-    parser.add_argument("--client-token", default="sim-client-token")
+    parser.add_argument("--instance-id", default=DEFAULT_INSTANCE_ID)
+    parser.add_argument("--instance-token", default=DEFAULT_INSTANCE_TOKEN)
+    parser.add_argument("--client-token", default=DEFAULT_CLIENT_TOKEN)
     args = parser.parse_args(argv)
     simulator = ZapiSimulator(
         instance_id=args.instance_id,
