@@ -99,16 +99,16 @@ class Producer:
         """Enqueue many bodies in one go: invalid ones are reported, the rest are sent through
         one Redis pipeline per ``BATCH_SIZE`` messages (where the transport supports it)."""
         outcome = BulkResult()
-        name = TASK_NAMES[endpoint]
-        with self._batched_producer() as producer:
-            for index, body in enumerate(bodies):
-                if validate:
-                    try:
-                        validate_body(endpoint, body)
-                    except InvalidBodyError as exc:
-                        outcome.rejected.append((index, str(exc)))
-                        continue
-                outcome.job_ids.append(self._publish(producer, name, body))
+        accepted = []
+        for index, body in enumerate(bodies):
+            if validate:
+                try:
+                    validate_body(endpoint, body)
+                except InvalidBodyError as exc:
+                    outcome.rejected.append((index, str(exc)))
+                    continue
+            accepted.append(body)
+        outcome.job_ids = self.send_many(TASK_NAMES[endpoint], accepted)
         return outcome
 
     def send_many(self, task_name: str, bodies: Iterable[Any]) -> list[str]:
