@@ -1,4 +1,4 @@
-"""``zapi-queue``: the operator's command line (dead letters, job status).
+"""``zapi-queue``: the command line (enqueue, job status, health, dead letters).
 
 Every command reads the same settings as the worker (environment variables or ``.env``) and
 prints no secret: URLs are shown with their password masked.
@@ -17,7 +17,7 @@ from typing import Any, NoReturn, TextIO
 import click
 import redis
 
-from config import ConfigurationError, get_settings
+from config import ConfigurationError, Settings, get_settings
 from tasks.deadletter import DeadLetter, DeadLetterStore
 from tasks.endpoints import Endpoint
 from tasks.errors import InvalidBodyError
@@ -31,11 +31,16 @@ def _fail(message: str) -> NoReturn:
     sys.exit(2)
 
 
-def _dead_letters() -> DeadLetterStore:
+def _settings() -> Settings:
+    """The worker's settings, or a one-line error naming the bad variable."""
     try:
-        url = get_settings().state_redis_url
+        return get_settings()
     except ConfigurationError as exc:
         _fail(str(exc))
+
+
+def _dead_letters() -> DeadLetterStore:
+    url = _settings().state_redis_url
     client = connect(url, retries=2)
     try:
         client.ping()
@@ -199,10 +204,7 @@ def dead_purge(selection: Selection, yes: bool) -> None:
 
 
 def _producer() -> Producer:
-    try:
-        settings = get_settings()
-    except ConfigurationError as exc:
-        _fail(str(exc))
+    settings = _settings()
     return Producer(
         broker_url=settings.celery_broker_url.get_secret_value(),
         result_backend=settings.celery_result_backend.get_secret_value(),
@@ -303,7 +305,7 @@ def health(timeout: float, min_workers: int, as_json: bool) -> None:
 
     Usable as a container or monitoring healthcheck.
     """
-    settings = get_settings()
+    settings = _settings()
     broker_url = settings.celery_broker_url.get_secret_value()
     report: dict[str, Any] = {"broker": redact(broker_url), "broker_reachable": False}
     problems: list[str] = []
