@@ -10,13 +10,17 @@ Why these defaults:
   once it finished (delivered, failed for good, or re-scheduled), so a killed worker loses nothing.
 * **visibility timeout** above the longest retry countdown: Redis re-delivers an unacked message
   after it, and a countdown longer than it would be delivered twice.
+* **reliable fetch** (``worker.transport``): kombu's Redis transport pops a message before it
+  records it as unacked, and a worker killed in between loses it; ours moves it atomically.
 * **JSON only**: producers in any language can enqueue, and nothing is unpickled.
 """
 
 from __future__ import annotations
 
+import ssl
 import sys
 from typing import Any
+from urllib.parse import urlsplit
 
 from celery import Celery
 
@@ -26,11 +30,34 @@ from config import ConfigurationError, Settings, get_settings
 TASK_MODULES = ("tasks.orders",)
 
 
+#: Kombu's Redis transport with reliable fetch; see worker/transport.py.
+RELIABLE_TRANSPORT = "worker.transport:Transport"
+
+
+def broker_transport_config(broker_url: str) -> dict[str, Any]:
+    """Our transport for ``redis://`` and ``rediss://`` brokers; others keep kombu's choice.
+
+    Naming the transport bypasses kombu's ``rediss`` defaults, so TLS is switched on here, and
+    with the server's certificate verified (kombu's default would skip that check).
+    """
+    scheme = urlsplit(broker_url).scheme
+    if scheme == "redis":
+        return {"broker_transport": RELIABLE_TRANSPORT}
+    if scheme == "rediss":
+        return {
+            "broker_transport": RELIABLE_TRANSPORT,
+            "broker_use_ssl": {"ssl_cert_reqs": ssl.CERT_REQUIRED},
+        }
+    return {}
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings derived from ours; no Z-API secret goes here (`inspect conf` shows it)."""
     visibility_timeout = settings.celery_visibility_timeout
+    broker_url = settings.celery_broker_url.get_secret_value()
     return {
-        "broker_url": settings.celery_broker_url.get_secret_value(),
+        "broker_url": broker_url,
+        **broker_transport_config(broker_url),
         "result_backend": settings.celery_result_backend.get_secret_value(),
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": {
@@ -41,6 +68,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             # A worker killed inside a restore sweep holds its mutex; don't let that block
             # every other worker's sweeps for kombu's default 5 minutes.
             "unacked_mutex_expire": 10,
+            # A message fetched by a worker that died before recording it goes back to its
+            # queue this long after the worker's last sign of life (+ one restore sweep).
+            "fetch_lease": min(60, visibility_timeout),
             "socket_timeout": 30,
             "socket_connect_timeout": 10,
         },

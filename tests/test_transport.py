@@ -1,0 +1,200 @@
+"""Reliable fetch (worker/transport.py) against a real Redis: a fetched message is always in Redis.
+
+The in-process tests drive the transport through kombu's public API (``SimpleQueue``) and read
+Redis directly; the last test SIGKILLs a real worker at the exact moment kombu's stock transport
+would lose the message, and checks that another worker still delivers it, once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from kombu import Connection
+from kombu.simple import SimpleQueue
+
+from tests.bodies import unique_body
+from tests.faults import VISIBILITY_TIMEOUT, fault_stack
+from worker.celery_app import RELIABLE_TRANSPORT, broker_transport_config
+from worker.dev.redis_server import RedisServer
+from worker.transport import LEASES_KEY, SOURCES_KEY, Transport, redis_version
+
+DB = 12
+QUEUE = "orders"
+LEASE = 2
+
+
+@pytest.fixture
+def db(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    client = redis_server.client(db=DB, decode_responses=True)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def url(redis_server: RedisServer, db: redis.Redis) -> str:
+    return f"{redis_server.url}/{DB}"
+
+
+def reliable(url: str) -> Connection:
+    options = {"fetch_lease": LEASE, "unacked_restore_interval": 1, "unacked_restore_throttle": 1}
+    return Connection(url, transport=Transport, transport_options=options)
+
+
+def publish(url: str, body: dict[str, Any], **options: Any) -> None:
+    """Publish the way a producer does: kombu's stock Redis transport."""
+    with Connection(url) as producer:
+        producer.SimpleQueue(QUEUE).put(body, **options)
+
+
+def get(connection: Connection, timeout: float = 5) -> Any:
+    return connection.SimpleQueue(QUEUE).get(timeout=timeout)
+
+
+def processing_lists(db: redis.Redis) -> list[str]:
+    return [str(key) for key in db.zrange(LEASES_KEY, 0, -1)]
+
+
+def test_a_fetched_message_is_recorded_unacked_and_leaves_the_processing_list(
+    url: str, db: redis.Redis
+) -> None:
+    publish(url, {"n": 1})
+    with reliable(url) as connection:
+        message = get(connection)
+        assert message.payload == {"n": 1}
+        [processing] = processing_lists(db)
+        assert db.llen(processing) == 0
+        assert db.hkeys("unacked") == [message.delivery_tag]
+        message.ack()
+        assert db.hlen("unacked") == 0
+    # Closing gives the processing list and its lease up.
+    assert processing_lists(db) == []
+    assert db.hlen(SOURCES_KEY) == 0
+
+
+def test_lower_priorities_are_fetched_too(url: str, db: redis.Redis) -> None:
+    publish(url, {"n": "low"}, priority=6)  # kombu stores it in its own list, "orders\x06\x166"
+    assert db.llen(QUEUE) == 0
+    publish(url, {"n": "high"})
+    with reliable(url) as connection:
+        first, second = get(connection), get(connection)
+        assert [first.payload, second.payload] == [{"n": "high"}, {"n": "low"}]
+        first.ack()
+        second.ack()
+
+
+def test_a_message_left_by_a_lost_reply_is_returned_and_fetched(url: str, db: redis.Redis) -> None:
+    publish(url, {"n": 1})
+    with reliable(url) as connection:
+        get(connection).ack()
+        [processing] = processing_lists(db)
+        # As if the connection dropped with BLMOVE's reply in flight: moved, never received.
+        publish(url, {"n": 2})
+        db.lmove(QUEUE, processing, "RIGHT", "LEFT")
+        message = get(connection)
+        assert message.payload == {"n": 2}
+        message.ack()
+        assert db.llen(processing) == 0
+
+
+def test_a_dead_workers_processing_list_goes_back_after_its_lease(
+    url: str, db: redis.Redis
+) -> None:
+    publish(url, {"n": "orphan"})
+    dead = f"{LEASES_KEY}.{QUEUE}.dead-host.1.abc"
+    db.lmove(QUEUE, dead, "RIGHT", "LEFT")
+    db.hset(SOURCES_KEY, dead, QUEUE)
+    seconds, _ = db.time()
+    db.zadd(LEASES_KEY, {dead: seconds - 1})  # expired
+    with reliable(url) as connection:
+        message = get(connection, timeout=8)
+        assert message.payload == {"n": "orphan"}
+        message.ack()
+        assert not db.exists(dead)
+        assert db.zscore(LEASES_KEY, dead) is None
+
+
+def test_a_live_workers_processing_list_is_left_alone(url: str, db: redis.Redis) -> None:
+    publish(url, {"n": "in flight"})
+    alive = f"{LEASES_KEY}.{QUEUE}.live-host.1.abc"
+    db.lmove(QUEUE, alive, "RIGHT", "LEFT")
+    db.hset(SOURCES_KEY, alive, QUEUE)
+    seconds, _ = db.time()
+    db.zadd(LEASES_KEY, {alive: seconds + 60})
+    with reliable(url) as connection, pytest.raises(SimpleQueue.Empty):
+        get(connection, timeout=3)  # several restore sweeps run meanwhile
+    assert db.llen(alive) == 1
+
+
+def test_closing_gives_fetched_messages_back(url: str, db: redis.Redis) -> None:
+    publish(url, {"n": 1})
+    with reliable(url) as connection:
+        get(connection).ack()
+        [processing] = processing_lists(db)
+        publish(url, {"n": 2})
+        db.lmove(QUEUE, processing, "RIGHT", "LEFT")  # fetched, not yet claimed
+    assert db.llen(QUEUE) == 1
+    assert not db.exists(processing)
+    assert processing_lists(db) == []
+
+
+def test_the_app_uses_reliable_fetch_for_redis_brokers() -> None:
+    assert broker_transport_config("redis://localhost:6379/0") == {
+        "broker_transport": RELIABLE_TRANSPORT
+    }
+    assert broker_transport_config("rediss://redis.example:6380/0")["broker_use_ssl"]
+    assert broker_transport_config("amqp://localhost//") == {}
+
+
+def test_redis_version_is_read_from_info() -> None:
+    assert redis_version({"redis_version": "6.2.14"}) == (6, 2, 14)
+    assert redis_version({"redis_version": "6.0.9"}) < (6, 2)
+    assert redis_version({}) >= (6, 2)
+
+
+# Loaded into one worker by PYTHONPATH: it dies right after BLMOVE took a message, before the
+# claim recorded it as unacked: with kombu's stock transport (BRPOP), that message is gone.
+DIE_BEFORE_CLAIM = """
+import os, signal
+import worker.transport
+
+def die_before_claim(self, queue, processing, item):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+worker.transport.Channel._claim_and_deliver = die_before_claim
+"""
+
+
+@pytest.mark.e2e
+def test_worker_killed_between_fetch_and_claim_loses_nothing(tmp_path: Path) -> None:
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(DIE_BEFORE_CLAIM)
+    with fault_stack(tmp_path) as stack:
+        doomed = stack.worker(pythonpath=str(hook))
+        body = unique_body()
+        [job] = stack.enqueue([body])
+        deadline = time.monotonic() + 15
+        while doomed.running and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not doomed.running
+
+        db = stack.redis.client(decode_responses=True)
+        [processing] = processing_lists(db)
+        # Killed in the window: the message is neither queued nor unacked, only fetched.
+        assert (db.llen("celery"), db.hlen("unacked"), db.llen(processing)) == (0, 0, 1)
+        killed_at = time.monotonic()
+        stack.worker()
+        states = stack.wait_all([job], timeout=VISIBILITY_TIMEOUT + 20)
+
+        assert states[job] == "SUCCESS"
+        assert stack.delivered_per_message()[body["messageId"]] == 1
+        # Within the lease (the visibility timeout here), one sweep and a send.
+        assert stack.finished_at[job] - killed_at < VISIBILITY_TIMEOUT + 10
+        assert processing not in processing_lists(db)

@@ -1,0 +1,362 @@
+"""Kombu's Redis transport with reliable fetch: a message is never only in a worker's memory.
+
+Kombu's Redis transport takes a message with ``BRPOP`` and only then records it as unacknowledged.
+Between the two the message exists nowhere but in the worker's socket buffer: a worker killed
+there (SIGKILL, OOM, host loss), or a connection dropped with the reply in flight, loses it for
+good (celery/celery#7950, celery/kombu#305). This transport closes that window with Redis'
+reliable-queue pattern:
+
+1. **Fetch** moves the message atomically into this channel's *processing list*
+   (``BLMOVE queue processing``): it is always in Redis, in the queue or in that list.
+2. **Claim** then moves it, in one Lua script, from the processing list into kombu's
+   ``unacked`` hash, where kombu's visibility timeout takes over, as it always did.
+3. Each processing list holds a **lease** in Redis, renewed by its worker at every fetch and at
+   every restore sweep (``unacked_restore_interval``). Any worker's sweep moves the messages of an
+   expired lease back to the head of their queue. A worker that fetches again after losing its
+   connection first returns what the lost reply left behind, and a stopping worker returns its
+   own. A claim that finds its message already returned drops its copy: never two owners.
+
+Lower-priority lists (kombu's ``queue\\x06\\x163``...) are moved into the main list when it is
+empty, so one blocking ``BLMOVE`` serves every priority; such a message may wait up to
+``brpop_timeout`` (1 s) longer than with ``BRPOP``. The per-message cost is unchanged: the
+claim replaces kombu's own ``unacked`` write.
+
+Reliable fetch needs Redis 6.2 (``LMOVE``), a single consumed queue per channel and no
+``global_keyprefix``; otherwise the channel says so in the log and fetches as kombu does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import os
+import socket
+import uuid
+from time import time
+from typing import Any
+
+from kombu.transport import virtual
+from kombu.utils.json import dumps, loads
+from kombu.utils.objects import cached_property
+from redis.commands.core import Script
+
+#: Untyped on purpose: celery-types' kombu stubs cover the public API, and this module overrides
+#: private methods of kombu's Redis channel (pinned in pyproject.toml; tests/test_transport.py).
+kombu_redis: Any = importlib.import_module("kombu.transport.redis")
+KombuQoS: Any = kombu_redis.QoS
+KombuChannel: Any = kombu_redis.Channel
+KombuTransport: Any = kombu_redis.Transport
+
+logger = logging.getLogger(__name__)
+
+#: Sorted set: processing list -> lease deadline (Redis clock, seconds).
+LEASES_KEY = "_kombu.fetching"
+#: Hash: processing list -> the queue list its messages came from.
+SOURCES_KEY = "_kombu.fetching.sources"
+#: Redis 6.2 brought LMOVE and BLMOVE.
+MIN_REDIS_VERSION = (6, 2)
+
+# Shared by every script. KEYS[1]: leases, KEYS[2]: sources. Messages given back go to the head
+# of their queue (the end BLMOVE takes from), the oldest first.
+_LIBRARY = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local leases, sources = KEYS[1], KEYS[2]
+local function renew(processing, queue, lease)
+  redis.call('ZADD', leases, now + tonumber(lease), processing)
+  redis.call('HSET', sources, processing, queue)
+end
+local function give_back(processing, queue)
+  local n = 0
+  while redis.call('LMOVE', processing, queue, 'LEFT', 'RIGHT') do n = n + 1 end
+  return n
+end
+local function forget(processing)
+  redis.call('ZREM', leases, processing)
+  redis.call('HDEL', sources, processing)
+end
+local function give_back_expired()
+  local n = 0
+  for _, processing in ipairs(redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, 100)) do
+    local queue = redis.call('HGET', sources, processing)
+    if queue then n = n + give_back(processing, queue) end
+    forget(processing)
+  end
+  return n
+end
+"""
+
+# KEYS: leases, sources, processing, queue, lower-priority queues...  ARGV[1]: lease seconds.
+# Before a blocking fetch: renew the lease, give back what a lost reply left in the processing
+# list and what dead workers' expired lists hold, and, when the queue is empty, move the next
+# lower-priority message into it. Returns how many messages were given back.
+_PREPARE = """
+renew(KEYS[3], KEYS[4], ARGV[1])
+local returned = give_back(KEYS[3], KEYS[4]) + give_back_expired()
+if redis.call('LLEN', KEYS[4]) == 0 then
+  for i = 5, #KEYS do
+    if redis.call('LMOVE', KEYS[i], KEYS[4], 'RIGHT', 'RIGHT') then break end
+  end
+end
+return returned
+"""
+
+# KEYS: leases, sources, processing, queue, unacked index, unacked.
+# ARGV: lease seconds, raw message, delivery tag, time, unacked record.
+# Moves a fetched message from the processing list into kombu's unacked records, unless a
+# sweep gave it back to the queue meanwhile (then returns 0: the caller drops its copy).
+# Renews the lease too, so a channel that never idles keeps it without a timer.
+_CLAIM = """
+renew(KEYS[3], KEYS[4], ARGV[1])
+if redis.call('LREM', KEYS[3], 1, ARGV[2]) == 0 then return 0 end
+redis.call('ZADD', KEYS[5], ARGV[4], ARGV[3])
+redis.call('HSET', KEYS[6], ARGV[3], ARGV[5])
+return 1
+"""
+
+# KEYS: leases, sources, then this channel's processing lists.  ARGV: lease seconds, then the
+# queue of each of those lists. The periodic sweep: renew ours, give back expired ones (at most
+# 100 lists per call). Returns how many messages were given back.
+_SWEEP = """
+for i = 3, #KEYS do renew(KEYS[i], ARGV[i - 1], ARGV[1]) end
+return give_back_expired()
+"""
+
+# KEYS: leases, sources, processing, queue.  A channel stopping (or done with a queue) gives
+# its messages back and its lease up.
+_RELEASE = """
+local returned = give_back(KEYS[3], KEYS[4])
+forget(KEYS[3])
+return returned
+"""
+
+_SCRIPTS = {
+    name: _LIBRARY + body
+    for name, body in {
+        "prepare": _PREPARE,
+        "claim": _CLAIM,
+        "sweep": _SWEEP,
+        "release": _RELEASE,
+    }.items()
+}
+
+
+def redis_version(info: dict[str, Any]) -> tuple[int, ...]:
+    """``(6, 2, 14)`` from ``INFO server``; servers that hide it count as new enough."""
+    raw = str(info.get("redis_version", "99"))
+    return tuple(int(part) for part in raw.split(".") if part.isdigit())
+
+
+class QoS(KombuQoS):
+    """Kombu's ack emulation, minus the ``unacked`` write a claim has already made."""
+
+    channel: Channel
+
+    def append(self, message: Any, delivery_tag: str) -> None:
+        if self.channel.take_claimed(delivery_tag):
+            virtual.QoS.append(self, message, delivery_tag)  # in memory only
+        else:
+            super().append(message, delivery_tag)
+
+    def restore_visible(self, *args: Any, **kwargs: Any) -> None:
+        """Kombu's periodic sweep: also renew our leases and give back dead workers' lists."""
+        self.channel.sweep_processing_lists()
+        super().restore_visible(*args, **kwargs)
+
+
+class Channel(KombuChannel):
+    """A Redis channel that fetches with ``BLMOVE`` into a leased processing list."""
+
+    QoS = QoS
+
+    #: Seconds a processing list stays owned without a renewal; then any worker's sweep gives
+    #: its messages back. Renewed at least every ``unacked_restore_interval``.
+    fetch_lease = 60
+
+    from_transport_options = (*KombuChannel.from_transport_options, "fetch_lease")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._processing: dict[str, str] = {}  # queue list -> this channel's processing list
+        self._fetching: tuple[str, str] | None = None  # (queue, processing) of the BLMOVE sent
+        self._claimed_tag: str | None = None
+        self._prepared = False
+        self._warned_stock_fetch = False
+        self._token = f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:12]}"
+        super().__init__(*args, **kwargs)
+
+    @cached_property
+    def reliable_fetch(self) -> bool:
+        """Whether this channel can fetch reliably; says why not, once, when it cannot."""
+        reason = None
+        if not self.ack_emulation:
+            reason = "ack_emulation is off"
+        elif self.global_keyprefix:
+            reason = "global_keyprefix is set"
+        elif self._server_version() < MIN_REDIS_VERSION:
+            reason = "the Redis server is older than 6.2, or hides its version"
+        if reason:
+            logger.warning("reliable fetch is off (%s): fetching with BRPOP", reason)
+        return reason is None
+
+    # -- fetch ---------------------------------------------------------------------------------
+
+    def _brpop_start(self, timeout: int | None = None) -> None:
+        queues = self.active_queues
+        if not queues or not self.reliable_fetch:
+            super()._brpop_start(timeout)
+            return
+        if len(queues) > 1:
+            if not self._warned_stock_fetch:
+                self._warned_stock_fetch = True
+                logger.warning("reliable fetch covers one queue per worker; %s: BRPOP", queues)
+            super()._brpop_start(timeout)
+            return
+        queue = queues[0]
+        self._release_processing_lists(keep=queue)  # queues no longer consumed (e.g. replies)
+        processing = self._processing_list(queue)
+        if not self._prepared:
+            self._prepare(queue, processing)
+        if timeout is None:
+            timeout = self.brpop_timeout
+        self._fetching = queue, processing
+        self._in_poll = self.client.connection
+        self._brpop_sent_at = kombu_redis.monotonic()
+        self.client.connection.send_command("BLMOVE", queue, processing, "RIGHT", "LEFT", timeout)
+
+    def _prepare(self, queue: str, processing: str) -> None:
+        """Renew the lease, return leftovers, promote lower priorities (before blocking)."""
+        lower = [self._q_for_pri(queue, pri) for pri in self.priority_steps[1:]]
+        returned = self._run(
+            "prepare",
+            keys=[LEASES_KEY, SOURCES_KEY, processing, queue, *lower],
+            args=[self.fetch_lease],
+        )
+        if returned:
+            logger.warning("gave %d fetched, unclaimed message(s) back to %r", returned, queue)
+        self._prepared = True
+
+    def _brpop_read(self, **options: Any) -> bool:
+        fetching, self._fetching = self._fetching, None
+        if fetching is None:
+            return bool(super()._brpop_read(**options))
+        try:
+            try:
+                item = self.client.parse_response(self.client.connection, "BLMOVE", **options)
+            except self.connection_errors:
+                self.client.connection.disconnect()
+                self._prepared = False  # the reply may have been lost: return it next time
+                raise
+            if item is None:
+                self._prepared = False  # idle: renew, and look at lower priorities next time
+                raise virtual.Empty()
+            self._claim_and_deliver(*fetching, item)
+            return True
+        finally:
+            self._in_poll = None
+            self._flush_brpop_reauth()
+
+    def _claim_and_deliver(self, queue: str, processing: str, item: bytes) -> None:
+        payload = loads(item)
+        properties = payload["properties"]
+        tag = properties["delivery_tag"]
+        delivery = properties["delivery_info"]
+        record = dumps([payload, delivery["exchange"], delivery["routing_key"]])
+        try:
+            claimed = self._run(
+                "claim",
+                keys=[
+                    *(LEASES_KEY, SOURCES_KEY, processing, queue),
+                    *(self.unacked_index_key, self.unacked_key),
+                ],
+                args=[self.fetch_lease, item, tag, time(), record],
+            )
+        except Exception:
+            self._prepared = False  # still in the processing list: the next fetch returns it
+            raise
+        if not claimed:
+            logger.warning("fetched message %s was given back to its queue meanwhile", tag)
+            raise virtual.Empty()
+        self._claimed_tag = tag
+        self.connection._deliver(payload, queue)
+        if self._claimed_tag is not None:  # a no-ack consumer took it: no ack will come
+            self._claimed_tag = None
+            self.qos._remove_from_indices(tag).execute()
+
+    def take_claimed(self, delivery_tag: str) -> bool:
+        """True once for the message being delivered: its unacked record is already written."""
+        if delivery_tag != self._claimed_tag:
+            return False
+        self._claimed_tag = None
+        return True
+
+    # -- leases --------------------------------------------------------------------------------
+
+    def sweep_processing_lists(self) -> None:
+        """Renew this channel's leases; give back the messages of expired ones (dead workers)."""
+        if not self.reliable_fetch:
+            return
+        try:
+            returned = self._run(
+                "sweep",
+                keys=[LEASES_KEY, SOURCES_KEY, *self._processing.values()],
+                args=[self.fetch_lease, *self._processing],
+            )
+        except self.connection_errors:
+            logger.debug("processing-list sweep skipped: Redis unreachable", exc_info=True)
+            return
+        if returned:
+            logger.warning("gave %d message(s) fetched by lost workers back", returned)
+
+    def close(self) -> None:
+        """Stop like kombu's channel (draining a reply in flight), then give our lists back."""
+        if self._in_poll:
+            self._closing = True
+            with contextlib.suppress(virtual.Empty):
+                self._brpop_read()
+        self._release_processing_lists()
+        super().close()
+
+    def _release_processing_lists(self, keep: str | None = None) -> None:
+        """Give back the lists of every queue but ``keep``; a lease expiry covers a failure."""
+        for queue in [queue for queue in self._processing if queue != keep]:
+            processing = self._processing.pop(queue)
+            try:
+                self._run("release", keys=[LEASES_KEY, SOURCES_KEY, processing, queue], args=[])
+            except self.connection_errors:
+                logger.warning("could not release a processing list; its lease will expire")
+
+    def _on_connection_disconnect(self, connection: Any) -> None:
+        self._prepared = False
+        super()._on_connection_disconnect(connection)
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _server_version(self) -> tuple[int, ...]:
+        """The server's version; ``(0,)`` (so: no reliable fetch) where INFO is disabled."""
+        try:
+            with self.conn_or_acquire() as client:
+                return redis_version(client.info("server"))
+        except self.ResponseError:
+            return (0,)
+
+    def _processing_list(self, queue: str) -> str:
+        if queue not in self._processing:
+            self._processing[queue] = f"{LEASES_KEY}.{queue}.{self._token}"
+            self._prepared = False
+        return self._processing[queue]
+
+    @cached_property
+    def _scripts(self) -> dict[str, Script]:
+        return {name: self.client.register_script(lua) for name, lua in _SCRIPTS.items()}
+
+    def _run(self, script: str, keys: list[str], args: list[Any]) -> Any:
+        """Run one of our Lua scripts on a pooled connection (never the blocked fetch one)."""
+        with self.conn_or_acquire() as client:
+            return self._scripts[script](keys=keys, args=args, client=client)
+
+
+class Transport(KombuTransport):
+    """``redis://`` with reliable fetch; select it with ``broker_transport``."""
+
+    Channel = Channel
