@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint format typecheck pytest clean bench-rate bench constraints
+.PHONY: help install demo test lint format typecheck pytest clean bench-rate bench bench-fetch constraints
 
 help:
 	@echo "make demo    run the worker end to end on local stand-ins and print the results"
@@ -58,3 +58,6 @@ bench-rate: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.throughput $(BENCH_ARGS)
+
+bench-fetch: $(STAMP)
+	$(BIN)/python -m bench.fetch $(BENCH_ARGS)
