@@ -103,15 +103,22 @@ def test_a_message_left_by_a_lost_reply_is_returned_and_fetched(url: str, db: re
         assert db.llen(processing) == 0
 
 
+def another_workers_fetch(url: str, db: redis.Redis, body: Any, lease_left: float) -> str:
+    """A message another worker fetched into its processing list, with ``lease_left`` seconds of
+    lease (negative: expired, the worker is gone). Returns that processing list."""
+    publish(url, body)
+    processing = f"{LEASES_KEY}.{QUEUE}.other-host.1.abc"
+    db.lmove(QUEUE, processing, "RIGHT", "LEFT")
+    db.hset(SOURCES_KEY, processing, QUEUE)
+    seconds, _ = db.time()
+    db.zadd(LEASES_KEY, {processing: seconds + lease_left})
+    return processing
+
+
 def test_a_dead_workers_processing_list_goes_back_after_its_lease(
     url: str, db: redis.Redis
 ) -> None:
-    publish(url, {"n": "orphan"})
-    dead = f"{LEASES_KEY}.{QUEUE}.dead-host.1.abc"
-    db.lmove(QUEUE, dead, "RIGHT", "LEFT")
-    db.hset(SOURCES_KEY, dead, QUEUE)
-    seconds, _ = db.time()
-    db.zadd(LEASES_KEY, {dead: seconds - 1})  # expired
+    dead = another_workers_fetch(url, db, {"n": "orphan"}, lease_left=-1)
     with reliable(url) as connection:
         message = get(connection, timeout=8)
         assert message.payload == {"n": "orphan"}
@@ -121,12 +128,7 @@ def test_a_dead_workers_processing_list_goes_back_after_its_lease(
 
 
 def test_a_live_workers_processing_list_is_left_alone(url: str, db: redis.Redis) -> None:
-    publish(url, {"n": "in flight"})
-    alive = f"{LEASES_KEY}.{QUEUE}.live-host.1.abc"
-    db.lmove(QUEUE, alive, "RIGHT", "LEFT")
-    db.hset(SOURCES_KEY, alive, QUEUE)
-    seconds, _ = db.time()
-    db.zadd(LEASES_KEY, {alive: seconds + 60})
+    alive = another_workers_fetch(url, db, {"n": "in flight"}, lease_left=60)
     with reliable(url) as connection, pytest.raises(SimpleQueue.Empty):
         get(connection, timeout=3)  # several restore sweeps run meanwhile
     assert db.llen(alive) == 1
