@@ -21,7 +21,7 @@ from tests.bodies import unique_body
 from tests.faults import VISIBILITY_TIMEOUT, fault_stack
 from worker.celery_app import RELIABLE_TRANSPORT, broker_transport_config
 from worker.dev.redis_server import RedisServer
-from worker.transport import LEASES_KEY, SOURCES_KEY, Transport, redis_version
+from worker.transport import LEASES_KEY, REJECTED_KEY, SOURCES_KEY, Transport, redis_version
 
 DB = 12
 QUEUE = "orders"
@@ -89,6 +89,39 @@ def test_lower_priorities_are_fetched_too(url: str, db: redis.Redis) -> None:
         second.ack()
 
 
+def test_lower_priorities_are_promoted_at_each_claim_not_once_per_idle_second(
+    url: str, db: redis.Redis
+) -> None:
+    for n in range(3):
+        publish(url, {"n": n}, priority=6)
+    with reliable(url) as connection:
+        get(connection).ack()
+        # The claim moved the next one up: the following fetch does not wait for a timeout.
+        assert db.llen(QUEUE) == 1
+        assert [get(connection, timeout=0.5).payload["n"] for _ in range(2)] == [1, 2]
+
+
+def test_a_no_ack_consumer_leaves_no_unacked_record(url: str, db: redis.Redis) -> None:
+    publish(url, {"n": 1})
+    with reliable(url) as connection:
+        message = connection.SimpleQueue(QUEUE, no_ack=True).get(timeout=5)
+        assert message.payload == {"n": 1}
+        assert db.hlen("unacked") == 0
+        [processing] = processing_lists(db)
+        assert db.llen(processing) == 0
+
+
+def test_an_item_that_is_not_a_message_is_set_aside_not_retried(url: str, db: redis.Redis) -> None:
+    publish(url, {"n": "valid"})
+    db.rpush(QUEUE, "not json", '{"properties": {}}')  # both ahead of the valid message
+    with reliable(url) as connection:
+        message = get(connection)
+        assert message.payload == {"n": "valid"}
+        message.ack()
+    assert db.lrange(REJECTED_KEY, 0, -1) == ["not json", '{"properties": {}}']  # newest first
+    assert db.llen(QUEUE) == 0
+
+
 def test_a_message_left_by_a_lost_reply_is_returned_and_fetched(url: str, db: redis.Redis) -> None:
     publish(url, {"n": 1})
     with reliable(url) as connection:
@@ -124,7 +157,9 @@ def test_a_dead_workers_processing_list_goes_back_after_its_lease(
         assert message.payload == {"n": "orphan"}
         message.ack()
         assert not db.exists(dead)
-        assert db.zscore(LEASES_KEY, dead) is None
+        # Tracked for one more lease (its owner may only have stalled), then forgotten.
+        seconds, _ = db.time()
+        assert float(db.zscore(LEASES_KEY, dead) or 0) > seconds
 
 
 def test_a_live_workers_processing_list_is_left_alone(url: str, db: redis.Redis) -> None:
@@ -199,4 +234,4 @@ def test_worker_killed_between_fetch_and_claim_loses_nothing(tmp_path: Path) -> 
         assert stack.delivered_per_message()[body["messageId"]] == 1
         # Within the lease (the visibility timeout here), one sweep and a send.
         assert stack.finished_at[job] - killed_at < VISIBILITY_TIMEOUT + 10
-        assert processing not in processing_lists(db)
+        assert db.llen(processing) == 0

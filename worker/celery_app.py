@@ -54,6 +54,8 @@ def broker_transport_config(broker_url: str) -> dict[str, Any]:
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings derived from ours; no Z-API secret goes here (`inspect conf` shows it)."""
     visibility_timeout = settings.celery_visibility_timeout
+    # Sweep for messages of dead workers often enough to honour the visibility timeout.
+    restore_interval = max(1, min(10, visibility_timeout // 10))
     broker_url = settings.celery_broker_url.get_secret_value()
     return {
         "broker_url": broker_url,
@@ -62,15 +64,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": {
             "visibility_timeout": visibility_timeout,
-            # Sweep for messages of dead workers often enough to honour the visibility timeout.
-            "unacked_restore_interval": max(1, min(10, visibility_timeout // 10)),
+            "unacked_restore_interval": restore_interval,
             "unacked_restore_throttle": 1,
             # A worker killed inside a restore sweep holds its mutex; don't let that block
             # every other worker's sweeps for kombu's default 5 minutes.
             "unacked_mutex_expire": 10,
             # A message fetched by a worker that died before recording it goes back to its
             # queue this long after the worker's last sign of life (+ one restore sweep).
-            "fetch_lease": min(60, visibility_timeout),
+            # Renewed at every restore sweep: three sweeps fit in it.
+            "fetch_lease": max(3 * restore_interval, min(60, visibility_timeout)),
             "socket_timeout": 30,
             "socket_connect_timeout": 10,
         },

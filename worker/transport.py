@@ -10,16 +10,19 @@ reliable-queue pattern:
    (``BLMOVE queue processing``): it is always in Redis, in the queue or in that list.
 2. **Claim** then moves it, in one Lua script, from the processing list into kombu's
    ``unacked`` hash, where kombu's visibility timeout takes over, as it always did.
-3. Each processing list holds a **lease** in Redis, renewed by its worker at every fetch and at
-   every restore sweep (``unacked_restore_interval``). Any worker's sweep moves the messages of an
-   expired lease back to the head of their queue. A worker that fetches again after losing its
-   connection first returns what the lost reply left behind, and a stopping worker returns its
-   own. A claim that finds its message already returned drops its copy: never two owners.
+3. Each processing list holds a **lease** in Redis, renewed by its worker at every claim, at
+   every restore sweep (``unacked_restore_interval``), and before any fetch when the last
+   renewal is older than a third of the lease. Any worker's sweep (and any idle fetch) moves
+   the messages of an expired lease back to the head of their queue. A worker that fetches
+   again after losing its connection first returns what the lost reply left behind, and a
+   stopping worker returns its own. A claim that finds its message already returned drops its
+   copy: never two owners.
 
-Lower-priority lists (kombu's ``queue\\x06\\x163``...) are moved into the main list when it is
-empty, so one blocking ``BLMOVE`` serves every priority; such a message may wait up to
-``brpop_timeout`` (1 s) longer than with ``BRPOP``. The per-message cost is unchanged: the
-claim replaces kombu's own ``unacked`` write.
+Lower-priority lists (kombu's ``queue\\x06\\x163``...) feed the main list whenever it is empty
+(at each claim, and before each blocking fetch), so one blocking ``BLMOVE`` serves every priority;
+a lower-priority message that arrives while workers block on an empty main list waits up to
+``brpop_timeout`` (1 s). The per-message cost is unchanged: the claim replaces kombu's own
+``unacked`` write. An item that is not a kombu message is set aside in ``REJECTED_KEY``.
 
 Reliable fetch needs Redis 6.2 (``LMOVE``), a single consumed queue per channel and no
 ``global_keyprefix``; otherwise the channel says so in the log and fetches as kombu does.
@@ -33,7 +36,7 @@ import logging
 import os
 import socket
 import uuid
-from time import time
+from time import monotonic, time
 from typing import Any
 
 from kombu.transport import virtual
@@ -54,12 +57,16 @@ logger = logging.getLogger(__name__)
 LEASES_KEY = "_kombu.fetching"
 #: Hash: processing list -> the queue list its messages came from.
 SOURCES_KEY = "_kombu.fetching.sources"
+#: List: fetched items that were not kombu messages (not JSON, no delivery tag), kept for a look.
+REJECTED_KEY = "_kombu.fetching.rejected"
 #: Redis 6.2 brought LMOVE and BLMOVE.
 MIN_REDIS_VERSION = (6, 2)
 
 # Shared by every script. KEYS[1]: leases, KEYS[2]: sources. Messages given back go to the head
-# of their queue (the end BLMOVE takes from), the oldest first.
+# of their queue (the end BLMOVE takes from), the oldest first. replicate_commands() lets TIME
+# precede writes on a Redis 6.2 configured with lua-replicate-commands off (a no-op on 7).
 _LIBRARY = """
+redis.replicate_commands()
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local leases, sources = KEYS[1], KEYS[2]
@@ -76,43 +83,63 @@ local function forget(processing)
   redis.call('ZREM', leases, processing)
   redis.call('HDEL', sources, processing)
 end
-local function give_back_expired()
+-- An expired list is forgotten once found empty; one that still held messages keeps its entry
+-- for another lease, so that an owner which was only stalled still has a tracked list.
+local function give_back_expired(lease)
   local n = 0
   for _, processing in ipairs(redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, 100)) do
     local queue = redis.call('HGET', sources, processing)
-    if queue then n = n + give_back(processing, queue) end
-    forget(processing)
+    local returned = queue and give_back(processing, queue) or 0
+    if returned > 0 then
+      redis.call('ZADD', leases, now + tonumber(lease), processing)
+    else
+      forget(processing)
+    end
+    n = n + returned
   end
   return n
 end
-"""
-
-# KEYS: leases, sources, processing, queue, lower-priority queues...  ARGV[1]: lease seconds.
-# Before a blocking fetch: renew the lease, give back what a lost reply left in the processing
-# list and what dead workers' expired lists hold, and, when the queue is empty, move the next
-# lower-priority message into it. Returns how many messages were given back.
-_PREPARE = """
-renew(KEYS[3], KEYS[4], ARGV[1])
-local returned = give_back(KEYS[3], KEYS[4]) + give_back_expired()
-if redis.call('LLEN', KEYS[4]) == 0 then
-  for i = 5, #KEYS do
-    if redis.call('LMOVE', KEYS[i], KEYS[4], 'RIGHT', 'RIGHT') then break end
+-- When the queue is empty, move the next message of the highest lower priority into it, so
+-- that one BLMOVE on the queue serves every priority. KEYS[first..]: lower-priority lists.
+local function promote(queue, first)
+  if redis.call('LLEN', queue) > 0 then return end
+  for i = first, #KEYS do
+    if redis.call('LMOVE', KEYS[i], queue, 'RIGHT', 'RIGHT') then return end
   end
 end
+"""
+
+# KEYS: leases, sources, processing, queue, lower-priority lists...  ARGV[1]: lease seconds.
+# Before a blocking fetch: renew the lease, give back what a lost reply left in the processing
+# list and what dead workers' expired lists hold, promote. Returns how many went back.
+_PREPARE = """
+renew(KEYS[3], KEYS[4], ARGV[1])
+local returned = give_back(KEYS[3], KEYS[4]) + give_back_expired(ARGV[1])
+promote(KEYS[4], 5)
 return returned
 """
 
-# KEYS: leases, sources, processing, queue, unacked index, unacked.
-# ARGV: lease seconds, raw message, delivery tag, time, unacked record.
+# KEYS: leases, sources, processing, queue, unacked index, unacked, lower-priority lists...
+# ARGV: lease seconds, raw message, delivery tag, time, unacked record ('' for a no-ack consumer).
 # Moves a fetched message from the processing list into kombu's unacked records, unless a
 # sweep gave it back to the queue meanwhile (then returns 0: the caller drops its copy).
-# Renews the lease too, so a channel that never idles keeps it without a timer.
+# Renews the lease, so a channel that never idles keeps it, and promotes for the next fetch.
 _CLAIM = """
 renew(KEYS[3], KEYS[4], ARGV[1])
 if redis.call('LREM', KEYS[3], 1, ARGV[2]) == 0 then return 0 end
-redis.call('ZADD', KEYS[5], ARGV[4], ARGV[3])
-redis.call('HSET', KEYS[6], ARGV[3], ARGV[5])
+if ARGV[5] ~= '' then
+  redis.call('ZADD', KEYS[5], ARGV[4], ARGV[3])
+  redis.call('HSET', KEYS[6], ARGV[3], ARGV[5])
+end
+promote(KEYS[4], 7)
 return 1
+"""
+
+# KEYS: leases, sources, processing, rejected.  ARGV[1]: raw message.
+# A fetched item that is not a kombu message cannot be delivered nor given back (it would come
+# straight back to the front of the queue): it is set aside, kept, in the rejected list.
+_REJECT = """
+if redis.call('LREM', KEYS[3], 1, ARGV[1]) > 0 then redis.call('LPUSH', KEYS[4], ARGV[1]) end
 """
 
 # KEYS: leases, sources, then this channel's processing lists.  ARGV: lease seconds, then the
@@ -120,7 +147,7 @@ return 1
 # 100 lists per call). Returns how many messages were given back.
 _SWEEP = """
 for i = 3, #KEYS do renew(KEYS[i], ARGV[i - 1], ARGV[1]) end
-return give_back_expired()
+return give_back_expired(ARGV[1])
 """
 
 # KEYS: leases, sources, processing, queue.  A channel stopping (or done with a queue) gives
@@ -136,6 +163,7 @@ _SCRIPTS = {
     for name, body in {
         "prepare": _PREPARE,
         "claim": _CLAIM,
+        "reject": _REJECT,
         "sweep": _SWEEP,
         "release": _RELEASE,
     }.items()
@@ -180,7 +208,9 @@ class Channel(KombuChannel):
         self._processing: dict[str, str] = {}  # queue list -> this channel's processing list
         self._fetching: tuple[str, str] | None = None  # (queue, processing) of the BLMOVE sent
         self._claimed_tag: str | None = None
+        self._no_ack_queues: set[str] = set()
         self._prepared = False
+        self._renewed_at = float("-inf")  # monotonic time of our last lease renewal
         self._warned_stock_fetch = False
         self._token = f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:12]}"
         super().__init__(*args, **kwargs)
@@ -201,7 +231,13 @@ class Channel(KombuChannel):
 
     # -- fetch ---------------------------------------------------------------------------------
 
+    def basic_consume(self, queue: str, *args: Any, **kwargs: Any) -> Any:
+        no_ack = kwargs.get("no_ack", args[0] if args else False)
+        (self._no_ack_queues.add if no_ack else self._no_ack_queues.discard)(queue)
+        return super().basic_consume(queue, *args, **kwargs)
+
     def _brpop_start(self, timeout: int | None = None) -> None:
+        self._fetching = None
         queues = self.active_queues
         if not queues or not self.reliable_fetch:
             super()._brpop_start(timeout)
@@ -215,23 +251,25 @@ class Channel(KombuChannel):
         queue = queues[0]
         self._release_processing_lists(keep=queue)  # queues no longer consumed (e.g. replies)
         processing = self._processing_list(queue)
+        if monotonic() - self._renewed_at > self.fetch_lease / 3:
+            self._prepared = False  # never block on a list whose lease may have run out
         if not self._prepared:
             self._prepare(queue, processing)
         if timeout is None:
             timeout = self.brpop_timeout
         self._fetching = queue, processing
         self._in_poll = self.client.connection
-        self._brpop_sent_at = kombu_redis.monotonic()
+        self._brpop_sent_at = monotonic()
         self.client.connection.send_command("BLMOVE", queue, processing, "RIGHT", "LEFT", timeout)
 
     def _prepare(self, queue: str, processing: str) -> None:
         """Renew the lease, return leftovers, promote lower priorities (before blocking)."""
-        lower = [self._q_for_pri(queue, pri) for pri in self.priority_steps[1:]]
         returned = self._run(
             "prepare",
-            keys=[LEASES_KEY, SOURCES_KEY, processing, queue, *lower],
+            keys=[LEASES_KEY, SOURCES_KEY, processing, queue, *self._lower_priorities(queue)],
             args=[self.fetch_lease],
         )
+        self._renewed_at = monotonic()
         if returned:
             logger.warning("gave %d fetched, unclaimed message(s) back to %r", returned, queue)
         self._prepared = True
@@ -250,38 +288,62 @@ class Channel(KombuChannel):
             if item is None:
                 self._prepared = False  # idle: renew, and look at lower priorities next time
                 raise virtual.Empty()
-            self._claim_and_deliver(*fetching, item)
+            try:
+                self._claim_and_deliver(*fetching, item)
+            except Exception:
+                self._prepared = False  # if still in the processing list, the next fetch returns it
+                raise
             return True
         finally:
             self._in_poll = None
             self._flush_brpop_reauth()
 
     def _claim_and_deliver(self, queue: str, processing: str, item: bytes) -> None:
-        payload = loads(item)
-        properties = payload["properties"]
-        tag = properties["delivery_tag"]
-        delivery = properties["delivery_info"]
-        record = dumps([payload, delivery["exchange"], delivery["routing_key"]])
         try:
-            claimed = self._run(
-                "claim",
-                keys=[
-                    *(LEASES_KEY, SOURCES_KEY, processing, queue),
-                    *(self.unacked_index_key, self.unacked_key),
-                ],
-                args=[self.fetch_lease, item, tag, time(), record],
-            )
-        except Exception:
-            self._prepared = False  # still in the processing list: the next fetch returns it
-            raise
+            payload, tag, record = self._parse(item)
+        except (ValueError, LookupError, TypeError) as exc:
+            self._set_aside(processing, item, exc)
+            raise virtual.Empty() from None
+        if queue in self._no_ack_queues:
+            record = ""  # no ack will come: not recorded as unacked
+        claimed = self._run(
+            "claim",
+            keys=[
+                *(LEASES_KEY, SOURCES_KEY, processing, queue),
+                *(self.unacked_index_key, self.unacked_key),
+                *self._lower_priorities(queue),
+            ],
+            args=[self.fetch_lease, item, tag, time(), record],
+        )
+        self._renewed_at = monotonic()
         if not claimed:
             logger.warning("fetched message %s was given back to its queue meanwhile", tag)
             raise virtual.Empty()
-        self._claimed_tag = tag
-        self.connection._deliver(payload, queue)
-        if self._claimed_tag is not None:  # a no-ack consumer took it: no ack will come
+        self._claimed_tag = tag if record else None
+        try:
+            self.connection._deliver(payload, queue)
+        finally:
+            # Not taken by our QoS.append: no consumer took it, and kombu re-queued it through
+            # another channel; its unacked record is that channel's business now.
             self._claimed_tag = None
-            self.qos._remove_from_indices(tag).execute()
+
+    @staticmethod
+    def _parse(item: bytes) -> tuple[dict[str, Any], str, str]:
+        """The message, its delivery tag, and kombu's unacked record of it."""
+        payload = loads(item)
+        properties = payload["properties"]
+        delivery = properties["delivery_info"]
+        record = dumps([payload, delivery["exchange"], delivery["routing_key"]])
+        return payload, str(properties["delivery_tag"]), record
+
+    def _set_aside(self, processing: str, item: bytes, error: Exception) -> None:
+        self._run("reject", keys=[LEASES_KEY, SOURCES_KEY, processing, REJECTED_KEY], args=[item])
+        logger.error(
+            "set aside a fetched item that is not a kombu message (%s: %s) in Redis list %r",
+            type(error).__name__,
+            error,
+            REJECTED_KEY,
+        )
 
     def take_claimed(self, delivery_tag: str) -> bool:
         """True once for the message being delivered: its unacked record is already written."""
@@ -305,6 +367,7 @@ class Channel(KombuChannel):
         except self.connection_errors:
             logger.debug("processing-list sweep skipped: Redis unreachable", exc_info=True)
             return
+        self._renewed_at = monotonic()
         if returned:
             logger.warning("gave %d message(s) fetched by lost workers back", returned)
 
@@ -327,6 +390,8 @@ class Channel(KombuChannel):
                 logger.warning("could not release a processing list; its lease will expire")
 
     def _on_connection_disconnect(self, connection: Any) -> None:
+        if self._in_poll is connection:
+            self._fetching = None  # that BLMOVE's reply is lost; the next prepare gives it back
         self._prepared = False
         super()._on_connection_disconnect(connection)
 
@@ -339,6 +404,9 @@ class Channel(KombuChannel):
                 return redis_version(client.info("server"))
         except self.ResponseError:
             return (0,)
+
+    def _lower_priorities(self, queue: str) -> list[str]:
+        return [self._q_for_pri(queue, pri) for pri in self.priority_steps[1:]]
 
     def _processing_list(self, queue: str) -> str:
         if queue not in self._processing:
