@@ -30,11 +30,15 @@ from config import get_settings
 from tasks.per_process import PerProcess
 from tasks.store import KEY_PREFIX, get_redis
 
+# Scripts that write after TIME call redis.replicate_commands() first: Redis 6.2 configured with
+# lua-replicate-commands off refuses writes after a non-deterministic command (a no-op on 7).
+
 # KEYS[1]: instance schedule (its theoretical arrival time, µs); KEYS[2]: recipient's next allowed
 # send time (µs), or absent. ARGV: emission interval µs, burst tolerance µs, recipient interval µs.
 # Returns {granted, slot_us, now_us}: granted=1 reserved slot_us; granted=0 means the recipient is
 # paced until slot_us and nothing was reserved.
 _RESERVE = """
+redis.replicate_commands()
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
@@ -65,6 +69,7 @@ return {1, slot, now}
 # tolerance µs. Moves the schedule so that no new slot starts before now + pause, and records
 # the pause so that jobs holding an older slot inside it give the slot up (see _CHECK).
 _PENALIZE = """
+redis.replicate_commands()
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local resume = now + tonumber(ARGV[1])
@@ -84,6 +89,7 @@ return resume
 # KEYS[1]: recipient's next allowed send time. ARGV[1]: recipient interval µs.
 # Called after a send: the interval counts from when the send really happened.
 _PACE = """
+redis.replicate_commands()
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local next_allowed = now + tonumber(ARGV[1])
