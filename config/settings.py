@@ -69,7 +69,12 @@ class Settings(BaseSettings):
     zapi_idempotency_ttl: Annotated[int, Field(ge=60)] = 7 * 24 * 3600
     """Seconds a delivered job's reply is remembered, so a repeat is not sent again."""
     celery_visibility_timeout: Annotated[int, Field(ge=2, le=86_400)] = 900
-    """Seconds before Redis hands an unacknowledged job to another worker (crash recovery)."""
+    """Seconds before Redis hands an unacknowledged job to another worker: the backstop of crash
+    recovery, and the bound on how far ahead a job may be re-scheduled."""
+    celery_worker_lease: Annotated[int, Field(ge=3, le=86_400)] = 60
+    """Seconds a worker may stay silent (no lease renewal in Redis) before the other workers
+    take its jobs over: crash recovery time. Renewed every few seconds by a live worker; keep it
+    above a warm shutdown's length (ZAPI_TIMEOUT + ZAPI_RATE_MAX_WAIT)."""
     zapi_max_attempts: Annotated[int, Field(ge=1, le=50)] = 6
     """Total send attempts per job, the first one included."""
     zapi_timeout: Annotated[float, Field(gt=0, le=300)] = 15.0

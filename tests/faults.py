@@ -17,8 +17,11 @@ from worker.dev.processes import WorkerProcess, stack_env
 from worker.dev.redis_server import RedisServer
 from worker.dev.zapi_sim import ZapiSimulator
 
-#: Short, so that crash recovery (visibility timeout + restore sweep) fits in a test.
-VISIBILITY_TIMEOUT = 6
+#: Crash recovery time: short, so that it fits in a test.
+WORKER_LEASE = 4
+#: Long, as in production: a crashed worker's jobs coming back within the lease prove that the
+#: lease brought them back, not the visibility timeout.
+VISIBILITY_TIMEOUT = 300
 
 
 class FaultStack:
@@ -36,6 +39,7 @@ class FaultStack:
             "zapi_timeout": "3",
             "zapi_connect_timeout": "1",
             "celery_visibility_timeout": str(VISIBILITY_TIMEOUT),
+            "celery_worker_lease": str(WORKER_LEASE),
             "worker_concurrency": "8",
             **settings,
         }

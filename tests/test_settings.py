@@ -9,6 +9,7 @@ import pytest
 
 from config import ConfigurationError, Settings
 from config.settings import load_settings
+from worker.celery_app import celery_config
 from worker.dev.processes import celery_command
 
 CREDENTIALS = {
@@ -69,12 +70,26 @@ def test_missing_credentials_are_named(clean_env: pytest.MonkeyPatch) -> None:
         ("ZAPI_MAX_ATTEMPTS", "0"),
         ("ZAPI_BASE_URL", "not a url"),
         ("ZAPI_TIMEOUT", "-1"),
+        ("CELERY_WORKER_LEASE", "1"),
     ],
 )
 def test_malformed_settings_are_named(clean_env: pytest.MonkeyPatch, name: str, value: str) -> None:
     clean_env.setenv(name, value)
     with pytest.raises(ConfigurationError, match=f"invalid configuration: {name}: "):
         load_settings()
+
+
+@pytest.mark.parametrize(("lease", "visibility"), [(60, 900), (4, 300), (3, 2), (600, 30)])
+def test_the_lease_is_renewed_three_times_over(lease: int, visibility: int) -> None:
+    """The restore sweep renews a live worker's lease: at least three sweeps fit in one."""
+    settings = Settings(
+        celery_worker_lease=lease,
+        celery_visibility_timeout=visibility,
+        zapi_retry_backoff_max=1,
+    )
+    options = celery_config(settings)["broker_transport_options"]
+    assert options["fetch_lease"] == lease
+    assert 3 * options["unacked_restore_interval"] <= lease
 
 
 def start_worker(env: dict[str, str]) -> subprocess.CompletedProcess[str]:

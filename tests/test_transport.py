@@ -7,6 +7,7 @@ would lose the message, and checks that another worker still delivers it, once.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,10 +19,17 @@ from kombu import Connection
 from kombu.simple import SimpleQueue
 
 from tests.bodies import unique_body
-from tests.faults import VISIBILITY_TIMEOUT, fault_stack
+from tests.faults import WORKER_LEASE, fault_stack
 from worker.celery_app import RELIABLE_TRANSPORT, broker_transport_config
 from worker.dev.redis_server import RedisServer
-from worker.transport import LEASES_KEY, REJECTED_KEY, SOURCES_KEY, Transport, redis_version
+from worker.transport import (
+    LEASES_KEY,
+    OWNERS_KEY,
+    REJECTED_KEY,
+    SOURCES_KEY,
+    Transport,
+    redis_version,
+)
 
 DB = 12
 QUEUE = "orders"
@@ -43,7 +51,12 @@ def url(redis_server: RedisServer, db: redis.Redis) -> str:
 
 
 def reliable(url: str) -> Connection:
-    options = {"fetch_lease": LEASE, "unacked_restore_interval": 1, "unacked_restore_throttle": 1}
+    options = {
+        "fetch_lease": LEASE,
+        "visibility_timeout": 3600,
+        "unacked_restore_interval": 1,
+        "unacked_restore_throttle": 1,
+    }
     return Connection(url, transport=Transport, transport_options=options)
 
 
@@ -162,6 +175,27 @@ def test_a_dead_workers_processing_list_goes_back_after_its_lease(
         assert float(db.zscore(LEASES_KEY, dead) or 0) > seconds
 
 
+def test_a_dead_workers_unacked_jobs_are_taken_over_after_its_lease(
+    url: str, db: redis.Redis
+) -> None:
+    """Long before the visibility timeout (an hour here): as soon as the owner's lease ran out."""
+    dead = another_workers_fetch(url, db, {"n": "started"}, lease_left=-1)
+    raw = db.rpop(dead)  # the dead worker had claimed it: unacked, and in its owned set
+    payload = json.loads(str(raw))
+    tag = payload["properties"]["delivery_tag"]
+    db.hset("unacked", tag, json.dumps([payload, QUEUE, QUEUE]))
+    db.zadd("unacked_index", {tag: time.time()})
+    db.hset(OWNERS_KEY, dead, "owned-by-the-dead")
+    db.sadd("owned-by-the-dead", tag)
+    with reliable(url) as connection:
+        message = get(connection, timeout=8)
+        assert message.payload == {"n": "started"}
+        assert message.delivery_info["redelivered"] is True
+        message.ack()
+    assert db.hlen("unacked") == 0
+    assert not db.exists("owned-by-the-dead")
+
+
 def test_a_live_workers_processing_list_is_left_alone(url: str, db: redis.Redis) -> None:
     alive = another_workers_fetch(url, db, {"n": "in flight"}, lease_left=60)
     with reliable(url) as connection, pytest.raises(SimpleQueue.Empty):
@@ -228,10 +262,10 @@ def test_worker_killed_between_fetch_and_claim_loses_nothing(tmp_path: Path) -> 
         assert (db.llen("celery"), db.hlen("unacked"), db.llen(processing)) == (0, 0, 1)
         killed_at = time.monotonic()
         stack.worker()
-        states = stack.wait_all([job], timeout=VISIBILITY_TIMEOUT + 20)
+        states = stack.wait_all([job], timeout=WORKER_LEASE + 30)
 
         assert states[job] == "SUCCESS"
         assert stack.delivered_per_message()[body["messageId"]] == 1
-        # Within the lease (the visibility timeout here), one sweep and a send.
-        assert stack.finished_at[job] - killed_at < VISIBILITY_TIMEOUT + 10
+        # Within the lease, one sweep, a worker's start and a send.
+        assert stack.finished_at[job] - killed_at < WORKER_LEASE + 15
         assert db.llen(processing) == 0

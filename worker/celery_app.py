@@ -54,8 +54,10 @@ def broker_transport_config(broker_url: str) -> dict[str, Any]:
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings derived from ours; no Z-API secret goes here (`inspect conf` shows it)."""
     visibility_timeout = settings.celery_visibility_timeout
-    # Sweep for messages of dead workers often enough to honour the visibility timeout.
-    restore_interval = max(1, min(10, visibility_timeout // 10))
+    lease = settings.celery_worker_lease
+    # Sweeps restore jobs past the visibility timeout and renew this worker's lease: often
+    # enough for both (three renewals per lease).
+    restore_interval = max(1, min(10, visibility_timeout // 10, lease // 3))
     broker_url = settings.celery_broker_url.get_secret_value()
     return {
         "broker_url": broker_url,
@@ -69,10 +71,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             # A worker killed inside a restore sweep holds its mutex; don't let that block
             # every other worker's sweeps for kombu's default 5 minutes.
             "unacked_mutex_expire": 10,
-            # A message fetched by a worker that died before recording it goes back to its
-            # queue this long after the worker's last sign of life (+ one restore sweep).
-            # Renewed at every restore sweep: three sweeps fit in it.
-            "fetch_lease": max(3 * restore_interval, min(60, visibility_timeout)),
+            # A worker silent this long has its fetched messages and its jobs taken over.
+            "fetch_lease": lease,
             "socket_timeout": 30,
             "socket_connect_timeout": 10,
         },

@@ -17,6 +17,10 @@ reliable-queue pattern:
    again after losing its connection first returns what the lost reply left behind, and a
    stopping worker returns its own. A claim that finds its message already returned drops its
    copy: never two owners.
+4. The claim also records the job in its channel's **owned set**, and an ack removes it. When
+   a lease expires, the owner's unacked jobs are restored at once (kombu's ``restore_by_tag``),
+   so a crashed worker's jobs resume after ``fetch_lease`` instead of the visibility timeout,
+   which stays as the backstop. The timeout can then stay long enough for retry countdowns.
 
 Lower-priority lists (kombu's ``queue\\x06\\x163``...) feed the main list whenever it is empty
 (at each claim, and before each blocking fetch), so one blocking ``BLMOVE`` serves every priority;
@@ -57,22 +61,27 @@ logger = logging.getLogger(__name__)
 LEASES_KEY = "_kombu.fetching"
 #: Hash: processing list -> the queue list its messages came from.
 SOURCES_KEY = "_kombu.fetching.sources"
+#: Hash: processing list -> the set of delivery tags its channel holds unacked (its jobs).
+OWNERS_KEY = "_kombu.fetching.owners"
 #: List: fetched items that were not kombu messages (not JSON, no delivery tag), kept for a look.
 REJECTED_KEY = "_kombu.fetching.rejected"
 #: Redis 6.2 brought LMOVE and BLMOVE.
 MIN_REDIS_VERSION = (6, 2)
 
-# Shared by every script. KEYS[1]: leases, KEYS[2]: sources. Messages given back go to the head
-# of their queue (the end BLMOVE takes from), the oldest first. replicate_commands() lets TIME
-# precede writes on a Redis 6.2 configured with lua-replicate-commands off (a no-op on 7).
+# Shared by every script. KEYS[1]: leases, KEYS[2]: sources, KEYS[3]: owners. Messages given
+# back go to the head of their queue (the end BLMOVE takes from), the oldest first.
+# replicate_commands() lets TIME precede writes on a Redis 6.2 configured with
+# lua-replicate-commands off (a no-op on 7).
 _LIBRARY = """
 redis.replicate_commands()
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local leases, sources = KEYS[1], KEYS[2]
-local function renew(processing, queue, lease)
+local leases, sources, owners = KEYS[1], KEYS[2], KEYS[3]
+local taken_over = {}
+local function renew(processing, queue, owned, lease)
   redis.call('ZADD', leases, now + tonumber(lease), processing)
   redis.call('HSET', sources, processing, queue)
+  redis.call('HSET', owners, processing, owned)
 end
 local function give_back(processing, queue)
   local n = 0
@@ -82,15 +91,22 @@ end
 local function forget(processing)
   redis.call('ZREM', leases, processing)
   redis.call('HDEL', sources, processing)
+  redis.call('HDEL', owners, processing)
 end
--- An expired list is forgotten once found empty; one that still held messages keeps its entry
--- for another lease, so that an owner which was only stalled still has a tracked list.
-local function give_back_expired(lease)
+-- Expired lists: their messages go back to the queue, and the unacked jobs of their owner are
+-- collected in taken_over for the caller to restore. A list is forgotten once found empty; one
+-- that still held something stays tracked for one more lease, so that an owner which had only
+-- stalled still has a tracked list when it resumes.
+local function take_over_expired(lease)
   local n = 0
   for _, processing in ipairs(redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, 100)) do
     local queue = redis.call('HGET', sources, processing)
     local returned = queue and give_back(processing, queue) or 0
-    if returned > 0 then
+    local owned = redis.call('HGET', owners, processing)
+    local tags = owned and redis.call('SMEMBERS', owned) or {}
+    if owned then redis.call('DEL', owned) end
+    for _, tag in ipairs(tags) do taken_over[#taken_over + 1] = tag end
+    if returned + #tags > 0 then
       redis.call('ZADD', leases, now + tonumber(lease), processing)
     else
       forget(processing)
@@ -98,6 +114,11 @@ local function give_back_expired(lease)
     n = n + returned
   end
   return n
+end
+local function with_taken_over(n)
+  local out = {n}
+  for _, tag in ipairs(taken_over) do out[#out + 1] = tag end
+  return out
 end
 -- When the queue is empty, move the next message of the highest lower priority into it, so
 -- that one BLMOVE on the queue serves every priority. KEYS[first..]: lower-priority lists.
@@ -109,52 +130,55 @@ local function promote(queue, first)
 end
 """
 
-# KEYS: leases, sources, processing, queue, lower-priority lists...  ARGV[1]: lease seconds.
-# Before a blocking fetch: renew the lease, give back what a lost reply left in the processing
-# list and what dead workers' expired lists hold, promote. Returns how many went back.
+# KEYS: leases, sources, owners, processing, queue, owned, lower-priority lists...
+# ARGV[1]: lease seconds. Before a blocking fetch: renew the lease, give back what a lost reply
+# left in the processing list, take over dead workers' lists, promote.
+# Returns {messages given back, delivery tags of unacked jobs taken over...}.
 _PREPARE = """
-renew(KEYS[3], KEYS[4], ARGV[1])
-local returned = give_back(KEYS[3], KEYS[4]) + give_back_expired(ARGV[1])
-promote(KEYS[4], 5)
-return returned
+renew(KEYS[4], KEYS[5], KEYS[6], ARGV[1])
+local returned = give_back(KEYS[4], KEYS[5]) + take_over_expired(ARGV[1])
+promote(KEYS[5], 7)
+return with_taken_over(returned)
 """
 
-# KEYS: leases, sources, processing, queue, unacked index, unacked, lower-priority lists...
-# ARGV: lease seconds, raw message, delivery tag, time, unacked record ('' for a no-ack consumer).
-# Moves a fetched message from the processing list into kombu's unacked records, unless a
-# sweep gave it back to the queue meanwhile (then returns 0: the caller drops its copy).
-# Renews the lease, so a channel that never idles keeps it, and promotes for the next fetch.
+# KEYS: leases, sources, owners, processing, queue, owned, unacked index, unacked,
+# lower-priority lists...  ARGV: lease seconds, raw message, delivery tag, time, unacked record
+# ('' for a no-ack consumer). Moves a fetched message from the processing list into kombu's
+# unacked records and into this channel's owned set, unless a sweep gave it back to the queue
+# meanwhile (then returns 0: the caller drops its copy). Renews the lease, so a channel that
+# never idles keeps it, and promotes for the next fetch.
 _CLAIM = """
-renew(KEYS[3], KEYS[4], ARGV[1])
-if redis.call('LREM', KEYS[3], 1, ARGV[2]) == 0 then return 0 end
+renew(KEYS[4], KEYS[5], KEYS[6], ARGV[1])
+if redis.call('LREM', KEYS[4], 1, ARGV[2]) == 0 then return 0 end
 if ARGV[5] ~= '' then
-  redis.call('ZADD', KEYS[5], ARGV[4], ARGV[3])
-  redis.call('HSET', KEYS[6], ARGV[3], ARGV[5])
+  redis.call('ZADD', KEYS[7], ARGV[4], ARGV[3])
+  redis.call('HSET', KEYS[8], ARGV[3], ARGV[5])
+  redis.call('SADD', KEYS[6], ARGV[3])
 end
-promote(KEYS[4], 7)
+promote(KEYS[5], 9)
 return 1
 """
 
-# KEYS: leases, sources, processing, rejected.  ARGV[1]: raw message.
+# KEYS: leases, sources, owners, processing, rejected.  ARGV[1]: raw message.
 # A fetched item that is not a kombu message cannot be delivered nor given back (it would come
 # straight back to the front of the queue): it is set aside, kept, in the rejected list.
 _REJECT = """
-if redis.call('LREM', KEYS[3], 1, ARGV[1]) > 0 then redis.call('LPUSH', KEYS[4], ARGV[1]) end
+if redis.call('LREM', KEYS[4], 1, ARGV[1]) > 0 then redis.call('LPUSH', KEYS[5], ARGV[1]) end
 """
 
-# KEYS: leases, sources, then this channel's processing lists.  ARGV: lease seconds, then the
-# queue of each of those lists. The periodic sweep: renew ours, give back expired ones (at most
-# 100 lists per call). Returns how many messages were given back.
+# KEYS: leases, sources, owners, then this channel's processing lists.  ARGV: lease seconds,
+# owned set, then the queue of each of those lists. The periodic sweep: renew ours, take over
+# expired ones (at most 100 lists per call). Returns like _PREPARE.
 _SWEEP = """
-for i = 3, #KEYS do renew(KEYS[i], ARGV[i - 1], ARGV[1]) end
-return give_back_expired(ARGV[1])
+for i = 4, #KEYS do renew(KEYS[i], ARGV[i - 1], ARGV[2], ARGV[1]) end
+return with_taken_over(take_over_expired(ARGV[1]))
 """
 
-# KEYS: leases, sources, processing, queue.  A channel stopping (or done with a queue) gives
-# its messages back and its lease up.
+# KEYS: leases, sources, owners, processing, queue, owned.  A channel stopping (or done with a
+# queue) gives its fetched messages back and its lease up. Its unacked jobs are kombu's to restore.
 _RELEASE = """
-local returned = give_back(KEYS[3], KEYS[4])
-forget(KEYS[3])
+local returned = give_back(KEYS[4], KEYS[5])
+forget(KEYS[4])
 return returned
 """
 
@@ -188,9 +212,14 @@ class QoS(KombuQoS):
             super().append(message, delivery_tag)
 
     def restore_visible(self, *args: Any, **kwargs: Any) -> None:
-        """Kombu's periodic sweep: also renew our leases and give back dead workers' lists."""
+        """Kombu's periodic sweep: also renew our leases and take over dead workers' jobs."""
         self.channel.sweep_processing_lists()
         super().restore_visible(*args, **kwargs)
+
+    def _remove_from_indices(self, delivery_tag: str, pipe: Any = None) -> Any:
+        """Acked, rejected or restored: no longer one of this channel's jobs."""
+        pipe = super()._remove_from_indices(delivery_tag, pipe)
+        return pipe.srem(self.channel.owned_key, delivery_tag)
 
 
 class Channel(KombuChannel):
@@ -213,6 +242,8 @@ class Channel(KombuChannel):
         self._renewed_at = float("-inf")  # monotonic time of our last lease renewal
         self._warned_stock_fetch = False
         self._token = f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:12]}"
+        #: Set of the delivery tags this channel holds unacked: taken over if its lease expires.
+        self.owned_key = f"{LEASES_KEY}.owned.{self._token}"
         super().__init__(*args, **kwargs)
 
     @cached_property
@@ -264,14 +295,15 @@ class Channel(KombuChannel):
 
     def _prepare(self, queue: str, processing: str) -> None:
         """Renew the lease, return leftovers, promote lower priorities (before blocking)."""
-        returned = self._run(
+        returned, *taken_over = self._run(
             "prepare",
-            keys=[LEASES_KEY, SOURCES_KEY, processing, queue, *self._lower_priorities(queue)],
+            keys=[*self._lease_keys(processing, queue), *self._lower_priorities(queue)],
             args=[self.fetch_lease],
         )
         self._renewed_at = monotonic()
         if returned:
             logger.warning("gave %d fetched, unclaimed message(s) back to %r", returned, queue)
+        self._take_over(taken_over)
         self._prepared = True
 
     def _brpop_read(self, **options: Any) -> bool:
@@ -309,7 +341,7 @@ class Channel(KombuChannel):
         claimed = self._run(
             "claim",
             keys=[
-                *(LEASES_KEY, SOURCES_KEY, processing, queue),
+                *self._lease_keys(processing, queue),
                 *(self.unacked_index_key, self.unacked_key),
                 *self._lower_priorities(queue),
             ],
@@ -337,7 +369,8 @@ class Channel(KombuChannel):
         return payload, str(properties["delivery_tag"]), record
 
     def _set_aside(self, processing: str, item: bytes, error: Exception) -> None:
-        self._run("reject", keys=[LEASES_KEY, SOURCES_KEY, processing, REJECTED_KEY], args=[item])
+        keys = [LEASES_KEY, SOURCES_KEY, OWNERS_KEY, processing, REJECTED_KEY]
+        self._run("reject", keys=keys, args=[item])
         logger.error(
             "set aside a fetched item that is not a kombu message (%s: %s) in Redis list %r",
             type(error).__name__,
@@ -355,14 +388,14 @@ class Channel(KombuChannel):
     # -- leases --------------------------------------------------------------------------------
 
     def sweep_processing_lists(self) -> None:
-        """Renew this channel's leases; give back the messages of expired ones (dead workers)."""
+        """Renew this channel's leases; take over the lists and jobs of expired ones."""
         if not self.reliable_fetch:
             return
         try:
-            returned = self._run(
+            returned, *taken_over = self._run(
                 "sweep",
-                keys=[LEASES_KEY, SOURCES_KEY, *self._processing.values()],
-                args=[self.fetch_lease, *self._processing],
+                keys=[LEASES_KEY, SOURCES_KEY, OWNERS_KEY, *self._processing.values()],
+                args=[self.fetch_lease, self.owned_key, *self._processing],
             )
         except self.connection_errors:
             logger.debug("processing-list sweep skipped: Redis unreachable", exc_info=True)
@@ -370,6 +403,19 @@ class Channel(KombuChannel):
         self._renewed_at = monotonic()
         if returned:
             logger.warning("gave %d message(s) fetched by lost workers back", returned)
+        self._take_over(taken_over)
+
+    def _take_over(self, delivery_tags: list[bytes]) -> None:
+        """Put a lost worker's unacked jobs back in their queues now, not at the visibility
+        timeout. Kombu's own restore: a job already acked or restored is left alone."""
+        for tag in delivery_tags:
+            self.qos.restore_by_tag(tag)
+        if delivery_tags:
+            logger.warning(
+                "took over %d job(s) of a worker silent for %ss",
+                len(delivery_tags),
+                self.fetch_lease,
+            )
 
     def close(self) -> None:
         """Stop like kombu's channel (draining a reply in flight), then give our lists back."""
@@ -377,7 +423,10 @@ class Channel(KombuChannel):
             self._closing = True
             with contextlib.suppress(virtual.Empty):
                 self._brpop_read()
-        self._release_processing_lists()
+        if not self.closed:  # Celery closes a channel twice, the second time without connection
+            self._release_processing_lists()
+            with contextlib.suppress(*self.connection_errors), self.conn_or_acquire() as client:
+                client.delete(self.owned_key)  # kombu restores what this channel still holds
         super().close()
 
     def _release_processing_lists(self, keep: str | None = None) -> None:
@@ -385,7 +434,7 @@ class Channel(KombuChannel):
         for queue in [queue for queue in self._processing if queue != keep]:
             processing = self._processing.pop(queue)
             try:
-                self._run("release", keys=[LEASES_KEY, SOURCES_KEY, processing, queue], args=[])
+                self._run("release", keys=self._lease_keys(processing, queue), args=[])
             except self.connection_errors:
                 logger.warning("could not release a processing list; its lease will expire")
 
@@ -404,6 +453,9 @@ class Channel(KombuChannel):
                 return redis_version(client.info("server"))
         except self.ResponseError:
             return (0,)
+
+    def _lease_keys(self, processing: str, queue: str) -> list[str]:
+        return [LEASES_KEY, SOURCES_KEY, OWNERS_KEY, processing, queue, self.owned_key]
 
     def _lower_priorities(self, queue: str) -> list[str]:
         return [self._q_for_pri(queue, pri) for pri in self.priority_steps[1:]]
