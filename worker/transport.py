@@ -28,6 +28,10 @@ a lower-priority message that arrives while workers block on an empty main list 
 ``brpop_timeout`` (1 s). The per-message cost is unchanged: the claim replaces kombu's own
 ``unacked`` write. An item that is not a kombu message is set aside in ``REJECTED_KEY``.
 
+A Redis outage longer than the lease makes every lease look expired when Redis is back: the
+first sweep may then take over live workers' jobs before they renew. Those jobs run twice, and
+the idempotency claims (tasks/idempotency.py) keep the send single.
+
 Reliable fetch needs Redis 6.2 (``LMOVE``), a single consumed queue per channel and no
 ``global_keyprefix``; otherwise the channel says so in the log and fetches as kombu does.
 """
