@@ -98,3 +98,21 @@ def test_sigterm_finishes_in_flight_sends_and_leaves_the_rest_queued(tmp_path: P
         states = stack.wait_all(jobs, timeout=30)
         assert list(states.values()) == ["SUCCESS"] * len(jobs)
         assert set(stack.delivered_per_message().values()) == {1}
+
+
+def test_a_worker_finishing_a_long_send_at_shutdown_keeps_its_jobs(tmp_path: Path) -> None:
+    """Its event loop has stopped, yet its lease lives on (worker/transport.py's LeaseKeeper):
+    no other worker takes over a job that is still being sent."""
+    with fault_stack(tmp_path, zapi_timeout="30") as stack:
+        stack.sim.latency = 3 * WORKER_LEASE
+        leaving = stack.worker(worker_concurrency="1")
+        body = unique_body()
+        [job] = stack.enqueue([body])
+        stack.wait_for_requests(1)  # the leaving worker is sending it
+        staying = stack.worker()
+        assert leaving.stop(timeout=60) == 0  # waits for the send: three leases long
+        states = stack.wait_all([job], timeout=10)
+
+        assert states[job] == "SUCCESS"
+        assert len(stack.sim.requests(body["messageId"])) == 1
+        assert "took over" not in staying.log_text()

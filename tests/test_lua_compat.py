@@ -12,7 +12,8 @@ from kombu import Connection
 
 from tasks.ratelimit import RateLimiter
 from worker.dev.redis_server import RedisServer
-from worker.transport import LEASES_KEY, Channel, Transport
+from worker.fetch_scripts import LEASES_KEY
+from worker.transport import Channel, Transport
 
 
 @pytest.fixture(scope="module")

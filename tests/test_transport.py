@@ -22,14 +22,8 @@ from tests.bodies import unique_body
 from tests.faults import WORKER_LEASE, fault_stack
 from worker.celery_app import RELIABLE_TRANSPORT, broker_transport_config
 from worker.dev.redis_server import RedisServer
-from worker.transport import (
-    LEASES_KEY,
-    OWNERS_KEY,
-    REJECTED_KEY,
-    SOURCES_KEY,
-    Transport,
-    redis_version,
-)
+from worker.fetch_scripts import LEASES_KEY, OWNERS_KEY, REJECTED_KEY, SOURCES_KEY
+from worker.transport import Transport, redis_version
 
 DB = 12
 QUEUE = "orders"

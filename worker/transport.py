@@ -43,6 +43,7 @@ import importlib
 import logging
 import os
 import socket
+import threading
 import uuid
 from time import monotonic, time
 from typing import Any
@@ -51,6 +52,15 @@ from kombu.transport import virtual
 from kombu.utils.json import dumps, loads
 from kombu.utils.objects import cached_property
 from redis.commands.core import Script
+
+from worker.fetch_scripts import (
+    LEASES_KEY,
+    OWNED_PREFIX,
+    OWNERS_KEY,
+    REJECTED_KEY,
+    SCRIPTS,
+    SOURCES_KEY,
+)
 
 #: Untyped on purpose: celery-types' kombu stubs cover the public API, and this module overrides
 #: private methods of kombu's Redis channel (pinned in pyproject.toml; tests/test_transport.py).
@@ -61,141 +71,8 @@ KombuTransport: Any = kombu_redis.Transport
 
 logger = logging.getLogger(__name__)
 
-#: Sorted set: processing list -> lease deadline (Redis clock, seconds).
-LEASES_KEY = "_kombu.fetching"
-#: Hash: processing list -> the queue list its messages came from.
-SOURCES_KEY = "_kombu.fetching.sources"
-#: Hash: processing list -> the set of delivery tags its channel holds unacked (its jobs).
-OWNERS_KEY = "_kombu.fetching.owners"
-#: List: fetched items that were not kombu messages (not JSON, no delivery tag), kept for a look.
-REJECTED_KEY = "_kombu.fetching.rejected"
 #: Redis 6.2 brought LMOVE and BLMOVE.
 MIN_REDIS_VERSION = (6, 2)
-
-# Shared by every script. KEYS[1]: leases, KEYS[2]: sources, KEYS[3]: owners. Messages given
-# back go to the head of their queue (the end BLMOVE takes from), the oldest first.
-# replicate_commands() lets TIME precede writes on a Redis 6.2 configured with
-# lua-replicate-commands off (a no-op on 7).
-_LIBRARY = """
-redis.replicate_commands()
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local leases, sources, owners = KEYS[1], KEYS[2], KEYS[3]
-local taken_over = {}
-local function renew(processing, queue, owned, lease)
-  redis.call('ZADD', leases, now + tonumber(lease), processing)
-  redis.call('HSET', sources, processing, queue)
-  redis.call('HSET', owners, processing, owned)
-end
-local function give_back(processing, queue)
-  local n = 0
-  while redis.call('LMOVE', processing, queue, 'LEFT', 'RIGHT') do n = n + 1 end
-  return n
-end
-local function forget(processing)
-  redis.call('ZREM', leases, processing)
-  redis.call('HDEL', sources, processing)
-  redis.call('HDEL', owners, processing)
-end
--- Expired lists: their messages go back to the queue, and the unacked jobs of their owner are
--- collected in taken_over for the caller to restore. A list is forgotten once found empty; one
--- that still held something stays tracked for one more lease, so that an owner which had only
--- stalled still has a tracked list when it resumes.
-local function take_over_expired(lease)
-  local n = 0
-  for _, processing in ipairs(redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, 100)) do
-    local queue = redis.call('HGET', sources, processing)
-    local returned = queue and give_back(processing, queue) or 0
-    local owned = redis.call('HGET', owners, processing)
-    local tags = owned and redis.call('SMEMBERS', owned) or {}
-    if owned then redis.call('DEL', owned) end
-    for _, tag in ipairs(tags) do taken_over[#taken_over + 1] = tag end
-    if returned + #tags > 0 then
-      redis.call('ZADD', leases, now + tonumber(lease), processing)
-    else
-      forget(processing)
-    end
-    n = n + returned
-  end
-  return n
-end
-local function with_taken_over(n)
-  local out = {n}
-  for _, tag in ipairs(taken_over) do out[#out + 1] = tag end
-  return out
-end
--- When the queue is empty, move the next message of the highest lower priority into it, so
--- that one BLMOVE on the queue serves every priority. KEYS[first..]: lower-priority lists.
-local function promote(queue, first)
-  if redis.call('LLEN', queue) > 0 then return end
-  for i = first, #KEYS do
-    if redis.call('LMOVE', KEYS[i], queue, 'RIGHT', 'RIGHT') then return end
-  end
-end
-"""
-
-# KEYS: leases, sources, owners, processing, queue, owned, lower-priority lists...
-# ARGV[1]: lease seconds. Before a blocking fetch: renew the lease, give back what a lost reply
-# left in the processing list, take over dead workers' lists, promote.
-# Returns {messages given back, delivery tags of unacked jobs taken over...}.
-_PREPARE = """
-renew(KEYS[4], KEYS[5], KEYS[6], ARGV[1])
-local returned = give_back(KEYS[4], KEYS[5]) + take_over_expired(ARGV[1])
-promote(KEYS[5], 7)
-return with_taken_over(returned)
-"""
-
-# KEYS: leases, sources, owners, processing, queue, owned, unacked index, unacked,
-# lower-priority lists...  ARGV: lease seconds, raw message, delivery tag, time, unacked record
-# ('' for a no-ack consumer). Moves a fetched message from the processing list into kombu's
-# unacked records and into this channel's owned set, unless a sweep gave it back to the queue
-# meanwhile (then returns 0: the caller drops its copy). Renews the lease, so a channel that
-# never idles keeps it, and promotes for the next fetch.
-_CLAIM = """
-renew(KEYS[4], KEYS[5], KEYS[6], ARGV[1])
-if redis.call('LREM', KEYS[4], 1, ARGV[2]) == 0 then return 0 end
-if ARGV[5] ~= '' then
-  redis.call('ZADD', KEYS[7], ARGV[4], ARGV[3])
-  redis.call('HSET', KEYS[8], ARGV[3], ARGV[5])
-  redis.call('SADD', KEYS[6], ARGV[3])
-end
-promote(KEYS[5], 9)
-return 1
-"""
-
-# KEYS: leases, sources, owners, processing, rejected.  ARGV[1]: raw message.
-# A fetched item that is not a kombu message cannot be delivered nor given back (it would come
-# straight back to the front of the queue): it is set aside, kept, in the rejected list.
-_REJECT = """
-if redis.call('LREM', KEYS[4], 1, ARGV[1]) > 0 then redis.call('LPUSH', KEYS[5], ARGV[1]) end
-"""
-
-# KEYS: leases, sources, owners, then this channel's processing lists.  ARGV: lease seconds,
-# owned set, then the queue of each of those lists. The periodic sweep: renew ours, take over
-# expired ones (at most 100 lists per call). Returns like _PREPARE.
-_SWEEP = """
-for i = 4, #KEYS do renew(KEYS[i], ARGV[i - 1], ARGV[2], ARGV[1]) end
-return with_taken_over(take_over_expired(ARGV[1]))
-"""
-
-# KEYS: leases, sources, owners, processing, queue, owned.  A channel stopping (or done with a
-# queue) gives its fetched messages back and its lease up. Its unacked jobs are kombu's to restore.
-_RELEASE = """
-local returned = give_back(KEYS[4], KEYS[5])
-forget(KEYS[4])
-return returned
-"""
-
-_SCRIPTS = {
-    name: _LIBRARY + body
-    for name, body in {
-        "prepare": _PREPARE,
-        "claim": _CLAIM,
-        "reject": _REJECT,
-        "sweep": _SWEEP,
-        "release": _RELEASE,
-    }.items()
-}
 
 
 def redis_version(info: dict[str, Any]) -> tuple[int, ...]:
@@ -247,7 +124,8 @@ class Channel(KombuChannel):
         self._warned_stock_fetch = False
         self._token = f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:12]}"
         #: Set of the delivery tags this channel holds unacked: taken over if its lease expires.
-        self.owned_key = f"{LEASES_KEY}.owned.{self._token}"
+        self.owned_key = f"{OWNED_PREFIX}{self._token}"
+        self._lease_keeper = LeaseKeeper(self)
         super().__init__(*args, **kwargs)
 
     @cached_property
@@ -301,7 +179,11 @@ class Channel(KombuChannel):
         """Renew the lease, return leftovers, promote lower priorities (before blocking)."""
         returned, *taken_over = self._run(
             "prepare",
-            keys=[*self._lease_keys(processing, queue), *self._lower_priorities(queue)],
+            keys=[
+                *self._lease_keys(processing, queue),
+                self.unacked_index_key,  # unused: keeps the lower priorities at KEYS[9..]
+                *self._lower_priorities(queue),
+            ],
             args=[self.fetch_lease],
         )
         self._renewed_at = monotonic()
@@ -346,7 +228,7 @@ class Channel(KombuChannel):
             "claim",
             keys=[
                 *self._lease_keys(processing, queue),
-                *(self.unacked_index_key, self.unacked_key),
+                self.unacked_index_key,
                 *self._lower_priorities(queue),
             ],
             args=[self.fetch_lease, item, tag, time(), record],
@@ -373,8 +255,7 @@ class Channel(KombuChannel):
         return payload, str(properties["delivery_tag"]), record
 
     def _set_aside(self, processing: str, item: bytes, error: Exception) -> None:
-        keys = [LEASES_KEY, SOURCES_KEY, OWNERS_KEY, processing, REJECTED_KEY]
-        self._run("reject", keys=keys, args=[item])
+        self._run("reject", keys=[*self._shared_keys, processing, REJECTED_KEY], args=[item])
         logger.error(
             "set aside a fetched item that is not a kombu message (%s: %s) in Redis list %r",
             type(error).__name__,
@@ -396,50 +277,85 @@ class Channel(KombuChannel):
         if not self.reliable_fetch:
             return
         try:
-            returned, *taken_over = self._run(
-                "sweep",
-                keys=[LEASES_KEY, SOURCES_KEY, OWNERS_KEY, *self._processing.values()],
-                args=[self.fetch_lease, self.owned_key, *self._processing],
-            )
-        except self.connection_errors:
-            logger.debug("processing-list sweep skipped: Redis unreachable", exc_info=True)
+            returned, *taken_over = self._run("sweep", **self._renewal())
+        except (*self.connection_errors, self.ResponseError):
+            logger.warning("processing-list sweep skipped", exc_info=True)
             return
         self._renewed_at = monotonic()
         if returned:
             logger.warning("gave %d message(s) fetched by lost workers back", returned)
         self._take_over(taken_over)
 
-    def _take_over(self, delivery_tags: list[bytes]) -> None:
+    def renew_leases(self) -> None:
+        """The lease keeper's beat (its own thread): this channel is alive."""
+        if self._processing:
+            self._run("renew", **self._renewal())
+            self._renewed_at = monotonic()
+
+    def _renewal(self) -> dict[str, list[Any]]:
+        processing = dict(self._processing)  # a copy: the event loop may change it meanwhile
+        return {
+            "keys": [*self._shared_keys, *processing.values()],
+            "args": [self.fetch_lease, self.owned_key, *processing],
+        }
+
+    def _take_over(self, owned_and_tags: list[bytes]) -> None:
         """Put a lost worker's unacked jobs back in their queues now, not at the visibility
-        timeout. Kombu's own restore: a job already acked or restored is left alone."""
-        for tag in delivery_tags:
-            self.qos.restore_by_tag(tag)
-        if delivery_tags:
+        timeout, with kombu's own restore (a job acked or restored meanwhile is left alone);
+        then drop each from the lost worker's owned set. An error leaves the rest to the next
+        sweep: the lost worker's list stays tracked until its owned set is empty."""
+        pairs = list(zip(owned_and_tags[::2], owned_and_tags[1::2], strict=True))
+        try:
+            with self.conn_or_acquire() as client:
+                for owned, tag in pairs:
+                    self.qos.restore_by_tag(tag, client=client)
+                    client.srem(owned, tag)
+        except (*self.connection_errors, self.ResponseError):
+            logger.warning("taking over a lost worker's jobs was cut short", exc_info=True)
+            return
+        if pairs:
             logger.warning(
-                "took over %d job(s) of a worker silent for %ss",
-                len(delivery_tags),
-                self.fetch_lease,
+                "took over %d job(s) of a worker silent for %ss", len(pairs), self.fetch_lease
             )
 
     def close(self) -> None:
-        """Stop like kombu's channel (draining a reply in flight), then give our lists back."""
+        """Stop like kombu's channel (draining a reply in flight, restoring the jobs it holds),
+        then give our lists and leases up; if a job could not be restored, keep them, so that
+        the other workers take it over when the lease runs out."""
         if self._in_poll:
             self._closing = True
             with contextlib.suppress(virtual.Empty):
                 self._brpop_read()
-        if not self.closed:  # Celery closes a channel twice, the second time without connection
-            self._release_processing_lists()
-            with contextlib.suppress(*self.connection_errors), self.conn_or_acquire() as client:
-                client.delete(self.owned_key)  # kombu restores what this channel still holds
-        super().close()
+        if self.closed:  # Celery closes a channel twice, the second time without connection
+            super().close()
+            return
+        self._lease_keeper.stop()
+        client = self._create_client()  # kombu's close drops the channel's pools and connection
+        try:
+            super().close()
+            self._give_up_leases(client)
+        finally:
+            client.connection_pool.disconnect()
 
-    def _release_processing_lists(self, keep: str | None = None) -> None:
+    def _give_up_leases(self, client: Any) -> None:
+        try:
+            held = client.scard(self.owned_key)
+            if held:
+                logger.warning("%d job(s) not restored at close: the lease will hand them on", held)
+                return
+            self._release_processing_lists(client=client)
+            client.delete(self.owned_key)
+        except (*self.connection_errors, self.ResponseError):
+            logger.warning("could not give the leases up; they will expire", exc_info=True)
+
+    def _release_processing_lists(self, keep: str | None = None, client: Any = None) -> None:
         """Give back the lists of every queue but ``keep``; a lease expiry covers a failure."""
         for queue in [queue for queue in self._processing if queue != keep]:
             processing = self._processing.pop(queue)
             try:
-                self._run("release", keys=self._lease_keys(processing, queue), args=[])
-            except self.connection_errors:
+                keys = [*self._shared_keys, processing, queue]
+                self._run("release", keys=keys, args=[], client=client)
+            except (*self.connection_errors, self.ResponseError):
                 logger.warning("could not release a processing list; its lease will expire")
 
     def _on_connection_disconnect(self, connection: Any) -> None:
@@ -458,8 +374,13 @@ class Channel(KombuChannel):
         except self.ResponseError:
             return (0,)
 
+    @property
+    def _shared_keys(self) -> list[str]:
+        """The first four keys of every script (see worker/fetch_scripts.py)."""
+        return [LEASES_KEY, SOURCES_KEY, OWNERS_KEY, self.unacked_key]
+
     def _lease_keys(self, processing: str, queue: str) -> list[str]:
-        return [LEASES_KEY, SOURCES_KEY, OWNERS_KEY, processing, queue, self.owned_key]
+        return [*self._shared_keys, processing, queue, self.owned_key]
 
     def _lower_priorities(self, queue: str) -> list[str]:
         return [self._q_for_pri(queue, pri) for pri in self.priority_steps[1:]]
@@ -468,16 +389,47 @@ class Channel(KombuChannel):
         if queue not in self._processing:
             self._processing[queue] = f"{LEASES_KEY}.{queue}.{self._token}"
             self._prepared = False
+            self._lease_keeper.start_once()
         return self._processing[queue]
 
     @cached_property
     def _scripts(self) -> dict[str, Script]:
-        return {name: self.client.register_script(lua) for name, lua in _SCRIPTS.items()}
+        return {name: self.client.register_script(lua) for name, lua in SCRIPTS.items()}
 
-    def _run(self, script: str, keys: list[str], args: list[Any]) -> Any:
+    def _run(self, script: str, keys: list[str], args: list[Any], client: Any = None) -> Any:
         """Run one of our Lua scripts on a pooled connection (never the blocked fetch one)."""
-        with self.conn_or_acquire() as client:
+        with self.conn_or_acquire(client) as client:
             return self._scripts[script](keys=keys, args=args, client=client)
+
+
+class LeaseKeeper:
+    """Renews a channel's leases from its own thread, a third of a lease apart.
+
+    The event loop's sweeps renew them too, but a worker's event loop stops during a warm
+    shutdown while its threads finish their jobs, and a live worker must never look dead.
+    """
+
+    def __init__(self, channel: Channel) -> None:
+        self._channel = channel
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start_once(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._beat, name="zapi-queue lease keeper", daemon=True
+            )
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def _beat(self) -> None:
+        while not self._stopped.wait(self._channel.fetch_lease / 3):
+            try:
+                self._channel.renew_leases()
+            except Exception:
+                logger.warning("lease renewal failed; retrying", exc_info=True)
 
 
 class Transport(KombuTransport):
