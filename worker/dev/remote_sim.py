@@ -8,47 +8,23 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 
 from worker.dev.lifecycle import Managed
 from worker.dev.ports import free_port
-from worker.dev.zapi_sim import (
-    DEFAULT_CLIENT_TOKEN,
-    DEFAULT_INSTANCE_ID,
-    DEFAULT_INSTANCE_TOKEN,
-    Fault,
-    ReceivedRequest,
-)
+from worker.dev.zapi_sim import Fault, ReceivedRequest, SimulatorConfig, SimulatorOptions
 
 
-class RemoteSimulator(Managed):
+class RemoteSimulator(SimulatorConfig, Managed):
     """Same credentials and control surface as ZapiSimulator, in a subprocess."""
 
-    def __init__(
-        self,
-        *,
-        instance_id: str = DEFAULT_INSTANCE_ID,
-        instance_token: str = DEFAULT_INSTANCE_TOKEN,
-        client_token: str = DEFAULT_CLIENT_TOKEN,
-        latency: float = 0.0,
-        rate_limit: float | None = None,
-        rate_burst: int = 1,
-    ) -> None:
-        self.instance_id = instance_id
-        self.instance_token = instance_token
-        self.client_token = client_token
-        self.latency = latency
+    def __init__(self, **options: Unpack[SimulatorOptions]) -> None:
+        SimulatorConfig.__init__(self, **options)
         self.port = free_port()
-        self._args = [
-            *(sys.executable, "-m", "worker.dev.zapi_sim", "--port", str(self.port)),
-            *("--latency", str(latency), "--instance-id", instance_id),
-            *("--instance-token", instance_token, "--client-token", client_token),
-            *("--rate-burst", str(rate_burst)),
-        ]
-        if rate_limit is not None:
-            self._args += ["--rate-limit", str(rate_limit)]
+        module = (sys.executable, "-m", "worker.dev.zapi_sim")
+        self._args = [*module, "--port", str(self.port), *self.cli_args()]
         self._process: subprocess.Popen[bytes] | None = None
         self._http = httpx.Client(base_url=self.base_url, timeout=30)
 

@@ -30,7 +30,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from worker.dev.lifecycle import Managed
 
@@ -93,27 +93,47 @@ class ReceivedRequest:
         return data
 
 
-class ZapiSimulator(Managed):
+class SimulatorOptions(TypedDict, total=False):
+    """How a fake Z-API is set up, in-process (ZapiSimulator) or not (RemoteSimulator)."""
+
+    instance_id: str
+    instance_token: str
+    client_token: str
+    latency: float
+    rate_limit: float | None
+    rate_burst: int
+
+
+@dataclass(eq=False)
+class SimulatorConfig:
+    """The credentials a fake Z-API accepts and how it behaves; defaults for SimulatorOptions."""
+
+    instance_id: str = DEFAULT_INSTANCE_ID
+    instance_token: str = DEFAULT_INSTANCE_TOKEN
+    client_token: str = DEFAULT_CLIENT_TOKEN
+    latency: float = 0.0
+    rate_limit: float | None = None
+    rate_burst: int = 1
+
+    def cli_args(self) -> list[str]:
+        """The same set-up as ``python -m worker.dev.zapi_sim`` options."""
+        args = [
+            *("--latency", str(self.latency), "--instance-id", self.instance_id),
+            *("--instance-token", self.instance_token, "--client-token", self.client_token),
+            *("--rate-burst", str(self.rate_burst)),
+        ]
+        if self.rate_limit is not None:
+            args += ["--rate-limit", str(self.rate_limit)]
+        return args
+
+
+class ZapiSimulator(SimulatorConfig, Managed):
     """The fake Z-API server; use as a context manager or call start() and stop()."""
 
     def __init__(
-        self,
-        *,
-        instance_id: str = DEFAULT_INSTANCE_ID,
-        instance_token: str = DEFAULT_INSTANCE_TOKEN,
-        client_token: str = DEFAULT_CLIENT_TOKEN,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        latency: float = 0.0,
-        rate_limit: float | None = None,
-        rate_burst: int = 1,
+        self, *, host: str = "127.0.0.1", port: int = 0, **options: Unpack[SimulatorOptions]
     ) -> None:
-        self.instance_id = instance_id
-        self.instance_token = instance_token
-        self.client_token = client_token
-        self.latency = latency
-        self.rate_limit = rate_limit
-        self.rate_burst = rate_burst
+        SimulatorConfig.__init__(self, **options)
         self._lock = threading.Lock()
         self._requests: list[ReceivedRequest] = []
         self._scripts: dict[str, collections.deque[Fault]] = {}
@@ -330,16 +350,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--instance-token", default=DEFAULT_INSTANCE_TOKEN)
     parser.add_argument("--client-token", default=DEFAULT_CLIENT_TOKEN)
     args = parser.parse_args(argv)
-    simulator = ZapiSimulator(
-        instance_id=args.instance_id,
-        instance_token=args.instance_token,
-        client_token=args.client_token,
-        host=args.host,
-        port=args.port,
-        latency=args.latency,
-        rate_limit=args.rate_limit,
-        rate_burst=args.rate_burst,
-    )
+    options = {name: getattr(args, name) for name in SimulatorOptions.__annotations__}
+    simulator = ZapiSimulator(host=args.host, port=args.port, **options)
     with simulator:
         print(f"fake Z-API listening on {simulator.base_url}", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
