@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -115,6 +116,16 @@ class Settings(BaseSettings):
     def max_countdown(self) -> float:
         """Longest a job is re-scheduled ahead: half the visibility timeout (no double delivery)."""
         return self.celery_visibility_timeout / 2
+
+    def secret_values(self) -> list[str]:
+        """Every configured secret: the Z-API tokens and the Redis passwords in the URLs.
+
+        Works on partial settings (a worker refusing to start still redacts its logs)."""
+        tokens = [self.zapi_instance_token, self.zapi_client_token]
+        urls = [self.celery_broker_url, self.celery_result_backend, self.zapi_state_redis_url]
+        values = [secret.get_secret_value() for secret in tokens if secret is not None]
+        values += [urlsplit(url.get_secret_value()).password or "" for url in urls if url]
+        return [value for value in dict.fromkeys(values) if value]
 
     @property
     def state_redis_url(self) -> str:

@@ -92,6 +92,20 @@ def test_the_lease_is_renewed_three_times_over(lease: int, visibility: int) -> N
     assert 3 * options["unacked_restore_interval"] <= lease
 
 
+def test_secret_values_are_the_tokens_and_the_redis_passwords(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    settings = Settings(
+        celery_broker_url="redis://:pw-broker@redis:6379/0",
+        celery_result_backend="redis://user:pw-results@redis:6379/1",
+        zapi_state_redis_url="redis://redis:6379/2",
+        zapi_instance_token="tok-secret",
+        zapi_client_token="ct-secret",
+    )
+    assert settings.secret_values() == ["tok-secret", "ct-secret", "pw-broker", "pw-results"]
+    assert Settings().secret_values() == []  # nothing configured, nothing to hide
+
+
 def start_worker(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """Run ``celery -A worker worker`` as a user would; these tests expect it to refuse."""
     return subprocess.run(

@@ -6,21 +6,11 @@ import json
 import logging
 from typing import Any
 
-from config import ConfigurationError, Settings, get_settings
+from config import ConfigurationError, get_settings
 from tasks.redaction import RedactingFilter
 
 #: Loggers that print request URLs (and so the instance token) at INFO.
 NOISY_URL_LOGGERS = ("httpx", "httpcore")
-
-
-def secrets_of(settings: Settings) -> list[str]:
-    """Every configured secret value (empty ones left out)."""
-    values = [
-        s.get_secret_value()
-        for s in (settings.zapi_instance_token, settings.zapi_client_token)
-        if s is not None
-    ]
-    return [v for v in values if v]
 
 
 class JsonFormatter(logging.Formatter):
@@ -50,7 +40,7 @@ def use_json_format(logger: logging.Logger) -> None:
 def install_redaction(logger: logging.Logger) -> None:
     """Add a redacting filter to every handler of ``logger`` and of the root logger."""
     try:
-        secrets = secrets_of(get_settings())
+        secrets = get_settings().secret_values()
     except ConfigurationError:
         secrets = []
     for name in NOISY_URL_LOGGERS:
