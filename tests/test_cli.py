@@ -15,7 +15,9 @@ from celery import Celery
 from tests.bodies import unique_body
 from tests.conftest import MAX_ATTEMPTS, REDIS_PASSWORD, SECRETS
 from worker.dev.ports import free_port
+from worker.dev.redis_server import RedisServer
 from worker.dev.zapi_sim import Fault, ZapiSimulator
+from worker.fetch_scripts import REJECTED_KEY
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("worker")]
 
@@ -184,7 +186,23 @@ def test_health_reports_workers_queue_and_dead_letters(
     assert any(name.startswith("zapi-") for name in report["workers"])
     assert isinstance(report["queue_depth"], int)
     assert isinstance(report["dead_letters"], int)
+    assert report["set_aside_items"] == 0
     assert REDIS_PASSWORD not in report["broker"]
+
+
+def test_health_counts_queue_items_set_aside_without_turning_unhealthy(
+    worker_env: dict[str, str], worker: object, redis_server: RedisServer
+) -> None:
+    """A poison item is the producer's problem: reported, but the workers are fine."""
+    broker = redis_server.client(db=0)
+    broker.lpush(REJECTED_KEY, "not a celery message")
+    try:
+        report = json.loads(cli(worker_env, "health", "--json"))
+    finally:
+        broker.delete(REJECTED_KEY)
+        broker.close()
+    assert report["set_aside_items"] == 1
+    assert report["healthy"] is True
 
 
 def test_health_is_unhealthy_without_a_broker(worker_env: dict[str, str]) -> None:

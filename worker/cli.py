@@ -24,6 +24,7 @@ from tasks.errors import InvalidBodyError
 from tasks.producer import Producer
 from tasks.redaction import mask_phone, redact
 from tasks.store import connect
+from worker.fetch_scripts import REJECTED_KEY
 
 
 def _fail(message: str) -> NoReturn:
@@ -301,7 +302,8 @@ def _enqueue_lines(producer: Producer, endpoint: Endpoint, lines: TextIO) -> Non
 @click.option("--min-workers", default=1, show_default=True, help="fewer answering is unhealthy")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 def health(timeout: float, min_workers: int, as_json: bool) -> None:
-    """Broker reachable, workers answering, queue depth, dead letters. Exit 1 if unhealthy.
+    """Broker reachable, workers answering, queue depth, dead letters, items set aside.
+    Exit 1 if unhealthy.
 
     Usable as a container or monitoring healthcheck.
     """
@@ -314,6 +316,8 @@ def health(timeout: float, min_workers: int, as_json: bool) -> None:
         client.ping()
         report["broker_reachable"] = True
         report["queue_depth"] = int(client.llen("celery"))
+        # Items found in the queue that were not Celery messages (worker/transport.py).
+        report["set_aside_items"] = int(client.llen(REJECTED_KEY))
     except redis.RedisError as exc:
         problems.append(f"broker unreachable ({type(exc).__name__})")
     try:
