@@ -68,6 +68,18 @@ def processing_lists(db: redis.Redis) -> list[str]:
     return [str(key) for key in db.zrange(LEASES_KEY, 0, -1)]
 
 
+def fetched_not_claimed(url: str, db: redis.Redis, connection: Connection, body: Any) -> str:
+    """Put ``body`` in ``connection``'s processing list, as a fetch whose claim never came.
+
+    One message is consumed first, so that the channel has its processing list. Returns it."""
+    publish(url, {"n": "first"})
+    get(connection).ack()
+    [processing] = processing_lists(db)
+    publish(url, body)
+    db.lmove(QUEUE, processing, "RIGHT", "LEFT")
+    return processing
+
+
 def test_a_fetched_message_is_recorded_unacked_and_leaves_the_processing_list(
     url: str, db: redis.Redis
 ) -> None:
@@ -130,13 +142,9 @@ def test_an_item_that_is_not_a_message_is_set_aside_not_retried(url: str, db: re
 
 
 def test_a_message_left_by_a_lost_reply_is_returned_and_fetched(url: str, db: redis.Redis) -> None:
-    publish(url, {"n": 1})
     with reliable(url) as connection:
-        get(connection).ack()
-        [processing] = processing_lists(db)
         # As if the connection dropped with BLMOVE's reply in flight: moved, never received.
-        publish(url, {"n": 2})
-        db.lmove(QUEUE, processing, "RIGHT", "LEFT")
+        processing = fetched_not_claimed(url, db, connection, {"n": 2})
         message = get(connection)
         assert message.payload == {"n": 2}
         message.ack()
@@ -198,12 +206,8 @@ def test_a_live_workers_processing_list_is_left_alone(url: str, db: redis.Redis)
 
 
 def test_closing_gives_fetched_messages_back(url: str, db: redis.Redis) -> None:
-    publish(url, {"n": 1})
     with reliable(url) as connection:
-        get(connection).ack()
-        [processing] = processing_lists(db)
-        publish(url, {"n": 2})
-        db.lmove(QUEUE, processing, "RIGHT", "LEFT")  # fetched, not yet claimed
+        processing = fetched_not_claimed(url, db, connection, {"n": 2})
     assert db.llen(QUEUE) == 1
     assert not db.exists(processing)
     assert processing_lists(db) == []

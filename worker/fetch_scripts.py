@@ -89,7 +89,8 @@ local function promote(queue, first)
 end
 """
 
-# KEYS: ..., processing, queue, owned, lower-priority lists...  ARGV[1]: lease seconds.
+# KEYS: ..., processing, queue, owned, unacked index (unused here), lower-priority lists...
+# ARGV[1]: lease seconds.
 # Before a blocking fetch: renew the lease, give back what a lost reply left in the processing
 # list, take over dead workers' lists and jobs, promote.
 # Returns {messages given back, then (owned set, delivery tag) pairs to restore}.

@@ -108,8 +108,8 @@ class Channel(KombuChannel):
 
     QoS = QoS
 
-    #: Seconds a processing list stays owned without a renewal; then any worker's sweep gives
-    #: its messages back. Renewed at least every ``unacked_restore_interval``.
+    #: Seconds a channel's processing lists and jobs stay its own without a renewal; then any
+    #: worker's sweep takes them over. Renewed by the LeaseKeeper a third of a lease apart.
     fetch_lease = 60
 
     from_transport_options = (*KombuChannel.from_transport_options, "fetch_lease")
@@ -178,13 +178,7 @@ class Channel(KombuChannel):
     def _prepare(self, queue: str, processing: str) -> None:
         """Renew the lease, return leftovers, promote lower priorities (before blocking)."""
         returned, *taken_over = self._run(
-            "prepare",
-            keys=[
-                *self._lease_keys(processing, queue),
-                self.unacked_index_key,  # unused: keeps the lower priorities at KEYS[9..]
-                *self._lower_priorities(queue),
-            ],
-            args=[self.fetch_lease],
+            "prepare", keys=self._fetch_keys(processing, queue), args=[self.fetch_lease]
         )
         self._renewed_at = monotonic()
         if returned:
@@ -226,11 +220,7 @@ class Channel(KombuChannel):
             record = ""  # no ack will come: not recorded as unacked
         claimed = self._run(
             "claim",
-            keys=[
-                *self._lease_keys(processing, queue),
-                self.unacked_index_key,
-                *self._lower_priorities(queue),
-            ],
+            keys=self._fetch_keys(processing, queue),
             args=[self.fetch_lease, item, tag, time(), record],
         )
         self._renewed_at = monotonic()
@@ -379,11 +369,15 @@ class Channel(KombuChannel):
         """The first four keys of every script (see worker/fetch_scripts.py)."""
         return [LEASES_KEY, SOURCES_KEY, OWNERS_KEY, self.unacked_key]
 
-    def _lease_keys(self, processing: str, queue: str) -> list[str]:
-        return [*self._shared_keys, processing, queue, self.owned_key]
-
-    def _lower_priorities(self, queue: str) -> list[str]:
-        return [self._q_for_pri(queue, pri) for pri in self.priority_steps[1:]]
+    def _fetch_keys(self, processing: str, queue: str) -> list[str]:
+        """The keys of PREPARE and CLAIM: shared, processing, queue, owned, unacked index (used
+        by CLAIM only), then the queue's lower-priority lists."""
+        lower = [self._q_for_pri(queue, pri) for pri in self.priority_steps[1:]]
+        return [
+            *self._shared_keys,
+            *(processing, queue, self.owned_key, self.unacked_index_key),
+            *lower,
+        ]
 
     def _processing_list(self, queue: str) -> str:
         if queue not in self._processing:

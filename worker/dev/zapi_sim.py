@@ -343,12 +343,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Run the fake Z-API on loopback.")
     parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 inside a container")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds per success")
+    default = SimulatorConfig()
+    parser.add_argument(
+        "--latency", type=float, default=default.latency, help="seconds per success"
+    )
     parser.add_argument("--rate-limit", type=float, default=None, help="429 above this many/s")
-    parser.add_argument("--rate-burst", type=int, default=1, help="extra requests per second")
-    parser.add_argument("--instance-id", default=DEFAULT_INSTANCE_ID)
-    parser.add_argument("--instance-token", default=DEFAULT_INSTANCE_TOKEN)
-    parser.add_argument("--client-token", default=DEFAULT_CLIENT_TOKEN)
+    parser.add_argument(
+        "--rate-burst", type=int, default=default.rate_burst, help="extra per second"
+    )
+    parser.add_argument("--instance-id", default=default.instance_id)
+    parser.add_argument("--instance-token", default=default.instance_token)
+    parser.add_argument("--client-token", default=default.client_token)
     args = parser.parse_args(argv)
     options = {name: getattr(args, name) for name in SimulatorOptions.__annotations__}
     simulator = ZapiSimulator(host=args.host, port=args.port, **options)
