@@ -8,7 +8,7 @@ A ``Retry-After`` from Z-API is a floor: we never come back earlier than it aske
 from __future__ import annotations
 
 import email.utils
-import math
+import re
 import time
 
 from tenacity import RetryCallState, Retrying, wait_random_exponential
@@ -31,21 +31,32 @@ def backoff_delay(
     return max(jittered, min(retry_after, cap))
 
 
+#: delta-seconds: digits (RFC 9110), with an optional fraction some servers send. No sign, no
+#: exponent, no "inf": a value such as ``1e15`` is malformed, not a very long wait.
+_DELTA_SECONDS = re.compile(r"\d{1,12}(?:\.\d{1,6})?")
+
+
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date), or None if unusable."""
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date), or None if malformed.
+
+    The value is parsed strictly and returned as Z-API sent it: callers cap it (see
+    :func:`capped_retry_after`), because an absurd wish must be logged, not obeyed.
+    """
     if value is None:
         return None
     value = value.strip()
+    if _DELTA_SECONDS.fullmatch(value):
+        return float(value)
     try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if math.isnan(seconds) or math.isinf(seconds):
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
         return None
-    return max(0.0, seconds)
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def capped_retry_after(retry_after: float, cap: float) -> float:
+    """Z-API's wish, at most ``cap`` (ZAPI_RETRY_BACKOFF_MAX): a ``Retry-After: 86400`` (or a
+    date in 2099) must not stop an instance for a day, or for ever."""
+    return min(retry_after, cap)

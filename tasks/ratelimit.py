@@ -11,7 +11,8 @@ Redis under ``zapi-queue:rate:{instance}``:
   keeps its place in line and holds no worker thread meanwhile.
 * ``penalize`` pushes the whole schedule back: a 429 (or any Retry-After) slows every worker.
   Jobs already holding a slot inside the pause see it when they ``check`` the slot before
-  sending, and take a new one.
+  sending, and take a new one. Consecutive 429s pause for longer and longer (ZAPI_RETRY_BACKOFF,
+  doubled at each one, up to ZAPI_RETRY_BACKOFF_MAX), whether or not Z-API says how long.
 * Optional per-recipient pacing keeps ``ZAPI_RECIPIENT_INTERVAL`` seconds between two sends to
   the same phone (WhatsApp limits bursts to one recipient).
 
@@ -65,25 +66,39 @@ end
 return {1, slot, now}
 """
 
-# KEYS[1]: instance schedule, KEYS[2]: instance pause (µs). ARGV[1]: pause µs, ARGV[2]: burst
-# tolerance µs. Moves the schedule so that no new slot starts before now + pause, and records
+# KEYS[1]: instance schedule, KEYS[2]: instance pause (µs), KEYS[3]: strikes (429s in a row).
+# ARGV: pause µs Z-API asked for (0: none), escalate (1 for a 429), base µs, cap µs, burst
+# tolerance µs. Moves the schedule so that no new slot starts before the pause ends, and records
 # the pause so that jobs holding an older slot inside it give the slot up (see _CHECK).
+# A 429 adds a strike unless it answers a request sent during the current pause (a burst of
+# refusals is one strike), and the pause grows with the strikes: base, 2 base, 4 base... up to cap.
+# Strikes are forgotten after twice the pause without a new one. Returns {resume µs, now µs}.
 _PENALIZE = """
 redis.replicate_commands()
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local resume = now + tonumber(ARGV[1])
-local ttl = math.ceil(tonumber(ARGV[1]) / 1000) + 1000
-local target = resume + tonumber(ARGV[2])
+local pause = tonumber(ARGV[1])
+local paused = tonumber(redis.call('GET', KEYS[2]) or '0')
+if ARGV[2] == '1' then
+  local strikes = tonumber(redis.call('GET', KEYS[3]) or '0')
+  if now >= paused then strikes = strikes + 1 end
+  local growing = math.min(tonumber(ARGV[4]), tonumber(ARGV[3]) * 2 ^ math.min(strikes - 1, 40))
+  if growing > pause then pause = growing end
+  redis.call('SET', KEYS[3], strikes, 'PX', math.ceil(2 * pause / 1000) + 1000)
+end
+local resume = now + pause
+local ttl = math.ceil(pause / 1000) + 1000
+local target = resume + tonumber(ARGV[5])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < target then
   redis.call('SET', KEYS[1], string.format('%d', target), 'PX', ttl)
 end
-local paused = tonumber(redis.call('GET', KEYS[2]) or '0')
 if paused < resume then
   redis.call('SET', KEYS[2], string.format('%d', resume), 'PX', ttl)
+else
+  resume = paused
 end
-return resume
+return {resume, now}
 """
 
 # KEYS[1]: recipient's next allowed send time. ARGV[1]: recipient interval µs.
@@ -151,16 +166,21 @@ class RateLimiter:
         rate: float,
         burst: int = 1,
         recipient_interval: float = 0.0,
+        penalty_base: float = 1.0,
+        penalty_cap: float = 300.0,
     ) -> None:
         if rate <= 0 or burst < 1:
             raise ValueError("rate must be > 0 and burst >= 1")
         self._redis = client
         self.instance_key = f"{KEY_PREFIX}:rate:{instance_id}"
         self.pause_key = f"{KEY_PREFIX}:pause:{instance_id}"
+        self.strikes_key = f"{KEY_PREFIX}:strikes:{instance_id}"
         self._recipient_prefix = f"{KEY_PREFIX}:pace:{instance_id}:"
         self.interval_us = max(1, round(1_000_000 / rate))
         self.tolerance_us = (burst - 1) * self.interval_us
         self.recipient_interval_us = round(recipient_interval * 1_000_000)
+        self.penalty_base_us = max(1, round(penalty_base * 1_000_000))
+        self.penalty_cap_us = max(self.penalty_base_us, round(penalty_cap * 1_000_000))
         self._reserve = client.register_script(_RESERVE)
         self._penalize = client.register_script(_PENALIZE)
         self._check = client.register_script(_CHECK)
@@ -198,12 +218,27 @@ class RateLimiter:
         now, paused_until = self._call(self._check, [self.pause_key], [])
         return SlotCheck(slot_us=slot_us, now_us=int(now), paused_until_us=int(paused_until))
 
-    def penalize(self, seconds: float) -> None:
-        """Start no new slot for ``seconds``: Z-API asked this whole instance to slow down."""
-        pause_us = max(0, math.ceil(seconds * 1_000_000))
-        self._call(
-            self._penalize, [self.instance_key, self.pause_key], [pause_us, self.tolerance_us]
+    def penalize(self, seconds: float | None, *, rate_limited: bool) -> float:
+        """Start no new slot for a while: Z-API asked this whole instance to slow down.
+
+        ``seconds`` is what Z-API asked for (Retry-After, already capped), if anything. A 429
+        (``rate_limited``) pauses for at least the growing penalty: ``penalty_base`` doubled at
+        each 429 that follows a pause, up to ``penalty_cap``. Returns the seconds until sends
+        resume, for the caller to re-schedule its job.
+        """
+        pause_us = max(0, math.ceil((seconds or 0.0) * 1_000_000))
+        resume, now = self._call(
+            self._penalize,
+            [self.instance_key, self.pause_key, self.strikes_key],
+            [
+                pause_us,
+                1 if rate_limited else 0,
+                self.penalty_base_us,
+                self.penalty_cap_us,
+                self.tolerance_us,
+            ],
         )
+        return max(0.0, (int(resume) - int(now)) / 1_000_000)
 
     @staticmethod
     def _call(script: Any, keys: list[str], args: list[int]) -> Any:
@@ -218,6 +253,8 @@ def _limiter_from_settings() -> RateLimiter:
         rate=settings.zapi_rate_limit,
         burst=settings.zapi_rate_burst,
         recipient_interval=settings.zapi_recipient_interval,
+        penalty_base=settings.zapi_retry_backoff,
+        penalty_cap=settings.zapi_retry_backoff_max,
     )
 
 

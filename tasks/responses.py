@@ -54,8 +54,9 @@ def interpret(
         return _success_or_hidden_error(body, secrets)
     detail = error_text(body, secrets)
     if status in TRANSIENT_STATUSES:
-        retry_after = parse_retry_after(headers.get("retry-after"))
-        wait = f" (Retry-After {retry_after:g}s)" if retry_after is not None else ""
+        header = headers.get("retry-after")
+        retry_after = parse_retry_after(header)
+        wait = _retry_after_note(header, retry_after, secrets)
         if status == 429:
             raise ZapiRateLimitedError(
                 f"Z-API is rate limiting: HTTP 429: {detail}{wait}",
@@ -70,6 +71,16 @@ def interpret(
     raise ZapiRejectedError(
         f"Z-API refused the request: HTTP {status}: {detail}", status_code=status
     )
+
+
+def _retry_after_note(header: str | None, seconds: float | None, secrets: tuple[str, ...]) -> str:
+    """What Z-API asked for, as it will appear in the error: the wait, or a malformed value."""
+    if header is None:
+        return ""
+    if seconds is None:
+        shown = redact(" ".join(header.split())[:40], secrets)
+        return f" (Retry-After {shown!r} ignored: not seconds nor an HTTP date)"
+    return f" (Retry-After {seconds:g}s)"
 
 
 def _success_or_hidden_error(body: bytes, secrets: tuple[str, ...]) -> ZapiReply:

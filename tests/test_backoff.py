@@ -6,7 +6,7 @@ import email.utils
 
 import pytest
 
-from tasks.backoff import backoff_delay, parse_retry_after
+from tasks.backoff import backoff_delay, capped_retry_after, parse_retry_after
 
 
 @pytest.mark.parametrize(("attempt", "ceiling"), [(1, 2.0), (2, 4.0), (3, 8.0), (10, 60.0)])
@@ -23,7 +23,8 @@ def test_retry_after_is_a_floor_and_is_capped() -> None:
 
 
 @pytest.mark.parametrize(
-    ("header", "seconds"), [("3", 3.0), (" 1.5 ", 1.5), ("0", 0.0), ("-4", 0.0), (None, None)]
+    ("header", "seconds"),
+    [("3", 3.0), (" 1.5 ", 1.5), ("0", 0.0), ("86400", 86400.0), (None, None)],
 )
 def test_retry_after_seconds(header: str | None, seconds: float | None) -> None:
     assert parse_retry_after(header) == seconds
@@ -35,6 +36,21 @@ def test_retry_after_http_date() -> None:
     assert parse_retry_after(header, now=now) == pytest.approx(42.0)
 
 
-@pytest.mark.parametrize("header", ["soon", "nan", "inf", ""])
-def test_unusable_retry_after_is_ignored(header: str) -> None:
+def test_a_past_http_date_means_now() -> None:
+    now = 1_700_000_000.0
+    assert parse_retry_after(email.utils.formatdate(now - 60, usegmt=True), now=now) == 0.0
+
+
+@pytest.mark.parametrize(
+    "header", ["soon", "nan", "inf", "", "-4", "1e15", "+3", "0x10", "3 s", "Mon, 99 Foo 2099"]
+)
+def test_malformed_retry_after_is_ignored(header: str) -> None:
     assert parse_retry_after(header) is None
+
+
+def test_a_far_retry_after_is_capped() -> None:
+    far = parse_retry_after("Fri, 01 Jan 2099 00:00:00 GMT")
+    assert far is not None
+    assert far > 365 * 86400
+    assert capped_retry_after(far, 300.0) == 300.0
+    assert capped_retry_after(7.0, 300.0) == 7.0

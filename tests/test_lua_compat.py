@@ -34,7 +34,7 @@ def test_the_rate_limiter_scripts_run(strict_lua_redis: RedisServer) -> None:
     limiter = RateLimiter(client, instance_id="lua", rate=10, recipient_interval=1.0)
     assert limiter.reserve("5511999999999").granted
     limiter.pace("5511999999999")
-    limiter.penalize(1.0)
+    limiter.penalize(None, rate_limited=True)
     assert limiter.check(0).cancelled  # a slot reserved before the pause
     client.close()
 
@@ -52,6 +52,9 @@ def test_the_reliable_fetch_scripts_run(strict_lua_redis: RedisServer) -> None:
         channel = consumer.default_channel
         assert isinstance(channel, Channel)
         channel.sweep_processing_lists()
+        channel.renew_leases()
+        channel._release_processing_lists()
     client = strict_lua_redis.client()
-    assert client.zcard(LEASES_KEY) == 0  # released on close
+    assert client.zcard(LEASES_KEY) == 0  # released
+    assert client.hlen("unacked") == 0  # acked
     client.close()

@@ -52,8 +52,28 @@ def test_burst_allows_back_to_back_sends_then_spaces_them(limiter_client: object
 
 def test_penalize_moves_every_later_slot(limiter_client: object) -> None:
     limiter = make_limiter(limiter_client, rate=100)
-    limiter.penalize(3.0)
+    assert 2.9 < limiter.penalize(3.0, rate_limited=False) <= 3.0
     assert 2.9 < limiter.reserve().wait <= 3.0
+
+
+def test_429s_in_a_row_pause_longer_each_time_up_to_the_cap(limiter_client: object) -> None:
+    limiter = make_limiter(limiter_client, rate=100, penalty_base=0.1, penalty_cap=0.5)
+    pauses = []
+    for _ in range(5):
+        pauses.append(limiter.penalize(None, rate_limited=True))
+        time.sleep(pauses[-1] + 0.01)  # the next 429 answers a request sent after the pause
+    assert [round(p, 1) for p in pauses] == [0.1, 0.2, 0.4, 0.5, 0.5]
+
+
+def test_a_burst_of_429s_during_one_pause_is_one_strike(limiter_client: object) -> None:
+    limiter = make_limiter(limiter_client, rate=100, penalty_base=1.0, penalty_cap=60)
+    pauses = [limiter.penalize(None, rate_limited=True) for _ in range(20)]
+    assert max(pauses) <= 1.0
+
+
+def test_a_429_with_retry_after_waits_at_least_what_z_api_asked(limiter_client: object) -> None:
+    limiter = make_limiter(limiter_client, rate=100, penalty_base=0.1)
+    assert 4.9 < limiter.penalize(5.0, rate_limited=True) <= 5.0
 
 
 def test_recipient_pacing_defers_the_same_phone_only(limiter_client: object) -> None:

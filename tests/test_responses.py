@@ -81,3 +81,9 @@ def test_long_error_bodies_are_cut() -> None:
     with pytest.raises(ZapiUnavailableError) as caught:
         interpret(502, {}, b"x" * 10_000)
     assert len(str(caught.value)) < 600
+
+
+def test_a_malformed_retry_after_is_named_and_ignored() -> None:
+    with pytest.raises(ZapiRateLimitedError, match=r"Retry-After '1e15' ignored") as caught:
+        interpret(429, {"retry-after": "1e15"}, b'{"error": "slow down"}')
+    assert caught.value.retry_after is None
