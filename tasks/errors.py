@@ -9,7 +9,8 @@
     ├── TransientError            the same job may succeed later: retry with backoff
     │   ├── ZapiUnavailableError  Z-API answered 408, 425 or 5xx
     │   ├── ZapiRateLimitedError  Z-API answered 429
-    │   └── ZapiTransportError    timeout, connection refused or reset
+    │   └── ZapiTransportError    timeout, connection refused or reset (``ambiguous`` when
+    │                             the request was sent, so Z-API may have delivered it)
     └── AttemptsExhaustedError    transient failures until ZAPI_MAX_ATTEMPTS ran out
 
 Celery stores a failed job's exception in the result backend as its class name and its
@@ -72,7 +73,25 @@ class ZapiRateLimitedError(TransientError):
 
 
 class ZapiTransportError(TransientError):
-    """No answer: the connection failed, was reset, or timed out."""
+    """No answer: the connection failed, was reset, or timed out.
+
+    ``ambiguous`` is True when the failure came after (part of) the request was written: Z-API
+    may have received and delivered it. False means Z-API certainly did not get it (DNS,
+    connection refused, connect or pool timeout). The message says which, so a producer that
+    only sees the text (Celery rebuilds the exception from its message alone, with
+    ``ambiguous`` False) can still tell.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        ambiguous: bool = False,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code, retry_after=retry_after)
+        self.ambiguous = ambiguous
 
 
 class AttemptsExhaustedError(ZapiQueueError):

@@ -50,6 +50,7 @@ def test_timeout_is_transient_and_secret_free(sim: ZapiSimulator, client: ZapiCl
         client.send(Endpoint.ORDER_STATUS_UPDATE, body)
     assert "SECRET" not in str(caught.value)
     assert caught.value.__suppress_context__  # the httpx error (with the URL) is not chained
+    assert caught.value.ambiguous  # the request was sent: Z-API may have delivered it
 
 
 def test_connection_refused_is_transient() -> None:
@@ -57,6 +58,7 @@ def test_connection_refused_is_transient() -> None:
     with pytest.raises(ZapiTransportError, match="could not reach Z-API: ConnectError") as caught:
         zapi.send(Endpoint.ORDER_STATUS_UPDATE, unique_body())
     assert "SECRET" not in str(caught.value)
+    assert not caught.value.ambiguous  # nothing was sent
 
 
 def test_echoed_token_in_a_refusal_is_redacted(sim: ZapiSimulator, client: ZapiClient) -> None:
