@@ -1,24 +1,107 @@
 """Dead letters: every job that failed for good, kept with what is needed to understand and
 replay it (task, body, idempotency key, error, attempts, timestamps).
 
-Records live in Redis: a hash ``zapi-queue:dead`` (job id -> JSON record) and a sorted set
-``zapi-queue:dead:index`` (job id by failure time), so listing is ordered and cheap. Records
-are kept until replayed or purged: nothing is lost silently.
+Redis runs with ``maxmemory-policy noeviction`` (an evicting Redis would drop queued jobs), so
+nothing but our own bounds keeps these keys from filling it. Every key has one:
+
+* ``zapi-queue:dead:letter:<job_id>``: string, the JSON record. Expires ``ttl`` seconds after
+  the job failed (``ZAPI_DEAD_LETTER_TTL``, 30 days).
+* ``zapi-queue:dead:index``: sorted set, job id by failure time (epoch seconds), so listing is
+  ordered and paged. Capped: each add removes the entries older than the TTL, then the oldest
+  beyond ``max_letters`` (``ZAPI_DEAD_LETTER_MAX``, 100,000) together with their letters. Its
+  TTL is pushed to the newest letter's at each add, so it expires with the last letter.
+* ``zapi-queue:dead:trimmed``: integer, how many letters the cap ever dropped, so an operator
+  can see that some were (``zapi-queue health``, ``dead list``). One integer: no TTL needed.
+* ``zapi-queue:dead``: the hash (job id -> record) of releases that kept letters for ever.
+  A store moves its letters into the layout above (each one expiring ``ttl`` after its own
+  failure) before its first command, so the first store of each process does; moving the
+  last one deletes the hash.
+
+Adding, trimming and migrating run in one Lua script, so concurrent workers never see a
+letter without its index entry or a cap overshot. The scripts build letter keys from a prefix
+rather than declaring them in KEYS: zapi-queue's Redis is a single server, not a cluster.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import logging
+import time
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import redis
 
+from config import Settings
 from tasks.store import KEY_PREFIX
 
-RECORDS_KEY = f"{KEY_PREFIX}:dead"
+logger = logging.getLogger(__name__)
+
+LETTER_PREFIX = f"{KEY_PREFIX}:dead:letter:"
 INDEX_KEY = f"{KEY_PREFIX}:dead:index"
+TRIMMED_KEY = f"{KEY_PREFIX}:dead:trimmed"
+#: The single hash of earlier releases, migrated away (see the module docstring).
+LEGACY_KEY = f"{KEY_PREFIX}:dead"
+
+#: The settings' defaults, so a store built without settings keeps the documented bounds.
+DEFAULT_TTL: int = Settings.model_fields["zapi_dead_letter_ttl"].default
+DEFAULT_MAX_LETTERS: int = Settings.model_fields["zapi_dead_letter_max"].default
+#: Letters read per page (one ZRANGE and one MGET).
+PAGE_SIZE = 200
+#: Records moved per migration script: short enough not to block Redis noticeably.
+MIGRATION_CHUNK = 500
+
+# KEYS[1]: index, KEYS[2]: trimmed counter, KEYS[3] (migration only): the legacy hash, whose
+# fields are moved only while they still exist there (a concurrent migration, or a purge after
+# it, is not undone). ARGV: letter key prefix, ttl s, max letters, then per letter: job id,
+# failed_at (epoch s), record. A letter already older than the TTL is not stored. Then the
+# index loses its expired entries, and its oldest beyond the cap, whose letters are deleted and
+# counted (only letters that existed: an entry still waiting for migration is not a letter yet).
+# Returns {stored, expired, dropped}. replicate_commands() lets TIME precede writes on a Redis
+# 6.2 configured with lua-replicate-commands off (a no-op on 7).
+_STORE = """
+redis.replicate_commands()
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local prefix, ttl, cap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local legacy = KEYS[3]
+local stored, expired, dropped = 0, 0, 0
+for i = 4, #ARGV, 3 do
+  local id = ARGV[i]
+  if not legacy or redis.call('HEXISTS', legacy, id) == 1 then
+    local ms = math.floor((tonumber(ARGV[i + 1]) + ttl - now) * 1000)
+    if ms > 0 then
+      redis.call('SET', prefix .. id, ARGV[i + 2], 'PX', ms)
+      redis.call('ZADD', KEYS[1], ARGV[i + 1], id)
+      if redis.call('PTTL', KEYS[1]) < ms then redis.call('PEXPIRE', KEYS[1], ms) end
+      stored = stored + 1
+    else
+      redis.call('ZREM', KEYS[1], id)
+      expired = expired + 1
+    end
+    if legacy then redis.call('HDEL', legacy, id) end
+  end
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.6f', now - ttl))
+local excess = redis.call('ZCARD', KEYS[1]) - cap
+if excess > 0 then
+  for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, excess - 1)) do
+    dropped = dropped + redis.call('DEL', prefix .. id)
+  end
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, excess - 1)
+  if dropped > 0 then redis.call('INCRBY', KEYS[2], dropped) end
+end
+return {stored, expired, dropped}
+"""
+
+# KEYS[1]: index. ARGV[1]: ttl s. The letters not expired yet, on Redis' clock.
+_COUNT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+return redis.call('ZCOUNT', KEYS[1], string.format('(%.6f', now - tonumber(ARGV[1])), '+inf')
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,50 +115,169 @@ class DeadLetter:
     first_attempt_at: float
     failed_at: float
     kwargs: dict[str, Any] = field(default_factory=dict)
+    ambiguous_attempts: int = 0
+    """Sends whose outcome is unknown (a timeout or a reset after the request was written):
+    Z-API may have delivered them, so a replay may reach the customer twice."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False)
 
     @classmethod
     def from_json(cls, data: str | bytes) -> DeadLetter:
-        return cls(**json.loads(data))
+        """Load a record; fields it lacks take their defaults (records of older releases) and
+        fields this release does not know are ignored (records of newer ones)."""
+        record = json.loads(data)
+        known = {f.name for f in fields(cls)}
+        return cls(**{name: value for name, value in record.items() if name in known})
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _failed_at(record: str | bytes) -> float:
+    """A legacy record's failure time; a record too damaged to tell is kept a full TTL."""
+    try:
+        return float(json.loads(record)["failed_at"])
+    except (ValueError, KeyError, TypeError):
+        return time.time()
 
 
 class DeadLetterStore:
-    def __init__(self, client: redis.Redis) -> None:
+    """Dead letters in Redis, each expiring after ``ttl`` seconds, at most ``max_letters``."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        ttl: int = DEFAULT_TTL,
+        max_letters: int = DEFAULT_MAX_LETTERS,
+    ) -> None:
+        if ttl < 1 or max_letters < 1:
+            raise ValueError("a dead letter store needs ttl >= 1 and max_letters >= 1")
         self._redis = client
+        self.ttl = ttl
+        self.max_letters = max_letters
+        self._store = client.register_script(_STORE)
+        self._count = client.register_script(_COUNT)
+        self._migrated = False
+
+    @classmethod
+    def from_settings(cls, client: redis.Redis, settings: Settings) -> DeadLetterStore:
+        """A store bounded by ZAPI_DEAD_LETTER_TTL and ZAPI_DEAD_LETTER_MAX."""
+        return cls(
+            client, ttl=settings.zapi_dead_letter_ttl, max_letters=settings.zapi_dead_letter_max
+        )
 
     def add(self, letter: DeadLetter) -> None:
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.hset(RECORDS_KEY, letter.job_id, letter.to_json())
-        pipe.zadd(INDEX_KEY, {letter.job_id: letter.failed_at})
-        pipe.execute()
+        """Keep ``letter`` (replacing one with its job id), then trim to the bounds."""
+        self._migrate_once()
+        self._run_store([(letter.job_id, letter.failed_at, letter.to_json())])
 
     def count(self) -> int:
-        return int(self._redis.zcard(INDEX_KEY))
+        """Letters kept now (not expired), whatever their task or error."""
+        self._migrate_once()
+        return int(self._count(keys=[INDEX_KEY], args=[self.ttl]))
+
+    def dropped(self) -> int:
+        """Letters the cap dropped, ever (expired ones are not counted: that is the TTL's job)."""
+        self._migrate_once()
+        return int(self._redis.get(TRIMMED_KEY) or 0)
 
     def get(self, job_id: str) -> DeadLetter | None:
-        data = self._redis.hget(RECORDS_KEY, job_id)
+        self._migrate_once()
+        data = self._redis.get(LETTER_PREFIX + job_id)
         return DeadLetter.from_json(data) if data is not None else None
 
     def __iter__(self) -> Iterator[DeadLetter]:
-        """Every record, oldest failure first, read in pages."""
-        start = 0
-        while True:
-            ids: list[Any] = list(self._redis.zrange(INDEX_KEY, start, start + 499))
-            if not ids:
-                return
-            for data in self._redis.hmget(RECORDS_KEY, ids):
-                if data is not None:
-                    yield DeadLetter.from_json(data)
-            start += len(ids)
+        """Every letter, oldest failure first, read in pages."""
+        return itertools.chain.from_iterable(self.pages())
+
+    def pages(self, page_size: int = PAGE_SIZE) -> Iterator[list[DeadLetter]]:
+        """Letters, oldest failure first, ``page_size`` index entries (one ZRANGE and one MGET)
+        at a time: a reader that stops early reads no further. A page may hold fewer letters
+        than entries (a letter that just expired is skipped). Letters removed meanwhile (a
+        replay removes each one it sends) do not make the next page skip any."""
+        self._migrate_once()
+        for job_ids in self._index_pages(page_size):
+            records = self._redis.mget([LETTER_PREFIX + job_id for job_id in job_ids])
+            yield [DeadLetter.from_json(record) for record in records if record is not None]
 
     def remove(self, job_ids: Iterable[str]) -> int:
-        ids = list(job_ids)
-        if not ids:
-            return 0
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.hdel(RECORDS_KEY, *ids)
-        pipe.zrem(INDEX_KEY, *ids)
-        removed, _ = pipe.execute()
-        return int(removed)
+        """Delete these letters; returns how many existed."""
+        self._migrate_once()
+        removed = 0
+        ids = iter(job_ids)
+        while batch := list(itertools.islice(ids, 1000)):
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.delete(*(LETTER_PREFIX + job_id for job_id in batch))
+            pipe.zrem(INDEX_KEY, *batch)
+            deleted, _ = pipe.execute()
+            removed += int(deleted)
+        return removed
+
+    def migrate(self) -> int:
+        """Move the letters of the legacy hash into this layout; returns how many were moved
+        (letters already older than the TTL are dropped). Safe to run concurrently: a letter
+        is moved only while it is still in the hash. A letter an older worker writes to the
+        hash after this scan passed waits for the next process's migration."""
+        moved = expired = dropped = 0
+        entries = self._redis.hscan_iter(LEGACY_KEY, count=MIGRATION_CHUNK)
+        while chunk := list(itertools.islice(entries, MIGRATION_CHUNK)):
+            letters = [(_text(job_id), _failed_at(record), record) for job_id, record in chunk]
+            stored, old, capped = self._run_store(letters, legacy=True)
+            moved, expired, dropped = moved + stored, expired + old, dropped + capped
+        if moved or expired:
+            logger.warning(
+                "moved %d dead letters to the expiring layout; %d older than the TTL (%ds) were "
+                "dropped; the cap (%d) dropped %d",
+                moved,
+                expired,
+                self.ttl,
+                self.max_letters,
+                dropped,
+            )
+        return moved
+
+    def _migrate_once(self) -> None:
+        """Migrate the legacy hash before this store's first command (a process keeps one
+        store per Redis, so that is once per process: one HSCAN when there is nothing to move).
+
+        Not locked: threads racing here all migrate, which is harmless (see migrate)."""
+        if not self._migrated:
+            self.migrate()
+            self._migrated = True
+
+    def _run_store(
+        self, letters: list[tuple[str, float, str | bytes]], *, legacy: bool = False
+    ) -> tuple[int, int, int]:
+        keys = [INDEX_KEY, TRIMMED_KEY, *([LEGACY_KEY] if legacy else [])]
+        args: list[Any] = [LETTER_PREFIX, self.ttl, self.max_letters]
+        for job_id, failed_at, record in letters:
+            args += [job_id, repr(failed_at), record]
+        stored, expired, dropped = self._store(keys=keys, args=args)
+        return int(stored), int(expired), int(dropped)
+
+    def _index_pages(self, page_size: int) -> Iterator[list[str]]:
+        """Job ids by failure time, in pages, resuming after the last (time, id) seen rather
+        than at a rank, so removals behind the cursor shift nothing. Redis orders equal times
+        by id, as Python orders these tuples; a page of nothing but equal times already seen
+        (more than a page of them) is fetched again, larger, until it gets past them."""
+        low: float | str = "-inf"
+        last: tuple[float, str] | None = None
+        wanted = page_size
+        while True:
+            raw: list[Any] = list(
+                self._redis.zrange(
+                    INDEX_KEY, low, "+inf", byscore=True, offset=0, num=wanted, withscores=True
+                )
+            )
+            entries = [(float(score), _text(job_id)) for job_id, score in raw]
+            fresh = [entry for entry in entries if last is None or entry > last]
+            if fresh:
+                yield [job_id for _, job_id in fresh]
+                last = fresh[-1]
+                low = last[0]
+            if len(entries) < wanted:
+                return
+            wanted = page_size if fresh else wanted * 2

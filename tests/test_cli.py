@@ -7,11 +7,16 @@ import re
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import redis
 from celery import Celery
 
+from tasks.deadletter import LETTER_PREFIX, DeadLetter, DeadLetterStore
 from tests.bodies import unique_body
 from tests.conftest import MAX_ATTEMPTS, REDIS_PASSWORD, SECRETS
 from worker.dev.ports import free_port
@@ -186,6 +191,9 @@ def test_health_reports_workers_queue_and_dead_letters(
     assert any(name.startswith("zapi-") for name in report["workers"])
     assert isinstance(report["queue_depth"], int)
     assert isinstance(report["dead_letters"], int)
+    assert isinstance(report["dead_letters_dropped"], int)
+    assert report["maxmemory_policy"] == "noeviction"
+    assert "state_maxmemory_policy" not in report  # the state Redis is the broker's URL
     assert report["set_aside_items"] == 0
     assert REDIS_PASSWORD not in report["broker"]
 
@@ -215,4 +223,144 @@ def test_health_is_unhealthy_without_a_broker(worker_env: dict[str, str]) -> Non
     report = json.loads(completed.stdout)
     assert report["healthy"] is False
     assert "broker unreachable (ConnectionError)" in report["problems"]
+    assert REDIS_PASSWORD not in completed.stdout + completed.stderr
+
+
+def dead_letter(job_id: str, **fields: Any) -> DeadLetter:
+    now = time.time()
+    record: dict[str, Any] = {
+        "job_id": job_id,
+        "task": STATUS,
+        "body": unique_body(),
+        "error_type": "AttemptsExhaustedError",
+        "error": "HTTP 503",
+        "attempts": MAX_ATTEMPTS,
+        "first_attempt_at": now - 10,
+        "failed_at": now,
+    }
+    return DeadLetter(**{**record, **fields})
+
+
+def test_replay_refuses_a_letter_that_may_have_reached_the_customer_unless_forced(
+    worker_env: dict[str, str],
+    redis_server: RedisServer,
+    zapi_sim: ZapiSimulator,
+    producer: Celery,
+) -> None:
+    tag = uuid.uuid4().hex  # only this test's letters match --contains
+    ambiguous = dead_letter(f"amb-{tag}", error=f"timeout {tag}", ambiguous_attempts=1)
+    plain = dead_letter(f"plain-{tag}", error=f"HTTP 503 {tag}")
+    client = redis_server.client(db=0)  # the session's state Redis
+    store = DeadLetterStore(client)
+    store.add(ambiguous)
+    store.add(plain)
+
+    listed = cli(worker_env, "dead", "list", "--contains", tag)
+    assert re.search(rf"amb-{tag} .* ambiguous=1 ", listed)
+    assert re.search(rf"plain-{tag} .* ambiguous=0 ", listed)
+    shown = json.loads(cli(worker_env, "dead", "show", ambiguous.job_id))
+    assert shown["ambiguous_attempts"] == 1
+
+    output = cli(worker_env, "dead", "replay", "--contains", tag, code=1)
+    assert (
+        f"refused {ambiguous.job_id}: 1 send(s) of unknown outcome (a timeout or reset after "
+        "the request left): it may already have reached the customer: replaying may send it "
+        "twice; use --force"
+    ) in output
+    [new_id] = re.findall(rf"replayed {plain.job_id} as (\S+)", output)
+    assert "1 dead letters replayed" in output
+    assert "1 dead letters refused" in output
+    assert f"replayed {ambiguous.job_id}" not in output
+    assert store.get(ambiguous.job_id) == ambiguous  # kept, for a decision
+    assert store.get(plain.job_id) is None
+    assert producer.AsyncResult(new_id).get(timeout=30)["zaapId"]
+    assert len(zapi_sim.requests(str(plain.body["messageId"]))) == 1
+    assert zapi_sim.requests(str(ambiguous.body["messageId"])) == []
+
+    forced = cli(worker_env, "dead", "replay", ambiguous.job_id, "--force")
+    [forced_id] = re.findall(rf"replayed {ambiguous.job_id} as (\S+)", forced)
+    assert store.get(ambiguous.job_id) is None
+    assert producer.AsyncResult(forced_id).get(timeout=30)["zaapId"]
+    assert len(zapi_sim.requests(str(ambiguous.body["messageId"]))) == 1
+    client.close()
+
+
+@pytest.fixture
+def private_state(worker_env: dict[str, str]) -> Iterator[tuple[redis.Redis, dict[str, str]]]:
+    """A state Redis of its own (its command statistics are this test's alone), and the CLI's
+    environment pointing at it."""
+    with RedisServer(password=REDIS_PASSWORD) as server:
+        client = server.client()
+        yield client, {**worker_env, "ZAPI_STATE_REDIS_URL": f"{server.url}/0"}
+        client.close()
+
+
+def zrange_calls(client: redis.Redis) -> int:
+    stats: dict[str, Any] = client.info("commandstats")
+    return int(stats.get("cmdstat_zrange", {}).get("calls", 0))
+
+
+def test_dead_list_reads_pages_until_it_has_enough_and_sums_up_without_a_full_scan(
+    private_state: tuple[redis.Redis, dict[str, str]],
+) -> None:
+    client, env = private_state
+    store = DeadLetterStore(client, max_letters=1000)
+    start = time.time() - 2000
+    rare = {13, 153, 703}  # ranks 10, 150 and 700 once the cap dropped the 3 oldest
+    for n in range(1003):
+        kind = "InvalidBodyError" if n in rare else "AttemptsExhaustedError"
+        store.add(dead_letter(f"job-{n:04}", failed_at=start + n, error_type=kind))
+    client.set(LETTER_PREFIX + "job-0503", "not JSON: the command fails if it reads this")
+
+    client.config_resetstat()
+    output = cli(env, "dead", "list", "--limit", "3")
+    rows = [line.split()[0] for line in output.splitlines()[:-1]]
+    assert rows == ["job-0003", "job-0004", "job-0005"]
+    assert output.splitlines()[-1] == "3 shown; 1000 dead letters in all, 3 dropped by the cap"
+    assert zrange_calls(client) == 1  # one page (of 100) answered it
+
+    client.config_resetstat()
+    output = cli(env, "dead", "list", "--limit", "2", "--error-type", "InvalidBodyError")
+    assert [line.split()[0] for line in output.splitlines()[:-1]] == ["job-0013", "job-0153"]
+    assert zrange_calls(client) == 2  # stopped at the second match, before job-0503
+
+
+@pytest.fixture
+def evicting_broker(redis_server: RedisServer) -> Iterator[None]:
+    """The session's Redis with an evicting policy for one test (no maxmemory is set, so
+    nothing is actually evicted meanwhile), restored afterwards."""
+    client = redis_server.client()
+    before = str(client.config_get("maxmemory-policy")["maxmemory-policy"])
+    client.config_set("maxmemory-policy", "allkeys-lru")
+    try:
+        yield
+    finally:
+        client.config_set("maxmemory-policy", before)
+        client.close()
+
+
+@pytest.mark.usefixtures("evicting_broker")
+def test_health_is_unhealthy_when_a_redis_may_evict_jobs(
+    private_state: tuple[redis.Redis, dict[str, str]],
+) -> None:
+    client, env = private_state
+    client.config_set("maxmemory-policy", "volatile-lru")
+    store = DeadLetterStore(client, max_letters=1)
+    store.add(dead_letter("first"))
+    store.add(dead_letter("second"))
+
+    completed = run_cli(env, "health", "--json")
+
+    assert completed.returncode == 1
+    report = json.loads(completed.stdout)
+    assert report["healthy"] is False
+    assert report["maxmemory_policy"] == "allkeys-lru"
+    assert report["state_maxmemory_policy"] == "volatile-lru"
+    assert report["state_redis"].startswith("redis://:***@127.0.0.1:")
+    assert report["dead_letters"] == 1
+    assert report["dead_letters_dropped"] == 1
+    [broker, state] = [p for p in report["problems"] if "maxmemory-policy" in p]
+    assert broker.startswith("broker Redis has maxmemory-policy allkeys-lru: ")
+    assert state.startswith("state Redis has maxmemory-policy volatile-lru: ")
+    assert "set maxmemory-policy noeviction" in state
     assert REDIS_PASSWORD not in completed.stdout + completed.stderr

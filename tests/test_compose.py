@@ -4,6 +4,7 @@ schema, and running the very commands the tests run."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from importlib import resources
 from pathlib import Path
@@ -15,6 +16,7 @@ import yaml
 
 from config import Settings
 from worker.dev.processes import WorkerProcess
+from worker.dev.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,6 +63,27 @@ def test_redis_persists_and_services_are_checked(compose: dict[str, Any]) -> Non
     # A warm shutdown finishes the sends in flight: the grace period outlasts one send.
     longest_send = Settings.model_fields["zapi_timeout"].default + 5
     assert seconds(services["worker"]["stop_grace_period"]) > longest_send
+
+
+def test_redis_refuses_writes_when_full_instead_of_evicting_jobs(compose: dict[str, Any]) -> None:
+    """noeviction with a memory limit: a full Redis refuses writes instead of silently dropping
+    queued jobs or idempotency records; the limit is REDIS_MAXMEMORY, documented in .env.example."""
+    command = compose["services"]["redis"]["command"]
+    assert command[command.index("--maxmemory-policy") + 1] == "noeviction"
+    limit = command[command.index("--maxmemory") + 1]
+    default = re.fullmatch(r"\$\{REDIS_MAXMEMORY:-(\d+)([kmg]b)\}", limit)
+    assert default, limit
+    assert "REDIS_MAXMEMORY=" in (ROOT / ".env.example").read_text()
+    # The very arguments, default substituted, start a real redis-server that reports them.
+    size = default[1] + default[2]
+    args = [size if arg == limit else arg for arg in command[1:]]
+    with RedisServer(extra_args=args) as server:
+        client = server.client()
+        memory = client.info("memory")
+        client.close()
+    assert memory["maxmemory_policy"] == "noeviction"
+    unit = {"kb": 1024, "mb": 1024**2, "gb": 1024**3}[default[2]]
+    assert memory["maxmemory"] == int(default[1]) * unit
 
 
 def test_env_example_is_shipped_and_env_is_not(compose: dict[str, Any]) -> None:

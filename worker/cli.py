@@ -7,10 +7,11 @@ prints no secret: URLs are shown with their password masked.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, NoReturn, TextIO
 
@@ -25,6 +26,7 @@ from tasks.producer import Producer
 from tasks.redaction import mask_phone, redact
 from tasks.store import connect
 from worker.fetch_scripts import REJECTED_KEY
+from worker.redis_checks import maxmemory_policy, policy_problem, redis_roles
 
 
 def _fail(message: str) -> NoReturn:
@@ -41,13 +43,14 @@ def _settings() -> Settings:
 
 
 def _dead_letters() -> DeadLetterStore:
-    url = _settings().state_redis_url
+    settings = _settings()
+    url = settings.state_redis_url
     client = connect(url, retries=2)
     try:
         client.ping()
     except redis.RedisError as exc:
         _fail(f"cannot reach Redis at {redact(url)}: {type(exc).__name__}")
-    return DeadLetterStore(client)
+    return DeadLetterStore.from_settings(client, settings)
 
 
 def _when(epoch: float) -> str:
@@ -66,14 +69,16 @@ class Filters:
     def any(self) -> bool:
         return any(v is not None for v in (self.task, self.error_type, self.contains))
 
-    def apply(self, letters: Iterable[DeadLetter]) -> list[DeadLetter]:
-        return [
-            letter
-            for letter in letters
-            if (self.task is None or letter.task == self.task)
+    def matches(self, letter: DeadLetter) -> bool:
+        return (
+            (self.task is None or letter.task == self.task)
             and (self.error_type is None or letter.error_type == self.error_type)
             and (self.contains is None or self.contains.lower() in letter.error.lower())
-        ]
+        )
+
+    def apply(self, letters: Iterable[DeadLetter]) -> Iterator[DeadLetter]:
+        """The matching letters, lazily: a caller that stops early reads no further."""
+        return (letter for letter in letters if self.matches(letter))
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +89,10 @@ class Selection:
     every: bool
     filters: Filters
 
-    def resolve(self, store: DeadLetterStore) -> list[DeadLetter]:
+    def resolve(self, store: DeadLetterStore) -> Iterator[DeadLetter]:
+        """The selected letters. Named ids are all checked first (one unknown id stops the
+        command before it acts); --all and filters read the store page by page as the caller
+        consumes them, so removing each letter as it is handled is safe."""
         if not (self.job_ids or self.every or self.filters.any):
             _fail("name job ids, or use --all, or a filter (--task, --error-type, --contains)")
         if not self.job_ids:
@@ -135,26 +143,41 @@ def dead() -> None:
     """Jobs that failed for good, kept with their body and error for replay."""
 
 
+#: Letters read per page by ``dead list``: one page answers the default --limit.
+LIST_PAGE = 100
+
+
 @dead.command("list")
 @filter_options
 @click.option("--limit", default=50, show_default=True, help="at most this many rows")
 @click.option("--json", "as_json", is_flag=True, help="one JSON record per line")
 def dead_list(filters: Filters, limit: int, as_json: bool) -> None:
-    """List dead letters, oldest first (phones masked)."""
+    """List dead letters, oldest first (phones masked).
+
+    Reads the store a page at a time and stops at --limit matches, so a long list costs no
+    more than the rows shown; the summary gives the store's totals, not the number of matches
+    (that would need reading every letter).
+    """
     store = _dead_letters()
-    letters = filters.apply(store)
-    for letter in letters[:limit]:
-        if as_json:
-            click.echo(letter.to_json())
-            continue
-        phone = letter.body.get("phone") if isinstance(letter.body, dict) else None
-        click.echo(
-            f"{letter.job_id}  {_when(letter.failed_at)}  {letter.task}  {mask_phone(phone)}  "
-            f"attempts={letter.attempts}  {letter.error_type}: {letter.error[:120]}"
-        )
+    letters = filters.apply(itertools.chain.from_iterable(store.pages(LIST_PAGE)))
+    shown = 0
+    for letter in itertools.islice(letters, max(limit, 0)):
+        click.echo(letter.to_json() if as_json else _row(letter))
+        shown += 1
     if not as_json:
-        shown = min(limit, len(letters))
-        click.echo(f"{shown} of {len(letters)} matching dead letters ({store.count()} in all)")
+        click.echo(
+            f"{shown} shown; {store.count()} dead letters in all, "
+            f"{store.dropped()} dropped by the cap"
+        )
+
+
+def _row(letter: DeadLetter) -> str:
+    phone = letter.body.get("phone") if isinstance(letter.body, dict) else None
+    return (
+        f"{letter.job_id}  {_when(letter.failed_at)}  {letter.task}  {mask_phone(phone)}  "
+        f"attempts={letter.attempts}  ambiguous={letter.ambiguous_attempts}  "
+        f"{letter.error_type}: {letter.error[:120]}"
+    )
 
 
 @dead.command("show")
@@ -173,22 +196,54 @@ def dead_show(job_id: str) -> None:
 @dead.command("replay")
 @selection_options
 @click.option("--dry-run", is_flag=True, help="say what would be replayed, enqueue nothing")
-def dead_replay(selection: Selection, dry_run: bool) -> None:
-    """Enqueue dead letters again as new jobs (same task, body and idempotency key)."""
+@click.option(
+    "--force",
+    is_flag=True,
+    help="also replay letters with sends of unknown outcome (they may be sent twice)",
+)
+def dead_replay(selection: Selection, dry_run: bool, force: bool) -> None:
+    """Enqueue dead letters again as new jobs (same task, body and idempotency key).
+
+    A letter with a send of unknown outcome (a timeout after the request left) may already
+    have reached the customer: it is refused, named, unless --force. Exits 1 if any was.
+    """
     store = _dead_letters()
     letters = selection.resolve(store)
-    if dry_run:
-        for letter in letters:
+    send = None if dry_run else _sender()
+    replayed = refused = 0
+    for letter in letters:
+        if letter.ambiguous_attempts and not force:
+            click.echo(_refusal(letter), err=True)
+            refused += 1
+        elif send is None:
             click.echo(f"would replay {letter.job_id} ({letter.task})")
-        click.echo(f"{len(letters)} dead letters would be replayed")
-        return
+            replayed += 1
+        else:
+            click.echo(f"replayed {letter.job_id} as {send(letter)}")
+            store.remove([letter.job_id])
+            replayed += 1
+    click.echo(f"{replayed} dead letters {'would be replayed' if dry_run else 'replayed'}")
+    if refused:
+        click.echo(f"{refused} dead letters refused: replay them with --force", err=True)
+        sys.exit(1)
+
+
+def _sender() -> Callable[[DeadLetter], str]:
+    """Enqueue a letter's job again; returns the new job id."""
     from worker.celery_app import app
 
-    for letter in letters:
-        result = app.send_task(letter.task, args=[letter.body], kwargs=letter.kwargs)
-        store.remove([letter.job_id])
-        click.echo(f"replayed {letter.job_id} as {result.id}")
-    click.echo(f"{len(letters)} dead letters replayed")
+    def send(letter: DeadLetter) -> str:
+        return str(app.send_task(letter.task, args=[letter.body], kwargs=letter.kwargs).id)
+
+    return send
+
+
+def _refusal(letter: DeadLetter) -> str:
+    return (
+        f"refused {letter.job_id}: {letter.ambiguous_attempts} send(s) of unknown outcome "
+        "(a timeout or reset after the request left): it may already have reached the "
+        "customer: replaying may send it twice; use --force"
+    )
 
 
 @dead.command("purge")
@@ -197,10 +252,10 @@ def dead_replay(selection: Selection, dry_run: bool) -> None:
 def dead_purge(selection: Selection, yes: bool) -> None:
     """Delete dead letters for good."""
     store = _dead_letters()
-    letters = selection.resolve(store)
-    if letters and not yes:
-        click.confirm(f"delete {len(letters)} dead letters for good?", abort=True)
-    removed = store.remove(letter.job_id for letter in letters)
+    job_ids = [letter.job_id for letter in selection.resolve(store)]
+    if job_ids and not yes:
+        click.confirm(f"delete {len(job_ids)} dead letters for good?", abort=True)
+    removed = store.remove(job_ids)
     click.echo(f"{removed} dead letters purged")
 
 
@@ -302,8 +357,8 @@ def _enqueue_lines(producer: Producer, endpoint: Endpoint, lines: TextIO) -> Non
 @click.option("--min-workers", default=1, show_default=True, help="fewer answering is unhealthy")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 def health(timeout: float, min_workers: int, as_json: bool) -> None:
-    """Broker reachable, workers answering, queue depth, dead letters, items set aside.
-    Exit 1 if unhealthy.
+    """Broker reachable, its eviction policy, workers answering, queue depth, dead letters,
+    items set aside. Exit 1 if unhealthy.
 
     Usable as a container or monitoring healthcheck.
     """
@@ -311,20 +366,8 @@ def health(timeout: float, min_workers: int, as_json: bool) -> None:
     broker_url = settings.celery_broker_url.get_secret_value()
     report: dict[str, Any] = {"broker": redact(broker_url), "broker_reachable": False}
     problems: list[str] = []
-    client = connect(broker_url, retries=1)
-    try:
-        client.ping()
-        report["broker_reachable"] = True
-        report["queue_depth"] = int(client.llen("celery"))
-        # Items found in the queue that were not Celery messages (worker/transport.py).
-        report["set_aside_items"] = int(client.llen(REJECTED_KEY))
-    except redis.RedisError as exc:
-        problems.append(f"broker unreachable ({type(exc).__name__})")
-    try:
-        state = connect(settings.state_redis_url, retries=1)
-        report["dead_letters"] = DeadLetterStore(state).count()
-    except redis.RedisError as exc:
-        problems.append(f"dead letters unreadable ({type(exc).__name__})")
+    _check_broker(connect(broker_url, retries=1), report, problems)
+    _check_state(settings, report, problems)
     if report["broker_reachable"]:
         from worker.celery_app import app
 
@@ -341,6 +384,43 @@ def health(timeout: float, min_workers: int, as_json: bool) -> None:
             click.echo(f"{name}: {value}")
     if problems:
         sys.exit(1)
+
+
+def _check_broker(client: redis.Redis, report: dict[str, Any], problems: list[str]) -> None:
+    """Reachable, queue depths, and the eviction policy: an evicting broker loses queued jobs."""
+    try:
+        client.ping()
+        report["broker_reachable"] = True
+        report["maxmemory_policy"] = maxmemory_policy(client)
+        report["queue_depth"] = int(client.llen("celery"))
+        # Items found in the queue that were not Celery messages (worker/transport.py).
+        report["set_aside_items"] = int(client.llen(REJECTED_KEY))
+    except redis.RedisError as exc:
+        problems.append(f"broker unreachable ({type(exc).__name__})")
+        return
+    finally:
+        client.close()
+    if problem := policy_problem(report["maxmemory_policy"], "broker Redis"):
+        problems.append(problem)
+
+
+def _check_state(settings: Settings, report: dict[str, Any], problems: list[str]) -> None:
+    """Dead letters, and the eviction policy of the state Redis when it is another server."""
+    url = settings.state_redis_url
+    client = connect(url, retries=1)
+    try:
+        if "state" in redis_roles(settings):
+            report["state_redis"] = redact(url)
+            report["state_maxmemory_policy"] = maxmemory_policy(client)
+            if problem := policy_problem(report["state_maxmemory_policy"], "state Redis"):
+                problems.append(problem)
+        store = DeadLetterStore.from_settings(client, settings)
+        report["dead_letters"] = store.count()
+        report["dead_letters_dropped"] = store.dropped()
+    except redis.RedisError as exc:
+        problems.append(f"dead letters unreadable ({type(exc).__name__})")
+    finally:
+        client.close()
 
 
 @main.command("status")

@@ -1,4 +1,5 @@
-"""Worker life-cycle hooks: refuse to start misconfigured, scrub logs, close the HTTP client."""
+"""Worker life-cycle hooks: refuse to start misconfigured, scrub logs, warn about an evicting
+Redis, close the HTTP client."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from tasks.client import close_client, get_client
 from tasks.ratelimit import get_limiter
 from tasks.store import close_redis
 from worker.logging import install_redaction, use_json_format
+from worker.redis_checks import warn_if_evicting
 
 
 @celeryd_init.connect
@@ -57,6 +59,14 @@ def open_connections(**_: Any) -> None:
     """
     get_client()
     get_limiter()
+
+
+@worker_ready.connect
+def warn_if_redis_evicts(**_: Any) -> None:
+    """An evicting Redis drops queued jobs and idempotency records without a word: say so once,
+    at start-up, where an operator looks (a WARNING, not a refusal: a managed Redis may not
+    let us change it at once)."""
+    warn_if_evicting(get_settings())
 
 
 @worker_shutdown.connect

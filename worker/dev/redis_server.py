@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +41,18 @@ class RedisServer(Managed):
     """Start and stop one redis-server process bound to 127.0.0.1 on a free port."""
 
     def __init__(
-        self, port: int | None = None, *, appendonly: bool = False, password: str | None = None
+        self,
+        port: int | None = None,
+        *,
+        appendonly: bool = False,
+        password: str | None = None,
+        extra_args: Sequence[str] = (),
     ) -> None:
+        """``extra_args`` go to redis-server last (e.g. ``--maxmemory-policy allkeys-lru``)."""
         self.port = port or free_port()
         self.appendonly = appendonly
         self.password = password
+        self.extra_args = list(extra_args)
         self._dir = tempfile.TemporaryDirectory(prefix="zapi-queue-redis-")
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -67,6 +75,7 @@ class RedisServer(Managed):
         ]  # fmt: skip
         if self.password:
             args += ["--requirepass", self.password]
+        args += self.extra_args
         self._process = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
         )
