@@ -74,10 +74,21 @@ class Settings(BaseSettings):
     recovery, and the bound on how far ahead a job may be re-scheduled."""
     celery_worker_lease: Annotated[int, Field(ge=3, le=86_400)] = 60
     """Seconds a worker may stay silent (no lease renewal in Redis) before the other workers
-    take its jobs over: crash recovery time. Renewed every few seconds by a live worker; keep it
-    above a warm shutdown's length (ZAPI_TIMEOUT + ZAPI_RATE_MAX_WAIT)."""
-    zapi_max_attempts: Annotated[int, Field(ge=1, le=50)] = 6
-    """Total send attempts per job, the first one included."""
+    take its jobs over: crash recovery time. Renewed every few seconds by a live worker, also
+    during a warm shutdown; at least one request's deadline (ZAPI_CONNECT_TIMEOUT +
+    ZAPI_TIMEOUT)."""
+    zapi_max_attempts: Annotated[int, Field(ge=1, le=10_000)] = 100
+    """Total send attempts per job, the first one included. With the default backoff (a wait of
+    up to ZAPI_RETRY_BACKOFF_MAX between attempts) the time bound, ZAPI_GIVE_UP_AFTER, is the
+    one that ends a job first."""
+    zapi_give_up_after: Annotated[float, Field(gt=0, le=30 * 86_400)] = 7200.0
+    """Seconds after a job's first attempt when it is given up (a dead letter) if every attempt
+    failed transiently or Z-API kept rate limiting it: the budget of a Z-API outage (2 h rides
+    out a one-hour incident with room to spare)."""
+    zapi_dead_letter_ttl: Annotated[int, Field(ge=3600, le=365 * 86_400)] = 30 * 86_400
+    """Seconds a dead letter is kept for a look or a replay before Redis drops it."""
+    zapi_dead_letter_max: Annotated[int, Field(ge=1, le=10_000_000)] = 100_000
+    """Most dead letters kept; beyond it the oldest are dropped (and counted)."""
     zapi_timeout: Annotated[float, Field(gt=0, le=300)] = 15.0
     """Seconds to wait for Z-API's answer before the attempt counts as a transient failure."""
     zapi_connect_timeout: Annotated[float, Field(gt=0, le=60)] = 5.0
@@ -103,14 +114,39 @@ class Settings(BaseSettings):
         return value.strip() if value is not None else None
 
     @model_validator(mode="after")
-    def _countdowns_within_visibility(self) -> Settings:
-        if self.zapi_retry_backoff_max > self.celery_visibility_timeout / 2:
+    def _settings_work_together(self) -> Settings:
+        """Refuse, with the rule, combinations under which a job could run twice."""
+        half_visibility = self.celery_visibility_timeout / 2
+        if self.zapi_retry_backoff_max > half_visibility:
             raise ValueError(
                 "ZAPI_RETRY_BACKOFF_MAX must be at most half of CELERY_VISIBILITY_TIMEOUT "
-                f"({self.celery_visibility_timeout / 2:g}s): a job waiting longer than the "
+                f"({half_visibility:g}s): a job waiting longer than the "
                 "visibility timeout would be delivered to a second worker"
             )
+        if self.longest_execution > half_visibility:
+            raise ValueError(
+                "ZAPI_RATE_MAX_WAIT + ZAPI_CONNECT_TIMEOUT + ZAPI_TIMEOUT "
+                f"({self.longest_execution:g}s) must be at most half of CELERY_VISIBILITY_TIMEOUT "
+                f"({half_visibility:g}s): a job still sleeping for its slot or sending would be "
+                "delivered to a second worker"
+            )
+        if self.celery_worker_lease < self.request_deadline:
+            raise ValueError(
+                f"CELERY_WORKER_LEASE ({self.celery_worker_lease}s) must be at least "
+                f"ZAPI_CONNECT_TIMEOUT + ZAPI_TIMEOUT ({self.request_deadline:g}s): a worker's "
+                "jobs would be taken over while one of its requests may still be in flight"
+            )
         return self
+
+    @property
+    def request_deadline(self) -> float:
+        """The longest one request to Z-API may take, connecting included: its overall deadline."""
+        return self.zapi_connect_timeout + self.zapi_timeout
+
+    @property
+    def longest_execution(self) -> float:
+        """The longest one execution holds its job: the sleep for a rate slot, then the request."""
+        return self.zapi_rate_max_wait + self.request_deadline
 
     @property
     def max_countdown(self) -> float:

@@ -1,7 +1,9 @@
 """One log line per send attempt: what operators grep for, and what JSON logs index.
 
 Every attempt says which job, endpoint, instance (its alias), recipient (masked), attempt
-number, HTTP status and duration, and how it ended. The same fields ride on the record as
+number, HTTP status and duration, how it ended (delivered, retry, deferred, refused,
+gave-up), and, when sends of this key may have reached Z-API unanswered, how many
+(``ambiguous``). The same fields ride on the record as
 ``record.zapi`` so the JSON formatter (``ZAPI_LOG_FORMAT=json``) emits them as keys.
 """
 
@@ -27,7 +29,10 @@ def log_attempt(
     outcome: str,
     detail: str = "",
     level: int = logging.INFO,
+    ambiguous: int = 0,
 ) -> None:
+    """Log one attempt; ``ambiguous`` (shown when not zero) counts this key's sends that may
+    have reached Z-API without a reply (a timeout or reset after the request was written)."""
     fields: dict[str, Any] = {
         "job_id": job_id,
         "endpoint": endpoint,
@@ -38,5 +43,7 @@ def log_attempt(
         "duration_ms": round(duration * 1000, 1),
         "outcome": outcome,
     }
+    if ambiguous:
+        fields["ambiguous"] = ambiguous
     text = " ".join(f"{name}={value}" for name, value in fields.items())
     logger.log(level, "%s%s", text, f": {detail}" if detail else "", extra={"zapi": fields})

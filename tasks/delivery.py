@@ -1,34 +1,43 @@
-"""One execution of an order update task: validate, claim, wait for a slot, send, decide.
+"""One execution of an order update task: validate, claim, wait for a slot, send, settle.
 
-An execution ends in exactly one of these ways:
+Every execution leaves its job in exactly one place:
 
-* **delivered**: the result is Z-API's reply (recorded for idempotency);
-* **already delivered**: the idempotency key has a recorded reply; it is returned, nothing sent;
-* **failed for good**: PermanentError or AttemptsExhaustedError marks the job FAILURE and the
-  job is kept as a dead letter;
-* **retry**: a transient failure re-schedules the job with backoff (Celery retry);
-* **deferred**: its rate slot is far, or another worker is sending the same job, so it is
-  re-scheduled (Celery retry, shown as RETRY) without using up an attempt.
+* **delivered**: SUCCESS; the result is Z-API's reply (recorded for idempotency), with
+  ``ambiguousAttempts`` when an earlier send may have reached Z-API too;
+* **already delivered**: the key has a recorded reply; it is returned, nothing sent;
+* **a dead letter**: FAILURE, kept for replay: an invalid body, Z-API's refusal, a budget spent
+  (``ZAPI_MAX_ATTEMPTS`` sends or ``ZAPI_GIVE_UP_AFTER`` seconds), or an unexpected error;
+* **re-scheduled** (a Celery retry, RETRY in Flower): after a transient failure (one attempt
+  used), or deferred without using an attempt: for a far rate slot, a 429, a key another worker
+  is sending, or a Redis error before the send;
+* **handed back to the broker** (``Reject(requeue=True)``) when even re-scheduling fails (Celery
+  turns a failed publish inside ``Task.retry`` into a reject *without* requeue, which would drop
+  the job), or when a dead letter cannot be written: the transport puts it back in the queue, now
+  or at its next sweep (worker/transport.py).
 
-Per-job state travels in message headers, because Celery's ``request.retries`` counts
-deferrals too: ``zapi-attempts`` (sends so far), ``zapi-slot`` (reserved slot, µs of Redis'
-clock), ``zapi-first-attempt`` (epoch seconds).
+No path acks a job that is in none of these. Per-job state travels in message headers, because
+Celery's ``request.retries`` counts deferrals too: ``zapi-attempts`` (sends so far),
+``zapi-slot`` (reserved slot, µs of Redis' clock), ``zapi-first-attempt`` (epoch seconds),
+``zapi-put-backs`` (Redis errors in a row, for their backoff).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import redis
 from celery import Task
+from celery.exceptions import Reject, Retry
 from celery.utils.log import get_task_logger
 
 from config import Settings, get_settings
 from tasks.attempt_log import log_attempt
-from tasks.backoff import backoff_delay
+from tasks.backoff import backoff_delay, capped_retry_after
 from tasks.client import get_client
 from tasks.deadletter import DeadLetter, DeadLetterStore
 from tasks.endpoints import Endpoint
@@ -38,11 +47,17 @@ from tasks.errors import (
     PermanentError,
     TransientError,
     ZapiQueueError,
+    ZapiRateLimitedError,
+    ZapiRejectedError,
+    ZapiTransportError,
 )
-from tasks.idempotency import ClaimState, IdempotencyStore, derive_key, owner_id
+from tasks.idempotency import Claim, ClaimState, IdempotencyStore, derive_key, owner_id
+from tasks.idempotency import with_ambiguity as result_with_ambiguity
 from tasks.pacing import Deferral, wait_for_slot
 from tasks.per_process import PerProcess
 from tasks.ratelimit import get_limiter
+from tasks.redaction import redact
+from tasks.schemas import OrderUpdate
 from tasks.store import get_redis
 from tasks.validation import validate_body
 
@@ -51,11 +66,26 @@ logger = get_task_logger(__name__)
 ATTEMPTS_HEADER = "zapi-attempts"
 SLOT_HEADER = "zapi-slot"
 FIRST_ATTEMPT_HEADER = "zapi-first-attempt"
+PUT_BACKS_HEADER = "zapi-put-backs"
 MAX_IDEMPOTENCY_KEY = 200
+
+#: Margin of a claim beyond the wait or the request it covers: Redis round trips, a slow thread.
+CLAIM_MARGIN = 5.0
+#: Backoff of a job put back after a Redis error: base and cap, seconds.
+PUT_BACK_BACKOFF = (1.0, 60.0)
+#: How long to keep trying to write what must not be lost (a reply, a dead letter), seconds;
+#: the first wait between tries and the longest.
+PERSIST_PATIENCE = 120.0
+PERSIST_FIRST_WAIT = 0.2
+PERSIST_MAX_WAIT = 5.0
 
 
 class RateLimitWait(ZapiQueueError):  # noqa: N818 - a wait, not an error
-    """Stored while a job is re-scheduled for its rate slot (shows as RETRY in Flower)."""
+    """Stored while a job is re-scheduled for its rate slot, a 429 or a busy key (RETRY)."""
+
+
+class StateUnavailableWait(ZapiQueueError):  # noqa: N818 - a wait, not an error
+    """Stored while a job is re-scheduled because Redis failed before the send (RETRY)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +96,7 @@ class JobState:
     attempts: int
     slot_us: int | None
     first_attempt_at: float
+    put_backs: int
 
     @classmethod
     def of(cls, task: Task[Any, Any]) -> JobState:
@@ -76,12 +107,16 @@ class JobState:
             attempts=int(headers.get(ATTEMPTS_HEADER, 0)),
             slot_us=int(slot) if slot is not None else None,
             first_attempt_at=float(headers.get(FIRST_ATTEMPT_HEADER, time.time())),
+            put_backs=int(headers.get(PUT_BACKS_HEADER, 0)),
         )
 
-    def next_headers(self, *, attempts: int, slot_us: int | None = None) -> dict[str, Any]:
-        headers = {k: v for k, v in self.headers.items() if k != SLOT_HEADER}
+    def next_headers(
+        self, *, attempts: int, slot_us: int | None = None, put_backs: int = 0
+    ) -> dict[str, Any]:
+        headers = {k: v for k, v in self.headers.items() if k not in (SLOT_HEADER,)}
         headers[ATTEMPTS_HEADER] = attempts
         headers[FIRST_ATTEMPT_HEADER] = self.first_attempt_at
+        headers[PUT_BACKS_HEADER] = put_backs
         if slot_us is not None:
             headers[SLOT_HEADER] = slot_us
         return headers
@@ -93,94 +128,351 @@ def _idempotency_store() -> IdempotencyStore:
         get_redis(),
         instance_id=settings.zapi_credentials().instance_id,
         ttl=settings.zapi_idempotency_ttl,
-        # Covers the sleep for a rate slot and the send itself.
-        lease=settings.zapi_rate_max_wait
-        + settings.zapi_timeout
-        + settings.zapi_connect_timeout
-        + 5,
+        wait_lease=settings.zapi_rate_max_wait + CLAIM_MARGIN,
+        send_lease=get_client().deadline + CLAIM_MARGIN,
     )
 
 
 _idempotency = PerProcess(_idempotency_store)
-_dead_letters = PerProcess(lambda: DeadLetterStore(get_redis()))
+_dead_letters = PerProcess(lambda: DeadLetterStore.from_settings(get_redis(), get_settings()))
 
 
 def deliver(
     task: Task[Any, Any], endpoint: Endpoint, body: Any, idempotency_key: Any = None
-) -> dict[str, str]:
+) -> dict[str, Any]:
     """Run one execution of ``task`` for ``endpoint``; see the module docstring."""
-    state = JobState.of(task)
+    execution = Execution(task, endpoint, body, idempotency_key)
     try:
-        return _deliver(task, endpoint, body, idempotency_key, state)
+        return execution.run()
+    except (Retry, Reject):
+        raise
     except (PermanentError, AttemptsExhaustedError) as exc:
-        _bury(task, body, idempotency_key, state, exc)
+        execution.bury(exc)
+        raise
+    except redis.RedisError as exc:
+        # The send path settles its own Redis errors: this one came before any send.
+        execution.put_back(exc)
+    except Exception as exc:
+        # A bug must not ack the job into nowhere: keep it as a dead letter, then fail.
+        execution.bury(exc)
         raise
 
 
-def _deliver(
-    task: Task[Any, Any], endpoint: Endpoint, body: Any, idempotency_key: Any, state: JobState
-) -> dict[str, str]:
-    settings = get_settings()
-    update = validate_body(endpoint, body)
-    wire = update.to_wire()
-    key = _checked_key(idempotency_key) or derive_key(endpoint.value, wire)
+class Execution:
+    """One run of one job, from validation to the place where it ends."""
 
-    # Claim first: a repeat returns at once without taking a rate slot, and nothing runs
-    # between the slot and the send (a round trip there would blur the spacing).
-    owner = owner_id(task.request.id or "")
-    store = _idempotency.get()
-    claim = store.claim(key, owner)
-    if claim.state is ClaimState.DELIVERED and claim.reply is not None:
-        logger.info("%s already delivered (key %s): nothing sent", endpoint.value, key[:24])
-        return claim.reply
-    if claim.state is ClaimState.BUSY:
-        _defer(task, state, Deferral(1.0, None, "same job in flight elsewhere"), settings)
-    try:
-        wait_for_slot(get_limiter(), update.phone, state.slot_us, settings.zapi_rate_max_wait)
-    except Deferral as deferral:
-        store.release(key, owner)
-        _defer(task, state, deferral, settings)
+    def __init__(
+        self, task: Task[Any, Any], endpoint: Endpoint, body: Any, idempotency_key: Any
+    ) -> None:
+        self.task = task
+        self.endpoint = endpoint
+        self.body = body
+        self.idempotency_key = idempotency_key
+        self.state = JobState.of(task)
+        self.settings: Settings = get_settings()
+        self.attempt = self.state.attempts + 1
+        #: Sends of this key whose outcome is unknown (they may have reached Z-API).
+        self.ambiguous = 0
+        self.sent = False
+        self._claim: tuple[IdempotencyStore, str, str] | None = None
+        self._phone = "?"
+        self._started = time.perf_counter()
 
-    attempt = state.attempts + 1
-    started = time.perf_counter()
+    @property
+    def job_id(self) -> str:
+        return self.task.request.id or ""
 
-    def log(outcome: str, status: int | None, detail: str = "", level: int = logging.INFO) -> None:
+    # -- the happy path --------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        update = validate_body(self.endpoint, self.body)
+        self._phone = update.phone
+        wire = update.to_wire()
+        key = _checked_key(self.idempotency_key) or derive_key(self.endpoint.value, wire)
+        store, owner = _idempotency.get(), owner_id(self.job_id)
+
+        # Claim first: a repeat returns at once without taking a rate slot.
+        self._claim = (store, key, owner)
+        done = self._claimed(store.claim(key, owner))
+        if done is not None:
+            return done
+        try:
+            max_wait = self.settings.zapi_rate_max_wait
+            wait_for_slot(get_limiter(), update.phone, self.state.slot_us, max_wait)
+        except Deferral as deferral:
+            store.release(key, owner)
+            self._defer(deferral)
+        # The claim may have lapsed during the wait: re-assert it for the request's deadline.
+        done = self._claimed(store.before_send(key, owner))
+        if done is not None:
+            return done
+        return self._send(store, key, owner, update, wire)
+
+    def _claimed(self, claim: Claim) -> dict[str, Any] | None:
+        """The stored reply if the key was delivered; defer if another execution holds it."""
+        if claim.state is ClaimState.DELIVERED and claim.reply is not None:
+            logger.info("%s %s already delivered: nothing sent", self.endpoint.value, self.job_id)
+            return claim.reply
+        if claim.state is ClaimState.BUSY:
+            self._defer(Deferral(1.0, None, "the same job is being sent by another worker"))
+        self.ambiguous = claim.ambiguous
+        return None
+
+    def _send(
+        self,
+        store: IdempotencyStore,
+        key: str,
+        owner: str,
+        update: OrderUpdate,
+        wire: dict[str, Any],
+    ) -> dict[str, Any]:
+        """The one place a request leaves. Every outcome is settled before anything else."""
+        self.sent = True
+        self._started = time.perf_counter()
+        try:
+            reply = get_client().send(self.endpoint, wire).to_result()
+        except ZapiQueueError as exc:
+            self._after_failed_send(store, key, owner, exc)
+        result = result_with_ambiguity(reply, self.ambiguous)
+        self._persist("record the reply", lambda: store.record(key, owner, result))
+        self._pace()
+        self._log("delivered", 200, f"zaapId={reply['zaapId']}")
+        return result
+
+    # -- after a send that got no reply ----------------------------------------------------
+
+    def _after_failed_send(
+        self, store: IdempotencyStore, key: str, owner: str, exc: ZapiQueueError
+    ) -> NoReturn:
+        maybe_delivered = isinstance(exc, ZapiTransportError) and exc.ambiguous
+        try:
+            self.ambiguous = store.after_failed_send(key, owner, ambiguous=maybe_delivered)
+        except redis.RedisError:
+            logger.warning("job %s: could not settle its send in Redis", self.job_id, exc_info=True)
+            self.ambiguous += int(maybe_delivered)
+        self._pace()
+        status = getattr(exc, "status_code", None)
+        if isinstance(exc, ZapiRateLimitedError):
+            self._after_429(exc)
+        if isinstance(exc, TransientError):
+            delay = self._next_delay(exc, status)
+            self._log("retry", status, f"retrying in {delay:.2f}s: {exc.message}", logging.WARNING)
+            self._reschedule(exc, delay, attempts=self.attempt)
+        self._log("refused", status, exc.message, logging.WARNING)
+        if self.ambiguous and isinstance(exc, ZapiRejectedError):
+            raise ZapiRejectedError(
+                f"{exc.message}; {self._ambiguity_note()}", status_code=exc.status_code
+            ) from None
+        raise exc
+
+    def _after_429(self, exc: ZapiRateLimitedError) -> NoReturn:
+        """Pause the whole instance (longer at each 429 in a row) and come back after the
+        pause, without using an attempt: Z-API refused to look at the request at all."""
+        pause = get_limiter().penalize(self._capped(exc.retry_after), rate_limited=True)
+        self._check_time_budget(exc)
+        self._log("deferred", 429, f"instance paused {pause:.2f}s: {exc.message}", logging.WARNING)
+        self._defer(Deferral(pause, None, "Z-API is rate limiting (HTTP 429)"))
+
+    def _next_delay(self, exc: TransientError, status: int | None) -> float:
+        """The backoff before the next attempt, or AttemptsExhaustedError when a budget is spent."""
+        retry_after = self._capped(exc.retry_after)
+        if retry_after is not None:
+            get_limiter().penalize(retry_after, rate_limited=False)
+        if self.attempt >= self.settings.zapi_max_attempts:
+            self._give_up(exc, status, "ZAPI_MAX_ATTEMPTS")
+        left = self._check_time_budget(exc)
+        delay = backoff_delay(
+            self.attempt,
+            base=self.settings.zapi_retry_backoff,
+            cap=self.settings.zapi_retry_backoff_max,
+            retry_after=retry_after,
+        )
+        # The last attempt comes when the budget ends, not a backoff after it.
+        return min(delay, self.settings.max_countdown, left)
+
+    def _check_time_budget(self, exc: ZapiQueueError) -> float:
+        """Seconds left of ZAPI_GIVE_UP_AFTER; gives up when none are."""
+        left = self.settings.zapi_give_up_after - (time.time() - self.state.first_attempt_at)
+        if left <= 0:
+            self._give_up(exc, getattr(exc, "status_code", None), "ZAPI_GIVE_UP_AFTER")
+        return left
+
+    def _give_up(self, exc: ZapiQueueError, status: int | None, budget: str) -> NoReturn:
+        elapsed = time.time() - self.state.first_attempt_at
+        message = (
+            f"gave up on {self.endpoint.value} after {self.attempt} attempts in {elapsed:.0f}s "
+            f"({budget}); last error: {exc.message}"
+        )
+        if self.ambiguous:
+            message += f"; {self._ambiguity_note()}"
+        self._log("gave-up", status, exc.message, logging.WARNING)
+        raise AttemptsExhaustedError(message) from None
+
+    def _capped(self, retry_after: float | None) -> float | None:
+        """Z-API's Retry-After, at most ZAPI_RETRY_BACKOFF_MAX; a longer wish is logged."""
+        if retry_after is None:
+            return None
+        cap = self.settings.zapi_retry_backoff_max
+        if retry_after > cap:
+            logger.warning(
+                "job %s: Z-API asked to retry after %.0fs; waiting ZAPI_RETRY_BACKOFF_MAX (%gs)",
+                self.job_id,
+                retry_after,
+                cap,
+            )
+        return capped_retry_after(retry_after, cap)
+
+    def _ambiguity_note(self) -> str:
+        return (
+            f"{self.ambiguous} earlier send(s) may have reached Z-API (ambiguous: a timeout or "
+            "a lost connection after the request was written)"
+        )
+
+    # -- re-scheduling -----------------------------------------------------------------------
+
+    def _defer(self, deferral: Deferral) -> NoReturn:
+        """Re-schedule without using an attempt (a far slot, a 429, a busy key)."""
+        self._reschedule(
+            RateLimitWait(str(deferral)),
+            min(deferral.countdown, self.settings.max_countdown),
+            attempts=self.state.attempts,
+            slot_us=deferral.slot_us,
+        )
+
+    def put_back(self, exc: redis.RedisError) -> NoReturn:
+        """Redis failed before the send: re-schedule the job, no attempt used, backing off."""
+        self._release_quietly()
+        put_backs = self.state.put_backs + 1
+        countdown = backoff_delay(put_backs, base=PUT_BACK_BACKOFF[0], cap=PUT_BACK_BACKOFF[1])
+        reason = f"Redis failed before the send ({type(exc).__name__}: {self._redacted(exc)})"
+        logger.warning(
+            "job %s: %s; re-scheduled in %.1fs, no attempt used", self.job_id, reason, countdown
+        )
+        self._reschedule(
+            StateUnavailableWait(reason),
+            countdown,
+            attempts=self.state.attempts,
+            put_backs=put_backs,
+        )
+
+    def _reschedule(
+        self,
+        exc: Exception,
+        countdown: float,
+        *,
+        attempts: int,
+        slot_us: int | None = None,
+        put_backs: int = 0,
+    ) -> NoReturn:
+        """A Celery retry; if Celery cannot publish it, hand the job back to the broker."""
+        headers = self.state.next_headers(attempts=attempts, slot_us=slot_us, put_backs=put_backs)
+        try:
+            raise self.task.retry(exc=exc, countdown=countdown, headers=headers)
+        except Reject as rejected:
+            # Task.retry turns a failed publish into Reject(requeue=False): the job would be gone.
+            reason = rejected.args[0] if rejected.args else None
+            logger.warning(
+                "job %s: could not re-schedule it (%s); handed back to the broker",
+                self.job_id,
+                reason,
+            )
+            raise Reject(reason, requeue=True) from None
+
+    def _release_quietly(self) -> None:
+        if self._claim is None:
+            return
+        store, key, owner = self._claim
+        with contextlib.suppress(redis.RedisError):  # else the claim expires after its lease
+            store.release(key, owner)
+
+    # -- the end of a job that failed for good ------------------------------------------------
+
+    def bury(self, exc: Exception) -> None:
+        """Keep a job that failed for good as a dead letter; if Redis cannot take it, hand the
+        job back to the broker instead of letting Celery ack it into nowhere."""
+        sent = self.state.attempts + (1 if self.sent else 0)
+        message = exc.message if isinstance(exc, ZapiQueueError) else self._redacted(exc)
+        letter = DeadLetter(
+            job_id=self.job_id,
+            task=self.task.name,
+            body=self.body,
+            error_type=type(exc).__name__,
+            error=message,
+            attempts=sent,
+            first_attempt_at=self.state.first_attempt_at,
+            failed_at=time.time(),
+            kwargs={"idempotency_key": self.idempotency_key}
+            if self.idempotency_key is not None
+            else {},
+            ambiguous_attempts=self.ambiguous,
+        )
+        if not isinstance(exc, ZapiQueueError):
+            logger.error(
+                "job %s failed unexpectedly; kept as a dead letter", self.job_id, exc_info=True
+            )
+        if not self._persist(
+            "keep the job as a dead letter", lambda: _dead_letters.get().add(letter)
+        ):
+            raise Reject(
+                f"could not keep job {self.job_id} as a dead letter", requeue=True
+            ) from None
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _persist(self, what: str, write: Callable[[], object]) -> bool:
+        """Run ``write``, a Redis write that must not be lost (a reply, a dead letter), retrying
+        with a growing wait for up to PERSIST_PATIENCE: a Redis out of memory, read-only after a
+        failover, or restarting, is usually back within it. The job stays unacked meanwhile."""
+        deadline = time.monotonic() + PERSIST_PATIENCE
+        wait = PERSIST_FIRST_WAIT
+        while True:
+            try:
+                write()
+            except redis.RedisError as exc:
+                if time.monotonic() + wait > deadline:
+                    logger.error(  # noqa: TRY400 - one line; the cause is known
+                        "job %s: could not %s (%s: %s)",
+                        self.job_id,
+                        what,
+                        type(exc).__name__,
+                        self._redacted(exc),
+                    )
+                    return False
+                if wait == PERSIST_FIRST_WAIT:
+                    logger.warning("job %s: could not %s yet; retrying", self.job_id, what)
+                time.sleep(wait)
+                wait = min(wait * 2, PERSIST_MAX_WAIT)
+            else:
+                return True
+
+    def _pace(self) -> None:
+        """Count the recipient's interval from this send. Never hides the send's outcome."""
+        try:
+            get_limiter().pace(self._phone)
+        except redis.RedisError as exc:
+            logger.warning(
+                "job %s: recipient pacing not recorded (%s)", self.job_id, type(exc).__name__
+            )
+
+    def _redacted(self, exc: BaseException) -> str:
+        return redact(str(exc), self.settings.secret_values())
+
+    def _log(
+        self, outcome: str, status: int | None, detail: str = "", level: int = logging.INFO
+    ) -> None:
         log_attempt(
-            job_id=task.request.id or "",
-            endpoint=endpoint.value,
-            instance=settings.instance_alias,
-            phone=update.phone,
-            attempt=attempt,
+            job_id=self.job_id,
+            endpoint=self.endpoint.value,
+            instance=self.settings.instance_alias,
+            phone=self._phone,
+            attempt=self.attempt,
             status=status,
-            duration=time.perf_counter() - started,
+            duration=time.perf_counter() - self._started,
             outcome=outcome,
             detail=detail,
             level=level,
+            ambiguous=self.ambiguous,
         )
-
-    try:
-        reply = get_client().send(endpoint, wire).to_result()
-    except ZapiQueueError as exc:
-        store.release(key, owner)
-        status = getattr(exc, "status_code", None)
-        if isinstance(exc, TransientError):
-            try:
-                delay = _after_transient_failure(state, settings, endpoint, exc, attempt)
-            except AttemptsExhaustedError:
-                log("gave-up", status, exc.message, logging.WARNING)
-                raise
-            log("retry", status, f"retrying in {delay:.2f}s: {exc.message}", logging.WARNING)
-            raise task.retry(
-                exc=exc, countdown=delay, headers=state.next_headers(attempts=attempt)
-            ) from None
-        log("refused", status, exc.message, logging.WARNING)
-        raise
-    finally:
-        # The recipient's interval counts from the send, whatever came of it.
-        get_limiter().pace(update.phone)
-    _remember(store, key, reply)
-    log("delivered", 200, f"zaapId={reply['zaapId']}")
-    return reply
 
 
 def _checked_key(idempotency_key: Any) -> str | None:
@@ -192,76 +484,3 @@ def _checked_key(idempotency_key: Any) -> str | None:
             "characters"
         )
     return "key:" + idempotency_key
-
-
-def _remember(store: IdempotencyStore, key: str, reply: dict[str, str]) -> None:
-    """Record the reply; if Redis cannot take it, the job is still delivered: say so."""
-    try:
-        store.record(key, reply)
-    except redis.RedisError:
-        logger.exception(
-            "delivered, but the reply could not be recorded: a re-delivery of this job "
-            "would send it again"
-        )
-
-
-def _defer(
-    task: Task[Any, Any], state: JobState, deferral: Deferral, settings: Settings
-) -> NoReturn:
-    raise task.retry(
-        exc=RateLimitWait(str(deferral)),
-        countdown=min(deferral.countdown, settings.max_countdown),
-        headers=state.next_headers(attempts=state.attempts, slot_us=deferral.slot_us),
-    )
-
-
-def _after_transient_failure(
-    state: JobState,
-    settings: Settings,
-    endpoint: Endpoint,
-    exc: TransientError,
-    attempt: int,
-) -> float:
-    """Slow the instance down if Z-API asked; return the backoff, or raise if out of attempts."""
-    if exc.retry_after is not None or exc.status_code == 429:
-        get_limiter().penalize(exc.retry_after if exc.retry_after is not None else 1.0)
-    if attempt >= settings.zapi_max_attempts:
-        raise AttemptsExhaustedError(
-            f"gave up on {endpoint.value} after {attempt} attempts; last error: {exc.message}"
-        ) from None
-    return min(
-        backoff_delay(
-            attempt,
-            base=settings.zapi_retry_backoff,
-            cap=settings.zapi_retry_backoff_max,
-            retry_after=exc.retry_after,
-        ),
-        settings.max_countdown,
-    )
-
-
-def _bury(
-    task: Task[Any, Any],
-    body: Any,
-    idempotency_key: Any,
-    state: JobState,
-    exc: ZapiQueueError,
-) -> None:
-    """Keep a job that failed for good as a dead letter (never lose it silently)."""
-    # Every failure but an invalid body (or key) comes from this execution's send.
-    sent = state.attempts + (0 if isinstance(exc, InvalidBodyError) else 1)
-    letter = DeadLetter(
-        job_id=task.request.id or "",
-        task=task.name,
-        body=body,
-        error_type=type(exc).__name__,
-        error=exc.message,
-        attempts=sent,
-        first_attempt_at=state.first_attempt_at,
-        failed_at=time.time(),
-        kwargs={"idempotency_key": idempotency_key} if idempotency_key is not None else {},
-    )
-    try:
-        _dead_letters.get().add(letter)
-    except redis.RedisError:
-        logger.exception("could not keep job %s as a dead letter", letter.job_id)

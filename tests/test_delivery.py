@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 from typing import Any
 
 import pytest
@@ -175,3 +176,40 @@ def test_a_wrong_instance_token_is_refused_without_leaking_it(
     assert result.state == "FAILURE"
     assert "HTTP 400: Instance not found" in str(result.result)
     assert original not in str(result.result) + str(result.traceback)
+
+
+@pytest.mark.parametrize(
+    ("fault", "ambiguous"),
+    [
+        (Fault(delay=CLIENT_TIMEOUT + 1.0), 1),  # the request arrived; its answer did not
+        (Fault(drop=True), 1),  # read, then the connection closed without an answer
+        (Fault(status=503), 0),  # an answer: certainly not delivered
+    ],
+    ids=["stalled-answer", "dropped-after-request", "503"],
+)
+def test_a_send_that_may_have_reached_z_api_is_reported_ambiguous(
+    producer: Celery, zapi_sim: ZapiSimulator, fault: Fault, ambiguous: int
+) -> None:
+    body = unique_body()
+    zapi_sim.script(body["messageId"], fault)
+    result = run(producer, STATUS, body)
+
+    assert result.state == "SUCCESS", result.result
+    reply = result.result
+    assert isinstance(reply, dict)
+    assert reply.get("ambiguousAttempts", 0) == ambiguous
+    assert len(zapi_sim.requests(body["messageId"])) == 2
+
+
+def test_429s_defer_without_using_attempts(producer: Celery, zapi_sim: ZapiSimulator) -> None:
+    """More 429s in a row than ZAPI_MAX_ATTEMPTS, then an answer: delivered."""
+    body = unique_body()
+    zapi_sim.script(body["messageId"], *[Fault(status=429)] * (MAX_ATTEMPTS + 1))
+    result = run(producer, STATUS, body)
+
+    assert result.state == "SUCCESS", result.result
+    requests = zapi_sim.requests(body["messageId"])
+    assert [r.status for r in requests] == [429] * (MAX_ATTEMPTS + 1) + [200]
+    gaps = [b.received_at - a.received_at for a, b in itertools.pairwise(requests)]
+    # The instance pauses longer at each 429 in a row (backoff base 0.05 s in tests).
+    assert gaps[-1] > gaps[0] * 2, gaps

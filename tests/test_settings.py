@@ -79,17 +79,55 @@ def test_malformed_settings_are_named(clean_env: pytest.MonkeyPatch, name: str, 
         load_settings()
 
 
-@pytest.mark.parametrize(("lease", "visibility"), [(60, 900), (4, 300), (3, 2), (600, 30)])
+@pytest.mark.parametrize(("lease", "visibility"), [(60, 900), (4, 300), (3, 4), (600, 30)])
 def test_the_lease_is_renewed_three_times_over(lease: int, visibility: int) -> None:
     """The restore sweep renews a live worker's lease: at least three sweeps fit in one."""
     settings = Settings(
         celery_worker_lease=lease,
         celery_visibility_timeout=visibility,
         zapi_retry_backoff_max=1,
+        zapi_rate_max_wait=0,
+        zapi_timeout=1,
+        zapi_connect_timeout=1,
     )
     options = celery_config(settings)["broker_transport_options"]
     assert options["fetch_lease"] == lease
     assert 3 * options["unacked_restore_interval"] <= lease
+
+
+@pytest.mark.parametrize(
+    ("settings", "rule"),
+    [
+        (
+            {"celery_worker_lease": 10, "zapi_timeout": 15},
+            "CELERY_WORKER_LEASE (10s) must be at least ZAPI_CONNECT_TIMEOUT + ZAPI_TIMEOUT (20s)",
+        ),
+        (
+            {"celery_visibility_timeout": 2, "zapi_retry_backoff_max": 1},
+            "must be at most half of CELERY_VISIBILITY_TIMEOUT (1s): a job still sleeping",
+        ),
+        (
+            {"celery_visibility_timeout": 100, "zapi_retry_backoff_max": 300},
+            "ZAPI_RETRY_BACKOFF_MAX must be at most half of CELERY_VISIBILITY_TIMEOUT (50s)",
+        ),
+    ],
+    ids=["lease-shorter-than-a-request", "visibility-shorter-than-a-wait", "backoff-cap"],
+)
+def test_settings_that_cannot_work_together_are_refused_with_the_rule(
+    clean_env: pytest.MonkeyPatch, settings: dict[str, int], rule: str
+) -> None:
+    for name, value in settings.items():
+        clean_env.setenv(name.upper(), str(value))
+    with pytest.raises(ConfigurationError, match="invalid configuration") as caught:
+        load_settings()
+    assert rule in str(caught.value)
+
+
+def test_the_default_budget_rides_out_an_hour_of_outage() -> None:
+    defaults = Settings()
+    assert defaults.zapi_give_up_after >= 3600 + defaults.zapi_retry_backoff_max
+    # Full jitter waits half the cap on average: the attempts outlast the time bound.
+    assert defaults.zapi_max_attempts * defaults.zapi_retry_backoff_max / 2 > 3600
 
 
 def test_secret_values_are_the_tokens_and_the_redis_passwords(

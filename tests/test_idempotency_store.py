@@ -1,0 +1,111 @@
+"""Claims, sends in flight and replies (tasks/idempotency.py) against a real Redis."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from tasks.idempotency import AMBIGUOUS_FIELD, ClaimState, IdempotencyStore, with_ambiguity
+from worker.dev.redis_server import RedisServer
+
+_instances = itertools.count()
+REPLY = {"zaapId": "Z1", "messageId": "M1", "id": "M1"}
+
+
+@pytest.fixture
+def client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    client = redis_server.client(db=4)
+    yield client
+    client.flushdb()
+    client.close()
+
+
+def make_store(client: redis.Redis, *, send_lease: float = 5.0) -> IdempotencyStore:
+    return IdempotencyStore(
+        client,
+        instance_id=f"idem-{next(_instances)}",
+        ttl=3600,
+        wait_lease=5.0,
+        send_lease=send_lease,
+    )
+
+
+def test_one_execution_sends_the_others_wait_then_find_the_reply(client: redis.Redis) -> None:
+    store = make_store(client)
+    assert store.claim("k", "a").state is ClaimState.CLAIMED
+    assert store.claim("k", "b").state is ClaimState.BUSY
+    assert store.before_send("k", "a").state is ClaimState.CLAIMED
+    store.record("k", "a", REPLY)
+    again = store.claim("k", "b")
+    assert (again.state, again.reply) == (ClaimState.DELIVERED, REPLY)
+
+
+def test_the_claim_is_re_asserted_before_the_send(client: redis.Redis) -> None:
+    """A claim that lapsed during the slot wait is taken again, unless another took it."""
+    store = make_store(client)
+    store.claim("k", "a")
+    client.delete(*client.keys("*:claim"))  # the wait outlived the first lease
+    assert store.before_send("k", "a").state is ClaimState.CLAIMED
+    store.release("k", "a")
+    store.claim("k", "b")
+    assert store.before_send("k", "a").state is ClaimState.BUSY
+
+
+def test_release_and_record_drop_only_their_own_claim(client: redis.Redis) -> None:
+    store = make_store(client)
+    store.claim("k", "a")
+    store.before_send("k", "a")
+    client.delete(*client.keys("*:claim"))  # a's request outlived its deadline: b claims
+    assert store.claim("k", "b").state is ClaimState.CLAIMED
+    store.release("k", "a")
+    store.record("k", "a", REPLY)  # a's late reply is kept; b's claim is not a's to drop
+    [claim_key] = client.keys("*:claim")
+    assert client.get(claim_key) == b"b"
+    assert store.claim("k", "c").reply == REPLY
+
+
+def test_a_send_abandoned_in_flight_makes_the_next_one_ambiguous(client: redis.Redis) -> None:
+    """The execution that sent died (or froze past its claim) before any outcome."""
+    store = make_store(client, send_lease=1.0)
+    store.claim("k", "a")
+    store.before_send("k", "a")
+    time.sleep(1.2)
+    claim = store.claim("k", "b")
+    assert (claim.state, claim.ambiguous) == (ClaimState.CLAIMED, 1)
+    assert store.before_send("k", "b").ambiguous == 1
+
+
+def test_a_send_that_may_have_arrived_counts_and_a_refused_one_does_not(
+    client: redis.Redis,
+) -> None:
+    store = make_store(client)
+    store.claim("k", "a")
+    store.before_send("k", "a")
+    assert store.after_failed_send("k", "a", ambiguous=True) == 1
+    store.claim("k", "b")
+    store.before_send("k", "b")
+    assert store.after_failed_send("k", "b", ambiguous=False) == 1
+    claim = store.claim("k", "c")
+    assert (claim.state, claim.ambiguous) == (ClaimState.CLAIMED, 1)
+
+
+def test_every_key_expires(client: redis.Redis) -> None:
+    store = make_store(client)
+    store.claim("k", "a")
+    store.before_send("k", "a")
+    store.after_failed_send("k", "a", ambiguous=True)
+    store.claim("j", "a")
+    store.before_send("j", "a")
+    store.record("j", "a", REPLY)
+    keys = client.keys("zapi-queue:idem:*")
+    assert keys
+    assert all(0 < client.ttl(key) <= 3600 for key in keys), {k: client.ttl(k) for k in keys}
+
+
+def test_the_result_names_ambiguous_sends_only_when_there_were_some() -> None:
+    assert with_ambiguity(REPLY, 0) == REPLY
+    assert with_ambiguity(REPLY, 2) == {**REPLY, AMBIGUOUS_FIELD: 2}
