@@ -21,8 +21,9 @@ from kombu.simple import SimpleQueue
 from tests.bodies import unique_body
 from tests.faults import WORKER_LEASE, fault_stack
 from worker.celery_app import RELIABLE_TRANSPORT, broker_transport_config
+from worker.dev.ports import free_port
 from worker.dev.redis_server import RedisServer
-from worker.fetch_scripts import LEASES_KEY, OWNERS_KEY, REJECTED_KEY, SOURCES_KEY
+from worker.fetch_scripts import HOLDERS_KEY, LEASES_KEY, OWNERS_KEY, REJECTED_KEY, SOURCES_KEY
 from worker.transport import Transport, redis_version
 
 DB = 12
@@ -92,9 +93,22 @@ def test_a_fetched_message_is_recorded_unacked_and_leaves_the_processing_list(
         assert db.hkeys("unacked") == [message.delivery_tag]
         message.ack()
         assert db.hlen("unacked") == 0
-    # Closing gives the processing list and its lease up.
-    assert processing_lists(db) == []
-    assert db.hlen(SOURCES_KEY) == 0
+        assert db.hlen(HOLDERS_KEY) == 0
+
+
+def test_a_closed_channels_lease_is_forgotten_once_it_runs_out(url: str, db: redis.Redis) -> None:
+    """Closing does no I/O of its own when nothing is left to give back: its lease runs out,
+    and the next sweep anywhere forgets it."""
+    publish(url, {"n": 1})
+    with reliable(url) as connection:
+        get(connection).ack()
+        [closed] = processing_lists(db)
+    with reliable(url) as other:
+        with pytest.raises(SimpleQueue.Empty):
+            get(other, timeout=LEASE * 3)
+        assert processing_lists(db) == [f"{LEASES_KEY}.{QUEUE}.{other.default_channel._token}"]  # type: ignore[attr-defined]
+    assert closed not in processing_lists(db)
+    assert db.hlen(SOURCES_KEY) == len(processing_lists(db))
 
 
 def test_lower_priorities_are_fetched_too(url: str, db: redis.Redis) -> None:
@@ -205,12 +219,19 @@ def test_a_live_workers_processing_list_is_left_alone(url: str, db: redis.Redis)
     assert db.llen(alive) == 1
 
 
-def test_closing_gives_fetched_messages_back(url: str, db: redis.Redis) -> None:
+def test_a_message_left_in_a_closed_channels_list_is_delivered_after_its_lease(
+    url: str, db: redis.Redis
+) -> None:
+    """Closing does no I/O of its own (a half-open broker would hang it): a message a lost
+    reply left in the processing list goes back with the lease."""
     with reliable(url) as connection:
         processing = fetched_not_claimed(url, db, connection, {"n": 2})
-    assert db.llen(QUEUE) == 1
+    assert db.llen(processing) == 1
+    with reliable(url) as other:
+        message = get(other, timeout=LEASE * 4)
+        assert message.payload == {"n": 2}
+        message.ack()
     assert not db.exists(processing)
-    assert processing_lists(db) == []
 
 
 def test_the_app_uses_reliable_fetch_for_redis_brokers() -> None:
@@ -267,3 +288,126 @@ def test_worker_killed_between_fetch_and_claim_loses_nothing(tmp_path: Path) -> 
         # Within the lease, one sweep, a worker's start and a send.
         assert stack.finished_at[job] - killed_at < WORKER_LEASE + 15
         assert db.llen(processing) == 0
+
+
+# -- ownership and Redis errors ------------------------------------------------------------------
+
+
+def stall(connection: Connection, db: redis.Redis) -> None:
+    """As if the worker behind ``connection`` froze (SIGSTOP, a paused VM) past its lease."""
+    channel: Any = connection.default_channel
+    channel._lease_keeper.stop()
+    for processing in processing_lists(db):
+        db.zadd(LEASES_KEY, {processing: 0})
+
+
+def taken_over(url: str, db: redis.Redis, stalled: Connection) -> tuple[Connection, Any]:
+    """Another worker takes the stalled one's job over and holds it."""
+    stall(stalled, db)
+    other = reliable(url)
+    message = get(other, timeout=10)
+    assert message.delivery_info["redelivered"] is True
+    return other, message
+
+
+def test_a_stale_ack_cannot_delete_a_job_another_worker_took_over(
+    url: str, db: redis.Redis
+) -> None:
+    publish(url, {"n": "contested"})
+    with reliable(url) as stalled:
+        stale = get(stalled)
+        other, current = taken_over(url, db, stalled)
+        with other:
+            stale.ack()  # the stalled worker resumes and finishes its copy
+            assert db.hkeys("unacked") == [current.delivery_tag]
+            current.ack()
+            assert db.hlen("unacked") == 0
+            assert db.hlen(HOLDERS_KEY) == 0
+
+
+def test_a_stale_requeue_cannot_duplicate_a_job_another_worker_took_over(
+    url: str, db: redis.Redis
+) -> None:
+    publish(url, {"n": "contested"})
+    with reliable(url) as stalled:
+        stale = get(stalled)
+        other, current = taken_over(url, db, stalled)
+        with other:
+            stale.requeue()
+            assert db.llen(QUEUE) == 0
+            assert db.hkeys("unacked") == [current.delivery_tag]
+            current.ack()
+
+
+def test_a_live_workers_job_is_not_restored_by_the_visibility_timeout(
+    url: str, db: redis.Redis
+) -> None:
+    """Leases keep a held job's index fresh: an eta beyond the timeout stays with its worker."""
+    options = {"fetch_lease": 3, "visibility_timeout": 2, "unacked_restore_interval": 1}
+    publish(url, {"n": "held"})
+    with Connection(url, transport=Transport, transport_options=options) as holder:
+        message = get(holder)
+        other = Connection(url, transport=Transport, transport_options=options)
+        with other, pytest.raises(SimpleQueue.Empty):
+            get(other, timeout=5)  # several sweeps, each past the visibility timeout
+        assert db.hkeys("unacked") == [message.delivery_tag]
+        message.ack()
+
+
+def poll(queue: SimpleQueue, seconds: float) -> Any:
+    """The next message, asking once a second (a backing-off fetch sends nothing meanwhile)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return queue.get(timeout=1)
+        except SimpleQueue.Empty:
+            if time.monotonic() > deadline:
+                raise
+
+
+@pytest.fixture
+def private_redis() -> Iterator[RedisServer]:
+    """A Redis of its own: these tests make it refuse writes."""
+    with RedisServer() as server:
+        yield server
+
+
+def test_a_fetch_refused_for_lack_of_memory_backs_off_and_resumes(
+    private_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"{private_redis.url}/0"
+    admin = private_redis.client()
+    publish(url, {"n": "after the pressure"})
+    with reliable(url) as connection:
+        queue = connection.SimpleQueue(QUEUE)  # declared before: a consumer that is running
+        admin.config_set("maxmemory", 1)  # noeviction: every write is refused
+        for _ in range(3):
+            with pytest.raises(SimpleQueue.Empty):
+                queue.get(timeout=1)
+        admin.config_set("maxmemory", 0)
+        message = poll(queue, seconds=10)  # as Celery's event loop does, a tick at a time
+        assert message.payload == {"n": "after the pressure"}
+        message.ack()
+    refusals = [r for r in caplog.records if "Redis failed" in r.getMessage()]
+    assert len(refusals) == 1, [r.getMessage() for r in refusals]  # one line per episode
+    assert "OOM" in refusals[0].getMessage()
+    assert any("fetching resumed" in r.getMessage() for r in caplog.records)
+
+
+def test_an_ack_redis_refuses_is_kept_and_retried_at_the_next_sweep(
+    private_redis: RedisServer,
+) -> None:
+    url = f"{private_redis.url}/0"
+    admin = private_redis.client()
+    publish(url, {"n": 1})
+    with reliable(url) as connection:
+        message = get(connection)
+        admin.replicaof("127.0.0.1", free_port())  # READONLY from now on
+        try:
+            message.ack()  # no exception reaches the task thread
+            assert admin.hlen("unacked") == 1
+        finally:
+            admin.replicaof("NO", "ONE")
+        channel: Any = connection.default_channel
+        channel.qos.restore_visible()
+        assert admin.hlen("unacked") == 0

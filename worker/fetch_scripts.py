@@ -1,8 +1,17 @@
 """The Redis keys and Lua scripts of reliable fetch (worker/transport.py explains the design).
 
-Every script starts with ``LIBRARY`` and takes the same first four keys: leases, sources,
-owners, unacked. Messages given back go to the head of their queue (the end ``BLMOVE`` takes
-from), the oldest first.
+Every script starts with ``LIBRARY`` and takes the same first six keys: leases, sources, owners,
+unacked, holders, unacked index. Messages given back go to the head of their queue (the end
+``BLMOVE`` takes from), the oldest first.
+
+Bounds of the keys (beside kombu's own ``unacked`` hash and index, bounded by the jobs in flight):
+
+* ``LEASES_KEY``, ``SOURCES_KEY``, ``OWNERS_KEY``: one entry per live channel's processing list;
+  a list whose lease ran out is forgotten by the next sweep once it holds nothing.
+* processing lists (``LEASES_KEY.<queue>.<channel>``): at most the one message a fetch moves in.
+* ``HOLDERS_KEY``: one entry per unacked job fetched reliably, dropped at its ack or restore.
+* owned sets (``OWNED_PREFIX<channel>``): a channel's unacked jobs; deleted with the channel.
+* ``REJECTED_KEY``: capped at ``REJECTED_MAX`` items, the newest kept.
 """
 
 from __future__ import annotations
@@ -13,8 +22,13 @@ LEASES_KEY = "_kombu.fetching"
 SOURCES_KEY = "_kombu.fetching.sources"
 #: Hash: processing list -> its channel's owned set (the delivery tags it holds unacked).
 OWNERS_KEY = "_kombu.fetching.owners"
+#: Hash: delivery tag -> the owned set of the channel holding it now. Acks and restores check it,
+#: so a channel that stalled past its lease cannot ack or re-queue a job another one took over.
+HOLDERS_KEY = "_kombu.fetching.holders"
 #: List: fetched items that were not kombu messages (not JSON, no delivery tag), kept for a look.
 REJECTED_KEY = "_kombu.fetching.rejected"
+#: The most items ``REJECTED_KEY`` keeps.
+REJECTED_MAX = 1000
 #: Prefix of the owned sets, one per channel.
 OWNED_PREFIX = "_kombu.owned."
 
@@ -24,12 +38,20 @@ LIBRARY = """
 redis.replicate_commands()
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local leases, sources, owners, unacked = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local leases, sources, owners = KEYS[1], KEYS[2], KEYS[3]
+local unacked, holders, index = KEYS[4], KEYS[5], KEYS[6]
 local taken_over = {}
 local function renew(processing, queue, owned, lease)
   redis.call('ZADD', leases, now + tonumber(lease), processing)
   redis.call('HSET', sources, processing, queue)
   redis.call('HSET', owners, processing, owned)
+end
+-- The visibility timeout runs from the owner's last sign of life, not from the delivery: a live
+-- worker's jobs (an eta hours away included) are never handed to a second worker.
+local function keep_alive(owned)
+  for _, tag in ipairs(redis.call('SMEMBERS', owned)) do
+    redis.call('ZADD', index, 'XX', now, tag)
+  end
 end
 local function give_back(processing, queue)
   local n = 0
@@ -42,10 +64,10 @@ local function forget(processing)
   redis.call('HDEL', owners, processing)
 end
 -- Expired lists: their messages go back to the queue, and their owner's jobs still unacked are
--- listed in taken_over ({owned set, tag} pairs) for the caller to restore and then remove from
--- the owned set. Until both are empty the list stays tracked, one more lease at a time, so that
--- a takeover cut short is finished by a later sweep, and an owner that had only stalled still
--- has a tracked list when it resumes.
+-- listed in taken_over ({owned set, tag} pairs) for the caller to restore (worker/transport.py:
+-- one transaction restores the job and drops it from the owned set). Until both are empty the
+-- list stays tracked, one more lease at a time, so that a takeover cut short is finished by a
+-- later sweep, and an owner that had only stalled still has a tracked list when it resumes.
 local function take_over_expired(lease)
   local n = 0
   for _, processing in ipairs(redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, 100)) do
@@ -55,7 +77,8 @@ local function take_over_expired(lease)
     local held = 0
     if owned then
       for _, tag in ipairs(redis.call('SMEMBERS', owned)) do
-        if redis.call('HEXISTS', unacked, tag) == 1 then
+        local holder = redis.call('HGET', holders, tag)
+        if redis.call('HEXISTS', unacked, tag) == 1 and (not holder or holder == owned) then
           taken_over[#taken_over + 1] = owned
           taken_over[#taken_over + 1] = tag
           held = held + 1
@@ -89,60 +112,97 @@ local function promote(queue, first)
 end
 """
 
-# KEYS: ..., processing, queue, owned, unacked index (unused here), lower-priority lists...
-# ARGV[1]: lease seconds.
+# KEYS: ..., processing, queue, owned, lower-priority lists...
+# ARGV: lease seconds, '1' if this channel may take dead workers' lists over now.
 # Before a blocking fetch: renew the lease, give back what a lost reply left in the processing
 # list, take over dead workers' lists and jobs, promote.
 # Returns {messages given back, then (owned set, delivery tag) pairs to restore}.
 PREPARE = """
-renew(KEYS[5], KEYS[6], KEYS[7], ARGV[1])
-local returned = give_back(KEYS[5], KEYS[6]) + take_over_expired(ARGV[1])
-promote(KEYS[6], 9)
+renew(KEYS[7], KEYS[8], KEYS[9], ARGV[1])
+keep_alive(KEYS[9])
+local returned = give_back(KEYS[7], KEYS[8])
+if ARGV[2] == '1' then returned = returned + take_over_expired(ARGV[1]) end
+promote(KEYS[8], 10)
 return with_taken_over(returned)
 """
 
-# KEYS: ..., processing, queue, owned, unacked index, lower-priority lists...
-# ARGV: lease seconds, raw message, delivery tag, time, unacked record ('' for a no-ack consumer).
-# Moves a fetched message from the processing list into kombu's unacked records and into the
-# channel's owned set, unless a sweep gave it back to the queue meanwhile (then returns 0: the
-# caller drops its copy). Renews the lease and promotes for the next fetch.
+# KEYS: ..., processing, queue, owned, lower-priority lists...
+# ARGV: lease seconds, raw message, delivery tag, unacked record ('' for a no-ack consumer).
+# Moves a fetched message from the processing list into kombu's unacked records, the channel's
+# owned set and the holders, unless a sweep gave it back to the queue meanwhile (then returns 0:
+# the caller drops its copy). Renews the lease and promotes for the next fetch.
 CLAIM = """
-renew(KEYS[5], KEYS[6], KEYS[7], ARGV[1])
-if redis.call('LREM', KEYS[5], 1, ARGV[2]) == 0 then return 0 end
-if ARGV[5] ~= '' then
-  redis.call('ZADD', KEYS[8], ARGV[4], ARGV[3])
-  redis.call('HSET', unacked, ARGV[3], ARGV[5])
-  redis.call('SADD', KEYS[7], ARGV[3])
+renew(KEYS[7], KEYS[8], KEYS[9], ARGV[1])
+if redis.call('LREM', KEYS[7], 1, ARGV[2]) == 0 then return 0 end
+if ARGV[4] ~= '' then
+  local previous = redis.call('HGET', holders, ARGV[3])
+  if previous and previous ~= KEYS[9] then redis.call('SREM', previous, ARGV[3]) end
+  redis.call('ZADD', index, now, ARGV[3])
+  redis.call('HSET', unacked, ARGV[3], ARGV[4])
+  redis.call('HSET', holders, ARGV[3], KEYS[9])
+  redis.call('SADD', KEYS[9], ARGV[3])
 end
-promote(KEYS[6], 9)
+promote(KEYS[8], 10)
 return 1
 """
 
-# KEYS: ..., processing, rejected.  ARGV[1]: raw message.
-# A fetched item that is not a kombu message cannot be delivered nor given back (it would come
-# straight back to the front of the queue): it is set aside, kept, in the rejected list.
-REJECT = """
-if redis.call('LREM', KEYS[5], 1, ARGV[1]) > 0 then redis.call('LPUSH', KEYS[6], ARGV[1]) end
+# KEYS: ..., owned.  ARGV[1]: delivery tag.
+# An ack (or a reject without requeue), only by the channel holding the job: a channel that
+# stalled past its lease must not delete the record of a job another channel now holds.
+# Deletes only, so it runs when Redis is out of memory too. Returns 1 if acked, 0 if not ours.
+ACK = """
+local holder = redis.call('HGET', holders, ARGV[1])
+redis.call('SREM', KEYS[7], ARGV[1])
+if holder and holder ~= KEYS[7] then return 0 end
+redis.call('ZREM', index, ARGV[1])
+redis.call('HDEL', unacked, ARGV[1])
+redis.call('HDEL', holders, ARGV[1])
+return 1
 """
 
-# KEYS: ..., then the channel's processing lists.  ARGV: lease seconds, owned set, then the
-# queue of each of those lists.
+# KEYS: ..., processing, rejected.  ARGV[1]: raw message, ARGV[2]: most items kept.
+# A fetched item that is not a kombu message cannot be delivered nor given back (it would come
+# straight back to the front of the queue): it is set aside, kept, in the capped rejected list.
+REJECT = """
+if redis.call('LREM', KEYS[7], 1, ARGV[1]) > 0 then
+  redis.call('LPUSH', KEYS[8], ARGV[1])
+  redis.call('LTRIM', KEYS[8], 0, tonumber(ARGV[2]) - 1)
+end
+"""
+
+# KEYS: ..., then the channel's processing lists.  ARGV: lease seconds, owned set, '1' to renew
+# only lists still tracked (the lease keeper: a channel closing meanwhile stays released), '1' if
+# this channel may take dead workers' lists over now (SWEEP), then the queue of each list.
 _RENEW_ALL = """
-for i = 5, #KEYS do renew(KEYS[i], ARGV[i - 2], ARGV[2], ARGV[1]) end
+for i = 7, #KEYS do
+  if ARGV[3] ~= '1' or redis.call('ZSCORE', leases, KEYS[i]) then
+    renew(KEYS[i], ARGV[i - 2], ARGV[2], ARGV[1])
+  end
+end
+keep_alive(ARGV[2])
 """
 
 # The lease keeper's beat: renew only.
 RENEW = _RENEW_ALL + "return 0\n"
 
-# The periodic sweep: renew, then take over expired lists (at most 100 per call). Returns like
-# PREPARE.
-SWEEP = _RENEW_ALL + "return with_taken_over(take_over_expired(ARGV[1]))\n"
+# The periodic sweep: renew, then take over expired lists (at most 100 per call) unless this
+# channel's own renewals were failing a moment ago (ARGV[4] '0'). Returns like PREPARE.
+SWEEP = (
+    _RENEW_ALL
+    + """
+local n = 0
+if ARGV[4] == '1' then n = take_over_expired(ARGV[1]) end
+return with_taken_over(n)
+"""
+)
 
-# KEYS: ..., processing, queue.  A channel stopping (or done with a queue) gives its fetched
-# messages back and its lease up.
+# KEYS: ..., processing, queue, owned.  ARGV[1]: '1' to keep the lease while the owned set holds
+# jobs (a closing channel: their takeover needs it), '0' to drop it (a queue no longer consumed
+# by a live channel, whose jobs another lease covers). A channel stopping (or done with a queue)
+# gives its fetched messages back and, unless kept, its lease up.
 RELEASE = """
-local returned = give_back(KEYS[5], KEYS[6])
-forget(KEYS[5])
+local returned = give_back(KEYS[7], KEYS[8])
+if ARGV[1] ~= '1' or redis.call('SCARD', KEYS[9]) == 0 then forget(KEYS[7]) end
 return returned
 """
 
@@ -151,6 +211,7 @@ SCRIPTS = {
     for name, body in {
         "prepare": PREPARE,
         "claim": CLAIM,
+        "ack": ACK,
         "reject": REJECT,
         "renew": RENEW,
         "sweep": SWEEP,

@@ -9,55 +9,71 @@ reliable-queue pattern:
 1. **Fetch** moves the message atomically into this channel's *processing list*
    (``BLMOVE queue processing``): it is always in Redis, in the queue or in that list.
 2. **Claim** then moves it, in one Lua script, from the processing list into kombu's
-   ``unacked`` hash, where kombu's visibility timeout takes over, as it always did.
-3. Each processing list holds a **lease** in Redis, renewed by its worker at every claim, at
-   every restore sweep (``unacked_restore_interval``), and before any fetch when the last
-   renewal is older than a third of the lease. Any worker's sweep (and any idle fetch) moves
-   the messages of an expired lease back to the head of their queue. A worker that fetches
-   again after losing its connection first returns what the lost reply left behind, and a
-   stopping worker returns its own. A claim that finds its message already returned drops its
-   copy: never two owners.
-4. The claim also records the job in its channel's **owned set**, and an ack removes it. When
-   a lease expires, the owner's unacked jobs are restored at once (kombu's ``restore_by_tag``),
-   so a crashed worker's jobs resume after ``fetch_lease`` instead of the visibility timeout,
-   which stays as the backstop. The timeout can then stay long enough for retry countdowns.
+   ``unacked`` hash, this channel's **owned set**, and the **holders** hash (tag -> owned set).
+3. Each processing list holds a **lease** in Redis, renewed at every claim, at every restore
+   sweep (``unacked_restore_interval``), before any fetch when the last renewal is older than a
+   third of the lease, and by a keeper thread (so a warm shutdown never looks like a death). A
+   renewal also refreshes the unacked index of the channel's jobs: kombu's visibility timeout
+   then only ever restores jobs whose holder stopped renewing, so a live worker keeps a job
+   with a far ``eta`` instead of seeing it handed to a second worker.
+4. When a lease expires, any worker's sweep (and any idle fetch) moves the processing list's
+   messages back to the head of their queue and restores the owner's unacked jobs at once: a
+   crashed worker's jobs resume after ``fetch_lease``, not after the visibility timeout.
 
-Lower-priority lists (kombu's ``queue\\x06\\x163``...) feed the main list whenever it is empty
-(at each claim, and before each blocking fetch), so one blocking ``BLMOVE`` serves every priority;
-a lower-priority message that arrives while workers block on an empty main list waits up to
-``brpop_timeout`` (1 s). The per-message cost is unchanged: the claim replaces kombu's own
-``unacked`` write. An item that is not a kombu message is set aside in ``REJECTED_KEY``.
+**Ownership.** Acks and restores are checked against the holders hash: a worker that stalled past
+its lease (a frozen VM, SIGSTOP, a stalled Redis) and then resumes cannot delete, nor re-queue, a
+job that another worker took over meanwhile. A takeover restores a job and drops it from its old
+owner's set in one transaction.
 
-A Redis outage longer than the lease makes every lease look expired when Redis is back: the
-first sweep may then take over live workers' jobs before they renew. Those jobs run twice, and
-the idempotency claims (tasks/idempotency.py) keep the send single.
+**Redis errors do not stop a worker.** An error reply to a fetch or a claim (``OOM`` under
+``noeviction``, ``READONLY`` after a failover, ``NOPERM``...) pauses fetching with a growing
+backoff, logged once per episode, instead of reaching Celery as an unrecoverable error. An ack
+or a re-queue that fails is kept and retried at each sweep; the job stays in Redis meanwhile,
+unacked and owned, so the lease hands it on if this worker dies first.
+
+**Takeovers after a Redis-wide outage.** When nobody could renew for longer than a lease, every
+lease looks expired once Redis is back. A channel only takes others over when its own renewals
+have succeeded for half a lease, which gives live workers the time to renew theirs.
+
+**Closing** is kombu's close and nothing more: no I/O of its own (Celery bounds the teardown of
+a half-open broker connection, celery/celery#9705, and an extra round trip there would hang).
+The jobs it holds are restored, as kombu does. Its lease then runs out: any sweep returns what
+its processing list may hold and forgets it, and takes over whatever could not be restored.
+
+Lower-priority lists (kombu's ``queue\\x06\\x163``...) feed the main list whenever it is empty, so
+one blocking ``BLMOVE`` serves every priority; a lower-priority message that arrives while workers
+block on an empty main list waits up to ``brpop_timeout`` (1 s). An item that is not a kombu
+message is set aside in ``REJECTED_KEY`` (capped).
 
 Reliable fetch needs Redis 6.2 (``LMOVE``), a single consumed queue per channel and no
-``global_keyprefix``; otherwise the channel says so in the log and fetches as kombu does.
+``global_keyprefix``; otherwise the channel says so in the log and fetches as kombu does. This
+module imports nothing of the app: kombu loads it by name.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import logging
 import os
 import socket
 import threading
 import uuid
-from time import monotonic, time
+from time import monotonic
 from typing import Any
 
 from kombu.transport import virtual
+from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
 from kombu.utils.objects import cached_property
 from redis.commands.core import Script
 
 from worker.fetch_scripts import (
+    HOLDERS_KEY,
     LEASES_KEY,
     OWNED_PREFIX,
     OWNERS_KEY,
     REJECTED_KEY,
+    REJECTED_MAX,
     SCRIPTS,
     SOURCES_KEY,
 )
@@ -73,6 +89,8 @@ logger = logging.getLogger(__name__)
 
 #: Redis 6.2 brought LMOVE and BLMOVE.
 MIN_REDIS_VERSION = (6, 2)
+#: Pause of the fetch loop after an error reply from Redis: first, most (seconds).
+FETCH_BACKOFF = (0.25, 2.0)
 
 
 def redis_version(info: dict[str, Any]) -> tuple[int, ...]:
@@ -82,7 +100,8 @@ def redis_version(info: dict[str, Any]) -> tuple[int, ...]:
 
 
 class QoS(KombuQoS):
-    """Kombu's ack emulation, minus the ``unacked`` write a claim has already made."""
+    """Kombu's ack emulation, ownership-checked, and never raising a Redis error at a caller
+    that cannot handle it (a task thread acking, the event loop's sweep)."""
 
     channel: Channel
 
@@ -92,15 +111,64 @@ class QoS(KombuQoS):
         else:
             super().append(message, delivery_tag)
 
-    def restore_visible(self, *args: Any, **kwargs: Any) -> None:
-        """Kombu's periodic sweep: also renew our leases and take over dead workers' jobs."""
-        self.channel.sweep_processing_lists()
-        super().restore_visible(*args, **kwargs)
+    def ack(self, delivery_tag: str) -> None:
+        try:
+            self.channel.settle(delivery_tag, requeue=False)
+        finally:
+            virtual.QoS.ack(self, delivery_tag)  # the prefetch slot is free either way
 
-    def _remove_from_indices(self, delivery_tag: str, pipe: Any = None) -> Any:
-        """Acked, rejected or restored: no longer one of this channel's jobs."""
-        pipe = super()._remove_from_indices(delivery_tag, pipe)
-        return pipe.srem(self.channel.owned_key, delivery_tag)
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        try:
+            self.channel.settle(delivery_tag, requeue=requeue)
+        finally:
+            virtual.QoS.ack(self, delivery_tag)
+
+    def restore_by_tag(
+        self, tag: str, client: Any = None, leftmost: bool = False, owned: str | None = None
+    ) -> None:
+        """Kombu's restore, in one transaction with the holders: the job's holder loses it.
+
+        With ``owned``, only if that owned set still holds the job (or nobody does); the tag
+        leaves ``owned`` in any case."""
+        channel = self.channel
+
+        def restore_transaction(pipe: Any) -> None:
+            raw = pipe.hget(self.unacked_key, tag)
+            holder = pipe.hget(HOLDERS_KEY, tag)
+            holder = bytes_to_str(holder) if holder is not None else None
+            pipe.multi()
+            if owned is not None:
+                pipe.srem(owned, tag)
+                if holder is not None and holder != owned:
+                    return  # another channel holds it now: not ours to re-queue
+            pipe.zrem(self.unacked_index_key, tag)
+            pipe.hdel(self.unacked_key, tag)
+            pipe.hdel(HOLDERS_KEY, tag)
+            if holder is not None:
+                pipe.srem(holder, tag)
+            if raw:
+                payload, exchange, routing_key = loads(bytes_to_str(raw))
+                channel._do_restore_message(payload, exchange, routing_key, pipe, leftmost)
+
+        with channel.conn_or_acquire(client) as client:
+            client.transaction(restore_transaction, self.unacked_key, HOLDERS_KEY)
+
+    def restore_unacked(self, client: Any = None) -> list[Any]:
+        """At close: put this channel's jobs back. One that cannot be restored stays unacked and
+        owned in Redis, so the lease hands it on: nothing for kombu's emergency dump."""
+        tags = list(self._delivered)
+        self._delivered.clear()
+        self.channel.restore_owned(tags, client=client)
+        return []
+
+    def restore_visible(self, *args: Any, **kwargs: Any) -> None:
+        """Kombu's periodic sweep: also renew our leases, take over dead workers' jobs, and
+        retry the acks and re-queues that failed."""
+        self.channel.sweep_processing_lists()
+        try:
+            super().restore_visible(*args, **kwargs)
+        except self.channel.ResponseError as exc:
+            self.channel.trouble("the visibility sweep", exc)
 
 
 class Channel(KombuChannel):
@@ -121,7 +189,12 @@ class Channel(KombuChannel):
         self._no_ack_queues: set[str] = set()
         self._prepared = False
         self._renewed_at = float("-inf")  # monotonic time of our last lease renewal
+        self._healthy_since: float | None = None  # renewals have succeeded since then
+        self._fetch_paused_until = 0.0
+        self._trouble: _Episode | None = None
         self._warned_stock_fetch = False
+        #: Acks ("ack") and re-queues ("restore") that Redis refused, retried at each sweep.
+        self._unsettled: dict[str, str] = {}
         self._token = f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:12]}"
         #: Set of the delivery tags this channel holds unacked: taken over if its lease expires.
         self.owned_key = f"{OWNED_PREFIX}{self._token}"
@@ -161,13 +234,19 @@ class Channel(KombuChannel):
                 logger.warning("reliable fetch covers one queue per worker; %s: BRPOP", queues)
             super()._brpop_start(timeout)
             return
+        if monotonic() < self._fetch_paused_until:
+            return  # backing off after an error reply; the event loop calls again
         queue = queues[0]
-        self._release_processing_lists(keep=queue)  # queues no longer consumed (e.g. replies)
-        processing = self._processing_list(queue)
-        if monotonic() - self._renewed_at > self.fetch_lease / 3:
-            self._prepared = False  # never block on a list whose lease may have run out
-        if not self._prepared:
-            self._prepare(queue, processing)
+        try:
+            self._release_processing_lists(keep=queue)  # queues no longer consumed
+            processing = self._processing_list(queue)
+            if monotonic() - self._renewed_at > self.fetch_lease / 3:
+                self._prepared = False  # never block on a list whose lease may have run out
+            if not self._prepared:
+                self._prepare(queue, processing)
+        except self.ResponseError as exc:
+            self.trouble("a fetch", exc)
+            return
         if timeout is None:
             timeout = self.brpop_timeout
         self._fetching = queue, processing
@@ -178,9 +257,11 @@ class Channel(KombuChannel):
     def _prepare(self, queue: str, processing: str) -> None:
         """Renew the lease, return leftovers, promote lower priorities (before blocking)."""
         returned, *taken_over = self._run(
-            "prepare", keys=self._fetch_keys(processing, queue), args=[self.fetch_lease]
+            "prepare",
+            keys=self._fetch_keys(processing, queue),
+            args=[self.fetch_lease, self._may_take_over()],
         )
-        self._renewed_at = monotonic()
+        self._renewed()
         if returned:
             logger.warning("gave %d fetched, unclaimed message(s) back to %r", returned, queue)
         self._take_over(taken_over)
@@ -195,20 +276,33 @@ class Channel(KombuChannel):
                 item = self.client.parse_response(self.client.connection, "BLMOVE", **options)
             except self.connection_errors:
                 self.client.connection.disconnect()
-                self._prepared = False  # the reply may have been lost: return it next time
+                self._lost_reply()
                 raise
+            except self.ResponseError as exc:
+                self.trouble("a fetch", exc)
+                raise virtual.Empty() from None
             if item is None:
                 self._prepared = False  # idle: renew, and look at lower priorities next time
+                self._recovered()
                 raise virtual.Empty()
             try:
                 self._claim_and_deliver(*fetching, item)
+            except self.ResponseError as exc:
+                self._lost_reply()  # still in the processing list: the next prepare returns it
+                self.trouble("a claim", exc)
+                raise virtual.Empty() from None
             except Exception:
-                self._prepared = False  # if still in the processing list, the next fetch returns it
+                self._lost_reply()
                 raise
+            self._recovered()
             return True
         finally:
             self._in_poll = None
             self._flush_brpop_reauth()
+
+    def _lost_reply(self) -> None:
+        """A fetched message may wait in the processing list: the next prepare returns it."""
+        self._prepared = False
 
     def _claim_and_deliver(self, queue: str, processing: str, item: bytes) -> None:
         try:
@@ -221,9 +315,9 @@ class Channel(KombuChannel):
         claimed = self._run(
             "claim",
             keys=self._fetch_keys(processing, queue),
-            args=[self.fetch_lease, item, tag, time(), record],
+            args=[self.fetch_lease, item, tag, record],
         )
-        self._renewed_at = monotonic()
+        self._renewed()
         if not claimed:
             logger.warning("fetched message %s was given back to its queue meanwhile", tag)
             raise virtual.Empty()
@@ -245,7 +339,9 @@ class Channel(KombuChannel):
         return payload, str(properties["delivery_tag"]), record
 
     def _set_aside(self, processing: str, item: bytes, error: Exception) -> None:
-        self._run("reject", keys=[*self._shared_keys, processing, REJECTED_KEY], args=[item])
+        self._run(
+            "reject", keys=[*self._shared_keys, processing, REJECTED_KEY], args=[item, REJECTED_MAX]
+        )
         logger.error(
             "set aside a fetched item that is not a kombu message (%s: %s) in Redis list %r",
             type(error).__name__,
@@ -260,46 +356,121 @@ class Channel(KombuChannel):
         self._claimed_tag = None
         return True
 
+    # -- acks and re-queues --------------------------------------------------------------------
+
+    def settle(self, delivery_tag: str, *, requeue: bool) -> None:
+        """Ack (or re-queue) a job this channel holds. If Redis fails, the job stays unacked and
+        owned in Redis, and the next sweep tries again. A connection error is raised too, as
+        kombu does (Celery logs it); an error reply is not: Celery would stop the worker.
+
+        A job that finishes after its channel closed (Celery replaces the channel when the
+        connection drops, while the task threads run on) has nothing left to settle: the close
+        gave it back to its queue, or left it to the lease; kombu's own ack would raise here,
+        and Celery would stop the worker."""
+        if self.closed or self.connection is None:
+            logger.debug("job %s finished after its channel closed: not acked", delivery_tag)
+            return
+        try:
+            self._settle(delivery_tag, requeue)
+        except (*self.connection_errors, self.ResponseError) as exc:
+            self._unsettled[delivery_tag] = "restore" if requeue else "ack"
+            self.trouble("an ack" if not requeue else "a re-queue", exc)
+            if not isinstance(exc, self.ResponseError):
+                raise
+        else:
+            self._unsettled.pop(delivery_tag, None)
+
+    def _settle(self, delivery_tag: str, requeue: bool) -> None:
+        if not self.reliable_fetch:  # kombu's own records: no holders, no owned set
+            if requeue:
+                KombuQoS.restore_by_tag(self.qos, delivery_tag, leftmost=True)
+            else:
+                self.qos._remove_from_indices(delivery_tag).execute()
+            return
+        if requeue:
+            self.qos.restore_by_tag(delivery_tag, leftmost=True, owned=self.owned_key)
+        else:
+            self._run("ack", keys=[*self._shared_keys, self.owned_key], args=[delivery_tag])
+
+    def _settle_pending(self) -> None:
+        for tag, how in list(self._unsettled.items()):
+            self._settle(tag, how == "restore")
+            self._unsettled.pop(tag, None)
+
+    def restore_owned(self, tags: list[str], client: Any = None) -> None:
+        """Put these jobs of ours back in their queue; what fails stays for the lease."""
+        left = 0
+        for tag in tags:
+            try:
+                self.qos.restore_by_tag(tag, client=client, owned=self.owned_key)
+            except (*self.connection_errors, self.ResponseError):
+                left += 1
+        if left:
+            logger.warning("%d job(s) not restored now: the lease will hand them on", left)
+
     # -- leases --------------------------------------------------------------------------------
 
     def sweep_processing_lists(self) -> None:
-        """Renew this channel's leases; take over the lists and jobs of expired ones."""
+        """Renew this channel's leases; take over the lists and jobs of expired ones; retry the
+        acks and re-queues Redis refused."""
         if not self.reliable_fetch:
             return
         try:
-            returned, *taken_over = self._run("sweep", **self._renewal())
-        except (*self.connection_errors, self.ResponseError):
-            logger.warning("processing-list sweep skipped", exc_info=True)
+            returned, *taken_over = self._run(
+                "sweep", **self._renewal(only_tracked=False, take_over=self._may_take_over())
+            )
+            self._renewed()
+            self._settle_pending()
+        except (*self.connection_errors, self.ResponseError) as exc:
+            self._healthy_since = None
+            self.trouble("the processing-list sweep", exc)
             return
-        self._renewed_at = monotonic()
         if returned:
             logger.warning("gave %d message(s) fetched by lost workers back", returned)
         self._take_over(taken_over)
 
     def renew_leases(self) -> None:
         """The lease keeper's beat (its own thread): this channel is alive."""
-        if self._processing:
-            self._run("renew", **self._renewal())
-            self._renewed_at = monotonic()
+        if self._processing and not self.closed:
+            try:
+                self._run("renew", **self._renewal(only_tracked=True, take_over="0"))
+            except Exception:
+                self._healthy_since = None
+                raise
+            self._renewed()
 
-    def _renewal(self) -> dict[str, list[Any]]:
+    def _renewal(self, *, only_tracked: bool, take_over: str) -> dict[str, list[Any]]:
         processing = dict(self._processing)  # a copy: the event loop may change it meanwhile
+        flags = ["1" if only_tracked else "0", take_over]
         return {
             "keys": [*self._shared_keys, *processing.values()],
-            "args": [self.fetch_lease, self.owned_key, *processing],
+            "args": [self.fetch_lease, self.owned_key, *flags, *processing],
         }
+
+    def _renewed(self) -> None:
+        now = monotonic()
+        self._renewed_at = now
+        if self._healthy_since is None:
+            self._healthy_since = now
+
+    def _may_take_over(self) -> str:
+        """'1' once our own renewals have succeeded for half a lease: after a Redis-wide
+        outage every lease looks expired, and live workers need the time to renew theirs."""
+        since = self._healthy_since
+        return "1" if since is not None and monotonic() - since >= self.fetch_lease / 2 else "0"
 
     def _take_over(self, owned_and_tags: list[bytes]) -> None:
         """Put a lost worker's unacked jobs back in their queues now, not at the visibility
-        timeout, with kombu's own restore (a job acked or restored meanwhile is left alone);
-        then drop each from the lost worker's owned set. An error leaves the rest to the next
-        sweep: the lost worker's list stays tracked until its owned set is empty."""
+        timeout: each in one transaction that also drops it from the lost worker's owned set,
+        and only while that worker still holds it. An error leaves the rest to the next sweep:
+        the lost worker's list stays tracked until its owned set is empty."""
         pairs = list(zip(owned_and_tags[::2], owned_and_tags[1::2], strict=True))
         try:
             with self.conn_or_acquire() as client:
                 for owned, tag in pairs:
-                    self.qos.restore_by_tag(tag, client=client)
-                    client.srem(owned, tag)
+                    self.qos.restore_by_tag(
+                        bytes_to_str(tag), client=client, owned=bytes_to_str(owned)
+                    )
         except (*self.connection_errors, self.ResponseError):
             logger.warning("taking over a lost worker's jobs was cut short", exc_info=True)
             return
@@ -308,43 +479,49 @@ class Channel(KombuChannel):
                 "took over %d job(s) of a worker silent for %ss", len(pairs), self.fetch_lease
             )
 
+    # -- errors --------------------------------------------------------------------------------
+
+    def trouble(self, what: str, exc: Exception) -> None:
+        """Redis failed an operation (an error reply, a lost connection): back the fetch loop
+        off; log once per episode."""
+        episode = self._trouble
+        if episode is None:
+            episode = self._trouble = _Episode(monotonic())
+            logger.warning(
+                "Redis failed %s (%s: %s); backing off, the worker keeps running",
+                what,
+                type(exc).__name__,
+                exc,
+            )
+        episode.failures += 1
+        delay = min(FETCH_BACKOFF[1], FETCH_BACKOFF[0] * 2 ** min(episode.failures - 1, 10))
+        self._fetch_paused_until = monotonic() + delay
+
+    def _recovered(self) -> None:
+        episode, self._trouble = self._trouble, None
+        if episode is not None:
+            logger.warning(
+                "Redis answers again: fetching resumed after %.1fs (%d refusals)",
+                monotonic() - episode.started,
+                episode.failures,
+            )
+
+    # -- closing -------------------------------------------------------------------------------
+
     def close(self) -> None:
-        """Stop like kombu's channel (draining a reply in flight, restoring the jobs it holds),
-        then give our lists and leases up; if a job could not be restored, keep them, so that
-        the other workers take it over when the lease runs out."""
-        if self._in_poll:
-            self._closing = True
-            with contextlib.suppress(virtual.Empty):
-                self._brpop_read()
-        if self.closed:  # Celery closes a channel twice, the second time without connection
-            super().close()
-            return
+        """Kombu's close, nothing more (see the module docstring): the lease keeper stops, and
+        kombu restores the jobs the channel holds, through our ownership-checked restore.
+        What could not be restored, the lease hands on."""
         self._lease_keeper.stop()
-        client = self._create_client()  # kombu's close drops the channel's pools and connection
-        try:
-            super().close()
-            self._give_up_leases(client)
-        finally:
-            client.connection_pool.disconnect()
+        super().close()
 
-    def _give_up_leases(self, client: Any) -> None:
-        try:
-            held = client.scard(self.owned_key)
-            if held:
-                logger.warning("%d job(s) not restored at close: the lease will hand them on", held)
-                return
-            self._release_processing_lists(client=client)
-            client.delete(self.owned_key)
-        except (*self.connection_errors, self.ResponseError):
-            logger.warning("could not give the leases up; they will expire", exc_info=True)
-
-    def _release_processing_lists(self, keep: str | None = None, client: Any = None) -> None:
-        """Give back the lists of every queue but ``keep``; a lease expiry covers a failure."""
+    def _release_processing_lists(self, keep: str | None = None) -> None:
+        """Give back the lists of every queue but ``keep`` (no longer consumed by this live
+        channel, whose other lease covers its jobs); a lease expiry covers a failure."""
         for queue in [queue for queue in self._processing if queue != keep]:
             processing = self._processing.pop(queue)
             try:
-                keys = [*self._shared_keys, processing, queue]
-                self._run("release", keys=keys, args=[], client=client)
+                self._run("release", keys=[*self._shared_keys, processing, queue], args=[])
             except (*self.connection_errors, self.ResponseError):
                 logger.warning("could not release a processing list; its lease will expire")
 
@@ -366,18 +543,21 @@ class Channel(KombuChannel):
 
     @property
     def _shared_keys(self) -> list[str]:
-        """The first four keys of every script (see worker/fetch_scripts.py)."""
-        return [LEASES_KEY, SOURCES_KEY, OWNERS_KEY, self.unacked_key]
+        """The first six keys of every script (see worker/fetch_scripts.py)."""
+        return [
+            LEASES_KEY,
+            SOURCES_KEY,
+            OWNERS_KEY,
+            self.unacked_key,
+            HOLDERS_KEY,
+            self.unacked_index_key,
+        ]
 
     def _fetch_keys(self, processing: str, queue: str) -> list[str]:
-        """The keys of PREPARE and CLAIM: shared, processing, queue, owned, unacked index (used
-        by CLAIM only), then the queue's lower-priority lists."""
+        """The keys of PREPARE and CLAIM: shared, processing, queue, owned, then the queue's
+        lower-priority lists."""
         lower = [self._q_for_pri(queue, pri) for pri in self.priority_steps[1:]]
-        return [
-            *self._shared_keys,
-            *(processing, queue, self.owned_key, self.unacked_index_key),
-            *lower,
-        ]
+        return [*self._shared_keys, processing, queue, self.owned_key, *lower]
 
     def _processing_list(self, queue: str) -> str:
         if queue not in self._processing:
@@ -396,11 +576,21 @@ class Channel(KombuChannel):
             return self._scripts[script](keys=keys, args=args, client=client)
 
 
+class _Episode:
+    """One stretch of error replies from Redis: logged when it starts and when it ends."""
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.failures = 0
+
+
 class LeaseKeeper:
     """Renews a channel's leases from its own thread, a third of a lease apart.
 
     The event loop's sweeps renew them too, but a worker's event loop stops during a warm
-    shutdown while its threads finish their jobs, and a live worker must never look dead.
+    shutdown while its threads finish their jobs, and a live worker must never look dead. It
+    renews only lists still tracked in Redis, so a renewal racing the channel's close cannot
+    re-arm a released lease.
     """
 
     def __init__(self, channel: Channel) -> None:
@@ -419,9 +609,12 @@ class LeaseKeeper:
         self._stopped.set()
 
     def _beat(self) -> None:
-        while not self._stopped.wait(self._channel.fetch_lease / 3):
+        channel = self._channel
+        while not self._stopped.wait(channel.fetch_lease / 3):
             try:
-                self._channel.renew_leases()
+                channel.renew_leases()
+            except (*channel.connection_errors, channel.ResponseError) as exc:
+                channel.trouble("a lease renewal", exc)
             except Exception:
                 logger.warning("lease renewal failed; retrying", exc_info=True)
 
