@@ -36,8 +36,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Test files run in parallel (each xdist worker starts its own Redis, fake Z-API and worker):
+# the end-to-end tests mostly wait. PYTEST_WORKERS=0 runs them in one process.
+PYTEST_WORKERS ?= 4
+
 pytest: $(STAMP)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 
@@ -46,7 +50,7 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info .peers
 
 constraints: $(STAMP)
 	@echo "# Exact versions CI tests with and the Docker image installs (pip install -c)." > .ci/constraints.txt

@@ -7,11 +7,13 @@ import contextlib
 import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from celery import Celery
 
+from tasks.deadletter import DeadLetterStore
 from tests.conftest import CLIENT_TOKEN, INSTANCE_TOKEN
 from worker.dev.processes import WorkerProcess, stack_env
 from worker.dev.redis_server import RedisServer
@@ -43,7 +45,7 @@ class FaultStack:
             "worker_concurrency": "8",
             **settings,
         }
-        self._workers = 0
+        self.workers: list[WorkerProcess] = []
         self.finished_at: dict[str, float] = {}
         self._stack = contextlib.ExitStack()
 
@@ -63,10 +65,10 @@ class FaultStack:
 
     def worker(self, **settings: str) -> WorkerProcess:
         """Start one more worker; it is stopped when the stack closes."""
-        self._workers += 1
         env = {**self.env, **{k.upper(): v for k, v in settings.items()}}
-        process = WorkerProcess(env, self.logs / f"worker-{self._workers}.log")
-        return self._stack.enter_context(process)
+        process = WorkerProcess(env, self.logs / f"worker-{len(self.workers) + 1}.log")
+        self.workers.append(self._stack.enter_context(process))
+        return process
 
     def enqueue(self, bodies: list[dict[str, Any]]) -> list[str]:
         return [self.producer.send_task("zapi.order_status_update", args=[b]).id for b in bodies]
@@ -100,6 +102,60 @@ class FaultStack:
         while len(self.sim.requests()) < count and time.monotonic() < deadline:
             time.sleep(0.01)
         assert len(self.sim.requests()) >= count, "the fake Z-API saw too few requests"
+
+    def ledger(self, jobs: list[str], bodies: list[dict[str, Any]]) -> Ledger:
+        """Where every job ended, what Z-API received, and how the workers fared."""
+        ledger = Ledger(requests=len(self.sim.requests()))
+        state_redis = self.redis.client()
+        letters = DeadLetterStore(state_redis)
+        for job, body in zip(jobs, bodies, strict=True):
+            result = self.producer.AsyncResult(job)
+            state, outcome = result.state, result.result
+            letter = letters.get(job)
+            if state == "SUCCESS" and isinstance(outcome, dict):
+                ledger.delivered.append(job)
+                if outcome.get("ambiguousAttempts"):
+                    ledger.ambiguous.add(body["messageId"])
+            elif state == "FAILURE" and letter is not None:
+                ledger.dead.append(job)
+                if letter.ambiguous_attempts:
+                    ledger.ambiguous.add(body["messageId"])
+            elif state == "FAILURE":
+                ledger.vanished.append(job)
+            else:
+                ledger.unfinished.append(job)
+        state_redis.close()
+        time.sleep(2)  # a worker that is about to fail on the last acks: let it
+        ledger.duplicates = {m: n for m, n in self.delivered_per_message().items() if n > 1}
+        for worker in self.workers:
+            log = worker.log_text()
+            if not worker.running or "Unrecoverable error" in log:
+                ledger.exits.append(f"{worker.nodename}: {log[-2000:]}")
+        return ledger
+
+
+@dataclass
+class Ledger:
+    """Every job in exactly one place, and what it cost: the fault tests' account."""
+
+    requests: int
+    delivered: list[str] = field(default_factory=list)
+    dead: list[str] = field(default_factory=list)
+    unfinished: list[str] = field(default_factory=list)
+    vanished: list[str] = field(default_factory=list)
+    #: messageId -> how many times Z-API accepted it, where more than once.
+    duplicates: dict[str, int] = field(default_factory=dict)
+    #: messageIds whose job reported sends that may have reached Z-API unanswered.
+    ambiguous: set[str] = field(default_factory=set)
+    exits: list[str] = field(default_factory=list)
+
+    def assert_nothing_lost(self) -> None:
+        """No job vanished or stayed unfinished, no duplicate went unreported, no worker left."""
+        assert self.vanished == [], f"FAILURE without a dead letter: {self.vanished}"
+        assert self.unfinished == [], f"neither delivered nor dead: {self.unfinished}"
+        unreported = set(self.duplicates) - self.ambiguous
+        assert not unreported, f"sent twice, not reported ambiguous: {unreported}"
+        assert self.exits == [], "a worker exited:\n" + "\n".join(self.exits)
 
 
 @contextlib.contextmanager

@@ -114,7 +114,20 @@ class _Process(Managed):
             self.process.wait()
         self.stop()
 
+    def freeze(self) -> None:
+        """SIGSTOP the whole process group: a paused VM, a stalled host. ``thaw()`` resumes it."""
+        self._signal_group(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self._signal_group(signal.SIGCONT)
+
+    def _signal_group(self, signum: int) -> None:
+        if self.running:
+            assert self.process is not None
+            os.killpg(self.process.pid, signum)
+
     def close(self) -> None:
+        self.thaw()  # a frozen process would ignore SIGTERM until resumed
         self.stop()
 
 
