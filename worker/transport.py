@@ -155,10 +155,19 @@ class QoS(KombuQoS):
 
     def restore_unacked(self, client: Any = None) -> list[Any]:
         """At close: put this channel's jobs back. One that cannot be restored stays unacked and
-        owned in Redis, so the lease hands it on: nothing for kombu's emergency dump."""
+        owned in Redis, so the lease hands it on: nothing for kombu's emergency dump, and no
+        error out of a close (Celery would stop the worker; kombu's own restore raises an
+        AttributeError when the connection was released before the channel closed)."""
         tags = list(self._delivered)
         self._delivered.clear()
-        self.channel.restore_owned(tags, client=client)
+        try:
+            self.channel.restore_owned(tags, client=client)
+        except Exception as exc:  # noqa: BLE001 - a close must finish; the lease covers it
+            logger.warning(
+                "%d job(s) not restored at close (%s): the lease will hand them on",
+                len(tags),
+                type(exc).__name__,
+            )
         return []
 
     def restore_visible(self, *args: Any, **kwargs: Any) -> None:
