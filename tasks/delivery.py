@@ -268,7 +268,8 @@ class Execution:
     def _after_429(self, exc: ZapiRateLimitedError) -> NoReturn:
         """Pause the whole instance (longer at each 429 in a row) and come back after the
         pause, without using an attempt: Z-API refused to look at the request at all."""
-        pause = get_limiter().penalize(self._capped(exc.retry_after), rate_limited=True)
+        retry_after = self._capped(exc.retry_after)
+        pause = self._penalize(retry_after, rate_limited=True)
         self._check_time_budget(exc)
         self._log("deferred", 429, f"instance paused {pause:.2f}s: {exc.message}", logging.WARNING)
         self._defer(Deferral(pause, None, "Z-API is rate limiting (HTTP 429)"))
@@ -277,7 +278,7 @@ class Execution:
         """The backoff before the next attempt, or AttemptsExhaustedError when a budget is spent."""
         retry_after = self._capped(exc.retry_after)
         if retry_after is not None:
-            get_limiter().penalize(retry_after, rate_limited=False)
+            self._penalize(retry_after, rate_limited=False)
         if self.attempt >= self.settings.zapi_max_attempts:
             self._give_up(exc, status, "ZAPI_MAX_ATTEMPTS")
         left = self._check_time_budget(exc)
@@ -307,6 +308,16 @@ class Execution:
             message += f"; {self._ambiguity_note()}"
         self._log("gave-up", status, exc.message, logging.WARNING)
         raise AttemptsExhaustedError(message) from None
+
+    def _penalize(self, retry_after: float | None, *, rate_limited: bool) -> float:
+        """Pause the instance on every worker; if Redis fails, this job still waits."""
+        try:
+            return get_limiter().penalize(retry_after, rate_limited=rate_limited)
+        except redis.RedisError as exc:
+            logger.warning(
+                "job %s: instance pause not recorded (%s)", self.job_id, type(exc).__name__
+            )
+            return retry_after if retry_after is not None else self.settings.zapi_retry_backoff
 
     def _capped(self, retry_after: float | None) -> float | None:
         """Z-API's Retry-After, at most ZAPI_RETRY_BACKOFF_MAX; a longer wish is logged."""
