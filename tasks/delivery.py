@@ -38,8 +38,6 @@ from celery.utils.log import get_task_logger
 from config import Settings, get_settings
 from tasks.attempt_log import log_attempt
 from tasks.backoff import backoff_delay, capped_retry_after
-from tasks.client import get_client
-from tasks.deadletter import DeadLetter, DeadLetterStore
 from tasks.endpoints import Endpoint
 from tasks.errors import (
     AttemptsExhaustedError,
@@ -51,15 +49,17 @@ from tasks.errors import (
     ZapiRejectedError,
     ZapiTransportError,
 )
-from tasks.idempotency import Claim, ClaimState, IdempotencyStore, derive_key, owner_id
-from tasks.idempotency import with_ambiguity as result_with_ambiguity
-from tasks.pacing import Deferral, wait_for_slot
 from tasks.per_process import PerProcess
-from tasks.ratelimit import get_limiter
 from tasks.redaction import redact
 from tasks.schemas import OrderUpdate
-from tasks.store import get_redis
+from tasks.state.deadletter import DeadLetter, DeadLetterStore
+from tasks.state.idempotency import Claim, ClaimState, IdempotencyStore, derive_key, owner_id
+from tasks.state.idempotency import with_ambiguity as result_with_ambiguity
+from tasks.state.pacing import Deferral, wait_for_slot
+from tasks.state.ratelimit import get_limiter
+from tasks.state.store import get_redis
 from tasks.validation import validate_body
+from tasks.zapi.client import get_client
 
 logger = get_task_logger(__name__)
 

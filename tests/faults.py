@@ -13,7 +13,7 @@ from typing import Any
 
 from celery import Celery
 
-from tasks.deadletter import DeadLetterStore
+from tasks.state.deadletter import DeadLetterStore
 from tests.conftest import CLIENT_TOKEN, INSTANCE_TOKEN
 from worker.dev.processes import WorkerProcess, stack_env
 from worker.dev.redis_server import RedisServer

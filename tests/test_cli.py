@@ -16,7 +16,7 @@ import pytest
 import redis
 from celery import Celery
 
-from tasks.deadletter import LETTER_PREFIX, DeadLetter, DeadLetterStore
+from tasks.state.deadletter import LETTER_PREFIX, DeadLetter, DeadLetterStore
 from tests.bodies import unique_body
 from tests.conftest import MAX_ATTEMPTS, REDIS_PASSWORD, SECRETS
 from worker.dev.ports import free_port

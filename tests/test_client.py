@@ -8,9 +8,9 @@ import pytest
 from pydantic import SecretStr
 
 from config import ZapiCredentials
-from tasks.client import ZapiClient
 from tasks.endpoints import Endpoint
 from tasks.errors import ZapiRejectedError, ZapiTransportError
+from tasks.zapi.client import ZapiClient
 from tests.bodies import unique_body
 from worker.dev.ports import free_port
 from worker.dev.zapi_sim import Fault, ZapiSimulator

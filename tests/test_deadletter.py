@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from config import Settings
-from tasks.deadletter import (
+from tasks.state.deadletter import (
     INDEX_KEY,
     LEGACY_KEY,
     LETTER_PREFIX,
@@ -202,7 +202,8 @@ def test_the_old_hash_is_migrated_before_a_stores_first_command(
     assert store.get("ancient") is None  # older than the TTL: not kept
     assert store.dropped() == 1  # old-0, beyond the cap of 3
     left = 3600 - (time.time() - old[3].failed_at)  # a TTL counted from its failure
-    assert left - 5 < private_redis.pttl(LETTER_PREFIX + "old-3") / 1000 <= left
+    # Redis' clock and ours, and PTTL's rounding, may differ by a few milliseconds.
+    assert left - 5 < private_redis.pttl(LETTER_PREFIX + "old-3") / 1000 <= left + 0.05
     assert private_redis.ttl(INDEX_KEY) > 0
 
     # Once per store (a process keeps one): its later commands do not scan again.

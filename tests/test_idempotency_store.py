@@ -1,4 +1,4 @@
-"""Claims, sends in flight and replies (tasks/idempotency.py) against a real Redis."""
+"""Claims, sends in flight and replies (tasks/state/idempotency.py) against a real Redis."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from tasks.idempotency import AMBIGUOUS_FIELD, ClaimState, IdempotencyStore, with_ambiguity
+from tasks.state.idempotency import AMBIGUOUS_FIELD, ClaimState, IdempotencyStore, with_ambiguity
 from worker.dev.redis_server import RedisServer
 
 _instances = itertools.count()

@@ -10,7 +10,7 @@ import pytest
 import redis
 from kombu import Connection
 
-from tasks.ratelimit import RateLimiter
+from tasks.state.ratelimit import RateLimiter
 from worker.dev.redis_server import RedisServer
 from worker.fetch_scripts import LEASES_KEY
 from worker.transport import Channel, Transport

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from celery import Celery
 
-from tasks.ratelimit import RateLimiter
+from tasks.state.ratelimit import RateLimiter
 from tests.bodies import unique_body
 from tests.conftest import CLIENT_TOKEN, INSTANCE_TOKEN
 from worker.dev.metrics import rate_figures

@@ -13,7 +13,7 @@ from tasks.errors import (
     ZapiRejectedError,
     ZapiUnavailableError,
 )
-from tasks.responses import interpret
+from tasks.zapi.responses import interpret
 
 SECRET = "client-token-value-123"
 

@@ -19,12 +19,12 @@ import click
 import redis
 
 from config import ConfigurationError, Settings, get_settings
-from tasks.deadletter import DeadLetter, DeadLetterStore
 from tasks.endpoints import Endpoint
 from tasks.errors import InvalidBodyError
 from tasks.producer import Producer
 from tasks.redaction import mask_phone, redact
-from tasks.store import connect
+from tasks.state.deadletter import DeadLetter, DeadLetterStore
+from tasks.state.store import connect
 from worker.fetch_scripts import REJECTED_KEY
 from worker.redis_checks import maxmemory_policy, policy_problem, redis_roles
 

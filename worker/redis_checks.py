@@ -18,7 +18,7 @@ import redis
 
 from config import Settings
 from tasks.redaction import redact
-from tasks.store import connect
+from tasks.state.store import connect
 
 logger = logging.getLogger(__name__)
 

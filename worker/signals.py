@@ -18,9 +18,9 @@ from celery.signals import (
 )
 
 from config import ConfigurationError, get_settings
-from tasks.client import close_client, get_client
-from tasks.ratelimit import get_limiter
-from tasks.store import close_redis
+from tasks.state.ratelimit import get_limiter
+from tasks.state.store import close_redis
+from tasks.zapi.client import close_client, get_client
 from worker.logging import install_redaction, use_json_format
 from worker.redis_checks import warn_if_evicting
 

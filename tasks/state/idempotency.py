@@ -33,7 +33,7 @@ from typing import Any
 
 import redis
 
-from tasks.store import KEY_PREFIX
+from tasks.state.store import KEY_PREFIX
 
 #: The reply's extra field when some send before it may have been delivered too.
 AMBIGUOUS_FIELD = "ambiguousAttempts"

@@ -1,27 +1,16 @@
-"""The Z-API HTTP client: one pooled ``httpx.Client`` per worker process.
+"""One overall deadline per request to Z-API, and knowing whether the request left.
 
-Creating a client per job would pay a TCP and TLS handshake for every send; one shared
-client keeps connections alive across jobs and threads (``httpx.Client`` is thread-safe).
-The instance token sits in the URL path, so nothing here ever formats the URL into a
-message: transport errors are re-raised with their class name and a redacted text only.
+httpx's timeouts apply to each operation (waiting for a pooled connection, connecting, each
+write, each socket read), so a server trickling its answer a byte at a time, or a slow connect
+followed by a slow answer, could hold one request far longer than ``connect_timeout + timeout``.
+The idempotency claim in Redis is sized from that sum, so a request must not outlive it.
 
-Two properties of one send (:meth:`ZapiClient.send`):
-
-* **One overall deadline.** httpx's timeouts apply to each operation (waiting for a pooled
-  connection, connecting, each write, each socket read), so a server trickling its answer a
-  byte at a time, or a slow connect followed by a slow answer, could hold one request far
-  longer than ``connect_timeout + timeout``. The idempotency claim in Redis is sized from that
-  sum (:attr:`ZapiClient.deadline`), so a request must not outlive it. ``send()`` records the
-  deadline in a context variable (per thread: the worker's threads each run one send);
-  :class:`DeadlineTransport` caps the wait for a pooled connection, and
-  :class:`DeadlineBackend` caps name resolution, connect, TLS handshake, every write and every
-  read at the time left, raising httpcore's timeout exceptions once none is left. No request
-  byte is written after the deadline.
-* **Ambiguous sends.** The same context records whether any byte of the request was handed
-  to the socket. A failure before that (DNS, refused, connect or pool timeout) means Z-API
-  certainly did not get the request; a failure after it (no answer in time, connection reset
-  or closed, a malformed answer) means Z-API may have delivered it: the
-  :class:`~tasks.errors.ZapiTransportError` is then ``ambiguous`` and says so.
+:func:`deadline_of_send` records the deadline in a context variable (per thread: the worker's
+threads each run one send); :class:`DeadlineTransport` caps the wait for a pooled connection,
+and :class:`DeadlineBackend` caps name resolution, connect, TLS handshake, every write and every
+read at the time left, raising httpcore's timeout exceptions once none is left. No request byte
+is written after the deadline. The same state records whether any byte of the request was
+handed to the socket (:attr:`SendState.written`): after that, Z-API may have received it.
 """
 
 from __future__ import annotations
@@ -29,9 +18,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import ipaddress
-import json
-import logging
-import re
 import socket
 import ssl
 import threading
@@ -43,30 +29,9 @@ from typing import Any
 import httpcore
 import httpx
 
-from config import Settings, ZapiCredentials, get_settings
-from tasks.endpoints import Endpoint
-from tasks.errors import ZapiTransportError
-from tasks.per_process import PerProcess
-from tasks.redaction import redact
-from tasks.responses import interpret
-from tasks.schemas import ZapiReply
-
-USER_AGENT = "zapi-queue/0.1"
-
-# httpx logs every request URL (with the instance token in it) at INFO. Keep it quiet;
-# worker.logging also installs a redacting filter as a second line of defence.
-logging.getLogger("httpx").setLevel(logging.WARNING)
-
 # httpx writes a request's headers and body separately; with Nagle's algorithm the body then
 # waits for the server's delayed ACK (up to 40 ms) on a reused connection.
-_SOCKET_OPTIONS: list[tuple[int, int, int]] = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
-
-# Failures that happen before a request can have been written, for a transport whose writes we
-# do not see (a custom ``transport=``): every other failure is taken as ambiguous.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
-
-# httpx's own errors carry no URL, but a custom transport's may: never put one in a message.
-_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
+SOCKET_OPTIONS: list[tuple[int, int, int]] = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 
 
 @dataclass(slots=True)
@@ -269,7 +234,7 @@ class DeadlineTransport(httpx.HTTPTransport):
         self,
         *,
         limits: httpx.Limits,
-        socket_options: Iterable[tuple[int, int, int]] = _SOCKET_OPTIONS,
+        socket_options: Iterable[tuple[int, int, int]] = SOCKET_OPTIONS,
         network_backend: httpcore.NetworkBackend | None = None,
     ) -> None:
         ssl_context = httpx.create_ssl_context()  # verify=True: certifi's CAs, or SSL_CERT_FILE
@@ -278,7 +243,7 @@ class DeadlineTransport(httpx.HTTPTransport):
         if not isinstance(getattr(self, "_pool", None), httpcore.ConnectionPool):
             raise TypeError(
                 "httpx.HTTPTransport no longer keeps its httpcore.ConnectionPool in _pool: "
-                "tasks.client.DeadlineTransport must be adapted to this httpx version"
+                "tasks.zapi.client.DeadlineTransport must be adapted to this httpx version"
             )
         self._pool.close()  # holds no connection yet; closed for tidiness
         self._pool = httpcore.ConnectionPool(
@@ -312,132 +277,12 @@ class DeadlineTransport(httpx.HTTPTransport):
             raise
 
 
-class ZapiClient:
-    """Sends order updates to one Z-API instance and classifies every answer.
-
-    Each :meth:`send` ends within :attr:`deadline` (``connect_timeout + timeout``) seconds,
-    waiting for a pooled connection included, and its transport errors say whether the
-    request may have reached Z-API (``ZapiTransportError.ambiguous``).
-
-    ``transport``: a custom httpx transport (tests) replaces :class:`DeadlineTransport`, and
-    with it the overall deadline (only httpx's per-operation timeouts apply) and the tracking
-    of written bytes: ambiguity is then inferred from the exception type (connect errors, connect
-    and pool timeouts are not ambiguous; everything else is).
-    """
-
-    def __init__(
-        self,
-        base_url: str,
-        credentials: ZapiCredentials,
-        *,
-        timeout: float = 15.0,
-        connect_timeout: float = 5.0,
-        max_connections: int = 100,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        self._credentials = credentials
-        self._secrets = credentials.secrets()
-        self._timeout = timeout
-        self._connect_timeout = connect_timeout
-        self._deadline = connect_timeout + timeout
-        limits = httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
-        )
-        self._tracks_sends = transport is None
-        if transport is None:
-            transport = DeadlineTransport(limits=limits)
-        self._http = httpx.Client(
-            base_url=base_url.rstrip("/"),
-            headers={
-                "Client-Token": credentials.client_token.get_secret_value(),
-                "Content-Type": "application/json",
-                "Accept": "application/json",
-                "User-Agent": USER_AGENT,
-            },
-            timeout=httpx.Timeout(timeout, connect=connect_timeout),
-            limits=limits,
-            follow_redirects=False,
-            transport=transport,
-        )
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> ZapiClient:
-        return cls(
-            settings.zapi_url,
-            settings.zapi_credentials(),
-            timeout=settings.zapi_timeout,
-            connect_timeout=settings.zapi_connect_timeout,
-            max_connections=settings.worker_concurrency,
-        )
-
-    @property
-    def deadline(self) -> float:
-        """Seconds one :meth:`send` may last at most: ``connect_timeout + timeout``."""
-        return self._deadline
-
-    def __repr__(self) -> str:
-        return f"<ZapiClient instance={self._credentials.instance_id!r}>"
-
-    def send(self, endpoint: Endpoint, body: dict[str, Any]) -> ZapiReply:
-        """POST ``body`` to ``endpoint``; return Z-API's reply or raise a ZapiQueueError.
-
-        Returns or raises within :attr:`deadline` seconds. A transport failure raises
-        :class:`~tasks.errors.ZapiTransportError`, ``ambiguous`` when the request was written.
-        """
-        token = self._credentials.instance_token.get_secret_value()
-        path = f"/instances/{self._credentials.instance_id}/token/{token}/{endpoint.value}"
-        content = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-        state = SendState(deadline=time.monotonic() + self._deadline)
-        context_token = _current_send.set(state)
-        try:
-            response = self._http.post(path, content=content)
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc, state) from None
-        finally:
-            _current_send.reset(context_token)
-        return interpret(response.status_code, response.headers, response.content, self._secrets)
-
-    def _transport_error(self, exc: httpx.HTTPError, state: SendState) -> ZapiTransportError:
-        """The secret-free error for a failed send: what happened, and whether it was sent."""
-        name = type(exc).__name__
-        ambiguous = state.written if self._tracks_sends else not isinstance(exc, _NOT_SENT)
-        if isinstance(exc, httpx.TimeoutException):
-            if state.expired:
-                limit = f"deadline {self._deadline:g}s"
-            elif isinstance(exc, httpx.ConnectTimeout):
-                limit = f"connect timeout {self._connect_timeout:g}s"
-            else:
-                limit = f"timeout {self._timeout:g}s"
-            if ambiguous:
-                message = (
-                    f"no answer from Z-API in time after the request was sent ({name}, {limit}): "
-                    "it may have been delivered"
-                )
-            else:
-                message = f"could not reach Z-API in time ({name}, {limit}): it was not sent"
-        else:
-            detail = _URL.sub("<url>", redact(str(exc), self._secrets)) or "no detail"
-            if ambiguous:
-                message = (
-                    f"lost the connection to Z-API after the request was sent ({name}: "
-                    f"{detail}): it may have been delivered"
-                )
-            else:
-                message = f"could not reach Z-API: {name}: {detail} (it was not sent)"
-        return ZapiTransportError(message, ambiguous=ambiguous)
-
-    def close(self) -> None:
-        self._http.close()
-
-
-_client = PerProcess(lambda: ZapiClient.from_settings(get_settings()), ZapiClient.close)
-
-
-def get_client() -> ZapiClient:
-    """The process-wide client, created on first use (after any fork)."""
-    return _client.get()
-
-
-def close_client() -> None:
-    """Close the process-wide client (worker shutdown)."""
-    _client.close()
+@contextlib.contextmanager
+def deadline_of_send(seconds: float) -> Iterator[SendState]:
+    """Within this block, the current thread's request ends within ``seconds``."""
+    state = SendState(deadline=time.monotonic() + seconds)
+    token = _current_send.set(state)
+    try:
+        yield state
+    finally:
+        _current_send.reset(token)

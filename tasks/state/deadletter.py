@@ -35,7 +35,7 @@ from typing import Any
 import redis
 
 from config import Settings
-from tasks.store import KEY_PREFIX
+from tasks.state.store import KEY_PREFIX
 
 logger = logging.getLogger(__name__)
 

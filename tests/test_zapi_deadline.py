@@ -19,16 +19,16 @@ import pytest
 from pydantic import SecretStr
 
 from config import Settings, ZapiCredentials
-from tasks.client import (
+from tasks.endpoints import Endpoint
+from tasks.errors import TransientError, ZapiTransportError
+from tasks.zapi.client import ZapiClient
+from tasks.zapi.deadline import (
     DeadlineBackend,
     DeadlineStream,
     DeadlineTransport,
     SendState,
-    ZapiClient,
     _current_send,
 )
-from tasks.endpoints import Endpoint
-from tasks.errors import TransientError, ZapiTransportError
 from tests.bodies import unique_body
 from tests.conftest import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN
 from worker.dev.ports import free_port

@@ -29,7 +29,7 @@ import redis
 
 from config import get_settings
 from tasks.per_process import PerProcess
-from tasks.store import KEY_PREFIX, get_redis
+from tasks.state.store import KEY_PREFIX, get_redis
 
 # Scripts that write after TIME call redis.replicate_commands() first: Redis 6.2 configured with
 # lua-replicate-commands off refuses writes after a non-deterministic command (a no-op on 7).

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from tasks.ratelimit import RateLimiter, SlotCheck
+from tasks.state.ratelimit import RateLimiter, SlotCheck
 
 #: Slot look-ups in one execution before the job is re-scheduled instead (contention).
 MAX_SLOT_ROUNDS = 4

@@ -1,0 +1,175 @@
+"""The Z-API HTTP client: one pooled ``httpx.Client`` per worker process.
+
+Creating a client per job would pay a TCP and TLS handshake for every send; one shared
+client keeps connections alive across jobs and threads (``httpx.Client`` is thread-safe).
+The instance token sits in the URL path, so nothing here ever formats the URL into a
+message: transport errors are re-raised with their class name and a redacted text only.
+
+Two properties of one send (:meth:`ZapiClient.send`), from :mod:`tasks.zapi.deadline`:
+
+* **One overall deadline**, ``connect_timeout + timeout`` (:attr:`ZapiClient.deadline`), for
+  everything the request does: the idempotency claim in Redis is sized from it.
+* **Ambiguous sends.** A failure before any byte of the request was written (DNS, refused,
+  connect or pool timeout) means Z-API certainly did not get the request; a failure after it
+  (no answer in time, connection reset or closed, a malformed answer) means Z-API may have
+  delivered it: the :class:`~tasks.errors.ZapiTransportError` is then ``ambiguous`` and says so.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any
+
+import httpx
+
+from config import Settings, ZapiCredentials, get_settings
+from tasks.endpoints import Endpoint
+from tasks.errors import ZapiTransportError
+from tasks.per_process import PerProcess
+from tasks.redaction import redact
+from tasks.schemas import ZapiReply
+from tasks.zapi.deadline import DeadlineTransport, SendState, deadline_of_send
+from tasks.zapi.responses import interpret
+
+USER_AGENT = "zapi-queue/0.1"
+
+# httpx logs every request URL (with the instance token in it) at INFO. Keep it quiet;
+# worker.logging also installs a redacting filter as a second line of defence.
+logging.getLogger("httpx").setLevel(logging.WARNING)
+
+# Failures that happen before a request can have been written, for a transport whose writes we
+# do not see (a custom ``transport=``): every other failure is taken as ambiguous.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+# httpx's own errors carry no URL, but a custom transport's may: never put one in a message.
+_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
+
+
+class ZapiClient:
+    """Sends order updates to one Z-API instance and classifies every answer.
+
+    Each :meth:`send` ends within :attr:`deadline` (``connect_timeout + timeout``) seconds,
+    waiting for a pooled connection included, and its transport errors say whether the
+    request may have reached Z-API (``ZapiTransportError.ambiguous``).
+
+    ``transport``: a custom httpx transport (tests) replaces :class:`DeadlineTransport`, and
+    with it the overall deadline (only httpx's per-operation timeouts apply) and the tracking
+    of written bytes: ambiguity is then inferred from the exception type (connect errors, connect
+    and pool timeouts are not ambiguous; everything else is).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        credentials: ZapiCredentials,
+        *,
+        timeout: float = 15.0,
+        connect_timeout: float = 5.0,
+        max_connections: int = 100,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._credentials = credentials
+        self._secrets = credentials.secrets()
+        self._timeout = timeout
+        self._connect_timeout = connect_timeout
+        self._deadline = connect_timeout + timeout
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
+        self._tracks_sends = transport is None
+        if transport is None:
+            transport = DeadlineTransport(limits=limits)
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers={
+                "Client-Token": credentials.client_token.get_secret_value(),
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+                "User-Agent": USER_AGENT,
+            },
+            timeout=httpx.Timeout(timeout, connect=connect_timeout),
+            limits=limits,
+            follow_redirects=False,
+            transport=transport,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ZapiClient:
+        return cls(
+            settings.zapi_url,
+            settings.zapi_credentials(),
+            timeout=settings.zapi_timeout,
+            connect_timeout=settings.zapi_connect_timeout,
+            max_connections=settings.worker_concurrency,
+        )
+
+    @property
+    def deadline(self) -> float:
+        """Seconds one :meth:`send` may last at most: ``connect_timeout + timeout``."""
+        return self._deadline
+
+    def __repr__(self) -> str:
+        return f"<ZapiClient instance={self._credentials.instance_id!r}>"
+
+    def send(self, endpoint: Endpoint, body: dict[str, Any]) -> ZapiReply:
+        """POST ``body`` to ``endpoint``; return Z-API's reply or raise a ZapiQueueError.
+
+        Returns or raises within :attr:`deadline` seconds. A transport failure raises
+        :class:`~tasks.errors.ZapiTransportError`, ``ambiguous`` when the request was written.
+        """
+        token = self._credentials.instance_token.get_secret_value()
+        path = f"/instances/{self._credentials.instance_id}/token/{token}/{endpoint.value}"
+        content = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        with deadline_of_send(self._deadline) as state:
+            try:
+                response = self._http.post(path, content=content)
+            except httpx.HTTPError as exc:
+                raise self._transport_error(exc, state) from None
+        return interpret(response.status_code, response.headers, response.content, self._secrets)
+
+    def _transport_error(self, exc: httpx.HTTPError, state: SendState) -> ZapiTransportError:
+        """The secret-free error for a failed send: what happened, and whether it was sent."""
+        name = type(exc).__name__
+        ambiguous = state.written if self._tracks_sends else not isinstance(exc, _NOT_SENT)
+        if isinstance(exc, httpx.TimeoutException):
+            if state.expired:
+                limit = f"deadline {self._deadline:g}s"
+            elif isinstance(exc, httpx.ConnectTimeout):
+                limit = f"connect timeout {self._connect_timeout:g}s"
+            else:
+                limit = f"timeout {self._timeout:g}s"
+            if ambiguous:
+                message = (
+                    f"no answer from Z-API in time after the request was sent ({name}, {limit}): "
+                    "it may have been delivered"
+                )
+            else:
+                message = f"could not reach Z-API in time ({name}, {limit}): it was not sent"
+        else:
+            detail = _URL.sub("<url>", redact(str(exc), self._secrets)) or "no detail"
+            if ambiguous:
+                message = (
+                    f"lost the connection to Z-API after the request was sent ({name}: "
+                    f"{detail}): it may have been delivered"
+                )
+            else:
+                message = f"could not reach Z-API: {name}: {detail} (it was not sent)"
+        return ZapiTransportError(message, ambiguous=ambiguous)
+
+    def close(self) -> None:
+        self._http.close()
+
+
+_client = PerProcess(lambda: ZapiClient.from_settings(get_settings()), ZapiClient.close)
+
+
+def get_client() -> ZapiClient:
+    """The process-wide client, created on first use (after any fork)."""
+    return _client.get()
+
+
+def close_client() -> None:
+    """Close the process-wide client (worker shutdown)."""
+    _client.close()
