@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from celery import Celery
 
 from worker.dev.processes import WorkerProcess, stack_env
@@ -80,3 +81,18 @@ def producer(worker_env: dict[str, str]) -> Iterator[Celery]:
     )
     yield app
     app.close()
+
+
+@pytest.fixture(scope="module")
+def strict_lua_redis() -> Iterator[RedisServer]:
+    """A Redis 6.2 with ``lua-replicate-commands no``: it refuses a write after TIME in a script
+    that did not ask for effects replication. Skipped on Redis 7, which always replicates them."""
+    with RedisServer() as server:
+        client = server.client()
+        try:
+            client.config_set("lua-replicate-commands", "no")
+        except redis.ResponseError:
+            pytest.skip("this Redis always replicates script effects (Redis 7 and later)")
+        finally:
+            client.close()
+        yield server

@@ -212,21 +212,18 @@ def test_the_old_hash_is_migrated_before_a_stores_first_command(
     assert calls(private_redis, "hscan") == 1
 
 
-def test_the_scripts_run_on_a_redis_without_script_effects_replication() -> None:
+def test_the_scripts_run_on_a_redis_without_script_effects_replication(
+    strict_lua_redis: RedisServer,
+) -> None:
     """Redis 6.2 with lua-replicate-commands off refuses a write after TIME unless the script
     asks for effects replication first (see tests/test_lua_compat.py)."""
-    with RedisServer() as server:
-        client = server.client()
-        try:
-            client.config_set("lua-replicate-commands", "no")
-        except redis.ResponseError:
-            pytest.skip("this Redis always replicates script effects (Redis 7 and later)")
-        store = DeadLetterStore(client, max_letters=1)
-        store.add(letter("a"))
-        store.add(letter("b"))
-        assert store.count() == 1
-        assert store.dropped() == 1
-        client.close()
+    client = strict_lua_redis.client()
+    store = DeadLetterStore(client, max_letters=1)
+    store.add(letter("a"))
+    store.add(letter("b"))
+    assert store.count() == 1
+    assert store.dropped() == 1
+    client.close()
 
 
 def test_defaults_are_the_settings_defaults() -> None:

@@ -4,29 +4,12 @@ first; these tests run every such script on a server configured that way."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-import redis
 from kombu import Connection
 
 from tasks.state.ratelimit import RateLimiter
 from worker.dev.redis_server import RedisServer
 from worker.fetch_scripts import LEASES_KEY
 from worker.transport import Channel, Transport
-
-
-@pytest.fixture(scope="module")
-def strict_lua_redis() -> Iterator[RedisServer]:
-    with RedisServer() as server:
-        client = server.client()
-        try:
-            client.config_set("lua-replicate-commands", "no")
-        except redis.ResponseError:
-            pytest.skip("this Redis always replicates script effects (Redis 7 and later)")
-        finally:
-            client.close()
-        yield server
 
 
 def test_the_rate_limiter_scripts_run(strict_lua_redis: RedisServer) -> None:

@@ -50,11 +50,15 @@ local function abandoned_to_ambiguous(owner)
   end
   return tonumber(redis.call('HGET', KEYS[3], 'ambiguous') or '0')
 end
-local function take_claim(owner, lease_ms)
+-- The outcome when this execution must not send: {1, reply} if the key was delivered, {2, holder}
+-- if another execution holds the claim. Otherwise takes (or renews) the claim and returns nil.
+local function delivered_or_held(owner, lease_ms)
+  local reply = redis.call('GET', KEYS[1])
+  if reply then return {1, reply} end
   local holder = redis.call('GET', KEYS[2])
-  if holder and holder ~= owner then return holder end
+  if holder and holder ~= owner then return {2, holder} end
   redis.call('SET', KEYS[2], owner, 'PX', lease_ms)
-  return false
+  return nil
 end
 """
 
@@ -63,10 +67,8 @@ end
 _CLAIM = (
     _LIBRARY
     + """
-local reply = redis.call('GET', KEYS[1])
-if reply then return {1, reply} end
-local holder = take_claim(ARGV[1], ARGV[2])
-if holder then return {2, holder} end
+local done = delivered_or_held(ARGV[1], ARGV[2])
+if done then return done end
 return {0, tostring(abandoned_to_ambiguous(ARGV[1]))}
 """
 )
@@ -76,10 +78,8 @@ return {0, tostring(abandoned_to_ambiguous(ARGV[1]))}
 _BEFORE_SEND = (
     _LIBRARY
     + """
-local reply = redis.call('GET', KEYS[1])
-if reply then return {1, reply} end
-local holder = take_claim(ARGV[1], ARGV[2])
-if holder then return {2, holder} end
+local done = delivered_or_held(ARGV[1], ARGV[2])
+if done then return done end
 local ambiguous = abandoned_to_ambiguous(ARGV[1])
 redis.call('HSET', KEYS[3], 'inflight', ARGV[1])
 redis.call('EXPIRE', KEYS[3], ARGV[3])
