@@ -431,7 +431,6 @@ class Channel(KombuChannel):
             self._renewed()
             self._settle_pending()
         except (*self.connection_errors, self.ResponseError) as exc:
-            self._healthy_since = None
             self.trouble("the processing-list sweep", exc)
             return
         if returned:
@@ -441,11 +440,7 @@ class Channel(KombuChannel):
     def renew_leases(self) -> None:
         """The lease keeper's beat (its own thread): this channel is alive."""
         if self._processing and not self.closed:
-            try:
-                self._run("renew", **self._renewal(only_tracked=True, take_over="0"))
-            except Exception:
-                self._healthy_since = None
-                raise
+            self._run("renew", **self._renewal(only_tracked=True, take_over="0"))
             self._renewed()
 
     def _renewal(self, *, only_tracked: bool, take_over: str) -> dict[str, list[Any]]:
@@ -492,7 +487,9 @@ class Channel(KombuChannel):
 
     def trouble(self, what: str, exc: Exception) -> None:
         """Redis failed an operation (an error reply, a lost connection): back the fetch loop
-        off; log once per episode."""
+        off; log once per episode. Takeovers wait until renewals have succeeded again for half
+        a lease (see :meth:`_may_take_over`)."""
+        self._healthy_since = None
         episode = self._trouble
         if episode is None:
             episode = self._trouble = _Episode(monotonic())
