@@ -97,3 +97,26 @@ def test_a_worker_frozen_past_its_lease_then_resumed_loses_and_duplicates_nothin
     ledger.assert_nothing_lost()
     assert len(ledger.delivered) == len(jobs)
     assert took_over
+
+
+def test_a_redis_outage_longer_than_the_lease_loses_and_duplicates_nothing(
+    tmp_path: Path,
+) -> None:
+    """Redis down for 30 s (many leases, longer than the state client's own retries), jobs in
+    flight: workers reconnect by themselves, replies wait to be recorded, and no lease looks
+    expired to a worker that has not renewed its own yet."""
+    with fault_stack(tmp_path) as stack:
+        stack.sim.latency = 0.5
+        stack.worker()
+        stack.worker()
+        bodies = bodies_for(40)
+        jobs = stack.enqueue(bodies)
+        stack.wait_for_requests(8)
+        stack.redis.stop()  # SIGTERM: the AOF is written, as a restart would
+        time.sleep(30)
+        stack.redis.start()
+        stack.wait_all(jobs, timeout=150)
+        ledger = stack.ledger(jobs, bodies)
+
+    ledger.assert_nothing_lost()
+    assert len(ledger.delivered) == len(jobs)

@@ -64,6 +64,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         **broker_transport_config(broker_url),
         "result_backend": settings.celery_result_backend.get_secret_value(),
         "broker_connection_retry_on_startup": True,
+        # Celery gives up reconnecting after 100 tries (about 50 min) and stops the worker; a
+        # worker must ride out a Redis outage of any length and resume by itself.
+        "broker_connection_max_retries": None,
         "broker_transport_options": {
             "visibility_timeout": visibility_timeout,
             "unacked_restore_interval": restore_interval,
