@@ -5,13 +5,15 @@
     ZapiQueueError
     ├── PermanentError            the job cannot succeed as it is: fail at once, never retry
     │   ├── InvalidBodyError      the body broke the schema; the message names every field
-    │   └── ZapiRejectedError     Z-API refused it (4xx, or a 200 that carries an error)
+    │   ├── ZapiRejectedError     Z-API refused it (4xx, or a 200 that carries an error)
+    │   └── StaleUpdateError      it would move its order backward: not sent, not a dead letter
     ├── TransientError            the same job may succeed later: retry with backoff
     │   ├── ZapiUnavailableError  Z-API answered 408, 425 or 5xx
     │   ├── ZapiRateLimitedError  Z-API answered 429
     │   └── ZapiTransportError    timeout, connection refused or reset (``ambiguous`` when
     │                             the request was sent, so Z-API may have delivered it)
-    └── AttemptsExhaustedError    transient failures until ZAPI_MAX_ATTEMPTS ran out
+    └── AttemptsExhaustedError    transient failures until the budget ran out (ZAPI_MAX_ATTEMPTS
+                                  or ZAPI_GIVE_UP_AFTER)
 
 Celery stores a failed job's exception in the result backend as its class name and its
 ``args``; a producer without our code gets an exception of the same name whose text is
@@ -47,6 +49,12 @@ class ZapiRejectedError(PermanentError):
     def __init__(self, message: str, *, status_code: int | None = None) -> None:
         super().__init__(message)
         self.status_code = status_code
+
+
+class StaleUpdateError(PermanentError):
+    """The update is behind what its order already showed the customer (a status or payment
+    status earlier in the order's life, or an older ``sequence``). Nothing was sent, and there
+    is nothing to replay: ``kwargs={"force": True}`` sends such an update anyway."""
 
 
 class TransientError(ZapiQueueError):

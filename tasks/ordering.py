@@ -1,0 +1,151 @@
+"""One order, one timeline: which updates belong together, and which would go backward.
+
+An update belongs to the order named by its Z-API instance and ``orderRequestId`` (both
+endpoints carry it); status and payment updates of one order share one timeline, and an
+order's state is the pair (``orderStatus``, ``paymentStatus``) that both endpoints carry.
+
+Forward only, against what the order last showed the customer:
+
+* ``orderStatus`` moves pending -> processing -> shipped -> completed, or to canceled from any
+  state but completed; completed and canceled are final;
+* ``paymentStatus`` moves pending -> paid;
+* the same state again (a new ``message`` for ``shipped``) is allowed;
+* an update whose ``sequence`` is older than the last delivered one is behind too.
+
+This module is the pure part (rules, message inspection); the per-order state in Redis is
+:mod:`tasks.state.orders`, and :mod:`tasks.delivery` puts both together.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from tasks.errors import InvalidBodyError
+
+ORDER_STATUS_RANK = {"pending": 0, "processing": 1, "shipped": 2, "completed": 3}
+PAYMENT_STATUS_RANK = {"pending": 0, "paid": 1}
+FINAL_ORDER_STATUSES = frozenset({"completed", "canceled"})
+
+#: The task names whose jobs are order updates (the public contract's names).
+ORDER_TASKS = frozenset({"zapi.order_status_update", "zapi.order_payment_update"})
+#: Prefix of the order book's keys (tasks/state/orders.py documents them and their TTL).
+ORDER_PREFIX = "zapi-queue:order:"
+#: ZAPI_ORDER_TTL's default: 30 days.
+DEFAULT_ORDER_TTL = 30 * 86_400
+
+
+def order_keys(instance_id: str, order: str) -> tuple[str, str, str]:
+    """The line, jobs and state keys of ``order`` (an ``orderRequestId``) of an instance."""
+    base = f"{ORDER_PREFIX}{instance_id}:{order}"
+    return base + ":line", base + ":jobs", base + ":state"
+
+
+def register_in_line(
+    pipe: Any, keys: tuple[str, str, str], job: str, position: int, ttl: int
+) -> None:
+    """Queue on a Redis pipeline what puts ``job`` in its order's line at ``position`` (unless
+    it is there): a producer does it in the round trip before it publishes."""
+    line, jobs, _ = keys
+    pipe.zadd(line, {job: position}, nx=True)
+    pipe.hsetnx(jobs, job, position)
+    pipe.expire(line, ttl)
+    pipe.expire(jobs, ttl)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """What an order last showed the customer: the delivered update's pair, its sequence (if
+    it had one), its job and when."""
+
+    order_status: str | None = None
+    payment_status: str | None = None
+    sequence: int | None = None
+    job_id: str | None = None
+    at: float | None = None
+
+
+def order_status_moves_back(delivered: str | None, new: str) -> bool:
+    """True when ``new`` would take the order's status back from ``delivered``."""
+    if delivered is None or new == delivered:
+        return False
+    if delivered in FINAL_ORDER_STATUSES:
+        return True
+    if new == "canceled":
+        return False
+    return ORDER_STATUS_RANK.get(new, -1) < ORDER_STATUS_RANK.get(delivered, -1)
+
+
+def payment_status_moves_back(delivered: str | None, new: str) -> bool:
+    if delivered is None:
+        return False
+    return PAYMENT_STATUS_RANK.get(new, -1) < PAYMENT_STATUS_RANK.get(delivered, -1)
+
+
+def stale_reason(
+    delivered: Delivered, order_status: str, payment_status: str, sequence: int | None
+) -> str | None:
+    """Why this update is behind its order, in one line; None when it may be sent."""
+    behind = []
+    if order_status_moves_back(delivered.order_status, order_status):
+        behind.append(f"orderStatus {order_status} is behind {delivered.order_status}")
+    if payment_status_moves_back(delivered.payment_status, payment_status):
+        behind.append(f"paymentStatus {payment_status} is behind {delivered.payment_status}")
+    if sequence is not None and delivered.sequence is not None and sequence < delivered.sequence:
+        behind.append(f"sequence {sequence} is older than {delivered.sequence}")
+    if not behind:
+        return None
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(delivered.at or 0))
+    return f"{'; '.join(behind)} (delivered {when} by job {delivered.job_id}): not sent"
+
+
+def checked_sequence(value: Any) -> int | None:
+    """The producer's ``sequence`` kwarg: a non-negative integer, or absent."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidBodyError("sequence: must be a non-negative integer (or left out)")
+    return value
+
+
+def order_request_id(body: Any) -> str | None:
+    """The order a raw body belongs to, before (or without) validation."""
+    order = body.get("orderRequestId") if isinstance(body, dict) else None
+    return order if isinstance(order, str) and order.strip() else None
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """An order update seen in a raw broker message: its job, order and declared sequence."""
+
+    job_id: str
+    order_request_id: str
+    sequence: int | None
+
+
+def arrival_of(payload: dict[str, Any]) -> Arrival | None:
+    """The order update a kombu message carries (Celery's protocol 2, JSON), or None.
+
+    Read by the transport as the message is fetched, so an update has its place in its order's
+    line before any later update of that order can start (worker/transport.py)."""
+    headers = payload.get("headers") or {}
+    if headers.get("task") not in ORDER_TASKS or not isinstance(headers.get("id"), str):
+        return None
+    raw = payload.get("body")
+    if not isinstance(raw, str):
+        return None
+    try:
+        if (payload.get("properties") or {}).get("body_encoding") == "base64":
+            raw = base64.b64decode(raw).decode()
+        args, kwargs, *_ = json.loads(raw)
+        order = order_request_id(args[0])
+    except (ValueError, TypeError, LookupError):
+        return None
+    if order is None:
+        return None
+    sequence = kwargs.get("sequence") if isinstance(kwargs, dict) else None
+    valid = isinstance(sequence, int) and not isinstance(sequence, bool) and sequence >= 0
+    return Arrival(headers["id"], order, sequence if valid else None)
