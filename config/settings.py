@@ -97,6 +97,12 @@ class Settings(BaseSettings):
     zapi_retry_backoff_max: Annotated[float, Field(gt=0, le=3600)] = 300.0
     """Cap of one backoff wait, in seconds; a longer Retry-After is capped to it as well."""
 
+    zapi_ordering: bool = True
+    """Per-order ordering: one update of an order in flight at a time, in enqueue order, never
+    backward (tasks/ordering.py). Off (``ZAPI_ORDERING=off``) for raw throughput."""
+    zapi_order_ttl: Annotated[int, Field(ge=3600, le=365 * 86_400)] = 30 * 86_400
+    """Seconds an order's line and last delivered state are kept after its last update."""
+
     zapi_instance_alias: str | None = None
     """A name for the instance in logs and metrics (default: ZAPI_INSTANCE_ID)."""
     zapi_log_format: Literal["text", "json"] = "text"
@@ -142,6 +148,12 @@ class Settings(BaseSettings):
     def request_deadline(self) -> float:
         """The longest one request to Z-API may take, connecting included: its overall deadline."""
         return self.zapi_connect_timeout + self.zapi_timeout
+
+    @property
+    def longest_absence(self) -> float:
+        """The longest a job still alive goes unseen: a re-scheduling countdown, a crash
+        recovery, then one execution (and a margin). An order's head unseen for longer is gone."""
+        return self.max_countdown + self.celery_worker_lease + self.longest_execution + 60
 
     @property
     def longest_execution(self) -> float:

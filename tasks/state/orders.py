@@ -1,0 +1,254 @@
+"""The order book in Redis: each order's line of pending updates and what it last delivered.
+
+Three keys per order, prefix ``zapi-queue:order:{instance}:{orderRequestId}``, each expiring
+``ZAPI_ORDER_TTL`` (30 days) after the order's last update:
+
+* ``…:line``: sorted set, the order's pending updates (job ids) by position: the producer's
+  ``sequence``, else the time (µs) a worker first saw the job. Only the head may send; a job
+  leaves the line when it ends (delivered, refused, stale, given up).
+* ``…:jobs``: hash, per job in line: when it was last seen running (µs, field ``<job>``), when
+  it comes back if it is re-scheduled (``<job>:next``), and, for a sequenced job a worker
+  registered, when (``<job>:settle``).
+* ``…:state``: hash, what the order last showed the customer: ``status``, ``payment``,
+  ``seq``, ``job``, ``at``.
+
+A job is registered in its line as early as possible: by ``tasks.producer`` before it publishes
+(exact order), else by the transport as a worker fetches it (worker/transport.py uses the same
+layout), else when it starts. A head that has not been seen for longer than any legitimate
+absence (a retry countdown, a crash recovery) is skipped by a job that waited as long, so a
+lost job cannot block its order for ever.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import redis
+
+from config import get_settings
+from tasks.ordering import Delivered, arrival_of, order_keys, register_in_line
+from tasks.per_process import PerProcess
+from tasks.state.store import get_redis
+
+# KEYS: line, jobs, state. Shared by every script.
+_LIBRARY = """
+redis.replicate_commands()
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local line, jobs, state = KEYS[1], KEYS[2], KEYS[3]
+local function forget(job)
+  redis.call('ZREM', line, job)
+  redis.call('HDEL', jobs, job, job .. ':next', job .. ':settle')
+end
+"""
+
+# ARGV: job, position ('' = now), '1' if a worker registers a sequenced job (it settles),
+# TTL s, '1' if the caller has waited for the same head longer than the absence limit,
+# absence limit µs, settle µs.
+# Registers the job (if new) and marks it seen; returns {0, state...} when it is the head,
+# {1, head, head's next run µs or ''} when it must wait, {2, µs left} while it settles.
+_ENTER = (
+    _LIBRARY
+    + """
+local job = ARGV[1]
+if not redis.call('ZSCORE', line, job) then
+  local position = ARGV[2]
+  if position == '' then position = now end
+  redis.call('ZADD', line, position, job)
+  if ARGV[3] == '1' then redis.call('HSET', jobs, job .. ':settle', now) end
+end
+redis.call('HSET', jobs, job, now)
+redis.call('HDEL', jobs, job .. ':next')
+for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ARGV[4]) end
+while true do
+  local head = redis.call('ZRANGE', line, 0, 0)[1]
+  if head == job then break end
+  local seen = tonumber(redis.call('HGET', jobs, head) or '0')
+  if ARGV[5] == '1' and now - seen > tonumber(ARGV[6]) then
+    forget(head)
+  else
+    return {1, head, redis.call('HGET', jobs, head .. ':next') or ''}
+  end
+end
+local settled_at = tonumber(redis.call('HGET', jobs, job .. ':settle') or '0')
+local settles_until = settled_at + tonumber(ARGV[7])
+if now < settles_until then return {2, tostring(settles_until - now)} end
+local s = redis.call('HMGET', state, 'status', 'payment', 'seq', 'job', 'at')
+return {0, s[1] or '', s[2] or '', s[3] or '', s[4] or '', s[5] or ''}
+"""
+)
+
+# ARGV: job. The job ended without changing what the order shows: out of line.
+_LEAVE = _LIBRARY + "forget(ARGV[1])\n"
+
+# ARGV: job, status, payment, sequence ('' none), TTL s. Delivered: the order shows this now.
+_DELIVERED = (
+    _LIBRARY
+    + """
+forget(ARGV[1])
+redis.call('HSET', state, 'status', ARGV[2], 'payment', ARGV[3], 'job', ARGV[1],
+           'at', string.format('%.6f', now / 1000000))
+if ARGV[4] ~= '' and tonumber(ARGV[4]) > tonumber(redis.call('HGET', state, 'seq') or '-1') then
+  redis.call('HSET', state, 'seq', ARGV[4])
+end
+redis.call('EXPIRE', state, ARGV[5])
+"""
+)
+
+# ARGV: job, seconds until it runs again. The head is re-scheduled: its waiters sleep as long.
+_PARK = (
+    _LIBRARY
+    + """
+if redis.call('ZSCORE', line, ARGV[1]) then
+  local next_run = string.format('%d', now + tonumber(ARGV[2]) * 1000000)
+  redis.call('HSET', jobs, ARGV[1] .. ':next', next_run)
+end
+"""
+)
+
+
+class Turn(Enum):
+    GO = 0
+    WAIT = 1
+    SETTLE = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """The outcome of entering an order's line: go (with what the order shows), wait for the
+    head (and, if known, when it runs again), or settle for ``wait`` seconds."""
+
+    turn: Turn
+    delivered: Delivered = field(default_factory=Delivered)
+    head: str | None = None
+    wait: float | None = None
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class OrderBook:
+    """The lines and states of the orders of one Z-API instance."""
+
+    def __init__(
+        self, client: redis.Redis, *, instance_id: str, ttl: int, absence: float, settle: float
+    ) -> None:
+        self._instance_id = instance_id
+        self.ttl = ttl
+        self.absence_us = round(absence * 1_000_000)
+        self.settle_us = round(settle * 1_000_000)
+        self._scripts = {
+            name: client.register_script(lua)
+            for name, lua in {
+                "enter": _ENTER,
+                "leave": _LEAVE,
+                "delivered": _DELIVERED,
+                "park": _PARK,
+            }.items()
+        }
+
+    def keys(self, order: str) -> list[str]:
+        """The line, jobs and state keys of ``order`` (an ``orderRequestId``)."""
+        return list(order_keys(self._instance_id, order))
+
+    def _run(self, script: str, order: str, *args: Any) -> Any:
+        return self._scripts[script](keys=self.keys(order), args=list(args))
+
+    def enter(
+        self,
+        order: str,
+        job: str,
+        *,
+        sequence: int | None,
+        settles: bool,
+        waited_long: bool,
+    ) -> Entry:
+        """Take the job's place in line (if new), and learn whether it may send now."""
+        answer = self._run(
+            "enter",
+            order,
+            job,
+            "" if sequence is None else sequence,
+            "1" if settles else "0",
+            self.ttl,
+            "1" if waited_long else "0",
+            self.absence_us,
+            self.settle_us,
+        )
+        turn = Turn(int(answer[0]))
+        if turn is Turn.WAIT:
+            head, next_run = _text(answer[1]), _text(answer[2])
+            wait = int(next_run) / 1e6 - time.time() if next_run else None
+            return Entry(turn, head=head, wait=wait)
+        if turn is Turn.SETTLE:
+            return Entry(turn, wait=int(answer[1]) / 1e6)
+        status, payment, seq, job_id, at = (_text(v) for v in answer[1:6])
+        delivered = Delivered(
+            order_status=status or None,
+            payment_status=payment or None,
+            sequence=int(seq) if seq else None,
+            job_id=job_id or None,
+            at=float(at) if at else None,
+        )
+        return Entry(turn, delivered=delivered)
+
+    def leave(self, order: str, job: str) -> None:
+        """The job ended without a delivery: the next in line may go."""
+        self._run("leave", order, job)
+
+    def delivered(
+        self, order: str, job: str, *, status: str, payment: str, sequence: int | None
+    ) -> None:
+        """The job was delivered: the order shows its pair now, and the next in line may go."""
+        position = "" if sequence is None else sequence
+        self._run("delivered", order, job, status, payment, position, self.ttl)
+
+    def park(self, order: str, job: str, seconds: float) -> None:
+        """The job comes back in ``seconds``: if it is the head, its waiters wait as long."""
+        self._run("park", order, job, seconds)
+
+    def register(self, pipe: Any, order: str, job: str, position: int) -> None:
+        """Queue a producer's registration on ``pipe`` (before the publish, in the same
+        pipeline): the job has its place in line before any worker can see a later one."""
+        register_in_line(pipe, order_keys(self._instance_id, order), job, position, self.ttl)
+
+
+#: How long a sequenced job a worker registered waits before it goes, so that an earlier job of
+#: its order fetched by another worker at the same moment takes its place first. Jobs from
+#: ``tasks.producer`` are registered before they are published and do not wait.
+SETTLE_SECONDS = 0.1
+
+
+def _order_book_from_settings() -> OrderBook:
+    settings = get_settings()
+    return OrderBook(
+        get_redis(),
+        instance_id=settings.zapi_credentials().instance_id,
+        ttl=settings.zapi_order_ttl,
+        absence=settings.longest_absence,
+        settle=SETTLE_SECONDS,
+    )
+
+
+_order_book = PerProcess(_order_book_from_settings)
+
+
+def get_order_book() -> OrderBook:
+    """The process-wide order book of the configured Z-API instance."""
+    return _order_book.get()
+
+
+def arrival_index(payload: dict[str, Any]) -> tuple[str, str, str, int | None, int, bool] | None:
+    """The transport's ``arrival_index`` (worker/transport.py): where a fetched order update
+    stands in its order's line, as the fields of the transport's ``Arrival``."""
+    found = arrival_of(payload)
+    if found is None:
+        return None
+    book = get_order_book()
+    line, jobs, _ = book.keys(found.order_request_id)
+    settles = found.sequence is not None
+    return line, jobs, found.job_id, found.sequence, book.ttl, settles

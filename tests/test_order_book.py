@@ -1,0 +1,124 @@
+"""Orders' lines and states (tasks/state/orders.py) against a real Redis."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from tasks.state.orders import OrderBook, Turn
+from worker.dev.redis_server import RedisServer
+
+_instances = itertools.count()
+
+
+@pytest.fixture
+def client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    client = redis_server.client(db=9)
+    yield client
+    client.flushdb()
+    client.close()
+
+
+def make_book(client: redis.Redis, *, absence: float = 600, settle: float = 0.0) -> OrderBook:
+    return OrderBook(
+        client, instance_id=f"book-{next(_instances)}", ttl=3600, absence=absence, settle=settle
+    )
+
+
+def enter(book: OrderBook, job: str, sequence: int | None = None, **options: bool) -> object:
+    entry = book.enter(
+        "ORD",
+        job,
+        sequence=sequence,
+        settles=options.get("settles", False),
+        waited_long=options.get("waited_long", False),
+    )
+    return entry.turn if entry.turn is not Turn.WAIT else ("wait", entry.head)
+
+
+def test_the_first_in_line_goes_the_others_wait_for_it(client: redis.Redis) -> None:
+    book = make_book(client)
+    assert enter(book, "a") is Turn.GO
+    assert enter(book, "b") == ("wait", "a")
+    assert enter(book, "c") == ("wait", "a")
+    book.leave("ORD", "a")
+    assert enter(book, "c") == ("wait", "b")  # b was in line first
+    assert enter(book, "b") is Turn.GO
+
+
+def test_a_delivery_sets_what_the_order_shows_and_lets_the_next_go(client: redis.Redis) -> None:
+    book = make_book(client)
+    enter(book, "a", sequence=4)
+    enter(book, "b", sequence=5)
+    book.delivered("ORD", "a", status="shipped", payment="paid", sequence=4)
+    entry = book.enter("ORD", "b", sequence=5, settles=False, waited_long=False)
+    assert entry.turn is Turn.GO
+    assert entry.delivered.order_status == "shipped"
+    assert entry.delivered.payment_status == "paid"
+    assert entry.delivered.sequence == 4
+    assert entry.delivered.job_id == "a"
+    assert entry.delivered.at is not None
+    assert abs(entry.delivered.at - time.time()) < 5
+
+
+def test_sequences_order_the_line_whatever_the_order_of_arrival(client: redis.Redis) -> None:
+    book = make_book(client)
+    assert enter(book, "third", sequence=30) is Turn.GO
+    assert enter(book, "first", sequence=10) is Turn.GO  # now the head
+    assert enter(book, "third", sequence=30) == ("wait", "first")
+    assert enter(book, "second", sequence=20) == ("wait", "first")
+
+
+def test_a_waiter_sleeps_until_its_head_is_due_back(client: redis.Redis) -> None:
+    book = make_book(client)
+    enter(book, "a")
+    book.park("ORD", "a", 3.0)
+    entry = book.enter("ORD", "b", sequence=None, settles=False, waited_long=False)
+    assert entry.head == "a"
+    assert entry.wait is not None
+    assert 2.5 < entry.wait <= 3.0
+
+
+def test_a_head_unseen_for_longer_than_any_absence_is_skipped_by_a_long_waiter(
+    client: redis.Redis,
+) -> None:
+    book = make_book(client, absence=0.5)
+    enter(book, "lost")
+    enter(book, "b")
+    time.sleep(0.7)
+    assert enter(book, "b") == ("wait", "lost")  # b has not waited that long itself
+    assert enter(book, "b", waited_long=True) is Turn.GO
+    assert enter(book, "c") == ("wait", "b")
+
+
+def test_a_sequenced_job_a_worker_registered_settles_first(client: redis.Redis) -> None:
+    book = make_book(client, settle=0.3)
+    entry = book.enter("ORD", "a", sequence=1, settles=True, waited_long=False)
+    assert entry.turn is Turn.SETTLE
+    assert entry.wait is not None
+    assert 0.2 < entry.wait <= 0.3
+    time.sleep(0.35)
+    assert enter(book, "a", sequence=1, settles=True) is Turn.GO
+
+
+def test_a_job_the_producer_registered_does_not_settle(client: redis.Redis) -> None:
+    book = make_book(client, settle=5.0)
+    pipe = client.pipeline()
+    book.register(pipe, "ORD", "a", 1)
+    pipe.execute()
+    assert enter(book, "a", sequence=1, settles=True) is Turn.GO
+
+
+def test_every_key_expires(client: redis.Redis) -> None:
+    book = make_book(client)
+    enter(book, "a")
+    enter(book, "b")
+    book.park("ORD", "a", 1.0)
+    book.delivered("ORD", "a", status="shipped", payment="paid", sequence=None)
+    keys = client.keys("zapi-queue:order:*")
+    assert len(keys) == 3
+    assert all(0 < client.ttl(key) <= 3600 for key in keys)
