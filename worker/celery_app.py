@@ -32,6 +32,8 @@ TASK_MODULES = ("tasks.orders",)
 
 #: Kombu's Redis transport with reliable fetch; see worker/transport.py.
 RELIABLE_TRANSPORT = "worker.transport:Transport"
+#: Where a fetched order update stands in its order's line (tasks/state/orders.py).
+ARRIVAL_INDEX = "tasks.state.orders:arrival_index"
 
 
 def broker_transport_config(broker_url: str) -> dict[str, Any]:
@@ -76,6 +78,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "unacked_mutex_expire": 10,
             # A worker silent this long has its fetched messages and its jobs taken over.
             "fetch_lease": lease,
+            # Each order update takes its place in its order's line as it is fetched.
+            **({"arrival_index": ARRIVAL_INDEX} if settings.zapi_ordering else {}),
             "socket_timeout": 30,
             "socket_connect_timeout": 10,
         },

@@ -112,7 +112,7 @@ local function promote(queue, first)
 end
 """
 
-# KEYS: ..., processing, queue, owned, lower-priority lists...
+# KEYS: ..., processing, queue, owned, an order's line and jobs (see CLAIM), lower-priority lists...
 # ARGV: lease seconds, '1' if this channel may take dead workers' lists over now.
 # Before a blocking fetch: renew the lease, give back what a lost reply left in the processing
 # list, take over dead workers' lists and jobs, promote.
@@ -122,18 +122,33 @@ renew(KEYS[7], KEYS[8], KEYS[9], ARGV[1])
 keep_alive(KEYS[9])
 local returned = give_back(KEYS[7], KEYS[8])
 if ARGV[2] == '1' then returned = returned + take_over_expired(ARGV[1]) end
-promote(KEYS[8], 10)
+promote(KEYS[8], 12)
 return with_taken_over(returned)
 """
 
-# KEYS: ..., processing, queue, owned, lower-priority lists...
-# ARGV: lease seconds, raw message, delivery tag, unacked record ('' for a no-ack consumer).
+# KEYS: ..., processing, queue, owned, an order's line and jobs, lower-priority lists...
+# ARGV: lease seconds, raw message, delivery tag, unacked record ('' for a no-ack consumer), then
+# the arrival: job id ('' when the message is no order update: KEYS[10] and KEYS[11] are then
+# placeholders), its position ('' = now, µs), the order's TTL s, '1' if it settles.
 # Moves a fetched message from the processing list into kombu's unacked records, the channel's
 # owned set and the holders, unless a sweep gave it back to the queue meanwhile (then returns 0:
-# the caller drops its copy). Renews the lease and promotes for the next fetch.
+# the caller drops its copy). An order update also takes its place in its order's line (layout:
+# tasks/state/orders.py), in the order workers fetch them, before any of them can start.
+# Renews the lease and promotes for the next fetch.
 CLAIM = """
 renew(KEYS[7], KEYS[8], KEYS[9], ARGV[1])
 if redis.call('LREM', KEYS[7], 1, ARGV[2]) == 0 then return 0 end
+if ARGV[5] ~= '' and not redis.call('ZSCORE', KEYS[10], ARGV[5]) then
+  local t2 = redis.call('TIME')
+  local us = tonumber(t2[1]) * 1000000 + tonumber(t2[2])
+  local position = ARGV[6]
+  if position == '' then position = us end
+  redis.call('ZADD', KEYS[10], position, ARGV[5])
+  redis.call('HSET', KEYS[11], ARGV[5], us)
+  if ARGV[8] == '1' then redis.call('HSET', KEYS[11], ARGV[5] .. ':settle', us) end
+  redis.call('EXPIRE', KEYS[10], ARGV[7])
+  redis.call('EXPIRE', KEYS[11], ARGV[7])
+end
 if ARGV[4] ~= '' then
   local previous = redis.call('HGET', holders, ARGV[3])
   if previous and previous ~= KEYS[9] then redis.call('SREM', previous, ARGV[3]) end
@@ -142,7 +157,7 @@ if ARGV[4] ~= '' then
   redis.call('HSET', holders, ARGV[3], KEYS[9])
   redis.call('SADD', KEYS[9], ARGV[3])
 end
-promote(KEYS[8], 10)
+promote(KEYS[8], 12)
 return 1
 """
 

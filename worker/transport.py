@@ -58,11 +58,14 @@ import os
 import socket
 import threading
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from time import monotonic
 from typing import Any
 
 from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
+from kombu.utils.imports import symbol_by_name
 from kombu.utils.json import dumps, loads
 from kombu.utils.objects import cached_property
 from redis.commands.core import Script
@@ -91,6 +94,25 @@ logger = logging.getLogger(__name__)
 MIN_REDIS_VERSION = (6, 2)
 #: Pause of the fetch loop after an error reply from Redis: first, most (seconds).
 FETCH_BACKOFF = (0.25, 2.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """A fetched message's place in a line (a sorted set ``line``, with per-member times in the
+    hash ``jobs``): the claim registers ``member`` there, at ``position`` (None: Redis' clock,
+    µs, so in the order workers fetch them), unless it is there already. Both keys get ``ttl``.
+    ``settles``: the member must wait a moment before it goes (tasks/state/orders.py)."""
+
+    line: str
+    jobs: str
+    member: str
+    position: int | None
+    ttl: int
+    settles: bool
+
+    def args(self) -> tuple[str, str, int, str]:
+        position = "" if self.position is None else str(self.position)
+        return self.member, position, self.ttl, "1" if self.settles else "0"
 
 
 def redis_version(info: dict[str, Any]) -> tuple[int, ...]:
@@ -189,7 +211,15 @@ class Channel(KombuChannel):
     #: worker's sweep takes them over. Renewed by the LeaseKeeper a third of a lease apart.
     fetch_lease = 60
 
-    from_transport_options = (*KombuChannel.from_transport_options, "fetch_lease")
+    #: Dotted path of a callable telling where a fetched message stands in a line (an
+    #: :class:`Arrival`), registered atomically with the claim; None: no lines.
+    arrival_index: str | None = None
+
+    from_transport_options = (
+        *KombuChannel.from_transport_options,
+        "fetch_lease",
+        "arrival_index",
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._processing: dict[str, str] = {}  # queue list -> this channel's processing list
@@ -321,10 +351,18 @@ class Channel(KombuChannel):
             raise virtual.Empty() from None
         if queue in self._no_ack_queues:
             record = ""  # no ack will come: not recorded as unacked
+        arrival = self._arrival(payload)
+        lines = (arrival.line, arrival.jobs) if arrival else None
         claimed = self._run(
             "claim",
-            keys=self._fetch_keys(processing, queue),
-            args=[self.fetch_lease, item, tag, record],
+            keys=self._fetch_keys(processing, queue, lines),
+            args=[
+                self.fetch_lease,
+                item,
+                tag,
+                record,
+                *(arrival.args() if arrival else ("", "", 0, "0")),
+            ],
         )
         self._renewed()
         if not claimed:
@@ -559,11 +597,36 @@ class Channel(KombuChannel):
             self.unacked_index_key,
         ]
 
-    def _fetch_keys(self, processing: str, queue: str) -> list[str]:
-        """The keys of PREPARE and CLAIM: shared, processing, queue, owned, then the queue's
-        lower-priority lists."""
+    def _fetch_keys(
+        self, processing: str, queue: str, lines: tuple[str, str] | None = None
+    ) -> list[str]:
+        """The keys of PREPARE and CLAIM: shared, processing, queue, owned, an order's line and
+        jobs (placeholders when none), then the queue's lower-priority lists."""
         lower = [self._q_for_pri(queue, pri) for pri in self.priority_steps[1:]]
-        return [*self._shared_keys, processing, queue, self.owned_key, *lower]
+        line, jobs = lines or (processing, processing)
+        return [*self._shared_keys, processing, queue, self.owned_key, line, jobs, *lower]
+
+    def _arrival(self, payload: dict[str, Any]) -> Arrival | None:
+        """Where the fetched message stands in line (``arrival_index``), or None."""
+        index = self._arrival_index
+        if index is None:
+            return None
+        try:
+            found = index(payload)
+        except Exception:
+            # The fetch goes on; the task takes its place in line when it starts.
+            logger.warning("arrival_index failed on a message", exc_info=True)
+            return None
+        return Arrival(*found) if found is not None else None
+
+    @cached_property
+    def _arrival_index(self) -> Callable[[dict[str, Any]], tuple[Any, ...] | None] | None:
+        """The ``arrival_index`` callable: a message -> the fields of an :class:`Arrival`."""
+        if not self.arrival_index:
+            return None
+        index: Callable[[dict[str, Any]], tuple[Any, ...] | None]
+        index = symbol_by_name(self.arrival_index)
+        return index
 
     def _processing_list(self, queue: str) -> str:
         if queue not in self._processing:
