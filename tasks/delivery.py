@@ -43,12 +43,15 @@ from tasks.errors import (
     AttemptsExhaustedError,
     InvalidBodyError,
     PermanentError,
+    StaleUpdateError,
     TransientError,
     ZapiQueueError,
     ZapiRateLimitedError,
     ZapiRejectedError,
     ZapiTransportError,
 )
+from tasks.order_line import OrderLine, Wait
+from tasks.ordering import checked_sequence
 from tasks.per_process import PerProcess
 from tasks.redaction import redact
 from tasks.schemas import OrderUpdate
@@ -82,6 +85,10 @@ PERSIST_MAX_WAIT = 5.0
 
 class RateLimitWait(ZapiQueueError):  # noqa: N818 - a wait, not an error
     """Stored while a job is re-scheduled for its rate slot, a 429 or a busy key (RETRY)."""
+
+
+class OrderWait(ZapiQueueError):  # noqa: N818 - a wait, not an error
+    """Stored while a job waits for an earlier update of its order (RETRY in Flower)."""
 
 
 class StateUnavailableWait(ZapiQueueError):  # noqa: N818 - a wait, not an error
@@ -138,14 +145,22 @@ _dead_letters = PerProcess(lambda: DeadLetterStore.from_settings(get_redis(), ge
 
 
 def deliver(
-    task: Task[Any, Any], endpoint: Endpoint, body: Any, idempotency_key: Any = None
+    task: Task[Any, Any],
+    endpoint: Endpoint,
+    body: Any,
+    idempotency_key: Any = None,
+    *,
+    sequence: Any = None,
+    force: Any = False,
 ) -> dict[str, Any]:
     """Run one execution of ``task`` for ``endpoint``; see the module docstring."""
-    execution = Execution(task, endpoint, body, idempotency_key)
+    execution = Execution(task, endpoint, body, idempotency_key, sequence=sequence, force=force)
     try:
         return execution.run()
     except (Retry, Reject):
         raise
+    except StaleUpdateError:
+        raise  # behind its order: nothing to replay, so no dead letter (it left its line)
     except (PermanentError, AttemptsExhaustedError) as exc:
         execution.bury(exc)
         raise
@@ -162,14 +177,25 @@ class Execution:
     """One run of one job, from validation to the place where it ends."""
 
     def __init__(
-        self, task: Task[Any, Any], endpoint: Endpoint, body: Any, idempotency_key: Any
+        self,
+        task: Task[Any, Any],
+        endpoint: Endpoint,
+        body: Any,
+        idempotency_key: Any,
+        *,
+        sequence: Any = None,
+        force: Any = False,
     ) -> None:
         self.task = task
         self.endpoint = endpoint
         self.body = body
         self.idempotency_key = idempotency_key
+        self.sequence = sequence
+        self.force = force is True
         self.state = JobState.of(task)
         self.settings: Settings = get_settings()
+        #: The job's order's line (None: ordering off).
+        self.line = OrderLine.of(body, self.job_id, self.state.headers, self.settings)
         self.attempt = self.state.attempts + 1
         #: Sends of this key whose outcome is unknown (they may have reached Z-API).
         self.ambiguous = 0
@@ -188,7 +214,10 @@ class Execution:
         update = validate_body(self.endpoint, self.body)
         self._phone = update.phone
         wire = update.to_wire()
+        sequence = checked_sequence(self.sequence)
         key = _checked_key(self.idempotency_key) or derive_key(self.endpoint.value, wire)
+        if self.line is not None:
+            self._take_turn(self.line, update, sequence)
         store, owner = _idempotency.get(), owner_id(self.job_id)
 
         # Claim first: a repeat returns at once without taking a rate slot.
@@ -206,12 +235,27 @@ class Execution:
         done = self._claimed(store.before_send(key, owner))
         if done is not None:
             return done
-        return self._send(store, key, owner, update, wire)
+        return self._send(store, key, owner, update, wire, sequence)
+
+    def _take_turn(self, line: OrderLine, update: OrderUpdate, sequence: int | None) -> None:
+        """Go on only at the head of the order's line; else wait, holding no thread."""
+        try:
+            line.take_turn(update, sequence, force=self.force)
+        except Wait as wait:
+            self._reschedule(
+                OrderWait(wait.reason),
+                wait.countdown,
+                attempts=self.state.attempts,
+                extra_headers=wait.headers,
+                parks=False,
+            )
 
     def _claimed(self, claim: Claim) -> dict[str, Any] | None:
         """The stored reply if the key was delivered; defer if another execution holds it."""
         if claim.state is ClaimState.DELIVERED and claim.reply is not None:
             logger.info("%s %s already delivered: nothing sent", self.endpoint.value, self.job_id)
+            if self.line is not None:
+                self.line.leave_quietly()
             return claim.reply
         if claim.state is ClaimState.BUSY:
             self._defer(Deferral(1.0, None, "the same job is being sent by another worker"))
@@ -225,6 +269,7 @@ class Execution:
         owner: str,
         update: OrderUpdate,
         wire: dict[str, Any],
+        sequence: int | None,
     ) -> dict[str, Any]:
         """The one place a request leaves. Every outcome is settled before anything else."""
         self.sent = True
@@ -235,6 +280,9 @@ class Execution:
             self._after_failed_send(store, key, owner, exc)
         result = result_with_ambiguity(reply, self.ambiguous)
         self._persist("record the reply", lambda: store.record(key, owner, result))
+        line = self.line
+        if line is not None:
+            self._persist("record the order's state", lambda: line.delivered(update, sequence))
         self._pace()
         self._log("delivered", 200, f"zaapId={reply['zaapId']}")
         return result
@@ -374,9 +422,17 @@ class Execution:
         attempts: int,
         slot_us: int | None = None,
         put_backs: int = 0,
+        extra_headers: dict[str, Any] | None = None,
+        parks: bool = True,
     ) -> NoReturn:
-        """A Celery retry; if Celery cannot publish it, hand the job back to the broker."""
+        """A Celery retry; if Celery cannot publish it, hand the job back to the broker.
+
+        ``parks``: the job keeps its turn in its order's line meanwhile (a retry, a deferral),
+        and its waiters learn when it comes back."""
         headers = self.state.next_headers(attempts=attempts, slot_us=slot_us, put_backs=put_backs)
+        headers.update(extra_headers or {})
+        if parks and self.line is not None:
+            self.line.park_quietly(countdown)
         try:
             raise self.task.retry(exc=exc, countdown=countdown, headers=headers)
         except Reject as rejected:
@@ -421,6 +477,8 @@ class Execution:
             logger.error(
                 "job %s failed unexpectedly; kept as a dead letter", self.job_id, exc_info=True
             )
+        if self.line is not None:
+            self.line.leave_quietly()
         if not self._persist(
             "keep the job as a dead letter", lambda: _dead_letters.get().add(letter)
         ):

@@ -1,8 +1,10 @@
 """The two Celery tasks of the public contract, and the delivery they share.
 
 Producers call them by name: ``send_task("zapi.order_status_update", args=[body])``, optionally
-with ``kwargs={"idempotency_key": "..."}``. What one
-execution does is in :mod:`tasks.delivery`.
+with ``kwargs``: ``idempotency_key`` (a repeat with the same key is not sent again),
+``sequence`` (the update's position among its order's updates, e.g. the shop's order version)
+and ``force`` (send it even if it would move its order backward). What one execution does is
+in :mod:`tasks.delivery`.
 """
 
 from __future__ import annotations
@@ -35,15 +37,27 @@ _OPTIONS: dict[str, Any] = {
 
 @shared_task(name=ORDER_STATUS_UPDATE, **_OPTIONS)
 def order_status_update(
-    self: Task[Any, Any], body: Any, idempotency_key: str | None = None
-) -> dict[str, str]:
+    self: Task[Any, Any],
+    body: Any,
+    idempotency_key: str | None = None,
+    sequence: int | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
     """Send an order status update; the result is Z-API's ``{zaapId, messageId, id}``."""
-    return deliver(self, Endpoint.ORDER_STATUS_UPDATE, body, idempotency_key)
+    return deliver(
+        self, Endpoint.ORDER_STATUS_UPDATE, body, idempotency_key, sequence=sequence, force=force
+    )
 
 
 @shared_task(name=ORDER_PAYMENT_UPDATE, **_OPTIONS)
 def order_payment_update(
-    self: Task[Any, Any], body: Any, idempotency_key: str | None = None
-) -> dict[str, str]:
+    self: Task[Any, Any],
+    body: Any,
+    idempotency_key: str | None = None,
+    sequence: int | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
     """Send an order payment update; the result is Z-API's ``{zaapId, messageId, id}``."""
-    return deliver(self, Endpoint.ORDER_PAYMENT_UPDATE, body, idempotency_key)
+    return deliver(
+        self, Endpoint.ORDER_PAYMENT_UPDATE, body, idempotency_key, sequence=sequence, force=force
+    )

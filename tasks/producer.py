@@ -10,14 +10,23 @@ Needs only ``celery`` and ``pydantic`` (no worker settings, no Z-API credentials
 
 Bodies are validated with the worker's own schemas before they are enqueued, so a bad field is
 reported in the caller's process, at once, and nothing is queued. The message sent is the
-public contract: ``send_task(name, args=[body], kwargs={"idempotency_key": ...})``; the body
-goes out exactly as given (the worker normalises it again).
+public contract: ``send_task(name, args=[body], kwargs={"idempotency_key": ..., "sequence":
+...})``; the body goes out exactly as given (the worker normalises it again).
+
+**Order.** Each update is stamped with a ``sequence`` (the enqueue time in µs, strictly
+increasing within the process) unless the caller gives one, and, when the producer knows the
+Z-API instance (``instance_id``, default ``ZAPI_INSTANCE_ID``), it takes its place in its
+order's line in Redis (``state_redis_url``, default ``ZAPI_STATE_REDIS_URL``, else the broker)
+in the same round trip, before it is published: the order's updates then go out exactly in the
+order they were enqueued, whichever worker fetches which (tasks/state/orders.py).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +37,7 @@ from kombu.utils.uuid import uuid
 
 from tasks.endpoints import Endpoint
 from tasks.errors import InvalidBodyError
+from tasks.ordering import DEFAULT_ORDER_TTL, order_keys, order_request_id, register_in_line
 from tasks.redaction import describe_body
 from tasks.validation import validate_body
 
@@ -56,14 +66,22 @@ class Producer:
         *,
         broker_url: str | None = None,
         result_backend: str | None = None,
+        instance_id: str | None = None,
+        state_redis_url: str | None = None,
     ) -> None:
+        broker_url = broker_url or os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
         self.app = app or Celery(
             "zapi-queue-producer",
-            broker=broker_url or os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0"),
+            broker=broker_url,
             backend=result_backend
             or os.environ.get("CELERY_RESULT_BACKEND", "redis://127.0.0.1:6379/0"),
         )
         self.app.conf.update(task_serializer="json", accept_content=["json"])
+        self._instance_id = instance_id or os.environ.get("ZAPI_INSTANCE_ID") or None
+        self._state_url = state_redis_url or os.environ.get("ZAPI_STATE_REDIS_URL") or broker_url
+        self._state: Any = None  # a redis.Redis, built on first use
+        self._stamp_lock = threading.Lock()
+        self._last_stamp = 0
 
     def enqueue(
         self,
@@ -73,19 +91,58 @@ class Producer:
         idempotency_key: str | None = None,
         validate: bool = True,
         countdown: float | None = None,
+        sequence: int | None = None,
+        force: bool = False,
     ) -> str:
-        """Validate ``body`` (unless told not to), enqueue it, return the job id."""
+        """Validate ``body`` (unless told not to), take its place in its order's line, enqueue
+        it, return the job id. ``sequence``: its position among its order's updates (default:
+        now); ``force``: send it even if it would move its order backward."""
         if validate:
             validate_body(endpoint, body)
-        kwargs = {"idempotency_key": idempotency_key} if idempotency_key is not None else {}
-        result = self.app.send_task(
+        job_id = uuid()
+        kwargs: dict[str, Any] = {"sequence": self._in_line([(job_id, body, sequence)])[0]}
+        if idempotency_key is not None:
+            kwargs["idempotency_key"] = idempotency_key
+        if force:
+            kwargs["force"] = True
+        self.app.send_task(
             TASK_NAMES[endpoint],
             args=[body],
             kwargs=kwargs,
             countdown=countdown,
+            task_id=job_id,
             argsrepr=describe_body(body),
         )
-        return str(result.id)
+        return job_id
+
+    def _stamp(self) -> int:
+        """Now in µs, strictly increasing within this producer."""
+        with self._stamp_lock:
+            self._last_stamp = max(self._last_stamp + 1, time.time_ns() // 1000)
+            return self._last_stamp
+
+    def _in_line(self, jobs: list[tuple[str, Any, int | None]]) -> list[int]:
+        """Stamp each (job id, body, sequence or None) and, if the instance is known, register
+        them in their orders' lines in one round trip. Returns the sequences."""
+        sequences = [self._stamp() if given is None else given for _, _, given in jobs]
+        instance = self._instance_id
+        if instance is None:
+            return sequences
+        ttl = int(os.environ.get("ZAPI_ORDER_TTL") or DEFAULT_ORDER_TTL)
+        pipe = self._state_redis().pipeline(transaction=False)
+        for (job_id, body, _), position in zip(jobs, sequences, strict=True):
+            order = order_request_id(body)
+            if order is not None:
+                register_in_line(pipe, order_keys(instance, order), job_id, position, ttl)
+        pipe.execute()
+        return sequences
+
+    def _state_redis(self) -> Any:
+        if self._state is None:
+            import redis  # only a producer that registers in lines needs it
+
+            self._state = redis.Redis.from_url(self._state_url, socket_timeout=10)
+        return self._state
 
     def enqueue_status_update(self, body: Any, **options: Any) -> str:
         return self.enqueue(Endpoint.ORDER_STATUS_UPDATE, body, **options)
@@ -108,22 +165,30 @@ class Producer:
                     outcome.rejected.append((index, str(exc)))
                     continue
             accepted.append(body)
-        outcome.job_ids = self.send_many(TASK_NAMES[endpoint], accepted)
+        jobs: list[tuple[str, Any, int | None]] = [(uuid(), body, None) for body in accepted]
+        sequences = self._in_line(jobs)
+        task_name = TASK_NAMES[endpoint]
+        with self._batched_producer() as producer:
+            for (job_id, body, _), sequence in zip(jobs, sequences, strict=True):
+                self._publish(producer, task_name, body, job_id, {"sequence": sequence})
+        outcome.job_ids = [job_id for job_id, _, _ in jobs]
         return outcome
 
     def send_many(self, task_name: str, bodies: Iterable[Any]) -> list[str]:
-        """Publish ``bodies`` to ``task_name`` as they are (no validation), pipelined."""
+        """Publish ``bodies`` to ``task_name`` as they are (no validation, no sequence: like
+        a bare ``send_task`` each), pipelined."""
         with self._batched_producer() as producer:
-            return [self._publish(producer, task_name, body) for body in bodies]
+            return [self._publish(producer, task_name, body, uuid(), {}) for body in bodies]
 
-    def _publish(self, producer: Any, name: str, body: Any) -> str:
+    def _publish(
+        self, producer: Any, name: str, body: Any, job_id: str, kwargs: dict[str, Any]
+    ) -> str:
         """What ``send_task`` does, minus its per-message result subscription and ``saferepr``
         of the whole body: the two costs that dominate a bulk enqueue."""
         amqp = self.app.amqp
-        job_id = uuid()
-        options = amqp.router.route({}, name, (body,), {}, None)
+        options = amqp.router.route({}, name, (body,), kwargs, None)
         message = amqp.create_task_message(
-            job_id, name, [body], {}, argsrepr=describe_body(body), kwargsrepr="{}"
+            job_id, name, [body], kwargs, argsrepr=describe_body(body), kwargsrepr=repr(kwargs)
         )
         amqp.send_task_message(producer, name, message, **options)
         return job_id
@@ -145,6 +210,8 @@ class Producer:
         return str(AsyncResult(job_id, app=self.app).state)
 
     def close(self) -> None:
+        if self._state is not None:
+            self._state.close()
         self.app.close()
 
 

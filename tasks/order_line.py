@@ -1,0 +1,131 @@
+"""One execution's place in its order's line: wait for the earlier updates, never go backward.
+
+:mod:`tasks.delivery` asks :meth:`OrderLine.take_turn` before it claims and sends; a job that is
+not at the head of its order's line is re-scheduled (:class:`Wait`, shown as RETRY: "waiting for
+job X of order Y") and holds no thread meanwhile; one that would move its order backward fails
+with :class:`~tasks.errors.StaleUpdateError`. Whatever way the job ends, it leaves the line,
+so the next update of its order may go.
+
+A waiting job sleeps until its head is due back (the head records it when it is re-scheduled),
+else polls with a growing interval. The header ``zapi-order-wait`` remembers which head it waits
+for since when: after ``Settings.longest_absence`` for a head nobody has seen running, the head
+is presumed lost and skipped (tasks/state/orders.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from config import Settings
+from tasks.errors import StaleUpdateError
+from tasks.ordering import order_request_id, stale_reason
+from tasks.schemas import OrderUpdate
+from tasks.state.orders import OrderBook, Turn, get_order_book
+
+WAIT_HEADER = "zapi-order-wait"
+#: Polling a head whose return is unknown: first interval, growth, longest (seconds).
+POLL = (0.2, 1.5, 1.0)
+#: Sleeping for a head due back: never less than this (seconds).
+MIN_WAIT = 0.05
+#: Settling is short (tasks/state/orders.py): slept in the thread, at most this often.
+MAX_SETTLES = 3
+
+
+class Wait(Exception):  # noqa: N818 - an instruction, not an error
+    """Re-schedule the job in ``countdown`` seconds, with ``headers`` added: its turn has not
+    come yet."""
+
+    def __init__(self, countdown: float, reason: str, headers: dict[str, Any]) -> None:
+        super().__init__(reason)
+        self.countdown = countdown
+        self.reason = reason
+        self.headers = headers
+
+
+@dataclass
+class OrderLine:
+    """The line of ``order`` in ``book``, seen by job ``job_id`` with its message ``headers``."""
+
+    book: OrderBook
+    order: str
+    job_id: str
+    headers: dict[str, Any]
+    settings: Settings
+
+    @classmethod
+    def of(
+        cls, body: Any, job_id: str, headers: dict[str, Any], settings: Settings
+    ) -> OrderLine | None:
+        """The job's line, or None when ordering is off or the body names no order."""
+        order = order_request_id(body)
+        if not settings.zapi_ordering or order is None:
+            return None
+        return cls(get_order_book(), order, job_id, headers, settings)
+
+    def take_turn(self, update: OrderUpdate, sequence: int | None, *, force: bool) -> None:
+        """Return when this job may send now; raise :class:`Wait` or ``StaleUpdateError``."""
+        for _ in range(MAX_SETTLES):
+            entry = self.book.enter(
+                self.order,
+                self.job_id,
+                sequence=sequence,
+                settles=sequence is not None,
+                waited_long=self._waited_long(),
+            )
+            if entry.turn is not Turn.SETTLE:
+                break
+            time.sleep(entry.wait or 0)
+        if entry.turn is Turn.WAIT:
+            raise self._wait_for(entry.head or "?", entry.wait)
+        if entry.turn is Turn.SETTLE:
+            raise Wait(entry.wait or MIN_WAIT, "settling in its order's line", {})
+        reason = stale_reason(entry.delivered, update.order_status, update.payment_status, sequence)
+        if reason is not None and not force:
+            self.book.leave(self.order, self.job_id)
+            raise StaleUpdateError(f"order {self.order}: {reason}")
+
+    def _waited_long(self) -> bool:
+        marker = self.headers.get(WAIT_HEADER)
+        if not isinstance(marker, list) or len(marker) != 3:
+            return False
+        return time.time() - float(marker[1]) > self.settings.longest_absence
+
+    def _wait_for(self, head: str, head_due_in: float | None) -> Wait:
+        marker = self.headers.get(WAIT_HEADER)
+        since, polls = time.time(), 0
+        if isinstance(marker, list) and len(marker) == 3 and marker[0] == head:
+            since, polls = float(marker[1]), int(marker[2])
+        first, growth, longest = POLL
+        if head_due_in is not None and head_due_in > 0:
+            countdown = max(MIN_WAIT, head_due_in)  # it comes back then, not before
+        else:
+            countdown = min(longest, first * growth**polls)  # running, or overdue: poll
+        countdown = min(countdown, self.settings.max_countdown)
+        reason = f"waiting for job {head} of order {self.order}"
+        return Wait(countdown, reason, {WAIT_HEADER: [head, since, polls + 1]})
+
+    def delivered(self, update: OrderUpdate, sequence: int | None) -> None:
+        """The order shows this update now; the next in line may go (Redis errors propagate:
+        the caller retries, this must not be lost)."""
+        self.book.delivered(
+            self.order,
+            self.job_id,
+            status=update.order_status,
+            payment=update.payment_status,
+            sequence=sequence,
+        )
+
+    def leave_quietly(self) -> None:
+        """The job ended without a delivery. If Redis fails, the absence rule frees the line."""
+        with contextlib.suppress(redis.RedisError):
+            self.book.leave(self.order, self.job_id)
+
+    def park_quietly(self, seconds: float) -> None:
+        """The job is re-scheduled ``seconds`` ahead: its waiters need not poll meanwhile."""
+        with contextlib.suppress(redis.RedisError):
+            self.book.park(self.order, self.job_id, seconds)
