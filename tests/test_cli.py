@@ -364,3 +364,25 @@ def test_health_is_unhealthy_when_a_redis_may_evict_jobs(
     assert state.startswith("state Redis has maxmemory-policy volatile-lru: ")
     assert "set maxmemory-policy noeviction" in state
     assert REDIS_PASSWORD not in completed.stdout + completed.stderr
+
+
+def test_status_says_which_job_an_update_waits_for(
+    producer: Celery, zapi_sim: ZapiSimulator, worker_env: dict[str, str]
+) -> None:
+    """The order's first update is retried (Z-API slow, then 503, twice); the second waits for
+    it, and says so."""
+    first = unique_body(orderStatus="processing")
+    second = unique_body(orderStatus="shipped", orderRequestId=first["orderRequestId"])
+    zapi_sim.script(str(first["messageId"]), *[Fault(status=503, delay=0.6)] * 2)
+    head = producer.send_task(STATUS, args=[first])
+    waiting = producer.send_task(STATUS, args=[second])
+    deadline = time.monotonic() + 10
+    while waiting.state != "RETRY" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    shown = json.loads(cli(worker_env, "status", waiting.id, "--json"))
+
+    assert shown["state"] == "RETRY"
+    assert shown["error_type"] == "OrderWait"
+    assert shown["error"] == f"waiting for job {head.id} of order {first['orderRequestId']}"
+    assert waiting.get(timeout=30)["zaapId"]
+    assert head.get(timeout=30)["zaapId"]

@@ -10,9 +10,11 @@ import pytest
 from celery import Celery
 from celery.result import AsyncResult
 
+from tasks.state.deadletter import DeadLetterStore
 from tests.bodies import DOCS_PAYMENT_BODY, DOCS_STATUS_BODY, unique_body
 from tests.conftest import CLIENT_TIMEOUT, CLIENT_TOKEN, INSTANCE_ID, MAX_ATTEMPTS, SECRETS
 from worker.dev.processes import WorkerProcess
+from worker.dev.redis_server import RedisServer
 from worker.dev.zapi_sim import NOT_FOUND_BODY, Fault, ZapiSimulator
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("worker")]
@@ -213,3 +215,57 @@ def test_429s_defer_without_using_attempts(producer: Celery, zapi_sim: ZapiSimul
     gaps = [b.received_at - a.received_at for a, b in itertools.pairwise(requests)]
     # The instance pauses longer at each 429 in a row (backoff base 0.05 s in tests).
     assert gaps[-1] > gaps[0] * 2, gaps
+
+
+def send(producer: Celery, body: dict[str, Any], **kwargs: Any) -> AsyncResult[Any]:
+    result = producer.send_task(STATUS, args=[body], kwargs=kwargs)
+    result.get(timeout=30, propagate=False)
+    return result
+
+
+def test_an_update_behind_its_order_is_refused_not_sent_and_not_a_dead_letter(
+    producer: Celery, zapi_sim: ZapiSimulator, redis_server: RedisServer
+) -> None:
+    shipped = unique_body(orderStatus="shipped")
+    assert send(producer, shipped).state == "SUCCESS"
+    late = unique_body(orderStatus="processing", orderRequestId=shipped["orderRequestId"])
+    result = send(producer, late)
+
+    assert result.state == "FAILURE"
+    assert type(result.result).__name__ == "StaleUpdateError"
+    error = str(result.result)
+    assert f"order {shipped['orderRequestId']}: orderStatus processing is behind shipped" in error
+    assert "not sent" in error
+    assert zapi_sim.requests(late["messageId"]) == []
+    assert DeadLetterStore(redis_server.client()).get(result.id) is None
+
+
+def test_force_sends_an_update_behind_its_order(producer: Celery, zapi_sim: ZapiSimulator) -> None:
+    shipped = unique_body(orderStatus="shipped")
+    send(producer, shipped)
+    late = unique_body(orderStatus="processing", orderRequestId=shipped["orderRequestId"])
+
+    assert send(producer, late, force=True).state == "SUCCESS"
+    assert len(zapi_sim.requests(late["messageId"])) == 1
+
+
+def test_the_same_state_again_is_sent_and_an_older_sequence_is_not(
+    producer: Celery, zapi_sim: ZapiSimulator
+) -> None:
+    first = unique_body(orderStatus="shipped", message="On its way")
+    order = first["orderRequestId"]
+    again = unique_body(orderStatus="shipped", message="Now at the depot", orderRequestId=order)
+    older = unique_body(orderStatus="shipped", message="Old news", orderRequestId=order)
+
+    assert send(producer, first, sequence=5).state == "SUCCESS"
+    assert send(producer, again, sequence=6).state == "SUCCESS"
+    result = send(producer, older, sequence=3)
+    assert result.state == "FAILURE"
+    assert "sequence 3 is older than 6" in str(result.result)
+    assert zapi_sim.requests(older["messageId"]) == []
+
+
+def test_a_bad_sequence_is_refused_naming_the_rule(producer: Celery) -> None:
+    result = send(producer, unique_body(), sequence="soon")
+    assert result.state == "FAILURE"
+    assert "sequence: must be a non-negative integer" in str(result.result)

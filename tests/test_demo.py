@@ -32,6 +32,7 @@ def test_demo_prints_results_and_cleans_up() -> None:
     assert "ignoring ZAPI_INSTANCE_TOKEN" in out
     assert "real-looking-token" not in out + completed.stderr
     assert out.count("SUCCESS  zaapId=") == 3
+    assert "FAILURE  StaleUpdateError: order 4N8FCTW22W4: orderStatus processing is behind" in out
     assert "FAILURE  InvalidBodyError: invalid order-status-update body (3 problems)" in out
     assert "received 4 requests" in out
 

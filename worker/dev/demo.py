@@ -31,7 +31,9 @@ from worker.dev.zapi_sim import Fault, ZapiSimulator
 
 
 def sample_jobs() -> list[tuple[str, str, dict[str, Any]]]:
-    """(label, task name, body): a status update, a payment update, a retried one, a bad one."""
+    """(label, task name, body): one order's life, enqueued back to back: shipped, paid,
+    completed (Z-API answers 503 first, so the retry goes through the order's line), an update
+    arriving too late (it would move the order back), and a bad one."""
     shipped = copy.deepcopy(DOCS_STATUS_BODY) | {
         "messageId": "DEMO0000000000000000001",
         "orderStatus": "shipped",
@@ -39,11 +41,17 @@ def sample_jobs() -> list[tuple[str, str, dict[str, Any]]]:
     }
     paid = copy.deepcopy(DOCS_STATUS_BODY) | {
         "messageId": "DEMO0000000000000000002",
+        "orderStatus": "shipped",
         "paymentStatus": "paid",
     }
     flaky = copy.deepcopy(DOCS_STATUS_BODY) | {
         "messageId": "DEMO0000000000000000003",
         "orderStatus": "completed",
+        "paymentStatus": "paid",
+    }
+    late = copy.deepcopy(DOCS_STATUS_BODY) | {
+        "messageId": "DEMO0000000000000000005",
+        "orderStatus": "processing",
     }
     invalid = copy.deepcopy(DOCS_STATUS_BODY) | {
         "messageId": "DEMO0000000000000000004",
@@ -55,6 +63,7 @@ def sample_jobs() -> list[tuple[str, str, dict[str, Any]]]:
         ("status: shipped", "zapi.order_status_update", shipped),
         ("payment: paid", "zapi.order_payment_update", paid),
         ("status: completed (Z-API 503 first)", "zapi.order_status_update", flaky),
+        ("status: processing (arrives late)", "zapi.order_status_update", late),
         ("status: invalid body", "zapi.order_status_update", invalid),
     ]
 
@@ -101,8 +110,10 @@ def run(keep_running: bool, log_dir: Path) -> int:
             print(f"{label:<{width}}  job {result.id}  {outcome(result.state, result.result)}")
         print()
         print(
-            f"The fake Z-API received {len(simulator.requests())} requests: one per valid job, "
-            "plus the retry after the scripted 503; the invalid job was never sent."
+            f"The fake Z-API received {len(simulator.requests())} requests: the order's three "
+            "updates, in order, plus the retry after the scripted 503 (the later updates waited "
+            "for it); the late one would have moved the order back, and the invalid one was "
+            "never sent."
         )
         if keep_running:
             print(f"Flower is at {flower.url} - press Ctrl-C to stop everything.", flush=True)

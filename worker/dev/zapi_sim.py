@@ -10,7 +10,8 @@ What it reproduces, in the order Z-API appears to check things:
 * a body that is not JSON, or lacks a required field, answers 400 ``{"error": ...}``;
 * success answers 200 ``{"zaapId", "messageId", "id"}`` with ``id == messageId``.
 
-For tests and benchmarks it adds latency, an optional rate limit (429 with ``Retry-After: 1`` once
+For tests and benchmarks it adds latency (fixed, plus random jitter), random HTTP 500s at a
+given rate (seeded), an optional rate limit (429 with ``Retry-After: 1`` once
 more than ``rate_limit + rate_burst`` requests arrive in a sliding second), scripted faults
 per ``messageId`` (a status with a body and headers, a delay, or a dropped connection), and a
 record of every request received. In-process users call the methods; other processes use the
@@ -24,6 +25,7 @@ import collections
 import contextlib
 import json
 import math
+import random
 import re
 import secrets
 import threading
@@ -100,6 +102,9 @@ class SimulatorOptions(TypedDict, total=False):
     instance_token: str
     client_token: str
     latency: float
+    latency_jitter: float
+    error_rate: float
+    seed: int | None
     rate_limit: float | None
     rate_burst: int
 
@@ -112,6 +117,12 @@ class SimulatorConfig:
     instance_token: str = DEFAULT_INSTANCE_TOKEN
     client_token: str = DEFAULT_CLIENT_TOKEN
     latency: float = 0.0
+    latency_jitter: float = 0.0
+    """Up to this many seconds more per success, drawn at random."""
+    error_rate: float = 0.0
+    """The share of valid requests answered HTTP 500, at random (0.3: 30%)."""
+    seed: int | None = None
+    """Seed of the random draws (jitter, errors), for a repeatable run."""
     rate_limit: float | None = None
     rate_burst: int = 1
 
@@ -121,7 +132,10 @@ class SimulatorConfig:
             *("--latency", str(self.latency), "--instance-id", self.instance_id),
             *("--instance-token", self.instance_token, "--client-token", self.client_token),
             *("--rate-burst", str(self.rate_burst)),
+            *("--latency-jitter", str(self.latency_jitter), "--error-rate", str(self.error_rate)),
         ]
+        if self.seed is not None:
+            args += ["--seed", str(self.seed)]
         if self.rate_limit is not None:
             args += ["--rate-limit", str(self.rate_limit)]
         return args
@@ -139,6 +153,7 @@ class ZapiSimulator(SimulatorConfig, Managed):
         self._scripts: dict[str, collections.deque[Fault]] = {}
         self._outage: Fault | None = None
         self._recent: collections.deque[float] = collections.deque()
+        self._random = random.Random(self.seed)
         self._server = _Server((host, port), _Handler)
         self._server.simulator = self
         self._thread: threading.Thread | None = None
@@ -239,8 +254,13 @@ class ZapiSimulator(SimulatorConfig, Managed):
             return fault
         if self._over_rate(time.monotonic()):
             return 429, {"error": "Too many requests"}, {"Retry-After": "1"}
-        if self.latency:
-            time.sleep(self.latency)
+        with self._lock:
+            failing = self._random.random() < self.error_rate
+            delay = self.latency + self._random.uniform(0, self.latency_jitter)
+        if delay:
+            time.sleep(delay)
+        if failing:
+            return 500, {"error": "Internal Server Error"}, {}
         message_id = secrets.token_hex(10).upper()
         reply = {"zaapId": secrets.token_hex(16).upper(), "messageId": message_id, "id": message_id}
         return 200, reply, {}
@@ -351,6 +371,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--rate-burst", type=int, default=default.rate_burst, help="extra per second"
     )
+    parser.add_argument(
+        "--latency-jitter", type=float, default=default.latency_jitter, help="random extra s"
+    )
+    parser.add_argument(
+        "--error-rate", type=float, default=default.error_rate, help="share answered 500"
+    )
+    parser.add_argument("--seed", type=int, default=None, help="seed of the random draws")
     parser.add_argument("--instance-id", default=default.instance_id)
     parser.add_argument("--instance-token", default=default.instance_token)
     parser.add_argument("--client-token", default=default.client_token)
