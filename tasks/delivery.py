@@ -58,9 +58,11 @@ from tasks.schemas import OrderUpdate
 from tasks.state.deadletter import DeadLetter, DeadLetterStore
 from tasks.state.idempotency import Claim, ClaimState, IdempotencyStore, derive_key, owner_id
 from tasks.state.idempotency import with_ambiguity as result_with_ambiguity
+from tasks.state.orders import get_order_book
 from tasks.state.pacing import Deferral, wait_for_slot
 from tasks.state.ratelimit import get_limiter
 from tasks.state.store import get_redis
+from tasks.state.turns import Turns
 from tasks.validation import validate_body
 from tasks.zapi.client import get_client
 
@@ -142,6 +144,7 @@ def _idempotency_store() -> IdempotencyStore:
 
 _idempotency = PerProcess(_idempotency_store)
 _dead_letters = PerProcess(lambda: DeadLetterStore.from_settings(get_redis(), get_settings()))
+_turns = PerProcess(lambda: Turns(get_redis(), get_order_book(), _idempotency.get()))
 
 
 def deliver(
@@ -216,13 +219,15 @@ class Execution:
         wire = update.to_wire()
         sequence = checked_sequence(self.sequence)
         key = _checked_key(self.idempotency_key) or derive_key(self.endpoint.value, wire)
-        if self.line is not None:
-            self._take_turn(self.line, update, sequence)
         store, owner = _idempotency.get(), owner_id(self.job_id)
 
-        # Claim first: a repeat returns at once without taking a rate slot.
+        # Claim first (with the order's turn): a repeat returns at once without a rate slot.
         self._claim = (store, key, owner)
-        done = self._claimed(store.claim(key, owner))
+        if self.line is not None:
+            claim = self._take_turn(self.line, update, sequence, key, owner)
+        else:
+            claim = store.claim(key, owner)
+        done = self._claimed(claim)
         if done is not None:
             return done
         try:
@@ -237,10 +242,14 @@ class Execution:
             return done
         return self._send(store, key, owner, update, wire, sequence)
 
-    def _take_turn(self, line: OrderLine, update: OrderUpdate, sequence: int | None) -> None:
+    def _take_turn(
+        self, line: OrderLine, update: OrderUpdate, sequence: int | None, key: str, owner: str
+    ) -> Claim:
         """Go on only at the head of the order's line; else wait, holding no thread."""
         try:
-            line.take_turn(update, sequence, force=self.force)
+            return line.take_turn(
+                update, sequence, force=self.force, turns=_turns.get(), key=key, owner=owner
+            )
         except Wait as wait:
             self._reschedule(
                 OrderWait(wait.reason),
@@ -279,10 +288,16 @@ class Execution:
         except ZapiQueueError as exc:
             self._after_failed_send(store, key, owner, exc)
         result = result_with_ambiguity(reply, self.ambiguous)
-        self._persist("record the reply", lambda: store.record(key, owner, result))
         line = self.line
-        if line is not None:
-            self._persist("record the order's state", lambda: line.delivered(update, sequence))
+        if line is None:
+            self._persist("record the reply", lambda: store.record(key, owner, result))
+        else:
+            self._persist(
+                "record the reply and the order's state",
+                lambda: line.record_delivery(
+                    update, sequence, turns=_turns.get(), key=key, owner=owner, reply=result
+                ),
+            )
         self._pace()
         self._log("delivered", 200, f"zaapId={reply['zaapId']}")
         return result

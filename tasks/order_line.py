@@ -1,6 +1,7 @@
 """One execution's place in its order's line: wait for the earlier updates, never go backward.
 
-:mod:`tasks.delivery` asks :meth:`OrderLine.take_turn` before it claims and sends; a job that is
+:mod:`tasks.delivery` asks :meth:`OrderLine.take_turn` (which also claims the job's
+idempotency key, in the same round trip) before it sends; a job that is
 not at the head of its order's line is re-scheduled (:class:`Wait`, shown as RETRY: "waiting for
 job X of order Y") and holds no thread meanwhile; one that would move its order backward fails
 with :class:`~tasks.errors.StaleUpdateError`. Whatever way the job ends, it leaves the line,
@@ -15,6 +16,7 @@ is presumed lost and skipped (tasks/state/orders.py).
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +27,9 @@ from config import Settings
 from tasks.errors import StaleUpdateError
 from tasks.ordering import order_request_id, stale_reason
 from tasks.schemas import OrderUpdate
+from tasks.state.idempotency import Claim, ClaimState
 from tasks.state.orders import OrderBook, Turn, get_order_book
+from tasks.state.turns import Turns
 
 WAIT_HEADER = "zapi-order-wait"
 #: Polling a head whose return is unknown: first interval, growth, longest (seconds).
@@ -67,27 +71,42 @@ class OrderLine:
             return None
         return cls(get_order_book(), order, job_id, headers, settings)
 
-    def take_turn(self, update: OrderUpdate, sequence: int | None, *, force: bool) -> None:
-        """Return when this job may send now; raise :class:`Wait` or ``StaleUpdateError``."""
+    def take_turn(
+        self,
+        update: OrderUpdate,
+        sequence: int | None,
+        *,
+        force: bool,
+        turns: Turns,
+        key: str,
+        owner: str,
+    ) -> Claim:
+        """Return the job's idempotency claim when it may go on now (taken in the same round
+        trip as its turn); raise :class:`Wait` or ``StaleUpdateError`` otherwise."""
         for _ in range(MAX_SETTLES):
-            entry = self.book.enter(
-                self.order,
+            args = self.book.enter_args(
                 self.job_id,
                 sequence=sequence,
                 settles=sequence is not None,
                 waited_long=self._waited_long(),
             )
+            entry, claim = turns.enter_and_claim(self.order, key, owner, args)
             if entry.turn is not Turn.SETTLE:
                 break
             time.sleep(entry.wait or 0)
         if entry.turn is Turn.WAIT:
             raise self._wait_for(entry.head or "?", entry.wait)
-        if entry.turn is Turn.SETTLE:
+        if entry.turn is Turn.SETTLE or claim is None:
             raise Wait(entry.wait or MIN_WAIT, "settling in its order's line", {})
+        if claim.state is ClaimState.DELIVERED:
+            return claim  # a repeat: its reply is returned, and it leaves the line
         reason = stale_reason(entry.delivered, update.order_status, update.payment_status, sequence)
         if reason is not None and not force:
+            if claim.state is ClaimState.CLAIMED:
+                turns.store.release(key, owner)
             self.book.leave(self.order, self.job_id)
             raise StaleUpdateError(f"order {self.order}: {reason}")
+        return claim
 
     def _waited_long(self) -> bool:
         marker = self.headers.get(WAIT_HEADER)
@@ -109,16 +128,22 @@ class OrderLine:
         reason = f"waiting for job {head} of order {self.order}"
         return Wait(countdown, reason, {WAIT_HEADER: [head, since, polls + 1]})
 
-    def delivered(self, update: OrderUpdate, sequence: int | None) -> None:
-        """The order shows this update now; the next in line may go (Redis errors propagate:
-        the caller retries, this must not be lost)."""
-        self.book.delivered(
-            self.order,
-            self.job_id,
-            status=update.order_status,
-            payment=update.payment_status,
-            sequence=sequence,
+    def record_delivery(
+        self,
+        update: OrderUpdate,
+        sequence: int | None,
+        *,
+        turns: Turns,
+        key: str,
+        owner: str,
+        reply: dict[str, Any],
+    ) -> None:
+        """Record the job's reply and its order's new state, in one round trip; the next in
+        line may go (Redis errors propagate: the caller retries, this must not be lost)."""
+        args = self.book.delivered_args(
+            self.job_id, update.order_status, update.payment_status, sequence
         )
+        turns.record_and_deliver(self.order, key, owner, json.dumps(reply), args)
 
     def leave_quietly(self) -> None:
         """The job ended without a delivery. If Redis fails, the absence rule frees the line."""

@@ -38,80 +38,90 @@ from tasks.state.store import KEY_PREFIX
 #: The reply's extra field when some send before it may have been delivered too.
 AMBIGUOUS_FIELD = "ambiguousAttempts"
 
-# Every script: KEYS[1] reply, KEYS[2] claim, KEYS[3] sent. ARGV[1]: owner.
+
+def lua_library(first_key: int = 1) -> str:
+    """The Lua functions of a key's claim, reply and sent record, bound to KEYS[first_key],
+    KEYS[first_key + 1], KEYS[first_key + 2] (reply, claim, sent): other stores' scripts
+    compose them (tasks/state/turns.py)."""
+    keys = ", ".join(f"KEYS[{first_key + i}]" for i in range(3))
+    return f"local idem_reply, idem_claim, idem_sent = {keys}\n" + _FUNCTIONS
+
+
 # A send left "inflight" by another execution whose claim is gone was abandoned (that execution
 # died or froze past its lease): its outcome is unknown, so it counts as ambiguous.
-_LIBRARY = """
+_FUNCTIONS = """
 local function abandoned_to_ambiguous(owner)
-  local inflight = redis.call('HGET', KEYS[3], 'inflight')
+  local inflight = redis.call('HGET', idem_sent, 'inflight')
   if inflight and inflight ~= owner then
-    redis.call('HINCRBY', KEYS[3], 'ambiguous', 1)
-    redis.call('HDEL', KEYS[3], 'inflight')
+    redis.call('HINCRBY', idem_sent, 'ambiguous', 1)
+    redis.call('HDEL', idem_sent, 'inflight')
   end
-  return tonumber(redis.call('HGET', KEYS[3], 'ambiguous') or '0')
+  return tonumber(redis.call('HGET', idem_sent, 'ambiguous') or '0')
 end
 -- The outcome when this execution must not send: {1, reply} if the key was delivered, {2, holder}
 -- if another execution holds the claim. Otherwise takes (or renews) the claim and returns nil.
 local function delivered_or_held(owner, lease_ms)
-  local reply = redis.call('GET', KEYS[1])
+  local reply = redis.call('GET', idem_reply)
   if reply then return {1, reply} end
-  local holder = redis.call('GET', KEYS[2])
+  local holder = redis.call('GET', idem_claim)
   if holder and holder ~= owner then return {2, holder} end
-  redis.call('SET', KEYS[2], owner, 'PX', lease_ms)
+  redis.call('SET', idem_claim, owner, 'PX', lease_ms)
   return nil
+end
+-- Returns {state, data}: 1 delivered (data: the reply), 2 busy (data: the holder), 0 claimed
+-- (data: ambiguous sends so far).
+local function claim(owner, lease_ms)
+  local done = delivered_or_held(owner, lease_ms)
+  if done then return done end
+  return {0, tostring(abandoned_to_ambiguous(owner))}
+end
+-- Right before the send: re-takes the claim (it may have lapsed during the slot wait) for the
+-- request's deadline and marks the send in flight.
+local function before_send(owner, lease_ms, ttl)
+  local done = delivered_or_held(owner, lease_ms)
+  if done then return done end
+  local ambiguous = abandoned_to_ambiguous(owner)
+  redis.call('HSET', idem_sent, 'inflight', owner)
+  redis.call('EXPIRE', idem_sent, ttl)
+  return {0, tostring(ambiguous)}
+end
+-- The first reply recorded stays (a later one is a duplicate's).
+local function record(owner, reply, ttl)
+  redis.call('SET', idem_reply, reply, 'NX', 'EX', ttl)
+  redis.call('DEL', idem_sent)
+  if redis.call('GET', idem_claim) == owner then redis.call('DEL', idem_claim) end
 end
 """
 
-# ARGV: owner, lease ms. Returns {state, data}: 1 delivered (data: the reply), 2 busy (data: the
-# holder), 0 claimed (data: ambiguous sends so far).
-_CLAIM = (
-    _LIBRARY
-    + """
-local done = delivered_or_held(ARGV[1], ARGV[2])
-if done then return done end
-return {0, tostring(abandoned_to_ambiguous(ARGV[1]))}
-"""
-)
-
-# Right before the send. ARGV: owner, lease ms (the request's deadline and a margin), sent TTL s.
-# Re-takes the claim (it may have lapsed during the slot wait) and marks the send in flight.
-_BEFORE_SEND = (
-    _LIBRARY
-    + """
-local done = delivered_or_held(ARGV[1], ARGV[2])
-if done then return done end
-local ambiguous = abandoned_to_ambiguous(ARGV[1])
-redis.call('HSET', KEYS[3], 'inflight', ARGV[1])
-redis.call('EXPIRE', KEYS[3], ARGV[3])
-return {0, tostring(ambiguous)}
-"""
-)
-
-# ARGV: owner, reply JSON, TTL s. The first reply recorded stays (a later one is a duplicate's).
-_RECORD = """
-redis.call('SET', KEYS[1], ARGV[2], 'NX', 'EX', ARGV[3])
-redis.call('DEL', KEYS[3])
-if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
-return 1
-"""
+_CLAIM = lua_library() + "return claim(ARGV[1], ARGV[2])\n"
+# ARGV: owner, lease ms (the request's deadline and a margin), sent TTL s.
+_BEFORE_SEND = lua_library() + "return before_send(ARGV[1], ARGV[2], ARGV[3])\n"
+# ARGV: owner, reply JSON, TTL s.
+_RECORD = lua_library() + "record(ARGV[1], ARGV[2], ARGV[3])\nreturn 1\n"
 
 # A send that got no reply. ARGV: owner, '1' if it may have reached Z-API, sent TTL s.
 # Returns the ambiguous sends so far.
-_AFTER_FAILED_SEND = """
-if redis.call('HGET', KEYS[3], 'inflight') == ARGV[1] then
-  redis.call('HDEL', KEYS[3], 'inflight')
-  if ARGV[2] == '1' then redis.call('HINCRBY', KEYS[3], 'ambiguous', 1) end
+_AFTER_FAILED_SEND = (
+    lua_library()
+    + """
+if redis.call('HGET', idem_sent, 'inflight') == ARGV[1] then
+  redis.call('HDEL', idem_sent, 'inflight')
+  if ARGV[2] == '1' then redis.call('HINCRBY', idem_sent, 'ambiguous', 1) end
 end
-if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('EXPIRE', KEYS[3], ARGV[3]) end
-if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
-return tonumber(redis.call('HGET', KEYS[3], 'ambiguous') or '0')
+if redis.call('EXISTS', idem_sent) == 1 then redis.call('EXPIRE', idem_sent, ARGV[3]) end
+if redis.call('GET', idem_claim) == ARGV[1] then redis.call('DEL', idem_claim) end
+return tonumber(redis.call('HGET', idem_sent, 'ambiguous') or '0')
 """
+)
 
 # No send happened (the job is deferred): drop our claim only.
-_RELEASE = """
-if redis.call('GET', KEYS[2]) == ARGV[1] then return redis.call('DEL', KEYS[2]) end
+_RELEASE = (
+    lua_library()
+    + """
+if redis.call('GET', idem_claim) == ARGV[1] then return redis.call('DEL', idem_claim) end
 return 0
 """
+)
 
 
 class ClaimState(Enum):
@@ -177,12 +187,16 @@ class IdempotencyStore:
             }.items()
         }
 
+    def keys(self, key: str) -> list[str]:
+        """The reply, claim and sent keys of ``key``, in :func:`lua_library`'s order."""
+        return [self._prefix + key + suffix for suffix in (":reply", ":claim", ":sent")]
+
     def _run(self, script: str, key: str, *args: Any) -> Any:
-        keys = [self._prefix + key + suffix for suffix in (":reply", ":claim", ":sent")]
-        return self._scripts[script](keys=keys, args=list(args))
+        return self._scripts[script](keys=self.keys(key), args=list(args))
 
     @staticmethod
-    def _claim(answer: list[Any]) -> Claim:
+    def parse_claim(answer: list[Any]) -> Claim:
+        """A claim's outcome from the Lua ``claim`` function's answer."""
         state, data = ClaimState(int(answer[0])), answer[1]
         if state is ClaimState.DELIVERED:
             return Claim(state, reply=json.loads(data))
@@ -192,12 +206,12 @@ class IdempotencyStore:
 
     def claim(self, key: str, owner: str) -> Claim:
         """Claim ``key`` for the wait before a send; or learn it was delivered or is held."""
-        return self._claim(self._run("claim", key, owner, self.wait_lease_ms))
+        return self.parse_claim(self._run("claim", key, owner, self.wait_lease_ms))
 
     def before_send(self, key: str, owner: str) -> Claim:
         """Re-assert our claim for the request's deadline and mark the send in flight, in one
         step; or learn that the key was delivered, or taken, meanwhile (then: do not send)."""
-        return self._claim(self._run("before_send", key, owner, self.send_lease_ms, self.ttl))
+        return self.parse_claim(self._run("before_send", key, owner, self.send_lease_ms, self.ttl))
 
     def record(self, key: str, owner: str, reply: dict[str, Any]) -> None:
         """Remember the reply (the first one recorded wins), clear the send, drop our claim."""

@@ -33,74 +33,83 @@ from tasks.ordering import Delivered, arrival_of, order_keys, register_in_line
 from tasks.per_process import PerProcess
 from tasks.state.store import get_redis
 
-# KEYS: line, jobs, state. Shared by every script.
-_LIBRARY = """
+
+def lua_library(first_key: int = 1) -> str:
+    """The Lua functions of an order's line, bound to KEYS[first_key .. first_key + 2] (line,
+    jobs, state); it reads Redis' clock, so it comes first in a script that composes it with
+    other stores' functions (tasks/state/turns.py)."""
+    keys = ", ".join(f"KEYS[{first_key + i}]" for i in range(3))
+    return _CLOCK + f"local line, jobs, state = {keys}\n" + _FUNCTIONS
+
+
+_CLOCK = """
 redis.replicate_commands()
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local line, jobs, state = KEYS[1], KEYS[2], KEYS[3]
+"""
+
+_FUNCTIONS = """
 local function forget(job)
   redis.call('ZREM', line, job)
   redis.call('HDEL', jobs, job, job .. ':next', job .. ':settle')
 end
+-- Registers the job (if new) at position ('' = now) and marks it seen; settles = '1' when a
+-- worker registers a sequenced job; waited_long = '1' when the caller has waited for the same
+-- head longer than the absence limit. Returns {0, state...} when the job is the head, {1, head,
+-- head's next run µs or ''} when it must wait, {2, µs left} while it settles.
+local function enter(job, position, settles, ttl, waited_long, absence_us, settle_us)
+  if not redis.call('ZSCORE', line, job) then
+    if position == '' then position = now end
+    redis.call('ZADD', line, position, job)
+    if settles == '1' then redis.call('HSET', jobs, job .. ':settle', now) end
+  end
+  redis.call('HSET', jobs, job, now)
+  redis.call('HDEL', jobs, job .. ':next')
+  redis.call('EXPIRE', line, ttl)
+  redis.call('EXPIRE', jobs, ttl)
+  redis.call('EXPIRE', state, ttl)
+  while true do
+    local head = redis.call('ZRANGE', line, 0, 0)[1]
+    if head == job then break end
+    local seen = tonumber(redis.call('HGET', jobs, head) or '0')
+    if waited_long == '1' and now - seen > tonumber(absence_us) then
+      forget(head)
+    else
+      return {1, head, redis.call('HGET', jobs, head .. ':next') or ''}
+    end
+  end
+  local settled_at = tonumber(redis.call('HGET', jobs, job .. ':settle') or '0')
+  local settles_until = settled_at + tonumber(settle_us)
+  if now < settles_until then return {2, tostring(settles_until - now)} end
+  local s = redis.call('HMGET', state, 'status', 'payment', 'seq', 'job', 'at')
+  return {0, s[1] or '', s[2] or '', s[3] or '', s[4] or '', s[5] or ''}
+end
+-- Delivered: the order shows (status, payment) now, and the next in line may go.
+local function delivered(job, status, payment, seq, ttl)
+  forget(job)
+  redis.call('HSET', state, 'status', status, 'payment', payment, 'job', job,
+             'at', string.format('%.6f', now / 1000000))
+  if seq ~= '' and tonumber(seq) > tonumber(redis.call('HGET', state, 'seq') or '-1') then
+    redis.call('HSET', state, 'seq', seq)
+  end
+  redis.call('EXPIRE', state, ttl)
+end
 """
 
-# ARGV: job, position ('' = now), '1' if a worker registers a sequenced job (it settles),
-# TTL s, '1' if the caller has waited for the same head longer than the absence limit,
-# absence limit µs, settle µs.
-# Registers the job (if new) and marks it seen; returns {0, state...} when it is the head,
-# {1, head, head's next run µs or ''} when it must wait, {2, µs left} while it settles.
+# ARGV: job, position ('' = now), settles, TTL s, waited_long, absence µs, settle µs.
 _ENTER = (
-    _LIBRARY
-    + """
-local job = ARGV[1]
-if not redis.call('ZSCORE', line, job) then
-  local position = ARGV[2]
-  if position == '' then position = now end
-  redis.call('ZADD', line, position, job)
-  if ARGV[3] == '1' then redis.call('HSET', jobs, job .. ':settle', now) end
-end
-redis.call('HSET', jobs, job, now)
-redis.call('HDEL', jobs, job .. ':next')
-for _, key in ipairs(KEYS) do redis.call('EXPIRE', key, ARGV[4]) end
-while true do
-  local head = redis.call('ZRANGE', line, 0, 0)[1]
-  if head == job then break end
-  local seen = tonumber(redis.call('HGET', jobs, head) or '0')
-  if ARGV[5] == '1' and now - seen > tonumber(ARGV[6]) then
-    forget(head)
-  else
-    return {1, head, redis.call('HGET', jobs, head .. ':next') or ''}
-  end
-end
-local settled_at = tonumber(redis.call('HGET', jobs, job .. ':settle') or '0')
-local settles_until = settled_at + tonumber(ARGV[7])
-if now < settles_until then return {2, tostring(settles_until - now)} end
-local s = redis.call('HMGET', state, 'status', 'payment', 'seq', 'job', 'at')
-return {0, s[1] or '', s[2] or '', s[3] or '', s[4] or '', s[5] or ''}
-"""
+    lua_library() + "return enter(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])\n"
 )
 
 # ARGV: job. The job ended without changing what the order shows: out of line.
-_LEAVE = _LIBRARY + "forget(ARGV[1])\n"
+_LEAVE = lua_library() + "forget(ARGV[1])\n"
 
-# ARGV: job, status, payment, sequence ('' none), TTL s. Delivered: the order shows this now.
-_DELIVERED = (
-    _LIBRARY
-    + """
-forget(ARGV[1])
-redis.call('HSET', state, 'status', ARGV[2], 'payment', ARGV[3], 'job', ARGV[1],
-           'at', string.format('%.6f', now / 1000000))
-if ARGV[4] ~= '' and tonumber(ARGV[4]) > tonumber(redis.call('HGET', state, 'seq') or '-1') then
-  redis.call('HSET', state, 'seq', ARGV[4])
-end
-redis.call('EXPIRE', state, ARGV[5])
-"""
-)
+# ARGV: job, status, payment, sequence ('' none), TTL s.
+_DELIVERED = lua_library() + "delivered(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])\n"
 
 # ARGV: job, seconds until it runs again. The head is re-scheduled: its waiters sleep as long.
 _PARK = (
-    _LIBRARY
+    lua_library()
     + """
 if redis.call('ZSCORE', line, ARGV[1]) then
   local next_run = string.format('%d', now + tonumber(ARGV[2]) * 1000000)
@@ -168,9 +177,14 @@ class OrderBook:
         waited_long: bool,
     ) -> Entry:
         """Take the job's place in line (if new), and learn whether it may send now."""
-        answer = self._run(
-            "enter",
-            order,
+        args = self.enter_args(job, sequence=sequence, settles=settles, waited_long=waited_long)
+        return self.parse_entry(self._run("enter", order, *args))
+
+    def enter_args(
+        self, job: str, *, sequence: int | None, settles: bool, waited_long: bool
+    ) -> list[Any]:
+        """The arguments of the Lua ``enter`` function, in order."""
+        return [
             job,
             "" if sequence is None else sequence,
             "1" if settles else "0",
@@ -178,7 +192,11 @@ class OrderBook:
             "1" if waited_long else "0",
             self.absence_us,
             self.settle_us,
-        )
+        ]
+
+    @staticmethod
+    def parse_entry(answer: list[Any]) -> Entry:
+        """An entry from the Lua ``enter`` function's answer."""
         turn = Turn(int(answer[0]))
         if turn is Turn.WAIT:
             head, next_run = _text(answer[1]), _text(answer[2])
@@ -204,8 +222,13 @@ class OrderBook:
         self, order: str, job: str, *, status: str, payment: str, sequence: int | None
     ) -> None:
         """The job was delivered: the order shows its pair now, and the next in line may go."""
-        position = "" if sequence is None else sequence
-        self._run("delivered", order, job, status, payment, position, self.ttl)
+        self._run("delivered", order, *self.delivered_args(job, status, payment, sequence))
+
+    def delivered_args(
+        self, job: str, status: str, payment: str, sequence: int | None
+    ) -> list[Any]:
+        """The arguments of the Lua ``delivered`` function, in order."""
+        return [job, status, payment, "" if sequence is None else sequence, self.ttl]
 
     def park(self, order: str, job: str, seconds: float) -> None:
         """The job comes back in ``seconds``: if it is the head, its waiters wait as long."""
