@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint format typecheck pytest clean bench-rate bench bench-fetch constraints
+.PHONY: help install demo test lint format typecheck pytest clean bench-rate bench bench-fetch bench-ordering constraints
 
 help:
 	@echo "make demo    run the worker end to end on local stand-ins and print the results"
@@ -65,3 +65,6 @@ bench: $(STAMP)
 
 bench-fetch: $(STAMP)
 	$(BIN)/python -m bench.fetch $(BENCH_ARGS)
+
+bench-ordering: $(STAMP)
+	$(BIN)/python -m bench.ordering $(BENCH_ARGS)

@@ -9,7 +9,8 @@ separate process), it runs:
   process;
 * **zapi-queue**: ``celery -A worker worker`` with the shipped defaults (thread pool, 64 sends in
   flight), validation, the shared rate limiter (set far above the load), idempotency claims,
-  result and event writes.
+  per-order ordering, result and event writes; every job of an order of its own;
+* **unordered**: the same with ``ZAPI_ORDERING=off``: what per-order ordering costs.
 
 It prints jobs/s, worker CPU seconds per 1,000 jobs, worker RSS, and the producer's enqueue
 rate (one ``send_task`` per job, and ``Producer.enqueue_many``), with ratios to the baseline.
@@ -150,12 +151,20 @@ def main() -> None:
                     pythonpath=str(REPO),  # so the worker can import bench.baseline
                 )
                 base_jobs = args.jobs if latency == 0 else args.baseline_jobs_slow
-                for variant, app, task, jobs in (
-                    ("baseline", "bench.baseline", "baseline.order_status_update", base_jobs),
-                    ("pooled", "bench.baseline", "baseline.order_status_update_pooled", base_jobs),
-                    ("zapi-queue", "worker", "zapi.order_status_update", args.jobs),
+                unordered = {**env, "ZAPI_ORDERING": "off"}
+                for variant, app, task, jobs, variant_env in (
+                    ("baseline", "bench.baseline", "baseline.order_status_update", base_jobs, env),
+                    (
+                        "pooled",
+                        "bench.baseline",
+                        "baseline.order_status_update_pooled",
+                        base_jobs,
+                        env,
+                    ),
+                    ("unordered", "worker", "zapi.order_status_update", args.jobs, unordered),
+                    ("zapi-queue", "worker", "zapi.order_status_update", args.jobs, env),
                 ):
-                    runs.append(measure(variant, app, task, jobs, sim, env, Path(logs)))
+                    runs.append(measure(variant, app, task, jobs, sim, variant_env, Path(logs)))
                     redis_server.client().flushall()
         rates = enqueue_rates(redis_server.url, 5000)
 
