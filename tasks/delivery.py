@@ -483,9 +483,7 @@ class Execution:
             attempts=sent,
             first_attempt_at=self.state.first_attempt_at,
             failed_at=time.time(),
-            kwargs={"idempotency_key": self.idempotency_key}
-            if self.idempotency_key is not None
-            else {},
+            kwargs=self._replay_kwargs(),
             ambiguous_attempts=self.ambiguous,
         )
         if not isinstance(exc, ZapiQueueError):
@@ -500,6 +498,15 @@ class Execution:
             raise Reject(
                 f"could not keep job {self.job_id} as a dead letter", requeue=True
             ) from None
+
+    def _replay_kwargs(self) -> dict[str, Any]:
+        """What a replay of this job passes again: its key, its place in its order, force."""
+        given = {
+            "idempotency_key": self.idempotency_key,
+            "sequence": self.sequence,
+            "force": True if self.force else None,
+        }
+        return {name: value for name, value in given.items() if value is not None}
 
     # -- helpers ---------------------------------------------------------------------------
 

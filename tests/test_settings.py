@@ -175,3 +175,11 @@ def test_worker_refuses_malformed_settings(clean_env: pytest.MonkeyPatch) -> Non
     )
     assert "Traceback" not in completed.stderr
     assert "tok-secret" not in completed.stderr + completed.stdout
+
+
+def test_ordering_off_leaves_the_transport_without_lines(clean_env: pytest.MonkeyPatch) -> None:
+    on = celery_config(Settings())["broker_transport_options"]
+    assert on["arrival_index"] == "tasks.state.orders:arrival_index"
+    clean_env.setenv("ZAPI_ORDERING", "off")
+    off = celery_config(load_settings())["broker_transport_options"]
+    assert "arrival_index" not in off

@@ -20,6 +20,11 @@ reliable-queue pattern:
    messages back to the head of their queue and restores the owner's unacked jobs at once: a
    crashed worker's jobs resume after ``fetch_lease``, not after the visibility timeout.
 
+**Arrivals.** With the ``arrival_index`` option (a dotted path), the claim also registers the
+message in a line (a sorted set) the callable names, in the same script: the app puts each
+order update in its order's line as it is fetched, before any later update of that order can
+start (tasks/state/orders.py). The transport itself knows nothing of orders.
+
 **Ownership.** Acks and restores are checked against the holders hash: a worker that stalled past
 its lease (a frozen VM, SIGSTOP, a stalled Redis) and then resumes cannot delete, nor re-queue, a
 job that another worker took over meanwhile. A takeover restores a job and drops it from its old
