@@ -86,9 +86,10 @@ def test_a_worker_frozen_past_its_lease_then_resumed_loses_and_duplicates_nothin
         bodies = bodies_for(24)
         jobs = stack.enqueue(bodies)
         stack.wait_for_requests(4)
+        frozen.freeze()  # with its four sends in flight: nobody else has started yet
+        frozen_at = time.monotonic()
         other = stack.worker()
-        frozen.freeze()
-        time.sleep(WORKER_LEASE * 2 + 4)
+        time.sleep(max(0.0, WORKER_LEASE * 2 + 4 - (time.monotonic() - frozen_at)))
         frozen.thaw()
         stack.wait_all(jobs, timeout=120)
         ledger = stack.ledger(jobs, bodies)
