@@ -100,8 +100,17 @@ class Settings(BaseSettings):
     zapi_ordering: bool = True
     """Per-order ordering: one update of an order in flight at a time, in enqueue order, never
     backward (tasks/ordering.py). Off (``ZAPI_ORDERING=off``) for raw throughput."""
-    zapi_order_ttl: Annotated[int, Field(ge=3600, le=365 * 86_400)] = 30 * 86_400
-    """Seconds an order's line and last delivered state are kept after its last update."""
+    zapi_order_ttl: Annotated[int, Field(ge=3600, le=3 * 365 * 86_400)] = 90 * 86_400
+    """Seconds an order (its snapshot from Z-API's webhook, its line, its last delivered state)
+    is kept after its last update or webhook."""
+    zapi_order_wait: Annotated[float, Field(ge=0, le=86_400)] = 300.0
+    """Seconds a short update (``messageId`` or ``orderRequestId`` and a status) waits for its
+    order's webhook to reach the order book before it fails with UnknownOrderError."""
+    zapi_delivery_ttl: Annotated[int, Field(ge=3600, le=365 * 86_400)] = 7 * 86_400
+    """Seconds a delivered job's delivery state (sent, received, read, failed) is kept."""
+    zapi_webhook_secret: SecretStr | None = None
+    """The secret path segment of the webhook URL (``/webhooks/zapi/<secret>``): Z-API does not
+    sign webhooks, so whoever knows it can post callbacks. Required by ``zapi-queue webhook``."""
 
     zapi_instance_alias: str | None = None
     """A name for the instance in logs and metrics (default: ZAPI_INSTANCE_ID)."""
@@ -169,7 +178,7 @@ class Settings(BaseSettings):
         """Every configured secret: the Z-API tokens and the Redis passwords in the URLs.
 
         Works on partial settings (a worker refusing to start still redacts its logs)."""
-        tokens = [self.zapi_instance_token, self.zapi_client_token]
+        tokens = [self.zapi_instance_token, self.zapi_client_token, self.zapi_webhook_secret]
         urls = [self.celery_broker_url, self.celery_result_backend, self.zapi_state_redis_url]
         values = [secret.get_secret_value() for secret in tokens if secret is not None]
         values += [urlsplit(url.get_secret_value()).password or "" for url in urls if url]

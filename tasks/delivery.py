@@ -18,12 +18,18 @@ Every execution leaves its job in exactly one place:
 No path acks a job that is in none of these. Per-job state travels in message headers, because
 Celery's ``request.retries`` counts deferrals too: ``zapi-attempts`` (sends so far),
 ``zapi-slot`` (reserved slot, µs of Redis' clock), ``zapi-first-attempt`` (epoch seconds),
-``zapi-put-backs`` (Redis errors in a row, for their backoff).
+``zapi-put-backs`` (Redis errors in a row, for their backoff), ``zapi-order-lookups`` (a short
+update's looks for its order in the order book).
+
+A short update (``messageId`` or ``orderRequestId`` and a status) is completed from the order
+book at the job's turn: the other status is what the order shows then. An order not in the book
+yet is looked for again, without using an attempt, for ``ZAPI_ORDER_WAIT``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -45,25 +51,28 @@ from tasks.errors import (
     PermanentError,
     StaleUpdateError,
     TransientError,
+    UnknownOrderError,
     ZapiQueueError,
     ZapiRateLimitedError,
     ZapiRejectedError,
     ZapiTransportError,
 )
-from tasks.order_line import OrderLine, Wait
-from tasks.ordering import checked_sequence
+from tasks.order_line import OrderLine, Turned, Wait
+from tasks.ordering import Delivered, checked_sequence, order_request_id
 from tasks.per_process import PerProcess
 from tasks.redaction import redact
-from tasks.schemas import OrderUpdate
+from tasks.schemas import OrderUpdate, ShortUpdate
+from tasks.state.book import Snapshot, get_order_book, snapshot_of_update
 from tasks.state.deadletter import DeadLetter, DeadLetterStore
+from tasks.state.deliveries import Burial, DeliveryBook
 from tasks.state.idempotency import Claim, ClaimState, IdempotencyStore, derive_key, owner_id
 from tasks.state.idempotency import with_ambiguity as result_with_ambiguity
-from tasks.state.orders import get_order_book
+from tasks.state.orders import get_order_lines
 from tasks.state.pacing import Deferral, wait_for_slot
 from tasks.state.ratelimit import get_limiter
 from tasks.state.store import get_redis
 from tasks.state.turns import Turns
-from tasks.validation import validate_body
+from tasks.validation import validate_body, validate_update
 from tasks.zapi.client import get_client
 
 logger = get_task_logger(__name__)
@@ -72,6 +81,9 @@ ATTEMPTS_HEADER = "zapi-attempts"
 SLOT_HEADER = "zapi-slot"
 FIRST_ATTEMPT_HEADER = "zapi-first-attempt"
 PUT_BACKS_HEADER = "zapi-put-backs"
+LOOKUPS_HEADER = "zapi-order-lookups"
+#: Looking again for a short update's order: backoff base and cap, seconds.
+LOOKUP_BACKOFF = (1.0, 30.0)
 MAX_IDEMPOTENCY_KEY = 200
 
 #: Margin of a claim beyond the wait or the request it covers: Redis round trips, a slow thread.
@@ -91,6 +103,10 @@ class RateLimitWait(ZapiQueueError):  # noqa: N818 - a wait, not an error
 
 class OrderWait(ZapiQueueError):  # noqa: N818 - a wait, not an error
     """Stored while a job waits for an earlier update of its order (RETRY in Flower)."""
+
+
+class UnknownOrderWait(ZapiQueueError):  # noqa: N818 - a wait, not an error
+    """Stored while a short update waits for its order's webhook to reach the order book."""
 
 
 class StateUnavailableWait(ZapiQueueError):  # noqa: N818 - a wait, not an error
@@ -144,7 +160,14 @@ def _idempotency_store() -> IdempotencyStore:
 
 _idempotency = PerProcess(_idempotency_store)
 _dead_letters = PerProcess(lambda: DeadLetterStore.from_settings(get_redis(), get_settings()))
-_turns = PerProcess(lambda: Turns(get_redis(), get_order_book(), _idempotency.get()))
+_turns = PerProcess(lambda: Turns(get_redis(), get_order_lines(), _idempotency.get()))
+_deliveries = PerProcess(
+    lambda: DeliveryBook(
+        get_redis(),
+        instance_id=get_settings().zapi_credentials().instance_id,
+        ttl=get_settings().zapi_delivery_ttl,
+    )
+)
 
 
 def deliver(
@@ -197,8 +220,10 @@ class Execution:
         self.force = force is True
         self.state = JobState.of(task)
         self.settings: Settings = get_settings()
-        #: The job's order's line (None: ordering off).
-        self.line = OrderLine.of(body, self.job_id, self.state.headers, self.settings)
+        #: The job's order's line (None: ordering off, or a short update's order not found yet).
+        self.line = OrderLine.of(
+            order_request_id(body), self.job_id, self.state.headers, self.settings
+        )
         self.attempt = self.state.attempts + 1
         #: Sends of this key whose outcome is unknown (they may have reached Z-API).
         self.ambiguous = 0
@@ -214,22 +239,34 @@ class Execution:
     # -- the happy path --------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
-        update = validate_body(self.endpoint, self.body)
-        self._phone = update.phone
-        wire = update.to_wire()
+        given = validate_update(self.endpoint, self.body)
         sequence = checked_sequence(self.sequence)
-        key = _checked_key(self.idempotency_key) or derive_key(self.endpoint.value, wire)
         store, owner = _idempotency.get(), owner_id(self.job_id)
+        if isinstance(given, ShortUpdate):
+            snapshot = self._find_order(given)
+            complete = self._completion(given, snapshot)
+            key_body = {**given.to_wire(), "orderRequestId": snapshot.order_request_id}
+            key_body.pop("messageId", None)  # either name of the order gives the same key
+            if self.line is None:
+                self.line = OrderLine.of(
+                    snapshot.order_request_id, self.job_id, self.state.headers, self.settings
+                )
+        else:
+            full = given
+            complete, key_body = (lambda _: full), full.to_wire()
+        key = _checked_key(self.idempotency_key) or derive_key(self.endpoint.value, key_body)
 
         # Claim first (with the order's turn): a repeat returns at once without a rate slot.
         self._claim = (store, key, owner)
         if self.line is not None:
-            claim = self._take_turn(self.line, update, sequence, key, owner)
+            turned = self._take_turn(self.line, complete, sequence, key, owner)
         else:
-            claim = store.claim(key, owner)
-        done = self._claimed(claim)
+            turned = Turned(store.claim(key, owner), None, has_snapshot=False)
+        done = self._claimed(turned.claim)
         if done is not None:
             return done
+        update = turned.update or complete(Delivered())
+        self._phone = update.phone
         try:
             max_wait = self.settings.zapi_rate_max_wait
             wait_for_slot(get_limiter(), update.phone, self.state.slot_us, max_wait)
@@ -240,15 +277,70 @@ class Execution:
         done = self._claimed(store.before_send(key, owner))
         if done is not None:
             return done
-        return self._send(store, key, owner, update, wire, sequence)
+        return self._send(store, key, owner, update, sequence, has_snapshot=turned.has_snapshot)
+
+    def _find_order(self, short: ShortUpdate) -> Snapshot:  # noqa: RET503 - re-schedules
+        """The short update's order from the book; while it may still come (its webhook on its
+        way), look again later without using an attempt; then UnknownOrderError."""
+        snapshot = get_order_book().find(
+            order_request_id=short.order_request_id, message_id=short.message_id
+        )
+        if snapshot is not None:
+            return snapshot
+        if short.order_request_id is not None:
+            named = f"orderRequestId {short.order_request_id}"
+        else:
+            named = f"messageId {short.message_id}"
+        waited = time.time() - self.state.first_attempt_at
+        wait = self.settings.zapi_order_wait
+        if waited >= wait:
+            raise UnknownOrderError(
+                f"order {named} is not in the order book after {waited:.0f}s (ZAPI_ORDER_WAIT "
+                f"{wait:g}s): no order webhook (ReceivedCallback with reviewAndPay or "
+                "reviewOrder) was received for it. Point Z-API's webhooks at `zapi-queue "
+                "webhook` (README, 'Webhooks') and replay this job, or send the full body"
+            )
+        lookups = int(self.state.headers.get(LOOKUPS_HEADER, 0)) + 1
+        countdown = backoff_delay(lookups, base=LOOKUP_BACKOFF[0], cap=LOOKUP_BACKOFF[1])
+        self._reschedule(
+            UnknownOrderWait(f"waiting for the order webhook of {named}"),
+            max(0.05, min(countdown, wait - waited, self.settings.max_countdown)),
+            attempts=self.state.attempts,
+            extra_headers={LOOKUPS_HEADER: lookups},
+            parks=False,
+        )
+
+    def _completion(
+        self, short: ShortUpdate, snapshot: Snapshot
+    ) -> Callable[[Delivered], OrderUpdate]:
+        """Builds the full body at the job's turn: the short update's status, and the other
+        one as the order shows it then (the last delivered update's, else the book's)."""
+
+        def complete(delivered: Delivered) -> OrderUpdate:
+            data = short.to_wire()
+            order_status = data.get("orderStatus") or delivered.order_status
+            payment_status = data.get("paymentStatus") or delivered.payment_status
+            body = snapshot.full_body(
+                order_status=order_status or snapshot.order_status,
+                payment_status=payment_status or snapshot.payment_status,
+                message=short.message,
+            )
+            return validate_body(self.endpoint, body)
+
+        return complete
 
     def _take_turn(
-        self, line: OrderLine, update: OrderUpdate, sequence: int | None, key: str, owner: str
-    ) -> Claim:
+        self,
+        line: OrderLine,
+        complete: Callable[[Delivered], OrderUpdate],
+        sequence: int | None,
+        key: str,
+        owner: str,
+    ) -> Turned:
         """Go on only at the head of the order's line; else wait, holding no thread."""
         try:
             return line.take_turn(
-                update, sequence, force=self.force, turns=_turns.get(), key=key, owner=owner
+                complete, sequence, force=self.force, turns=_turns.get(), key=key, owner=owner
             )
         except Wait as wait:
             self._reschedule(
@@ -277,30 +369,80 @@ class Execution:
         key: str,
         owner: str,
         update: OrderUpdate,
-        wire: dict[str, Any],
         sequence: int | None,
+        *,
+        has_snapshot: bool,
     ) -> dict[str, Any]:
         """The one place a request leaves. Every outcome is settled before anything else."""
         self.sent = True
         self._started = time.perf_counter()
         try:
-            reply = get_client().send(self.endpoint, wire).to_result()
+            reply = get_client().send(self.endpoint, update.to_wire()).to_result()
         except ZapiQueueError as exc:
             self._after_failed_send(store, key, owner, exc)
         result = result_with_ambiguity(reply, self.ambiguous)
-        line = self.line
-        if line is None:
-            self._persist("record the reply", lambda: store.record(key, owner, result))
-        else:
-            self._persist(
-                "record the reply and the order's state",
-                lambda: line.record_delivery(
-                    update, sequence, turns=_turns.get(), key=key, owner=owner, reply=result
-                ),
-            )
+        burial = self._record(key, owner, update, sequence, result, has_snapshot=has_snapshot)
         self._pace()
         self._log("delivered", 200, f"zaapId={reply['zaapId']}")
+        if burial is not None:
+            self._bury_failed_delivery(burial)
         return result
+
+    def _record(
+        self,
+        key: str,
+        owner: str,
+        update: OrderUpdate,
+        sequence: int | None,
+        result: dict[str, Any],
+        *,
+        has_snapshot: bool,
+    ) -> Burial | None:
+        """In one round trip that must not be lost: the reply (idempotency), the order's new
+        state (the next in line may go), its snapshot if the book lacks it, and the message's
+        delivery record, linked to this job for its callbacks. Returns the job's burial if
+        Z-API's failure callback for the message came first."""
+        turns, deliveries = _turns.get(), _deliveries.get()
+        delivered_args = turns.lines.delivered_args(
+            self.job_id, update.order_status, update.payment_status, sequence
+        )
+        snapshot = None
+        if not has_snapshot:
+            book = get_order_book()
+            data = snapshot_of_update(update, book.instance_id)
+            snapshot = (book.message_key(update.message_id), json.dumps(data, ensure_ascii=False))
+        message_id = result["messageId"]
+        link = deliveries.link_args(
+            zaap_id=result["zaapId"],
+            letter=self._letter("DeliveryFailedError", ""),
+            reply_key=turns.store.keys(key)[0],
+        )
+        answers: list[Any] = []
+        self._persist(
+            "record the reply and the order's state",
+            lambda: answers.append(
+                turns.record_and_deliver(
+                    update.order_request_id,
+                    key,
+                    owner,
+                    json.dumps(result),
+                    delivered_args,
+                    snapshot=snapshot,
+                    delivery=(deliveries.key(message_id), link),
+                )
+            ),
+        )
+        return deliveries.burial(message_id, answers[-1]) if answers else None
+
+    def _bury_failed_delivery(self, burial: Burial) -> None:
+        """Z-API reported this message's failure before we recorded its reply."""
+        logger.warning(
+            "job %s: Z-API reported its delivery failed; kept as a dead letter", self.job_id
+        )
+        self._persist(
+            "keep the failed delivery as a dead letter",
+            lambda: _deliveries.get().bury(burial, _dead_letters.get()),
+        )
 
     # -- after a send that got no reply ----------------------------------------------------
 
@@ -472,20 +614,8 @@ class Execution:
     def bury(self, exc: Exception) -> None:
         """Keep a job that failed for good as a dead letter; if Redis cannot take it, hand the
         job back to the broker instead of letting Celery ack it into nowhere."""
-        sent = self.state.attempts + (1 if self.sent else 0)
         message = exc.message if isinstance(exc, ZapiQueueError) else self._redacted(exc)
-        letter = DeadLetter(
-            job_id=self.job_id,
-            task=self.task.name,
-            body=self.body,
-            error_type=type(exc).__name__,
-            error=message,
-            attempts=sent,
-            first_attempt_at=self.state.first_attempt_at,
-            failed_at=time.time(),
-            kwargs=self._replay_kwargs(),
-            ambiguous_attempts=self.ambiguous,
-        )
+        letter = self._letter(type(exc).__name__, message)
         if not isinstance(exc, ZapiQueueError):
             logger.error(
                 "job %s failed unexpectedly; kept as a dead letter", self.job_id, exc_info=True
@@ -498,6 +628,21 @@ class Execution:
             raise Reject(
                 f"could not keep job {self.job_id} as a dead letter", requeue=True
             ) from None
+
+    def _letter(self, error_type: str, error: str) -> DeadLetter:
+        """This job as a dead letter: what a replay needs, and why it failed."""
+        return DeadLetter(
+            job_id=self.job_id,
+            task=self.task.name,
+            body=self.body,
+            error_type=error_type,
+            error=error,
+            attempts=self.state.attempts + (1 if self.sent else 0),
+            first_attempt_at=self.state.first_attempt_at,
+            failed_at=time.time(),
+            kwargs=self._replay_kwargs(),
+            ambiguous_attempts=self.ambiguous,
+        )
 
     def _replay_kwargs(self) -> dict[str, Any]:
         """What a replay of this job passes again: its key, its place in its order, force."""

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from tasks.schemas import OrderPaymentUpdate, OrderStatusUpdate, OrderUpdate
+from tasks.schemas import (
+    OrderPaymentUpdate,
+    OrderStatusUpdate,
+    OrderUpdate,
+    ShortPaymentUpdate,
+    ShortStatusUpdate,
+    ShortUpdate,
+)
 
 
 class Endpoint(StrEnum):
@@ -17,8 +24,17 @@ class Endpoint(StrEnum):
     def schema(self) -> type[OrderUpdate]:
         return _SCHEMAS[self]
 
+    @property
+    def short_schema(self) -> type[ShortUpdate]:
+        """The two-field form, completed from the order book."""
+        return _SHORT_SCHEMAS[self]
+
 
 _SCHEMAS: dict[Endpoint, type[OrderUpdate]] = {
     Endpoint.ORDER_STATUS_UPDATE: OrderStatusUpdate,
     Endpoint.ORDER_PAYMENT_UPDATE: OrderPaymentUpdate,
+}
+_SHORT_SCHEMAS: dict[Endpoint, type[ShortUpdate]] = {
+    Endpoint.ORDER_STATUS_UPDATE: ShortStatusUpdate,
+    Endpoint.ORDER_PAYMENT_UPDATE: ShortPaymentUpdate,
 }

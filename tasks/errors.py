@@ -6,7 +6,9 @@
     ├── PermanentError            the job cannot succeed as it is: fail at once, never retry
     │   ├── InvalidBodyError      the body broke the schema; the message names every field
     │   ├── ZapiRejectedError     Z-API refused it (4xx, or a 200 that carries an error)
-    │   └── StaleUpdateError      it would move its order backward: not sent, not a dead letter
+    │   ├── StaleUpdateError      it would move its order backward: not sent, not a dead letter
+    │   ├── UnknownOrderError     a short update whose order never reached the order book
+    │   └── DeliveryFailedError   Z-API accepted it, then reported that delivery failed
     ├── TransientError            the same job may succeed later: retry with backoff
     │   ├── ZapiUnavailableError  Z-API answered 408, 425 or 5xx
     │   ├── ZapiRateLimitedError  Z-API answered 429
@@ -55,6 +57,17 @@ class StaleUpdateError(PermanentError):
     """The update is behind what its order already showed the customer (a status or payment
     status earlier in the order's life, or an older ``sequence``). Nothing was sent, and there
     is nothing to replay: ``kwargs={"force": True}`` sends such an update anyway."""
+
+
+class UnknownOrderError(PermanentError):
+    """A short (two-field) update names an order the order book does not have, and its webhook
+    did not arrive within ``ZAPI_ORDER_WAIT``. Nothing was sent; it is kept as a dead letter
+    (replay it once the order's webhook is in, or send the full body)."""
+
+
+class DeliveryFailedError(PermanentError):
+    """Z-API accepted the update (the job succeeded) but its ``DeliveryCallback`` reported that
+    the message could not be delivered. The error type of such a job's dead letter."""
 
 
 class TransientError(ZapiQueueError):

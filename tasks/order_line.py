@@ -16,8 +16,8 @@ is presumed lost and skipped (tasks/state/orders.py).
 from __future__ import annotations
 
 import contextlib
-import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,10 +25,10 @@ import redis
 
 from config import Settings
 from tasks.errors import StaleUpdateError
-from tasks.ordering import order_request_id, stale_reason
+from tasks.ordering import Delivered, stale_reason
 from tasks.schemas import OrderUpdate
 from tasks.state.idempotency import Claim, ClaimState
-from tasks.state.orders import OrderBook, Turn, get_order_book
+from tasks.state.orders import OrderLines, Turn, get_order_lines
 from tasks.state.turns import Turns
 
 WAIT_HEADER = "zapi-order-wait"
@@ -51,11 +51,21 @@ class Wait(Exception):  # noqa: N818 - an instruction, not an error
         self.headers = headers
 
 
+@dataclass(frozen=True, slots=True)
+class Turned:
+    """The job's turn came: its idempotency claim, the update to send (None when the claim
+    says it was delivered already) and whether the order book has the order's snapshot."""
+
+    claim: Claim
+    update: OrderUpdate | None
+    has_snapshot: bool
+
+
 @dataclass
 class OrderLine:
-    """The line of ``order`` in ``book``, seen by job ``job_id`` with its message ``headers``."""
+    """The line of ``order`` in ``lines``, seen by job ``job_id`` with its message ``headers``."""
 
-    book: OrderBook
+    lines: OrderLines
     order: str
     job_id: str
     headers: dict[str, Any]
@@ -63,28 +73,29 @@ class OrderLine:
 
     @classmethod
     def of(
-        cls, body: Any, job_id: str, headers: dict[str, Any], settings: Settings
+        cls, order: str | None, job_id: str, headers: dict[str, Any], settings: Settings
     ) -> OrderLine | None:
-        """The job's line, or None when ordering is off or the body names no order."""
-        order = order_request_id(body)
+        """The job's line in ``order`` (an ``orderRequestId``), or None when ordering is off
+        or the order is not known (yet)."""
         if not settings.zapi_ordering or order is None:
             return None
-        return cls(get_order_book(), order, job_id, headers, settings)
+        return cls(get_order_lines(), order, job_id, headers, settings)
 
     def take_turn(
         self,
-        update: OrderUpdate,
+        complete: Callable[[Delivered], OrderUpdate],
         sequence: int | None,
         *,
         force: bool,
         turns: Turns,
         key: str,
         owner: str,
-    ) -> Claim:
-        """Return the job's idempotency claim when it may go on now (taken in the same round
-        trip as its turn); raise :class:`Wait` or ``StaleUpdateError`` otherwise."""
+    ) -> Turned:
+        """At the job's turn, its idempotency claim (taken in the same round trip) and the
+        update ``complete`` builds from what the order shows then (a short update takes the
+        other status from it); raise :class:`Wait` or ``StaleUpdateError`` otherwise."""
         for _ in range(MAX_SETTLES):
-            args = self.book.enter_args(
+            args = self.lines.enter_args(
                 self.job_id,
                 sequence=sequence,
                 settles=sequence is not None,
@@ -99,14 +110,15 @@ class OrderLine:
         if entry.turn is Turn.SETTLE or claim is None:
             raise Wait(entry.wait or MIN_WAIT, "settling in its order's line", {})
         if claim.state is ClaimState.DELIVERED:
-            return claim  # a repeat: its reply is returned, and it leaves the line
+            return Turned(claim, None, entry.has_snapshot)  # a repeat: it leaves the line
+        update = complete(entry.delivered)
         reason = stale_reason(entry.delivered, update.order_status, update.payment_status, sequence)
         if reason is not None and not force:
             if claim.state is ClaimState.CLAIMED:
                 turns.store.release(key, owner)
-            self.book.leave(self.order, self.job_id)
+            self.lines.leave(self.order, self.job_id)
             raise StaleUpdateError(f"order {self.order}: {reason}")
-        return claim
+        return Turned(claim, update, entry.has_snapshot)
 
     def _waited_long(self) -> bool:
         marker = self.headers.get(WAIT_HEADER)
@@ -128,29 +140,12 @@ class OrderLine:
         reason = f"waiting for job {head} of order {self.order}"
         return Wait(countdown, reason, {WAIT_HEADER: [head, since, polls + 1]})
 
-    def record_delivery(
-        self,
-        update: OrderUpdate,
-        sequence: int | None,
-        *,
-        turns: Turns,
-        key: str,
-        owner: str,
-        reply: dict[str, Any],
-    ) -> None:
-        """Record the job's reply and its order's new state, in one round trip; the next in
-        line may go (Redis errors propagate: the caller retries, this must not be lost)."""
-        args = self.book.delivered_args(
-            self.job_id, update.order_status, update.payment_status, sequence
-        )
-        turns.record_and_deliver(self.order, key, owner, json.dumps(reply), args)
-
     def leave_quietly(self) -> None:
         """The job ended without a delivery. If Redis fails, the absence rule frees the line."""
         with contextlib.suppress(redis.RedisError):
-            self.book.leave(self.order, self.job_id)
+            self.lines.leave(self.order, self.job_id)
 
     def park_quietly(self, seconds: float) -> None:
         """The job is re-scheduled ``seconds`` ahead: its waiters need not poll meanwhile."""
         with contextlib.suppress(redis.RedisError):
-            self.book.park(self.order, self.job_id, seconds)
+            self.lines.park(self.order, self.job_id, seconds)

@@ -32,10 +32,10 @@ FINAL_ORDER_STATUSES = frozenset({"completed", "canceled"})
 
 #: The task names whose jobs are order updates (the public contract's names).
 ORDER_TASKS = frozenset({"zapi.order_status_update", "zapi.order_payment_update"})
-#: Prefix of the order book's keys (tasks/state/orders.py documents them and their TTL).
+#: Prefix of the orders' keys (tasks/state/orders.py documents them and their TTL).
 ORDER_PREFIX = "zapi-queue:order:"
-#: ZAPI_ORDER_TTL's default: 30 days.
-DEFAULT_ORDER_TTL = 30 * 86_400
+#: ZAPI_ORDER_TTL's default: 90 days.
+DEFAULT_ORDER_TTL = 90 * 86_400
 
 
 def order_keys(instance_id: str, order: str) -> tuple[str, str, str]:

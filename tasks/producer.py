@@ -39,7 +39,7 @@ from tasks.endpoints import Endpoint
 from tasks.errors import InvalidBodyError
 from tasks.ordering import DEFAULT_ORDER_TTL, order_keys, order_request_id, register_in_line
 from tasks.redaction import describe_body
-from tasks.validation import validate_body
+from tasks.validation import validate_update
 
 TASK_NAMES = {
     Endpoint.ORDER_STATUS_UPDATE: "zapi.order_status_update",
@@ -98,7 +98,7 @@ class Producer:
         it, return the job id. ``sequence``: its position among its order's updates (default:
         now); ``force``: send it even if it would move its order backward."""
         if validate:
-            validate_body(endpoint, body)
+            validate_update(endpoint, body)
         job_id = uuid()
         kwargs: dict[str, Any] = {"sequence": self._in_line([(job_id, body, sequence)])[0]}
         if idempotency_key is not None:
@@ -160,7 +160,7 @@ class Producer:
         for index, body in enumerate(bodies):
             if validate:
                 try:
-                    validate_body(endpoint, body)
+                    validate_update(endpoint, body)
                 except InvalidBodyError as exc:
                     outcome.rejected.append((index, str(exc)))
                     continue
@@ -208,6 +208,23 @@ class Producer:
 
     def state(self, job_id: str) -> str:
         return str(AsyncResult(job_id, app=self.app).state)
+
+    def delivery(self, job_id: str) -> dict[str, Any] | None:
+        """What became of a delivered job's message, from Z-API's callbacks (through the
+        webhook receiver): ``{"state", "error", "error_code", "updated_at"}``, the state one of
+        accepted, sent, received, read, played, failed. None while the job has no reply (not
+        delivered yet, failed, or its result or delivery record expired), or when the instance
+        is unknown."""
+        result: AsyncResult[Any] = AsyncResult(job_id, app=self.app)
+        reply = result.result if result.state == "SUCCESS" else None
+        message_id = reply.get("messageId") if isinstance(reply, dict) else None
+        if not isinstance(message_id, str) or self._instance_id is None:
+            return None
+        from tasks.state.deliveries import DeliveryBook  # needs redis, as lines do
+
+        book = DeliveryBook(self._state_redis(), instance_id=self._instance_id, ttl=1)
+        found = book.get(message_id)
+        return found.as_dict() if found is not None else None
 
     def close(self) -> None:
         if self._state is not None:

@@ -30,6 +30,7 @@ from pydantic import (
     StrictInt,
     StringConstraints,
     field_validator,
+    model_validator,
 )
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
@@ -159,6 +160,46 @@ class OrderStatusUpdate(OrderUpdate):
 
 class OrderPaymentUpdate(OrderUpdate):
     """Body of ``POST .../order-payment-update``: tells the customer the payment's new status."""
+
+
+#: Fields only a full body has: a body with none of them is a short (two-field) update.
+FULL_BODY_FIELDS = frozenset({"phone", "referenceId", "order"})
+
+
+def is_short_update(body: Any) -> bool:
+    """True for a two-field update (``messageId`` or ``orderRequestId``, a status, optionally a
+    ``message``), which the worker completes from the order book (tasks/order_book.py)."""
+    return isinstance(body, dict) and not FULL_BODY_FIELDS.intersection(body)
+
+
+class ShortUpdate(ZapiModel):
+    """A two-field update: the order is named, the rest comes from Z-API's order webhook."""
+
+    message_id: Identifier | None = None
+    order_request_id: Identifier | None = None
+    message: Annotated[str, StringConstraints(strict=True, max_length=4096)] | None = None
+
+    @model_validator(mode="after")
+    def _names_its_order(self) -> ShortUpdate:
+        if self.message_id is None and self.order_request_id is None:
+            raise PydanticCustomError(
+                "order_named",
+                "messageId or orderRequestId is required: the order message's messageId or the "
+                "order's orderRequestId, both from Z-API's order webhook",
+            )
+        return self
+
+
+class ShortStatusUpdate(ShortUpdate):
+    """``{"messageId"|"orderRequestId", "orderStatus", "message"?}`` for order-status-update."""
+
+    order_status: OrderStatus
+
+
+class ShortPaymentUpdate(ShortUpdate):
+    """``{"messageId"|"orderRequestId", "paymentStatus", "message"?}`` for order-payment-update."""
+
+    payment_status: PaymentStatus
 
 
 class ZapiReply(BaseModel):

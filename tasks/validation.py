@@ -8,13 +8,15 @@ every offending field and the rule it broke, e.g.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
 from tasks.endpoints import Endpoint
 from tasks.errors import InvalidBodyError
-from tasks.schemas import OrderUpdate
+from tasks.schemas import OrderUpdate, ShortUpdate, is_short_update
+
+_M = TypeVar("_M", OrderUpdate, ShortUpdate)
 
 
 def field_path(location: tuple[int | str, ...]) -> str:
@@ -37,12 +39,24 @@ def describe(error: ValidationError) -> list[str]:
 
 
 def validate_body(endpoint: Endpoint, body: Any) -> OrderUpdate:
-    """The validated body for ``endpoint``, or InvalidBodyError naming every problem."""
+    """The validated full body for ``endpoint``, or InvalidBodyError naming every problem."""
+    return _validated(endpoint.schema, endpoint, body, "body")
+
+
+def validate_update(endpoint: Endpoint, body: Any) -> OrderUpdate | ShortUpdate:
+    """A full body, or a short (two-field) update that the worker completes from the order
+    book; InvalidBodyError naming every problem otherwise."""
+    if is_short_update(body):
+        return _validated(endpoint.short_schema, endpoint, body, "short update")
+    return validate_body(endpoint, body)
+
+
+def _validated(schema: type[_M], endpoint: Endpoint, body: Any, form: str) -> _M:
     try:
-        return endpoint.schema.model_validate(body)
+        return schema.model_validate(body)
     except ValidationError as exc:
         problems = describe(exc)
         raise InvalidBodyError(
-            f"invalid {endpoint.value} body ({len(problems)} problem"
+            f"invalid {endpoint.value} {form} ({len(problems)} problem"
             f"{'s' if len(problems) != 1 else ''}): " + "; ".join(problems)
         ) from None

@@ -105,7 +105,11 @@ def test_status_of_a_delivered_a_failed_and_an_unknown_job(
     failed_id, _ = failed_job(producer, zapi_sim)
 
     ok = json.loads(cli(worker_env, "status", delivered.id, "--json"))
+    delivery = ok.pop("delivery")
     assert ok == {"id": delivered.id, "state": "SUCCESS", "result": reply}
+    # No webhook receiver in this stack: Z-API accepted it, and no callback said more.
+    assert delivery["state"] == "accepted"
+    assert delivery["error"] is None
     bad = json.loads(cli(worker_env, "status", failed_id, "--json"))
     assert bad["state"] == "FAILURE"
     assert bad["error_type"] == "AttemptsExhaustedError"

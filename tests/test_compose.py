@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from config import Settings
-from worker.dev.processes import WorkerProcess
+from worker.dev.processes import WebhookProcess, WorkerProcess
 from worker.dev.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,6 +48,12 @@ def test_services_run_the_commands_the_tests_run(compose: dict[str, Any]) -> Non
     assert services["worker"]["command"] == ["celery", "-A", "worker", "worker"]
     assert services["flower"]["command"][:4] == ["celery", "-A", "worker", "flower"]
     assert services["zapi-sim"]["command"][:3] == ["python", "-m", "worker.dev.zapi_sim"]
+    tested = WebhookProcess({}, ROOT / "unused.log", port=8000).args
+    assert (
+        services["webhook"]["command"][:2] == ["zapi-queue", tested[1]] == ["zapi-queue", "webhook"]
+    )
+    assert services["webhook"]["command"][2:4] == ["--host", "0.0.0.0"]  # noqa: S104 - the proxy
+    assert services["webhook"]["healthcheck"]["test"]
     assert services["zapi-sim"]["profiles"] == ["sim"]
     assert "zapi-sim" not in str(services["worker"].get("depends_on", ""))
 

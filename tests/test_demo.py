@@ -31,13 +31,18 @@ def test_demo_prints_results_and_cleans_up() -> None:
     assert completed.returncode == 0, completed.stderr
     assert "ignoring ZAPI_INSTANCE_TOKEN" in out
     assert "real-looking-token" not in out + completed.stderr
-    assert out.count("SUCCESS  zaapId=") == 3
+    assert out.count("SUCCESS  zaapId=") == 4  # three samples and the loop's short update
     assert "FAILURE  StaleUpdateError: order 4N8FCTW22W4: orderStatus processing is behind" in out
     assert "FAILURE  InvalidBodyError: invalid order-status-update body (3 problems)" in out
     assert "received 4 requests" in out
 
+    # The loop: an order webhook in, two fields out as the full body, the read receipt back.
+    assert "stored in the order book" in out
+    assert '"orderStatus": "shipped", "paymentStatus": "pending"' in out
+    assert "delivery read" in out
+
     ports = [int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", out)]
-    assert len(ports) == 3  # Redis, fake Z-API, Flower
+    assert len(set(ports)) == 4  # Redis, fake Z-API, webhook, Flower
     for port in ports:
         with socket.socket() as sock:
             assert sock.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still listening"
@@ -67,7 +72,7 @@ def test_demo_keeps_flower_up_until_ctrl_c_then_stops_everything() -> None:
     rest, _ = process.communicate(timeout=60)
 
     assert process.returncode == 0
-    assert "stopping worker, Flower, fake Z-API and Redis" in rest
+    assert "stopping worker, webhook, Flower, fake Z-API and Redis" in rest
     [node] = re.findall(r"node (zapi-\w+@localhost)", output)
     assert not [
         p for p in psutil.process_iter(["cmdline"]) if node in " ".join(p.info["cmdline"] or [])

@@ -1,7 +1,7 @@
-"""The order book in Redis: each order's line of pending updates and what it last delivered.
+"""Orders in Redis: each order's line of pending updates, what it last delivered, its snapshot.
 
 Three keys per order, prefix ``zapi-queue:order:{instance}:{orderRequestId}``, each expiring
-``ZAPI_ORDER_TTL`` (30 days) after the order's last update:
+``ZAPI_ORDER_TTL`` (90 days) after the order's last update:
 
 * ``…:line``: sorted set, the order's pending updates (job ids) by position: the producer's
   ``sequence``, else the time (µs) a worker first saw the job. Only the head may send; a job
@@ -10,7 +10,7 @@ Three keys per order, prefix ``zapi-queue:order:{instance}:{orderRequestId}``, e
   it comes back if it is re-scheduled (``<job>:next``), and, for a sequenced job a worker
   registered, when (``<job>:settle``).
 * ``…:state``: hash, what the order last showed the customer: ``status``, ``payment``,
-  ``seq``, ``job``, ``at``.
+  ``seq``, ``job``, ``at``; and the order's ``snapshot`` (tasks/state/book.py).
 
 A job is registered in its line as early as possible: by ``tasks.producer`` before it publishes
 (exact order), else by the transport as a worker fetches it (worker/transport.py uses the same
@@ -82,7 +82,8 @@ local function enter(job, position, settles, ttl, waited_long, absence_us, settl
   local settles_until = settled_at + tonumber(settle_us)
   if now < settles_until then return {2, tostring(settles_until - now)} end
   local s = redis.call('HMGET', state, 'status', 'payment', 'seq', 'job', 'at')
-  return {0, s[1] or '', s[2] or '', s[3] or '', s[4] or '', s[5] or ''}
+  local has_snapshot = redis.call('HEXISTS', state, 'snapshot')
+  return {0, s[1] or '', s[2] or '', s[3] or '', s[4] or '', s[5] or '', has_snapshot}
 end
 -- Delivered: the order shows (status, payment) now, and the next in line may go.
 local function delivered(job, status, payment, seq, ttl)
@@ -134,13 +135,15 @@ class Entry:
     delivered: Delivered = field(default_factory=Delivered)
     head: str | None = None
     wait: float | None = None
+    #: At the job's turn: whether the order book has the order's snapshot (tasks/state/book.py).
+    has_snapshot: bool = False
 
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-class OrderBook:
+class OrderLines:
     """The lines and states of the orders of one Z-API instance."""
 
     def __init__(
@@ -212,7 +215,8 @@ class OrderBook:
             job_id=job_id or None,
             at=float(at) if at else None,
         )
-        return Entry(turn, delivered=delivered)
+        has_snapshot = len(answer) > 6 and int(answer[6]) == 1
+        return Entry(turn, delivered=delivered, has_snapshot=has_snapshot)
 
     def leave(self, order: str, job: str) -> None:
         """The job ended without a delivery: the next in line may go."""
@@ -246,9 +250,9 @@ class OrderBook:
 SETTLE_SECONDS = 0.1
 
 
-def _order_book_from_settings() -> OrderBook:
+def _order_lines_from_settings() -> OrderLines:
     settings = get_settings()
-    return OrderBook(
+    return OrderLines(
         get_redis(),
         instance_id=settings.zapi_credentials().instance_id,
         ttl=settings.zapi_order_ttl,
@@ -257,12 +261,12 @@ def _order_book_from_settings() -> OrderBook:
     )
 
 
-_order_book = PerProcess(_order_book_from_settings)
+_order_lines = PerProcess(_order_lines_from_settings)
 
 
-def get_order_book() -> OrderBook:
-    """The process-wide order book of the configured Z-API instance."""
-    return _order_book.get()
+def get_order_lines() -> OrderLines:
+    """The process-wide order lines of the configured Z-API instance."""
+    return _order_lines.get()
 
 
 def arrival_index(payload: dict[str, Any]) -> tuple[str, str, str, int | None, int, bool] | None:
@@ -271,7 +275,7 @@ def arrival_index(payload: dict[str, Any]) -> tuple[str, str, str, int | None, i
     found = arrival_of(payload)
     if found is None:
         return None
-    book = get_order_book()
+    book = get_order_lines()
     line, jobs, _ = book.keys(found.order_request_id)
     settles = found.sequence is not None
     return line, jobs, found.job_id, found.sequence, book.ttl, settles

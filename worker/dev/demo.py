@@ -1,8 +1,10 @@
 """``make demo``: the whole pipeline on one machine, with nothing but Python and pip.
 
-Starts a local Redis, the fake Z-API, one worker and Flower (the same commands production
-runs), enqueues sample order updates the way a producer does (by task name, with a plain
-Celery client), prints each job's outcome, and stops everything. In a terminal it keeps the
+Starts a local Redis, the fake Z-API, one worker, the webhook receiver and Flower (the same
+commands production runs), enqueues sample order updates the way a producer does (by task name,
+with a plain Celery client), prints each job's outcome; then plays the whole loop: Z-API's order
+webhook in, a two-field update enqueued, sent as the full body, the read receipt back. Then it
+stops everything. In a terminal it keeps the
 stack up for Flower until Ctrl-C; ``--exit`` (or no terminal) stops right after the results.
 
 The demo only ever talks to the fake Z-API on loopback: Z-API credentials found in the
@@ -14,7 +16,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import json
 import os
+import secrets
 import sys
 import tempfile
 import time
@@ -23,8 +27,10 @@ from typing import Any
 
 from celery import Celery
 
+from tasks.redaction import mask_phone
+from tasks.state.deliveries import DeliveryBook
 from worker.dev.ports import free_port
-from worker.dev.processes import FlowerProcess, WorkerProcess, stack_env
+from worker.dev.processes import FlowerProcess, WebhookProcess, WorkerProcess, stack_env
 from worker.dev.redis_server import RedisServer, find_redis_server
 from worker.dev.samples import DOCS_STATUS_BODY
 from worker.dev.zapi_sim import Fault, ZapiSimulator
@@ -68,6 +74,40 @@ def sample_jobs() -> list[tuple[str, str, dict[str, Any]]]:
     ]
 
 
+def the_loop(simulator: ZapiSimulator, producer: Celery, redis_server: RedisServer) -> None:
+    """Z-API's order webhook in, two fields enqueued, the full body sent, the receipt back."""
+    print("The loop: the shop sends two fields, zapi-queue does the rest")
+    message = simulator.post_order(phone="5511987654321")
+    order = message["reviewAndPay"]
+    print(
+        f"  1. Z-API's webhook: an order message (ReceivedCallback, reviewAndPay), order "
+        f"{order['orderRequestId']}, message {message['messageId']}: stored in the order book"
+    )
+    short = {"messageId": message["messageId"], "orderStatus": "shipped"}
+    result = producer.send_task("zapi.order_status_update", args=[short])
+    print(f"  2. the shop enqueues {json.dumps(short)}")
+    reply = result.get(timeout=60, propagate=False)
+    print(f"  3. job {result.id}: {outcome(result.state, reply)}")
+    sent = [r.json for r in simulator.requests() if r.message_id == message["messageId"]][-1]
+    sent["phone"] = mask_phone(sent["phone"])
+    print(f"     Z-API received the full documented body: {json.dumps(sent)}")
+    if result.state != "SUCCESS":
+        return
+    client = redis_server.client()
+    book = DeliveryBook(client, instance_id=simulator.instance_id, ttl=60)
+    deadline = time.monotonic() + 10
+    delivery = book.get(reply["messageId"])
+    while (delivery is None or delivery.state != "read") and time.monotonic() < deadline:
+        time.sleep(0.1)
+        delivery = book.get(reply["messageId"])
+    client.close()
+    state = delivery.state if delivery is not None else "unknown"
+    print(
+        f"  4. Z-API's callbacks (DeliveryCallback, then MessageStatusCallback SENT, RECEIVED, "
+        f"READ): delivery {state}; `zapi-queue status {result.id} --json` shows it"
+    )
+
+
 def outcome(state: str, result: Any) -> str:
     if state == "SUCCESS":
         return f"SUCCESS  zaapId={result['zaapId']} messageId={result['messageId']}"
@@ -85,12 +125,17 @@ def run(keep_running: bool, log_dir: Path) -> int:
             redis_server.url,
             simulator,
             zapi_retry_backoff="0.5",
+            zapi_webhook_secret=secrets.token_urlsafe(24),
         )
         worker = stack.enter_context(WorkerProcess(env, log_dir / "worker.log"))
+        webhook_log = log_dir / "webhook.log"
+        webhook = stack.enter_context(WebhookProcess(env, webhook_log, port=free_port()))
+        simulator.webhook_url = webhook.callback_url()
         flower = stack.enter_context(FlowerProcess(env, log_dir / "flower.log", port=free_port()))
         print(f"Redis      {redis_server.url}  ({find_redis_server()})")
         print(f"fake Z-API {simulator.base_url}  (200 ms latency)")
         print(f"worker     celery -A worker worker  (node {worker.nodename})")
+        print(f"webhook    zapi-queue webhook  ({webhook.url}/webhooks/zapi/<secret>)")
         print(f"Flower     {flower.url}")
         print(f"logs       {log_dir}")
         print()
@@ -115,12 +160,14 @@ def run(keep_running: bool, log_dir: Path) -> int:
             "for it); the late one would have moved the order back, and the invalid one was "
             "never sent."
         )
+        print()
+        the_loop(simulator, producer, redis_server)
         if keep_running:
             print(f"Flower is at {flower.url} - press Ctrl-C to stop everything.", flush=True)
             with contextlib.suppress(KeyboardInterrupt):
                 while worker.running and flower.running:
                     time.sleep(0.5)
-        print("stopping worker, Flower, fake Z-API and Redis")
+        print("stopping worker, webhook, Flower, fake Z-API and Redis")
     return 0
 
 

@@ -90,6 +90,19 @@ class _Process(Managed):
             tail = self.log_text()[-3000:]
             raise RuntimeError(f"{self.args[:4]} exited early; its log ends with:\n{tail}")
 
+    def _wait_for(self, url: str, timeout: float) -> None:
+        """Until ``url`` answers 200 (the process is ready), or TimeoutError."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive()
+            try:
+                if httpx.get(url, timeout=0.5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.args[:3]} did not answer on {url} in {timeout}s")
+
     def stop(self, timeout: float = 20.0) -> int | None:
         """SIGTERM (a warm shutdown for Celery), then SIGKILL the whole group after timeout."""
         process = self.process
@@ -182,12 +195,28 @@ class FlowerProcess(_Process):
 
     def start(self, timeout: float = 30.0) -> Self:
         self._spawn()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self._check_alive()
-            try:
-                if httpx.get(f"{self.url}/healthcheck", timeout=0.5).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        raise TimeoutError(f"flower did not answer on {self.url} in {timeout}s")
+        self._wait_for(f"{self.url}/healthcheck", timeout)
+        return self
+
+
+class WebhookProcess(_Process):
+    """``zapi-queue webhook`` on loopback, ready once ``/healthz`` answers."""
+
+    def __init__(self, env: Mapping[str, str], log_path: Path, *, port: int) -> None:
+        self.port = port
+        script = Path(sys.executable).parent / "zapi-queue"
+        args = [str(script), "webhook", "--host", "127.0.0.1", "--port", str(port)]
+        super().__init__(args, env, log_path)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def callback_url(self) -> str:
+        """Where Z-API (the fake) posts: the secret path of ZAPI_WEBHOOK_SECRET."""
+        return f"{self.url}/webhooks/zapi/{self.env['ZAPI_WEBHOOK_SECRET']}"
+
+    def start(self, timeout: float = 30.0) -> Self:
+        self._spawn()
+        self._wait_for(f"{self.url}/healthz", timeout)
+        return self

@@ -10,6 +10,11 @@ What it reproduces, in the order Z-API appears to check things:
 * a body that is not JSON, or lacks a required field, answers 400 ``{"error": ...}``;
 * success answers 200 ``{"zaapId", "messageId", "id"}`` with ``id == messageId``.
 
+Given a ``webhook_url`` it also plays Z-API's webhooks (worker/dev/zapi_callbacks.py): after
+each accepted update a ``DeliveryCallback`` (failing for a ``delivery_failure_rate`` share) and
+``MessageStatusCallback`` SENT, RECEIVED, READ; and :meth:`ZapiSimulator.post_order` posts a
+``ReceivedCallback`` with ``reviewAndPay`` for a new order.
+
 For tests and benchmarks it adds latency (fixed, plus random jitter), random HTTP 500s at a
 given rate (seeded), an optional rate limit (429 with ``Retry-After: 1`` once
 more than ``rate_limit + rate_burst`` requests arrive in a sliding second), scripted faults
@@ -35,6 +40,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypedDict, Unpack
 
 from worker.dev.lifecycle import Managed
+from worker.dev.zapi_callbacks import (
+    CallbackPoster,
+    PostedCallback,
+    delivery_callback,
+    order_message,
+    status_callback,
+)
 
 ENDPOINTS = frozenset({"order-status-update", "order-payment-update"})
 REQUIRED_FIELDS = (
@@ -52,6 +64,8 @@ DEFAULT_INSTANCE_TOKEN = "sim-instance-token"
 DEFAULT_CLIENT_TOKEN = "sim-client-token"
 
 NOT_FOUND_BODY = {"error": "NOT_FOUND", "message": "Unable to find matching target resource method"}
+#: Seconds between an accepted update and its callbacks (Z-API's are quick, not instant).
+CALLBACK_DELAY = 0.02
 _ROUTE = re.compile(r"^/instances/(?P<instance>[^/]+)/token/(?P<token>[^/]+)/(?P<endpoint>[^/?]+)$")
 
 
@@ -107,6 +121,9 @@ class SimulatorOptions(TypedDict, total=False):
     seed: int | None
     rate_limit: float | None
     rate_burst: int
+    webhook_url: str | None
+    delivery_failure_rate: float
+    callbacks_before_reply: bool
 
 
 @dataclass(eq=False)
@@ -125,6 +142,13 @@ class SimulatorConfig:
     """Seed of the random draws (jitter, errors), for a repeatable run."""
     rate_limit: float | None = None
     rate_burst: int = 1
+    webhook_url: str | None = None
+    """Where to post Z-API's callbacks (None: no callbacks)."""
+    delivery_failure_rate: float = 0.0
+    """The share of accepted updates whose DeliveryCallback reports an error, at random."""
+    callbacks_before_reply: bool = False
+    """Post the DeliveryCallback before answering the update (a callback that beats the
+    worker's record of the reply)."""
 
     def cli_args(self) -> list[str]:
         """The same set-up as ``python -m worker.dev.zapi_sim`` options."""
@@ -138,6 +162,11 @@ class SimulatorConfig:
             args += ["--seed", str(self.seed)]
         if self.rate_limit is not None:
             args += ["--rate-limit", str(self.rate_limit)]
+        if self.webhook_url is not None:
+            args += ["--webhook-url", self.webhook_url]
+        args += ["--delivery-failure-rate", str(self.delivery_failure_rate)]
+        if self.callbacks_before_reply:
+            args += ["--callbacks-before-reply"]
         return args
 
 
@@ -154,6 +183,7 @@ class ZapiSimulator(SimulatorConfig, Managed):
         self._outage: Fault | None = None
         self._recent: collections.deque[float] = collections.deque()
         self._random = random.Random(self.seed)
+        self._callbacks = CallbackPoster()
         self._server = _Server((host, port), _Handler)
         self._server.simulator = self
         self._thread: threading.Thread | None = None
@@ -176,6 +206,7 @@ class ZapiSimulator(SimulatorConfig, Managed):
         self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        self._callbacks.close()
 
     # -- control -------------------------------------------------------------------------------
     def script(self, message_id: str, *faults: Fault) -> None:
@@ -196,7 +227,47 @@ class ZapiSimulator(SimulatorConfig, Managed):
             return found
         return [r for r in found if r.message_id == message_id]
 
+    def post_order(self, **options: Any) -> dict[str, Any]:
+        """Post a ``ReceivedCallback`` with a new order to the webhook URL (options: see
+        ``zapi_callbacks.order_message``); returns the payload posted."""
+        if self.webhook_url is None:
+            raise RuntimeError("the fake Z-API has no webhook_url to post the order to")
+        payload = order_message(self.instance_id, **options)
+        status = self._callbacks.post_now(self.webhook_url, payload)
+        if status != 200:
+            raise RuntimeError(f"the webhook answered {status} to the order message")
+        return payload
+
+    def callbacks(self) -> list[PostedCallback]:
+        """The callbacks posted so far, with the receiver's answers."""
+        return self._callbacks.posted()
+
+    def drain_callbacks(self, timeout: float = 10.0) -> None:
+        """Wait until every callback due was posted."""
+        self._callbacks.drain(timeout)
+
+    def _after_accept(self, data: dict[str, Any], reply: dict[str, str]) -> None:
+        """Play Z-API's callbacks for an accepted update."""
+        url = self.webhook_url
+        if url is None:
+            return
+        with self._lock:
+            failing = self._random.random() < self.delivery_failure_rate
+            failure = self._random.randrange(1000) if failing else None
+        phone = str(data.get("phone", ""))
+        message_id, zaap_id = reply["messageId"], reply["zaapId"]
+        delivery = delivery_callback(self.instance_id, message_id, zaap_id, phone, failure=failure)
+        if self.callbacks_before_reply:
+            self._callbacks.post_now(url, delivery)
+        else:
+            self._callbacks.post_later(url, delivery, CALLBACK_DELAY)
+        if failure is None:
+            for status in ("SENT", "RECEIVED", "READ"):
+                payload = status_callback(self.instance_id, message_id, phone, status)
+                self._callbacks.post_later(url, payload, CALLBACK_DELAY)
+
     def reset(self) -> None:
+        self._callbacks.reset()
         with self._lock:
             self._requests.clear()
             self._scripts.clear()
@@ -263,6 +334,7 @@ class ZapiSimulator(SimulatorConfig, Managed):
             return 500, {"error": "Internal Server Error"}, {}
         message_id = secrets.token_hex(10).upper()
         reply = {"zaapId": secrets.token_hex(16).upper(), "messageId": message_id, "id": message_id}
+        self._after_accept(data, reply)
         return 200, reply, {}
 
     def control(self, method: str, path: str, body: Any) -> tuple[int, Any]:
@@ -287,9 +359,22 @@ class ZapiSimulator(SimulatorConfig, Managed):
             if "rate_limit" in body:
                 self.rate_limit = None if body["rate_limit"] is None else float(body["rate_limit"])
             self.rate_burst = int(body.get("rate_burst", self.rate_burst))
+            if "webhook_url" in body:
+                self.webhook_url = body["webhook_url"]
+            self.delivery_failure_rate = float(
+                body.get("delivery_failure_rate", self.delivery_failure_rate)
+            )
+            self.callbacks_before_reply = bool(
+                body.get("callbacks_before_reply", self.callbacks_before_reply)
+            )
             if "outage" in body:
                 self.set_outage(None if body["outage"] is None else Fault(**body["outage"]))
             return 200, {"latency": self.latency, "rate_limit": self.rate_limit}
+        if method == "POST" and path == "/__sim__/order":
+            try:
+                return 200, self.post_order(**(body or {}))
+            except RuntimeError as exc:
+                return 409, {"error": str(exc)}
         if method == "POST" and path == "/__sim__/script" and isinstance(body, dict):
             self.script(str(body["messageId"]), *(Fault(**f) for f in body.get("faults", [])))
             return 200, {"ok": True}
@@ -378,6 +463,13 @@ def main(argv: list[str] | None = None) -> None:
         "--error-rate", type=float, default=default.error_rate, help="share answered 500"
     )
     parser.add_argument("--seed", type=int, default=None, help="seed of the random draws")
+    parser.add_argument("--webhook-url", default=None, help="post Z-API's callbacks here")
+    parser.add_argument(
+        "--delivery-failure-rate", type=float, default=0.0, help="share of failed deliveries"
+    )
+    parser.add_argument(
+        "--callbacks-before-reply", action="store_true", help="DeliveryCallback before the reply"
+    )
     parser.add_argument("--instance-id", default=default.instance_id)
     parser.add_argument("--instance-token", default=default.instance_token)
     parser.add_argument("--client-token", default=default.client_token)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from tasks.state.orders import OrderBook, Turn
+from tasks.state.orders import OrderLines, Turn
 from worker.dev.redis_server import RedisServer
 
 _instances = itertools.count()
@@ -23,13 +23,13 @@ def client(redis_server: RedisServer) -> Iterator[redis.Redis]:
     client.close()
 
 
-def make_book(client: redis.Redis, *, absence: float = 600, settle: float = 0.0) -> OrderBook:
-    return OrderBook(
+def make_book(client: redis.Redis, *, absence: float = 600, settle: float = 0.0) -> OrderLines:
+    return OrderLines(
         client, instance_id=f"book-{next(_instances)}", ttl=3600, absence=absence, settle=settle
     )
 
 
-def enter(book: OrderBook, job: str, sequence: int | None = None, **options: bool) -> object:
+def enter(book: OrderLines, job: str, sequence: int | None = None, **options: bool) -> object:
     entry = book.enter(
         "ORD",
         job,

@@ -1,0 +1,187 @@
+"""The order book: each order's snapshot, so that a shop can send two fields, not the whole order.
+
+A snapshot is what the two update endpoints need of an order (phone, the order message's
+``messageId``, ``referenceId``, ``orderRequestId``, currency, products, discount, tax,
+shipping) and its statuses. It comes from Z-API's order webhook (``ReceivedCallback`` with
+``reviewAndPay`` / ``reviewOrder``), or from the first full update delivered for the order.
+
+Keys (an instance's orders; both expire ``ZAPI_ORDER_TTL``, 90 days, after the last write):
+
+* ``zapi-queue:order:{instance}:{orderRequestId}:state``, field ``snapshot``: the snapshot's
+  JSON (camelCase, as on the wire). The same hash holds what the order last showed the customer
+  (``status``, ``payment``: tasks/state/orders.py), which is the snapshot's current statuses;
+* ``zapi-queue:order-message:{instance}:{messageId}``: the ``orderRequestId`` of the order
+  whose order message this is, so a short update may name the order either way.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from config import get_settings
+from tasks.callbacks import ReceivedCallback
+from tasks.ordering import order_keys
+from tasks.per_process import PerProcess
+from tasks.schemas import OrderUpdate
+from tasks.state.store import KEY_PREFIX, get_redis
+
+MESSAGE_PREFIX = f"{KEY_PREFIX}:order-message:"
+SNAPSHOT_FIELD = "snapshot"
+ORDER_FIELDS = ("currency", "products", "discount", "tax", "shipping")
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One order as the book knows it. ``data`` is the stored JSON object; ``order_status`` and
+    ``payment_status`` are the current ones (the last delivered update's, else the webhook's)."""
+
+    data: dict[str, Any]
+    order_status: str
+    payment_status: str
+    delivered_at: float | None = None
+
+    @property
+    def order_request_id(self) -> str:
+        return str(self.data["orderRequestId"])
+
+    @property
+    def message_id(self) -> str:
+        return str(self.data["messageId"])
+
+    def full_body(
+        self, *, order_status: str, payment_status: str, message: str | None
+    ) -> dict[str, Any]:
+        """The documented body of both update endpoints, for these statuses."""
+        body: dict[str, Any] = {
+            "phone": self.data["phone"],
+            "messageId": self.data["messageId"],
+            "referenceId": self.data["referenceId"],
+            "orderRequestId": self.data["orderRequestId"],
+            "orderStatus": order_status,
+            "paymentStatus": payment_status,
+            "order": dict(self.data["order"]),
+        }
+        if message is not None:
+            body["message"] = message
+        return body
+
+
+def snapshot_of_callback(callback: ReceivedCallback, instance_id: str) -> dict[str, Any] | None:
+    """The snapshot an order webhook carries, or None when the message is not an order."""
+    order = callback.order
+    if order is None:
+        return None
+    products = [product.model_dump() for product in order.products]
+    details = {"discount": order.discount, "tax": order.tax, "shipping": order.shipping}
+    return {
+        "instanceId": instance_id,
+        "phone": callback.phone,
+        "messageId": callback.messageId,
+        "referenceId": order.referenceId,
+        "orderRequestId": order.orderRequestId,
+        "orderStatus": order.orderStatus,
+        "paymentStatus": order.paymentStatus,
+        "order": {
+            "currency": order.currency,
+            "products": products,
+            **{name: value for name, value in details.items() if value is not None},
+        },
+        "at": callback.at,
+        "source": "webhook",
+    }
+
+
+def snapshot_of_update(update: OrderUpdate, instance_id: str) -> dict[str, Any]:
+    """The snapshot a full update carries (it has all the webhook's data)."""
+    wire = update.to_wire()
+    return {
+        "instanceId": instance_id,
+        **{name: wire[name] for name in ("phone", "messageId", "referenceId", "orderRequestId")},
+        "orderStatus": wire["orderStatus"],
+        "paymentStatus": wire["paymentStatus"],
+        "order": wire["order"],
+        "at": time.time(),
+        "source": "update",
+    }
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class OrderBook:
+    """The snapshots of one Z-API instance's orders."""
+
+    def __init__(self, client: redis.Redis, *, instance_id: str, ttl: int) -> None:
+        self._redis = client
+        self.instance_id = instance_id
+        self.ttl = ttl
+
+    def state_key(self, order_request_id: str) -> str:
+        return order_keys(self.instance_id, order_request_id)[2]
+
+    def message_key(self, message_id: str) -> str:
+        return f"{MESSAGE_PREFIX}{self.instance_id}:{message_id}"
+
+    def save(self, snapshot: dict[str, Any], pipe: Any = None, *, replace: bool = True) -> None:
+        """Store ``snapshot`` (a webhook's replaces the one before; an update's only fills a
+        gap, ``replace=False``), findable by ``orderRequestId`` and by ``messageId``. On
+        ``pipe`` when given (the caller executes it), else at once."""
+        target = pipe if pipe is not None else self._redis.pipeline(transaction=False)
+        state = self.state_key(snapshot["orderRequestId"])
+        encoded = json.dumps(snapshot, separators=(",", ":"), ensure_ascii=False)
+        if replace:
+            target.hset(state, SNAPSHOT_FIELD, encoded)
+        else:
+            target.hsetnx(state, SNAPSHOT_FIELD, encoded)
+        target.expire(state, self.ttl)
+        message = self.message_key(snapshot["messageId"])
+        target.set(message, snapshot["orderRequestId"], ex=self.ttl, nx=not replace)
+        if pipe is None:
+            target.execute()
+
+    def find(
+        self, *, order_request_id: str | None = None, message_id: str | None = None
+    ) -> Snapshot | None:
+        """The order named by its ``orderRequestId`` (preferred) or its order message's
+        ``messageId``; None when the book does not have it."""
+        if order_request_id is None and message_id is not None:
+            found = self._redis.get(self.message_key(message_id))
+            order_request_id = _text(found) if found is not None else None
+        if order_request_id is None:
+            return None
+        fields = self._redis.hmget(
+            self.state_key(order_request_id), SNAPSHOT_FIELD, "status", "payment", "at"
+        )
+        raw, status, payment, at = fields
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        return Snapshot(
+            data=data,
+            order_status=_text(status) if status else data["orderStatus"],
+            payment_status=_text(payment) if payment else data["paymentStatus"],
+            delivered_at=float(at) if at else None,
+        )
+
+
+def _order_book_from_settings() -> OrderBook:
+    settings = get_settings()
+    return OrderBook(
+        get_redis(),
+        instance_id=settings.zapi_credentials().instance_id,
+        ttl=settings.zapi_order_ttl,
+    )
+
+
+_order_book = PerProcess(_order_book_from_settings)
+
+
+def get_order_book() -> OrderBook:
+    """The process-wide order book of the configured Z-API instance."""
+    return _order_book.get()

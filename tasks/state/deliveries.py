@@ -1,0 +1,260 @@
+"""Delivery truth: what became of each message Z-API accepted, from its callbacks.
+
+A 200 from Z-API means "accepted". Its ``DeliveryCallback`` says the message was handed to
+WhatsApp, or that it failed (``error``, ``errorCode``); its ``MessageStatusCallback`` says
+SENT, RECEIVED, READ or PLAYED. States only move forward:
+
+    accepted -> sent -> received -> read -> played,   or   failed (accepted or sent only)
+
+``failed`` is final. A job whose delivery failed becomes a dead letter (``DeliveryFailedError``),
+whose replay sends it again: its recorded reply is dropped, so the idempotency record does not
+answer "already delivered".
+
+One hash per message, ``zapi-queue:delivery:{instance}:{messageId}``, expiring
+``ZAPI_DELIVERY_TTL`` (7 days) after its last change: ``state``, ``rank``, ``updated_at``,
+``error``, ``error_code``; and the job that sent it (``job``, ``task``, ``kwargs``,
+``reply_key``, ``attempts``, ``first_attempt_at``, and its ``body`` while the message may still
+fail). The worker links its job when it records the reply, the webhook applies callbacks; either
+may come first (a callback can beat the worker's write), and whichever completes the pair
+"failed + job known" buries the job, exactly once (``buried``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from tasks.state.deadletter import DeadLetter, DeadLetterStore
+from tasks.state.store import KEY_PREFIX
+
+DELIVERY_PREFIX = f"{KEY_PREFIX}:delivery:"
+FAILED = "failed"
+#: Forward order of the states; ``failed`` stands apart (rank 99: nothing moves past it).
+RANKS = {"accepted": 0, "sent": 1, "received": 2, "read": 3, "played": 4, FAILED: 99}
+#: A failure reported after the message reached the phone is ignored (it did reach it).
+FAILS_BELOW_RANK = RANKS["received"]
+#: MessageStatusCallback's status -> our state (READ_BY_ME is the account's own read: unused).
+STATUS_STATES = {"SENT": "sent", "RECEIVED": "received", "READ": "read", "PLAYED": "played"}
+JOB_FIELDS = ("job", "task", "body", "kwargs", "reply_key", "attempts", "first_attempt_at")
+
+
+def lua_library(first_key: int = 1) -> str:
+    """The Lua functions of a message's delivery hash, bound to KEYS[first_key]: the worker's
+    reply record composes ``link`` with the other stores' functions (tasks/state/turns.py)."""
+    return f"local delivery = KEYS[{first_key}]\n" + _FUNCTIONS
+
+
+_FUNCTIONS = """
+local function bury_if_due()
+  if redis.call('HGET', delivery, 'state') ~= 'failed' then return nil end
+  if not redis.call('HGET', delivery, 'job') then return nil end
+  if redis.call('HSETNX', delivery, 'buried', '1') == 0 then return nil end
+  return redis.call('HMGET', delivery, 'job', 'task', 'body', 'kwargs', 'reply_key', 'attempts',
+                    'first_attempt_at', 'error', 'error_code', 'updated_at')
+end
+-- The job that sent the message; returns the burial fields when its failure came first.
+local function link(job, task, body, kwargs, reply_key, zaap_id, now, ttl, attempts, first)
+  redis.call('HSET', delivery, 'job', job, 'task', task, 'kwargs', kwargs,
+             'reply_key', reply_key, 'zaap_id', zaap_id, 'attempts', attempts,
+             'first_attempt_at', first)
+  if redis.call('HSETNX', delivery, 'state', 'accepted') == 1 then
+    redis.call('HSET', delivery, 'rank', 0, 'updated_at', now)
+  end
+  local state = redis.call('HGET', delivery, 'state')
+  if state == 'accepted' or state == 'failed' then
+    redis.call('HSET', delivery, 'body', body)
+  end
+  redis.call('EXPIRE', delivery, ttl)
+  return bury_if_due()
+end
+-- A callback: the message reached state (forward only; failed is final, and ignored from
+-- fails_below on). Returns the burial fields when it reported the failure of a known job.
+local function apply(state, rank, err, code, at, ttl, fails_below)
+  -- failed is final; a repeat only finishes a burial that an error undid (bury_if_due).
+  if redis.call('HGET', delivery, 'state') == 'failed' then return bury_if_due() end
+  local current = tonumber(redis.call('HGET', delivery, 'rank') or '-1')
+  if state == 'failed' then
+    if current >= tonumber(fails_below) then return nil end
+    redis.call('HSET', delivery, 'state', 'failed', 'rank', rank, 'error', err,
+               'error_code', code, 'updated_at', at)
+  elseif tonumber(rank) > current then
+    redis.call('HSET', delivery, 'state', state, 'rank', rank, 'updated_at', at)
+    redis.call('HDEL', delivery, 'body')
+  else
+    return nil
+  end
+  redis.call('EXPIRE', delivery, ttl)
+  return bury_if_due()
+end
+"""
+
+# ARGV: link's ten arguments.
+_LINK = lua_library() + (
+    "return link(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], "
+    "ARGV[9], ARGV[10])\n"
+)
+# ARGV: apply's seven arguments.
+_APPLY = lua_library() + (
+    "return apply(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])\n"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A message's delivery state as ``zapi-queue status`` shows it."""
+
+    state: str
+    error: str | None
+    error_code: str | None
+    updated_at: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "error": self.error,
+            "error_code": self.error_code,
+            "updated_at": self.updated_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Burial:
+    """A job whose delivery failed: its dead letter, and its recorded reply's key (dropped, so
+    that the replay is sent rather than answered "already delivered")."""
+
+    message_id: str
+    letter: DeadLetter
+    reply_key: str
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def failure_text(message_id: str, error: str | None, error_code: str | None) -> str:
+    """The dead letter's error: Z-API's words, and its code when it gave one."""
+    text = f"Z-API could not deliver message {message_id}: {error or 'no reason given'}"
+    return text + (f" (errorCode {error_code})" if error_code else "")
+
+
+class DeliveryBook:
+    """The delivery states of one Z-API instance's messages."""
+
+    def __init__(self, client: redis.Redis, *, instance_id: str, ttl: int) -> None:
+        self._redis = client
+        self.instance_id = instance_id
+        self.ttl = ttl
+        self._link = client.register_script(_LINK)
+        self._apply = client.register_script(_APPLY)
+
+    def key(self, message_id: str) -> str:
+        return f"{DELIVERY_PREFIX}{self.instance_id}:{message_id}"
+
+    def link(
+        self,
+        message_id: str,
+        *,
+        zaap_id: str,
+        letter: DeadLetter,
+        reply_key: str,
+    ) -> Burial | None:
+        """Link the job that sent ``message_id`` (``letter`` holds what a dead letter of it
+        needs). Returns its burial if the message's failure was already reported."""
+        answer = self._link(
+            keys=[self.key(message_id)],
+            args=self.link_args(zaap_id=zaap_id, letter=letter, reply_key=reply_key),
+        )
+        return self.burial(message_id, answer)
+
+    def link_args(self, *, zaap_id: str, letter: DeadLetter, reply_key: str) -> list[Any]:
+        """The arguments of the Lua ``link`` function, in order."""
+        return [
+            letter.job_id,
+            letter.task,
+            json.dumps(letter.body, ensure_ascii=False),
+            json.dumps(letter.kwargs),
+            reply_key,
+            zaap_id,
+            f"{time.time():.6f}",
+            self.ttl,
+            letter.attempts,
+            letter.first_attempt_at,
+        ]
+
+    def apply(
+        self,
+        message_id: str,
+        state: str,
+        *,
+        at: float,
+        error: str | None = None,
+        error_code: str | None = None,
+    ) -> Burial | None:
+        """Move the message to ``state`` if that is forward (a duplicate changes nothing).
+        Returns the job's dead letter when this callback reported its failure."""
+        answer = self._apply(
+            keys=[self.key(message_id)],
+            args=[
+                state,
+                RANKS[state],
+                error or "",
+                error_code or "",
+                f"{at:.6f}",
+                self.ttl,
+                FAILS_BELOW_RANK,
+            ],
+        )
+        return self.burial(message_id, answer)
+
+    def get(self, message_id: str) -> Delivery | None:
+        state, error, code, at = self._redis.hmget(
+            self.key(message_id), "state", "error", "error_code", "updated_at"
+        )
+        if state is None:
+            return None
+        updated = _text(at)
+        return Delivery(
+            state=_text(state) or "",
+            error=_text(error) or None,
+            error_code=_text(code) or None,
+            updated_at=float(updated) if updated else None,
+        )
+
+    def bury(self, burial: Burial, dead_letters: DeadLetterStore) -> None:
+        """Keep the failed job as a dead letter and forget its reply: a replay sends again.
+        If Redis fails here, the burial is undone, so that the next try (the worker's retry,
+        Z-API's next callback) buries it again."""
+        try:
+            dead_letters.add(burial.letter)
+            if burial.reply_key:
+                self._redis.delete(burial.reply_key)
+        except redis.RedisError:
+            with contextlib.suppress(redis.RedisError):
+                self._redis.hdel(self.key(burial.message_id), "buried")
+            raise
+
+    def burial(self, message_id: str, answer: Any) -> Burial | None:
+        if not answer:
+            return None
+        job, task, body, kwargs, reply_key, attempts, first, error, code, at = (
+            _text(value) for value in answer
+        )
+        letter = DeadLetter(
+            job_id=job or "",
+            task=task or "",
+            body=json.loads(body) if body else None,
+            error_type="DeliveryFailedError",
+            error=failure_text(message_id, error, code),
+            attempts=int(attempts or 1),
+            first_attempt_at=float(first or 0),
+            failed_at=float(at or time.time()),
+            kwargs=json.loads(kwargs or "{}"),
+        )
+        return Burial(message_id, letter, reply_key or "")

@@ -1,0 +1,297 @@
+"""The webhook receiver over real HTTP (``zapi-queue webhook``, uvicorn) and a real Redis: what
+it answers, what it stores, what it never prints."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from tasks.redaction import mask_phone
+from tasks.state.deliveries import DeliveryBook
+from tasks.state.webhook_stats import COUNTS_KEY, WebhookStats
+from tests.conftest import REDIS_PASSWORD
+from worker.dev.ports import free_port
+from worker.dev.processes import WebhookProcess
+from worker.dev.redis_server import RedisServer
+from worker.dev.zapi_callbacks import delivery_callback, order_message, status_callback
+
+pytestmark = pytest.mark.e2e
+
+WEBHOOK_SECRET = "whsec-SECRET-0d6c41b2a97e"
+INSTANCE = "hook-instance"
+PHONE = "5544999998765"
+
+
+@pytest.fixture(scope="module")
+def state() -> Iterator[RedisServer]:
+    with RedisServer(password=REDIS_PASSWORD) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def webhook(
+    state: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WebhookProcess]:
+    env = webhook_env(state)
+    log = tmp_path_factory.mktemp("webhook") / "webhook.log"
+    with WebhookProcess(env, log, port=free_port()) as process:
+        yield process
+
+
+def webhook_env(state: RedisServer) -> dict[str, str]:
+    import os
+
+    return {
+        **os.environ,
+        "CELERY_BROKER_URL": f"{state.url}/0",
+        "CELERY_RESULT_BACKEND": f"{state.url}/1",
+        "ZAPI_INSTANCE_ID": INSTANCE,
+        "ZAPI_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+@pytest.fixture
+def client(state: RedisServer) -> Iterator[redis.Redis]:
+    connection = state.client(db=0)
+    yield connection
+    connection.close()
+
+
+def post(webhook: WebhookProcess, payload: Any, **options: Any) -> httpx.Response:
+    return httpx.post(webhook.callback_url(), json=payload, timeout=10, **options)
+
+
+def cli(state: RedisServer, *args: str) -> subprocess.CompletedProcess[str]:
+    script = Path(sys.executable).parent / "zapi-queue"
+    return subprocess.run(
+        [str(script), *args],
+        env=webhook_env(state),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_a_wrong_secret_is_404_and_stores_nothing(
+    webhook: WebhookProcess, client: redis.Redis
+) -> None:
+    before = client.dbsize()
+    payload = order_message(INSTANCE)
+    answer = httpx.post(f"{webhook.url}/webhooks/zapi/not-the-secret", json=payload, timeout=10)
+    assert answer.status_code == 404
+    answer = httpx.post(f"{webhook.url}/webhooks/zapi/{WEBHOOK_SECRET}x", json=payload, timeout=10)
+    assert answer.status_code == 404
+    assert client.dbsize() == before
+    assert "not-the-secret" not in answer.text
+
+
+@pytest.mark.parametrize(
+    ("content", "status", "says"),
+    [
+        (b"{not json", 400, "not JSON"),
+        (b"[1, 2]", 400, "JSON object"),
+        (b'"text"', 400, "JSON object"),
+    ],
+)
+def test_bad_bodies_are_400(
+    webhook: WebhookProcess, content: bytes, status: int, says: str
+) -> None:
+    answer = httpx.post(
+        webhook.callback_url(),
+        content=content,
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert answer.status_code == status
+    assert says in answer.json()["error"]
+
+
+def test_a_body_over_one_mebibyte_is_413_with_or_without_its_length(
+    webhook: WebhookProcess, client: redis.Redis
+) -> None:
+    big = json.dumps({"type": "ReceivedCallback", "pad": "x" * (1024 * 1024)}).encode()
+    answer = httpx.post(webhook.callback_url(), content=big, timeout=10)
+    assert answer.status_code == 413
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the stream is counted as it comes
+        for start in range(0, len(big), 65536):
+            yield big[start : start + 65536]
+
+    answer = httpx.post(webhook.callback_url(), content=chunks(), timeout=10)
+    assert answer.status_code == 413
+
+
+def test_a_type_we_do_not_use_is_200_counted_and_ignored(
+    webhook: WebhookProcess, client: redis.Redis
+) -> None:
+    stats = WebhookStats(client)
+    before = stats.counts().get("ignored:PresenceChatCallback", 0)
+    keys_before = set(client.keys())
+    answer = post(webhook, {"type": "PresenceChatCallback", "phone": PHONE, "status": "AVAILABLE"})
+    assert answer.status_code == 200
+    assert answer.json()["outcome"] == "ignored"
+    assert stats.counts()["ignored:PresenceChatCallback"] == before + 1
+    assert set(client.keys()) - {COUNTS_KEY.encode()} == keys_before - {COUNTS_KEY.encode()}
+
+    chat = {
+        "type": "ReceivedCallback",
+        "phone": PHONE,
+        "messageId": "M1",
+        "text": {"message": "hi"},
+    }
+    answer = post(webhook, chat)
+    assert (answer.status_code, answer.json()["outcome"]) == (200, "ignored")
+
+
+def test_an_order_message_with_wrong_fields_is_400_naming_them(webhook: WebhookProcess) -> None:
+    payload = order_message(INSTANCE)
+    del payload["reviewAndPay"]["orderRequestId"]
+    payload["reviewAndPay"]["products"][0]["quantity"] = 0
+    answer = post(webhook, payload)
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert "reviewAndPay.orderRequestId: Field required" in error
+    assert "reviewAndPay.products[0].quantity" in error
+
+
+@pytest.mark.parametrize(
+    ("shape", "moment_field"), [("reviewAndPay", "momment"), ("reviewOrder", "moment")]
+)
+def test_an_order_message_is_stored_and_shown_by_either_id(
+    webhook: WebhookProcess, state: RedisServer, shape: str, moment_field: str
+) -> None:
+    payload = order_message(INSTANCE, phone=PHONE, shape=shape, moment_field=moment_field)
+    answer = post(webhook, payload)
+    assert (answer.status_code, answer.json()["outcome"]) == (200, "stored")
+    order = payload[shape]
+
+    for name in (order["orderRequestId"], payload["messageId"]):
+        shown = cli(state, "order", "show", name, "--json")
+        assert shown.returncode == 0, shown.stderr
+        record = json.loads(shown.stdout)
+        assert record["orderRequestId"] == order["orderRequestId"]
+        assert record["referenceId"] == order["referenceId"]
+        assert record["messageId"] == payload["messageId"]
+        assert record["order"]["products"] == order["products"]
+        assert record["order"]["currency"] == "BRL"
+        assert (record["orderStatus"], record["paymentStatus"]) == ("pending", "pending")
+        assert record["at"] == payload[moment_field] / 1000
+        assert PHONE not in shown.stdout
+        assert record["phone"] == mask_phone(PHONE)
+
+    text = cli(state, "order", "show", order["orderRequestId"])
+    assert text.returncode == 0
+    assert PHONE not in text.stdout
+    assert f"orderRequestId: {order['orderRequestId']}" in text.stdout
+    missing = cli(state, "order", "show", "NO-SUCH-ORDER")
+    assert missing.returncode == 1
+    assert "no order NO-SUCH-ORDER" in missing.stderr
+
+
+def test_delivery_states_move_forward_only_and_duplicates_change_nothing(
+    webhook: WebhookProcess, client: redis.Redis
+) -> None:
+    book = DeliveryBook(client, instance_id=INSTANCE, ttl=3600)
+    message = "MSG-FORWARD-1"
+    for status in ("SENT", "READ"):
+        assert post(webhook, status_callback(INSTANCE, message, PHONE, status)).status_code == 200
+    read = book.get(message)
+    assert read is not None
+    assert read.state == "read"
+
+    # Late and repeated callbacks: nothing moves back, nothing changes.
+    for payload in (
+        status_callback(INSTANCE, message, PHONE, "RECEIVED"),
+        status_callback(INSTANCE, message, PHONE, "READ"),
+        delivery_callback(INSTANCE, message, "ZAAP", PHONE),
+        delivery_callback(INSTANCE, message, "ZAAP", PHONE, failure=1),  # after READ: ignored
+    ):
+        assert post(webhook, payload).status_code == 200
+    assert book.get(message) == read
+    assert client.ttl(book.key(message)) > 0
+
+
+def test_a_failure_is_final_and_kept_for_the_job_that_comes_later(
+    webhook: WebhookProcess, client: redis.Redis
+) -> None:
+    book = DeliveryBook(client, instance_id=INSTANCE, ttl=3600)
+    message = "MSG-FAILS-1"
+    payload = delivery_callback(INSTANCE, message, "ZAAP", PHONE, failure=3)
+    assert post(webhook, payload).status_code == 200
+    assert post(webhook, payload).status_code == 200  # the same callback twice
+    assert post(webhook, status_callback(INSTANCE, message, PHONE, "SENT")).status_code == 200
+    failed = book.get(message)
+    assert failed is not None
+    assert (failed.state, failed.error_code) == ("failed", "SHADOW_BAN")
+    assert failed.error == "Account is shadow banned"
+
+
+def test_connection_events_are_shown_by_health(webhook: WebhookProcess, state: RedisServer) -> None:
+    disconnected = {
+        "type": "DisconnectedCallback",
+        "instanceId": INSTANCE,
+        "momment": 1_800_000_000_000,
+        "error": "Device has been disconnected",
+        "disconnected": True,
+    }
+    assert post(webhook, disconnected).status_code == 200
+    report = json.loads(cli(state, "health", "--json", "--timeout", "0.5").stdout)
+    assert report["instance_connection"] == {
+        "connected": False,
+        "error": "Device has been disconnected",
+        "at": 1_800_000_000.0,
+    }
+    older = {"type": "ConnectedCallback", "instanceId": INSTANCE, "momment": 1_700_000_000_000}
+    assert post(webhook, older).status_code == 200  # out of order: changes nothing
+    report = json.loads(cli(state, "health", "--json", "--timeout", "0.5").stdout)
+    assert report["instance_connection"]["connected"] is False
+    newer = {"type": "ConnectedCallback", "instanceId": INSTANCE, "momment": 1_900_000_000_000}
+    assert post(webhook, newer).status_code == 200
+    report = json.loads(cli(state, "health", "--json", "--timeout", "0.5").stdout)
+    assert report["instance_connection"]["connected"] is True
+    assert report["webhook_callbacks"]["stored:ConnectedCallback"] >= 2
+
+
+def test_healthz(webhook: WebhookProcess) -> None:
+    answer = httpx.get(f"{webhook.url}/healthz", timeout=5)
+    assert (answer.status_code, answer.json()) == (200, {"ok": True})
+
+
+def test_the_receiver_refuses_to_start_without_its_secret(state: RedisServer) -> None:
+    env = webhook_env(state)
+    del env["ZAPI_WEBHOOK_SECRET"]
+    script = Path(sys.executable).parent / "zapi-queue"
+    done = subprocess.run(
+        [str(script), "webhook", "--port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "ZAPI_WEBHOOK_SECRET is required" in done.stderr
+
+
+def test_no_secret_and_no_full_phone_in_the_log_or_answers(webhook: WebhookProcess) -> None:
+    answers = [
+        post(webhook, order_message(INSTANCE, phone=PHONE)).text,
+        post(webhook, delivery_callback(INSTANCE, "MSG-LOG", "Z", PHONE, failure=2)).text,
+        post(webhook, {"type": "ReceivedCallback", "phone": PHONE}).text,
+    ]
+    log = webhook.log_text()
+    assert "webhook ReceivedCallback stored 200" in log  # it does log each callback
+    for text in (log, *answers):
+        assert WEBHOOK_SECRET not in text
+        assert REDIS_PASSWORD not in text
+        assert PHONE not in text

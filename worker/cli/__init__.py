@@ -1,0 +1,15 @@
+"""``zapi-queue``: the command line (enqueue, job status, health, dead letters, orders, the
+webhook receiver).
+
+Every command reads the same settings as the worker (environment variables or ``.env``) and
+prints no secret: URLs are shown with their password masked. One module per group of commands;
+importing this package registers them all on :func:`main`.
+"""
+
+from worker.cli import dead, health, jobs, orders  # noqa: F401 - registers the commands
+from worker.cli.main import main
+
+__all__ = ["main"]
+
+if __name__ == "__main__":
+    main()

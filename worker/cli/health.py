@@ -1,0 +1,103 @@
+"""``zapi-queue health``: what an operator or a container healthcheck asks first."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+import redis
+
+from config import Settings
+from tasks.redaction import redact
+from tasks.state.deadletter import DeadLetterStore
+from tasks.state.instances import InstanceEvents
+from tasks.state.store import connect
+from tasks.state.webhook_stats import WebhookStats
+from worker.cli.common import settings_or_exit
+from worker.cli.main import main
+from worker.fetch_scripts import REJECTED_KEY
+from worker.redis_checks import maxmemory_policy, policy_problem, redis_roles
+
+
+@main.command("health")
+@click.option("--timeout", default=3.0, show_default=True, help="seconds to wait for workers")
+@click.option("--min-workers", default=1, show_default=True, help="fewer answering is unhealthy")
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+def health(timeout: float, min_workers: int, as_json: bool) -> None:
+    """Broker reachable, its eviction policy, workers answering, queue depth, dead letters,
+    items set aside. Exit 1 if unhealthy.
+
+    Usable as a container or monitoring healthcheck.
+    """
+    settings = settings_or_exit()
+    broker_url = settings.celery_broker_url.get_secret_value()
+    report: dict[str, Any] = {"broker": redact(broker_url), "broker_reachable": False}
+    problems: list[str] = []
+    _check_broker(connect(broker_url, retries=1), report, problems)
+    _check_state(settings, report, problems)
+    if report["broker_reachable"]:
+        from worker.celery_app import app
+
+        replies = app.control.ping(timeout=timeout) or []
+        report["workers"] = sorted(name for reply in replies for name in reply)
+        if len(report["workers"]) < min_workers:
+            problems.append(f"{len(report['workers'])} workers answering, {min_workers} wanted")
+    report["healthy"] = not problems
+    report["problems"] = problems
+    if as_json:
+        click.echo(json.dumps(report))
+    else:
+        for name, value in report.items():
+            click.echo(f"{name}: {value}")
+    if problems:
+        sys.exit(1)
+
+
+def _check_broker(client: redis.Redis, report: dict[str, Any], problems: list[str]) -> None:
+    """Reachable, queue depths, and the eviction policy: an evicting broker loses queued jobs."""
+    try:
+        client.ping()
+        report["broker_reachable"] = True
+        report["maxmemory_policy"] = maxmemory_policy(client)
+        report["queue_depth"] = int(client.llen("celery"))
+        # Items found in the queue that were not Celery messages (worker/transport.py).
+        report["set_aside_items"] = int(client.llen(REJECTED_KEY))
+    except redis.RedisError as exc:
+        problems.append(f"broker unreachable ({type(exc).__name__})")
+        return
+    finally:
+        client.close()
+    if problem := policy_problem(report["maxmemory_policy"], "broker Redis"):
+        problems.append(problem)
+
+
+def _check_state(settings: Settings, report: dict[str, Any], problems: list[str]) -> None:
+    """Dead letters, instance events, webhook counts, and the eviction policy of the state
+    Redis when it is another server."""
+    url = settings.state_redis_url
+    client = connect(url, retries=1)
+    try:
+        if "state" in redis_roles(settings):
+            report["state_redis"] = redact(url)
+            report["state_maxmemory_policy"] = maxmemory_policy(client)
+            if problem := policy_problem(report["state_maxmemory_policy"], "state Redis"):
+                problems.append(problem)
+        store = DeadLetterStore.from_settings(client, settings)
+        report["dead_letters"] = store.count()
+        report["dead_letters_dropped"] = store.dropped()
+        _instance_events(client, settings, report)
+    except redis.RedisError as exc:
+        problems.append(f"dead letters unreadable ({type(exc).__name__})")
+    finally:
+        client.close()
+
+
+def _instance_events(client: redis.Redis, settings: Settings, report: dict[str, Any]) -> None:
+    """The instance's last connection event and the webhook's counts (shown, not judged: a
+    disconnected phone is not the worker's illness, and Z-API queues sends meanwhile)."""
+    if settings.zapi_instance_id is not None:
+        connection = InstanceEvents(client).get(settings.zapi_instance_id)
+        report["instance_connection"] = connection.as_dict() if connection else "no event yet"
+    report["webhook_callbacks"] = WebhookStats(client).counts()

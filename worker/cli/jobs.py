@@ -1,0 +1,146 @@
+"""``zapi-queue enqueue`` and ``zapi-queue status``: a producer's commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, TextIO
+
+import click
+
+from tasks.endpoints import Endpoint
+from tasks.errors import InvalidBodyError
+from tasks.producer import Producer
+from worker.cli.common import fail, producer_or_exit, settings_or_exit, state_redis
+from worker.cli.main import main
+
+ENDPOINTS = {"status": Endpoint.ORDER_STATUS_UPDATE, "payment": Endpoint.ORDER_PAYMENT_UPDATE}
+CHUNK = 200
+
+
+@main.command("enqueue")
+@click.argument("kind", type=click.Choice(sorted(ENDPOINTS)))
+@click.argument("body_file", type=click.File("r"), default="-", required=False)
+@click.option(
+    "--file",
+    "jsonl",
+    type=click.File("r"),
+    help="bulk: one JSON body per line (JSON Lines); '-' reads stdin",
+)
+@click.option("--idempotency-key", help="single job only: a repeat with this key is not sent")
+@click.option("--wait", type=float, help="single job only: wait this many seconds for the reply")
+def enqueue(
+    kind: str,
+    body_file: TextIO,
+    jsonl: TextIO | None,
+    idempotency_key: str | None,
+    wait: float | None,
+) -> None:
+    """Validate and enqueue an order status or payment update.
+
+    \b
+    One body from a JSON file or stdin:
+      zapi-queue enqueue status update.json
+      echo '{...}' | zapi-queue enqueue payment --wait 30
+    Many, one per line, with a progress bar and a summary:
+      zapi-queue enqueue status --file updates.jsonl
+
+    Exits 1 when a body is refused (each refusal names its line, field and rule).
+    """
+    endpoint = ENDPOINTS[kind]
+    producer = producer_or_exit()
+    try:
+        if jsonl is not None:
+            _enqueue_lines(producer, endpoint, jsonl)
+            return
+        try:
+            body = json.load(body_file)
+        except ValueError as exc:
+            fail(f"not valid JSON: {exc}")
+        try:
+            job_id = producer.enqueue(endpoint, body, idempotency_key=idempotency_key)
+        except InvalidBodyError as exc:
+            click.echo(f"rejected: {exc}", err=True)
+            sys.exit(1)
+        click.echo(job_id)
+        if wait is not None:
+            click.echo(json.dumps(producer.get_result(job_id, timeout=wait)))
+    finally:
+        producer.close()
+
+
+def _enqueue_lines(producer: Producer, endpoint: Endpoint, lines: TextIO) -> None:
+    rejected: list[tuple[int, str]] = []
+    pending: list[tuple[int, Any]] = []
+    enqueued = 0
+
+    def flush() -> None:
+        nonlocal enqueued
+        outcome = producer.enqueue_many(endpoint, [body for _, body in pending])
+        enqueued += len(outcome.job_ids)
+        rejected.extend((pending[index][0], reason) for index, reason in outcome.rejected)
+        pending.clear()
+
+    numbered = [(n, line) for n, line in enumerate(lines.read().splitlines(), 1) if line.strip()]
+    with click.progressbar(numbered, label="enqueueing", file=sys.stderr) as bar:
+        for number, line in bar:
+            try:
+                pending.append((number, json.loads(line)))
+            except ValueError as exc:
+                rejected.append((number, f"not valid JSON: {exc}"))
+            if len(pending) >= CHUNK:
+                flush()
+        if pending:
+            flush()
+    for number, reason in sorted(rejected):
+        click.echo(f"line {number}: {reason}", err=True)
+    click.echo(f"enqueued {enqueued}, rejected {len(rejected)}")
+    if rejected:
+        sys.exit(1)
+
+
+@main.command("status")
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="print the state as JSON")
+def status(job_id: str, as_json: bool) -> None:
+    """Show a job's state and its result (Z-API's reply) or error."""
+    from celery.result import AsyncResult
+
+    from worker.celery_app import app
+
+    result: AsyncResult[Any] = AsyncResult(job_id, app=app)
+    state = result.state
+    outcome: Any = result.result
+    record: dict[str, Any] = {"id": job_id, "state": state}
+    if isinstance(outcome, BaseException):
+        record["error_type"] = type(outcome).__name__
+        record["error"] = str(outcome)
+    elif outcome is not None:
+        record["result"] = outcome
+    if state == "PENDING":
+        record["note"] = "unknown job, or still queued (results expire after CELERY_RESULT_EXPIRES)"
+    if isinstance(outcome, dict) and isinstance(outcome.get("messageId"), str):
+        record["delivery"] = _delivery(outcome["messageId"])
+    if as_json:
+        click.echo(json.dumps(record, ensure_ascii=False))
+        return
+    for name, value in record.items():
+        click.echo(f"{name}: {json.dumps(value) if isinstance(value, dict) else value}")
+
+
+def _delivery(message_id: str) -> dict[str, Any]:
+    """What Z-API's callbacks said of the message (``accepted`` until the first one)."""
+    from tasks.state.deliveries import DeliveryBook
+
+    settings = settings_or_exit()
+    if settings.zapi_instance_id is None:
+        return {"state": "unknown", "note": "set ZAPI_INSTANCE_ID to see delivery states"}
+    book = DeliveryBook(
+        state_redis(settings),
+        instance_id=settings.zapi_instance_id,
+        ttl=settings.zapi_delivery_ttl,
+    )
+    found = book.get(message_id)
+    if found is None:
+        return {"state": "unknown", "note": "no delivery record (expired, or not linked yet)"}
+    return found.as_dict()

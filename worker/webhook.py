@@ -1,0 +1,158 @@
+"""The webhook receiver: Z-API's callbacks in, the order book and delivery states updated.
+
+``zapi-queue webhook`` serves it with uvicorn (Starlette app):
+
+* ``POST /webhooks/zapi/{secret}``: every callback type Z-API sends. Z-API does not sign its
+  webhooks, so the secret path segment (``ZAPI_WEBHOOK_SECRET``) is the credential: compared in
+  constant time; a wrong one answers 404 and stores nothing. Not JSON, or not an object: 400;
+  over ``MAX_BODY`` (1 MiB): 413; a known type with wrong fields: 400 naming them; a type we do
+  not use: 200, counted, ignored; Redis unavailable: 503 (the callback is not lost if Z-API
+  tries again; applying it twice changes nothing).
+* ``GET /healthz``: 200 when Redis answers, else 503.
+
+It writes to Redis only (tasks/inbox.py decides what), keeps no state of its own, and may run
+as many replicas as wanted. Uvicorn's access log is off (it would print the secret with the
+path); each callback is logged in one line with its type, outcome and time, and no phone.
+Z-API only calls HTTPS URLs: run it behind a TLS-terminating proxy (README, "Webhooks").
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+from typing import Any
+
+import redis
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from config import ConfigurationError, Settings
+from tasks.callbacks import callback_type
+from tasks.inbox import Inbox, Outcome
+from tasks.redaction import redact
+from tasks.state.store import connect
+
+logger = logging.getLogger("zapi_queue.webhook")
+
+MAX_BODY = 1024 * 1024
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+
+
+class BodyTooLarge(Exception):  # noqa: N818 - an answer, not a failure of ours
+    """The request's body is over MAX_BODY."""
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused past ``limit`` bytes before more is read (Content-Length or not)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _answer(outcome: Outcome) -> JSONResponse:
+    return JSONResponse(outcome.body(), status_code=outcome.status)
+
+
+def create_app(settings: Settings, client: redis.Redis | None = None) -> Starlette:
+    """The receiver's ASGI app; ConfigurationError when ``ZAPI_WEBHOOK_SECRET`` is not set."""
+    if settings.zapi_webhook_secret is None or not settings.zapi_webhook_secret.get_secret_value():
+        raise ConfigurationError(
+            "ZAPI_WEBHOOK_SECRET is required by the webhook receiver: a long random string "
+            "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`), the last "
+            "segment of the URL given to Z-API: https://<host>/webhooks/zapi/<secret>"
+        )
+    secret = settings.zapi_webhook_secret.get_secret_value().encode()
+    state = client or connect(settings.state_redis_url, retries=2)
+    inbox = Inbox(state, settings)
+    secrets = settings.secret_values()
+
+    async def receive(request: Request) -> JSONResponse:
+        started = time.perf_counter()
+        given = str(request.path_params["secret"]).encode()
+        if not hmac.compare_digest(given, secret):
+            return JSONResponse({"error": "not found"}, status_code=404)
+        kind = "?"
+        try:
+            payload = json.loads(await _read_body(request, MAX_BODY))
+            if not isinstance(payload, dict):
+                outcome = Outcome(400, "rejected", "the body must be a JSON object")
+            else:
+                kind = callback_type(payload)
+                outcome = await run_in_threadpool(inbox.take, payload)
+        except BodyTooLarge:
+            outcome = Outcome(413, "rejected", f"the body is over {MAX_BODY} bytes")
+        except ValueError:
+            outcome = Outcome(400, "rejected", "the body is not JSON")
+        except redis.RedisError as exc:
+            error = redact(f"{type(exc).__name__}: {exc}", secrets)
+            logger.warning("webhook %s: Redis unavailable (%s); answered 503", kind, error)
+            outcome = Outcome(503, "unavailable", "state unavailable, try again")
+        logger.info(
+            "webhook %s %s %d in %.1fms",
+            kind,
+            outcome.outcome,
+            outcome.status,
+            (time.perf_counter() - started) * 1000,
+        )
+        return _answer(outcome)
+
+    async def healthz(request: Request) -> JSONResponse:
+        try:
+            await run_in_threadpool(state.ping)
+        except redis.RedisError as exc:
+            return JSONResponse({"ok": False, "redis": type(exc).__name__}, status_code=503)
+        return JSONResponse({"ok": True})
+
+    async def not_found(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"error": "not found"}, status_code=404)
+
+    async def method_not_allowed(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"error": "method not allowed"}, status_code=405)
+
+    handlers: dict[Any, Any] = {404: not_found, 405: method_not_allowed}
+    return Starlette(
+        routes=[
+            Route("/webhooks/zapi/{secret}", receive, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+        ],
+        exception_handlers=handlers,
+    )
+
+
+def serve(settings: Settings, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
+    """Run the receiver with uvicorn until stopped (SIGINT or SIGTERM)."""
+    import uvicorn
+
+    from worker.logging import install_redaction, use_json_format
+
+    app = create_app(settings)
+    # uvicorn's loggers go to the root logger's handler, which redacts (and speaks JSON lines
+    # with ZAPI_LOG_FORMAT=json) like the worker's.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    root = logging.getLogger()
+    install_redaction(root)
+    if settings.zapi_log_format == "json":
+        use_json_format(root)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,  # the access log would print the secret path
+        log_level="info",
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
