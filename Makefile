@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint format typecheck pytest clean bench-rate bench bench-fetch bench-ordering constraints
+.PHONY: help install demo test lint format typecheck pytest clean bench-rate bench bench-fetch bench-ordering bench-revisions constraints
 
 help:
 	@echo "make demo    run the worker end to end on local stand-ins and print the results"
@@ -68,3 +68,7 @@ bench-fetch: $(STAMP)
 
 bench-ordering: $(STAMP)
 	$(BIN)/python -m bench.ordering $(BENCH_ARGS)
+
+# BENCH_ARGS="--against <git rev>": this checkout's worker against that revision's, interleaved.
+bench-revisions: $(STAMP)
+	$(BIN)/python -m bench.revisions $(BENCH_ARGS)

@@ -170,6 +170,25 @@ def test_the_producer_takes_the_short_form_and_shows_the_delivery(loop: LoopStac
         producer.close()
 
 
+def test_the_command_line_enqueues_the_short_form(loop: LoopStack) -> None:
+    order = loop.sim.post_order(phone=PHONE)["reviewAndPay"]
+    short = {"orderRequestId": order["orderRequestId"], "orderStatus": "canceled"}
+    script = Path(sys.executable).parent / "zapi-queue"
+    done = subprocess.run(
+        [str(script), "enqueue", "status", "--wait", "30"],
+        input=json.dumps(short),
+        env=loop.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "zaapId" in done.stdout.splitlines()[-1]
+    [sent] = requests_of(loop, order["orderRequestId"])
+    assert (sent["orderStatus"], sent["referenceId"]) == ("canceled", order["referenceId"])
+
+
 def test_an_unknown_order_waits_for_its_webhook_then_fails_naming_the_id(
     loop: LoopStack,
 ) -> None:

@@ -12,11 +12,11 @@ answer "already delivered".
 
 One hash per message, ``zapi-queue:delivery:{instance}:{messageId}``, expiring
 ``ZAPI_DELIVERY_TTL`` (7 days) after its last change: ``state``, ``rank``, ``updated_at``,
-``error``, ``error_code``; and the job that sent it (``job``, ``task``, ``kwargs``,
-``reply_key``, ``attempts``, ``first_attempt_at``, and its ``body`` while the message may still
-fail). The worker links its job when it records the reply, the webhook applies callbacks; either
-may come first (a callback can beat the worker's write), and whichever completes the pair
-"failed + job known" buries the job, exactly once (``buried``).
+``error``, ``error_code``, ``zaap_id``; and the job that sent it: ``job`` (JSON: its id, task,
+kwargs, recorded reply's key, attempts, first attempt's time) and its ``body`` while the message
+may still fail (until it reached the phone). The worker links its job when it records the reply, the
+webhook applies callbacks; either may come first (a callback can beat the worker's write), and
+whichever completes the pair "failed + job known" buries the job, exactly once (``buried``).
 """
 
 from __future__ import annotations
@@ -40,13 +40,15 @@ RANKS = {"accepted": 0, "sent": 1, "received": 2, "read": 3, "played": 4, FAILED
 FAILS_BELOW_RANK = RANKS["received"]
 #: MessageStatusCallback's status -> our state (READ_BY_ME is the account's own read: unused).
 STATUS_STATES = {"SENT": "sent", "RECEIVED": "received", "READ": "read", "PLAYED": "played"}
-JOB_FIELDS = ("job", "task", "body", "kwargs", "reply_key", "attempts", "first_attempt_at")
 
 
 def lua_library(first_key: int = 1) -> str:
     """The Lua functions of a message's delivery hash, bound to KEYS[first_key]: the worker's
     reply record composes ``link`` with the other stores' functions (tasks/state/turns.py)."""
-    return f"local delivery = KEYS[{first_key}]\n" + _FUNCTIONS
+    return (
+        f"local delivery = KEYS[{first_key}]\nlocal KEEPS_BODY_BELOW = {FAILS_BELOW_RANK}\n"
+        + _FUNCTIONS
+    )
 
 
 _FUNCTIONS = """
@@ -54,19 +56,20 @@ local function bury_if_due()
   if redis.call('HGET', delivery, 'state') ~= 'failed' then return nil end
   if not redis.call('HGET', delivery, 'job') then return nil end
   if redis.call('HSETNX', delivery, 'buried', '1') == 0 then return nil end
-  return redis.call('HMGET', delivery, 'job', 'task', 'body', 'kwargs', 'reply_key', 'attempts',
-                    'first_attempt_at', 'error', 'error_code', 'updated_at')
+  return redis.call('HMGET', delivery, 'job', 'body', 'error', 'error_code', 'updated_at')
 end
--- The job that sent the message; returns the burial fields when its failure came first.
-local function link(job, task, body, kwargs, reply_key, zaap_id, now, ttl, attempts, first)
-  redis.call('HSET', delivery, 'job', job, 'task', task, 'kwargs', kwargs,
-             'reply_key', reply_key, 'zaap_id', zaap_id, 'attempts', attempts,
-             'first_attempt_at', first)
-  if redis.call('HSETNX', delivery, 'state', 'accepted') == 1 then
-    redis.call('HSET', delivery, 'rank', 0, 'updated_at', now)
+-- The job that sent the message (job: JSON of what its dead letter needs); returns the burial
+-- fields when its failure came first. The usual case, no callback yet, is one HSET.
+local function link(job, body, zaap_id, now, ttl)
+  if redis.call('EXISTS', delivery) == 0 then
+    redis.call('HSET', delivery, 'job', job, 'body', body, 'zaap_id', zaap_id,
+               'state', 'accepted', 'rank', 0, 'updated_at', now)
+    redis.call('EXPIRE', delivery, ttl)
+    return nil
   end
-  local state = redis.call('HGET', delivery, 'state')
-  if state == 'accepted' or state == 'failed' then
+  redis.call('HSET', delivery, 'job', job, 'zaap_id', zaap_id)
+  local rank = tonumber(redis.call('HGET', delivery, 'rank') or '0')
+  if rank < KEEPS_BODY_BELOW or redis.call('HGET', delivery, 'state') == 'failed' then
     redis.call('HSET', delivery, 'body', body)
   end
   redis.call('EXPIRE', delivery, ttl)
@@ -84,7 +87,7 @@ local function apply(state, rank, err, code, at, ttl, fails_below)
                'error_code', code, 'updated_at', at)
   elseif tonumber(rank) > current then
     redis.call('HSET', delivery, 'state', state, 'rank', rank, 'updated_at', at)
-    redis.call('HDEL', delivery, 'body')
+    if tonumber(rank) >= KEEPS_BODY_BELOW then redis.call('HDEL', delivery, 'body') end
   else
     return nil
   end
@@ -93,11 +96,8 @@ local function apply(state, rank, err, code, at, ttl, fails_below)
 end
 """
 
-# ARGV: link's ten arguments.
-_LINK = lua_library() + (
-    "return link(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], "
-    "ARGV[9], ARGV[10])\n"
-)
+# ARGV: link's five arguments.
+_LINK = lua_library() + "return link(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])\n"
 # ARGV: apply's seven arguments.
 _APPLY = lua_library() + (
     "return apply(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])\n"
@@ -175,17 +175,20 @@ class DeliveryBook:
 
     def link_args(self, *, zaap_id: str, letter: DeadLetter, reply_key: str) -> list[Any]:
         """The arguments of the Lua ``link`` function, in order."""
+        job = {
+            "job": letter.job_id,
+            "task": letter.task,
+            "kwargs": letter.kwargs,
+            "reply_key": reply_key,
+            "attempts": letter.attempts,
+            "first_attempt_at": letter.first_attempt_at,
+        }
         return [
-            letter.job_id,
-            letter.task,
+            json.dumps(job),
             json.dumps(letter.body, ensure_ascii=False),
-            json.dumps(letter.kwargs),
-            reply_key,
             zaap_id,
             f"{time.time():.6f}",
             self.ttl,
-            letter.attempts,
-            letter.first_attempt_at,
         ]
 
     def apply(
@@ -241,20 +244,20 @@ class DeliveryBook:
             raise
 
     def burial(self, message_id: str, answer: Any) -> Burial | None:
+        """The dead letter of a failed message's job, from ``bury_if_due``'s answer."""
         if not answer:
             return None
-        job, task, body, kwargs, reply_key, attempts, first, error, code, at = (
-            _text(value) for value in answer
-        )
+        job_json, body, error, code, at = (_text(value) for value in answer)
+        job = json.loads(job_json or "{}")
         letter = DeadLetter(
-            job_id=job or "",
-            task=task or "",
+            job_id=str(job.get("job", "")),
+            task=str(job.get("task", "")),
             body=json.loads(body) if body else None,
             error_type="DeliveryFailedError",
             error=failure_text(message_id, error, code),
-            attempts=int(attempts or 1),
-            first_attempt_at=float(first or 0),
+            attempts=int(job.get("attempts", 1)),
+            first_attempt_at=float(job.get("first_attempt_at", 0)),
             failed_at=float(at or time.time()),
-            kwargs=json.loads(kwargs or "{}"),
+            kwargs=dict(job.get("kwargs") or {}),
         )
-        return Burial(message_id, letter, reply_key or "")
+        return Burial(message_id, letter, str(job.get("reply_key", "")))

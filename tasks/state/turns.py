@@ -33,7 +33,7 @@ return {entered, claim(ARGV[8], ARGV[9])}
 
 # KEYS: as above, then the order message's index (7) and the new message's delivery hash (8).
 # ARGV: the owner, the reply JSON, its TTL s; delivered's five arguments (the fifth: the order
-# TTL); the snapshot JSON ('' when the book has it) and the orderRequestId; link's ten arguments.
+# TTL); the snapshot JSON ('' when the book has it) and the orderRequestId; link's five arguments.
 # Returns link's answer: the burial fields when the message's failure was reported first.
 _RECORD_AND_DELIVERED = (
     _LIBRARIES
@@ -44,8 +44,7 @@ if ARGV[9] ~= '' then
   redis.call('HSETNX', state, 'snapshot', ARGV[9])
   redis.call('SET', KEYS[7], ARGV[10], 'NX', 'EX', ARGV[8])
 end
-return link(ARGV[11], ARGV[12], ARGV[13], ARGV[14], ARGV[15], ARGV[16], ARGV[17], ARGV[18],
-            ARGV[19], ARGV[20])
+return link(ARGV[11], ARGV[12], ARGV[13], ARGV[14], ARGV[15])
 """
 )
 
