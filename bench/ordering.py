@@ -10,14 +10,10 @@ one fake Z-API: the machine's drift hits both alike. Prints each run, the means 
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
 from pathlib import Path
 
-from bench.throughput import CLIENT_TOKEN, INSTANCE, TOKEN, Run, measure
-from worker.dev.processes import stack_env
-from worker.dev.redis_server import RedisServer
-from worker.dev.remote_sim import RemoteSimulator
+from bench.interleaved import interleaved, report
 
 
 def main() -> None:
@@ -26,45 +22,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6, help="runs per setting")
     parser.add_argument("--jobs", type=int, default=2000)
     args = parser.parse_args()
-
-    runs: dict[str, list[Run]] = {"on": [], "off": []}
-    with tempfile.TemporaryDirectory(prefix="bench-") as logs, RedisServer() as redis_server:
-        sim = RemoteSimulator(
-            instance_id=INSTANCE, instance_token=TOKEN, client_token=CLIENT_TOKEN,
+    with tempfile.TemporaryDirectory(prefix="bench-") as logs:
+        runs = interleaved(
+            {
+                "off": lambda _: {"ZAPI_ORDERING": "off"},
+                "on": lambda _: {"ZAPI_ORDERING": "on"},
+            },
             latency=args.latency,
-        )  # fmt: skip
-        with sim:
-            for round_ in range(args.rounds):
-                for setting in ("on", "off") if round_ % 2 == 0 else ("off", "on"):
-                    env = stack_env(
-                        redis_server.url,
-                        sim,
-                        zapi_rate_limit="10000",
-                        zapi_rate_burst="1000",
-                        zapi_ordering=setting,
-                    )
-                    run = measure(
-                        f"o{setting}", "worker", "zapi.order_status_update", args.jobs, sim,
-                        env, Path(logs),
-                    )  # fmt: skip
-                    redis_server.client().flushall()
-                    runs[setting].append(run)
-                    print(
-                        f"ordering {setting:>3}  {run.jobs_per_second:7.1f} jobs/s  "
-                        f"{run.cpu_per_1000:5.2f} CPU s/1000 jobs",
-                        flush=True,
-                    )
-
-    rate = {s: statistics.mean(r.jobs_per_second for r in rs) for s, rs in runs.items()}
-    cpu = {s: statistics.mean(r.cpu_per_1000 for r in rs) for s, rs in runs.items()}
-    print()
-    print(f"Z-API latency {args.latency * 1000:.0f} ms, {args.rounds} runs each, interleaved")
-    for setting in ("off", "on"):
-        print(f"ordering {setting:>3}  mean {rate[setting]:7.1f} jobs/s  {cpu[setting]:5.2f} CPU s")
-    print(
-        f"on / off: {rate['on'] / rate['off']:.2f}x jobs/s, {cpu['on'] / cpu['off']:.2f}x CPU "
-        "per job"
-    )
+            rounds=args.rounds,
+            jobs=args.jobs,
+            logs=Path(logs),
+        )
+    title = f"Z-API latency {args.latency * 1000:.0f} ms, {args.rounds} runs each, interleaved"
+    report(runs, title)
 
 
 if __name__ == "__main__":

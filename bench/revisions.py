@@ -13,15 +13,11 @@ defaults, each job an order of its own) is measured in rounds that alternate whi
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import tempfile
 from pathlib import Path
 
-from bench.throughput import CLIENT_TOKEN, INSTANCE, TOKEN, Run, measure
-from worker.dev.processes import stack_env
-from worker.dev.redis_server import RedisServer
-from worker.dev.remote_sim import RemoteSimulator
+from bench.interleaved import interleaved, report
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,52 +40,24 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4, help="runs per revision")
     parser.add_argument("--jobs", type=int, default=2000)
     args = parser.parse_args()
-
-    runs: dict[str, list[Run]] = {"before": [], "after": []}
-    with tempfile.TemporaryDirectory(prefix="bench-") as scratch, RedisServer() as redis_server:
+    with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
         base = worktree(args.against, Path(scratch))
-        sim = RemoteSimulator(
-            instance_id=INSTANCE, instance_token=TOKEN, client_token=CLIENT_TOKEN,
-            latency=args.latency,
-        )  # fmt: skip
         try:
-            with sim:
-                for round_ in range(args.rounds):
-                    order = ("before", "after") if round_ % 2 == 0 else ("after", "before")
-                    for which in order:
-                        env = stack_env(
-                            redis_server.url, sim, zapi_rate_limit="10000", zapi_rate_burst="1000"
-                        )
-                        if which == "before":
-                            env["PYTHONPATH"] = str(base)
-                        run = measure(
-                            which, "worker", "zapi.order_status_update", args.jobs, sim, env,
-                            Path(scratch),
-                        )  # fmt: skip
-                        redis_server.client().flushall()
-                        runs[which].append(run)
-                        print(
-                            f"{which:>6}  {run.jobs_per_second:7.1f} jobs/s  "
-                            f"{run.cpu_per_1000:5.2f} CPU s/1000 jobs",
-                            flush=True,
-                        )
+            runs = interleaved(
+                {"before": lambda _: {"PYTHONPATH": str(base)}, "after": lambda _: {}},
+                latency=args.latency,
+                rounds=args.rounds,
+                jobs=args.jobs,
+                logs=Path(scratch),
+            )
         finally:
             subprocess.run(
                 ["git", "worktree", "remove", "--force", str(base)], cwd=ROOT, check=False
             )
-
-    rate = {w: statistics.mean(r.jobs_per_second for r in rs) for w, rs in runs.items()}
-    cpu = {w: statistics.mean(r.cpu_per_1000 for r in rs) for w, rs in runs.items()}
-    print()
-    print(
+    report(
+        runs,
         f"Z-API latency {args.latency * 1000:.0f} ms, {args.rounds} runs each, interleaved; "
-        f"before = {args.against}"
-    )
-    for which in ("before", "after"):
-        print(f"{which:>6}  mean {rate[which]:7.1f} jobs/s  {cpu[which]:5.2f} CPU s/1000 jobs")
-    print(
-        f"after / before: {rate['after'] / rate['before']:.2f}x jobs/s, "
-        f"{cpu['after'] / cpu['before']:.2f}x CPU per job"
+        f"before = {args.against}",
     )
 
 
