@@ -248,6 +248,11 @@ def test_a_failed_delivery_becomes_a_dead_letter_whose_replay_sends_again(
     assert letter is not None, "the failed delivery did not become a dead letter"
     assert letter.error_type == "DeliveryFailedError"
     assert "Z-API could not deliver message" in letter.error
+    assert letter.body == {  # replayed as a short update, completed from the order book
+        "orderRequestId": body["orderRequestId"],
+        "orderStatus": body["orderStatus"],
+        "message": body["message"],
+    }
     assert status_json(loop, job)["delivery"]["state"] == "failed"
     assert status_json(loop, job)["delivery"]["error"]
 

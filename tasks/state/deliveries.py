@@ -14,9 +14,12 @@ One hash per message, ``zapi-queue:delivery:{instance}:{messageId}``, expiring
 ``ZAPI_DELIVERY_TTL`` (7 days) after its last change: ``state``, ``rank``, ``updated_at``,
 ``error``, ``error_code``, ``zaap_id``; and the job that sent it: ``job`` (JSON: its id, task,
 kwargs, recorded reply's key, attempts, first attempt's time) and its ``body`` while the message
-may still fail (until it reached the phone). The worker links its job when it records the reply, the
-webhook applies callbacks; either may come first (a callback can beat the worker's write), and
-whichever completes the pair "failed + job known" buries the job, exactly once (``buried``).
+may still fail (until it reached the phone): the update in short form (``orderRequestId`` and
+its status, ``message``), so that a replay is completed from the order book then.
+
+The worker links its job when it records the reply, the webhook applies callbacks; either may
+come first (a callback can beat the worker's write), and whichever completes the pair
+"failed + job known" buries the job, exactly once (``buried``).
 """
 
 from __future__ import annotations
