@@ -8,6 +8,7 @@ import sys
 import textwrap
 
 import pytest
+from celery import Celery
 
 from tests.bodies import unique_body
 from tests.conftest import SECRETS
@@ -74,3 +75,30 @@ def test_a_bare_producer_reads_a_useful_error(worker_env: dict[str, str]) -> Non
     assert "orderStatus: Input should be 'pending', 'processing'" in error
     assert "order.products[0].quantity: Input should be greater than 0" in error
     assert not any(secret in error for secret in SECRETS)
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "says"),
+    [
+        ([], {}, "got 0 positional arguments"),
+        ([unique_body(), unique_body()], {}, "got 2 positional arguments"),
+        ([unique_body()], {"idempotency": "k"}, "got unknown kwargs: idempotency"),
+    ],
+    ids=["no body", "two bodies", "unknown kwarg"],
+)
+def test_a_wrong_call_shape_fails_at_once_saying_what_the_task_expects(
+    producer: Celery, args: list[object], kwargs: dict[str, object], says: str
+) -> None:
+    result = producer.send_task("zapi.order_status_update", args=args, kwargs=kwargs)
+    result.get(timeout=30, propagate=False)
+    assert result.state == "FAILURE"
+    assert type(result.result).__name__ == "InvalidBodyError"
+    text = str(result.result)
+    assert "zapi.order_status_update takes one positional argument, the body" in text
+    assert "idempotency_key, sequence, force" in text
+    assert says in text
+
+
+def test_the_body_may_also_be_passed_by_name(producer: Celery) -> None:
+    result = producer.send_task("zapi.order_payment_update", kwargs={"body": unique_body()})
+    assert "zaapId" in result.get(timeout=30)
