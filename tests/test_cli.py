@@ -54,10 +54,15 @@ def test_a_job_that_failed_for_good_is_kept_and_replays_with_one_send(
 ) -> None:
     job_id, body = failed_job(producer, zapi_sim)
 
-    listed = [json.loads(line) for line in cli(worker_env, "dead", "list", "--json").splitlines()]
+    raw = cli(worker_env, "dead", "list", "--json")
+    assert "5511912345678" not in raw  # phones masked in JSON too
+    listed = [json.loads(line) for line in raw.splitlines()]
     [letter] = [entry for entry in listed if entry["job_id"] == job_id]
     assert letter["task"] == STATUS
-    assert letter["body"] == body
+    assert letter["body"] == {**body, "phone": "55119*****678"}
+    full = cli(worker_env, "dead", "list", "--json", "--show-phones").splitlines()
+    [letter_in_full] = [json.loads(x) for x in full if json.loads(x)["job_id"] == job_id]
+    assert letter_in_full["body"] == body
     assert letter["attempts"] == MAX_ATTEMPTS
     assert letter["error_type"] == "AttemptsExhaustedError"
     assert "HTTP 503" in letter["error"]
@@ -67,7 +72,9 @@ def test_a_job_that_failed_for_good_is_kept_and_replays_with_one_send(
     assert job_id in table
     assert "55119*****678" in table  # phones are masked in listings
     assert "5511912345678" not in table
-    assert '"phone": "5511912345678"' in cli(worker_env, "dead", "show", job_id)
+    assert '"phone": "55119*****678"' in cli(worker_env, "dead", "show", job_id)
+    shown = cli(worker_env, "dead", "show", job_id, "--show-phones")
+    assert '"phone": "5511912345678"' in shown
 
     replayed = cli(worker_env, "dead", "replay", job_id)
     [new_id] = re.findall(rf"replayed {job_id} as (\S+)", replayed)
@@ -110,11 +117,11 @@ def test_status_of_a_delivered_a_failed_and_an_unknown_job(
     # No webhook receiver in this stack: Z-API accepted it, and no callback said more.
     assert delivery["state"] == "accepted"
     assert delivery["error"] is None
-    bad = json.loads(cli(worker_env, "status", failed_id, "--json"))
+    bad = json.loads(cli(worker_env, "status", failed_id, "--json", code=1))
     assert bad["state"] == "FAILURE"
     assert bad["error_type"] == "AttemptsExhaustedError"
     assert "HTTP 503" in bad["error"]
-    unknown = cli(worker_env, "status", "no-such-job")
+    unknown = cli(worker_env, "status", "no-such-job", code=3)
     assert "state: PENDING" in unknown
     assert "unknown job" in unknown
 
@@ -383,10 +390,16 @@ def test_status_says_which_job_an_update_waits_for(
     deadline = time.monotonic() + 10
     while waiting.state != "RETRY" and time.monotonic() < deadline:
         time.sleep(0.05)
-    shown = json.loads(cli(worker_env, "status", waiting.id, "--json"))
+    shown = json.loads(cli(worker_env, "status", waiting.id, "--json", code=4))
 
     assert shown["state"] == "RETRY"
     assert shown["error_type"] == "OrderWait"
     assert shown["error"] == f"waiting for job {head.id} of order {first['orderRequestId']}"
     assert waiting.get(timeout=30)["zaapId"]
     assert head.get(timeout=30)["zaapId"]
+
+
+def test_version() -> None:
+    completed = subprocess.run([CLI, "--version"], capture_output=True, text=True, check=False)
+    assert completed.returncode == 0
+    assert re.fullmatch(r"zapi-queue, version \d+\.\d+\.\d+\S*\n", completed.stdout)

@@ -94,7 +94,7 @@ def eventually(check: Callable[[], Any], timeout: float = 15.0) -> Any:
 
 def status_json(loop: LoopStack, job_id: str) -> dict[str, Any]:
     done = cli(loop, "status", job_id, "--json")
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, done.stderr  # 0: delivered
     record: dict[str, Any] = json.loads(done.stdout)
     return record
 

@@ -104,8 +104,9 @@ LIST_PAGE = 100
 @filter_options
 @click.option("--limit", default=50, show_default=True, help="at most this many rows")
 @click.option("--json", "as_json", is_flag=True, help="one JSON record per line")
-def dead_list(filters: Filters, limit: int, as_json: bool) -> None:
-    """List dead letters, oldest first (phones masked).
+@click.option("--show-phones", is_flag=True, help="print phone numbers in full")
+def dead_list(filters: Filters, limit: int, as_json: bool, show_phones: bool) -> None:
+    """List dead letters, oldest first (phones masked unless --show-phones).
 
     Reads the store a page at a time and stops at --limit matches, so a long list costs no
     more than the rows shown; the summary gives the store's totals, not the number of matches
@@ -115,7 +116,10 @@ def dead_list(filters: Filters, limit: int, as_json: bool) -> None:
     letters = filters.apply(itertools.chain.from_iterable(store.pages(LIST_PAGE)))
     shown = 0
     for letter in itertools.islice(letters, max(limit, 0)):
-        click.echo(letter.to_json() if as_json else _row(letter))
+        if as_json:
+            click.echo(json.dumps(_record(letter, show_phones), ensure_ascii=False))
+        else:
+            click.echo(_row(letter, show_phones))
         shown += 1
     if not as_json:
         click.echo(
@@ -124,10 +128,20 @@ def dead_list(filters: Filters, limit: int, as_json: bool) -> None:
         )
 
 
-def _row(letter: DeadLetter) -> str:
+def _record(letter: DeadLetter, show_phones: bool) -> dict[str, Any]:
+    """The letter as JSON data, its body's phone masked unless ``show_phones``."""
+    record: dict[str, Any] = json.loads(letter.to_json())
+    body = record.get("body")
+    if not show_phones and isinstance(body, dict) and "phone" in body:
+        body["phone"] = mask_phone(body["phone"])
+    return record
+
+
+def _row(letter: DeadLetter, show_phones: bool) -> str:
     phone = letter.body.get("phone") if isinstance(letter.body, dict) else None
+    shown = str(phone) if show_phones and phone is not None else mask_phone(phone)
     return (
-        f"{letter.job_id}  {when(letter.failed_at)}  {letter.task}  {mask_phone(phone)}  "
+        f"{letter.job_id}  {when(letter.failed_at)}  {letter.task}  {shown}  "
         f"attempts={letter.attempts}  ambiguous={letter.ambiguous_attempts}  "
         f"{letter.error_type}: {letter.error[:120]}"
     )
@@ -135,12 +149,13 @@ def _row(letter: DeadLetter) -> str:
 
 @dead.command("show")
 @click.argument("job_id")
-def dead_show(job_id: str) -> None:
-    """Print one dead letter in full (body included)."""
+@click.option("--show-phones", is_flag=True, help="print the phone number in full")
+def dead_show(job_id: str, show_phones: bool) -> None:
+    """Print one dead letter in full, body included (its phone masked unless --show-phones)."""
     letter = dead_letter_store().get(job_id)
     if letter is None:
         fail(f"no dead letter with id {job_id}")
-    record = json.loads(letter.to_json())
+    record = _record(letter, show_phones)
     record["first_attempt_at"] = when(letter.first_attempt_at)
     record["failed_at"] = when(letter.failed_at)
     click.echo(json.dumps(record, indent=2, ensure_ascii=False))

@@ -103,7 +103,13 @@ def _enqueue_lines(producer: Producer, endpoint: Endpoint, lines: TextIO) -> Non
 @click.argument("job_id")
 @click.option("--json", "as_json", is_flag=True, help="print the state as JSON")
 def status(job_id: str, as_json: bool) -> None:
-    """Show a job's state and its result (Z-API's reply) or error."""
+    """Show a job's state and its result (Z-API's reply) or error, and, for a delivered job,
+    its delivery state from Z-API's callbacks.
+
+    \b
+    Exit codes: 0 delivered (SUCCESS), 1 failed (FAILURE), 3 unknown or still queued (PENDING),
+    4 not finished yet (STARTED, RETRY), 2 a configuration or connection error.
+    """
     from celery.result import AsyncResult
 
     from worker.celery_app import app
@@ -123,9 +129,14 @@ def status(job_id: str, as_json: bool) -> None:
         record["delivery"] = _delivery(outcome["messageId"])
     if as_json:
         click.echo(json.dumps(record, ensure_ascii=False))
-        return
-    for name, value in record.items():
-        click.echo(f"{name}: {json.dumps(value) if isinstance(value, dict) else value}")
+    else:
+        for name, value in record.items():
+            click.echo(f"{name}: {json.dumps(value) if isinstance(value, dict) else value}")
+    sys.exit(STATUS_EXIT_CODES.get(state, 4))
+
+
+#: ``zapi-queue status``'s exit code per Celery state (others: 4, not finished yet).
+STATUS_EXIT_CODES = {"SUCCESS": 0, "FAILURE": 1, "PENDING": 3}
 
 
 def _delivery(message_id: str) -> dict[str, Any]:
