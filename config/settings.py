@@ -17,6 +17,9 @@ from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+#: Results in database 1, as README, .env.example and docker-compose.yml have it: a producer
+#: following them reads the results the workers write.
+DEFAULT_RESULT_BACKEND = "redis://127.0.0.1:6379/1"
 
 
 class ConfigurationError(Exception):
@@ -45,7 +48,7 @@ class Settings(BaseSettings):
 
     # Celery transport.
     celery_broker_url: SecretStr = SecretStr(DEFAULT_REDIS_URL)
-    celery_result_backend: SecretStr = SecretStr(DEFAULT_REDIS_URL)
+    celery_result_backend: SecretStr = SecretStr(DEFAULT_RESULT_BACKEND)
     celery_result_expires: Annotated[int, Field(ge=60)] = 7 * 24 * 3600
     """Seconds a job's result (Z-API's reply or the error) stays readable."""
 

@@ -74,7 +74,7 @@ class Producer:
             "zapi-queue-producer",
             broker=broker_url,
             backend=result_backend
-            or os.environ.get("CELERY_RESULT_BACKEND", "redis://127.0.0.1:6379/0"),
+            or os.environ.get("CELERY_RESULT_BACKEND", "redis://127.0.0.1:6379/1"),
         )
         self.app.conf.update(task_serializer="json", accept_content=["json"])
         self._instance_id = instance_id or os.environ.get("ZAPI_INSTANCE_ID") or None

@@ -183,3 +183,23 @@ def test_ordering_off_leaves_the_transport_without_lines(clean_env: pytest.Monke
     clean_env.setenv("ZAPI_ORDERING", "off")
     off = celery_config(load_settings())["broker_transport_options"]
     assert "arrival_index" not in off
+
+
+def test_one_result_backend_default_everywhere(clean_env: pytest.MonkeyPatch) -> None:
+    """The worker, the producer and the shipped examples agree: results in database 1, so a
+    producer following the README reads what default workers write."""
+    from pathlib import Path
+
+    from tasks.producer import Producer
+
+    worker_default = Settings().celery_result_backend.get_secret_value()
+    producer = Producer()
+    try:
+        producer_default = producer.app.conf.result_backend
+    finally:
+        producer.close()
+    assert worker_default == producer_default == "redis://127.0.0.1:6379/1"
+    root = Path(__file__).resolve().parent.parent
+    example = (root / ".env.example").read_text()
+    assert "CELERY_RESULT_BACKEND=redis://redis:6379/1" in example
+    assert "redis://redis:6379/1" in (root / "docker-compose.yml").read_text()
