@@ -137,6 +137,31 @@ def test_an_unreachable_redis_is_reported_without_its_password(
     assert "cannot reach Redis at redis://:***@127.0.0.1" in output
 
 
+@pytest.mark.parametrize(
+    "command",
+    [("enqueue", "status"), ("status", "some-job"), ("order", "show", "X"), ("health",)],
+    ids=["enqueue", "status", "order show", "health"],
+)
+def test_redis_down_is_one_line_for_every_command(
+    worker_env: dict[str, str], command: tuple[str, ...]
+) -> None:
+    down = f"redis://:{REDIS_PASSWORD}@127.0.0.1:{free_port()}"
+    env = {
+        **worker_env,
+        "CELERY_BROKER_URL": f"{down}/0",
+        "CELERY_RESULT_BACKEND": f"{down}/1",
+    }
+    body = json.dumps({"messageId": "M", "orderStatus": "shipped"})
+    completed = run_cli(env, *command, stdin=body)
+    output = completed.stdout + completed.stderr
+    assert completed.returncode in (1, 2), output  # health: 1, unhealthy; the others: 2
+    assert "Traceback" not in output
+    assert REDIS_PASSWORD not in output
+    if completed.returncode == 2:
+        assert len(completed.stderr.strip().splitlines()) == 1, completed.stderr
+        assert "cannot reach Redis" in completed.stderr
+
+
 def run_cli(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [CLI, *args], env=env, input=stdin, capture_output=True, text=True, timeout=60, check=False

@@ -38,9 +38,9 @@ def when(epoch: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch))
 
 
-def state_redis(settings: Settings) -> redis.Redis:
-    """A client for the state Redis that answers, or a one-line error."""
-    url = settings.state_redis_url
+def reachable(url: str) -> redis.Redis:
+    """A client for the Redis at ``url`` that answered a ping, or a one-line error at once
+    (Celery would retry for up to a minute before saying anything)."""
     client = connect(url, retries=2)
     try:
         client.ping()
@@ -49,8 +49,16 @@ def state_redis(settings: Settings) -> redis.Redis:
     return client
 
 
+def state_redis(settings: Settings) -> redis.Redis:
+    """A client for the state Redis that answers, or a one-line error."""
+    return reachable(settings.state_redis_url)
+
+
 def producer_or_exit() -> Producer:
+    """A producer whose broker and result backend answered, or a one-line error."""
     settings = settings_or_exit()
+    for url in (settings.celery_broker_url, settings.celery_result_backend):
+        reachable(url.get_secret_value()).close()
     return Producer(
         broker_url=settings.celery_broker_url.get_secret_value(),
         result_backend=settings.celery_result_backend.get_secret_value(),

@@ -11,7 +11,13 @@ import click
 from tasks.endpoints import Endpoint
 from tasks.errors import InvalidBodyError
 from tasks.producer import Producer
-from worker.cli.common import fail, producer_or_exit, settings_or_exit, state_redis
+from worker.cli.common import (
+    fail,
+    producer_or_exit,
+    reachable,
+    settings_or_exit,
+    state_redis,
+)
 from worker.cli.main import main
 
 ENDPOINTS = {"status": Endpoint.ORDER_STATUS_UPDATE, "payment": Endpoint.ORDER_PAYMENT_UPDATE}
@@ -114,6 +120,7 @@ def status(job_id: str, as_json: bool) -> None:
 
     from worker.celery_app import app
 
+    reachable(settings_or_exit().celery_result_backend.get_secret_value()).close()
     result: AsyncResult[Any] = AsyncResult(job_id, app=app)
     state = result.state
     outcome: Any = result.result
