@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 from celery import Celery
 
 from config import ConfigurationError, Settings, get_settings
+from worker import results
 
 #: Modules holding the tasks; Celery imports them when the worker starts.
 TASK_MODULES = ("tasks.orders",)
@@ -112,6 +113,7 @@ def create_app(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
     app = Celery("zapi-queue")
     app.conf.update(celery_config(settings))
+    results.install(app)  # a late RETRY cannot overwrite a SUCCESS (worker/results.py)
     return app
 
 

@@ -1,0 +1,59 @@
+"""The result backend keeps a final state: a late RETRY write (Celery stores it after it
+publishes the retry, which another worker may already have run) never replaces SUCCESS or
+FAILURE. On a real Redis, through the backend the worker uses."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from celery import Celery, states
+
+from worker import results
+from worker.dev.redis_server import RedisServer
+
+
+@pytest.fixture(scope="module")
+def app() -> Iterator[Celery]:
+    with RedisServer() as server:
+        celery = Celery("results-test", backend=f"redis://127.0.0.1:{server.port}/1")
+        celery.conf.result_expires = 600
+        results.install(celery)
+        yield celery
+        celery.close()
+
+
+def test_the_app_uses_the_guarded_backend(app: Celery) -> None:
+    assert isinstance(app.backend, results.GuardedRedisBackend)
+
+
+@pytest.mark.parametrize("final", [states.SUCCESS, states.FAILURE])
+def test_a_late_retry_does_not_replace_a_final_state(app: Celery, final: str) -> None:
+    job = str(uuid.uuid4())
+    backend = app.backend
+    done = {"zaapId": "Z"} if final == states.SUCCESS else ValueError("gave up")
+    backend.store_result(job, done, final)
+    # What the late write of the first execution does, below Celery's own (racy) check.
+    retry = backend.prepare_exception(ValueError("retry"))
+    meta = backend.encode({"status": states.RETRY, "result": retry, "task_id": job})
+    backend._set_with_state(backend.get_key_for_task(job), meta, states.RETRY)
+    backend.store_result(job, ValueError("retry"), states.RETRY)
+    assert app.AsyncResult(job).state == final
+    assert 0 < backend.client.ttl(backend.get_key_for_task(job)) <= 600
+
+
+def test_non_final_states_are_written_and_published(app: Celery) -> None:
+    job = str(uuid.uuid4())
+    backend = app.backend
+    pubsub = backend.client.pubsub()
+    pubsub.subscribe(backend.get_key_for_task(job))
+    pubsub.get_message(timeout=1)  # the subscription's confirmation
+    backend.store_result(job, ValueError("waiting"), states.RETRY)
+    assert app.AsyncResult(job).state == states.RETRY
+    message = pubsub.get_message(timeout=2)
+    assert message is not None
+    assert b"RETRY" in message["data"]
+    pubsub.close()
+    backend.store_result(job, {"zaapId": "Z"}, states.SUCCESS)
+    assert app.AsyncResult(job).state == states.SUCCESS
