@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from celery import Celery, states
@@ -24,14 +25,21 @@ def app() -> Iterator[Celery]:
         celery.close()
 
 
+def guarded(app: Celery) -> Any:
+    """The app's backend, checked to be ours (Any: Celery's stubs lack the Redis methods)."""
+    backend = guarded(app)
+    assert isinstance(backend, results.GuardedRedisBackend)
+    return backend
+
+
 def test_the_app_uses_the_guarded_backend(app: Celery) -> None:
-    assert isinstance(app.backend, results.GuardedRedisBackend)
+    assert guarded(app) is app.backend
 
 
 @pytest.mark.parametrize("final", [states.SUCCESS, states.FAILURE])
 def test_a_late_retry_does_not_replace_a_final_state(app: Celery, final: str) -> None:
     job = str(uuid.uuid4())
-    backend = app.backend
+    backend = guarded(app)
     done = {"zaapId": "Z"} if final == states.SUCCESS else ValueError("gave up")
     backend.store_result(job, done, final)
     # What the late write of the first execution does, below Celery's own (racy) check.
@@ -45,7 +53,7 @@ def test_a_late_retry_does_not_replace_a_final_state(app: Celery, final: str) ->
 
 def test_non_final_states_are_written_and_published(app: Celery) -> None:
     job = str(uuid.uuid4())
-    backend = app.backend
+    backend = guarded(app)
     pubsub = backend.client.pubsub()
     pubsub.subscribe(backend.get_key_for_task(job))
     pubsub.get_message(timeout=1)  # the subscription's confirmation
