@@ -27,7 +27,7 @@ def app() -> Iterator[Celery]:
 
 def guarded(app: Celery) -> Any:
     """The app's backend, checked to be ours (Any: Celery's stubs lack the Redis methods)."""
-    backend = guarded(app)
+    backend = app.backend
     assert isinstance(backend, results.GuardedRedisBackend)
     return backend
 
