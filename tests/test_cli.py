@@ -233,6 +233,20 @@ def test_health_reports_workers_queue_and_dead_letters(
     assert report["set_aside_items"] == 0
     assert REDIS_PASSWORD not in report["broker"]
 
+    text = cli(worker_env, "health", "--min-workers", "1")
+    lines = text.splitlines()
+    assert lines[0] == "healthy: yes"
+    assert "(reachable, maxmemory-policy noeviction)" in lines[1]
+    assert re.search(r"^workers: 1 worker answering: zapi-\w+@localhost$", text, re.M)
+    assert "0 items set aside" in text
+    assert re.search(r"^dead letters: \d+ dead letters?, \d+ dropped by the cap$", text, re.M)
+    assert lines[-1] == "problems: none"
+    for python_repr in ("[", "]", "True", "False", "{"):  # for people, not a dict dump
+        assert python_repr not in text
+    unhealthy = cli(worker_env, "health", "--min-workers", "3", code=1)
+    assert "healthy: NO" in unhealthy
+    assert "  - 1 worker answering, 3 wanted" in unhealthy
+
 
 def test_health_counts_queue_items_set_aside_without_turning_unhealthy(
     worker_env: dict[str, str], worker: object, redis_server: RedisServer

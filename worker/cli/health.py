@@ -15,7 +15,7 @@ from tasks.state.deadletter import DeadLetterStore
 from tasks.state.instances import InstanceEvents
 from tasks.state.store import connect
 from tasks.state.webhook_stats import WebhookStats
-from worker.cli.common import settings_or_exit
+from worker.cli.common import settings_or_exit, when
 from worker.cli.main import main
 from worker.fetch_scripts import REJECTED_KEY
 from worker.redis_checks import maxmemory_policy, policy_problem, redis_roles
@@ -43,16 +43,64 @@ def health(timeout: float, min_workers: int, as_json: bool) -> None:
         replies = app.control.ping(timeout=timeout) or []
         report["workers"] = sorted(name for reply in replies for name in reply)
         if len(report["workers"]) < min_workers:
-            problems.append(f"{len(report['workers'])} workers answering, {min_workers} wanted")
+            answering = plural(len(report["workers"]), "worker")
+            problems.append(f"{answering} answering, {min_workers} wanted")
     report["healthy"] = not problems
     report["problems"] = problems
     if as_json:
         click.echo(json.dumps(report))
     else:
-        for name, value in report.items():
-            click.echo(f"{name}: {value}")
+        click.echo("\n".join(readable(report)))
     if problems:
         sys.exit(1)
+
+
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """``1 worker``, ``2 workers``, ``0 dead letters``."""
+    return f"{count} {word if count == 1 else (words or word + 's')}"
+
+
+def readable(report: dict[str, Any]) -> list[str]:
+    """The report for a person: one line per topic, no Python reprs (``--json`` is for
+    machines)."""
+    lines = [f"healthy: {'yes' if report['healthy'] else 'NO'}"]
+    broker = "reachable" if report["broker_reachable"] else "UNREACHABLE"
+    if "maxmemory_policy" in report:
+        broker += f", maxmemory-policy {report['maxmemory_policy']}"
+    lines.append(f"broker: {report['broker']} ({broker})")
+    if "state_redis" in report:
+        policy = report.get("state_maxmemory_policy", "?")
+        lines.append(f"state Redis: {report['state_redis']} (maxmemory-policy {policy})")
+    if "workers" in report:
+        workers = report["workers"]
+        names = f": {', '.join(workers)}" if workers else ""
+        lines.append(f"workers: {plural(len(workers), 'worker')} answering{names}")
+    if "queue_depth" in report:
+        lines.append(
+            f"queue: {plural(report['queue_depth'], 'job')} waiting, "
+            f"{plural(report['set_aside_items'], 'item')} set aside (not Celery messages)"
+        )
+    if "dead_letters" in report:
+        lines.append(
+            f"dead letters: {plural(report['dead_letters'], 'dead letter')}, "
+            f"{report['dead_letters_dropped']} dropped by the cap"
+        )
+    connection = report.get("instance_connection")
+    if isinstance(connection, dict):
+        state = "connected" if connection["connected"] else "DISCONNECTED"
+        since = when(connection["at"]) if connection.get("at") else "?"
+        error = f": {connection['error']}" if connection.get("error") else ""
+        lines.append(f"instance: {state} since {since} UTC{error}")
+    elif connection is not None:
+        lines.append(f"instance: {connection}")
+    if "webhook_callbacks" in report:
+        counts = report["webhook_callbacks"]
+        shown = ", ".join(f"{name} {count}" for name, count in sorted(counts.items()))
+        lines.append(f"webhook callbacks: {shown or 'none yet'}")
+    problems = report["problems"]
+    lines.append("problems: none" if not problems else "problems:")
+    lines.extend(f"  - {problem}" for problem in problems)
+    return lines
 
 
 def _check_broker(client: redis.Redis, report: dict[str, Any], problems: list[str]) -> None:
