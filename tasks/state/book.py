@@ -28,7 +28,7 @@ from tasks.callbacks import ReceivedCallback
 from tasks.ordering import order_keys
 from tasks.per_process import PerProcess
 from tasks.schemas import OrderUpdate
-from tasks.state.store import KEY_PREFIX, get_redis
+from tasks.state.store import KEY_PREFIX, get_redis, text
 
 MESSAGE_PREFIX = f"{KEY_PREFIX}:order-message:"
 SNAPSHOT_FIELD = "snapshot"
@@ -110,10 +110,6 @@ def snapshot_of_update(update: OrderUpdate, instance_id: str) -> dict[str, Any]:
     }
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 class OrderBook:
     """The snapshots of one Z-API instance's orders."""
 
@@ -152,7 +148,7 @@ class OrderBook:
         ``messageId``; None when the book does not have it."""
         if order_request_id is None and message_id is not None:
             found = self._redis.get(self.message_key(message_id))
-            order_request_id = _text(found) if found is not None else None
+            order_request_id = text(found) if found is not None else None
         if order_request_id is None:
             return None
         fields = self._redis.hmget(
@@ -164,8 +160,8 @@ class OrderBook:
         data = json.loads(raw)
         return Snapshot(
             data=data,
-            order_status=_text(status) if status else data["orderStatus"],
-            payment_status=_text(payment) if payment else data["paymentStatus"],
+            order_status=text(status) if status else data["orderStatus"],
+            payment_status=text(payment) if payment else data["paymentStatus"],
             delivered_at=float(at) if at else None,
         )
 

@@ -35,7 +35,7 @@ from typing import Any
 import redis
 
 from config import Settings
-from tasks.state.store import KEY_PREFIX
+from tasks.state.store import KEY_PREFIX, text
 
 logger = logging.getLogger(__name__)
 
@@ -131,10 +131,6 @@ class DeadLetter:
         return cls(**{name: value for name, value in record.items() if name in known})
 
 
-def _text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _failed_at(record: str | bytes) -> float:
     """A legacy record's failure time; a record too damaged to tell is kept a full TTL."""
     try:
@@ -224,7 +220,7 @@ class DeadLetterStore:
         moved = expired = dropped = 0
         entries = self._redis.hscan_iter(LEGACY_KEY, count=MIGRATION_CHUNK)
         while chunk := list(itertools.islice(entries, MIGRATION_CHUNK)):
-            letters = [(_text(job_id), _failed_at(record), record) for job_id, record in chunk]
+            letters = [(text(job_id), _failed_at(record), record) for job_id, record in chunk]
             stored, old, capped = self._run_store(letters, legacy=True)
             moved, expired, dropped = moved + stored, expired + old, dropped + capped
         if moved or expired:
@@ -272,7 +268,7 @@ class DeadLetterStore:
                     INDEX_KEY, low, "+inf", byscore=True, offset=0, num=wanted, withscores=True
                 )
             )
-            entries = [(float(score), _text(job_id)) for job_id, score in raw]
+            entries = [(float(score), text(job_id)) for job_id, score in raw]
             fresh = [entry for entry in entries if last is None or entry > last]
             if fresh:
                 yield [job_id for _, job_id in fresh]

@@ -33,7 +33,7 @@ from typing import Any
 import redis
 
 from tasks.state.deadletter import DeadLetter, DeadLetterStore
-from tasks.state.store import KEY_PREFIX
+from tasks.state.store import KEY_PREFIX, text
 
 DELIVERY_PREFIX = f"{KEY_PREFIX}:delivery:"
 FAILED = "failed"
@@ -136,15 +136,14 @@ class Burial:
 
 
 def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    return value.decode() if isinstance(value, bytes) else str(value)
+    """A Redis reply as text, None (a missing field) kept."""
+    return None if value is None else text(value)
 
 
 def failure_text(message_id: str, error: str | None, error_code: str | None) -> str:
     """The dead letter's error: Z-API's words, and its code when it gave one."""
-    text = f"Z-API could not deliver message {message_id}: {error or 'no reason given'}"
-    return text + (f" (errorCode {error_code})" if error_code else "")
+    said = f"Z-API could not deliver message {message_id}: {error or 'no reason given'}"
+    return said + (f" (errorCode {error_code})" if error_code else "")
 
 
 class DeliveryBook:

@@ -16,7 +16,7 @@ from typing import Any
 
 import redis
 
-from tasks.state.store import KEY_PREFIX
+from tasks.state.store import KEY_PREFIX, text
 
 INSTANCE_PREFIX = f"{KEY_PREFIX}:instance:"
 INSTANCE_TTL = 30 * 86_400
@@ -42,10 +42,6 @@ class Connection:
         return {"connected": self.connected, "error": self.error, "at": self.at}
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 class InstanceEvents:
     """The last connection event of each instance."""
 
@@ -65,4 +61,4 @@ class InstanceEvents:
         )
         if connected is None:
             return None
-        return Connection(_text(connected) == "1", _text(error) if error else None, float(at or 0))
+        return Connection(text(connected) == "1", text(error) if error else None, float(at or 0))

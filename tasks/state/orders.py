@@ -31,7 +31,7 @@ import redis
 from config import get_settings
 from tasks.ordering import Delivered, arrival_of, order_keys, register_in_line
 from tasks.per_process import PerProcess
-from tasks.state.store import get_redis
+from tasks.state.store import get_redis, text
 
 
 def lua_library(first_key: int = 1) -> str:
@@ -139,10 +139,6 @@ class Entry:
     has_snapshot: bool = False
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 class OrderLines:
     """The lines and states of the orders of one Z-API instance."""
 
@@ -202,12 +198,12 @@ class OrderLines:
         """An entry from the Lua ``enter`` function's answer."""
         turn = Turn(int(answer[0]))
         if turn is Turn.WAIT:
-            head, next_run = _text(answer[1]), _text(answer[2])
+            head, next_run = text(answer[1]), text(answer[2])
             wait = int(next_run) / 1e6 - time.time() if next_run else None
             return Entry(turn, head=head, wait=wait)
         if turn is Turn.SETTLE:
             return Entry(turn, wait=int(answer[1]) / 1e6)
-        status, payment, seq, job_id, at = (_text(v) for v in answer[1:6])
+        status, payment, seq, job_id, at = (text(v) for v in answer[1:6])
         delivered = Delivered(
             order_status=status or None,
             payment_status=payment or None,

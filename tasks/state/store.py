@@ -16,6 +16,11 @@ from tasks.per_process import PerProcess
 KEY_PREFIX = "zapi-queue"
 
 
+def text(value: object) -> str:
+    """A Redis reply as text: redis-py answers bytes unless told to decode."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def connect(url: str, *, retries: int = 20) -> redis.Redis:
     """A client for ``url``; with the default retries it survives a Redis restart of ~30 s."""
     return redis.Redis.from_url(

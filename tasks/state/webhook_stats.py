@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import redis
 
-from tasks.state.store import KEY_PREFIX
+from tasks.state.store import KEY_PREFIX, text
 
 COUNTS_KEY = f"{KEY_PREFIX}:webhook:counts"
 COUNTS_TTL = 30 * 86_400
@@ -39,7 +39,4 @@ class WebhookStats:
         self._count(keys=[COUNTS_KEY], args=[outcome, kind, MAX_FIELDS, COUNTS_TTL])
 
     def counts(self) -> dict[str, int]:
-        return {
-            (k.decode() if isinstance(k, bytes) else str(k)): int(v)
-            for k, v in self._redis.hgetall(COUNTS_KEY).items()
-        }
+        return {text(k): int(v) for k, v in self._redis.hgetall(COUNTS_KEY).items()}
