@@ -376,12 +376,15 @@ class Execution:
         """The one place a request leaves. Every outcome is settled before anything else."""
         self.sent = True
         self._started = time.perf_counter()
+        wire = update.to_wire()
         try:
-            reply = get_client().send(self.endpoint, update.to_wire()).to_result()
+            reply = get_client().send(self.endpoint, wire).to_result()
         except ZapiQueueError as exc:
             self._after_failed_send(store, key, owner, exc)
         result = result_with_ambiguity(reply, self.ambiguous)
-        burial = self._record(key, owner, update, sequence, result, has_snapshot=has_snapshot)
+        burial = self._record(
+            key, owner, update, sequence, result, wire=None if has_snapshot else wire
+        )
         self._pace()
         self._log("delivered", 200, f"zaapId={reply['zaapId']}")
         if burial is not None:
@@ -396,21 +399,22 @@ class Execution:
         sequence: int | None,
         result: dict[str, Any],
         *,
-        has_snapshot: bool,
+        wire: dict[str, Any] | None,
     ) -> Burial | None:
         """In one round trip that must not be lost: the reply (idempotency), the order's new
-        state (the next in line may go), its snapshot if the book lacks it, and the message's
-        delivery record, linked to this job for its callbacks. Returns the job's burial if
-        Z-API's failure callback for the message came first."""
+        state (the next in line may go), its snapshot from the sent ``wire`` body (None: the
+        book has it), and the message's delivery record, linked to this job for its
+        callbacks. Returns the job's burial if Z-API's failure callback for
+        the message came first."""
         turns, deliveries = _turns.get(), _deliveries.get()
         delivered_args = turns.lines.delivered_args(
             self.job_id, update.order_status, update.payment_status, sequence
         )
-        snapshot = None
-        if not has_snapshot:
+        feed = None
+        if wire is not None:
             book = get_order_book()
-            data = snapshot_of_update(update, book.instance_id)
-            snapshot = (book.message_key(update.message_id), json.dumps(data, ensure_ascii=False))
+            data = snapshot_of_update(wire, book.instance_id)
+            feed = (book.message_key(update.message_id), json.dumps(data, ensure_ascii=False))
         message_id = result["messageId"]
         link = deliveries.link_args(
             zaap_id=result["zaapId"],
@@ -427,7 +431,7 @@ class Execution:
                     owner,
                     json.dumps(result),
                     delivered_args,
-                    snapshot=snapshot,
+                    snapshot=feed,
                     delivery=(deliveries.key(message_id), link),
                 )
             ),

@@ -53,10 +53,6 @@ class Outcome:
         return answer
 
 
-class CallbackRejected(Exception):  # noqa: N818 - an answer, not a failure of ours
-    """A callback of a type we use whose fields are wrong: answered 400, nothing stored."""
-
-
 class Inbox:
     """Applies Z-API callbacks to the state in Redis."""
 

@@ -27,12 +27,10 @@ from config import get_settings
 from tasks.callbacks import ReceivedCallback
 from tasks.ordering import order_keys
 from tasks.per_process import PerProcess
-from tasks.schemas import OrderUpdate
 from tasks.state.store import KEY_PREFIX, get_redis, text
 
 MESSAGE_PREFIX = f"{KEY_PREFIX}:order-message:"
 SNAPSHOT_FIELD = "snapshot"
-ORDER_FIELDS = ("currency", "products", "discount", "tax", "shipping")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,10 +46,6 @@ class Snapshot:
     @property
     def order_request_id(self) -> str:
         return str(self.data["orderRequestId"])
-
-    @property
-    def message_id(self) -> str:
-        return str(self.data["messageId"])
 
     def full_body(
         self, *, order_status: str, payment_status: str, message: str | None
@@ -96,9 +90,8 @@ def snapshot_of_callback(callback: ReceivedCallback, instance_id: str) -> dict[s
     }
 
 
-def snapshot_of_update(update: OrderUpdate, instance_id: str) -> dict[str, Any]:
-    """The snapshot a full update carries (it has all the webhook's data)."""
-    wire = update.to_wire()
+def snapshot_of_update(wire: dict[str, Any], instance_id: str) -> dict[str, Any]:
+    """The snapshot a full update carries (its wire body has all the webhook's data)."""
     return {
         "instanceId": instance_id,
         **{name: wire[name] for name in ("phone", "messageId", "referenceId", "orderRequestId")},
@@ -124,22 +117,17 @@ class OrderBook:
     def message_key(self, message_id: str) -> str:
         return f"{MESSAGE_PREFIX}{self.instance_id}:{message_id}"
 
-    def save(self, snapshot: dict[str, Any], pipe: Any = None, *, replace: bool = True) -> None:
-        """Store ``snapshot`` (a webhook's replaces the one before; an update's only fills a
-        gap, ``replace=False``), findable by ``orderRequestId`` and by ``messageId``. On
-        ``pipe`` when given (the caller executes it), else at once."""
-        target = pipe if pipe is not None else self._redis.pipeline(transaction=False)
+    def save(self, snapshot: dict[str, Any]) -> None:
+        """Store a webhook's ``snapshot`` (replacing the one before), findable by
+        ``orderRequestId`` and by ``messageId``. (A full update's snapshot only fills a gap, in
+        the script that records its reply: tasks/state/turns.py.)"""
+        pipe = self._redis.pipeline(transaction=False)
         state = self.state_key(snapshot["orderRequestId"])
         encoded = json.dumps(snapshot, separators=(",", ":"), ensure_ascii=False)
-        if replace:
-            target.hset(state, SNAPSHOT_FIELD, encoded)
-        else:
-            target.hsetnx(state, SNAPSHOT_FIELD, encoded)
-        target.expire(state, self.ttl)
-        message = self.message_key(snapshot["messageId"])
-        target.set(message, snapshot["orderRequestId"], ex=self.ttl, nx=not replace)
-        if pipe is None:
-            target.execute()
+        pipe.hset(state, SNAPSHOT_FIELD, encoded)
+        pipe.expire(state, self.ttl)
+        pipe.set(self.message_key(snapshot["messageId"]), snapshot["orderRequestId"], ex=self.ttl)
+        pipe.execute()
 
     def find(
         self, *, order_request_id: str | None = None, message_id: str | None = None
