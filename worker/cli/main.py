@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import click
@@ -11,6 +10,7 @@ from kombu.exceptions import OperationalError
 
 from config import ConfigurationError, get_settings
 from tasks.redaction import redact
+from worker.cli.common import fail
 
 #: What a command meets when Redis (broker, results or state) cannot be reached.
 CONNECTION_ERRORS = (redis.RedisError, OperationalError, ConnectionError, TimeoutError)
@@ -31,12 +31,10 @@ class Commands(click.Group):
             except ConfigurationError:
                 secrets = []
             detail = redact(f"{type(cause).__name__}: {cause}", secrets)
-            click.echo(
-                f"zapi-queue: cannot reach Redis ({detail}); check CELERY_BROKER_URL, "
-                "CELERY_RESULT_BACKEND and ZAPI_STATE_REDIS_URL",
-                err=True,
+            fail(
+                f"cannot reach Redis ({detail}); check CELERY_BROKER_URL, "
+                "CELERY_RESULT_BACKEND and ZAPI_STATE_REDIS_URL"
             )
-            sys.exit(2)
 
 
 def connection_error_in(exc: BaseException) -> BaseException | None:

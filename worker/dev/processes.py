@@ -178,45 +178,50 @@ class WorkerProcess(_Process):
             control.close()
 
 
-class FlowerProcess(_Process):
+class _HttpProcess(_Process):
+    """A process serving HTTP on loopback ``port``, ready once ``HEALTH_PATH`` answers 200."""
+
+    HEALTH_PATH = "/"
+
+    def __init__(
+        self, args: Sequence[str], env: Mapping[str, str], log_path: Path, *, port: int
+    ) -> None:
+        self.port = port
+        super().__init__(args, env, log_path)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> Self:
+        self._spawn()
+        self._wait_for(f"{self.url}{self.HEALTH_PATH}", timeout)
+        return self
+
+
+class FlowerProcess(_HttpProcess):
     """``celery -A worker flower`` on loopback, ready once ``/healthcheck`` answers."""
+
+    HEALTH_PATH = "/healthcheck"
 
     def __init__(
         self, env: Mapping[str, str], log_path: Path, *, port: int, extra_args: Sequence[str] = ()
     ) -> None:
-        self.port = port
         args = [*celery_command(), "-A", "worker", "flower", "--address=127.0.0.1"]
         args += [f"--port={port}", *extra_args]
-        super().__init__(args, env, log_path)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 30.0) -> Self:
-        self._spawn()
-        self._wait_for(f"{self.url}/healthcheck", timeout)
-        return self
+        super().__init__(args, env, log_path, port=port)
 
 
-class WebhookProcess(_Process):
+class WebhookProcess(_HttpProcess):
     """``zapi-queue webhook`` on loopback, ready once ``/healthz`` answers."""
 
+    HEALTH_PATH = "/healthz"
+
     def __init__(self, env: Mapping[str, str], log_path: Path, *, port: int) -> None:
-        self.port = port
         script = Path(sys.executable).parent / "zapi-queue"
         args = [str(script), "webhook", "--host", "127.0.0.1", "--port", str(port)]
-        super().__init__(args, env, log_path)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        super().__init__(args, env, log_path, port=port)
 
     def callback_url(self) -> str:
         """Where Z-API (the fake) posts: the secret path of ZAPI_WEBHOOK_SECRET."""
         return f"{self.url}/webhooks/zapi/{self.env['ZAPI_WEBHOOK_SECRET']}"
-
-    def start(self, timeout: float = 30.0) -> Self:
-        self._spawn()
-        self._wait_for(f"{self.url}/healthz", timeout)
-        return self
