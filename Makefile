@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint format typecheck pytest clean bench-rate bench bench-fetch bench-ordering bench-revisions constraints
+.PHONY: help install demo test lint format typecheck pytest clean bench-rate bench bench-fetch bench-ordering bench-revisions constraints producer producer-check
 
 help:
 	@echo "make demo    run the worker end to end on local stand-ins and print the results"
@@ -50,7 +50,17 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info .peers
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info .peers dist \
+		tasks/contract/build tasks/contract/*.egg-info
+
+# The producer distribution (zapi_queue_producer, from tasks/contract), as a wheel in dist/.
+producer: $(STAMP)
+	$(BIN)/python -m pip wheel --quiet --no-deps -w dist ./tasks/contract
+	rm -rf tasks/contract/build tasks/contract/*.egg-info
+
+# That wheel installed with its own dependencies in a fresh venv beside clashing module names.
+producer-check: $(STAMP)
+	bash .ci/producer-check
 
 constraints: $(STAMP)
 	@echo "# Exact versions CI tests with and the Docker image installs (pip install -c)." > .ci/constraints.txt

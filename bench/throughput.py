@@ -30,8 +30,8 @@ from typing import Any
 import psutil
 from celery import Celery
 
-from tasks.endpoints import Endpoint
-from tasks.producer import Producer
+from tasks.contract.endpoints import Endpoint
+from tasks.contract.producer import Producer
 from worker.dev.processes import WorkerProcess, stack_env
 from worker.dev.redis_server import RedisServer
 from worker.dev.remote_sim import RemoteSimulator

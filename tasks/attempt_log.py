@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from tasks.redaction import mask_phone
+from tasks.contract.redaction import mask_phone
 
 logger = logging.getLogger("zapi_queue.attempts")
 

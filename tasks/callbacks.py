@@ -1,5 +1,5 @@
 """What Z-API posts to our webhook receiver, as FACTS.md describes it (beside the update
-schemas of :mod:`tasks.schemas`, which are what we post to Z-API).
+schemas of :mod:`tasks.contract.schemas`, which are what we post to Z-API).
 
 Unlike the update schemas these are lenient: Z-API adds fields over time and we must not refuse
 a callback for a field we do not use (extra fields are ignored). The fields we do use are
@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints
 
-from tasks.schemas import OrderStatus, PaymentStatus
+from tasks.contract.schemas import OrderStatus, PaymentStatus
 
 #: Z-API spells the timestamp ``momment`` (ms since the epoch); a few examples say ``moment``.
 _MOMENT = Field(default=None, validation_alias=AliasChoices("momment", "moment"))

@@ -44,8 +44,8 @@ from celery.utils.log import get_task_logger
 from config import Settings, get_settings
 from tasks.attempt_log import log_attempt
 from tasks.backoff import backoff_delay, capped_retry_after
-from tasks.endpoints import Endpoint
-from tasks.errors import (
+from tasks.contract.endpoints import Endpoint
+from tasks.contract.errors import (
     AttemptsExhaustedError,
     InvalidBodyError,
     PermanentError,
@@ -57,11 +57,12 @@ from tasks.errors import (
     ZapiRejectedError,
     ZapiTransportError,
 )
+from tasks.contract.ordering import Delivered, checked_sequence, order_request_id
+from tasks.contract.redaction import redact
+from tasks.contract.schemas import OrderUpdate, ShortUpdate
+from tasks.contract.validation import validate_body, validate_update
 from tasks.order_line import OrderLine, Turned, Wait
-from tasks.ordering import Delivered, checked_sequence, order_request_id
 from tasks.per_process import PerProcess
-from tasks.redaction import redact
-from tasks.schemas import OrderUpdate, ShortUpdate
 from tasks.state.book import Snapshot, get_order_book, snapshot_of_update
 from tasks.state.deadletter import DeadLetter, DeadLetterStore
 from tasks.state.deliveries import Burial, DeliveryBook
@@ -72,7 +73,6 @@ from tasks.state.pacing import Deferral, wait_for_slot
 from tasks.state.ratelimit import get_limiter
 from tasks.state.store import get_redis
 from tasks.state.turns import Turns
-from tasks.validation import validate_body, validate_update
 from tasks.zapi.client import get_client
 
 logger = get_task_logger(__name__)

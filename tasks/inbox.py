@@ -25,12 +25,12 @@ from tasks.callbacks import (
     ReceivedCallback,
     callback_type,
 )
+from tasks.contract.validation import describe
 from tasks.state.book import OrderBook, snapshot_of_callback
 from tasks.state.deadletter import DeadLetterStore
 from tasks.state.deliveries import FAILED, STATUS_STATES, Burial, DeliveryBook
 from tasks.state.instances import InstanceEvents
 from tasks.state.webhook_stats import WebhookStats
-from tasks.validation import describe
 
 logger = logging.getLogger("zapi_queue.webhook")
 

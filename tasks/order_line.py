@@ -4,7 +4,7 @@
 idempotency key, in the same round trip) before it sends; a job that is
 not at the head of its order's line is re-scheduled (:class:`Wait`, shown as RETRY: "waiting for
 job X of order Y") and holds no thread meanwhile; one that would move its order backward fails
-with :class:`~tasks.errors.StaleUpdateError`. Whatever way the job ends, it leaves the line,
+with :class:`StaleUpdateError`. Whatever way the job ends, it leaves the line,
 so the next update of its order may go.
 
 A waiting job sleeps until its head is due back (the head records it when it is re-scheduled),
@@ -24,9 +24,9 @@ from typing import Any
 import redis
 
 from config import Settings
-from tasks.errors import StaleUpdateError
-from tasks.ordering import Delivered, stale_reason
-from tasks.schemas import OrderUpdate
+from tasks.contract.errors import StaleUpdateError
+from tasks.contract.ordering import Delivered, stale_reason
+from tasks.contract.schemas import OrderUpdate
 from tasks.state.idempotency import Claim, ClaimState
 from tasks.state.orders import OrderLines, Turn, get_order_lines
 from tasks.state.turns import Turns

@@ -14,12 +14,12 @@ from typing import Any
 
 from celery import Task, shared_task
 
+from tasks.contract.endpoints import Endpoint
+from tasks.contract.errors import AttemptsExhaustedError, InvalidBodyError, PermanentError
 from tasks.delivery import deliver
-from tasks.endpoints import Endpoint
-from tasks.errors import AttemptsExhaustedError, InvalidBodyError, PermanentError
 
-ORDER_STATUS_UPDATE = "zapi.order_status_update"
-ORDER_PAYMENT_UPDATE = "zapi.order_payment_update"
+ORDER_STATUS_UPDATE = Endpoint.ORDER_STATUS_UPDATE.task_name
+ORDER_PAYMENT_UPDATE = Endpoint.ORDER_PAYMENT_UPDATE.task_name
 
 # Expected failures: Celery logs them in one line instead of a traceback.
 _EXPECTED = (PermanentError, AttemptsExhaustedError)

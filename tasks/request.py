@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from celery.worker.request import Request
 
-from tasks.redaction import describe_body
+from tasks.contract.redaction import describe_body
 
 if TYPE_CHECKING:  # the stubs' name for what info() returns; not in celery itself
     from celery.worker.request import _InfoDict as InfoDict

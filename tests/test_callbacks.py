@@ -14,13 +14,13 @@ import redis
 from pydantic import ValidationError
 
 from tasks.callbacks import ReceivedCallback, callback_type
-from tasks.endpoints import Endpoint
-from tasks.errors import InvalidBodyError
-from tasks.schemas import ShortPaymentUpdate, ShortStatusUpdate, is_short_update
+from tasks.contract.endpoints import Endpoint
+from tasks.contract.errors import InvalidBodyError
+from tasks.contract.schemas import ShortPaymentUpdate, ShortStatusUpdate, is_short_update
+from tasks.contract.validation import validate_body, validate_update
 from tasks.state.book import Snapshot, snapshot_of_callback
 from tasks.state.deadletter import DeadLetter, DeadLetterStore
 from tasks.state.deliveries import DeliveryBook, failure_text
-from tasks.validation import validate_body, validate_update
 from worker.dev.redis_server import RedisServer
 
 #: FACTS.md's example, verbatim (the timestamp really is spelled ``momment``).

@@ -8,8 +8,8 @@ import pytest
 from pydantic import SecretStr
 
 from config import ZapiCredentials
-from tasks.endpoints import Endpoint
-from tasks.errors import ZapiRejectedError, ZapiTransportError
+from tasks.contract.endpoints import Endpoint
+from tasks.contract.errors import ZapiRejectedError, ZapiTransportError
 from tasks.zapi.client import ZapiClient
 from tests.bodies import unique_body
 from worker.dev.ports import free_port

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from tasks.errors import InvalidBodyError
-from tasks.ordering import (
+from tasks.contract.errors import InvalidBodyError
+from tasks.contract.ordering import (
     Arrival,
     Delivered,
     arrival_of,

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from tasks.endpoints import Endpoint
-from tasks.ordering import order_status_moves_back, payment_status_moves_back
-from tasks.producer import Producer
+from tasks.contract.endpoints import Endpoint
+from tasks.contract.ordering import order_status_moves_back, payment_status_moves_back
+from tasks.contract.producer import Producer
 from tests.bodies import unique_body
 from tests.faults import FaultStack, fault_stack
 

@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tasks.endpoints import Endpoint
-from tasks.errors import InvalidBodyError
-from tasks.producer import Producer
+from tasks.contract.endpoints import Endpoint
+from tasks.contract.errors import InvalidBodyError
+from tasks.contract.producer import Producer
 from tests.bodies import unique_body
 from worker.dev.zapi_sim import ZapiSimulator
 
@@ -66,7 +66,7 @@ def test_the_producer_needs_no_worker_settings() -> None:
     import sys
 
     code = (
-        "import sys; import tasks.producer; "
+        "import sys; import tasks.contract.producer; "
         "bad = [m for m in sys.modules if m.split('.')[0] in "
         "('config', 'worker', 'pydantic_settings', 'httpx', 'redis', 'tenacity')]; "
         "print(bad); sys.exit(1 if bad else 0)"

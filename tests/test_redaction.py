@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import logging
 
-from tasks.redaction import RedactingFilter, redact
+from tasks.contract.redaction import RedactingFilter, redact
 
 
 def test_known_secrets_url_passwords_and_token_segments_are_masked() -> None:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tasks.errors import (
+from tasks.contract.errors import (
     PermanentError,
     TransientError,
     ZapiRateLimitedError,

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from tasks.endpoints import Endpoint
-from tasks.errors import InvalidBodyError
-from tasks.schemas import OrderPaymentUpdate, OrderStatusUpdate, ZapiReply
-from tasks.validation import validate_body
+from tasks.contract.endpoints import Endpoint
+from tasks.contract.errors import InvalidBodyError
+from tasks.contract.schemas import OrderPaymentUpdate, OrderStatusUpdate, ZapiReply
+from tasks.contract.validation import validate_body
 from tests.bodies import DOCS_PAYMENT_BODY, DOCS_STATUS_BODY
 
 

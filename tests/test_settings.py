@@ -190,7 +190,7 @@ def test_one_result_backend_default_everywhere(clean_env: pytest.MonkeyPatch) ->
     producer following the README reads what default workers write."""
     from pathlib import Path
 
-    from tasks.producer import Producer
+    from tasks.contract.producer import Producer
 
     worker_default = Settings().celery_result_backend.get_secret_value()
     producer = Producer()

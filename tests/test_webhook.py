@@ -14,7 +14,7 @@ import httpx
 import pytest
 import redis
 
-from tasks.redaction import mask_phone
+from tasks.contract.redaction import mask_phone
 from tasks.state.deliveries import DeliveryBook
 from tasks.state.webhook_stats import COUNTS_KEY, WebhookStats
 from tests.conftest import REDIS_PASSWORD

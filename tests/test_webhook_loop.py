@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from tasks.endpoints import Endpoint
-from tasks.errors import InvalidBodyError
-from tasks.producer import Producer
+from tasks.contract.endpoints import Endpoint
+from tasks.contract.errors import InvalidBodyError
+from tasks.contract.producer import Producer
 from tasks.state.deadletter import DeadLetterStore
 from tests.bodies import unique_body
 from tests.faults import FaultStack

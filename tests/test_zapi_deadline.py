@@ -19,8 +19,8 @@ import pytest
 from pydantic import SecretStr
 
 from config import Settings, ZapiCredentials
-from tasks.endpoints import Endpoint
-from tasks.errors import TransientError, ZapiTransportError
+from tasks.contract.endpoints import Endpoint
+from tasks.contract.errors import TransientError, ZapiTransportError
 from tasks.zapi.client import ZapiClient
 from tasks.zapi.deadline import (
     DeadlineBackend,

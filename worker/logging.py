@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 from config import ConfigurationError, get_settings
-from tasks.redaction import RedactingFilter
+from tasks.contract.redaction import RedactingFilter
 
 #: Loggers that print request URLs (and so the instance token) at INFO.
 NOISY_URL_LOGGERS = ("httpx", "httpcore")

@@ -17,7 +17,7 @@ import logging
 import redis
 
 from config import Settings
-from tasks.redaction import redact
+from tasks.contract.redaction import redact
 from tasks.state.store import connect
 
 logger = logging.getLogger(__name__)

@@ -33,8 +33,8 @@ from starlette.routing import Route
 
 from config import ConfigurationError, Settings
 from tasks.callbacks import callback_type
+from tasks.contract.redaction import redact
 from tasks.inbox import Inbox, Outcome
-from tasks.redaction import redact
 from tasks.state.store import connect
 
 logger = logging.getLogger("zapi_queue.webhook")

@@ -25,7 +25,7 @@ import redis
 
 from config import get_settings
 from tasks.callbacks import ReceivedCallback
-from tasks.ordering import order_keys
+from tasks.contract.ordering import order_keys
 from tasks.per_process import PerProcess
 from tasks.state.store import KEY_PREFIX, get_redis, text
 

@@ -32,10 +32,10 @@ from typing import Any
 
 import redis
 
+from tasks.contract.delivery_record import Delivery, delivery_key, read_delivery
 from tasks.state.deadletter import DeadLetter, DeadLetterStore
-from tasks.state.store import KEY_PREFIX, text
+from tasks.state.store import text
 
-DELIVERY_PREFIX = f"{KEY_PREFIX}:delivery:"
 FAILED = "failed"
 #: Forward order of the states; ``failed`` stands apart (rank 99: nothing moves past it).
 RANKS = {"accepted": 0, "sent": 1, "received": 2, "read": 3, "played": 4, FAILED: 99}
@@ -108,24 +108,6 @@ _APPLY = lua_library() + (
 
 
 @dataclass(frozen=True, slots=True)
-class Delivery:
-    """A message's delivery state as ``zapi-queue status`` shows it."""
-
-    state: str
-    error: str | None
-    error_code: str | None
-    updated_at: float | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "state": self.state,
-            "error": self.error,
-            "error_code": self.error_code,
-            "updated_at": self.updated_at,
-        }
-
-
-@dataclass(frozen=True, slots=True)
 class Burial:
     """A job whose delivery failed: its dead letter, and its recorded reply's key (dropped, so
     that the replay is sent rather than answered "already delivered")."""
@@ -157,7 +139,7 @@ class DeliveryBook:
         self._apply = client.register_script(_APPLY)
 
     def key(self, message_id: str) -> str:
-        return f"{DELIVERY_PREFIX}{self.instance_id}:{message_id}"
+        return delivery_key(self.instance_id, message_id)
 
     def link(
         self,
@@ -219,18 +201,7 @@ class DeliveryBook:
         return self.burial(message_id, answer)
 
     def get(self, message_id: str) -> Delivery | None:
-        state, error, code, at = self._redis.hmget(
-            self.key(message_id), "state", "error", "error_code", "updated_at"
-        )
-        if state is None:
-            return None
-        updated = _text(at)
-        return Delivery(
-            state=_text(state) or "",
-            error=_text(error) or None,
-            error_code=_text(code) or None,
-            updated_at=float(updated) if updated else None,
-        )
+        return read_delivery(self._redis, self.instance_id, message_id)
 
     def bury(self, burial: Burial, dead_letters: DeadLetterStore) -> None:
         """Keep the failed job as a dead letter and forget its reply: a replay sends again.

@@ -12,7 +12,7 @@ Three keys per order, prefix ``zapi-queue:order:{instance}:{orderRequestId}``, e
 * ``…:state``: hash, what the order last showed the customer: ``status``, ``payment``,
   ``seq``, ``job``, ``at``; and the order's ``snapshot`` (tasks/state/book.py).
 
-A job is registered in its line as early as possible: by ``tasks.producer`` before it publishes
+A job is registered in its line as early as possible: by the producer before it publishes
 (exact order), else by the transport as a worker fetches it (worker/transport.py uses the same
 layout), else when it starts. A head that has not been seen for longer than any legitimate
 absence (a retry countdown, a crash recovery) is skipped by a job that waited as long, so a
@@ -29,7 +29,7 @@ from typing import Any
 import redis
 
 from config import get_settings
-from tasks.ordering import Delivered, arrival_of, order_keys, register_in_line
+from tasks.contract.ordering import Delivered, arrival_of, order_keys, register_in_line
 from tasks.per_process import PerProcess
 from tasks.state.store import get_redis, text
 
@@ -242,7 +242,7 @@ class OrderLines:
 
 #: How long a sequenced job a worker registered waits before it goes, so that an earlier job of
 #: its order fetched by another worker at the same moment takes its place first. Jobs from
-#: ``tasks.producer`` are registered before they are published and do not wait.
+#: ``tasks.contract.producer`` are registered before they are published and do not wait.
 SETTLE_SECONDS = 0.1
 
 

@@ -12,7 +12,7 @@ Two properties of one send (:meth:`ZapiClient.send`), from :mod:`tasks.zapi.dead
 * **Ambiguous sends.** A failure before any byte of the request was written (DNS, refused,
   connect or pool timeout) means Z-API certainly did not get the request; a failure after it
   (no answer in time, connection reset or closed, a malformed answer) means Z-API may have
-  delivered it: the :class:`~tasks.errors.ZapiTransportError` is then ``ambiguous`` and says so.
+  delivered it: the :class:`ZapiTransportError` is then ``ambiguous`` and says so.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from typing import Any
 import httpx
 
 from config import Settings, ZapiCredentials, get_settings
-from tasks.endpoints import Endpoint
-from tasks.errors import ZapiTransportError
+from tasks.contract.endpoints import Endpoint
+from tasks.contract.errors import ZapiTransportError
+from tasks.contract.redaction import redact
+from tasks.contract.schemas import ZapiReply
 from tasks.per_process import PerProcess
-from tasks.redaction import redact
-from tasks.schemas import ZapiReply
 from tasks.zapi.deadline import DeadlineTransport, SendState, deadline_of_send
 from tasks.zapi.responses import interpret
 
@@ -117,7 +117,7 @@ class ZapiClient:
         """POST ``body`` to ``endpoint``; return Z-API's reply or raise a ZapiQueueError.
 
         Returns or raises within :attr:`deadline` seconds. A transport failure raises
-        :class:`~tasks.errors.ZapiTransportError`, ``ambiguous`` when the request was written.
+        :class:`ZapiTransportError`, ``ambiguous`` when the request was written.
         """
         token = self._credentials.instance_token.get_secret_value()
         path = f"/instances/{self._credentials.instance_id}/token/{token}/{endpoint.value}"

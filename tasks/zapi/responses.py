@@ -14,13 +14,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from tasks.backoff import parse_retry_after
-from tasks.errors import (
+from tasks.contract.errors import (
     ZapiRateLimitedError,
     ZapiRejectedError,
     ZapiUnavailableError,
 )
-from tasks.redaction import redact
-from tasks.schemas import ZapiReply
+from tasks.contract.redaction import redact
+from tasks.contract.schemas import ZapiReply
 
 #: Statuses after which the same request may succeed later.
 TRANSIENT_STATUSES = frozenset({408, 425, 429}) | frozenset(range(500, 600))

@@ -10,8 +10,8 @@ import click
 import redis
 
 from config import ConfigurationError, Settings, get_settings
-from tasks.producer import Producer
-from tasks.redaction import redact
+from tasks.contract.producer import Producer
+from tasks.contract.redaction import redact
 from tasks.state.deadletter import DeadLetterStore
 from tasks.state.store import connect
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from tasks.redaction import mask_phone
+from tasks.contract.redaction import mask_phone
 from tasks.state.deadletter import DeadLetter, DeadLetterStore
 from worker.cli.common import dead_letter_store, fail, when
 from worker.cli.main import main

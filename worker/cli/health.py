@@ -10,7 +10,7 @@ import click
 import redis
 
 from config import Settings
-from tasks.redaction import redact
+from tasks.contract.redaction import redact
 from tasks.state.deadletter import DeadLetterStore
 from tasks.state.instances import InstanceEvents
 from tasks.state.store import connect

@@ -8,9 +8,9 @@ from typing import Any, TextIO
 
 import click
 
-from tasks.endpoints import Endpoint
-from tasks.errors import InvalidBodyError
-from tasks.producer import Producer
+from tasks.contract.endpoints import Endpoint
+from tasks.contract.errors import InvalidBodyError
+from tasks.contract.producer import Producer
 from worker.cli.common import (
     fail,
     producer_or_exit,

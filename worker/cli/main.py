@@ -9,7 +9,7 @@ import redis
 from kombu.exceptions import OperationalError
 
 from config import ConfigurationError, get_settings
-from tasks.redaction import redact
+from tasks.contract.redaction import redact
 from worker.cli.common import fail
 
 #: What a command meets when Redis (broker, results or state) cannot be reached.

@@ -7,7 +7,7 @@ import json
 import click
 
 from config import ConfigurationError
-from tasks.redaction import mask_phone
+from tasks.contract.redaction import mask_phone
 from tasks.state.book import OrderBook
 from worker.cli.common import fail, settings_or_exit, state_redis, when
 from worker.cli.main import main

@@ -27,7 +27,7 @@ from typing import Any
 
 from celery import Celery
 
-from tasks.redaction import mask_phone
+from tasks.contract.redaction import mask_phone
 from tasks.state.deliveries import DeliveryBook
 from worker.dev.ports import free_port
 from worker.dev.processes import FlowerProcess, WebhookProcess, WorkerProcess, stack_env

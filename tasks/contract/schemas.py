@@ -35,7 +35,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
-from tasks.currencies import ISO_4217_CODES
+from .currencies import ISO_4217_CODES
 
 _PHONE_FORMATTING = re.compile(r"[\s+\-.()]")
 _PHONE_DIGITS = re.compile(r"[0-9]{10,15}")

@@ -24,14 +24,15 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from tasks.errors import InvalidBodyError
+from .endpoints import TASK_NAMES
+from .errors import InvalidBodyError
 
 ORDER_STATUS_RANK = {"pending": 0, "processing": 1, "shipped": 2, "completed": 3}
 PAYMENT_STATUS_RANK = {"pending": 0, "paid": 1}
 FINAL_ORDER_STATUSES = frozenset({"completed", "canceled"})
 
 #: The task names whose jobs are order updates (the public contract's names).
-ORDER_TASKS = frozenset({"zapi.order_status_update", "zapi.order_payment_update"})
+ORDER_TASKS = frozenset(TASK_NAMES.values())
 #: Prefix of the orders' keys (tasks/state/orders.py documents them and their TTL).
 ORDER_PREFIX = "zapi-queue:order:"
 #: ZAPI_ORDER_TTL's default: 90 days.

@@ -2,7 +2,7 @@
 
 Needs only ``celery`` and ``pydantic`` (no worker settings, no Z-API credentials)::
 
-    from tasks.producer import Producer
+    from zapi_queue_producer import Producer
 
     producer = Producer(broker_url="redis://redis:6379/0", result_backend="redis://redis:6379/1")
     job_id = producer.enqueue_status_update(body)           # InvalidBodyError here, if bad
@@ -35,16 +35,13 @@ from celery import Celery
 from celery.result import AsyncResult
 from kombu.utils.uuid import uuid
 
-from tasks.endpoints import Endpoint
-from tasks.errors import InvalidBodyError
-from tasks.ordering import DEFAULT_ORDER_TTL, order_keys, order_request_id, register_in_line
-from tasks.redaction import describe_body
-from tasks.validation import validate_update
+from .delivery_record import read_delivery
+from .endpoints import TASK_NAMES, Endpoint
+from .errors import InvalidBodyError, as_contract_error
+from .ordering import DEFAULT_ORDER_TTL, order_keys, order_request_id, register_in_line
+from .redaction import describe_body
+from .validation import validate_update
 
-TASK_NAMES = {
-    Endpoint.ORDER_STATUS_UPDATE: "zapi.order_status_update",
-    Endpoint.ORDER_PAYMENT_UPDATE: "zapi.order_payment_update",
-}
 BATCH_SIZE = 1000
 
 
@@ -203,7 +200,13 @@ class Producer:
     def get_result(self, job_id: str, timeout: float | None = None) -> dict[str, str]:
         """Wait for the job and return Z-API's reply; raise the job's error if it failed."""
         result: AsyncResult[Any] = AsyncResult(job_id, app=self.app)
-        reply: dict[str, str] = result.get(timeout=timeout)
+        try:
+            reply: dict[str, str] = result.get(timeout=timeout)
+        except Exception as exc:
+            translated = as_contract_error(exc)
+            if translated is exc:
+                raise
+            raise translated from None
         return reply
 
     def state(self, job_id: str) -> str:
@@ -220,10 +223,7 @@ class Producer:
         message_id = reply.get("messageId") if isinstance(reply, dict) else None
         if not isinstance(message_id, str) or self._instance_id is None:
             return None
-        from tasks.state.deliveries import DeliveryBook  # needs redis, as lines do
-
-        book = DeliveryBook(self._state_redis(), instance_id=self._instance_id, ttl=1)
-        found = book.get(message_id)
+        found = read_delivery(self._state_redis(), self._instance_id, message_id)
         return found.as_dict() if found is not None else None
 
     def close(self) -> None:

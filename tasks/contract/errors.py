@@ -117,3 +117,24 @@ class ZapiTransportError(TransientError):
 
 class AttemptsExhaustedError(ZapiQueueError):
     """Every allowed attempt failed transiently; the message tells the last failure."""
+
+
+def _named(cls: type[ZapiQueueError]) -> dict[str, type[ZapiQueueError]]:
+    found = {cls.__name__: cls}
+    for sub in cls.__subclasses__():
+        found.update(_named(sub))
+    return found
+
+
+def as_contract_error(exc: BaseException) -> BaseException:
+    """``exc`` as one of these classes when Celery rebuilt it under another module.
+
+    Celery rebuilds a job's exception from the module the worker raised it in, and only when
+    that module is already imported; otherwise it makes up a class of the same name. Mapping by
+    name lets ``except InvalidBodyError`` work in a producer whatever the module is called
+    there (``zapi_queue_producer`` in the producer package, ``tasks.contract`` in the worker).
+    """
+    if isinstance(exc, ZapiQueueError):
+        return exc
+    cls = _named(ZapiQueueError).get(type(exc).__name__)
+    return cls(*exc.args) if cls is not None and exc.args else exc

@@ -12,9 +12,9 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from tasks.endpoints import Endpoint
-from tasks.errors import InvalidBodyError
-from tasks.schemas import OrderUpdate, ShortUpdate, is_short_update
+from .endpoints import Endpoint
+from .errors import InvalidBodyError
+from .schemas import OrderUpdate, ShortUpdate, is_short_update
 
 _M = TypeVar("_M", OrderUpdate, ShortUpdate)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from tasks.schemas import (
+from .schemas import (
     OrderPaymentUpdate,
     OrderStatusUpdate,
     OrderUpdate,
@@ -19,6 +19,11 @@ class Endpoint(StrEnum):
 
     ORDER_STATUS_UPDATE = "order-status-update"
     ORDER_PAYMENT_UPDATE = "order-payment-update"
+
+    @property
+    def task_name(self) -> str:
+        """The Celery task that sends to this endpoint (the public contract's name)."""
+        return TASK_NAMES[self]
 
     @property
     def schema(self) -> type[OrderUpdate]:
@@ -37,4 +42,9 @@ _SCHEMAS: dict[Endpoint, type[OrderUpdate]] = {
 _SHORT_SCHEMAS: dict[Endpoint, type[ShortUpdate]] = {
     Endpoint.ORDER_STATUS_UPDATE: ShortStatusUpdate,
     Endpoint.ORDER_PAYMENT_UPDATE: ShortPaymentUpdate,
+}
+#: Task name of each endpoint: producers call the tasks by these names.
+TASK_NAMES: dict[Endpoint, str] = {
+    Endpoint.ORDER_STATUS_UPDATE: "zapi.order_status_update",
+    Endpoint.ORDER_PAYMENT_UPDATE: "zapi.order_payment_update",
 }

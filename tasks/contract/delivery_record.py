@@ -1,0 +1,57 @@
+"""Reading what became of a delivered message, for producers.
+
+The worker and the webhook receiver write one hash per message Z-API accepted,
+``zapi-queue:delivery:{instance}:{messageId}`` (tasks/state/deliveries.py writes it and documents
+its TTL); a producer only reads four of its fields, so the key and the reading live here, where
+a producer without the worker installed has them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+DELIVERY_PREFIX = "zapi-queue:delivery:"
+
+
+def delivery_key(instance_id: str, message_id: str) -> str:
+    return f"{DELIVERY_PREFIX}{instance_id}:{message_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A message's delivery state: accepted, sent, received, read, played or failed."""
+
+    state: str
+    error: str | None
+    error_code: str | None
+    updated_at: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "error": self.error,
+            "error_code": self.error_code,
+            "updated_at": self.updated_at,
+        }
+
+
+def _text(value: Any) -> str | None:
+    """A Redis reply as text, None (a missing field) kept."""
+    return None if value is None else value.decode() if isinstance(value, bytes) else str(value)
+
+
+def read_delivery(client: Any, instance_id: str, message_id: str) -> Delivery | None:
+    """The message's delivery state, or None when nothing is recorded (or it expired)."""
+    state, error, code, at = client.hmget(
+        delivery_key(instance_id, message_id), "state", "error", "error_code", "updated_at"
+    )
+    if state is None:
+        return None
+    updated = _text(at)
+    return Delivery(
+        state=_text(state) or "",
+        error=_text(error) or None,
+        error_code=_text(code) or None,
+        updated_at=float(updated) if updated else None,
+    )
