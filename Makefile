@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint format typecheck pytest clean bench-rate bench bench-fetch bench-ordering bench-revisions constraints producer producer-check
+.PHONY: help install demo test lint format typecheck pytest clean bench-rate bench bench-fetch bench-ordering bench-revisions constraints producer producer-check schemas
 
 help:
 	@echo "make demo    run the worker end to end on local stand-ins and print the results"
@@ -52,6 +52,10 @@ format: $(STAMP)
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info .peers dist \
 		tasks/contract/build tasks/contract/*.egg-info
+
+# schemas/*.json from the pydantic models (tests/test_json_schemas.py fails when they differ).
+schemas: $(STAMP)
+	$(BIN)/python -m tasks.contract.json_schemas schemas
 
 # The producer distribution (zapi_queue_producer, from tasks/contract), as a wheel in dist/.
 producer: $(STAMP)

@@ -29,6 +29,7 @@ from pydantic import (
     StrictBool,
     StrictInt,
     StringConstraints,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -39,6 +40,11 @@ from .currencies import ISO_4217_CODES
 
 _PHONE_FORMATTING = re.compile(r"[\s+\-.()]")
 _PHONE_DIGITS = re.compile(r"[0-9]{10,15}")
+# The same rules as patterns, for the JSON Schemas (schemas/*.json): formatting characters
+# anywhere, 10 to 15 digits in all; an id is non-empty with no whitespace.
+_PHONE_PATTERN = r"^[\s+.()-]*(?:[0-9][\s+.()-]*){10,15}$"
+_IDENTIFIER_PATTERN = r"^\S+$"
+_AMOUNT_SCHEMA = {"type": "number", "minimum": 0}
 
 OrderStatus = Literal["pending", "processing", "shipped", "completed", "canceled"]
 PaymentStatus = Literal["pending", "paid"]
@@ -88,13 +94,28 @@ Phone = Annotated[
     BeforeValidator(_strip_phone_formatting),
     StringConstraints(strict=True),
     AfterValidator(_digits_phone),
-    Field(description="DDI DDD NUMBER, digits only, e.g. 5511999999999"),
+    Field(
+        description="DDI DDD NUMBER, e.g. 5511999999999; spaces, +, -, . and () are removed",
+        json_schema_extra={"pattern": _PHONE_PATTERN},
+    ),
 ]
 Identifier = Annotated[
-    str, StringConstraints(strict=True, max_length=256), AfterValidator(_no_whitespace_id)
+    str,
+    StringConstraints(strict=True, max_length=256),
+    AfterValidator(_no_whitespace_id),
+    Field(json_schema_extra={"pattern": _IDENTIFIER_PATTERN}),
 ]
-Amount = Annotated[int | float, PlainValidator(_amount, json_schema_input_type=float)]
-Currency = Annotated[str, StringConstraints(strict=True), AfterValidator(_known_currency)]
+Amount = Annotated[int | float, PlainValidator(_amount), WithJsonSchema(_AMOUNT_SCHEMA)]
+#: An optional amount: may be left out, but not sent as null (Order._no_explicit_null).
+OptionalAmount = Annotated[Amount | None, WithJsonSchema(_AMOUNT_SCHEMA)]
+Currency = Annotated[
+    str,
+    StringConstraints(strict=True),
+    AfterValidator(_known_currency),
+    WithJsonSchema(
+        {"type": "string", "enum": sorted(ISO_4217_CODES), "description": "ISO 4217 code"}
+    ),
+]
 
 
 class ZapiModel(BaseModel):
@@ -107,6 +128,7 @@ class ZapiModel(BaseModel):
         extra="forbid",
         frozen=True,
         allow_inf_nan=False,
+        field_title_generator=lambda name, _info: to_camel(name),  # JSON Schema titles
     )
 
     def to_wire(self) -> dict[str, Any]:
@@ -125,9 +147,9 @@ class Product(ZapiModel):
 class Order(ZapiModel):
     currency: Currency
     products: Annotated[list[Product], Field(min_length=1)]
-    discount: Amount | None = None
-    tax: Amount | None = None
-    shipping: Amount | None = None
+    discount: OptionalAmount = None
+    tax: OptionalAmount = None
+    shipping: OptionalAmount = None
 
     @field_validator("discount", "tax", "shipping", mode="before")
     @classmethod
@@ -174,6 +196,16 @@ def is_short_update(body: Any) -> bool:
 
 class ShortUpdate(ZapiModel):
     """A two-field update: the order is named, the rest comes from Z-API's order webhook."""
+
+    model_config = ConfigDict(
+        # _names_its_order, for the JSON Schema: at least one of the two ids, as a string.
+        json_schema_extra={
+            "anyOf": [
+                {"required": [name], "properties": {name: {"type": "string"}}}
+                for name in ("messageId", "orderRequestId")
+            ]
+        }
+    )
 
     message_id: Identifier | None = None
     order_request_id: Identifier | None = None
