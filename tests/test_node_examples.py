@@ -30,7 +30,7 @@ NODE_MODULES = NODE_DIR / "node_modules"
 def readme_script(name: str) -> str:
     """The README's ```js block whose first line is ``// <name>: ...``."""
     blocks = re.findall(r"```js\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
-    (script,) = [block for block in blocks if block.startswith(f"// {name}:")]
+    (script,) = [str(block) for block in blocks if block.startswith(f"// {name}:")]
     return script
 
 
