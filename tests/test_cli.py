@@ -205,17 +205,48 @@ def test_bulk_file_enqueues_good_lines_and_reports_bad_ones(
     completed = run_cli(worker_env, "enqueue", "status", "--file", str(updates))
 
     assert completed.returncode == 1
-    assert "enqueued 6, rejected 2" in completed.stdout
-    assert "line 3: not valid JSON" in completed.stderr
-    assert "line 7: invalid order-status-update body (1 problem): phone:" in completed.stderr
-    good = [b for i, b in enumerate(bodies) if i not in (2, 5)]
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not all(
-        zapi_sim.requests(str(b["messageId"])) for b in good
-    ):
-        time.sleep(0.1)
-    assert all(len(zapi_sim.requests(str(b["messageId"]))) == 1 for b in good)
+    records = [json.loads(line) for line in completed.stdout.splitlines()]
+    assert [r["line"] for r in records] == [1, 2, 3, 4, 6, 7, 8, 9]
+    assert records[2] == {"line": 3, "rejected": records[2]["rejected"]}
+    assert records[2]["rejected"].startswith("not valid JSON: Expecting property name")
+    assert records[5]["rejected"].startswith("invalid order-status-update body (1 problem): phone:")
+    assert "enqueued 6, rejected 2 in " in completed.stderr
+    assert "  line 3: not valid JSON" in completed.stderr
+    assert "  line 7: invalid order-status-update body (1 problem): phone:" in completed.stderr
+    # Off a terminal, progress is a plain line (the last one at least): count, share, rate.
+    assert re.search(r"^enqueueing: 8/8 \(100%\), [\d,]+/s, in \d+s$", completed.stderr, re.M)
+    assert "\r" not in completed.stderr
+
+    # Each job id on stdout belongs to its line's body, and was delivered once.
+    jobs = {r["line"]: r["job_id"] for r in records if "job_id" in r}
+    numbered = {n: json.loads(line) for n, line in enumerate(lines, 1) if n in jobs}
+    for number, job_id in jobs.items():
+        assert producer.AsyncResult(job_id).get(timeout=30)["zaapId"]
+        assert len(zapi_sim.requests(str(numbered[number]["messageId"]))) == 1
     assert zapi_sim.requests(str(bodies[2]["messageId"])) == []
+
+
+def test_bulk_refusals_are_grouped_and_records_go_to_the_out_file(
+    worker_env: dict[str, str], tmp_path: Path
+) -> None:
+    bad = [json.dumps(unique_body(orderStatus="delivered")) for _ in range(300)]
+    lines = [*bad[:150], json.dumps(unique_body()), *bad[150:], "[1]"]
+    updates = tmp_path / "updates.jsonl"
+    updates.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "jobs.jsonl"
+    completed = run_cli(worker_env, "enqueue", "status", "--file", str(updates), "--out", str(out))
+
+    assert completed.returncode == 1
+    assert completed.stdout == ""
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 302
+    assert "job_id" in records[150]
+    assert sum("rejected" in r for r in records) == 301
+    summary = [line for line in completed.stderr.splitlines() if line.startswith("  ")]
+    assert len(summary) == 2, completed.stderr
+    assert summary[0].startswith("  300 lines 1, 2, 3, 4, 5, ...: invalid order-status-update")
+    assert "orderStatus: Input should be" in summary[0]
+    assert summary[1].startswith("  line 302: invalid order-status-update body")
 
 
 def test_health_reports_workers_queue_and_dead_letters(

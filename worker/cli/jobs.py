@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from typing import Any, TextIO
 
 import click
@@ -11,6 +12,7 @@ import click
 from tasks.contract.endpoints import Endpoint
 from tasks.contract.errors import InvalidBodyError
 from tasks.contract.producer import Producer
+from worker.cli.bulk import enqueue_lines
 from worker.cli.common import (
     fail,
     producer_or_exit,
@@ -21,7 +23,6 @@ from worker.cli.common import (
 from worker.cli.main import main
 
 ENDPOINTS = {"status": Endpoint.ORDER_STATUS_UPDATE, "payment": Endpoint.ORDER_PAYMENT_UPDATE}
-CHUNK = 200
 
 
 @main.command("enqueue")
@@ -33,12 +34,19 @@ CHUNK = 200
     type=click.File("r"),
     help="bulk: one JSON body per line (JSON Lines); '-' reads stdin",
 )
+@click.option(
+    "--out",
+    type=click.File("w"),
+    default="-",
+    help="bulk: where each line's job id or refusal goes, as JSON Lines (default stdout)",
+)
 @click.option("--idempotency-key", help="single job only: a repeat with this key is not sent")
 @click.option("--wait", type=float, help="single job only: wait this many seconds for the reply")
 def enqueue(
     kind: str,
     body_file: TextIO,
     jsonl: TextIO | None,
+    out: TextIO,
     idempotency_key: str | None,
     wait: float | None,
 ) -> None:
@@ -48,8 +56,11 @@ def enqueue(
     One body from a JSON file or stdin:
       zapi-queue enqueue status update.json
       echo '{...}' | zapi-queue enqueue payment --wait 30
-    Many, one per line, with a progress bar and a summary:
-      zapi-queue enqueue status --file updates.jsonl
+    Many, one per line (JSON Lines):
+      zapi-queue enqueue status --file updates.jsonl --out jobs.jsonl
+    writes {"line": N, "job_id": ...} or {"line": N, "rejected": ...} per line to
+    --out, progress (count, rate, ETA) and a summary to stderr; identical refusals
+    are told once, with their count and first line numbers.
 
     Exits 1 when a body is refused (each refusal names its line, field and rule).
     """
@@ -57,7 +68,7 @@ def enqueue(
     producer = producer_or_exit()
     try:
         if jsonl is not None:
-            _enqueue_lines(producer, endpoint, jsonl)
+            _enqueue_file(producer, endpoint, jsonl, out)
             return
         try:
             body = json.load(body_file)
@@ -75,33 +86,15 @@ def enqueue(
         producer.close()
 
 
-def _enqueue_lines(producer: Producer, endpoint: Endpoint, lines: TextIO) -> None:
-    rejected: list[tuple[int, str]] = []
-    pending: list[tuple[int, Any]] = []
-    enqueued = 0
-
-    def flush() -> None:
-        nonlocal enqueued
-        outcome = producer.enqueue_many(endpoint, [body for _, body in pending])
-        enqueued += len(outcome.job_ids)
-        rejected.extend((pending[index][0], reason) for index, reason in outcome.rejected)
-        pending.clear()
-
-    numbered = [(n, line) for n, line in enumerate(lines.read().splitlines(), 1) if line.strip()]
-    with click.progressbar(numbered, label="enqueueing", file=sys.stderr) as bar:
-        for number, line in bar:
-            try:
-                pending.append((number, json.loads(line)))
-            except ValueError as exc:
-                rejected.append((number, f"not valid JSON: {exc}"))
-            if len(pending) >= CHUNK:
-                flush()
-        if pending:
-            flush()
-    for number, reason in sorted(rejected):
-        click.echo(f"line {number}: {reason}", err=True)
-    click.echo(f"enqueued {enqueued}, rejected {len(rejected)}")
-    if rejected:
+def _enqueue_file(producer: Producer, endpoint: Endpoint, source: TextIO, out: TextIO) -> None:
+    started = time.monotonic()
+    report = enqueue_lines(producer, endpoint, source, progress_stream=sys.stderr)
+    for record in report.records():
+        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    out.flush()
+    for line in report.summary(time.monotonic() - started):
+        click.echo(line, err=True)
+    if report.rejected:
         sys.exit(1)
 
 
