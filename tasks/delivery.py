@@ -63,14 +63,23 @@ from tasks.contract.schemas import OrderUpdate, ShortUpdate
 from tasks.contract.validation import validate_body, validate_update
 from tasks.order_line import OrderLine, Turned, Wait
 from tasks.per_process import PerProcess
+from tasks.request import note_repeat
 from tasks.state.book import Snapshot, get_order_book, snapshot_of_update
 from tasks.state.deadletter import DeadLetter, DeadLetterStore
 from tasks.state.deliveries import Burial, DeliveryBook
-from tasks.state.idempotency import Claim, ClaimState, IdempotencyStore, derive_key, owner_id
+from tasks.state.idempotency import (
+    Claim,
+    ClaimState,
+    IdempotencyStore,
+    derive_key,
+    owner_id,
+    reply_record,
+)
 from tasks.state.idempotency import with_ambiguity as result_with_ambiguity
 from tasks.state.orders import get_order_lines
 from tasks.state.pacing import Deferral, wait_for_slot
 from tasks.state.ratelimit import get_limiter
+from tasks.state.repeats import Repeat, RepeatBook
 from tasks.state.store import get_redis
 from tasks.state.turns import Turns
 from tasks.zapi.client import get_client
@@ -354,7 +363,7 @@ class Execution:
     def _claimed(self, claim: Claim) -> dict[str, Any] | None:
         """The stored reply if the key was delivered; defer if another execution holds it."""
         if claim.state is ClaimState.DELIVERED and claim.reply is not None:
-            logger.info("%s %s already delivered: nothing sent", self.endpoint.value, self.job_id)
+            self._repeat(Repeat(self.job_id, claim.delivered_by, claim.delivered_at))
             if self.line is not None:
                 self.line.leave_quietly()
             return claim.reply
@@ -362,6 +371,17 @@ class Execution:
             self._defer(Deferral(1.0, None, "the same job is being sent by another worker"))
         self.ambiguous = claim.ambiguous
         return None
+
+    def _repeat(self, repeat: Repeat) -> None:
+        """Say that this job was not sent: in the attempt log, for ``zapi-queue status``, and
+        for Flower (tasks/request.py). The result stays the stored reply."""
+        note = repeat.describe()
+        self._log("deduplicated", None, note)
+        note_repeat(self.job_id, note)
+        try:
+            RepeatBook(get_redis(), ttl=self.settings.celery_result_expires).note(repeat)
+        except redis.RedisError as exc:
+            logger.warning("job %s: repeat not noted (%s)", self.job_id, type(exc).__name__)
 
     def _send(
         self,
@@ -429,7 +449,7 @@ class Execution:
                     update.order_request_id,
                     key,
                     owner,
-                    json.dumps(result),
+                    reply_record(result, self.job_id, time.time()),
                     delivered_args,
                     snapshot=feed,
                     delivery=(deliveries.key(message_id), link),

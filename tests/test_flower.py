@@ -68,6 +68,25 @@ def test_flower_lists_processed_tasks_with_masked_phones(flower: str, producer: 
     assert not any(secret in everything for secret in SECRETS)
 
 
+def test_flower_shows_that_a_repeat_was_not_sent(flower: str, producer: Celery) -> None:
+    body = unique_body()
+    first = producer.send_task("zapi.order_status_update", args=[body])
+    reply = first.get(timeout=30)
+    again = producer.send_task("zapi.order_status_update", args=[body])
+    assert again.get(timeout=30) == reply
+
+    deadline = time.monotonic() + 15
+    shown = ""
+    while "not sent" not in shown and time.monotonic() < deadline:
+        shown = str(wait_for_task(flower, again.id)["result"])
+        time.sleep(0.2)
+    assert reply["zaapId"] in shown
+    assert f"not sent: already delivered by job {first.id}" in shown
+    task = wait_for_task(flower, again.id)
+    assert task["state"] == "SUCCESS"
+    assert "not sent" not in str(wait_for_task(flower, first.id)["result"])
+
+
 def test_flower_metrics_answer(flower: str) -> None:
     response = httpx.get(f"{flower}/metrics", auth=AUTH, timeout=5)
     assert response.status_code == 200

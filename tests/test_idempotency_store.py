@@ -39,7 +39,7 @@ def test_one_execution_sends_the_others_wait_then_find_the_reply(client: redis.R
     assert store.claim("k", "a").state is ClaimState.CLAIMED
     assert store.claim("k", "b").state is ClaimState.BUSY
     assert store.before_send("k", "a").state is ClaimState.CLAIMED
-    store.record("k", "a", REPLY)
+    store.record("k", "a", REPLY, "job-a")
     again = store.claim("k", "b")
     assert (again.state, again.reply) == (ClaimState.DELIVERED, REPLY)
 
@@ -62,7 +62,7 @@ def test_release_and_record_drop_only_their_own_claim(client: redis.Redis) -> No
     client.delete(*client.keys("*:claim"))  # a's request outlived its deadline: b claims
     assert store.claim("k", "b").state is ClaimState.CLAIMED
     store.release("k", "a")
-    store.record("k", "a", REPLY)  # a's late reply is kept; b's claim is not a's to drop
+    store.record("k", "a", REPLY, "job-a")  # a's late reply is kept; b's claim is not a's to drop
     [claim_key] = client.keys("*:claim")
     assert client.get(claim_key) == b"b"
     assert store.claim("k", "c").reply == REPLY
@@ -100,7 +100,7 @@ def test_every_key_expires(client: redis.Redis) -> None:
     store.after_failed_send("k", "a", ambiguous=True)
     store.claim("j", "a")
     store.before_send("j", "a")
-    store.record("j", "a", REPLY)
+    store.record("j", "a", REPLY, "job-a")
     keys = client.keys("zapi-queue:idem:*")
     assert keys
     assert all(0 < client.ttl(key) <= 3600 for key in keys), {k: client.ttl(k) for k in keys}

@@ -11,7 +11,9 @@ validated body. Three Redis keys per idempotency key (prefix ``zapi-queue:idem:{
   unknown (a timeout or reset after the request was written, or a send abandoned by an
   execution that died or froze past its claim). Z-API may have delivered those.
 * ``…:reply``: Z-API's reply, with ``ambiguousAttempts`` when some send before it was
-  ambiguous (TTL ``ZAPI_IDEMPOTENCY_TTL``). Recording it drops ``sent`` and our claim.
+  ambiguous, and which job delivered it when (JSON ``{"reply", "job", "at"}``; a bare reply
+  from an older version reads as one of unknown origin) (TTL ``ZAPI_IDEMPOTENCY_TTL``).
+  Recording it drops ``sent`` and our claim.
 
 So the same job enqueued twice, re-delivered after a crash or a lease takeover, finds the reply
 and sends nothing; two executions at once: one sends, the other is deferred; and a send that may
@@ -26,6 +28,7 @@ import json
 import os
 import socket
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from enum import Enum
@@ -133,11 +136,31 @@ class ClaimState(Enum):
 @dataclass(frozen=True, slots=True)
 class Claim:
     """The outcome of claiming a key: ours (with the ambiguous sends so far), already
-    delivered (with the stored reply), or held by another execution."""
+    delivered (with the stored reply, and the job that delivered it when), or held by another
+    execution."""
 
     state: ClaimState
     reply: dict[str, Any] | None = None
     ambiguous: int = 0
+    delivered_by: str | None = None
+    delivered_at: float | None = None
+
+
+def reply_record(reply: dict[str, Any], job_id: str, at: float) -> str:
+    """What ``…:reply`` holds: the job's result, and which job delivered it when."""
+    return json.dumps({"reply": reply, "job": job_id, "at": round(at, 3)})
+
+
+def _delivered(data: Any) -> Claim:
+    record = json.loads(data)
+    if "reply" not in record:  # a bare reply, recorded before the job and time were kept
+        return Claim(ClaimState.DELIVERED, reply=record)
+    return Claim(
+        ClaimState.DELIVERED,
+        reply=record["reply"],
+        delivered_by=record.get("job"),
+        delivered_at=record.get("at"),
+    )
 
 
 def derive_key(endpoint: str, wire_body: dict[str, Any]) -> str:
@@ -199,7 +222,7 @@ class IdempotencyStore:
         """A claim's outcome from the Lua ``claim`` function's answer."""
         state, data = ClaimState(int(answer[0])), answer[1]
         if state is ClaimState.DELIVERED:
-            return Claim(state, reply=json.loads(data))
+            return _delivered(data)
         if state is ClaimState.CLAIMED:
             return Claim(state, ambiguous=int(data))
         return Claim(state)
@@ -213,9 +236,9 @@ class IdempotencyStore:
         step; or learn that the key was delivered, or taken, meanwhile (then: do not send)."""
         return self.parse_claim(self._run("before_send", key, owner, self.send_lease_ms, self.ttl))
 
-    def record(self, key: str, owner: str, reply: dict[str, Any]) -> None:
+    def record(self, key: str, owner: str, reply: dict[str, Any], job_id: str) -> None:
         """Remember the reply (the first one recorded wins), clear the send, drop our claim."""
-        self._run("record", key, owner, json.dumps(reply), self.ttl)
+        self._run("record", key, owner, reply_record(reply, job_id, time.time()), self.ttl)
 
     def after_failed_send(self, key: str, owner: str, *, ambiguous: bool) -> int:
         """A send without a reply: count it if it may have reached Z-API, drop our claim.

@@ -12,6 +12,7 @@ import click
 from tasks.contract.endpoints import Endpoint
 from tasks.contract.errors import InvalidBodyError
 from tasks.contract.producer import Producer
+from tasks.state.repeats import Repeat, RepeatBook
 from worker.cli.bulk import enqueue_lines
 from worker.cli.common import (
     fail,
@@ -127,6 +128,10 @@ def status(job_id: str, as_json: bool) -> None:
         record["note"] = "unknown job, or still queued (results expire after CELERY_RESULT_EXPIRES)"
     if isinstance(outcome, dict) and isinstance(outcome.get("messageId"), str):
         record["delivery"] = _delivery(outcome["messageId"])
+        repeat = _repeat(job_id)
+        if repeat is not None:
+            record["not_sent"] = repeat.as_dict()
+            record["note"] = repeat.describe()
     if as_json:
         click.echo(json.dumps(record, ensure_ascii=False))
     else:
@@ -137,6 +142,12 @@ def status(job_id: str, as_json: bool) -> None:
 
 #: ``zapi-queue status``'s exit code per Celery state (others: 4, not finished yet).
 STATUS_EXIT_CODES = {"SUCCESS": 0, "FAILURE": 1, "PENDING": 3}
+
+
+def _repeat(job_id: str) -> Repeat | None:
+    """Whether the job was answered from an idempotency record instead of being sent."""
+    settings = settings_or_exit()
+    return RepeatBook(state_redis(settings), ttl=settings.celery_result_expires).get(job_id)
 
 
 def _delivery(message_id: str) -> dict[str, Any]:
