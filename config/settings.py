@@ -119,6 +119,9 @@ class Settings(BaseSettings):
     """A name for the instance in logs and metrics (default: ZAPI_INSTANCE_ID)."""
     zapi_log_format: Literal["text", "json"] = "text"
     """"json" writes one JSON object per log line, with the attempt fields as keys."""
+    zapi_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """Level of zapi-queue's own lines (one per send attempt, webhook callbacks), whatever
+    Celery's ``--loglevel`` (WARNING unless given): the attempt log is on by default."""
 
     # Worker process.
     worker_concurrency: Annotated[int, Field(ge=1, le=1000)] = 64

@@ -63,10 +63,11 @@ class FaultStack:
     def __exit__(self, *exc_info: object) -> None:
         self._stack.close()
 
-    def worker(self, **settings: str) -> WorkerProcess:
+    def worker(self, loglevel: str | None = "INFO", **settings: str) -> WorkerProcess:
         """Start one more worker; it is stopped when the stack closes."""
         env = {**self.env, **{k.upper(): v for k, v in settings.items()}}
-        process = WorkerProcess(env, self.logs / f"worker-{len(self.workers) + 1}.log")
+        log = self.logs / f"worker-{len(self.workers) + 1}.log"
+        process = WorkerProcess(env, log, loglevel=loglevel)
         self.workers.append(self._stack.enter_context(process))
         return process
 

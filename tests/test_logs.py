@@ -42,6 +42,21 @@ def test_json_logs_carry_one_line_per_attempt(tmp_path: Path) -> None:
     assert not any(secret in log for secret in SECRETS)
 
 
+def test_the_readmes_command_logs_each_attempt(tmp_path: Path) -> None:
+    """``celery -A worker worker`` with no --loglevel (Celery's WARNING): attempts still log."""
+    with fault_stack(tmp_path) as stack:
+        worker = stack.worker(loglevel=None)
+        assert "--loglevel" not in worker.args
+        body = unique_body(phone=PHONE)
+        [job] = stack.enqueue([body])
+        assert stack.wait_all([job], timeout=30) == {job: "SUCCESS"}
+        worker.stop()
+        log = worker.log_text()
+    [line] = [line for line in log.splitlines() if f"job_id={job}" in line]
+    assert "attempt=1 status=200" in line
+    assert "outcome=delivered" in line
+
+
 @pytest.mark.usefixtures("worker")
 def test_text_logs_say_the_same_in_one_line(worker_log: Path, producer: object) -> None:
     """The session worker logs in the readable format."""

@@ -9,6 +9,9 @@ from typing import Any
 from config import ConfigurationError, get_settings
 from tasks.contract.redaction import RedactingFilter
 
+#: The parent of zapi-queue's own loggers (zapi_queue.attempts, zapi_queue.webhook):
+#: ZAPI_LOG_LEVEL sets its level.
+OUR_LOGGER = "zapi_queue"
 #: Loggers that print request URLs (and so the instance token) at INFO.
 NOISY_URL_LOGGERS = ("httpx", "httpcore")
 

@@ -21,7 +21,7 @@ from config import ConfigurationError, get_settings
 from tasks.state.ratelimit import get_limiter
 from tasks.state.store import close_redis
 from tasks.zapi.client import close_client, get_client
-from worker.logging import install_redaction, use_json_format
+from worker.logging import OUR_LOGGER, install_redaction, use_json_format
 from worker.redis_checks import warn_if_evicting
 
 
@@ -43,10 +43,13 @@ def refuse_to_start_without_credentials(**_: Any) -> None:
 def scrub_secrets_from_logs(logger: logging.Logger, **_: Any) -> None:
     install_redaction(logger)
     try:
-        json_logs = get_settings().zapi_log_format == "json"
+        settings = get_settings()
     except ConfigurationError:
-        json_logs = False
-    if json_logs:
+        return  # the worker refuses to start, saying why
+    # Our own loggers keep their level under Celery's (WARNING by default): a record they let
+    # through reaches the root handlers, which do not filter by level.
+    logging.getLogger(OUR_LOGGER).setLevel(settings.zapi_log_level)
+    if settings.zapi_log_format == "json":
         use_json_format(logger)
 
 

@@ -147,7 +147,8 @@ class _Process(Managed):
 class WorkerProcess(_Process):
     """``celery -A worker worker`` with a unique node name, ready once it answers a ping.
 
-    ``app`` runs another Celery app the same way (the benchmark's baseline).
+    ``app`` runs another Celery app the same way (the benchmark's baseline); ``loglevel=None``
+    leaves Celery's default (WARNING), as the README's ``celery -A worker worker`` does.
     """
 
     def __init__(
@@ -155,13 +156,13 @@ class WorkerProcess(_Process):
         env: Mapping[str, str],
         log_path: Path,
         *,
-        loglevel: str = "INFO",
+        loglevel: str | None = "INFO",
         extra_args: Sequence[str] = (),
         app: str = "worker",
     ) -> None:
         self.nodename = f"zapi-{uuid.uuid4().hex[:8]}@localhost"
         args = [*celery_command(), "-A", app, "worker", "-n", self.nodename]
-        args += ["--loglevel", loglevel, *extra_args]
+        args += [*(["--loglevel", loglevel] if loglevel else []), *extra_args]
         super().__init__(args, env, log_path)
 
     def start(self, timeout: float = 30.0) -> Self:
