@@ -4,8 +4,10 @@ schema, and running the very commands the tests run."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
+import sys
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -13,8 +15,11 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+from celery import Celery
 
 from config import Settings
+from tests.bodies import unique_body
+from worker.dev.ports import free_port
 from worker.dev.processes import WebhookProcess, WorkerProcess
 from worker.dev.redis_server import RedisServer
 
@@ -112,3 +117,59 @@ def test_dockerfile_runs_as_non_root_with_pinned_dependencies() -> None:
     pins = (ROOT / ".ci" / "constraints.txt").read_text().splitlines()
     pinned = {line.split("==")[0].lower() for line in pins if "==" in line}
     assert {"celery", "kombu", "redis", "httpx", "pydantic", "flower", "tenacity"} <= pinned
+
+
+def env_file(path: Path) -> dict[str, str]:
+    lines = path.read_text().splitlines()
+    pairs = [line.split("=", 1) for line in lines if line and not line.startswith("#")]
+    return {name: value for name, value in pairs}
+
+
+def test_the_sim_profile_is_wired_to_one_settings_file(compose: dict[str, Any]) -> None:
+    sim = env_file(ROOT / "deploy" / "sim.env")
+    assert sim["COMPOSE_PROFILES"] == "sim"
+    assert (ROOT / sim["ZAPI_ENV_FILE"]) == ROOT / "deploy" / "sim.env"
+    services = compose["services"]
+    for name in ("worker", "flower", "webhook", "zapi-sim"):
+        assert services[name]["env_file"] == "${ZAPI_ENV_FILE:-.env}", name
+    command = services["zapi-sim"]["command"]
+    assert sim["ZAPI_BASE_URL"] == f"http://zapi-sim:{command[command.index('--port') + 1]}"
+    assert sim["ZAPI_SIM_WEBHOOK_URL"] == (
+        f"http://webhook:8000/webhooks/zapi/{sim['ZAPI_WEBHOOK_SECRET']}"
+    )
+
+
+@pytest.mark.e2e
+def test_the_sim_profile_delivers_out_of_the_box(compose: dict[str, Any], tmp_path: Path) -> None:
+    """The fake as compose starts it (no credentials given) and a worker with deploy/sim.env's
+    settings, service names swapped for loopback: a job is delivered, no 403."""
+    sim = env_file(ROOT / "deploy" / "sim.env")
+    command = compose["services"]["zapi-sim"]["command"]
+    port = free_port()
+    args = [sys.executable, *command[1:]]
+    args[args.index("--host") + 1], args[args.index("--port") + 1] = "127.0.0.1", str(port)
+    env = {k: v for k, v in sim.items() if not k.startswith(("COMPOSE_", "ZAPI_SIM_"))}
+    with (
+        RedisServer() as redis_server,
+        subprocess.Popen(args, stdout=subprocess.PIPE, text=True) as fake,
+    ):
+        try:
+            assert fake.stdout is not None
+            printed = [fake.stdout.readline().strip() for _ in range(5)]
+            # What it prints a worker needs is what deploy/sim.env gives.
+            for name in ("ZAPI_INSTANCE_ID", "ZAPI_INSTANCE_TOKEN", "ZAPI_CLIENT_TOKEN"):
+                assert f"export {name}={sim[name]}" in printed
+            local = {k: v.replace("redis://redis:6379", redis_server.url) for k, v in env.items()}
+            local["ZAPI_BASE_URL"] = f"http://127.0.0.1:{port}"
+            worker_env = {**os.environ, **local, "PYTHONUNBUFFERED": "1"}
+            with WorkerProcess(worker_env, tmp_path / "worker.log"):
+                producer = Celery(
+                    broker=local["CELERY_BROKER_URL"], backend=local["CELERY_RESULT_BACKEND"]
+                )
+                reply = producer.send_task("zapi.order_status_update", args=[unique_body()]).get(
+                    timeout=30
+                )
+                producer.close()
+            assert set(reply) == {"zaapId", "messageId", "id"}
+        finally:
+            fake.terminate()

