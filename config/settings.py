@@ -119,6 +119,10 @@ class Settings(BaseSettings):
     """A name for the instance in logs and metrics (default: ZAPI_INSTANCE_ID)."""
     zapi_log_format: Literal["text", "json"] = "text"
     """"json" writes one JSON object per log line, with the attempt fields as keys."""
+    zapi_metrics_port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    """Where each worker serves its Prometheus counters (``/metrics``); unset: not served."""
+    zapi_metrics_host: str = "127.0.0.1"
+    """The address the metrics are served on (``0.0.0.0`` in a container, for Prometheus)."""
     zapi_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Level of zapi-queue's own lines (one per send attempt, webhook callbacks), whatever
     Celery's ``--loglevel`` (WARNING unless given): the attempt log is on by default."""

@@ -42,6 +42,7 @@ from celery.exceptions import Reject, Retry
 from celery.utils.log import get_task_logger
 
 from config import Settings, get_settings
+from tasks import metrics
 from tasks.attempt_log import log_attempt
 from tasks.backoff import backoff_delay, capped_retry_after
 from tasks.contract.endpoints import Endpoint
@@ -236,6 +237,7 @@ class Execution:
         self.attempt = self.state.attempts + 1
         #: Sends of this key whose outcome is unknown (they may have reached Z-API).
         self.ambiguous = 0
+        self._ambiguous_send = False  # this execution's send may have reached Z-API unanswered
         self.sent = False
         self._claim: tuple[IdempotencyStore, str, str] | None = None
         self._phone = "?"
@@ -278,7 +280,11 @@ class Execution:
         self._phone = update.phone
         try:
             max_wait = self.settings.zapi_rate_max_wait
+            waited_from = time.perf_counter()
             wait_for_slot(get_limiter(), update.phone, self.state.slot_us, max_wait)
+            metrics.SLOT_WAIT.labels(self.settings.instance_alias).observe(
+                time.perf_counter() - waited_from
+            )
         except Deferral as deferral:
             store.release(key, owner)
             self._defer(deferral)
@@ -474,6 +480,7 @@ class Execution:
         self, store: IdempotencyStore, key: str, owner: str, exc: ZapiQueueError
     ) -> NoReturn:
         maybe_delivered = isinstance(exc, ZapiTransportError) and exc.ambiguous
+        self._ambiguous_send = maybe_delivered
         try:
             self.ambiguous = store.after_failed_send(key, owner, ambiguous=maybe_delivered)
         except redis.RedisError:
@@ -540,6 +547,8 @@ class Execution:
 
     def _penalize(self, retry_after: float | None, *, rate_limited: bool) -> float:
         """Pause the instance on every worker; if Redis fails, this job still waits."""
+        reason = "rate_limited" if rate_limited else "retry_after"
+        metrics.INSTANCE_PAUSES.labels(self.settings.instance_alias, reason).inc()
         try:
             return get_limiter().penalize(retry_after, rate_limited=rate_limited)
         except redis.RedisError as exc:
@@ -610,6 +619,9 @@ class Execution:
 
         ``parks``: the job keeps its turn in its order's line meanwhile (a retry, a deferral),
         and its waiters learn when it comes back."""
+        deferred = DEFERRAL_REASONS.get(type(exc))
+        if deferred is not None:
+            metrics.DEFERRALS.labels(self.settings.instance_alias, deferred).inc()
         headers = self.state.next_headers(attempts=attempts, slot_us=slot_us, put_backs=put_backs)
         headers.update(extra_headers or {})
         if parks and self.line is not None:
@@ -646,9 +658,11 @@ class Execution:
             )
         if self.line is not None:
             self.line.leave_quietly()
-        if not self._persist(
-            "keep the job as a dead letter", lambda: _dead_letters.get().add(letter)
-        ):
+        if self._persist("keep the job as a dead letter", lambda: _dead_letters.get().add(letter)):
+            metrics.DEAD_LETTERED.labels(
+                self.endpoint.value, self.settings.instance_alias, letter.error_type
+            ).inc()
+        else:
             raise Reject(
                 f"could not keep job {self.job_id} as a dead letter", requeue=True
             ) from None
@@ -733,6 +747,13 @@ class Execution:
     def _log(
         self, outcome: str, status: int | None, detail: str = "", level: int = logging.INFO
     ) -> None:
+        metrics.count_attempt(
+            endpoint=self.endpoint.value,
+            instance=self.settings.instance_alias,
+            outcome=outcome,
+            duration=time.perf_counter() - self._started,
+            ambiguous_send=self._ambiguous_send,
+        )
         log_attempt(
             job_id=self.job_id,
             endpoint=self.endpoint.value,
@@ -746,6 +767,15 @@ class Execution:
             level=level,
             ambiguous=self.ambiguous,
         )
+
+
+#: Re-schedulings that use no attempt, by the reason the metrics give them.
+DEFERRAL_REASONS: dict[type[Exception], str] = {
+    RateLimitWait: "rate_limit",
+    OrderWait: "order_turn",
+    UnknownOrderWait: "order_not_in_book_yet",
+    StateUnavailableWait: "redis_unavailable",
+}
 
 
 def _checked_key(idempotency_key: Any) -> str | None:

@@ -16,6 +16,7 @@ from celery.signals import (
     worker_ready,
     worker_shutdown,
 )
+from prometheus_client import start_http_server
 
 from config import ConfigurationError, get_settings
 from tasks.state.ratelimit import get_limiter
@@ -62,6 +63,15 @@ def open_connections(**_: Any) -> None:
     """
     get_client()
     get_limiter()
+
+
+@worker_ready.connect
+def serve_metrics(**_: Any) -> None:
+    """This worker's counters (tasks/metrics.py) on ZAPI_METRICS_PORT, if set. The shipped
+    threads pool runs every job in this process, so one registry sees them all."""
+    settings = get_settings()
+    if settings.zapi_metrics_port is not None:
+        start_http_server(settings.zapi_metrics_port, addr=settings.zapi_metrics_host)
 
 
 @worker_ready.connect
