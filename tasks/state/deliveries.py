@@ -17,6 +17,10 @@ kwargs, recorded reply's key, attempts, first attempt's time) and its ``body`` w
 may still fail (until it reached the phone): the update in short form (``orderRequestId`` and
 its status, ``message``), so that a replay is completed from the order book then.
 
+Per instance, ``zapi-queue:delivery-counts:{instance}`` counts the messages that reached each
+state (a hash of at most six fields, expiring ``COUNTS_TTL``, 30 days, after its last change),
+for the fleet exporter's ``zapi_queue_delivery_states_total`` (worker/exporter.py).
+
 The worker links its job when it records the reply, the webhook applies callbacks; either may
 come first (a callback can beat the worker's write), and whichever completes the pair
 "failed + job known" buries the job, exactly once (``buried``).
@@ -43,6 +47,14 @@ RANKS = {"accepted": 0, "sent": 1, "received": 2, "read": 3, "played": 4, FAILED
 FAILS_BELOW_RANK = RANKS["received"]
 #: MessageStatusCallback's status -> our state (READ_BY_ME is the account's own read: unused).
 STATUS_STATES = {"SENT": "sent", "RECEIVED": "received", "READ": "read", "PLAYED": "played"}
+#: The per-instance state counts (``delivery-counts``) expire this long after their last change.
+COUNTS_TTL = 30 * 86_400
+COUNTS_PREFIX = "zapi-queue:delivery-counts:"
+
+
+def state_counts(client: redis.Redis, instance_id: str) -> dict[str, int]:
+    """How many of the instance's messages reached each state (within ``COUNTS_TTL``)."""
+    return {text(k): int(v) for k, v in client.hgetall(COUNTS_PREFIX + instance_id).items()}
 
 
 def lua_library(first_key: int = 1) -> str:
@@ -50,11 +62,19 @@ def lua_library(first_key: int = 1) -> str:
     reply record composes ``link`` with the other stores' functions (tasks/state/turns.py)."""
     return (
         f"local delivery = KEYS[{first_key}]\nlocal KEEPS_BODY_BELOW = {FAILS_BELOW_RANK}\n"
-        + _FUNCTIONS
+        f"local COUNTS_TTL = {COUNTS_TTL}\n" + _FUNCTIONS
     )
 
 
 _FUNCTIONS = """
+-- The instance's state counts: the delivery key less its last (messageId) segment.
+local function count_state(state)
+  local instance = string.match(delivery, '^zapi%-queue:delivery:(.*):[^:]*$')
+  if not instance then return end
+  local counts = 'zapi-queue:delivery-counts:' .. instance
+  redis.call('HINCRBY', counts, state, 1)
+  redis.call('EXPIRE', counts, COUNTS_TTL)
+end
 local function bury_if_due()
   if redis.call('HGET', delivery, 'state') ~= 'failed' then return nil end
   if not redis.call('HGET', delivery, 'job') then return nil end
@@ -68,6 +88,7 @@ local function link(job, body, zaap_id, now, ttl)
     redis.call('HSET', delivery, 'job', job, 'body', body, 'zaap_id', zaap_id,
                'state', 'accepted', 'rank', 0, 'updated_at', now)
     redis.call('EXPIRE', delivery, ttl)
+    count_state('accepted')
     return nil
   end
   redis.call('HSET', delivery, 'job', job, 'zaap_id', zaap_id)
@@ -88,9 +109,11 @@ local function apply(state, rank, err, code, at, ttl, fails_below)
     if current >= tonumber(fails_below) then return nil end
     redis.call('HSET', delivery, 'state', 'failed', 'rank', rank, 'error', err,
                'error_code', code, 'updated_at', at)
+    count_state('failed')
   elseif tonumber(rank) > current then
     redis.call('HSET', delivery, 'state', state, 'rank', rank, 'updated_at', at)
     if tonumber(rank) >= KEEPS_BODY_BELOW then redis.call('HDEL', delivery, 'body') end
+    count_state(state)
   else
     return nil
   end

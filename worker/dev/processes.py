@@ -28,6 +28,12 @@ def celery_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "celery"]
 
 
+def loopback_command(command: str, port: int) -> list[str]:
+    """``zapi-queue <command>`` of this interpreter's environment, serving 127.0.0.1:``port``."""
+    script = Path(sys.executable).parent / "zapi-queue"
+    return [str(script), command, "--host", "127.0.0.1", "--port", str(port)]
+
+
 class FakeZapi(Protocol):
     """What a worker needs to know of a fake Z-API (in-process or remote)."""
 
@@ -90,13 +96,16 @@ class _Process(Managed):
             tail = self.log_text()[-3000:]
             raise RuntimeError(f"{self.args[:4]} exited early; its log ends with:\n{tail}")
 
+    #: How long one readiness probe may take (an exporter's scrape pings the workers).
+    PROBE_TIMEOUT = 0.5
+
     def _wait_for(self, url: str, timeout: float) -> None:
         """Until ``url`` answers 200 (the process is ready), or TimeoutError."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self._check_alive()
             try:
-                if httpx.get(url, timeout=0.5).status_code == 200:
+                if httpx.get(url, timeout=self.PROBE_TIMEOUT).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -219,10 +228,18 @@ class WebhookProcess(_HttpProcess):
     HEALTH_PATH = "/healthz"
 
     def __init__(self, env: Mapping[str, str], log_path: Path, *, port: int) -> None:
-        script = Path(sys.executable).parent / "zapi-queue"
-        args = [str(script), "webhook", "--host", "127.0.0.1", "--port", str(port)]
-        super().__init__(args, env, log_path, port=port)
+        super().__init__(loopback_command("webhook", port), env, log_path, port=port)
 
     def callback_url(self) -> str:
         """Where Z-API (the fake) posts: the secret path of ZAPI_WEBHOOK_SECRET."""
         return f"{self.url}/webhooks/zapi/{self.env['ZAPI_WEBHOOK_SECRET']}"
+
+
+class ExporterProcess(_HttpProcess):
+    """``zapi-queue exporter`` on loopback ``port``: the fleet's gauges."""
+
+    HEALTH_PATH = "/metrics"
+    PROBE_TIMEOUT = 5.0
+
+    def __init__(self, env: Mapping[str, str], log_path: Path, *, port: int) -> None:
+        super().__init__(loopback_command("exporter", port), env, log_path, port=port)

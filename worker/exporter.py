@@ -1,0 +1,176 @@
+"""The fleet's gauges for Prometheus, read from Redis at each scrape: ``zapi-queue exporter``.
+
+Workers count what they do themselves (tasks/metrics.py, one endpoint per worker); what belongs
+to the whole fleet is read here, by one process, so that it is never counted twice:
+
+* ``zapi_queue_queue_depth{queue}``: jobs waiting in the broker's queue.
+* ``zapi_queue_oldest_queued_job_age_seconds``: how long the next job to be fetched has been
+  waiting: from its ``sequence`` stamp when its producer gave one (``tasks.contract.Producer``
+  and ``zapi-queue enqueue`` do), else since this exporter first saw it (a lower bound).
+* ``zapi_queue_dead_letters``: dead letters kept now; ``zapi_queue_dead_letters_dropped_total``:
+  letters the cap dropped, ever.
+* ``zapi_queue_workers_alive``: workers answering a ping.
+* ``zapi_queue_instance_paused_seconds{instance}``: seconds until sends resume after a pause
+  Z-API asked for (0: not paused).
+* ``zapi_queue_delivery_states_total{instance,state}``: messages that reached each delivery state
+  (accepted, sent, received, read, played, failed), from Z-API's callbacks.
+* ``zapi_queue_webhook_callbacks_total{type,outcome}``: callbacks the webhook receiver took.
+* ``zapi_queue_exporter_redis_up``: 1 when the last scrape could read Redis.
+
+No label holds a phone, a body or a secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from typing import Any
+
+import redis
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from config import Settings
+from tasks.state.deadletter import DeadLetterStore
+from tasks.state.deliveries import state_counts
+from tasks.state.ratelimit import RateLimiter
+from tasks.state.store import connect
+from tasks.state.webhook_stats import WebhookStats
+
+QUEUE = "celery"
+#: Job ids whose first sighting is remembered (only the queue's tail is ever looked up).
+FIRST_SEEN_CAP = 10_000
+
+
+def queued_since(message: bytes | str) -> tuple[str | None, float | None]:
+    """A queued Celery message's job id, and its ``sequence`` stamp as epoch seconds if its
+    producer gave one (µs since the epoch: ``tasks.contract.Producer``)."""
+    try:
+        envelope = json.loads(message)
+        job_id = envelope.get("headers", {}).get("id")
+        body = json.loads(base64.b64decode(envelope["body"]))
+        sequence = body[1].get("sequence") if isinstance(body, list) and len(body) > 1 else None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None, None
+    stamped = sequence / 1e6 if isinstance(sequence, int) and sequence > 1e15 else None
+    return (job_id if isinstance(job_id, str) else None), stamped
+
+
+class FleetCollector(Collector):
+    """Reads the fleet's state at each scrape (a few Redis commands and one worker ping)."""
+
+    def __init__(self, settings: Settings, ping_timeout: float = 1.0) -> None:
+        self.settings = settings
+        self.ping_timeout = ping_timeout
+        self._first_seen: OrderedDict[str, float] = OrderedDict()
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "zapi_queue_exporter_redis_up", "1 when the last scrape could read Redis."
+        )
+        try:
+            yield from self._from_broker()
+            yield from self._from_state()
+            up.add_metric([], 1)
+        except redis.RedisError:
+            up.add_metric([], 0)
+        yield up
+        yield self._workers_alive()
+
+    def _from_broker(self) -> Iterator[Metric]:
+        client = connect(self.settings.celery_broker_url.get_secret_value(), retries=1)
+        try:
+            depth = int(client.llen(QUEUE))
+            tail = client.lindex(QUEUE, -1) if depth else None
+        finally:
+            client.close()
+        queue = GaugeMetricFamily(
+            "zapi_queue_queue_depth", "Jobs waiting in the broker's queue.", labels=["queue"]
+        )
+        queue.add_metric([QUEUE], depth)
+        yield queue
+        age = GaugeMetricFamily(
+            "zapi_queue_oldest_queued_job_age_seconds",
+            "How long the next job to be fetched has waited (0: the queue is empty).",
+        )
+        age.add_metric([], self._age(tail) if tail is not None else 0.0)
+        yield age
+
+    def _age(self, message: bytes | str) -> float:
+        now = time.time()
+        job_id, stamped = queued_since(message)
+        seen = now
+        if job_id is not None:
+            seen = self._first_seen.setdefault(job_id, now)
+            self._first_seen.move_to_end(job_id)
+            while len(self._first_seen) > FIRST_SEEN_CAP:
+                self._first_seen.popitem(last=False)
+        return max(0.0, now - min(seen, stamped if stamped is not None else seen))
+
+    def _from_state(self) -> Iterator[Metric]:
+        settings = self.settings
+        client = connect(settings.state_redis_url, retries=1)
+        try:
+            store = DeadLetterStore.from_settings(client, settings)
+            letters, dropped = store.count(), store.dropped()
+            instance = settings.zapi_instance_id
+            states = state_counts(client, instance) if instance else {}
+            paused = self._paused_seconds(client) if instance else None
+            callbacks = WebhookStats(client).counts()
+        finally:
+            client.close()
+        dead = GaugeMetricFamily("zapi_queue_dead_letters", "Dead letters kept now.")
+        dead.add_metric([], letters)
+        yield dead
+        trimmed = CounterMetricFamily(
+            "zapi_queue_dead_letters_dropped", "Dead letters dropped by ZAPI_DEAD_LETTER_MAX."
+        )
+        trimmed.add_metric([], dropped)
+        yield trimmed
+        alias = settings.instance_alias
+        delivery = CounterMetricFamily(
+            "zapi_queue_delivery_states",
+            "Messages that reached each delivery state, from Z-API's callbacks.",
+            labels=["instance", "state"],
+        )
+        for state, count in sorted(states.items()):
+            delivery.add_metric([alias, state], count)
+        yield delivery
+        if paused is not None:
+            pause = GaugeMetricFamily(
+                "zapi_queue_instance_paused_seconds",
+                "Seconds until sends resume after a pause Z-API asked for (0: not paused).",
+                labels=["instance"],
+            )
+            pause.add_metric([alias], paused)
+            yield pause
+        webhooks = CounterMetricFamily(
+            "zapi_queue_webhook_callbacks",
+            "Callbacks the webhook receiver took, by type and outcome.",
+            labels=["type", "outcome"],
+        )
+        for field, count in sorted(callbacks.items()):
+            outcome, _, kind = field.partition(":")
+            webhooks.add_metric([kind, outcome], count)
+        yield webhooks
+
+    def _paused_seconds(self, client: redis.Redis) -> float:
+        assert self.settings.zapi_instance_id is not None
+        limiter = RateLimiter(
+            client, instance_id=self.settings.zapi_instance_id, rate=self.settings.zapi_rate_limit
+        )
+        return limiter.paused_for()
+
+    def _workers_alive(self) -> Metric:
+        from worker.celery_app import app
+
+        alive = GaugeMetricFamily("zapi_queue_workers_alive", "Workers answering a ping.")
+        try:
+            replies: list[Any] = app.control.ping(timeout=self.ping_timeout) or []
+        except (redis.RedisError, OSError):
+            replies = []
+        alive.add_metric([], sum(len(reply) for reply in replies))
+        return alive
