@@ -30,6 +30,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import redis
+from celery import Celery
+from kombu.exceptions import OperationalError
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -62,9 +64,13 @@ def queued_since(message: bytes | str) -> tuple[str | None, float | None]:
 class FleetCollector(Collector):
     """Reads the fleet's state at each scrape (a few Redis commands and one worker ping)."""
 
-    def __init__(self, settings: Settings, ping_timeout: float = 1.0) -> None:
+    def __init__(
+        self, settings: Settings, ping_timeout: float = 1.0, app: Celery | None = None
+    ) -> None:
+        """``app`` pings the workers (default: the worker's Celery app, on the same broker)."""
         self.settings = settings
         self.ping_timeout = ping_timeout
+        self._app = app
         self._first_seen: OrderedDict[str, float] = OrderedDict()
 
     def collect(self) -> Iterator[Metric]:
@@ -165,12 +171,14 @@ class FleetCollector(Collector):
         return limiter.paused_for()
 
     def _workers_alive(self) -> Metric:
-        from worker.celery_app import app
+        if self._app is None:
+            from worker.celery_app import app
 
+            self._app = app
         alive = GaugeMetricFamily("zapi_queue_workers_alive", "Workers answering a ping.")
         try:
-            replies: list[Any] = app.control.ping(timeout=self.ping_timeout) or []
-        except (redis.RedisError, OSError):
-            replies = []
+            replies: list[Any] = self._app.control.ping(timeout=self.ping_timeout) or []
+        except (redis.RedisError, OSError, OperationalError):
+            replies = []  # the broker is down: Redis' own gauge says so
         alive.add_metric([], sum(len(reply) for reply in replies))
         return alive
