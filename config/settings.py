@@ -14,7 +14,9 @@ from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from config.secret_files import SecretFileError, SecretFilesSource
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 #: Results in database 1, as README, .env.example and docker-compose.yml have it: a producer
@@ -45,6 +47,24 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The environment, then ``<VAR>_FILE`` secrets (config/secret_files.py), then .env."""
+        return (
+            init_settings,
+            env_settings,
+            SecretFilesSource(settings_cls),
+            dotenv_settings,
+            file_secret_settings,
+        )
 
     # Celery transport.
     celery_broker_url: SecretStr = SecretStr(DEFAULT_REDIS_URL)
@@ -237,6 +257,8 @@ def load_settings() -> Settings:
     """Read the settings from the environment, turning pydantic's error into a short message."""
     try:
         return Settings()
+    except SecretFileError as exc:
+        raise ConfigurationError(f"invalid configuration: {exc}") from None
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -203,3 +204,53 @@ def test_one_result_backend_default_everywhere(clean_env: pytest.MonkeyPatch) ->
     example = (root / ".env.example").read_text()
     assert "CELERY_RESULT_BACKEND=redis://redis:6379/1" in example
     assert "redis://redis:6379/1" in (root / "docker-compose.yml").read_text()
+
+
+def test_every_secret_may_come_from_a_file(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """``<VAR>_FILE`` (Docker and Kubernetes secrets): read, one trailing newline dropped, and
+    redacted like the variable itself."""
+    secrets = {
+        "ZAPI_INSTANCE_TOKEN": "tok-from-file",
+        "ZAPI_CLIENT_TOKEN": "ct-from-file",
+        "ZAPI_WEBHOOK_SECRET": "hook-from-file",
+        "CELERY_BROKER_URL": "redis://:broker-pw@redis:6379/0",
+        "CELERY_RESULT_BACKEND": "redis://:backend-pw@redis:6379/1",
+        "ZAPI_STATE_REDIS_URL": "redis://:state-pw@redis:6379/2",
+    }
+    for name, value in secrets.items():
+        path = tmp_path / name.lower()
+        path.write_text(value + "\n")
+        clean_env.setenv(f"{name}_FILE", str(path))
+    clean_env.setenv("ZAPI_INSTANCE_ID", "inst")
+    settings = load_settings()
+    read = {name: getattr(settings, name.lower()).get_secret_value() for name in secrets}
+    assert read == secrets
+    assert {"tok-from-file", "ct-from-file", "hook-from-file", "broker-pw"} <= set(
+        settings.secret_values()
+    )
+
+
+def test_a_secret_file_and_its_variable_together_are_refused(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "token").write_text("from-file")
+    clean_env.setenv("ZAPI_INSTANCE_TOKEN", "from-env")
+    clean_env.setenv("ZAPI_INSTANCE_TOKEN_FILE", str(tmp_path / "token"))
+    with pytest.raises(
+        ConfigurationError, match="ZAPI_INSTANCE_TOKEN and ZAPI_INSTANCE_TOKEN_FILE"
+    ):
+        load_settings()
+
+
+def test_an_unreadable_secret_file_is_named(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    clean_env.setenv("ZAPI_CLIENT_TOKEN_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ConfigurationError, match=r"ZAPI_CLIENT_TOKEN_FILE: cannot read .*missing"):
+        load_settings()
+
+
+def test_settings_that_are_not_secrets_take_no_file(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "rate").write_text("99")
+    clean_env.setenv("ZAPI_RATE_LIMIT_FILE", str(tmp_path / "rate"))
+    assert load_settings().zapi_rate_limit == 5.0
