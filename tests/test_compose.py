@@ -14,6 +14,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+import redis
 import yaml
 from celery import Celery
 
@@ -85,9 +86,8 @@ def test_redis_refuses_writes_when_full_instead_of_evicting_jobs(compose: dict[s
     default = re.fullmatch(r"\$\{REDIS_MAXMEMORY:-(\d+)([kmg]b)\}", limit)
     assert default, limit
     assert "REDIS_MAXMEMORY=" in (ROOT / ".env.example").read_text()
-    # The very arguments, default substituted, start a real redis-server that reports them.
-    size = default[1] + default[2]
-    args = [size if arg == limit else arg for arg in command[1:]]
+    # The very arguments, defaults substituted, start a real redis-server that reports them.
+    args = [interpolate(arg, {}) for arg in command[1:]]
     with RedisServer(extra_args=args) as server:
         client = server.client()
         memory = client.info("memory")
@@ -95,6 +95,65 @@ def test_redis_refuses_writes_when_full_instead_of_evicting_jobs(compose: dict[s
     assert memory["maxmemory_policy"] == "noeviction"
     unit = {"kb": 1024, "mb": 1024**2, "gb": 1024**3}[default[2]]
     assert memory["maxmemory"] == int(default[1]) * unit
+
+
+def interpolate(value: str, env: dict[str, str]) -> str:
+    """Compose's ``${VAR:-default}`` (nested too), from ``env``."""
+    pattern = re.compile(r"\$\{([A-Z_]+):-([^${}]*)\}")
+    while (found := pattern.search(value)) is not None:
+        replacement = env.get(found[1]) or found[2]
+        value = value[: found.start()] + replacement + value[found.end() :]
+    return value
+
+
+def test_redis_takes_an_optional_password_that_every_service_url_carries(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    command = services["redis"]["command"]
+    assert interpolate(command[command.index("--requirepass") + 1], {}) == ""  # none by default
+    env = {"REDIS_PASSWORD": "s3cret-pw"}
+    args = [interpolate(arg, env) for arg in command[1:]]
+    # (RedisServer is told the password too, for its own readiness ping.)
+    with RedisServer(password=env["REDIS_PASSWORD"], extra_args=args) as server:
+        anonymous = redis.Redis(port=server.port)
+        with pytest.raises(redis.AuthenticationError):
+            anonymous.ping()
+        anonymous.close()
+        urls = services["worker"]["environment"]
+        broker = interpolate(urls["CELERY_BROKER_URL"], env).replace("@redis:6379", "@127.0.0.1:"
+                 f"{server.port}")  # fmt: skip
+        assert broker.startswith("redis://:s3cret-pw@")
+        client = redis.Redis.from_url(broker)
+        assert client.ping()
+        client.close()
+    for name in ("worker", "flower", "webhook", "exporter"):
+        environment = services[name]["environment"]
+        assert "${REDIS_PASSWORD:-}" in environment["CELERY_BROKER_URL"], name
+        assert "${REDIS_PASSWORD:-}" in environment["CELERY_RESULT_BACKEND"], name
+    assert services["redis"]["environment"]["REDISCLI_AUTH"] == "${REDIS_PASSWORD:-}"
+
+
+def test_flower_gets_no_zapi_token_and_is_checked(compose: dict[str, Any]) -> None:
+    flower = compose["services"]["flower"]
+    assert "env_file" not in flower
+    assert not [name for name in flower["environment"] if name.startswith("ZAPI_")]
+    assert "/healthcheck" in " ".join(flower["healthcheck"]["test"])
+
+
+def test_compose_hardening(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert re.fullmatch(r"redis:\d+\.\d+\.\d+-alpine", services["redis"]["image"])
+    for name, service in services.items():
+        assert service["logging"]["driver"] == "json-file", name
+        assert service["logging"]["options"]["max-size"], name
+        if service.get("image") == "zapi-queue:latest":
+            assert service["build"] == ".", f"{name} runs our image but cannot build it"
+    limits = services["worker"]["deploy"]["resources"]["limits"]
+    assert limits["cpus"]
+    assert limits["memory"]
+    ignored = (ROOT / ".dockerignore").read_text().splitlines()
+    assert {".venv", ".env", ".git"} <= set(ignored)
 
 
 def test_env_example_is_shipped_and_env_is_not(compose: dict[str, Any]) -> None:
@@ -130,7 +189,7 @@ def test_the_sim_profile_is_wired_to_one_settings_file(compose: dict[str, Any]) 
     assert sim["COMPOSE_PROFILES"] == "sim"
     assert (ROOT / sim["ZAPI_ENV_FILE"]) == ROOT / "deploy" / "sim.env"
     services = compose["services"]
-    for name in ("worker", "flower", "webhook", "zapi-sim"):
+    for name in ("worker", "webhook", "zapi-sim", "exporter"):
         assert services[name]["env_file"] == "${ZAPI_ENV_FILE:-.env}", name
     command = services["zapi-sim"]["command"]
     assert sim["ZAPI_BASE_URL"] == f"http://zapi-sim:{command[command.index('--port') + 1]}"
