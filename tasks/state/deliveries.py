@@ -13,9 +13,10 @@ answer "already delivered".
 One hash per message, ``zapi-queue:delivery:{instance}:{messageId}``, expiring
 ``ZAPI_DELIVERY_TTL`` (7 days) after its last change: ``state``, ``rank``, ``updated_at``,
 ``error``, ``error_code``, ``zaap_id``; and the job that sent it: ``job`` (JSON: its id, task,
-kwargs, recorded reply's key, attempts, first attempt's time) and its ``body`` while the message
-may still fail (until it reached the phone): the update in short form (``orderRequestId`` and
-its status, ``message``), so that a replay is completed from the order book then.
+its order's ``orderRequestId``, kwargs, recorded reply's key, attempts, first attempt's time)
+and its ``body`` while the message may still fail (until it reached the phone): the update in
+short form (``orderRequestId`` and its status, ``message``), so that a replay is completed from
+the order book then.
 
 Per instance, ``zapi-queue:delivery-counts:{instance}`` counts the messages that reached each
 state (a hash of at most six fields, expiring ``COUNTS_TTL``, 30 days, after its last change),
@@ -182,9 +183,12 @@ class DeliveryBook:
 
     def link_args(self, *, zaap_id: str, letter: DeadLetter, reply_key: str) -> list[Any]:
         """The arguments of the Lua ``link`` function, in order."""
+        body = letter.body if isinstance(letter.body, dict) else {}
         job = {
             "job": letter.job_id,
             "task": letter.task,
+            # Kept after the body is dropped: `zapi-queue forget` finds an order's messages.
+            "order": body.get("orderRequestId"),
             "kwargs": letter.kwargs,
             "reply_key": reply_key,
             "attempts": letter.attempts,

@@ -6,7 +6,7 @@ prints no secret: URLs are shown with their password masked. One module per grou
 importing this package registers them all on :func:`main`.
 """
 
-from worker.cli import dead, exporter, health, jobs, orders  # noqa: F401 - registers the commands
+from worker.cli import dead, exporter, forget, health, jobs, orders  # noqa: F401 - registers
 from worker.cli.main import main
 
 __all__ = ["main"]
