@@ -77,16 +77,23 @@ def test_forget_erases_every_trace_of_a_phone(tmp_path: Path) -> None:
         urls = [env["CELERY_BROKER_URL"], env["CELERY_RESULT_BACKEND"]]
         assert holds(urls, PHONE), "the scenario left nothing to forget"
 
-        completed = subprocess.run(
-            [CLI, "forget", "--phone", "+55 11 93333-4444", "--json"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert completed.returncode == 0, completed.stderr
-        report = json.loads(completed.stdout)
+        def forget(*flags: str) -> dict[str, object]:
+            completed = subprocess.run(
+                [CLI, "forget", "--phone", "+55 11 93333-4444", "--json", *flags],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert completed.returncode == 0, completed.stderr
+            answer: dict[str, object] = json.loads(completed.stdout)
+            return answer
+
+        dry = forget("--dry-run")
+        assert holds(urls, PHONE), "a dry run erased something"
+        report = forget()
+        assert {**dry, "dry_run": False} == report
         left = holds(urls, PHONE)
         others = holds(urls, OTHER)
         client.close()
