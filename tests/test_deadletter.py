@@ -238,3 +238,42 @@ def test_defaults_are_the_settings_defaults() -> None:
     settings = Settings.model_construct(zapi_dead_letter_ttl=7200, zapi_dead_letter_max=10)
     configured = DeadLetterStore.from_settings(redis.Redis(), settings)
     assert (configured.ttl, configured.max_letters) == (7200, 10)
+
+
+def test_letters_are_counted_by_error_type_through_replace_remove_cap_and_expiry(
+    client: redis.Redis,
+) -> None:
+    store = DeadLetterStore(client, ttl=600, max_letters=4)
+    store.add(letter("a1", error_type="InvalidBodyError"))
+    store.add(letter("a2", error_type="InvalidBodyError"))
+    store.add(letter("b1", error_type="ZapiRejectedError"))
+    assert store.count_by_type() == {"InvalidBodyError": 2, "ZapiRejectedError": 1}
+
+    store.add(letter("a2", error_type="DeliveryFailedError"))  # the same job, failed again
+    assert store.count_by_type() == {
+        "DeliveryFailedError": 1,
+        "InvalidBodyError": 1,
+        "ZapiRejectedError": 1,
+    }
+    store.remove(["b1"])
+    assert store.count_by_type() == {"DeliveryFailedError": 1, "InvalidBodyError": 1}
+
+    for name in ("c1", "c2", "c3"):  # the cap (4) drops the oldest: a1, then a2
+        store.add(letter(name, error_type="AttemptsExhaustedError"))
+    assert store.count_by_type() == {"AttemptsExhaustedError": 3, "DeliveryFailedError": 1}
+    assert sum(store.count_by_type().values()) == store.count() == 4
+
+    store.add(letter("old", age=601, error_type="InvalidBodyError"))  # older than the TTL
+    assert "InvalidBodyError" not in store.count_by_type()
+    for key in client.scan_iter(match="zapi-queue:dead:type*"):
+        assert client.pttl(key) > 0, key  # every per-type key expires
+
+
+def test_error_types_beyond_the_cap_count_as_other(
+    client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("tasks.state.deadletter.MAX_TYPES", 2)
+    store = DeadLetterStore(client, ttl=600, max_letters=100)
+    for index, kind in enumerate(["A", "B", "C", "D", "A"]):
+        store.add(letter(f"j{index}", error_type=f"{kind}Error"))
+    assert store.count_by_type() == {"AError": 2, "BError": 1, "other": 2}

@@ -7,8 +7,9 @@ to the whole fleet is read here, by one process, so that it is never counted twi
 * ``zapi_queue_oldest_queued_job_age_seconds``: how long the next job to be fetched has been
   waiting: from its ``sequence`` stamp when its producer gave one (``tasks.contract.Producer``
   and ``zapi-queue enqueue`` do), else since this exporter first saw it (a lower bound).
-* ``zapi_queue_dead_letters``: dead letters kept now; ``zapi_queue_dead_letters_dropped_total``:
-  letters the cap dropped, ever.
+* ``zapi_queue_dead_letters{error_type}``: dead letters kept now, by error class (``unknown``:
+  letters of releases that did not index them by class);
+  ``zapi_queue_dead_letters_dropped_total``: letters the cap dropped, ever.
 * ``zapi_queue_workers_alive``: workers answering a ping.
 * ``zapi_queue_instance_paused_seconds{instance}``: seconds until sends resume after a pause
   Z-API asked for (0: not paused).
@@ -121,15 +122,22 @@ class FleetCollector(Collector):
         client = connect(settings.state_redis_url, retries=1)
         try:
             store = DeadLetterStore.from_settings(client, settings)
-            letters, dropped = store.count(), store.dropped()
+            letters, by_type, dropped = store.count(), store.count_by_type(), store.dropped()
             instance = settings.zapi_instance_id
             states = state_counts(client, instance) if instance else {}
             paused = self._paused_seconds(client) if instance else None
             callbacks = WebhookStats(client).counts()
         finally:
             client.close()
-        dead = GaugeMetricFamily("zapi_queue_dead_letters", "Dead letters kept now.")
-        dead.add_metric([], letters)
+        dead = GaugeMetricFamily(
+            "zapi_queue_dead_letters",
+            "Dead letters kept now, by error class.",
+            labels=["error_type"],
+        )
+        for error_type, count in by_type.items():
+            dead.add_metric([error_type], count)
+        if (unknown := letters - sum(by_type.values())) > 0:
+            dead.add_metric(["unknown"], unknown)
         yield dead
         trimmed = CounterMetricFamily(
             "zapi_queue_dead_letters_dropped", "Dead letters dropped by ZAPI_DEAD_LETTER_MAX."

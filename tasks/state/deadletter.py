@@ -10,6 +10,11 @@ nothing but our own bounds keeps these keys from filling it. Every key has one:
   ordered and paged. Capped: each add removes the entries older than the TTL, then the oldest
   beyond ``max_letters`` (``ZAPI_DEAD_LETTER_MAX``, 100,000) together with their letters. Its
   TTL is pushed to the newest letter's at each add, so it expires with the last letter.
+* ``zapi-queue:dead:type:<ErrorType>``: sorted sets like the index, one per error class, so the
+  letters of each kind are counted without reading them (the exporter's
+  ``zapi_queue_dead_letters{error_type}``); trimmed, capped and expiring with the index. At most
+  ``MAX_TYPES`` classes are told apart (an unexpected exception's class is one); further ones
+  count as ``other``. ``zapi-queue:dead:types``: the set of their names, expiring likewise.
 * ``zapi-queue:dead:trimmed``: integer, how many letters the cap ever dropped, so an operator
   can see that some were (``zapi-queue health``, ``dead list``). One integer: no TTL needed.
 * ``zapi-queue:dead``: the hash (job id -> record) of releases that kept letters for ever.
@@ -42,6 +47,11 @@ logger = logging.getLogger(__name__)
 LETTER_PREFIX = f"{KEY_PREFIX}:dead:letter:"
 INDEX_KEY = f"{KEY_PREFIX}:dead:index"
 TRIMMED_KEY = f"{KEY_PREFIX}:dead:trimmed"
+TYPE_PREFIX = f"{KEY_PREFIX}:dead:type:"
+TYPES_KEY = f"{KEY_PREFIX}:dead:types"
+#: Error classes told apart in the per-type counts; more count as OTHER_TYPE.
+MAX_TYPES = 50
+OTHER_TYPE = "other"
 #: The single hash of earlier releases, migrated away (see the module docstring).
 LEGACY_KEY = f"{KEY_PREFIX}:dead"
 
@@ -53,12 +63,14 @@ PAGE_SIZE = 200
 #: Records moved per migration script: short enough not to block Redis noticeably.
 MIGRATION_CHUNK = 500
 
-# KEYS[1]: index, KEYS[2]: trimmed counter, KEYS[3] (migration only): the legacy hash, whose
-# fields are moved only while they still exist there (a concurrent migration, or a purge after
-# it, is not undone). ARGV: letter key prefix, ttl s, max letters, then per letter: job id,
-# failed_at (epoch s), record. A letter already older than the TTL is not stored. Then the
-# index loses its expired entries, and its oldest beyond the cap, whose letters are deleted and
-# counted (only letters that existed: an entry still waiting for migration is not a letter yet).
+# KEYS[1]: index, KEYS[2]: trimmed counter, KEYS[3]: the set of error types, KEYS[4] (migration
+# only): the legacy hash, whose fields are moved only while they still exist there (a concurrent
+# migration, or a purge after it, is not undone). ARGV: letter key prefix, ttl s, max letters,
+# type set prefix, max types, then per letter: job id, failed_at (epoch s), record, error type.
+# Each letter is also in its type's sorted set (and in no other), trimmed with the index. A
+# letter already older than the TTL is not stored. Then the index loses its expired entries, and
+# its oldest beyond the cap, whose letters are deleted and counted (only letters that existed:
+# an entry still waiting for migration is not a letter yet).
 # Returns {stored, expired, dropped}. replicate_commands() lets TIME precede writes on a Redis
 # 6.2 configured with lua-replicate-commands off (a no-op on 7).
 _STORE = """
@@ -66,16 +78,34 @@ redis.replicate_commands()
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local prefix, ttl, cap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local legacy = KEYS[3]
+local type_prefix, max_types = ARGV[4], tonumber(ARGV[5])
+local types, legacy = KEYS[3], KEYS[4]
 local stored, expired, dropped = 0, 0, 0
-for i = 4, #ARGV, 3 do
+local function forget_type(id)
+  for _, kind in ipairs(redis.call('SMEMBERS', types)) do
+    redis.call('ZREM', type_prefix .. kind, id)
+  end
+end
+for i = 6, #ARGV, 4 do
   local id = ARGV[i]
   if not legacy or redis.call('HEXISTS', legacy, id) == 1 then
     local ms = math.floor((tonumber(ARGV[i + 1]) + ttl - now) * 1000)
+    forget_type(id)
     if ms > 0 then
+      local kind = ARGV[i + 3]
+      if redis.call('SISMEMBER', types, kind) == 0 and redis.call('SCARD', types) >= max_types
+      then
+        kind = 'other'
+      end
+      redis.call('SADD', types, kind)
       redis.call('SET', prefix .. id, ARGV[i + 2], 'PX', ms)
       redis.call('ZADD', KEYS[1], ARGV[i + 1], id)
+      redis.call('ZADD', type_prefix .. kind, ARGV[i + 1], id)
       if redis.call('PTTL', KEYS[1]) < ms then redis.call('PEXPIRE', KEYS[1], ms) end
+      if redis.call('PTTL', types) < ms then redis.call('PEXPIRE', types, ms) end
+      if redis.call('PTTL', type_prefix .. kind) < ms then
+        redis.call('PEXPIRE', type_prefix .. kind, ms)
+      end
       stored = stored + 1
     else
       redis.call('ZREM', KEYS[1], id)
@@ -84,11 +114,16 @@ for i = 4, #ARGV, 3 do
     if legacy then redis.call('HDEL', legacy, id) end
   end
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.6f', now - ttl))
+local cutoff = string.format('%.6f', now - ttl)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', cutoff)
+for _, kind in ipairs(redis.call('SMEMBERS', types)) do
+  redis.call('ZREMRANGEBYSCORE', type_prefix .. kind, '-inf', cutoff)
+end
 local excess = redis.call('ZCARD', KEYS[1]) - cap
 if excess > 0 then
   for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, excess - 1)) do
     dropped = dropped + redis.call('DEL', prefix .. id)
+    forget_type(id)
   end
   redis.call('ZREMRANGEBYRANK', KEYS[1], 0, excess - 1)
   if dropped > 0 then redis.call('INCRBY', KEYS[2], dropped) end
@@ -101,6 +136,19 @@ _COUNT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 return redis.call('ZCOUNT', KEYS[1], string.format('(%.6f', now - tonumber(ARGV[1])), '+inf')
+"""
+
+# KEYS[1]: the set of types. ARGV: type set prefix, ttl s. {type, count, ...} of the letters
+# not expired yet.
+_COUNT_BY_TYPE = """
+local t = redis.call('TIME')
+local cutoff = string.format('(%.6f', tonumber(t[1]) + tonumber(t[2]) / 1000000 - tonumber(ARGV[2]))
+local counts = {}
+for _, kind in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  table.insert(counts, kind)
+  table.insert(counts, redis.call('ZCOUNT', ARGV[1] .. kind, cutoff, '+inf'))
+end
+return counts
 """
 
 
@@ -131,12 +179,14 @@ class DeadLetter:
         return cls(**{name: value for name, value in record.items() if name in known})
 
 
-def _failed_at(record: str | bytes) -> float:
-    """A legacy record's failure time; a record too damaged to tell is kept a full TTL."""
+def _failure(record: str | bytes) -> tuple[float, str]:
+    """A legacy record's failure time and error class; a record too damaged to tell is kept a
+    full TTL, counted as OTHER_TYPE."""
     try:
-        return float(json.loads(record)["failed_at"])
-    except (ValueError, KeyError, TypeError):
-        return time.time()
+        data = json.loads(record)
+        return float(data["failed_at"]), str(data.get("error_type") or OTHER_TYPE)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return time.time(), OTHER_TYPE
 
 
 class DeadLetterStore:
@@ -156,6 +206,7 @@ class DeadLetterStore:
         self.max_letters = max_letters
         self._store = client.register_script(_STORE)
         self._count = client.register_script(_COUNT)
+        self._count_by_type = client.register_script(_COUNT_BY_TYPE)
         self._migrated = False
 
     @classmethod
@@ -168,12 +219,20 @@ class DeadLetterStore:
     def add(self, letter: DeadLetter) -> None:
         """Keep ``letter`` (replacing one with its job id), then trim to the bounds."""
         self._migrate_once()
-        self._run_store([(letter.job_id, letter.failed_at, letter.to_json())])
+        self._run_store([(letter.job_id, letter.failed_at, letter.error_type, letter.to_json())])
 
     def count(self) -> int:
         """Letters kept now (not expired), whatever their task or error."""
         self._migrate_once()
         return int(self._count(keys=[INDEX_KEY], args=[self.ttl]))
+
+    def count_by_type(self) -> dict[str, int]:
+        """Letters kept now, by error class (letters of releases before the per-type sets are
+        in none: ``count() - sum(...)`` of them)."""
+        self._migrate_once()
+        answer = self._count_by_type(keys=[TYPES_KEY], args=[TYPE_PREFIX, self.ttl])
+        counts = {text(answer[i]): int(answer[i + 1]) for i in range(0, len(answer), 2)}
+        return {kind: count for kind, count in sorted(counts.items()) if count}
 
     def dropped(self) -> int:
         """Letters the cap dropped, ever (expired ones are not counted: that is the TTL's job)."""
@@ -205,10 +264,13 @@ class DeadLetterStore:
         removed = 0
         ids = iter(job_ids)
         while batch := list(itertools.islice(ids, 1000)):
+            kinds = [text(kind) for kind in self._redis.smembers(TYPES_KEY)]
             pipe = self._redis.pipeline(transaction=True)
             pipe.delete(*(LETTER_PREFIX + job_id for job_id in batch))
             pipe.zrem(INDEX_KEY, *batch)
-            deleted, _ = pipe.execute()
+            for kind in kinds:
+                pipe.zrem(TYPE_PREFIX + kind, *batch)
+            deleted = pipe.execute()[0]
             removed += int(deleted)
         return removed
 
@@ -220,7 +282,7 @@ class DeadLetterStore:
         moved = expired = dropped = 0
         entries = self._redis.hscan_iter(LEGACY_KEY, count=MIGRATION_CHUNK)
         while chunk := list(itertools.islice(entries, MIGRATION_CHUNK)):
-            letters = [(text(job_id), _failed_at(record), record) for job_id, record in chunk]
+            letters = [(text(job_id), *_failure(record), record) for job_id, record in chunk]
             stored, old, capped = self._run_store(letters, legacy=True)
             moved, expired, dropped = moved + stored, expired + old, dropped + capped
         if moved or expired:
@@ -245,12 +307,13 @@ class DeadLetterStore:
             self._migrated = True
 
     def _run_store(
-        self, letters: list[tuple[str, float, str | bytes]], *, legacy: bool = False
+        self, letters: list[tuple[str, float, str, str | bytes]], *, legacy: bool = False
     ) -> tuple[int, int, int]:
-        keys = [INDEX_KEY, TRIMMED_KEY, *([LEGACY_KEY] if legacy else [])]
-        args: list[Any] = [LETTER_PREFIX, self.ttl, self.max_letters]
-        for job_id, failed_at, record in letters:
-            args += [job_id, repr(failed_at), record]
+        """Store (job id, failed at, error type, record) letters, then trim."""
+        keys = [INDEX_KEY, TRIMMED_KEY, TYPES_KEY, *([LEGACY_KEY] if legacy else [])]
+        args: list[Any] = [LETTER_PREFIX, self.ttl, self.max_letters, TYPE_PREFIX, MAX_TYPES]
+        for job_id, failed_at, error_type, record in letters:
+            args += [job_id, repr(failed_at), record, error_type]
         stored, expired, dropped = self._store(keys=keys, args=args)
         return int(stored), int(expired), int(dropped)
 
