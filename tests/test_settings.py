@@ -203,7 +203,9 @@ def test_one_result_backend_default_everywhere(clean_env: pytest.MonkeyPatch) ->
     root = Path(__file__).resolve().parent.parent
     example = (root / ".env.example").read_text()
     assert "CELERY_RESULT_BACKEND=redis://redis:6379/1" in example
-    assert "redis://redis:6379/1" in (root / "docker-compose.yml").read_text()
+    assert "CELERY_RESULT_BACKEND:-redis://:${REDIS_PASSWORD:-}@redis:6379/1}" in (
+        (root / "docker-compose.yml").read_text()
+    )
 
 
 def test_every_secret_may_come_from_a_file(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
