@@ -15,7 +15,13 @@ class Managed:
         raise NotImplementedError
 
     def __enter__(self) -> Self:
-        return self.start()
+        # A start that fails half way (a server spawned, then not ready in time) is closed too:
+        # the with-block's exit will not run, and the process would outlive the test.
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
