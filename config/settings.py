@@ -13,9 +13,18 @@ from dataclasses import dataclass
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, HttpUrl, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    HttpUrl,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from config.instances import DEFAULT_ALIAS, Instance, InstanceEntry, parse_instances
 from config.secret_files import SecretFileError, SecretFilesSource
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -47,6 +56,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
     )
+    _entries: dict[str, InstanceEntry] = PrivateAttr(default_factory=dict)
 
     @classmethod
     def settings_customise_sources(
@@ -135,6 +145,8 @@ class Settings(BaseSettings):
     """The secret path segment of the webhook URL (``/webhooks/zapi/<secret>``): Z-API does not
     sign webhooks, so whoever knows it can post callbacks. Required by ``zapi-queue webhook``."""
 
+    zapi_instances: SecretStr | None = None
+    """More Z-API instances, by alias (config/instances.py); ``ZAPI_INSTANCES_FILE`` too."""
     zapi_instance_alias: str | None = None
     """A name for the instance in logs and metrics (default: ZAPI_INSTANCE_ID)."""
     zapi_log_format: Literal["text", "json"] = "text"
@@ -183,6 +195,62 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _instances_are_valid(self) -> Settings:
+        """Parse ZAPI_INSTANCES now, so that a bad entry stops the process at start."""
+        raw = self.zapi_instances.get_secret_value() if self.zapi_instances else ""
+        entries = parse_instances(raw) if raw.strip() else {}
+        if DEFAULT_ALIAS in entries and self.zapi_instance_id is not None:
+            raise ValueError(
+                "ZAPI_INSTANCES: default: already defined by ZAPI_INSTANCE_ID (the single-"
+                "instance variables are the instance 'default')"
+            )
+        self._entries = entries
+        return self
+
+    def instances(self) -> dict[str, Instance]:
+        """Every configured instance by alias: ``default`` (the single-instance variables, when
+        complete) and ZAPI_INSTANCES' entries."""
+        found: dict[str, Instance] = {}
+        if self.zapi_instance_id and self.zapi_instance_token and self.zapi_client_token:
+            found[DEFAULT_ALIAS] = Instance(
+                alias=DEFAULT_ALIAS,
+                label=self.instance_alias,
+                instance_id=self.zapi_instance_id,
+                instance_token=self.zapi_instance_token,
+                client_token=self.zapi_client_token,
+                rate_limit=self.zapi_rate_limit,
+                rate_burst=self.zapi_rate_burst,
+            )
+        for alias, entry in self._entries.items():
+            client_token = entry.client_token or self.zapi_client_token
+            if client_token is None:
+                continue  # no Client-Token anywhere: instances_problem() says so
+            found[alias] = Instance(
+                alias=alias,
+                label=alias,
+                instance_id=entry.instance_id,
+                instance_token=entry.instance_token,
+                client_token=client_token,
+                rate_limit=entry.rate_limit or self.zapi_rate_limit,
+                rate_burst=entry.rate_burst or self.zapi_rate_burst,
+            )
+        return found
+
+    def instances_problem(self) -> str | None:
+        """What keeps a configured instance from sending, for the worker's start-up check."""
+        missing = [
+            alias
+            for alias, entry in self._entries.items()
+            if entry.client_token is None and self.zapi_client_token is None
+        ]
+        if missing:
+            return (
+                f"ZAPI_INSTANCES: {', '.join(missing)}: client_token: required (or set "
+                "ZAPI_CLIENT_TOKEN for every instance)"
+            )
+        return None
+
     @property
     def request_deadline(self) -> float:
         """The longest one request to Z-API may take, connecting included: its overall deadline."""
@@ -209,6 +277,8 @@ class Settings(BaseSettings):
 
         Works on partial settings (a worker refusing to start still redacts its logs)."""
         tokens = [self.zapi_instance_token, self.zapi_client_token, self.zapi_webhook_secret]
+        for entry in getattr(self, "_entries", {}).values():
+            tokens += [entry.instance_token, entry.client_token]
         urls = [self.celery_broker_url, self.celery_result_backend, self.zapi_state_redis_url]
         values = [secret.get_secret_value() for secret in tokens if secret is not None]
         values += [urlsplit(url.get_secret_value()).password or "" for url in urls if url]
@@ -261,7 +331,14 @@ def load_settings() -> Settings:
         raise ConfigurationError(f"invalid configuration: {exc}") from None
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
+            ": ".join(
+                part
+                for part in (
+                    ".".join(str(part) for part in error["loc"]).upper(),
+                    error["msg"].removeprefix("Value error, "),
+                )
+                if part
+            )
             for error in exc.errors(include_url=False, include_input=False)
         )
         raise ConfigurationError(f"invalid configuration: {problems}") from None

@@ -42,6 +42,7 @@ from celery.exceptions import Reject, Retry
 from celery.utils.log import get_task_logger
 
 from config import Settings, get_settings
+from config.instances import Instance
 from tasks import metrics
 from tasks.attempt_log import log_attempt
 from tasks.backoff import backoff_delay, capped_retry_after
@@ -52,6 +53,7 @@ from tasks.contract.errors import (
     PermanentError,
     StaleUpdateError,
     TransientError,
+    UnknownInstanceError,
     UnknownOrderError,
     ZapiQueueError,
     ZapiRateLimitedError,
@@ -62,8 +64,9 @@ from tasks.contract.ordering import Delivered, checked_sequence, order_request_i
 from tasks.contract.redaction import redact
 from tasks.contract.schemas import OrderUpdate, ShortUpdate
 from tasks.contract.validation import validate_body, validate_update
+from tasks.instances import instance_named
 from tasks.order_line import OrderLine, Turned, Wait
-from tasks.per_process import PerProcess
+from tasks.per_process import PerInstance, PerProcess
 from tasks.request import note_repeat
 from tasks.state.book import Snapshot, get_order_book, snapshot_of_update
 from tasks.state.deadletter import DeadLetter, DeadLetterStore
@@ -79,7 +82,7 @@ from tasks.state.idempotency import (
 from tasks.state.idempotency import with_ambiguity as result_with_ambiguity
 from tasks.state.orders import get_order_lines
 from tasks.state.pacing import Deferral, wait_for_slot
-from tasks.state.ratelimit import get_limiter
+from tasks.state.ratelimit import RateLimiter, get_limiter
 from tasks.state.repeats import Repeat, RepeatBook
 from tasks.state.store import get_redis
 from tasks.state.turns import Turns
@@ -157,25 +160,26 @@ class JobState:
         return headers
 
 
-def _idempotency_store() -> IdempotencyStore:
+def _idempotency_store(instance: Instance) -> IdempotencyStore:
     settings = get_settings()
     return IdempotencyStore(
         get_redis(),
-        instance_id=settings.zapi_credentials().instance_id,
+        instance_id=instance.instance_id,
         ttl=settings.zapi_idempotency_ttl,
         wait_lease=settings.zapi_rate_max_wait + CLAIM_MARGIN,
-        send_lease=get_client().deadline + CLAIM_MARGIN,
+        send_lease=get_client(instance).deadline + CLAIM_MARGIN,
     )
 
 
-_idempotency = PerProcess(_idempotency_store)
+# Per Z-API instance: its keys carry the instance's id, so each has its own records.
+_idempotency = PerInstance(_idempotency_store)
 _dead_letters = PerProcess(lambda: DeadLetterStore.from_settings(get_redis(), get_settings()))
-_turns = PerProcess(lambda: Turns(get_redis(), get_order_lines(), _idempotency.get()))
-_deliveries = PerProcess(
-    lambda: DeliveryBook(
-        get_redis(),
-        instance_id=get_settings().zapi_credentials().instance_id,
-        ttl=get_settings().zapi_delivery_ttl,
+_turns = PerInstance(
+    lambda instance: Turns(get_redis(), get_order_lines(instance), _idempotency.get(instance))
+)
+_deliveries = PerInstance(
+    lambda instance: DeliveryBook(
+        get_redis(), instance_id=instance.instance_id, ttl=get_settings().zapi_delivery_ttl
     )
 )
 
@@ -188,9 +192,12 @@ def deliver(
     *,
     sequence: Any = None,
     force: Any = False,
+    instance: Any = None,
 ) -> dict[str, Any]:
     """Run one execution of ``task`` for ``endpoint``; see the module docstring."""
-    execution = Execution(task, endpoint, body, idempotency_key, sequence=sequence, force=force)
+    execution = Execution(
+        task, endpoint, body, idempotency_key, sequence=sequence, force=force, instance=instance
+    )
     try:
         return execution.run()
     except (Retry, Reject):
@@ -221,6 +228,7 @@ class Execution:
         *,
         sequence: Any = None,
         force: Any = False,
+        instance: Any = None,
     ) -> None:
         self.task = task
         self.endpoint = endpoint
@@ -228,11 +236,25 @@ class Execution:
         self.idempotency_key = idempotency_key
         self.sequence = sequence
         self.force = force is True
+        self.instance_alias = instance
         self.state = JobState.of(task)
         self.settings: Settings = get_settings()
+        #: The Z-API instance the job sends through (its ``instance`` kwarg; None: unknown, and
+        #: run() fails the job with UnknownInstanceError).
+        self.instance: Instance | None = None
+        with contextlib.suppress(UnknownInstanceError):
+            self.instance = instance_named(instance)
         #: The job's order's line (None: ordering off, or a short update's order not found yet).
-        self.line = OrderLine.of(
-            order_request_id(body), self.job_id, self.state.headers, self.settings
+        self.line = (
+            OrderLine.of(
+                order_request_id(body),
+                self.job_id,
+                self.state.headers,
+                self.settings,
+                self.instance,
+            )
+            if self.instance is not None
+            else None
         )
         self.attempt = self.state.attempts + 1
         #: Sends of this key whose outcome is unknown (they may have reached Z-API).
@@ -249,10 +271,18 @@ class Execution:
 
     # -- the happy path --------------------------------------------------------------------
 
+    @property
+    def label(self) -> str:
+        """The instance as logs and metrics name it (never a token)."""
+        if self.instance is not None:
+            return self.instance.label
+        return str(self.instance_alias)
+
     def run(self) -> dict[str, Any]:
+        instance = instance_named(self.instance_alias)  # UnknownInstanceError: fails at once
         given = validate_update(self.endpoint, self.body)
         sequence = checked_sequence(self.sequence)
-        store, owner = _idempotency.get(), owner_id(self.job_id)
+        store, owner = _idempotency.get(instance), owner_id(self.job_id)
         if isinstance(given, ShortUpdate):
             snapshot = self._find_order(given)
             complete = self._completion(given, snapshot)
@@ -260,7 +290,11 @@ class Execution:
             key_body.pop("messageId", None)  # either name of the order gives the same key
             if self.line is None:
                 self.line = OrderLine.of(
-                    snapshot.order_request_id, self.job_id, self.state.headers, self.settings
+                    snapshot.order_request_id,
+                    self.job_id,
+                    self.state.headers,
+                    self.settings,
+                    instance,
                 )
         else:
             full = given
@@ -281,10 +315,8 @@ class Execution:
         try:
             max_wait = self.settings.zapi_rate_max_wait
             waited_from = time.perf_counter()
-            wait_for_slot(get_limiter(), update.phone, self.state.slot_us, max_wait)
-            metrics.SLOT_WAIT.labels(self.settings.instance_alias).observe(
-                time.perf_counter() - waited_from
-            )
+            wait_for_slot(self._limiter(), update.phone, self.state.slot_us, max_wait)
+            metrics.SLOT_WAIT.labels(self.label).observe(time.perf_counter() - waited_from)
         except Deferral as deferral:
             store.release(key, owner)
             self._defer(deferral)
@@ -297,7 +329,7 @@ class Execution:
     def _find_order(self, short: ShortUpdate) -> Snapshot:  # noqa: RET503 - re-schedules
         """The short update's order from the book; while it may still come (its webhook on its
         way), look again later without using an attempt; then UnknownOrderError."""
-        snapshot = get_order_book().find(
+        snapshot = get_order_book(self.instance).find(
             order_request_id=short.order_request_id, message_id=short.message_id
         )
         if snapshot is not None:
@@ -355,7 +387,7 @@ class Execution:
         """Go on only at the head of the order's line; else wait, holding no thread."""
         try:
             return line.take_turn(
-                complete, sequence, force=self.force, turns=_turns.get(), key=key, owner=owner
+                complete, sequence, force=self.force, turns=self._turns(), key=key, owner=owner
             )
         except Wait as wait:
             self._reschedule(
@@ -404,7 +436,7 @@ class Execution:
         self._started = time.perf_counter()
         wire = update.to_wire()
         try:
-            reply = get_client().send(self.endpoint, wire).to_result()
+            reply = get_client(self.instance).send(self.endpoint, wire).to_result()
         except ZapiQueueError as exc:
             self._after_failed_send(store, key, owner, exc)
         result = result_with_ambiguity(reply, self.ambiguous)
@@ -432,13 +464,13 @@ class Execution:
         book has it), and the message's delivery record, linked to this job for its
         callbacks. Returns the job's burial if Z-API's failure callback for
         the message came first."""
-        turns, deliveries = _turns.get(), _deliveries.get()
+        turns, deliveries = self._turns(), self._deliveries()
         delivered_args = turns.lines.delivered_args(
             self.job_id, update.order_status, update.payment_status, sequence
         )
         feed = None
         if wire is not None:
-            book = get_order_book()
+            book = get_order_book(self.instance)
             data = snapshot_of_update(wire, book.instance_id)
             feed = (book.message_key(update.message_id), json.dumps(data, ensure_ascii=False))
         message_id = result["messageId"]
@@ -471,7 +503,7 @@ class Execution:
         )
         self._persist(
             "keep the failed delivery as a dead letter",
-            lambda: _deliveries.get().bury(burial, _dead_letters.get()),
+            lambda: self._deliveries().bury(burial, _dead_letters.get()),
         )
 
     # -- after a send that got no reply ----------------------------------------------------
@@ -548,9 +580,9 @@ class Execution:
     def _penalize(self, retry_after: float | None, *, rate_limited: bool) -> float:
         """Pause the instance on every worker; if Redis fails, this job still waits."""
         reason = "rate_limited" if rate_limited else "retry_after"
-        metrics.INSTANCE_PAUSES.labels(self.settings.instance_alias, reason).inc()
+        metrics.INSTANCE_PAUSES.labels(self.label, reason).inc()
         try:
-            return get_limiter().penalize(retry_after, rate_limited=rate_limited)
+            return self._limiter().penalize(retry_after, rate_limited=rate_limited)
         except redis.RedisError as exc:
             logger.warning(
                 "job %s: instance pause not recorded (%s)", self.job_id, type(exc).__name__
@@ -621,7 +653,7 @@ class Execution:
         and its waiters learn when it comes back."""
         deferred = DEFERRAL_REASONS.get(type(exc))
         if deferred is not None:
-            metrics.DEFERRALS.labels(self.settings.instance_alias, deferred).inc()
+            metrics.DEFERRALS.labels(self.label, deferred).inc()
         headers = self.state.next_headers(attempts=attempts, slot_us=slot_us, put_backs=put_backs)
         headers.update(extra_headers or {})
         if parks and self.line is not None:
@@ -659,9 +691,7 @@ class Execution:
         if self.line is not None:
             self.line.leave_quietly()
         if self._persist("keep the job as a dead letter", lambda: _dead_letters.get().add(letter)):
-            metrics.DEAD_LETTERED.labels(
-                self.endpoint.value, self.settings.instance_alias, letter.error_type
-            ).inc()
+            metrics.DEAD_LETTERED.labels(self.endpoint.value, self.label, letter.error_type).inc()
         else:
             raise Reject(
                 f"could not keep job {self.job_id} as a dead letter", requeue=True
@@ -701,10 +731,25 @@ class Execution:
             "idempotency_key": self.idempotency_key,
             "sequence": self.sequence,
             "force": True if self.force else None,
+            "instance": self.instance_alias,
         }
         return {name: value for name, value in given.items() if value is not None}
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _known_instance(self) -> Instance:
+        if self.instance is None:
+            return instance_named(self.instance_alias)  # raises UnknownInstanceError
+        return self.instance
+
+    def _limiter(self) -> RateLimiter:
+        return get_limiter(self._known_instance())
+
+    def _turns(self) -> Turns:
+        return _turns.get(self._known_instance())
+
+    def _deliveries(self) -> DeliveryBook:
+        return _deliveries.get(self._known_instance())
 
     def _persist(self, what: str, write: Callable[[], object]) -> bool:
         """Run ``write``, a Redis write that must not be lost (a reply, a dead letter), retrying
@@ -735,7 +780,7 @@ class Execution:
     def _pace(self) -> None:
         """Count the recipient's interval from this send. Never hides the send's outcome."""
         try:
-            get_limiter().pace(self._phone)
+            self._limiter().pace(self._phone)
         except redis.RedisError as exc:
             logger.warning(
                 "job %s: recipient pacing not recorded (%s)", self.job_id, type(exc).__name__
@@ -749,7 +794,7 @@ class Execution:
     ) -> None:
         metrics.count_attempt(
             endpoint=self.endpoint.value,
-            instance=self.settings.instance_alias,
+            instance=self.label,
             outcome=outcome,
             duration=time.perf_counter() - self._started,
             ambiguous_send=self._ambiguous_send,
@@ -757,7 +802,7 @@ class Execution:
         log_attempt(
             job_id=self.job_id,
             endpoint=self.endpoint.value,
-            instance=self.settings.instance_alias,
+            instance=self.label,
             phone=self._phone,
             attempt=self.attempt,
             status=status,

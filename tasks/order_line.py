@@ -24,6 +24,7 @@ from typing import Any
 import redis
 
 from config import Settings
+from config.instances import Instance
 from tasks.contract.errors import StaleUpdateError
 from tasks.contract.ordering import Delivered, stale_reason
 from tasks.contract.schemas import OrderUpdate
@@ -73,13 +74,18 @@ class OrderLine:
 
     @classmethod
     def of(
-        cls, order: str | None, job_id: str, headers: dict[str, Any], settings: Settings
+        cls,
+        order: str | None,
+        job_id: str,
+        headers: dict[str, Any],
+        settings: Settings,
+        instance: Instance | None = None,
     ) -> OrderLine | None:
-        """The job's line in ``order`` (an ``orderRequestId``), or None when ordering is off
-        or the order is not known (yet)."""
+        """The job's line in ``order`` (an ``orderRequestId``) of ``instance``, or None when
+        ordering is off or the order is not known (yet)."""
         if not settings.zapi_ordering or order is None:
             return None
-        return cls(get_order_lines(), order, job_id, headers, settings)
+        return cls(get_order_lines(instance), order, job_id, headers, settings)
 
     def take_turn(
         self,

@@ -37,7 +37,7 @@ _OPTIONS: dict[str, Any] = {
 
 
 #: The keyword arguments a producer may pass, besides the body.
-OPTIONAL_KWARGS = ("idempotency_key", "sequence", "force")
+OPTIONAL_KWARGS = ("idempotency_key", "sequence", "force", "instance")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +48,7 @@ class Call:
     idempotency_key: Any = None
     sequence: Any = None
     force: Any = False
+    instance: Any = None
 
     @classmethod
     def of(cls, task_name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Call:
@@ -94,4 +95,5 @@ def _deliver(task: Task[Any, Any], endpoint: Endpoint, call: Call) -> dict[str, 
         call.idempotency_key,
         sequence=call.sequence,
         force=call.force,
+        instance=call.instance,
     )

@@ -18,7 +18,7 @@ from celery.signals import (
 )
 from prometheus_client import start_http_server
 
-from config import ConfigurationError, get_settings
+from config import ConfigurationError, Settings, get_settings
 from tasks.state.ratelimit import get_limiter
 from tasks.state.store import close_redis
 from tasks.zapi.client import close_client, get_client
@@ -33,10 +33,23 @@ def refuse_to_start_without_credentials(**_: Any) -> None:
     Celery swallows exceptions raised by signal receivers, so this exits explicitly.
     """
     try:
-        get_settings().zapi_credentials()
+        problem = startup_problem(get_settings())
     except ConfigurationError as exc:
-        print(f"zapi-queue: cannot start the worker: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        problem = str(exc)
+    if problem is not None:
+        print(f"zapi-queue: cannot start the worker: {problem}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def startup_problem(settings: Settings) -> str | None:
+    """Why a worker with these settings could not send, or None."""
+    # The single-instance variables, unless ZAPI_INSTANCES alone configures the fleet.
+    if settings.zapi_instance_id is not None or not settings.instances():
+        try:
+            settings.zapi_credentials()
+        except ConfigurationError as exc:
+            return str(exc)
+    return settings.instances_problem()
 
 
 @after_setup_logger.connect
@@ -61,8 +74,9 @@ def open_connections(**_: Any) -> None:
 
     Built lazily, the first jobs would all wait for that set-up and then send together.
     """
-    get_client()
-    get_limiter()
+    for instance in get_settings().instances().values():
+        get_client(instance)
+        get_limiter(instance)
 
 
 @worker_ready.connect

@@ -8,6 +8,7 @@
     │   ├── ZapiRejectedError     Z-API refused it (4xx, or a 200 that carries an error)
     │   ├── StaleUpdateError      it would move its order backward: not sent, not a dead letter
     │   ├── UnknownOrderError     a short update whose order never reached the order book
+    │   ├── UnknownInstanceError  the job names an instance alias the fleet does not know
     │   └── DeliveryFailedError   Z-API accepted it, then reported that delivery failed
     ├── TransientError            the same job may succeed later: retry with backoff
     │   ├── ZapiUnavailableError  Z-API answered 408, 425 or 5xx
@@ -63,6 +64,10 @@ class UnknownOrderError(PermanentError):
     """A short (two-field) update names an order the order book does not have, and its webhook
     did not arrive within ``ZAPI_ORDER_WAIT``. Nothing was sent; it is kept as a dead letter
     (replay it once the order's webhook is in, or send the full body)."""
+
+
+class UnknownInstanceError(PermanentError):
+    """The job names a Z-API instance (``instance`` kwarg) this fleet is not configured for."""
 
 
 class DeliveryFailedError(PermanentError):

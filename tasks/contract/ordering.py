@@ -125,6 +125,8 @@ class Arrival:
     job_id: str
     order_request_id: str
     sequence: int | None
+    instance: str | None = None
+    """The job's ``instance`` kwarg (an alias), when it names one."""
 
 
 def arrival_of(payload: dict[str, Any]) -> Arrival | None:
@@ -147,6 +149,13 @@ def arrival_of(payload: dict[str, Any]) -> Arrival | None:
         return None
     if order is None:
         return None
-    sequence = kwargs.get("sequence") if isinstance(kwargs, dict) else None
+    kwargs = kwargs if isinstance(kwargs, dict) else {}
+    sequence = kwargs.get("sequence")
     valid = isinstance(sequence, int) and not isinstance(sequence, bool) and sequence >= 0
-    return Arrival(headers["id"], order, sequence if valid else None)
+    instance = kwargs.get("instance")
+    return Arrival(
+        headers["id"],
+        order,
+        sequence if valid else None,
+        instance if isinstance(instance, str) else None,
+    )

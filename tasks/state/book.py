@@ -24,9 +24,11 @@ from typing import Any
 import redis
 
 from config import get_settings
+from config.instances import Instance
 from tasks.callbacks import ReceivedCallback
 from tasks.contract.ordering import order_keys
-from tasks.per_process import PerProcess
+from tasks.instances import default_instance
+from tasks.per_process import PerInstance
 from tasks.state.store import KEY_PREFIX, get_redis, text
 
 MESSAGE_PREFIX = f"{KEY_PREFIX}:order-message:"
@@ -154,18 +156,13 @@ class OrderBook:
         )
 
 
-def _order_book_from_settings() -> OrderBook:
-    settings = get_settings()
-    return OrderBook(
-        get_redis(),
-        instance_id=settings.zapi_credentials().instance_id,
-        ttl=settings.zapi_order_ttl,
+_order_books = PerInstance(
+    lambda instance: OrderBook(
+        get_redis(), instance_id=instance.instance_id, ttl=get_settings().zapi_order_ttl
     )
+)
 
 
-_order_book = PerProcess(_order_book_from_settings)
-
-
-def get_order_book() -> OrderBook:
-    """The process-wide order book of the configured Z-API instance."""
-    return _order_book.get()
+def get_order_book(instance: Instance | None = None) -> OrderBook:
+    """The order book of ``instance`` (default: ``default``)."""
+    return _order_books.get(instance or default_instance())

@@ -29,8 +29,11 @@ from typing import Any
 import redis
 
 from config import get_settings
+from config.instances import Instance
+from tasks.contract.errors import UnknownInstanceError
 from tasks.contract.ordering import Delivered, arrival_of, order_keys, register_in_line
-from tasks.per_process import PerProcess
+from tasks.instances import default_instance, instance_named
+from tasks.per_process import PerInstance
 from tasks.state.store import get_redis, text
 
 
@@ -246,23 +249,23 @@ class OrderLines:
 SETTLE_SECONDS = 0.1
 
 
-def _order_lines_from_settings() -> OrderLines:
+def _order_lines_for(instance: Instance) -> OrderLines:
     settings = get_settings()
     return OrderLines(
         get_redis(),
-        instance_id=settings.zapi_credentials().instance_id,
+        instance_id=instance.instance_id,
         ttl=settings.zapi_order_ttl,
         absence=settings.longest_absence,
         settle=SETTLE_SECONDS,
     )
 
 
-_order_lines = PerProcess(_order_lines_from_settings)
+_order_lines = PerInstance(_order_lines_for)
 
 
-def get_order_lines() -> OrderLines:
-    """The process-wide order lines of the configured Z-API instance."""
-    return _order_lines.get()
+def get_order_lines(instance: Instance | None = None) -> OrderLines:
+    """The order lines of ``instance`` (default: ``default``)."""
+    return _order_lines.get(instance or default_instance())
 
 
 def arrival_index(payload: dict[str, Any]) -> tuple[str, str, str, int | None, int, bool] | None:
@@ -271,7 +274,11 @@ def arrival_index(payload: dict[str, Any]) -> tuple[str, str, str, int | None, i
     found = arrival_of(payload)
     if found is None:
         return None
-    book = get_order_lines()
+    try:
+        instance = instance_named(found.instance)
+    except UnknownInstanceError:
+        return None  # its execution fails at once, saying so; it has no line to stand in
+    book = get_order_lines(instance)
     line, jobs, _ = book.keys(found.order_request_id)
     settles = found.sequence is not None
     return line, jobs, found.job_id, found.sequence, book.ttl, settles

@@ -28,7 +28,9 @@ from typing import Any
 import redis
 
 from config import get_settings
-from tasks.per_process import PerProcess
+from config.instances import Instance
+from tasks.instances import default_instance
+from tasks.per_process import PerInstance
 from tasks.state.store import KEY_PREFIX, get_redis
 
 # Scripts that write after TIME call redis.replicate_commands() first: Redis 6.2 configured with
@@ -250,22 +252,22 @@ class RateLimiter:
         return script(keys=keys, args=args)
 
 
-def _limiter_from_settings() -> RateLimiter:
+def _limiter_for(instance: Instance) -> RateLimiter:
     settings = get_settings()
     return RateLimiter(
         get_redis(),
-        instance_id=settings.zapi_credentials().instance_id,
-        rate=settings.zapi_rate_limit,
-        burst=settings.zapi_rate_burst,
+        instance_id=instance.instance_id,
+        rate=instance.rate_limit,
+        burst=instance.rate_burst,
         recipient_interval=settings.zapi_recipient_interval,
         penalty_base=settings.zapi_retry_backoff,
         penalty_cap=settings.zapi_retry_backoff_max,
     )
 
 
-_limiter = PerProcess(_limiter_from_settings)
+_limiters = PerInstance(_limiter_for)
 
 
-def get_limiter() -> RateLimiter:
-    """The process-wide limiter of the configured Z-API instance."""
-    return _limiter.get()
+def get_limiter(instance: Instance | None = None) -> RateLimiter:
+    """The limiter of ``instance`` (default: ``default``): its own shared schedule and pause."""
+    return _limiters.get(instance or default_instance())

@@ -25,11 +25,13 @@ from typing import Any
 import httpx
 
 from config import Settings, ZapiCredentials, get_settings
+from config.instances import Instance
 from tasks.contract.endpoints import Endpoint
 from tasks.contract.errors import ZapiTransportError
 from tasks.contract.redaction import redact
 from tasks.contract.schemas import ZapiReply
-from tasks.per_process import PerProcess
+from tasks.instances import default_instance
+from tasks.per_process import PerInstance
 from tasks.zapi.deadline import DeadlineTransport, SendState, deadline_of_send
 from tasks.zapi.responses import interpret
 
@@ -96,10 +98,18 @@ class ZapiClient:
         )
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ZapiClient:
+    def from_settings(cls, settings: Settings, instance: Instance | None = None) -> ZapiClient:
+        """A client for ``instance`` (default: the single-instance variables)."""
+        credentials = (
+            settings.zapi_credentials()
+            if instance is None
+            else ZapiCredentials(
+                instance.instance_id, instance.instance_token, instance.client_token
+            )
+        )
         return cls(
             settings.zapi_url,
-            settings.zapi_credentials(),
+            credentials,
             timeout=settings.zapi_timeout,
             connect_timeout=settings.zapi_connect_timeout,
             max_connections=settings.worker_concurrency,
@@ -162,14 +172,17 @@ class ZapiClient:
         self._http.close()
 
 
-_client = PerProcess(lambda: ZapiClient.from_settings(get_settings()), ZapiClient.close)
+_clients = PerInstance(
+    lambda instance: ZapiClient.from_settings(get_settings(), instance), ZapiClient.close
+)
 
 
-def get_client() -> ZapiClient:
-    """The process-wide client, created on first use (after any fork)."""
-    return _client.get()
+def get_client(instance: Instance | None = None) -> ZapiClient:
+    """The process's client of ``instance`` (default: ``default``), made on first use (after
+    any fork): each instance has its own credentials and connection pool."""
+    return _clients.get(instance or default_instance())
 
 
 def close_client() -> None:
     """Close the process-wide client (worker shutdown)."""
-    _client.close()
+    _clients.close()

@@ -110,6 +110,16 @@ class ReceivedRequest:
         return data
 
 
+@dataclass(frozen=True)
+class OtherInstance:
+    """One more Z-API instance the fake serves: its credentials and its own 429 threshold."""
+
+    instance_token: str
+    client_token: str = DEFAULT_CLIENT_TOKEN
+    rate_limit: float | None = None
+    rate_burst: int = 1
+
+
 class SimulatorOptions(TypedDict, total=False):
     """How a fake Z-API is set up, in-process (ZapiSimulator) or not (RemoteSimulator)."""
 
@@ -182,7 +192,9 @@ class ZapiSimulator(SimulatorConfig, Managed):
         self._requests: list[ReceivedRequest] = []
         self._scripts: dict[str, collections.deque[Fault]] = {}
         self._outage: Fault | None = None
-        self._recent: collections.deque[float] = collections.deque()
+        self._recent_by_instance: dict[str, collections.deque[float]] = {}
+        #: More instances it serves (instance id -> credentials and 429 threshold), for tests.
+        self.other_instances: dict[str, OtherInstance] = {}
         self._random = random.Random(self.seed)
         self._callbacks = CallbackPoster()
         self._server = _Server((host, port), _Handler)
@@ -282,7 +294,7 @@ class ZapiSimulator(SimulatorConfig, Managed):
             self._requests.clear()
             self._scripts.clear()
             self._outage = None
-            self._recent.clear()
+            self._recent_by_instance.clear()
 
     # -- behaviour -----------------------------------------------------------------------------
     def _record(self, request: ReceivedRequest) -> None:
@@ -296,15 +308,21 @@ class ZapiSimulator(SimulatorConfig, Managed):
                 return queue.popleft()
             return self._outage
 
-    def _over_rate(self, now: float) -> bool:
-        if self.rate_limit is None:
+    def _over_rate(self, now: float, instance_id: str) -> bool:
+        """Above the instance's 429 threshold (each instance has its own window)."""
+        other = self.other_instances.get(instance_id)
+        limit, burst = (
+            (other.rate_limit, other.rate_burst) if other else (self.rate_limit, self.rate_burst)
+        )
+        if limit is None:
             return False
         with self._lock:
-            while self._recent and self._recent[0] <= now - 1.0:
-                self._recent.popleft()
-            if len(self._recent) >= math.floor(self.rate_limit) + self.rate_burst:
+            recent = self._recent_by_instance.setdefault(instance_id, collections.deque())
+            while recent and recent[0] <= now - 1.0:
+                recent.popleft()
+            if len(recent) >= math.floor(limit) + burst:
                 return True
-            self._recent.append(now)
+            recent.append(now)
             return False
 
     def answer(self, request: ReceivedRequest) -> tuple[int, Any, dict[str, str]] | Fault:
@@ -320,9 +338,16 @@ class ZapiSimulator(SimulatorConfig, Managed):
         client_token = request.headers.get("client-token")
         if not client_token:
             return 400, {"error": "your client-token is not configured"}, {}
-        if client_token != self.client_token:
+        other = self.other_instances.get(route["instance"])
+        expected = (
+            (other.client_token, other.instance_token)
+            if other
+            else (self.client_token, self.instance_token)
+        )
+        if client_token != expected[0]:
             return 403, {"error": f"Client-Token {client_token} not allowed"}, {}
-        if route["instance"] != self.instance_id or route["token"] != self.instance_token:
+        known = route["instance"] == self.instance_id or other is not None
+        if not known or route["token"] != expected[1]:
             return 400, {"error": "Instance not found"}, {}
         data = request.json
         if not isinstance(data, dict):
@@ -333,7 +358,7 @@ class ZapiSimulator(SimulatorConfig, Managed):
         fault = self._next_fault(request.message_id)
         if fault is not None:
             return fault
-        if self._over_rate(time.monotonic()):
+        if self._over_rate(time.monotonic(), route["instance"]):
             return 429, {"error": "Too many requests"}, {"Retry-After": "1"}
         with self._lock:
             failing = self._random.random() < self.error_rate

@@ -1,0 +1,84 @@
+"""Many WhatsApp numbers in one deployment: the Z-API instances a fleet sends through.
+
+The single-instance variables (``ZAPI_INSTANCE_ID``, ``ZAPI_INSTANCE_TOKEN``,
+``ZAPI_CLIENT_TOKEN``, ``ZAPI_RATE_LIMIT``, ``ZAPI_RATE_BURST``) define the instance
+``default``, unchanged. More come from ``ZAPI_INSTANCES`` (or ``ZAPI_INSTANCES_FILE``, for
+Docker and Kubernetes secrets), a JSON object mapping an alias to its settings::
+
+    {"store-sp": {"instance_id": "3C...", "instance_token": "...", "rate_limit": 2},
+     "store-rj": {"instance_id": "3D...", "instance_token": "...", "client_token": "..."}}
+
+``client_token``, ``rate_limit`` and ``rate_burst`` default to the global ones. An alias is
+``[a-z0-9_-]{1,40}``; a bad entry stops the process with a line naming the alias and the field.
+Every token is a secret: redacted from logs and errors like the single-instance ones.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, ValidationError
+
+DEFAULT_ALIAS = "default"
+ALIAS_PATTERN = re.compile(r"[a-z0-9_-]{1,40}")
+
+NonBlank = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+
+class InstanceEntry(BaseModel):
+    """One entry of ZAPI_INSTANCES, as written."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    instance_id: NonBlank
+    instance_token: SecretStr = Field(min_length=1)
+    client_token: SecretStr | None = Field(default=None, min_length=1)
+    rate_limit: Annotated[float, Field(gt=0, le=10_000)] | None = None
+    rate_burst: Annotated[int, Field(ge=1, le=1000)] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    """A Z-API instance the fleet sends through: what a job's ``instance`` kwarg names."""
+
+    alias: str
+    label: str
+    """How logs and metrics name it: the alias (``ZAPI_INSTANCE_ALIAS`` or the id for
+    ``default``, as before there were several). Never a token."""
+    instance_id: str
+    instance_token: SecretStr
+    client_token: SecretStr
+    rate_limit: float
+    rate_burst: int
+
+    def secrets(self) -> tuple[str, ...]:
+        return (self.instance_token.get_secret_value(), self.client_token.get_secret_value())
+
+
+def parse_instances(raw: str) -> dict[str, InstanceEntry]:
+    """ZAPI_INSTANCES' entries by alias, or ValueError naming the alias and the field."""
+    try:
+        data: Any = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"ZAPI_INSTANCES: not valid JSON ({exc.msg})") from None
+    if not isinstance(data, dict):
+        # ValueError, not TypeError: pydantic turns only ValueError into a validation error.
+        raise ValueError(  # noqa: TRY004
+            "ZAPI_INSTANCES: must be a JSON object mapping an alias to its settings"
+        )
+    entries = {}
+    for alias, entry in data.items():
+        if not ALIAS_PATTERN.fullmatch(alias):
+            raise ValueError(f"ZAPI_INSTANCES: alias {alias!r}: must match [a-z0-9_-]{{1,40}}")
+        try:
+            entries[alias] = InstanceEntry.model_validate(entry)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(part) for part in error['loc']) or 'entry'}: {error['msg']}"
+                for error in exc.errors(include_url=False, include_input=False)
+            )
+            raise ValueError(f"ZAPI_INSTANCES: {alias}: {problems}") from None
+    return entries

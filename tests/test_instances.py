@@ -1,0 +1,113 @@
+"""Several Z-API instances in one fleet: each job goes through the instance its ``instance``
+kwarg names, with that instance's credentials and its own rate limit; an unknown alias fails
+at once; no instance's token shows anywhere."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.bodies import unique_body
+from tests.faults import fault_stack
+from worker.dev.metrics import busiest_window
+from worker.dev.zapi_sim import OtherInstance
+
+pytestmark = pytest.mark.e2e
+
+B_ID, B_TOKEN, B_CLIENT = "inst-b", "itok-B-SECRET-55aa01", "ctok-B-SECRET-99cc02"
+DEFAULT_RATE, B_RATE = 8, 4
+
+
+def instances_env() -> dict[str, str]:
+    entry = {"instance_id": B_ID, "instance_token": B_TOKEN, "client_token": B_CLIENT}
+    return {
+        "zapi_instances": json.dumps({"shop-b": {**entry, "rate_limit": B_RATE}}),
+        "zapi_rate_limit": str(DEFAULT_RATE),
+        "zapi_rate_burst": "1",
+    }
+
+
+def test_each_job_goes_through_its_instance_within_that_instance_limit(tmp_path: Path) -> None:
+    with fault_stack(tmp_path, **instances_env()) as stack:
+        # Z-API's own thresholds: a 429 above each instance's limit (and a small margin).
+        stack.sim.rate_limit, stack.sim.rate_burst = DEFAULT_RATE, 1
+        stack.sim.other_instances[B_ID] = OtherInstance(B_TOKEN, B_CLIENT, rate_limit=B_RATE)
+        worker = stack.worker()
+        task = "zapi.order_status_update"
+        default_jobs = [stack.producer.send_task(task, args=[unique_body()]).id for _ in range(24)]
+        b_jobs = [
+            stack.producer.send_task(task, args=[unique_body()], kwargs={"instance": "shop-b"}).id
+            for _ in range(12)
+        ]
+        unknown = stack.producer.send_task(task, args=[unique_body()], kwargs={"instance": "nope"})
+        states = stack.wait_all([*default_jobs, *b_jobs, unknown.id], timeout=60)
+        unknown.get(timeout=10, propagate=False)
+        received = stack.sim.requests()
+        log = worker.log_text()
+        keys = [key.decode() for key in stack.redis.client().scan_iter(count=1000)]
+        results = [
+            json.dumps(stack.producer.AsyncResult(job).result, default=str)
+            for job in [*default_jobs, *b_jobs]
+        ]
+
+    assert Counter(states.values()) == {"SUCCESS": 36, "FAILURE": 1}
+    # The unknown alias: failed at once, naming it and the fleet's aliases; nothing sent.
+    assert type(unknown.result).__name__ == "UnknownInstanceError"
+    assert str(unknown.result) == "unknown instance 'nope': this fleet knows default, shop-b"
+    assert len(received) == 36
+
+    by_instance: dict[str, list[float]] = {}
+    for request in received:
+        assert request.status == 200, request.status  # no 429, no 403
+        instance = request.path.split("/")[2]
+        by_instance.setdefault(instance, []).append(request.received_at)
+    assert sorted(len(times) for times in by_instance.values()) == [12, 24]
+    assert len(by_instance[B_ID]) == 12
+    # Each within its own limit (a burst of 1, plus one at a window's edge).
+    assert busiest_window(by_instance[B_ID]) <= B_RATE + 1
+    assert busiest_window(by_instance["fault-instance"]) <= DEFAULT_RATE + 1
+    b_paths = {r.path.split("/")[4] for r in received if r.path.split("/")[2] == B_ID}
+    assert b_paths == {B_TOKEN}
+    assert {r.headers["client-token"] for r in received if B_ID in r.path} == {B_CLIENT}
+
+    # The alias, never a token, in the attempt log; no token in results or Redis keys.
+    assert "instance=shop-b" in log
+    for secret in (B_TOKEN, B_CLIENT):
+        assert secret not in log
+        assert not any(secret in key for key in keys)
+        assert not any(secret in result for result in results)
+
+
+def test_a_bad_instances_entry_stops_the_worker_naming_alias_and_field(tmp_path: Path) -> None:
+    bad = json.dumps({"shop-b": {"instance_id": B_ID}, "Shop": {}})
+    with (
+        fault_stack(tmp_path, zapi_instances=bad) as stack,
+        pytest.raises(RuntimeError) as exc_info,
+    ):
+        stack.worker()
+    said = str(exc_info.value)
+    assert "ZAPI_INSTANCES: shop-b: instance_token: Field required" in said
+    assert B_TOKEN not in said
+
+
+def test_redis_keys_are_per_instance(tmp_path: Path) -> None:
+    """Idempotency: the same body through two instances is two sends (two WhatsApp numbers)."""
+    with fault_stack(tmp_path, **instances_env()) as stack:
+        stack.sim.other_instances[B_ID] = OtherInstance(B_TOKEN, B_CLIENT)
+        stack.worker()
+        body = unique_body()
+        task = "zapi.order_status_update"
+        first = stack.producer.send_task(task, args=[body])
+        second = stack.producer.send_task(task, args=[body], kwargs={"instance": "shop-b"})
+        assert stack.wait_all([first.id, second.id], timeout=30) == {
+            first.id: "SUCCESS",
+            second.id: "SUCCESS",
+        }
+        client: redis.Redis = stack.redis.client()
+        idem = sorted(k.decode().split(":")[2] for k in client.scan_iter("zapi-queue:idem:*"))
+    assert len(stack.sim.requests(str(body["messageId"]))) == 2
+    assert sorted(set(idem)) == ["fault-instance", B_ID]
