@@ -5,12 +5,16 @@ at once; no instance's token shows anywhere."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import redis
 
+from tasks.contract.endpoints import Endpoint
+from tasks.contract.producer import Producer
 from tests.bodies import unique_body
 from tests.faults import fault_stack
 from worker.dev.metrics import busiest_window
@@ -111,3 +115,35 @@ def test_redis_keys_are_per_instance(tmp_path: Path) -> None:
         idem = sorted(k.decode().split(":")[2] for k in client.scan_iter("zapi-queue:idem:*"))
     assert len(stack.sim.requests(str(body["messageId"]))) == 2
     assert sorted(set(idem)) == ["fault-instance", B_ID]
+
+
+def test_the_cli_and_the_producer_choose_the_instance(tmp_path: Path) -> None:
+    with fault_stack(tmp_path, **instances_env()) as stack:
+        stack.sim.other_instances[B_ID] = OtherInstance(B_TOKEN, B_CLIENT)
+        stack.worker()
+        by_cli, by_producer, many = unique_body(), unique_body(), [unique_body(), unique_body()]
+        cli = str(Path(sys.executable).parent / "zapi-queue")
+        completed = subprocess.run(
+            [cli, "enqueue", "status", "--instance", "shop-b", "--wait", "30"],
+            input=json.dumps(by_cli),
+            env=stack.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert completed.returncode == 0, completed.stderr
+        producer = Producer(
+            broker_url=stack.env["CELERY_BROKER_URL"],
+            result_backend=stack.env["CELERY_RESULT_BACKEND"],
+        )
+        job = producer.enqueue(Endpoint.ORDER_STATUS_UPDATE, by_producer, instance="shop-b")
+        bulk = producer.enqueue_many(Endpoint.ORDER_STATUS_UPDATE, many, instance="shop-b")
+        for job_id in [job, *bulk.job_ids]:
+            producer.get_result(job_id, timeout=30)
+        producer.close()
+        paths = {
+            body["messageId"]: {r.path.split("/")[2] for r in stack.sim.requests(body["messageId"])}
+            for body in [by_cli, by_producer, *many]
+        }
+    assert all(instances == {B_ID} for instances in paths.values()), paths

@@ -90,14 +90,21 @@ class Producer:
         countdown: float | None = None,
         sequence: int | None = None,
         force: bool = False,
+        instance: str | None = None,
     ) -> str:
         """Validate ``body`` (unless told not to), take its place in its order's line, enqueue
         it, return the job id. ``sequence``: its position among its order's updates (default:
-        now); ``force``: send it even if it would move its order backward."""
+        now); ``force``: send it even if it would move its order backward; ``instance``: the
+        alias of the Z-API instance to send through (default: ``default``). An update for
+        another instance is placed in its order's line by the worker that fetches it (this
+        producer knows only the default instance's id)."""
         if validate:
             validate_update(endpoint, body)
         job_id = uuid()
-        kwargs: dict[str, Any] = {"sequence": self._in_line([(job_id, body, sequence)])[0]}
+        stamped = self._in_line([(job_id, body, sequence)], registers=instance is None)
+        kwargs: dict[str, Any] = {"sequence": stamped[0]}
+        if instance is not None:
+            kwargs["instance"] = instance
         if idempotency_key is not None:
             kwargs["idempotency_key"] = idempotency_key
         if force:
@@ -118,12 +125,14 @@ class Producer:
             self._last_stamp = max(self._last_stamp + 1, time.time_ns() // 1000)
             return self._last_stamp
 
-    def _in_line(self, jobs: list[tuple[str, Any, int | None]]) -> list[int]:
+    def _in_line(
+        self, jobs: list[tuple[str, Any, int | None]], *, registers: bool = True
+    ) -> list[int]:
         """Stamp each (job id, body, sequence or None) and, if the instance is known, register
         them in their orders' lines in one round trip. Returns the sequences."""
         sequences = [self._stamp() if given is None else given for _, _, given in jobs]
         instance = self._instance_id
-        if instance is None:
+        if instance is None or not registers:
             return sequences
         ttl = int(os.environ.get("ZAPI_ORDER_TTL") or DEFAULT_ORDER_TTL)
         pipe = self._state_redis().pipeline(transaction=False)
@@ -148,7 +157,12 @@ class Producer:
         return self.enqueue(Endpoint.ORDER_PAYMENT_UPDATE, body, **options)
 
     def enqueue_many(
-        self, endpoint: Endpoint, bodies: Iterable[Any], *, validate: bool = True
+        self,
+        endpoint: Endpoint,
+        bodies: Iterable[Any],
+        *,
+        validate: bool = True,
+        instance: str | None = None,
     ) -> BulkResult:
         """Enqueue many bodies in one go: invalid ones are reported, the rest are sent through
         one Redis pipeline per ``BATCH_SIZE`` messages (where the transport supports it)."""
@@ -163,11 +177,12 @@ class Producer:
                     continue
             accepted.append(body)
         jobs: list[tuple[str, Any, int | None]] = [(uuid(), body, None) for body in accepted]
-        sequences = self._in_line(jobs)
+        sequences = self._in_line(jobs, registers=instance is None)
         task_name = TASK_NAMES[endpoint]
+        named = {"instance": instance} if instance is not None else {}
         with self._batched_producer() as producer:
             for (job_id, body, _), sequence in zip(jobs, sequences, strict=True):
-                self._publish(producer, task_name, body, job_id, {"sequence": sequence})
+                self._publish(producer, task_name, body, job_id, {"sequence": sequence, **named})
         outcome.job_ids = [job_id for job_id, _, _ in jobs]
         return outcome
 

@@ -60,7 +60,11 @@ class BulkReport:
 
 
 def enqueue_lines(
-    producer: Producer, endpoint: Endpoint, source: TextIO, progress_stream: TextIO
+    producer: Producer,
+    endpoint: Endpoint,
+    source: TextIO,
+    progress_stream: TextIO,
+    instance: str | None = None,
 ) -> BulkReport:
     """Validate and enqueue every non-blank line of ``source``, ``CHUNK`` at a time."""
     numbered = [(n, line) for n, line in enumerate(source.read().splitlines(), 1) if line.strip()]
@@ -74,7 +78,7 @@ def enqueue_lines(
                 parsed.append((number, json.loads(line)))
             except ValueError as exc:
                 report.rejected[number] = f"not valid JSON: {getattr(exc, 'msg', exc)}"
-        outcome = producer.enqueue_many(endpoint, [body for _, body in parsed])
+        outcome = producer.enqueue_many(endpoint, [body for _, body in parsed], instance=instance)
         refused = dict(outcome.rejected)
         for index, (number, _) in enumerate(parsed):
             if index in refused:

@@ -41,6 +41,7 @@ ENDPOINTS = {"status": Endpoint.ORDER_STATUS_UPDATE, "payment": Endpoint.ORDER_P
     default="-",
     help="bulk: where each line's job id or refusal goes, as JSON Lines (default stdout)",
 )
+@click.option("--instance", help="the Z-API instance's alias (ZAPI_INSTANCES; default: default)")
 @click.option("--idempotency-key", help="single job only: a repeat with this key is not sent")
 @click.option("--wait", type=float, help="single job only: wait this many seconds for the reply")
 def enqueue(
@@ -48,6 +49,7 @@ def enqueue(
     body_file: TextIO,
     jsonl: TextIO | None,
     out: TextIO,
+    instance: str | None,
     idempotency_key: str | None,
     wait: float | None,
 ) -> None:
@@ -69,14 +71,16 @@ def enqueue(
     producer = producer_or_exit()
     try:
         if jsonl is not None:
-            _enqueue_file(producer, endpoint, jsonl, out)
+            _enqueue_file(producer, endpoint, jsonl, out, instance)
             return
         try:
             body = json.load(body_file)
         except ValueError as exc:
             fail(f"not valid JSON: {exc}")
         try:
-            job_id = producer.enqueue(endpoint, body, idempotency_key=idempotency_key)
+            job_id = producer.enqueue(
+                endpoint, body, idempotency_key=idempotency_key, instance=instance
+            )
         except InvalidBodyError as exc:
             click.echo(f"rejected: {exc}", err=True)
             sys.exit(1)
@@ -87,9 +91,11 @@ def enqueue(
         producer.close()
 
 
-def _enqueue_file(producer: Producer, endpoint: Endpoint, source: TextIO, out: TextIO) -> None:
+def _enqueue_file(
+    producer: Producer, endpoint: Endpoint, source: TextIO, out: TextIO, instance: str | None
+) -> None:
     started = time.monotonic()
-    report = enqueue_lines(producer, endpoint, source, progress_stream=sys.stderr)
+    report = enqueue_lines(producer, endpoint, source, sys.stderr, instance)
     for record in report.records():
         out.write(json.dumps(record, ensure_ascii=False) + "\n")
     out.flush()
