@@ -15,6 +15,7 @@ import redis
 
 from tasks.contract.endpoints import Endpoint
 from tasks.contract.producer import Producer
+from tasks.state.ratelimit import RateLimiter
 from tests.bodies import unique_body
 from tests.faults import fault_stack
 from worker.dev.metrics import busiest_window
@@ -147,3 +148,33 @@ def test_the_cli_and_the_producer_choose_the_instance(tmp_path: Path) -> None:
             for body in [by_cli, by_producer, *many]
         }
     assert all(instances == {B_ID} for instances in paths.values()), paths
+
+
+def test_health_lists_every_instance_with_its_pause(tmp_path: Path) -> None:
+    with fault_stack(tmp_path, **instances_env()) as stack:
+        limiter = RateLimiter(stack.redis.client(), instance_id=B_ID, rate=B_RATE)
+        limiter.penalize(60, rate_limited=True)
+        cli = str(Path(sys.executable).parent / "zapi-queue")
+        shown = subprocess.run(
+            [cli, "health", "--json", "--min-workers", "0", "--timeout", "0.5"],
+            env=stack.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        text = subprocess.run(
+            [cli, "health", "--min-workers", "0", "--timeout", "0.5"],
+            env=stack.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        ).stdout
+    report = json.loads(shown.stdout)
+    assert sorted(report["instances"]) == ["default", "shop-b"]
+    assert report["instances"]["default"]["paused_for"] == 0
+    assert 55 < report["instances"]["shop-b"]["paused_for"] <= 60
+    assert report["instances"]["shop-b"]["rate_limit"] == B_RATE
+    assert "instance shop-b (shop-b): 4/s, PAUSED for" in text
+    assert B_TOKEN not in shown.stdout + text

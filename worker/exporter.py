@@ -39,7 +39,7 @@ from prometheus_client.registry import Collector
 from config import Settings
 from tasks.state.deadletter import DeadLetterStore
 from tasks.state.deliveries import state_counts
-from tasks.state.ratelimit import RateLimiter
+from tasks.state.ratelimit import paused_for
 from tasks.state.store import connect
 from tasks.state.webhook_stats import WebhookStats
 
@@ -123,9 +123,9 @@ class FleetCollector(Collector):
         try:
             store = DeadLetterStore.from_settings(client, settings)
             letters, by_type, dropped = store.count(), store.count_by_type(), store.dropped()
-            instance = settings.zapi_instance_id
-            states = state_counts(client, instance) if instance else {}
-            paused = self._paused_seconds(client) if instance else None
+            instances = settings.instances().values()
+            states = {i.label: state_counts(client, i.instance_id) for i in instances}
+            paused = {i.label: paused_for(client, i) for i in instances}
             callbacks = WebhookStats(client).counts()
         finally:
             client.close()
@@ -144,23 +144,23 @@ class FleetCollector(Collector):
         )
         trimmed.add_metric([], dropped)
         yield trimmed
-        alias = settings.instance_alias
         delivery = CounterMetricFamily(
             "zapi_queue_delivery_states",
             "Messages that reached each delivery state, from Z-API's callbacks.",
             labels=["instance", "state"],
         )
-        for state, count in sorted(states.items()):
-            delivery.add_metric([alias, state], count)
+        for label, counts in sorted(states.items()):
+            for state, count in sorted(counts.items()):
+                delivery.add_metric([label, state], count)
         yield delivery
-        if paused is not None:
-            pause = GaugeMetricFamily(
-                "zapi_queue_instance_paused_seconds",
-                "Seconds until sends resume after a pause Z-API asked for (0: not paused).",
-                labels=["instance"],
-            )
-            pause.add_metric([alias], paused)
-            yield pause
+        pause = GaugeMetricFamily(
+            "zapi_queue_instance_paused_seconds",
+            "Seconds until sends resume after a pause Z-API asked for (0: not paused).",
+            labels=["instance"],
+        )
+        for label, seconds in sorted(paused.items()):
+            pause.add_metric([label], seconds)
+        yield pause
         webhooks = CounterMetricFamily(
             "zapi_queue_webhook_callbacks",
             "Callbacks the webhook receiver took, by type and outcome.",
@@ -170,13 +170,6 @@ class FleetCollector(Collector):
             outcome, _, kind = field.partition(":")
             webhooks.add_metric([kind, outcome], count)
         yield webhooks
-
-    def _paused_seconds(self, client: redis.Redis) -> float:
-        assert self.settings.zapi_instance_id is not None
-        limiter = RateLimiter(
-            client, instance_id=self.settings.zapi_instance_id, rate=self.settings.zapi_rate_limit
-        )
-        return limiter.paused_for()
 
     def _workers_alive(self) -> Metric:
         if self._app is None:

@@ -268,6 +268,13 @@ def _limiter_for(instance: Instance) -> RateLimiter:
 _limiters = PerInstance(_limiter_for)
 
 
+def paused_for(client: redis.Redis, instance: Instance) -> float:
+    """Seconds until ``instance``'s sends resume after a pause Z-API asked for (0: none), read
+    with ``client`` (the CLI's and the exporter's, not the worker's)."""
+    limiter = RateLimiter(client, instance_id=instance.instance_id, rate=instance.rate_limit)
+    return limiter.paused_for()
+
+
 def get_limiter(instance: Instance | None = None) -> RateLimiter:
     """The limiter of ``instance`` (default: ``default``): its own shared schedule and pause."""
     return _limiters.get(instance or default_instance())

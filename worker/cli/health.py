@@ -10,9 +10,11 @@ import click
 import redis
 
 from config import Settings
+from config.instances import Instance
 from tasks.contract.redaction import redact
 from tasks.state.deadletter import DeadLetterStore
 from tasks.state.instances import InstanceEvents
+from tasks.state.ratelimit import paused_for
 from tasks.state.store import connect
 from tasks.state.webhook_stats import WebhookStats
 from worker.cli.common import settings_or_exit, when
@@ -93,6 +95,15 @@ def readable(report: dict[str, Any]) -> list[str]:
         lines.append(f"instance: {state} since {since} UTC{error}")
     elif connection is not None:
         lines.append(f"instance: {connection}")
+    for alias, instance in report.get("instances", {}).items():
+        paused = f", PAUSED for {instance['paused_for']:g}s" if instance["paused_for"] else ""
+        connection = instance["connection"]
+        state = "no connection event yet"
+        if connection is not None:
+            state = "connected" if connection["connected"] else "DISCONNECTED"
+        lines.append(
+            f"instance {alias} ({instance['label']}): {instance['rate_limit']:g}/s{paused}, {state}"
+        )
     if "webhook_callbacks" in report:
         counts = report["webhook_callbacks"]
         shown = ", ".join(f"{name} {count}" for name, count in sorted(counts.items()))
@@ -148,4 +159,19 @@ def _instance_events(client: redis.Redis, settings: Settings, report: dict[str, 
     if settings.zapi_instance_id is not None:
         connection = InstanceEvents(client).get(settings.zapi_instance_id)
         report["instance_connection"] = connection.as_dict() if connection else "no event yet"
+    report["instances"] = {
+        alias: _instance_report(client, instance)
+        for alias, instance in sorted(settings.instances().items())
+    }
     report["webhook_callbacks"] = WebhookStats(client).counts()
+
+
+def _instance_report(client: redis.Redis, instance: Instance) -> dict[str, Any]:
+    """One instance as ``health`` shows it: its limit, its pause, its phone's connection."""
+    connection = InstanceEvents(client).get(instance.instance_id)
+    return {
+        "label": instance.label,
+        "rate_limit": instance.rate_limit,
+        "paused_for": round(paused_for(client, instance), 1),
+        "connection": connection.as_dict() if connection else None,
+    }
