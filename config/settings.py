@@ -162,6 +162,12 @@ class Settings(BaseSettings):
     # Worker process.
     worker_concurrency: Annotated[int, Field(ge=1, le=1000)] = 64
     """Sends in flight per worker container (threads of the shipped thread pool)."""
+    zapi_instance_concurrency: Annotated[int, Field(ge=1, le=1000)] | None = None
+    """At most this many of a worker's threads busy with one Z-API instance (default: half of
+    WORKER_CONCURRENCY), so that one hanging instance cannot hold them all."""
+    zapi_breaker_failures: Annotated[int, Field(ge=0, le=1000)] = 5
+    """Transient failures of an instance in a row (in one worker) that pause its sends on every
+    worker, like a 429 does; 0 turns the breaker off."""
 
     @field_validator("zapi_instance_id")
     @classmethod

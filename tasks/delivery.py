@@ -64,6 +64,7 @@ from tasks.contract.ordering import Delivered, checked_sequence, order_request_i
 from tasks.contract.redaction import redact
 from tasks.contract.schemas import OrderUpdate, ShortUpdate
 from tasks.contract.validation import validate_body, validate_update
+from tasks.instance_guard import get_guard
 from tasks.instances import instance_named
 from tasks.order_line import OrderLine, Turned, Wait
 from tasks.per_process import PerInstance, PerProcess
@@ -310,21 +311,30 @@ class Execution:
         done = self._claimed(turned.claim)
         if done is not None:
             return done
-        update = turned.update or complete(Delivered())
-        self._phone = update.phone
-        try:
-            max_wait = self.settings.zapi_rate_max_wait
-            waited_from = time.perf_counter()
-            wait_for_slot(self._limiter(), update.phone, self.state.slot_us, max_wait)
-            metrics.SLOT_WAIT.labels(self.label).observe(time.perf_counter() - waited_from)
-        except Deferral as deferral:
+        guard = get_guard(instance)
+        if not guard.try_enter():
             store.release(key, owner)
-            self._defer(deferral)
-        # The claim may have lapsed during the wait: re-assert it for the request's deadline.
-        done = self._claimed(store.before_send(key, owner))
-        if done is not None:
-            return done
-        return self._send(store, key, owner, update, sequence, has_snapshot=turned.has_snapshot)
+            self._defer(
+                Deferral(INSTANCE_BUSY_WAIT, None, f"{guard.capacity} sends to it in flight here")
+            )
+        try:
+            update = turned.update or complete(Delivered())
+            self._phone = update.phone
+            try:
+                max_wait = self.settings.zapi_rate_max_wait
+                waited_from = time.perf_counter()
+                wait_for_slot(self._limiter(), update.phone, self.state.slot_us, max_wait)
+                metrics.SLOT_WAIT.labels(self.label).observe(time.perf_counter() - waited_from)
+            except Deferral as deferral:
+                store.release(key, owner)
+                self._defer(deferral)
+            # The claim may have lapsed during the wait: re-assert it for the request's deadline.
+            done = self._claimed(store.before_send(key, owner))
+            if done is not None:
+                return done
+            return self._send(store, key, owner, update, sequence, has_snapshot=turned.has_snapshot)
+        finally:
+            guard.leave()
 
     def _find_order(self, short: ShortUpdate) -> Snapshot:  # noqa: RET503 - re-schedules
         """The short update's order from the book; while it may still come (its webhook on its
@@ -439,6 +449,7 @@ class Execution:
             reply = get_client(self.instance).send(self.endpoint, wire).to_result()
         except ZapiQueueError as exc:
             self._after_failed_send(store, key, owner, exc)
+        get_guard(self._known_instance()).succeeded()
         result = result_with_ambiguity(reply, self.ambiguous)
         burial = self._record(
             key, owner, update, sequence, result, wire=None if has_snapshot else wire
@@ -522,6 +533,11 @@ class Execution:
         status = getattr(exc, "status_code", None)
         if isinstance(exc, ZapiRateLimitedError):
             self._after_429(exc)
+        guard = get_guard(self._known_instance())
+        if not isinstance(exc, TransientError):
+            guard.succeeded()  # a refusal: Z-API is there and answering
+        elif guard.failed():
+            self._trip_breaker(exc)
         if isinstance(exc, TransientError):
             delay = self._next_delay(exc, status)
             self._log("retry", status, f"retrying in {delay:.2f}s: {exc.message}", logging.WARNING)
@@ -577,9 +593,23 @@ class Execution:
         self._log("gave-up", status, exc.message, logging.WARNING)
         raise AttemptsExhaustedError(message) from None
 
-    def _penalize(self, retry_after: float | None, *, rate_limited: bool) -> float:
+    def _trip_breaker(self, exc: ZapiQueueError) -> None:
+        """The instance failed ZAPI_BREAKER_FAILURES times in a row here: pause its sends on
+        every worker (growing at each trip), so its jobs wait without using attempts."""
+        pause = self._penalize(None, rate_limited=True, reason="outage")
+        logger.warning(
+            "instance %s: %d failures in a row (last: %s); its sends pause %.1fs",
+            self.label,
+            self.settings.zapi_breaker_failures,
+            exc.message,
+            pause,
+        )
+
+    def _penalize(
+        self, retry_after: float | None, *, rate_limited: bool, reason: str | None = None
+    ) -> float:
         """Pause the instance on every worker; if Redis fails, this job still waits."""
-        reason = "rate_limited" if rate_limited else "retry_after"
+        reason = reason or ("rate_limited" if rate_limited else "retry_after")
         metrics.INSTANCE_PAUSES.labels(self.label, reason).inc()
         try:
             return self._limiter().penalize(retry_after, rate_limited=rate_limited)
@@ -813,6 +843,9 @@ class Execution:
             ambiguous=self.ambiguous,
         )
 
+
+#: Seconds a job waits when its instance has all its in-flight permits taken in this worker.
+INSTANCE_BUSY_WAIT = 0.5
 
 #: Re-schedulings that use no attempt, by the reason the metrics give them.
 DEFERRAL_REASONS: dict[type[Exception], str] = {

@@ -192,6 +192,7 @@ class ZapiSimulator(SimulatorConfig, Managed):
         self._requests: list[ReceivedRequest] = []
         self._scripts: dict[str, collections.deque[Fault]] = {}
         self._outage: Fault | None = None
+        self._instance_outages: dict[str, Fault] = {}
         self._recent_by_instance: dict[str, collections.deque[float]] = {}
         #: More instances it serves (instance id -> credentials and 429 threshold), for tests.
         self.other_instances: dict[str, OtherInstance] = {}
@@ -236,10 +237,16 @@ class ZapiSimulator(SimulatorConfig, Managed):
         with self._lock:
             self._scripts.setdefault(message_id, collections.deque()).extend(faults)
 
-    def set_outage(self, fault: Fault | None) -> None:
-        """Answer every valid request with ``fault`` until called again with None."""
+    def set_outage(self, fault: Fault | None, instance_id: str | None = None) -> None:
+        """Answer every valid request (of ``instance_id`` only, if given) with ``fault`` until
+        called again with None."""
         with self._lock:
-            self._outage = fault
+            if instance_id is None:
+                self._outage = fault
+            elif fault is None:
+                self._instance_outages.pop(instance_id, None)
+            else:
+                self._instance_outages[instance_id] = fault
 
     def requests(self, message_id: str | None = None) -> list[ReceivedRequest]:
         """What was received so far, optionally only requests for one ``messageId``."""
@@ -294,6 +301,7 @@ class ZapiSimulator(SimulatorConfig, Managed):
             self._requests.clear()
             self._scripts.clear()
             self._outage = None
+            self._instance_outages.clear()
             self._recent_by_instance.clear()
 
     # -- behaviour -----------------------------------------------------------------------------
@@ -301,12 +309,12 @@ class ZapiSimulator(SimulatorConfig, Managed):
         with self._lock:
             self._requests.append(request)
 
-    def _next_fault(self, message_id: str | None) -> Fault | None:
+    def _next_fault(self, message_id: str | None, instance_id: str) -> Fault | None:
         with self._lock:
             queue = self._scripts.get(message_id or "")
             if queue:
                 return queue.popleft()
-            return self._outage
+            return self._instance_outages.get(instance_id, self._outage)
 
     def _over_rate(self, now: float, instance_id: str) -> bool:
         """Above the instance's 429 threshold (each instance has its own window)."""
@@ -355,7 +363,7 @@ class ZapiSimulator(SimulatorConfig, Managed):
         missing = [name for name in REQUIRED_FIELDS if name not in data]
         if missing:
             return 400, {"error": f"{missing[0]} is required"}, {}
-        fault = self._next_fault(request.message_id)
+        fault = self._next_fault(request.message_id, route["instance"])
         if fault is not None:
             return fault
         if self._over_rate(time.monotonic(), route["instance"]):
