@@ -451,13 +451,20 @@ class Execution:
             self._after_failed_send(store, key, owner, exc)
         get_guard(self._known_instance()).succeeded()
         result = result_with_ambiguity(reply, self.ambiguous)
-        burial = self._record(
+        burial, earlier = self._record(
             key, owner, update, sequence, result, wire=None if has_snapshot else wire
         )
         self._pace()
         self._log("delivered", 200, f"zaapId={reply['zaapId']}")
         if burial is not None:
             self._bury_failed_delivery(burial)
+        if earlier is not None:
+            # Another execution of this job (it took the job over while this one was frozen)
+            # recorded its reply first: every execution's result is that one, ambiguity included.
+            logger.warning(
+                "job %s: another execution recorded its reply first; its result stands", self.job_id
+            )
+            return earlier
         return result
 
     def _record(
@@ -469,12 +476,12 @@ class Execution:
         result: dict[str, Any],
         *,
         wire: dict[str, Any] | None,
-    ) -> Burial | None:
+    ) -> tuple[Burial | None, dict[str, Any] | None]:
         """In one round trip that must not be lost: the reply (idempotency), the order's new
         state (the next in line may go), its snapshot from the sent ``wire`` body (None: the
         book has it), and the message's delivery record, linked to this job for its
-        callbacks. Returns the job's burial if Z-API's failure callback for
-        the message came first."""
+        callbacks. Returns the job's burial if Z-API's failure callback for the message came
+        first, and the reply another execution of the job recorded first, if one did."""
         turns, deliveries = self._turns(), self._deliveries()
         delivered_args = turns.lines.delivered_args(
             self.job_id, update.order_status, update.payment_status, sequence
@@ -505,7 +512,10 @@ class Execution:
                 )
             ),
         )
-        return deliveries.burial(message_id, answers[-1]) if answers else None
+        if not answers:
+            return None, None
+        linked, earlier = answers[-1]
+        return deliveries.burial(message_id, linked), earlier
 
     def _bury_failed_delivery(self, burial: Burial) -> None:
         """Z-API reported this message's failure before we recorded its reply."""

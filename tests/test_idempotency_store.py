@@ -109,3 +109,12 @@ def test_every_key_expires(client: redis.Redis) -> None:
 def test_the_result_names_ambiguous_sends_only_when_there_were_some() -> None:
     assert with_ambiguity(REPLY, 0) == REPLY
     assert with_ambiguity(REPLY, 2) == {**REPLY, AMBIGUOUS_FIELD: 2}
+
+
+def test_a_later_record_learns_the_first_reply(client: redis.Redis) -> None:
+    """An execution that took a job over records its reply first; the one it replaced, resumed,
+    records too and must return the first reply (with its ambiguity), not its own."""
+    store = make_store(client)
+    first = {**REPLY, "ambiguousAttempts": 1}
+    assert store.record("k2", "b", first, "job-b") is None
+    assert store.record("k2", "a", REPLY, "job-a") == first

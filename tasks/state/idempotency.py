@@ -88,11 +88,14 @@ local function before_send(owner, lease_ms, ttl)
   redis.call('EXPIRE', idem_sent, ttl)
   return {0, tostring(ambiguous)}
 end
--- The first reply recorded stays (a later one is a duplicate's).
+-- The first reply recorded stays (a later one is a duplicate's). Returns '' when this one is
+-- the first, else the first one's record: the job's result must be that one.
 local function record(owner, reply, ttl)
-  redis.call('SET', idem_reply, reply, 'NX', 'EX', ttl)
+  local first = redis.call('SET', idem_reply, reply, 'NX', 'EX', ttl)
   redis.call('DEL', idem_sent)
   if redis.call('GET', idem_claim) == owner then redis.call('DEL', idem_claim) end
+  if first then return '' end
+  return redis.call('GET', idem_reply) or ''
 end
 """
 
@@ -100,7 +103,7 @@ _CLAIM = lua_library() + "return claim(ARGV[1], ARGV[2])\n"
 # ARGV: owner, lease ms (the request's deadline and a margin), sent TTL s.
 _BEFORE_SEND = lua_library() + "return before_send(ARGV[1], ARGV[2], ARGV[3])\n"
 # ARGV: owner, reply JSON, TTL s.
-_RECORD = lua_library() + "record(ARGV[1], ARGV[2], ARGV[3])\nreturn 1\n"
+_RECORD = lua_library() + "return record(ARGV[1], ARGV[2], ARGV[3])\n"
 
 # A send that got no reply. ARGV: owner, '1' if it may have reached Z-API, sent TTL s.
 # Returns the ambiguous sends so far.
@@ -144,6 +147,14 @@ class Claim:
     ambiguous: int = 0
     delivered_by: str | None = None
     delivered_at: float | None = None
+
+
+def earlier_reply(record: Any) -> dict[str, Any] | None:
+    """The reply another execution recorded first (``record``'s answer), or None."""
+    raw = record.decode() if isinstance(record, bytes) else record
+    if not raw:
+        return None
+    return _delivered(raw).reply
 
 
 def reply_record(reply: dict[str, Any], job_id: str, at: float) -> str:
@@ -236,9 +247,13 @@ class IdempotencyStore:
         step; or learn that the key was delivered, or taken, meanwhile (then: do not send)."""
         return self.parse_claim(self._run("before_send", key, owner, self.send_lease_ms, self.ttl))
 
-    def record(self, key: str, owner: str, reply: dict[str, Any], job_id: str) -> None:
-        """Remember the reply (the first one recorded wins), clear the send, drop our claim."""
-        self._run("record", key, owner, reply_record(reply, job_id, time.time()), self.ttl)
+    def record(
+        self, key: str, owner: str, reply: dict[str, Any], job_id: str
+    ) -> dict[str, Any] | None:
+        """Remember the reply (the first one recorded wins), clear the send, drop our claim.
+        Returns the reply recorded first by another execution, when one was."""
+        answer = self._run("record", key, owner, reply_record(reply, job_id, time.time()), self.ttl)
+        return earlier_reply(answer)
 
     def after_failed_send(self, key: str, owner: str, *, ambiguous: bool) -> int:
         """A send without a reply: count it if it may have reached Z-API, drop our claim.

@@ -14,7 +14,7 @@ from typing import Any
 import redis
 
 from tasks.state import deliveries, idempotency, orders
-from tasks.state.idempotency import Claim, IdempotencyStore
+from tasks.state.idempotency import Claim, IdempotencyStore, earlier_reply
 from tasks.state.orders import Entry, OrderLines, Turn
 
 _LIBRARIES = orders.lua_library(1) + idempotency.lua_library(4) + deliveries.lua_library(8)
@@ -34,17 +34,18 @@ return {entered, claim(ARGV[8], ARGV[9])}
 # KEYS: as above, then the order message's index (7) and the new message's delivery hash (8).
 # ARGV: the owner, the reply JSON, its TTL s; delivered's five arguments (the fifth: the order
 # TTL); the snapshot JSON ('' when the book has it) and the orderRequestId; link's five arguments.
-# Returns link's answer: the burial fields when the message's failure was reported first.
+# Returns {link's answer (the burial fields when the message's failure was reported first; else
+# empty), the reply recorded first by another execution of the key ('' when this one is first)}.
 _RECORD_AND_DELIVERED = (
     _LIBRARIES
     + """
-record(ARGV[1], ARGV[2], ARGV[3])
+local earlier = record(ARGV[1], ARGV[2], ARGV[3])
 delivered(ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8])
 if ARGV[9] ~= '' then
   redis.call('HSETNX', state, 'snapshot', ARGV[9])
   redis.call('SET', KEYS[7], ARGV[10], 'NX', 'EX', ARGV[8])
 end
-return link(ARGV[11], ARGV[12], ARGV[13], ARGV[14], ARGV[15])
+return {link(ARGV[11], ARGV[12], ARGV[13], ARGV[14], ARGV[15]) or {}, earlier}
 """
 )
 
@@ -85,10 +86,11 @@ class Turns:
     ) -> Any:
         """Record the reply, the order's new state (``OrderLines.delivered_args``), its
         snapshot (``(message index key, JSON)``, unless the book has it) and the delivery
-        record (``(key, DeliveryBook.link_args)``) at once; returns ``link``'s answer."""
+        record (``(key, DeliveryBook.link_args)``) at once; returns ``(link's answer or
+        None, the reply another execution recorded first or None)``."""
         message_key, snapshot_json = snapshot or ("", "")
         delivery_key, link_args = delivery
-        return self._record_and_delivered(
+        linked, earlier = self._record_and_delivered(
             keys=[*self.lines.keys(order), *self.store.keys(key), message_key, delivery_key],
             args=[
                 *(owner, reply_json, self.store.ttl),
@@ -97,3 +99,4 @@ class Turns:
                 *link_args,
             ],
         )
+        return (linked or None), earlier_reply(earlier)
