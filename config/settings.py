@@ -165,6 +165,9 @@ class Settings(BaseSettings):
     zapi_instance_concurrency: Annotated[int, Field(ge=1, le=1000)] | None = None
     """At most this many of a worker's threads busy with one Z-API instance (default: half of
     WORKER_CONCURRENCY), so that one hanging instance cannot hold them all."""
+    zapi_disconnected_hold: Annotated[int, Field(ge=0, le=86_400)] = 600
+    """Seconds at most an instance's sends are held after Z-API reports its phone disconnected
+    (until it reports it connected again); 0 never holds (Z-API queues sends meanwhile)."""
     zapi_breaker_failures: Annotated[int, Field(ge=0, le=1000)] = 5
     """Transient failures of an instance in a row (in one worker) that pause its sends on every
     worker, like a 429 does; 0 turns the breaker off."""

@@ -24,11 +24,12 @@ INSTANCE_TTL = 30 * 86_400
 # KEYS[1]: the instance's hash. ARGV: connected (1/0), error, at, TTL s.
 _RECORD = """
 local at = tonumber(redis.call('HGET', KEYS[1], 'at') or '0')
-if tonumber(ARGV[3]) >= at then
+local newest = tonumber(ARGV[3]) >= at
+if newest then
   redis.call('HSET', KEYS[1], 'connected', ARGV[1], 'error', ARGV[2], 'at', ARGV[3])
 end
 redis.call('EXPIRE', KEYS[1], ARGV[4])
-return 1
+return newest and 1 or 0
 """
 
 
@@ -49,10 +50,13 @@ class InstanceEvents:
         self._redis = client
         self._record = client.register_script(_RECORD)
 
-    def record(self, instance_id: str, *, connected: bool, error: str | None, at: float) -> None:
-        self._record(
-            keys=[INSTANCE_PREFIX + instance_id],
-            args=["1" if connected else "0", error or "", f"{at:.6f}", INSTANCE_TTL],
+    def record(self, instance_id: str, *, connected: bool, error: str | None, at: float) -> bool:
+        """Keep the event; False when a newer one was already kept (it changes nothing)."""
+        return bool(
+            self._record(
+                keys=[INSTANCE_PREFIX + instance_id],
+                args=["1" if connected else "0", error or "", f"{at:.6f}", INSTANCE_TTL],
+            )
         )
 
     def get(self, instance_id: str) -> Connection | None:

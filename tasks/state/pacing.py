@@ -39,6 +39,8 @@ def wait_for_slot(
     for _ in range(MAX_SLOT_ROUNDS):
         if check is None or check.cancelled or check.wait < -limiter.late_tolerance:
             reservation = limiter.reserve(None if paced else phone)
+            if reservation.held:
+                raise Deferral(reservation.wait, None, "instance disconnected (Z-API's callback)")
             if not reservation.granted:
                 raise Deferral(reservation.wait, None, "recipient pacing")
             paced = True

@@ -36,10 +36,12 @@ from tasks.state.store import KEY_PREFIX, get_redis
 # Scripts that write after TIME call redis.replicate_commands() first: Redis 6.2 configured with
 # lua-replicate-commands off refuses writes after a non-deterministic command (a no-op on 7).
 
-# KEYS[1]: instance schedule (its theoretical arrival time, µs); KEYS[2]: recipient's next allowed
-# send time (µs), or absent. ARGV: emission interval µs, burst tolerance µs, recipient interval µs.
+# KEYS[1]: instance schedule (its theoretical arrival time, µs); KEYS[2]: the instance's hold
+# (its phone is disconnected); KEYS[3]: recipient's next allowed send time (µs), or absent.
+# ARGV: emission interval µs, burst tolerance µs, recipient interval µs, longest hold wait µs.
 # Returns {granted, slot_us, now_us}: granted=1 reserved slot_us; granted=0 means the recipient is
-# paced until slot_us and nothing was reserved.
+# paced until slot_us, granted=2 that the instance is held (look again at slot_us); nothing was
+# reserved then.
 _RESERVE = """
 redis.replicate_commands()
 local t = redis.call('TIME')
@@ -47,8 +49,12 @@ local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2])
 local recipient_interval = tonumber(ARGV[3])
-if KEYS[2] and recipient_interval > 0 then
-  local next_allowed = tonumber(redis.call('GET', KEYS[2]) or '0')
+local held_ms = redis.call('PTTL', KEYS[2])
+if held_ms > 0 then
+  return {2, now + math.min(held_ms * 1000, tonumber(ARGV[4])), now}
+end
+if KEYS[3] and recipient_interval > 0 then
+  local next_allowed = tonumber(redis.call('GET', KEYS[3]) or '0')
   if next_allowed > now then
     return {0, next_allowed, now}
   end
@@ -60,9 +66,9 @@ if slot < now then slot = now end
 local new_tat = tat + interval
 redis.call('SET', KEYS[1], string.format('%d', new_tat),
             'PX', math.ceil((new_tat - now) / 1000) + 1000)
-if KEYS[2] and recipient_interval > 0 then
+if KEYS[3] and recipient_interval > 0 then
   local next_allowed = slot + recipient_interval
-  redis.call('SET', KEYS[2], string.format('%d', next_allowed),
+  redis.call('SET', KEYS[3], string.format('%d', next_allowed),
               'PX', math.ceil((next_allowed - now) / 1000) + 1000)
 end
 return {1, slot, now}
@@ -132,10 +138,13 @@ class Reservation:
     granted: bool
     slot_us: int
     now_us: int
+    held: bool = False
+    """Not granted: the instance is held (its phone disconnected); look again after ``wait``."""
 
     @property
     def wait(self) -> float:
-        """Seconds from now until the slot (or, if not granted, until the recipient is free)."""
+        """Seconds from now until the slot (or, if not granted, until the recipient is free, or
+        until the hold is looked at again)."""
         return max(0.0, (self.slot_us - self.now_us) / 1_000_000)
 
 
@@ -177,6 +186,7 @@ class RateLimiter:
         self.instance_key = f"{KEY_PREFIX}:rate:{instance_id}"
         self.pause_key = f"{KEY_PREFIX}:pause:{instance_id}"
         self.strikes_key = f"{KEY_PREFIX}:strikes:{instance_id}"
+        self.hold_key = hold_key(instance_id)
         self._recipient_prefix = f"{KEY_PREFIX}:pace:{instance_id}:"
         self.interval_us = max(1, round(1_000_000 / rate))
         self.tolerance_us = (burst - 1) * self.interval_us
@@ -199,13 +209,12 @@ class RateLimiter:
 
     def reserve(self, phone: str | None = None) -> Reservation:
         """Reserve the instance's next slot (or learn that ``phone`` must wait). One round trip."""
-        keys = [self.instance_key]
+        keys = [self.instance_key, self.hold_key]
         if phone and self.recipient_interval_us > 0:
             keys.append(self._recipient_prefix + phone)
-        granted, slot, now = self._call(
-            self._reserve, keys, [self.interval_us, self.tolerance_us, self.recipient_interval_us]
-        )
-        return Reservation(bool(granted), int(slot), int(now))
+        args = [self.interval_us, self.tolerance_us, self.recipient_interval_us, HOLD_LOOK_US]
+        answer, slot, now = self._call(self._reserve, keys, args)
+        return Reservation(int(answer) == 1, int(slot), int(now), held=int(answer) == 2)
 
     def pace(self, phone: str) -> None:
         """Count the recipient's interval from now, after a send (a no-op when pacing is off).
@@ -266,6 +275,31 @@ def _limiter_for(instance: Instance) -> RateLimiter:
 
 
 _limiters = PerInstance(_limiter_for)
+
+#: A held instance's jobs look again this often (µs): soon after its phone reconnects.
+HOLD_LOOK_US = 10_000_000
+
+
+def hold_key(instance_id: str) -> str:
+    """``zapi-queue:hold:{instance}``: set while Z-API says the instance's phone is
+    disconnected, for ``ZAPI_DISCONNECTED_HOLD`` seconds at most (a lost ConnectedCallback does
+    not hold the sends for ever)."""
+    return f"{KEY_PREFIX}:hold:{instance_id}"
+
+
+def hold_sends(client: redis.Redis, instance_id: str, seconds: int) -> None:
+    """Hold the instance's new sends (its jobs wait without using attempts)."""
+    if seconds > 0:
+        client.set(hold_key(instance_id), "disconnected", ex=seconds)
+
+
+def resume_sends(client: redis.Redis, instance_id: str) -> None:
+    client.delete(hold_key(instance_id))
+
+
+def held_for(client: redis.Redis, instance_id: str) -> float:
+    """Seconds the instance's sends stay held (0: not held)."""
+    return max(0.0, int(client.pttl(hold_key(instance_id))) / 1000)
 
 
 def paused_for(client: redis.Redis, instance: Instance) -> float:

@@ -14,7 +14,7 @@ from config.instances import Instance
 from tasks.contract.redaction import redact
 from tasks.state.deadletter import DeadLetterStore
 from tasks.state.instances import InstanceEvents
-from tasks.state.ratelimit import paused_for
+from tasks.state.ratelimit import held_for, paused_for
 from tasks.state.store import connect
 from tasks.state.webhook_stats import WebhookStats
 from worker.cli.common import settings_or_exit, when
@@ -97,6 +97,8 @@ def readable(report: dict[str, Any]) -> list[str]:
         lines.append(f"instance: {connection}")
     for alias, instance in report.get("instances", {}).items():
         paused = f", PAUSED for {instance['paused_for']:g}s" if instance["paused_for"] else ""
+        if instance["held_for"]:
+            paused += f", HELD (disconnected) for up to {instance['held_for']:g}s"
         connection = instance["connection"]
         state = "no connection event yet"
         if connection is not None:
@@ -173,5 +175,6 @@ def _instance_report(client: redis.Redis, instance: Instance) -> dict[str, Any]:
         "label": instance.label,
         "rate_limit": instance.rate_limit,
         "paused_for": round(paused_for(client, instance), 1),
+        "held_for": round(held_for(client, instance.instance_id), 1),
         "connection": connection.as_dict() if connection else None,
     }
