@@ -37,11 +37,14 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # Test files run in parallel (each xdist worker starts its own Redis, fake Z-API and worker):
-# the end-to-end tests mostly wait. PYTEST_WORKERS=0 runs them in one process.
+# the end-to-end tests mostly wait. PYTEST_WORKERS=0 runs them in one process. Tests marked
+# `timing` (rates measured on the wall clock) run afterwards, alone: a loaded machine would
+# starve them.
 PYTEST_WORKERS ?= 4
 
 pytest: $(STAMP)
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not timing" $(PYTEST_ARGS)
+	$(BIN)/pytest -m timing $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 

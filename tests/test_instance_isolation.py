@@ -15,7 +15,7 @@ from tests.bodies import unique_body
 from tests.faults import fault_stack
 from worker.dev.zapi_sim import Fault, OtherInstance
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timing]
 
 B_ID, B_TOKEN, B_CLIENT = "inst-b", "itok-B-SECRET-77ee03", "ctok-B-SECRET-88ff04"
 RATE = 10

@@ -160,6 +160,7 @@ def rate_producer(rate_env: dict[str, str]) -> Iterator[Celery]:
 
 
 @pytest.mark.e2e
+@pytest.mark.timing
 @pytest.mark.usefixtures("rate_workers")
 def test_workers_share_one_rate_and_z_api_never_refuses(
     rate_producer: Celery, strict_sim: RemoteSimulator
@@ -188,6 +189,7 @@ def test_workers_share_one_rate_and_z_api_never_refuses(
 
 
 @pytest.mark.e2e
+@pytest.mark.timing
 @pytest.mark.usefixtures("rate_workers")
 def test_a_429_pauses_every_worker_for_its_retry_after(
     rate_producer: Celery, strict_sim: RemoteSimulator
@@ -212,6 +214,7 @@ def test_a_429_pauses_every_worker_for_its_retry_after(
 
 
 @pytest.mark.e2e
+@pytest.mark.timing
 def test_recipient_pacing_spaces_sends_to_one_phone(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
@@ -249,6 +252,7 @@ def test_recipient_pacing_spaces_sends_to_one_phone(
 
 
 @pytest.mark.e2e
+@pytest.mark.timing
 def test_a_far_slot_reschedules_the_job_which_keeps_its_place(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
