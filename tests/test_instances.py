@@ -178,3 +178,32 @@ def test_health_lists_every_instance_with_its_pause(tmp_path: Path) -> None:
     assert report["instances"]["shop-b"]["rate_limit"] == B_RATE
     assert "instance shop-b (shop-b): 4/s, PAUSED for" in text
     assert B_TOKEN not in shown.stdout + text
+
+
+def test_dead_letters_are_listed_by_instance(tmp_path: Path) -> None:
+    with fault_stack(tmp_path, **instances_env()) as stack:
+        stack.sim.other_instances[B_ID] = OtherInstance(B_TOKEN, B_CLIENT)
+        stack.worker()
+        task = "zapi.order_status_update"
+        bad = unique_body(orderStatus="delivered")
+        for_b = stack.producer.send_task(task, args=[bad], kwargs={"instance": "shop-b"})
+        for_default = stack.producer.send_task(task, args=[unique_body(orderStatus="x")])
+        assert stack.wait_all([for_b.id, for_default.id], timeout=30) == {
+            for_b.id: "FAILURE",
+            for_default.id: "FAILURE",
+        }
+        cli = str(Path(sys.executable).parent / "zapi-queue")
+
+        def listed(alias: str) -> list[str]:
+            shown = subprocess.run(
+                [cli, "dead", "list", "--instance", alias, "--json"],
+                env=stack.env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            )
+            return [json.loads(line)["job_id"] for line in shown.stdout.splitlines()]
+
+        assert listed("shop-b") == [for_b.id]
+        assert listed("default") == [for_default.id]

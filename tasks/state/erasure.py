@@ -27,6 +27,7 @@ from typing import Any
 
 import redis
 
+from config.instances import DEFAULT_ALIAS
 from tasks.contract.delivery_record import DELIVERY_PREFIX
 from tasks.state.book import MESSAGE_PREFIX, SNAPSHOT_FIELD
 from tasks.state.deadletter import DeadLetterStore
@@ -75,11 +76,12 @@ class Forgetter:
     """Erases one phone's records from the state Redis (and counts its queued jobs)."""
 
     def __init__(
-        self, state: redis.Redis, dead_letters: DeadLetterStore, *, instance_id: str | None
+        self, state: redis.Redis, dead_letters: DeadLetterStore, *, instance_ids: dict[str, str]
     ) -> None:
+        """``instance_ids``: the fleet's instance ids by alias (a letter names its alias)."""
         self._redis = state
         self._dead_letters = dead_letters
-        self._instance_id = instance_id
+        self._instance_ids = instance_ids
 
     def forget(self, phone: str, *, broker: redis.Redis, dry_run: bool = False) -> Erasure:
         target = normalized_phone(phone)
@@ -97,8 +99,10 @@ class Forgetter:
             if _phone_of(letter.body) == phone:
                 doomed.append(letter.job_id)
                 order = letter.body.get("orderRequestId")
-                if isinstance(order, str) and self._instance_id is not None:
-                    erasure.orders.add((self._instance_id, order))
+                alias = letter.kwargs.get("instance") or DEFAULT_ALIAS
+                instance_id = self._instance_ids.get(str(alias))
+                if isinstance(order, str) and instance_id is not None:
+                    erasure.orders.add((instance_id, order))
         erasure.dead_letters = len(doomed) if dry_run else self._dead_letters.remove(doomed)
 
     def _snapshots_of(self, phone: str, erasure: Erasure, dry_run: bool) -> None:

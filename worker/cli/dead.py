@@ -12,10 +12,17 @@ from typing import Any
 
 import click
 
+from config.instances import DEFAULT_ALIAS
 from tasks.contract.redaction import mask_phone
 from tasks.state.deadletter import DeadLetter, DeadLetterStore
 from worker.cli.common import dead_letter_store, fail, when
 from worker.cli.main import main
+
+
+def letter_instance(letter: DeadLetter) -> str:
+    """The alias of the Z-API instance the letter's job was for (``default`` if it named none)."""
+    alias = letter.kwargs.get("instance")
+    return alias if isinstance(alias, str) else DEFAULT_ALIAS
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,16 +32,19 @@ class Filters:
     task: str | None = None
     error_type: str | None = None
     contains: str | None = None
+    instance: str | None = None
 
     @property
     def any(self) -> bool:
-        return any(v is not None for v in (self.task, self.error_type, self.contains))
+        filters = (self.task, self.error_type, self.contains, self.instance)
+        return any(v is not None for v in filters)
 
     def matches(self, letter: DeadLetter) -> bool:
         return (
             (self.task is None or letter.task == self.task)
             and (self.error_type is None or letter.error_type == self.error_type)
             and (self.contains is None or self.contains.lower() in letter.error.lower())
+            and (self.instance is None or letter_instance(letter) == self.instance)
         )
 
     def apply(self, letters: Iterable[DeadLetter]) -> Iterator[DeadLetter]:
@@ -70,10 +80,16 @@ def filter_options(command: Callable[..., None]) -> Callable[..., None]:
 
     @functools.wraps(command)
     def run(
-        *args: Any, task: str | None, error_type: str | None, contains: str | None, **kw: Any
+        *args: Any,
+        task: str | None,
+        error_type: str | None,
+        contains: str | None,
+        instance: str | None,
+        **kw: Any,
     ) -> None:
-        command(*args, filters=Filters(task, error_type, contains), **kw)
+        command(*args, filters=Filters(task, error_type, contains, instance), **kw)
 
+    run = click.option("--instance", help="only jobs of this Z-API instance alias")(run)
     run = click.option("--contains", help="only errors whose text contains this")(run)
     run = click.option("--error-type", help="only this error, e.g. AttemptsExhaustedError")(run)
     return click.option("--task", help="only jobs of this task, e.g. zapi.order_status_update")(run)

@@ -31,9 +31,8 @@ def forget(phone: str, dry_run: bool, as_json: bool) -> None:
     Queued jobs for the phone are left to be sent, and counted: run it again once they are done.
     """
     settings = settings_or_exit()
-    forgetter = Forgetter(
-        state_redis(settings), dead_letter_store(), instance_id=settings.zapi_instance_id
-    )
+    instance_ids = {alias: i.instance_id for alias, i in settings.instances().items()}
+    forgetter = Forgetter(state_redis(settings), dead_letter_store(), instance_ids=instance_ids)
     broker = reachable(settings.celery_broker_url.get_secret_value())
     erasure = forgetter.forget(phone, broker=broker, dry_run=dry_run)
     broker.close()
