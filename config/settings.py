@@ -164,7 +164,8 @@ class Settings(BaseSettings):
     """Sends in flight per worker container (threads of the shipped thread pool)."""
     zapi_instance_concurrency: Annotated[int, Field(ge=1, le=1000)] | None = None
     """At most this many of a worker's threads busy with one Z-API instance (default: half of
-    WORKER_CONCURRENCY), so that one hanging instance cannot hold them all."""
+    WORKER_CONCURRENCY when there are several instances, all of them when there is one), so that
+    one hanging instance cannot hold them all."""
     zapi_disconnected_hold: Annotated[int, Field(ge=0, le=86_400)] = 600
     """Seconds at most an instance's sends are held after Z-API reports its phone disconnected
     (until it reports it connected again); 0 never holds (Z-API queues sends meanwhile)."""

@@ -2,8 +2,9 @@
 
 Two guards per instance, both in memory (no Redis round trip on the hot path):
 
-* **In flight**: at most ``ZAPI_INSTANCE_CONCURRENCY`` of this worker's threads (default half
-  of ``WORKER_CONCURRENCY``) may be busy with one instance: waiting for its rate slot or
+* **In flight**: at most ``ZAPI_INSTANCE_CONCURRENCY`` of this worker's threads (default: half
+  of ``WORKER_CONCURRENCY`` when the fleet has several instances, all of them when it has one)
+  may be busy with one instance: waiting for its rate slot or
   sending to it. A job that finds its instance full is re-scheduled without using an attempt,
   so an instance whose requests hang until the timeout holds half the threads at most.
 * **Breaker**: ``ZAPI_BREAKER_FAILURES`` transient failures in a row (5xx, timeouts, refused
@@ -61,7 +62,14 @@ class InstanceGuard:
 
 
 def guard_capacity(settings: Settings) -> int:
-    return settings.zapi_instance_concurrency or max(1, settings.worker_concurrency // 2)
+    """ZAPI_INSTANCE_CONCURRENCY; by default half the threads when the fleet has several
+    instances, and all of them when it has one (nothing to protect, and a full instance's
+    deferrals would only add work)."""
+    if settings.zapi_instance_concurrency is not None:
+        return settings.zapi_instance_concurrency
+    if len(settings.instances()) > 1:
+        return max(1, settings.worker_concurrency // 2)
+    return settings.worker_concurrency
 
 
 def _guard_for(instance: Instance) -> InstanceGuard:
