@@ -23,7 +23,6 @@ No label holds a phone, a body or a secret.
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from collections import OrderedDict
@@ -37,6 +36,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from config import Settings
+from tasks.contract.ordering import task_call
 from tasks.state.deadletter import DeadLetterStore
 from tasks.state.deliveries import state_counts
 from tasks.state.ratelimit import paused_for
@@ -53,11 +53,12 @@ def queued_since(message: bytes | str) -> tuple[str | None, float | None]:
     producer gave one (µs since the epoch: ``tasks.contract.Producer``)."""
     try:
         envelope = json.loads(message)
-        job_id = envelope.get("headers", {}).get("id")
-        body = json.loads(base64.b64decode(envelope["body"]))
-        sequence = body[1].get("sequence") if isinstance(body, list) and len(body) > 1 else None
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except ValueError:
         return None, None
+    headers = envelope.get("headers") if isinstance(envelope, dict) else None
+    job_id = headers.get("id") if isinstance(headers, dict) else None
+    call = task_call(envelope)
+    sequence = call[1].get("sequence") if call is not None else None
     stamped = sequence / 1e6 if isinstance(sequence, int) and sequence > 1e15 else None
     return (job_id if isinstance(job_id, str) else None), stamped
 

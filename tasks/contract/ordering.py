@@ -129,6 +129,23 @@ class Arrival:
     """The job's ``instance`` kwarg (an alias), when it names one."""
 
 
+def task_call(payload: Any) -> tuple[list[Any], dict[str, Any]] | None:
+    """The (args, kwargs) a kombu message (a decoded envelope of Celery's protocol 2, JSON)
+    carries, or None when it carries no such call."""
+    raw = payload.get("body") if isinstance(payload, dict) else None
+    if not isinstance(raw, str):
+        return None
+    try:
+        if (payload.get("properties") or {}).get("body_encoding") == "base64":
+            raw = base64.b64decode(raw).decode()
+        args, kwargs, *_ = json.loads(raw)
+    except (ValueError, TypeError):
+        return None
+    if not isinstance(args, list):
+        return None
+    return args, kwargs if isinstance(kwargs, dict) else {}
+
+
 def arrival_of(payload: dict[str, Any]) -> Arrival | None:
     """The order update a kombu message carries (Celery's protocol 2, JSON), or None.
 
@@ -137,19 +154,13 @@ def arrival_of(payload: dict[str, Any]) -> Arrival | None:
     headers = payload.get("headers") or {}
     if headers.get("task") not in ORDER_TASKS or not isinstance(headers.get("id"), str):
         return None
-    raw = payload.get("body")
-    if not isinstance(raw, str):
+    call = task_call(payload)
+    if call is None or not call[0]:
         return None
-    try:
-        if (payload.get("properties") or {}).get("body_encoding") == "base64":
-            raw = base64.b64decode(raw).decode()
-        args, kwargs, *_ = json.loads(raw)
-        order = order_request_id(args[0])
-    except (ValueError, TypeError, LookupError):
-        return None
+    args, kwargs = call
+    order = order_request_id(args[0])
     if order is None:
         return None
-    kwargs = kwargs if isinstance(kwargs, dict) else {}
     sequence = kwargs.get("sequence")
     valid = isinstance(sequence, int) and not isinstance(sequence, bool) and sequence >= 0
     instance = kwargs.get("instance")

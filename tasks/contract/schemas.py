@@ -50,8 +50,13 @@ OrderStatus = Literal["pending", "processing", "shipped", "completed", "canceled
 PaymentStatus = Literal["pending", "paid"]
 
 
+def normalized_phone(phone: str) -> str:
+    """The phone as the worker sends it: spaces, +, -, . and () removed."""
+    return _PHONE_FORMATTING.sub("", phone)
+
+
 def _strip_phone_formatting(value: Any) -> Any:
-    return _PHONE_FORMATTING.sub("", value) if isinstance(value, str) else value
+    return normalized_phone(value) if isinstance(value, str) else value
 
 
 def _digits_phone(phone: str) -> str:

@@ -40,6 +40,7 @@ from typing import Any
 import redis
 
 from config import Settings
+from config.instances import DEFAULT_ALIAS
 from tasks.state.store import KEY_PREFIX, text
 
 logger = logging.getLogger(__name__)
@@ -166,6 +167,12 @@ class DeadLetter:
     ambiguous_attempts: int = 0
     """Sends whose outcome is unknown (a timeout or a reset after the request was written):
     Z-API may have delivered them, so a replay may reach the customer twice."""
+
+    @property
+    def instance(self) -> str:
+        """The alias of the Z-API instance its job was for (``default`` when it named none)."""
+        alias = self.kwargs.get("instance")
+        return alias if isinstance(alias, str) else DEFAULT_ALIAS
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False)

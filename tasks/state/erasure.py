@@ -19,28 +19,21 @@ it again once they are done. Keys are found with SCAN: fine for an occasional re
 
 from __future__ import annotations
 
-import base64
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 
-from config.instances import DEFAULT_ALIAS
 from tasks.contract.delivery_record import DELIVERY_PREFIX
+from tasks.contract.ordering import task_call
+from tasks.contract.schemas import normalized_phone
 from tasks.state.book import MESSAGE_PREFIX, SNAPSHOT_FIELD
 from tasks.state.deadletter import DeadLetterStore
 from tasks.state.store import KEY_PREFIX, text
 
 ORDER_STATE_PATTERN = f"{KEY_PREFIX}:order:*:state"
 PACING_PATTERN = f"{KEY_PREFIX}:pace:*:"
-_FORMATTING = re.compile(r"[\s+\-.()]")
-
-
-def normalized_phone(phone: str) -> str:
-    """The phone as the worker sends it: spaces, +, -, . and () removed."""
-    return _FORMATTING.sub("", phone)
 
 
 @dataclass
@@ -99,8 +92,7 @@ class Forgetter:
             if _phone_of(letter.body) == phone:
                 doomed.append(letter.job_id)
                 order = letter.body.get("orderRequestId")
-                alias = letter.kwargs.get("instance") or DEFAULT_ALIAS
-                instance_id = self._instance_ids.get(str(alias))
+                instance_id = self._instance_ids.get(letter.instance)
                 if isinstance(order, str) and instance_id is not None:
                     erasure.orders.add((instance_id, order))
         erasure.dead_letters = len(doomed) if dry_run else self._dead_letters.remove(doomed)
@@ -152,10 +144,9 @@ def queued_for(broker: redis.Redis, phone: str, queue: str = "celery") -> int:
     count = 0
     for message in broker.lrange(queue, 0, -1):
         try:
-            body = json.loads(base64.b64decode(json.loads(message)["body"]))
-            args = body[0] if isinstance(body, list) else []
-        except (ValueError, KeyError, TypeError):
+            call = task_call(json.loads(message))
+        except ValueError:
             continue
-        if args and _phone_of(args[0]) == phone:
+        if call is not None and call[0] and _phone_of(call[0][0]) == phone:
             count += 1
     return count

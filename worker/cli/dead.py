@@ -12,17 +12,10 @@ from typing import Any
 
 import click
 
-from config.instances import DEFAULT_ALIAS
 from tasks.contract.redaction import mask_phone
 from tasks.state.deadletter import DeadLetter, DeadLetterStore
 from worker.cli.common import dead_letter_store, fail, when
 from worker.cli.main import main
-
-
-def letter_instance(letter: DeadLetter) -> str:
-    """The alias of the Z-API instance the letter's job was for (``default`` if it named none)."""
-    alias = letter.kwargs.get("instance")
-    return alias if isinstance(alias, str) else DEFAULT_ALIAS
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +37,7 @@ class Filters:
             (self.task is None or letter.task == self.task)
             and (self.error_type is None or letter.error_type == self.error_type)
             and (self.contains is None or self.contains.lower() in letter.error.lower())
-            and (self.instance is None or letter_instance(letter) == self.instance)
+            and (self.instance is None or letter.instance == self.instance)
         )
 
     def apply(self, letters: Iterable[DeadLetter]) -> Iterator[DeadLetter]:

@@ -7,7 +7,8 @@ import json
 import click
 
 from tasks.contract.redaction import mask_phone
-from tasks.state.erasure import Forgetter, normalized_phone
+from tasks.contract.schemas import normalized_phone
+from tasks.state.erasure import Forgetter
 from worker.cli.common import dead_letter_store, reachable, settings_or_exit, state_redis
 from worker.cli.main import main
 
