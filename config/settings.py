@@ -9,6 +9,7 @@ at start-up and refuses to start, naming the missing variable, when one is absen
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -57,6 +58,7 @@ class Settings(BaseSettings):
         env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
     )
     _entries: dict[str, InstanceEntry] = PrivateAttr(default_factory=dict)
+    _instances: dict[str, Instance] = PrivateAttr(default_factory=dict)
 
     @classmethod
     def settings_customise_sources(
@@ -216,11 +218,15 @@ class Settings(BaseSettings):
                 "instance variables are the instance 'default')"
             )
         self._entries = entries
+        self._instances = self._configured_instances()
         return self
 
-    def instances(self) -> dict[str, Instance]:
+    def instances(self) -> Mapping[str, Instance]:
         """Every configured instance by alias: ``default`` (the single-instance variables, when
-        complete) and ZAPI_INSTANCES' entries."""
+        complete) and ZAPI_INSTANCES' entries. Built once: each job looks its instance up."""
+        return self._instances
+
+    def _configured_instances(self) -> dict[str, Instance]:
         found: dict[str, Instance] = {}
         if self.zapi_instance_id and self.zapi_instance_token and self.zapi_client_token:
             found[DEFAULT_ALIAS] = Instance(

@@ -280,7 +280,7 @@ class Execution:
         return str(self.instance_alias)
 
     def run(self) -> dict[str, Any]:
-        instance = instance_named(self.instance_alias)  # UnknownInstanceError: fails at once
+        instance = self._known_instance()  # UnknownInstanceError: the job fails at once
         given = validate_update(self.endpoint, self.body)
         sequence = checked_sequence(self.sequence)
         store, owner = _idempotency.get(instance), owner_id(self.job_id)
@@ -544,14 +544,13 @@ class Execution:
         if isinstance(exc, ZapiRateLimitedError):
             self._after_429(exc)
         guard = get_guard(self._known_instance())
-        if not isinstance(exc, TransientError):
-            guard.succeeded()  # a refusal: Z-API is there and answering
-        elif guard.failed():
-            self._trip_breaker(exc)
         if isinstance(exc, TransientError):
+            if guard.failed():
+                self._trip_breaker(exc)
             delay = self._next_delay(exc, status)
             self._log("retry", status, f"retrying in {delay:.2f}s: {exc.message}", logging.WARNING)
             self._reschedule(exc, delay, attempts=self.attempt)
+        guard.succeeded()  # a refusal: Z-API is there and answering
         self._log("refused", status, exc.message, logging.WARNING)
         if self.ambiguous and isinstance(exc, ZapiRejectedError):
             raise ZapiRejectedError(
@@ -832,11 +831,12 @@ class Execution:
     def _log(
         self, outcome: str, status: int | None, detail: str = "", level: int = logging.INFO
     ) -> None:
+        duration = time.perf_counter() - self._started
         metrics.count_attempt(
             endpoint=self.endpoint.value,
             instance=self.label,
             outcome=outcome,
-            duration=time.perf_counter() - self._started,
+            duration=duration,
             ambiguous_send=self._ambiguous_send,
         )
         log_attempt(
@@ -846,7 +846,7 @@ class Execution:
             phone=self._phone,
             attempt=self.attempt,
             status=status,
-            duration=time.perf_counter() - self._started,
+            duration=duration,
             outcome=outcome,
             detail=detail,
             level=level,

@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from config import Settings
+from config import Settings, get_settings
 from config.instances import Instance
 from tasks.per_process import PerInstance
 
@@ -73,8 +73,6 @@ def guard_capacity(settings: Settings) -> int:
 
 
 def _guard_for(instance: Instance) -> InstanceGuard:
-    from config import get_settings
-
     settings = get_settings()
     return InstanceGuard(guard_capacity(settings), settings.zapi_breaker_failures)
 

@@ -231,8 +231,8 @@ class RateLimiter:
 
     def paused_for(self) -> float:
         """Seconds until sends resume after a pause Z-API asked for (0: not paused)."""
-        now, paused_until = self._call(self._check, [self.pause_key], [])
-        return max(0.0, (int(paused_until) - int(now)) / 1_000_000)
+        check = self.check(0)
+        return max(0.0, (check.paused_until_us - check.now_us) / 1_000_000)
 
     def penalize(self, seconds: float | None, *, rate_limited: bool) -> float:
         """Start no new slot for a while: Z-API asked this whole instance to slow down.
