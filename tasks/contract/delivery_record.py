@@ -36,7 +36,7 @@ class Delivery:
         }
 
 
-def _text(value: Any) -> str | None:
+def optional_text(value: Any) -> str | None:
     """A Redis reply as text, None (a missing field) kept."""
     return None if value is None else value.decode() if isinstance(value, bytes) else str(value)
 
@@ -48,10 +48,10 @@ def read_delivery(client: Any, instance_id: str, message_id: str) -> Delivery | 
     )
     if state is None:
         return None
-    updated = _text(at)
+    updated = optional_text(at)
     return Delivery(
-        state=_text(state) or "",
-        error=_text(error) or None,
-        error_code=_text(code) or None,
+        state=optional_text(state) or "",
+        error=optional_text(error) or None,
+        error_code=optional_text(code) or None,
         updated_at=float(updated) if updated else None,
     )

@@ -37,7 +37,7 @@ from typing import Any
 
 import redis
 
-from tasks.contract.delivery_record import Delivery, delivery_key, read_delivery
+from tasks.contract.delivery_record import Delivery, delivery_key, optional_text, read_delivery
 from tasks.state.deadletter import DeadLetter, DeadLetterStore
 from tasks.state.store import text
 
@@ -141,11 +141,6 @@ class Burial:
     reply_key: str
 
 
-def _text(value: Any) -> str | None:
-    """A Redis reply as text, None (a missing field) kept."""
-    return None if value is None else text(value)
-
-
 def failure_text(message_id: str, error: str | None, error_code: str | None) -> str:
     """The dead letter's error: Z-API's words, and its code when it gave one."""
     said = f"Z-API could not deliver message {message_id}: {error or 'no reason given'}"
@@ -247,7 +242,7 @@ class DeliveryBook:
         """The dead letter of a failed message's job, from ``bury_if_due``'s answer."""
         if not answer:
             return None
-        job_json, body, error, code, at = (_text(value) for value in answer)
+        job_json, body, error, code, at = (optional_text(value) for value in answer)
         job = json.loads(job_json or "{}")
         letter = DeadLetter(
             job_id=str(job.get("job", "")),
