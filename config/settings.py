@@ -171,6 +171,10 @@ class Settings(BaseSettings):
     zapi_disconnected_hold: Annotated[int, Field(ge=0, le=86_400)] = 600
     """Seconds at most an instance's sends are held after Z-API reports its phone disconnected
     (until it reports it connected again); 0 never holds (Z-API queues sends meanwhile)."""
+    zapi_status_poll_interval: Annotated[float, Field(ge=0, le=86_400)] = 30.0
+    """Seconds between two ``GET .../status`` of each instance, made by one worker of the
+    fleet (whichever takes the turn in Redis): a disconnected instance has its sends held as
+    on a DisconnectedCallback, a connected one resumes. 0 turns polling off."""
     zapi_breaker_failures: Annotated[int, Field(ge=0, le=1000)] = 5
     """Transient failures of an instance in a row (in one worker) that pause its sends on every
     worker, like a 429 does; 0 turns the breaker off."""

@@ -30,7 +30,6 @@ from tasks.state.book import OrderBook, snapshot_of_callback
 from tasks.state.deadletter import DeadLetterStore
 from tasks.state.deliveries import FAILED, STATUS_STATES, Burial, DeliveryBook
 from tasks.state.instances import InstanceEvents
-from tasks.state.ratelimit import hold_sends, resume_sends
 from tasks.state.webhook_stats import WebhookStats
 
 logger = logging.getLogger("zapi_queue.webhook")
@@ -116,13 +115,13 @@ class Inbox:
                 books[1].apply(message_id, reached, at=callback.at)
             return Outcome(200, "stored", f"delivery {reached}")
         if isinstance(callback, ConnectionCallback):
-            newest = self._instances.record(
-                instance, connected=callback.connected, error=callback.error, at=callback.at
+            self._instances.note(
+                instance,
+                connected=callback.connected,
+                error=callback.error,
+                at=callback.at,
+                hold_seconds=self._settings.zapi_disconnected_hold,
             )
-            if newest and callback.connected:
-                resume_sends(self._redis, instance)
-            elif newest:
-                hold_sends(self._redis, instance, self._settings.zapi_disconnected_hold)
             return Outcome(200, "stored", "connected" if callback.connected else "disconnected")
         return Outcome(200, "ignored")  # pragma: no cover - CALLBACK_TYPES lists the above
 

@@ -16,6 +16,8 @@ workers alive, delivery states) are read from Redis by one exporter (worker/expo
   Z-API (``rate_limited``: a 429; ``retry_after``: a Retry-After on another answer).
 * ``zapi_queue_deferrals_total{instance,reason}``: jobs re-scheduled without using an attempt
   (``rate_limit``, ``order_turn``, ``order_not_in_book_yet``, ``redis_unavailable``).
+* ``zapi_queue_status_polls_total{instance,outcome}``: ``GET .../status`` polls this worker
+  made (``connected``, ``disconnected``, ``failed``: no answer or an error).
 * ``zapi_queue_dead_lettered_total{endpoint,instance,error_type}``: jobs that failed for good
   and were kept as dead letters (an invalid body, Z-API's refusal, a spent budget...).
 """
@@ -60,7 +62,11 @@ DEFERRALS = Counter(
     "Jobs re-scheduled without using an attempt, by reason.",
     ["instance", "reason"],
 )
-
+STATUS_POLLS = Counter(
+    "zapi_queue_status_polls",
+    "Polls of an instance's GET .../status, by what they found.",
+    ["instance", "outcome"],
+)
 DEAD_LETTERED = Counter(
     "zapi_queue_dead_lettered",
     "Jobs that failed for good, kept as dead letters, by error class.",

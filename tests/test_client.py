@@ -9,8 +9,10 @@ from pydantic import SecretStr
 
 from config import ZapiCredentials
 from tasks.contract.endpoints import Endpoint
-from tasks.contract.errors import ZapiRejectedError, ZapiTransportError
+from tasks.contract.errors import ZapiRejectedError, ZapiTransportError, ZapiUnavailableError
 from tasks.zapi.client import ZapiClient
+from tasks.zapi.responses import interpret_status
+from tasks.zapi.status import InstanceStatus
 from tests.bodies import unique_body
 from worker.dev.ports import free_port
 from worker.dev.zapi_sim import Fault, ZapiSimulator
@@ -70,3 +72,48 @@ def test_echoed_token_in_a_refusal_is_redacted(sim: ZapiSimulator, client: ZapiC
 
 def test_repr_shows_no_secret(client: ZapiClient) -> None:
     assert "SECRET" not in repr(client)
+
+
+def test_status_reads_the_instances_connection(sim: ZapiSimulator, client: ZapiClient) -> None:
+    assert client.status() == InstanceStatus(connected=True, error=None, smartphone_connected=True)
+    sim.set_connected(False, "inst-9")
+    try:
+        assert client.status() == InstanceStatus(False, "You are not connected.", False)
+    finally:
+        sim.set_connected(True, "inst-9")
+    [poll, *_] = sim.status_polls()
+    assert (poll.method, poll.path) == ("GET", "/instances/inst-9/token/tok-SECRET-9/status")
+    assert poll.headers["client-token"] == "ct-SECRET-9"
+
+
+def test_status_errors_are_classified_and_secret_free(sim: ZapiSimulator) -> None:
+    wrong = ZapiCredentials("inst-9", SecretStr("tok-SECRET-9"), SecretStr("ct-WRONG-SECRET"))
+    zapi = ZapiClient(sim.base_url, wrong, timeout=0.5, connect_timeout=0.5)
+    with pytest.raises(ZapiRejectedError, match=r"HTTP 403: Client-Token \*\*\* not allowed"):
+        zapi.status()
+    zapi.close()
+    sim.set_outage(Fault(status=503))
+    try:
+        with pytest.raises(ZapiUnavailableError, match="HTTP 503"):
+            ZapiClient(sim.base_url, CREDENTIALS).status()
+    finally:
+        sim.set_outage(None)
+    unreachable = ZapiClient(f"http://127.0.0.1:{free_port()}", CREDENTIALS, connect_timeout=0.5)
+    with pytest.raises(ZapiTransportError, match="could not ask Z-API") as caught:
+        unreachable.status()
+    assert not caught.value.ambiguous
+    assert "SECRET" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        (b'{"error": "NOT_FOUND", "message": "Unable to find"}', "NOT_FOUND: Unable to find"),
+        (b'{"connected": "yes"}', '{"connected": "yes"}'),
+        (b"<html>", "<html>"),
+    ],
+)
+def test_a_status_200_without_a_boolean_connected_is_an_error(body: bytes, said: str) -> None:
+    with pytest.raises(ZapiRejectedError, match="without a connected status") as caught:
+        interpret_status(200, {}, body)
+    assert said in str(caught.value)

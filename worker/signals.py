@@ -1,5 +1,5 @@
 """Worker life-cycle hooks: refuse to start misconfigured, scrub logs, warn about an evicting
-Redis, close the HTTP client."""
+Redis, poll the instances' status, close the HTTP client."""
 
 from __future__ import annotations
 
@@ -24,6 +24,10 @@ from tasks.state.store import close_redis
 from tasks.zapi.client import close_client, get_client
 from worker.logging import OUR_LOGGER, install_redaction, use_json_format
 from worker.redis_checks import warn_if_evicting
+from worker.status_poller import StatusPoller
+
+#: This worker's share of polling the instances' status (started when the worker is ready).
+_poller: StatusPoller | None = None
 
 
 @celeryd_init.connect
@@ -86,6 +90,22 @@ def serve_metrics(**_: Any) -> None:
     settings = get_settings()
     if settings.zapi_metrics_port is not None:
         start_http_server(settings.zapi_metrics_port, addr=settings.zapi_metrics_host)
+
+
+@worker_ready.connect
+def poll_instance_status(**_: Any) -> None:
+    """Hold a disconnected instance's sends even when its callbacks do not reach us
+    (worker/status_poller.py); ZAPI_STATUS_POLL_INTERVAL=0 turns it off."""
+    global _poller
+    settings = get_settings()
+    _poller = StatusPoller(settings, settings.instances())
+    _poller.start()
+
+
+@worker_shutdown.connect
+def stop_polling(**_: Any) -> None:
+    if _poller is not None:
+        _poller.stop()
 
 
 @worker_ready.connect

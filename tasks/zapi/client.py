@@ -33,7 +33,8 @@ from tasks.contract.schemas import ZapiReply
 from tasks.instances import default_instance
 from tasks.per_process import PerInstance
 from tasks.zapi.deadline import DeadlineTransport, SendState, deadline_of_send
-from tasks.zapi.responses import interpret
+from tasks.zapi.responses import interpret, interpret_status
+from tasks.zapi.status import InstanceStatus
 
 USER_AGENT = "zapi-queue/0.1"
 
@@ -129,8 +130,7 @@ class ZapiClient:
         Returns or raises within :attr:`deadline` seconds. A transport failure raises
         :class:`ZapiTransportError`, ``ambiguous`` when the request was written.
         """
-        token = self._credentials.instance_token.get_secret_value()
-        path = f"/instances/{self._credentials.instance_id}/token/{token}/{endpoint.value}"
+        path = self._path(endpoint.value)
         content = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
         with deadline_of_send(self._deadline) as state:
             try:
@@ -138,6 +138,27 @@ class ZapiClient:
             except httpx.HTTPError as exc:
                 raise self._transport_error(exc, state) from None
         return interpret(response.status_code, response.headers, response.content, self._secrets)
+
+    def status(self) -> InstanceStatus:
+        """Ask Z-API whether the instance is connected (``GET .../status``). Raises a
+        ZapiQueueError like :meth:`send`; nothing is sent, so no error is ambiguous."""
+        with deadline_of_send(self._deadline):
+            try:
+                response = self._http.get(self._path("status"))
+            except httpx.HTTPError as exc:
+                raise ZapiTransportError(
+                    f"could not ask Z-API for the instance's status ({type(exc).__name__})",
+                    ambiguous=False,
+                ) from None
+        return interpret_status(
+            response.status_code, response.headers, response.content, self._secrets
+        )
+
+    def _path(self, route: str) -> str:
+        """The instance's route: its token sits in the path, so it is never formatted into a
+        message (only httpx sees it)."""
+        token = self._credentials.instance_token.get_secret_value()
+        return f"/instances/{self._credentials.instance_id}/token/{token}/{route}"
 
     def _transport_error(self, exc: httpx.HTTPError, state: SendState) -> ZapiTransportError:
         """The secret-free error for a failed send: what happened, and whether it was sent."""

@@ -15,12 +15,14 @@ from pydantic import ValidationError
 
 from tasks.backoff import parse_retry_after
 from tasks.contract.errors import (
+    TransientError,
     ZapiRateLimitedError,
     ZapiRejectedError,
     ZapiUnavailableError,
 )
 from tasks.contract.redaction import redact
 from tasks.contract.schemas import ZapiReply
+from tasks.zapi.status import InstanceStatus
 
 #: Statuses after which the same request may succeed later.
 TRANSIENT_STATUSES = frozenset({408, 425, 429}) | frozenset(range(500, 600))
@@ -52,23 +54,56 @@ def interpret(
     secrets = tuple(secrets)
     if status == 200:
         return _success_or_hidden_error(body, secrets)
+    raise _error_of(status, headers, body, secrets)
+
+
+def interpret_status(
+    status: int, headers: Mapping[str, str], body: bytes, secrets: Iterable[str] = ()
+) -> InstanceStatus:
+    """Turn the answer to ``GET .../status`` into the instance's status, or raise like
+    :func:`interpret` (a 200 without a boolean ``connected`` is Z-API's hidden error)."""
+    secrets = tuple(secrets)
+    if status != 200:
+        raise _error_of(status, headers, body, secrets)
+    try:
+        data: Any = json.loads(body)
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("connected"), bool):
+        error = data.get("error")
+        phone = data.get("smartphoneConnected")
+        return InstanceStatus(
+            connected=data["connected"],
+            error=redact(str(error), secrets)[:_MAX_ERROR_TEXT] if error else None,
+            smartphone_connected=phone if isinstance(phone, bool) else None,
+        )
+    raise ZapiRejectedError(
+        "Z-API answered HTTP 200 without a connected status: " + error_text(body, secrets),
+        status_code=200,
+    )
+
+
+def _error_of(
+    status: int, headers: Mapping[str, str], body: bytes, secrets: tuple[str, ...]
+) -> ZapiRejectedError | TransientError:
+    """The error a non-200 answer means: retryable for TRANSIENT_STATUSES, else a refusal."""
     detail = error_text(body, secrets)
     if status in TRANSIENT_STATUSES:
         header = headers.get("retry-after")
         retry_after = parse_retry_after(header)
         wait = _retry_after_note(header, retry_after, secrets)
         if status == 429:
-            raise ZapiRateLimitedError(
+            return ZapiRateLimitedError(
                 f"Z-API is rate limiting: HTTP 429: {detail}{wait}",
                 status_code=status,
                 retry_after=retry_after,
             )
-        raise ZapiUnavailableError(
+        return ZapiUnavailableError(
             f"Z-API is unavailable: HTTP {status}: {detail}{wait}",
             status_code=status,
             retry_after=retry_after,
         )
-    raise ZapiRejectedError(
+    return ZapiRejectedError(
         f"Z-API refused the request: HTTP {status}: {detail}", status_code=status
     )
 

@@ -8,7 +8,10 @@ What it reproduces, in the order Z-API appears to check things:
   and echoes it (``Client-Token <value> not allowed``), which is why we redact error text;
 * a wrong instance id or token answers 400 (not documented by Z-API; our choice);
 * a body that is not JSON, or lacks a required field, answers 400 ``{"error": ...}``;
-* success answers 200 ``{"zaapId", "messageId", "id"}`` with ``id == messageId``.
+* success answers 200 ``{"zaapId", "messageId", "id"}`` with ``id == messageId``;
+* ``GET .../status`` answers ``{"connected", "error", "smartphoneConnected"}`` after the same
+  credential checks (an instance is connected until :meth:`ZapiSimulator.set_connected` says
+  otherwise); these polls are kept apart from the updates (:meth:`ZapiSimulator.status_polls`).
 
 Given a ``webhook_url`` it also plays Z-API's webhooks (worker/dev/zapi_callbacks.py): after
 each accepted update a ``DeliveryCallback`` (failing for a ``delivery_failure_rate`` share) and
@@ -67,6 +70,9 @@ DEFAULT_CLIENT_TOKEN = "sim-client-token"
 NOT_FOUND_BODY = {"error": "NOT_FOUND", "message": "Unable to find matching target resource method"}
 #: Seconds between an accepted update and its callbacks (Z-API's are quick, not instant).
 CALLBACK_DELAY = 0.02
+STATUS_ROUTE = "status"
+#: What Z-API's ``GET /status`` says of an instance that is not connected (FACTS.md).
+NOT_CONNECTED = "You are not connected."
 _ROUTE = re.compile(r"^/instances/(?P<instance>[^/]+)/token/(?P<token>[^/]+)/(?P<endpoint>[^/?]+)$")
 
 
@@ -190,6 +196,8 @@ class ZapiSimulator(SimulatorConfig, Managed):
         SimulatorConfig.__init__(self, **options)
         self._lock = threading.Lock()
         self._requests: list[ReceivedRequest] = []
+        self._status_polls: list[ReceivedRequest] = []
+        self._disconnected: dict[str, str] = {}
         self._scripts: dict[str, collections.deque[Fault]] = {}
         self._outage: Fault | None = None
         self._instance_outages: dict[str, Fault] = {}
@@ -248,6 +256,23 @@ class ZapiSimulator(SimulatorConfig, Managed):
             else:
                 self._instance_outages[instance_id] = fault
 
+    def set_connected(
+        self, connected: bool, instance_id: str | None = None, error: str = NOT_CONNECTED
+    ) -> None:
+        """What ``GET .../status`` says of ``instance_id`` (default: the main instance) from
+        now on; sends are still accepted, as Z-API queues them while disconnected."""
+        instance_id = instance_id or self.instance_id
+        with self._lock:
+            if connected:
+                self._disconnected.pop(instance_id, None)
+            else:
+                self._disconnected[instance_id] = error
+
+    def status_polls(self) -> list[ReceivedRequest]:
+        """The ``GET .../status`` requests received so far."""
+        with self._lock:
+            return list(self._status_polls)
+
     def requests(self, message_id: str | None = None) -> list[ReceivedRequest]:
         """What was received so far, optionally only requests for one ``messageId``."""
         with self._lock:
@@ -299,6 +324,8 @@ class ZapiSimulator(SimulatorConfig, Managed):
         self._callbacks.reset()
         with self._lock:
             self._requests.clear()
+            self._status_polls.clear()
+            self._disconnected.clear()
             self._scripts.clear()
             self._outage = None
             self._instance_outages.clear()
@@ -306,8 +333,10 @@ class ZapiSimulator(SimulatorConfig, Managed):
 
     # -- behaviour -----------------------------------------------------------------------------
     def _record(self, request: ReceivedRequest) -> None:
+        route = _ROUTE.match(request.path.split("?", 1)[0])
+        polled = route is not None and route["endpoint"] == STATUS_ROUTE
         with self._lock:
-            self._requests.append(request)
+            (self._status_polls if polled else self._requests).append(request)
 
     def _next_fault(self, message_id: str | None, instance_id: str) -> Fault | None:
         with self._lock:
@@ -336,6 +365,8 @@ class ZapiSimulator(SimulatorConfig, Managed):
     def answer(self, request: ReceivedRequest) -> tuple[int, Any, dict[str, str]] | Fault:
         """Z-API's answer to ``request`` as (status, JSON body, headers), or a Fault to act out."""
         route = _ROUTE.match(request.path.split("?", 1)[0])
+        if route is not None and route["endpoint"] == STATUS_ROUTE:
+            return self._status(request, route)
         if route is None or route["endpoint"] not in ENDPOINTS:
             return 200, NOT_FOUND_BODY, {}
         if request.method != "POST":
@@ -343,20 +374,9 @@ class ZapiSimulator(SimulatorConfig, Managed):
         content_type = request.headers.get("content-type", "")
         if content_type.split(";", 1)[0].strip().lower() != "application/json":
             return 415, {"error": "Unsupported Media Type"}, {}
-        client_token = request.headers.get("client-token")
-        if not client_token:
-            return 400, {"error": "your client-token is not configured"}, {}
-        other = self.other_instances.get(route["instance"])
-        expected = (
-            (other.client_token, other.instance_token)
-            if other
-            else (self.client_token, self.instance_token)
-        )
-        if client_token != expected[0]:
-            return 403, {"error": f"Client-Token {client_token} not allowed"}, {}
-        known = route["instance"] == self.instance_id or other is not None
-        if not known or route["token"] != expected[1]:
-            return 400, {"error": "Instance not found"}, {}
+        refused = self._refusal(request, route)
+        if refused is not None:
+            return refused
         data = request.json
         if not isinstance(data, dict):
             return 400, {"error": "Invalid JSON body"}, {}
@@ -379,6 +399,45 @@ class ZapiSimulator(SimulatorConfig, Managed):
         reply = {"zaapId": secrets.token_hex(16).upper(), "messageId": message_id, "id": message_id}
         self._after_accept(data, reply)
         return 200, reply, {}
+
+    def _refusal(
+        self, request: ReceivedRequest, route: re.Match[str]
+    ) -> tuple[int, Any, dict[str, str]] | None:
+        """Z-API's answer to wrong credentials: a missing or wrong Client-Token, an unknown
+        instance or token; None when they are right."""
+        client_token = request.headers.get("client-token")
+        if not client_token:
+            return 400, {"error": "your client-token is not configured"}, {}
+        other = self.other_instances.get(route["instance"])
+        expected = (
+            (other.client_token, other.instance_token)
+            if other
+            else (self.client_token, self.instance_token)
+        )
+        if client_token != expected[0]:
+            return 403, {"error": f"Client-Token {client_token} not allowed"}, {}
+        known = route["instance"] == self.instance_id or other is not None
+        if not known or route["token"] != expected[1]:
+            return 400, {"error": "Instance not found"}, {}
+        return None
+
+    def _status(
+        self, request: ReceivedRequest, route: re.Match[str]
+    ) -> tuple[int, Any, dict[str, str]] | Fault:
+        """``GET .../status``: the instance's connection (an instance outage applies too)."""
+        if request.method != "GET":
+            return 405, {"error": "Method Not Allowed"}, {}
+        refused = self._refusal(request, route)
+        if refused is not None:
+            return refused
+        with self._lock:
+            fault = self._instance_outages.get(route["instance"], self._outage)
+            error = self._disconnected.get(route["instance"])
+        if fault is not None:
+            return fault
+        if error is not None:
+            return 200, {"connected": False, "error": error, "smartphoneConnected": False}, {}
+        return 200, {"connected": True, "error": None, "smartphoneConnected": True}, {}
 
     def control(self, method: str, path: str, body: Any) -> tuple[int, Any]:
         """The ``/__sim__/`` routes, for processes other than the one running the server."""
@@ -418,6 +477,9 @@ class ZapiSimulator(SimulatorConfig, Managed):
                 return 200, self.post_order(**(body or {}))
             except RuntimeError as exc:
                 return 409, {"error": str(exc)}
+        if method == "POST" and path == "/__sim__/connection" and isinstance(body, dict):
+            self.set_connected(bool(body["connected"]), body.get("instance_id"))
+            return 200, {"ok": True}
         if method == "POST" and path == "/__sim__/script" and isinstance(body, dict):
             self.script(str(body["messageId"]), *(Fault(**f) for f in body.get("faults", [])))
             return 200, {"ok": True}
