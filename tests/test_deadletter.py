@@ -277,3 +277,55 @@ def test_error_types_beyond_the_cap_count_as_other(
     for index, kind in enumerate(["A", "B", "C", "D", "A"]):
         store.add(letter(f"j{index}", error_type=f"{kind}Error"))
     assert store.count_by_type() == {"AError": 2, "BError": 1, "other": 2}
+
+
+def for_instance(job_id: str, alias: object, **fields: Any) -> DeadLetter:
+    kwargs = {} if alias is None else {"instance": alias}
+    return letter(job_id, kwargs=kwargs, **fields)
+
+
+def test_letters_are_counted_by_instance_through_replace_remove_cap_and_expiry(
+    client: redis.Redis,
+) -> None:
+    store = DeadLetterStore(client, ttl=600, max_letters=4)
+    store.add(for_instance("a1", None))  # no instance named: the default one
+    store.add(for_instance("a2", "shop-b"))
+    store.add(for_instance("a3", "shop-b"))
+    assert store.count_by_instance() == {"default": 1, "shop-b": 2}
+
+    store.add(for_instance("a3", "shop-b", error_type="DeliveryFailedError"))  # failed again
+    assert store.count_by_instance() == {"default": 1, "shop-b": 2}
+    store.remove(["a2"])
+    assert store.count_by_instance() == {"default": 1, "shop-b": 1}
+
+    for name in ("c1", "c2", "c3"):  # the cap (4) drops the oldest: a1, then a3
+        store.add(for_instance(name, "shop-c"))
+    assert store.count_by_instance() == {"shop-c": 3, "shop-b": 1}
+    assert sum(store.count_by_instance().values()) == store.count() == 4
+
+    store.add(for_instance("old", "shop-d", age=601))  # older than the TTL: not kept
+    assert "shop-d" not in store.count_by_instance()
+    for key in client.scan_iter(match="zapi-queue:dead:instance*"):
+        assert client.pttl(key) > 0, key  # every per-instance key expires
+
+
+def test_names_that_are_not_aliases_or_beyond_the_cap_count_as_other(
+    client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("tasks.state.deadletter.MAX_INSTANCES", 2)
+    store = DeadLetterStore(client, ttl=600, max_letters=100)
+    for index, alias in enumerate(["a", "b", "c", "a", "Not An Alias", 7, "x" * 41]):
+        store.add(for_instance(f"j{index}", alias))
+    # 7 is not a string: the job went to the default instance (DeadLetter.instance).
+    assert store.count_by_instance() == {"a": 2, "b": 1, "(other)": 4}
+    store.remove(["j2", "j4"])
+    assert store.count_by_instance() == {"a": 2, "b": 1, "(other)": 2}
+    assert len(list(client.scan_iter(match="zapi-queue:dead:instance:*"))) == 3
+
+
+def test_migrated_letters_are_counted_by_instance(client: redis.Redis) -> None:
+    old = for_instance("m1", "shop-b")
+    client.hset(LEGACY_KEY, "m1", old.to_json())
+    client.hset(LEGACY_KEY, "m2", "not json")
+    store = DeadLetterStore(client, ttl=600)
+    assert store.count_by_instance() == {"(other)": 1, "shop-b": 1}

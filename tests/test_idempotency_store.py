@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from tasks.state.idempotency import AMBIGUOUS_FIELD, ClaimState, IdempotencyStore, with_ambiguity
+from tasks.state.sends import SENT_PREFIX, SENT_TTL, sends_in_last_minute, sent_counter
 from worker.dev.redis_server import RedisServer
 
 _instances = itertools.count()
@@ -118,3 +119,26 @@ def test_a_later_record_learns_the_first_reply(client: redis.Redis) -> None:
     first = {**REPLY, "ambiguousAttempts": 1}
     assert store.record("k2", "b", first, "job-b") is None
     assert store.record("k2", "a", REPLY, "job-a") == first
+
+
+def test_each_send_that_goes_ahead_is_counted_for_the_last_minute(client: redis.Redis) -> None:
+    store = make_store(client)
+    instance_id = store.keys("k")[0].split(":")[2]
+    assert store.before_send("k", "a").state is ClaimState.CLAIMED
+    assert store.before_send("k", "b").state is ClaimState.BUSY  # not sent: not counted
+    store.after_failed_send("k", "a", ambiguous=False)
+    assert store.before_send("k", "a").state is ClaimState.CLAIMED  # a retry is a second send
+    store.record("k", "a", REPLY, "job-a")
+    assert store.before_send("k", "c").state is ClaimState.DELIVERED  # nothing sent
+    assert sends_in_last_minute(client, instance_id) == 2
+    for key in client.scan_iter(match=f"{SENT_PREFIX}*"):
+        assert 0 < client.ttl(key) <= SENT_TTL
+
+
+def test_the_last_minute_is_sixty_seconds_across_two_hashes(client: redis.Redis) -> None:
+    now = 1_800_000_030.5  # half a minute into a minute
+    for at in (now - 61, now - 60, now - 59, now - 31, now - 30, now, now + 1):
+        key, second = sent_counter("win", at)
+        client.hincrby(key, str(second), 1)
+    # Seconds now-59 .. now: the counts at now-59, now-31, now-30 and now.
+    assert sends_in_last_minute(client, "win", now=now) == 4

@@ -7,15 +7,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
 from tasks.contract.endpoints import Endpoint
 from tasks.contract.producer import Producer
-from tasks.state.ratelimit import RateLimiter
+from tasks.state.ratelimit import RateLimiter, hold_sends
 from tests.bodies import unique_body
 from tests.faults import fault_stack
 from worker.dev.metrics import busiest_window
@@ -207,3 +209,57 @@ def test_dead_letters_are_listed_by_instance(tmp_path: Path) -> None:
 
         assert listed("shop-b") == [for_b.id]
         assert listed("default") == [for_default.id]
+
+
+def test_health_counts_each_instances_jobs_dead_letters_and_sends(tmp_path: Path) -> None:
+    with fault_stack(tmp_path, **instances_env()) as stack:
+        stack.sim.other_instances[B_ID] = OtherInstance(B_TOKEN, B_CLIENT)
+        # B's jobs wait in the workers: held, and Z-API's status (polled) agrees.
+        hold_sends(stack.redis.client(), B_ID, 120)
+        stack.sim.set_connected(False, B_ID)
+        task = "zapi.order_status_update"
+        for_b = {"instance": "shop-b"}
+        send = stack.producer.send_task
+        held = [send(task, args=[unique_body()], kwargs=for_b) for _ in range(3)]
+        invalid = stack.producer.send_task(task, args=[unique_body(phone="12")], kwargs=for_b)
+        free = [stack.producer.send_task(task, args=[unique_body()]) for _ in range(2)]
+        before = health_report(stack.env)
+
+        stack.worker()
+        states = stack.wait_all([invalid.id, *(job.id for job in free)], timeout=30)
+        assert set(states.values()) == {"FAILURE", "SUCCESS"}
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:  # until every held job is fetched
+            after = health_report(stack.env)
+            if after["instances"]["shop-b"]["in_workers"] == len(held):
+                break
+            time.sleep(0.5)
+        text = subprocess.run(
+            [str(Path(sys.executable).parent / "zapi-queue"), "health", "--timeout", "1"],
+            env=stack.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        ).stdout
+
+    counts = ("queued", "in_workers", "dead_letters", "sends_last_minute")
+    shown_before = {alias: [i[name] for name in counts] for alias, i in before["instances"].items()}
+    assert shown_before == {"default": [2, 0, 0, 0], "shop-b": [4, 0, 0, 0]}
+    shown_after = {alias: [i[name] for name in counts] for alias, i in after["instances"].items()}
+    assert shown_after == {"default": [0, 0, 0, 2], "shop-b": [0, 3, 1, 0]}
+    assert after["queue_census_complete"] is True
+    assert "  0 jobs queued, 3 in workers, 1 dead letter, 0 sends in the last minute" in text
+    assert "  0 jobs queued, 0 in workers, 0 dead letters, 2 sends in the last minute" in text
+
+
+def health_report(env: dict[str, str]) -> dict[str, Any]:
+    shown = subprocess.run(
+        [str(Path(sys.executable).parent / "zapi-queue"), "health", "--json", "--timeout", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return dict(json.loads(shown.stdout))

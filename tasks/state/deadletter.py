@@ -15,6 +15,12 @@ nothing but our own bounds keeps these keys from filling it. Every key has one:
   ``zapi_queue_dead_letters{error_type}``); trimmed, capped and expiring with the index. At most
   ``MAX_TYPES`` classes are told apart (an unexpected exception's class is one); further ones
   count as ``other``. ``zapi-queue:dead:types``: the set of their names, expiring likewise.
+* ``zapi-queue:dead:instance:<alias>``: sorted sets like the index, one per instance alias, so
+  ``zapi-queue health`` counts each instance's letters without reading them; trimmed at each
+  add of theirs, capped and expiring with the index. At most ``MAX_INSTANCES`` aliases are told
+  apart (a job can name an alias the fleet does not know), and only names of the alias form;
+  others count as ``(other)``. ``zapi-queue:dead:instances``: the set of their names, expiring
+  likewise.
 * ``zapi-queue:dead:trimmed``: integer, how many letters the cap ever dropped, so an operator
   can see that some were (``zapi-queue health``, ``dead list``). One integer: no TTL needed.
 * ``zapi-queue:dead``: the hash (job id -> record) of releases that kept letters for ever.
@@ -53,6 +59,12 @@ TYPES_KEY = f"{KEY_PREFIX}:dead:types"
 #: Error classes told apart in the per-type counts; more count as OTHER_TYPE.
 MAX_TYPES = 50
 OTHER_TYPE = "other"
+INSTANCE_PREFIX = f"{KEY_PREFIX}:dead:instance:"
+INSTANCES_KEY = f"{KEY_PREFIX}:dead:instances"
+#: Instance aliases told apart in the per-instance counts; more count as OTHER_INSTANCE.
+MAX_INSTANCES = 1000
+#: Not an alias (config/instances.py allows [a-z0-9_-] only), so no instance's name.
+OTHER_INSTANCE = "(other)"
 #: The single hash of earlier releases, migrated away (see the module docstring).
 LEGACY_KEY = f"{KEY_PREFIX}:dead"
 
@@ -64,14 +76,17 @@ PAGE_SIZE = 200
 #: Records moved per migration script: short enough not to block Redis noticeably.
 MIGRATION_CHUNK = 500
 
-# KEYS[1]: index, KEYS[2]: trimmed counter, KEYS[3]: the set of error types, KEYS[4] (migration
-# only): the legacy hash, whose fields are moved only while they still exist there (a concurrent
-# migration, or a purge after it, is not undone). ARGV: letter key prefix, ttl s, max letters,
-# type set prefix, max types, then per letter: job id, failed_at (epoch s), record, error type.
-# Each letter is also in its type's sorted set (and in no other), trimmed with the index. A
-# letter already older than the TTL is not stored. Then the index loses its expired entries, and
-# its oldest beyond the cap, whose letters are deleted and counted (only letters that existed:
-# an entry still waiting for migration is not a letter yet).
+# KEYS[1]: index, KEYS[2]: trimmed counter, KEYS[3]: the set of error types, KEYS[4]: the set of
+# instance aliases, KEYS[5] (migration only): the legacy hash, whose fields are moved only while
+# they still exist there (a concurrent migration, or a purge after it, is not undone). ARGV:
+# letter key prefix, ttl s, max letters, type set prefix, max types, instance set prefix, max
+# instances, then per letter: job id, failed_at (epoch s), record, error type, instance alias.
+# Each letter is also in its type's sorted set (and in no other) and in its instance's, trimmed
+# with the index. A letter already older than the TTL is not stored. Then the index loses its
+# expired entries, and its oldest beyond the cap, whose letters are deleted and counted (only
+# letters that existed: an entry still waiting for migration is not a letter yet).
+# A letter's instance set is found again from its record (a job keeps its instance), so
+# replacing or dropping a letter touches one instance set, however many there are.
 # Returns {stored, expired, dropped}. replicate_commands() lets TIME precede writes on a Redis
 # 6.2 configured with lua-replicate-commands off (a no-op on 7).
 _STORE = """
@@ -80,32 +95,59 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local prefix, ttl, cap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local type_prefix, max_types = ARGV[4], tonumber(ARGV[5])
-local types, legacy = KEYS[3], KEYS[4]
-local stored, expired, dropped = 0, 0, 0
+local instance_prefix, max_instances = ARGV[6], tonumber(ARGV[7])
+local types, instances, legacy = KEYS[3], KEYS[4], KEYS[5]
+local stored, expired = 0, 0
+local cutoff = string.format('%.6f', now - ttl)
 local function forget_type(id)
   for _, kind in ipairs(redis.call('SMEMBERS', types)) do
     redis.call('ZREM', type_prefix .. kind, id)
   end
 end
-for i = 6, #ARGV, 4 do
+-- A name among at most `most` in `names`, else `other` (added to `names` when new).
+local function counted_as(names, name, most, other)
+  if redis.call('SISMEMBER', names, name) == 0 and redis.call('SCARD', names) >= most then
+    name = other
+  end
+  redis.call('SADD', names, name)
+  return name
+end
+-- The instance set a stored letter is in: the alias of its record's kwargs.instance.
+local function instance_set_of(id)
+  local record = redis.call('GET', prefix .. id)
+  if not record then return nil end
+  local ok, data = pcall(cjson.decode, record)
+  if not ok or type(data) ~= 'table' then return nil end
+  local alias = type(data['kwargs']) == 'table' and data['kwargs']['instance'] or nil
+  if type(alias) ~= 'string' then alias = 'default' end
+  if redis.call('SISMEMBER', instances, alias) == 0 then alias = '(other)' end
+  return instance_prefix .. alias
+end
+local function forget_instance(id)
+  local set = instance_set_of(id)
+  if set then redis.call('ZREM', set, id) end
+end
+local function expire_with(key, ms)
+  if redis.call('PTTL', key) < ms then redis.call('PEXPIRE', key, ms) end
+end
+for i = 8, #ARGV, 5 do
   local id = ARGV[i]
   if not legacy or redis.call('HEXISTS', legacy, id) == 1 then
     local ms = math.floor((tonumber(ARGV[i + 1]) + ttl - now) * 1000)
     forget_type(id)
+    forget_instance(id)
     if ms > 0 then
-      local kind = ARGV[i + 3]
-      if redis.call('SISMEMBER', types, kind) == 0 and redis.call('SCARD', types) >= max_types
-      then
-        kind = 'other'
-      end
-      redis.call('SADD', types, kind)
+      local kind = counted_as(types, ARGV[i + 3], max_types, 'other')
+      local alias = ARGV[i + 4]
+      if not string.match(alias, '^[a-z0-9_%-]+$') or #alias > 40 then alias = '(other)' end
+      local by_instance = instance_prefix .. counted_as(instances, alias, max_instances, '(other)')
       redis.call('SET', prefix .. id, ARGV[i + 2], 'PX', ms)
       redis.call('ZADD', KEYS[1], ARGV[i + 1], id)
       redis.call('ZADD', type_prefix .. kind, ARGV[i + 1], id)
-      if redis.call('PTTL', KEYS[1]) < ms then redis.call('PEXPIRE', KEYS[1], ms) end
-      if redis.call('PTTL', types) < ms then redis.call('PEXPIRE', types, ms) end
-      if redis.call('PTTL', type_prefix .. kind) < ms then
-        redis.call('PEXPIRE', type_prefix .. kind, ms)
+      redis.call('ZREMRANGEBYSCORE', by_instance, '-inf', cutoff)
+      redis.call('ZADD', by_instance, ARGV[i + 1], id)
+      for _, key in ipairs({KEYS[1], types, type_prefix .. kind, instances, by_instance}) do
+        expire_with(key, ms)
       end
       stored = stored + 1
     else
@@ -115,14 +157,15 @@ for i = 6, #ARGV, 4 do
     if legacy then redis.call('HDEL', legacy, id) end
   end
 end
-local cutoff = string.format('%.6f', now - ttl)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', cutoff)
 for _, kind in ipairs(redis.call('SMEMBERS', types)) do
   redis.call('ZREMRANGEBYSCORE', type_prefix .. kind, '-inf', cutoff)
 end
+local dropped = 0
 local excess = redis.call('ZCARD', KEYS[1]) - cap
 if excess > 0 then
   for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, excess - 1)) do
+    forget_instance(id)
     dropped = dropped + redis.call('DEL', prefix .. id)
     forget_type(id)
   end
@@ -186,14 +229,19 @@ class DeadLetter:
         return cls(**{name: value for name, value in record.items() if name in known})
 
 
-def _failure(record: str | bytes) -> tuple[float, str]:
-    """A legacy record's failure time and error class; a record too damaged to tell is kept a
-    full TTL, counted as OTHER_TYPE."""
+def _failure(record: str | bytes) -> tuple[float, str, str]:
+    """A legacy record's failure time, error class and instance alias; a record too damaged to
+    tell is kept a full TTL, counted as OTHER_TYPE and OTHER_INSTANCE."""
     try:
         data = json.loads(record)
-        return float(data["failed_at"]), str(data.get("error_type") or OTHER_TYPE)
+        alias = (data.get("kwargs") or {}).get("instance", DEFAULT_ALIAS)
+        return (
+            float(data["failed_at"]),
+            str(data.get("error_type") or OTHER_TYPE),
+            alias if isinstance(alias, str) else DEFAULT_ALIAS,
+        )
     except (ValueError, KeyError, TypeError, AttributeError):
-        return time.time(), OTHER_TYPE
+        return time.time(), OTHER_TYPE, OTHER_INSTANCE
 
 
 class DeadLetterStore:
@@ -226,7 +274,17 @@ class DeadLetterStore:
     def add(self, letter: DeadLetter) -> None:
         """Keep ``letter`` (replacing one with its job id), then trim to the bounds."""
         self._migrate_once()
-        self._run_store([(letter.job_id, letter.failed_at, letter.error_type, letter.to_json())])
+        self._run_store(
+            [
+                (
+                    letter.job_id,
+                    letter.failed_at,
+                    letter.error_type,
+                    letter.instance,
+                    letter.to_json(),
+                )
+            ]
+        )
 
     def count(self) -> int:
         """Letters kept now (not expired), whatever their task or error."""
@@ -240,6 +298,14 @@ class DeadLetterStore:
         answer = self._count_by_type(keys=[TYPES_KEY], args=[TYPE_PREFIX, self.ttl])
         counts = {text(answer[i]): int(answer[i + 1]) for i in range(0, len(answer), 2)}
         return {kind: count for kind, count in sorted(counts.items()) if count}
+
+    def count_by_instance(self) -> dict[str, int]:
+        """Letters kept now, by instance alias (letters of releases before the per-instance
+        sets are in none)."""
+        self._migrate_once()
+        answer = self._count_by_type(keys=[INSTANCES_KEY], args=[INSTANCE_PREFIX, self.ttl])
+        counts = {text(answer[i]): int(answer[i + 1]) for i in range(0, len(answer), 2)}
+        return {alias: count for alias, count in sorted(counts.items()) if count}
 
     def dropped(self) -> int:
         """Letters the cap dropped, ever (expired ones are not counted: that is the TTL's job)."""
@@ -271,12 +337,13 @@ class DeadLetterStore:
         removed = 0
         ids = iter(job_ids)
         while batch := list(itertools.islice(ids, 1000)):
-            kinds = [text(kind) for kind in self._redis.smembers(TYPES_KEY)]
+            sets = [TYPE_PREFIX + text(kind) for kind in self._redis.smembers(TYPES_KEY)]
+            sets += [INSTANCE_PREFIX + text(alias) for alias in self._redis.smembers(INSTANCES_KEY)]
             pipe = self._redis.pipeline(transaction=True)
             pipe.delete(*(LETTER_PREFIX + job_id for job_id in batch))
             pipe.zrem(INDEX_KEY, *batch)
-            for kind in kinds:
-                pipe.zrem(TYPE_PREFIX + kind, *batch)
+            for counted in sets:
+                pipe.zrem(counted, *batch)
             deleted = pipe.execute()[0]
             removed += int(deleted)
         return removed
@@ -314,13 +381,14 @@ class DeadLetterStore:
             self._migrated = True
 
     def _run_store(
-        self, letters: list[tuple[str, float, str, str | bytes]], *, legacy: bool = False
+        self, letters: list[tuple[str, float, str, str, str | bytes]], *, legacy: bool = False
     ) -> tuple[int, int, int]:
-        """Store (job id, failed at, error type, record) letters, then trim."""
-        keys = [INDEX_KEY, TRIMMED_KEY, TYPES_KEY, *([LEGACY_KEY] if legacy else [])]
+        """Store (job id, failed at, error type, instance alias, record) letters, then trim."""
+        keys = [INDEX_KEY, TRIMMED_KEY, TYPES_KEY, INSTANCES_KEY, *([LEGACY_KEY] if legacy else [])]
         args: list[Any] = [LETTER_PREFIX, self.ttl, self.max_letters, TYPE_PREFIX, MAX_TYPES]
-        for job_id, failed_at, error_type, record in letters:
-            args += [job_id, repr(failed_at), record, error_type]
+        args += [INSTANCE_PREFIX, MAX_INSTANCES]
+        for job_id, failed_at, error_type, alias, record in letters:
+            args += [job_id, repr(failed_at), record, error_type, alias[:100]]
         stored, expired, dropped = self._store(keys=keys, args=args)
         return int(stored), int(expired), int(dropped)
 

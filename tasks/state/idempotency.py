@@ -36,6 +36,7 @@ from typing import Any
 
 import redis
 
+from tasks.state.sends import SENT_TTL, sent_counter
 from tasks.state.store import KEY_PREFIX
 
 #: The reply's extra field when some send before it may have been delivered too.
@@ -100,8 +101,20 @@ end
 """
 
 _CLAIM = lua_library() + "return claim(ARGV[1], ARGV[2])\n"
-# ARGV: owner, lease ms (the request's deadline and a margin), sent TTL s.
-_BEFORE_SEND = lua_library() + "return before_send(ARGV[1], ARGV[2], ARGV[3])\n"
+# ARGV: owner, lease ms (the request's deadline and a margin), sent TTL s, then the second
+# and the TTL of the instance's sends counter, KEYS[4] (tasks/state/sends.py): a send that
+# goes ahead is counted there.
+_BEFORE_SEND = (
+    lua_library()
+    + """
+local answer = before_send(ARGV[1], ARGV[2], ARGV[3])
+if answer[1] == 0 then
+  redis.call('HINCRBY', KEYS[4], ARGV[4], 1)
+  redis.call('EXPIRE', KEYS[4], ARGV[5])
+end
+return answer
+"""
+)
 # ARGV: owner, reply JSON, TTL s.
 _RECORD = lua_library() + "return record(ARGV[1], ARGV[2], ARGV[3])\n"
 
@@ -205,6 +218,7 @@ class IdempotencyStore:
         send_lease: float,
     ) -> None:
         self._prefix = f"{KEY_PREFIX}:idem:{instance_id}:"
+        self._instance_id = instance_id
         self.ttl = ttl
         #: The first claim covers the wait for a rate slot.
         self.wait_lease_ms = max(1000, round(wait_lease * 1000))
@@ -244,8 +258,14 @@ class IdempotencyStore:
 
     def before_send(self, key: str, owner: str) -> Claim:
         """Re-assert our claim for the request's deadline and mark the send in flight, in one
-        step; or learn that the key was delivered, or taken, meanwhile (then: do not send)."""
-        return self.parse_claim(self._run("before_send", key, owner, self.send_lease_ms, self.ttl))
+        step; or learn that the key was delivered, or taken, meanwhile (then: do not send).
+        A send that goes ahead is counted in the instance's sends (tasks/state/sends.py)."""
+        counter, second = sent_counter(self._instance_id, time.time())
+        answer = self._scripts["before_send"](
+            keys=[*self.keys(key), counter],
+            args=[owner, self.send_lease_ms, self.ttl, second, SENT_TTL],
+        )
+        return self.parse_claim(answer)
 
     def record(
         self, key: str, owner: str, reply: dict[str, Any], job_id: str

@@ -15,11 +15,13 @@ from tasks.contract.redaction import redact
 from tasks.state.deadletter import DeadLetterStore
 from tasks.state.instances import InstanceEvents
 from tasks.state.ratelimit import held_for, paused_for
+from tasks.state.sends import sends_in_last_minute
 from tasks.state.store import connect
 from tasks.state.webhook_stats import WebhookStats
 from worker.cli.common import settings_or_exit, when
 from worker.cli.main import main
 from worker.fetch_scripts import REJECTED_KEY
+from worker.queue_census import Census, take_census
 from worker.redis_checks import maxmemory_policy, policy_problem, redis_roles
 
 
@@ -29,7 +31,8 @@ from worker.redis_checks import maxmemory_policy, policy_problem, redis_roles
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 def health(timeout: float, min_workers: int, as_json: bool) -> None:
     """Broker reachable, its eviction policy, workers answering, queue depth, dead letters,
-    items set aside. Exit 1 if unhealthy.
+    items set aside, and each instance's connection, pause, jobs waiting, dead letters and
+    sends in the last minute. Exit 1 if unhealthy.
 
     Usable as a container or monitoring healthcheck.
     """
@@ -37,8 +40,8 @@ def health(timeout: float, min_workers: int, as_json: bool) -> None:
     broker_url = settings.celery_broker_url.get_secret_value()
     report: dict[str, Any] = {"broker": redact(broker_url), "broker_reachable": False}
     problems: list[str] = []
-    _check_broker(connect(broker_url, retries=1), report, problems)
-    _check_state(settings, report, problems)
+    census = _check_broker(connect(broker_url, retries=1), report, problems)
+    _check_state(settings, report, problems, census)
     if report["broker_reachable"]:
         from worker.celery_app import app
 
@@ -106,6 +109,7 @@ def readable(report: dict[str, Any]) -> list[str]:
         lines.append(
             f"instance {alias} ({instance['label']}): {instance['rate_limit']:g}/s{paused}, {state}"
         )
+        lines.append(f"  {_instance_counts(instance, report.get('queue_census_complete', True))}")
     if "webhook_callbacks" in report:
         counts = report["webhook_callbacks"]
         shown = ", ".join(f"{name} {count}" for name, count in sorted(counts.items()))
@@ -116,8 +120,26 @@ def readable(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _check_broker(client: redis.Redis, report: dict[str, Any], problems: list[str]) -> None:
-    """Reachable, queue depths, and the eviction policy: an evicting broker loses queued jobs."""
+def _instance_counts(instance: dict[str, Any], complete: bool) -> str:
+    """``3 jobs queued, 1 in workers, 0 dead letters, 42 sends in the last minute``."""
+    at_least = "" if complete else "at least "
+    waiting = "jobs waiting unknown (broker unreadable)"
+    if instance["queued"] is not None:
+        waiting = (
+            f"{at_least}{plural(instance['queued'], 'job')} queued, "
+            f"{at_least}{instance['in_workers']} in workers"
+        )
+    return (
+        f"{waiting}, {plural(instance['dead_letters'], 'dead letter')}, "
+        f"{plural(instance['sends_last_minute'], 'send')} in the last minute"
+    )
+
+
+def _check_broker(
+    client: redis.Redis, report: dict[str, Any], problems: list[str]
+) -> Census | None:
+    """Reachable, queue depths, and the eviction policy: an evicting broker loses queued jobs.
+    Returns the jobs waiting by instance (None: the broker could not be read)."""
     try:
         client.ping()
         report["broker_reachable"] = True
@@ -125,16 +147,21 @@ def _check_broker(client: redis.Redis, report: dict[str, Any], problems: list[st
         report["queue_depth"] = int(client.llen("celery"))
         # Items found in the queue that were not Celery messages (worker/transport.py).
         report["set_aside_items"] = int(client.llen(REJECTED_KEY))
+        census = take_census(client)
+        report["queue_census_complete"] = census.complete
     except redis.RedisError as exc:
         problems.append(f"broker unreachable ({type(exc).__name__})")
-        return
+        return None
     finally:
         client.close()
     if problem := policy_problem(report["maxmemory_policy"], "broker Redis"):
         problems.append(problem)
+    return census
 
 
-def _check_state(settings: Settings, report: dict[str, Any], problems: list[str]) -> None:
+def _check_state(
+    settings: Settings, report: dict[str, Any], problems: list[str], census: Census | None
+) -> None:
     """Dead letters, instance events, webhook counts, and the eviction policy of the state
     Redis when it is another server."""
     url = settings.state_redis_url
@@ -148,33 +175,47 @@ def _check_state(settings: Settings, report: dict[str, Any], problems: list[str]
         store = DeadLetterStore.from_settings(client, settings)
         report["dead_letters"] = store.count()
         report["dead_letters_dropped"] = store.dropped()
-        _instance_events(client, settings, report)
+        _instance_events(client, settings, report, census, store.count_by_instance())
     except redis.RedisError as exc:
         problems.append(f"dead letters unreadable ({type(exc).__name__})")
     finally:
         client.close()
 
 
-def _instance_events(client: redis.Redis, settings: Settings, report: dict[str, Any]) -> None:
-    """The instance's last connection event and the webhook's counts (shown, not judged: a
-    disconnected phone is not the worker's illness, and Z-API queues sends meanwhile)."""
+def _instance_events(
+    client: redis.Redis,
+    settings: Settings,
+    report: dict[str, Any],
+    census: Census | None,
+    letters: dict[str, int],
+) -> None:
+    """Each instance's state and the webhook's counts (shown, not judged: a disconnected phone
+    is not the worker's illness, and Z-API queues sends meanwhile)."""
     if settings.zapi_instance_id is not None:
         connection = InstanceEvents(client).get(settings.zapi_instance_id)
         report["instance_connection"] = connection.as_dict() if connection else "no event yet"
     report["instances"] = {
-        alias: _instance_report(client, instance)
+        alias: _instance_report(client, instance, census, letters.get(alias, 0))
         for alias, instance in sorted(settings.instances().items())
     }
     report["webhook_callbacks"] = WebhookStats(client).counts()
 
 
-def _instance_report(client: redis.Redis, instance: Instance) -> dict[str, Any]:
-    """One instance as ``health`` shows it: its limit, its pause, its phone's connection."""
+def _instance_report(
+    client: redis.Redis, instance: Instance, census: Census | None, dead_letters: int
+) -> dict[str, Any]:
+    """One instance as ``health`` shows it: its limit, its pause, its phone's connection, its
+    jobs waiting (None when the broker could not be read), dead letters and recent sends."""
     connection = InstanceEvents(client).get(instance.instance_id)
+    alias = instance.alias
     return {
         "label": instance.label,
         "rate_limit": instance.rate_limit,
         "paused_for": round(paused_for(client, instance), 1),
         "held_for": round(held_for(client, instance.instance_id), 1),
         "connection": connection.as_dict() if connection else None,
+        "queued": census.queued[alias] if census else None,
+        "in_workers": census.in_workers[alias] if census else None,
+        "dead_letters": dead_letters,
+        "sends_last_minute": sends_in_last_minute(client, instance.instance_id),
     }
