@@ -314,9 +314,7 @@ class Execution:
         guard = get_guard(instance)
         if not guard.try_enter():
             store.release(key, owner)
-            self._defer(
-                Deferral(INSTANCE_BUSY_WAIT, None, f"{guard.capacity} sends to it in flight here")
-            )
+            self._defer(Deferral(INSTANCE_BUSY_WAIT, None, guard.busy_reason()))
         try:
             update = turned.update or complete(Delivered())
             self._phone = update.phone
@@ -545,7 +543,7 @@ class Execution:
             self._after_429(exc)
         guard = get_guard(self._known_instance())
         if isinstance(exc, TransientError):
-            if guard.failed():
+            if guard.failed(self._started):
                 self._trip_breaker(exc)
             delay = self._next_delay(exc, status)
             self._log("retry", status, f"retrying in {delay:.2f}s: {exc.message}", logging.WARNING)

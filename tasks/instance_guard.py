@@ -10,13 +10,16 @@ Two guards per instance, both in memory (no Redis round trip on the hot path):
 * **Breaker**: ``ZAPI_BREAKER_FAILURES`` transient failures in a row (5xx, timeouts, refused
   connections; 0 turns it off) pause the instance's sends on every worker, through its rate
   limiter's pause (doubling at each trip, up to ``ZAPI_RETRY_BACKOFF_MAX``). Its jobs then wait
-  for the pause without using attempts, and the first send after it probes: a success closes
-  the breaker, a failure trips it again.
+  for the pause without using attempts. After a trip, one send at a time probes (the
+  in-flight limit drops to one): a success closes the breaker, a failure trips it again at once
+  (a send that was already on its way when it tripped counts as an ordinary failure). So an
+  instance whose requests hang costs one thread per worker, not its whole in-flight share.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 
 from config import Settings, get_settings
@@ -30,33 +33,53 @@ class InstanceGuard:
 
     capacity: int
     trip_after: int
-    _permits: threading.BoundedSemaphore = field(init=False)
+    _in_flight: int = field(default=0, init=False)
     _failures: int = field(default=0, init=False)
+    _tripped_at: float | None = field(default=None, init=False)
+    """When the breaker last tripped (perf_counter); None once a send succeeded since."""
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
-    def __post_init__(self) -> None:
-        self._permits = threading.BoundedSemaphore(self.capacity)
+    @property
+    def probing(self) -> bool:
+        """The breaker tripped and no send succeeded since: one send at a time probes."""
+        return self._tripped_at is not None
 
     def try_enter(self) -> bool:
-        """Take an in-flight permit if one is free (never blocks)."""
-        return self._permits.acquire(blocking=False)
+        """Take an in-flight permit if one is free (never blocks): ``capacity`` of them, one
+        while probing."""
+        with self._lock:
+            if self._in_flight >= (1 if self.probing else self.capacity):
+                return False
+            self._in_flight += 1
+            return True
 
     def leave(self) -> None:
-        self._permits.release()
+        with self._lock:
+            self._in_flight -= 1
+
+    def busy_reason(self) -> str:
+        """Why :meth:`try_enter` refused, for the attempt log."""
+        if self.probing:
+            return "its breaker tripped: one probe at a time, and one is in flight here"
+        return f"{self.capacity} sends to it in flight here"
 
     def succeeded(self) -> None:
         """Z-API answered (a success or a refusal): the instance is reachable."""
         with self._lock:
             self._failures = 0
+            self._tripped_at = None
 
-    def failed(self) -> bool:
-        """A transient failure; True when it completes ``trip_after`` in a row (trip now)."""
+    def failed(self, sent_at: float) -> bool:
+        """A transient failure of a send that left at ``sent_at`` (perf_counter); True when the
+        breaker trips now: ``trip_after`` in a row, or a probe (a send after a trip) failed."""
         if self.trip_after <= 0:
             return False
         with self._lock:
+            probe = self._tripped_at is not None and sent_at >= self._tripped_at
             self._failures += 1
-            if self._failures >= self.trip_after:
+            if probe or self._failures >= self.trip_after:
                 self._failures = 0
+                self._tripped_at = time.perf_counter()
                 return True
             return False
 

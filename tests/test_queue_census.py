@@ -37,7 +37,7 @@ def test_jobs_are_counted_by_instance_in_the_queue_and_in_the_workers(
     producer.close()
     # A message a worker fetched sits in kombu's unacked hash as [message, exchange, key].
     fetched = client.rpop(QUEUE)
-    assert fetched is not None
+    assert isinstance(fetched, bytes)
     client.rpush(QUEUE, "not json", json.dumps({"no": "body"}))
     client.hset(UNACKED_KEY, "tag-1", json.dumps([json.loads(fetched), "", "celery"]))
 
