@@ -3,7 +3,8 @@
 Whatever a producer put in ``argsrepr`` (Celery's default is the full body), the worker
 replaces it before it is used: task events (and so Flower), ``inspect active`` and the task's
 own context show ``[{'phone': '55119*****678', 'messageId': ..., ...}]``. The body itself is
-untouched: the task still receives and sends the real number.
+untouched: the task still receives and sends the real number. Its kwargs are shown with the
+instance alias it goes through, ``default`` included when the producer named none.
 
 A job answered from an idempotency record ends SUCCESS with the stored reply; right after its
 success event the worker sends one more, ``task-deduplicated``, whose ``result`` appends "not
@@ -17,8 +18,10 @@ import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
+from celery.utils.saferepr import saferepr
 from celery.worker.request import Request
 
+from config.instances import DEFAULT_ALIAS
 from tasks.contract.redaction import describe_body
 
 if TYPE_CHECKING:  # the stubs' name for what info() returns; not in celery itself
@@ -47,15 +50,23 @@ class OrderUpdateRequest(Request):
         job_args = self.args
         self._masked_args = describe_body(job_args[0] if job_args else None)
         self.request_dict["argsrepr"] = self._masked_args
+        kwargs = self.kwargs if isinstance(self.kwargs, dict) else {}
+        self._shown_kwargs = saferepr({"instance": DEFAULT_ALIAS, **kwargs})
+        self.request_dict["kwargsrepr"] = self._shown_kwargs
 
     @property
     def argsrepr(self) -> str:
         return self._masked_args
 
+    @property
+    def kwargsrepr(self) -> str:
+        return self._shown_kwargs
+
     def info(self, safe: bool = False) -> InfoDict:
         """``inspect active`` and friends: always the masked form."""
         info = super().info(safe=True)
         info["args"] = self._masked_args
+        info["kwargs"] = self._shown_kwargs
         return info
 
     def send_event(self, type: str, **fields: Any) -> None:

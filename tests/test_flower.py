@@ -62,6 +62,7 @@ def test_flower_lists_processed_tasks_with_masked_phones(flower: str, producer: 
 
     assert task["name"] == "zapi.order_status_update"
     assert "55119*****210" in task["args"]
+    assert task["kwargs"] == "{'instance': 'default'}"  # the instance it went through
     assert reply["zaapId"] in str(task["result"])
     everything = httpx.get(f"{flower}/api/tasks", auth=AUTH, timeout=5).text
     assert PHONE not in everything
