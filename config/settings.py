@@ -27,6 +27,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from config.instances import DEFAULT_ALIAS, Instance, InstanceEntry, parse_instances
 from config.secret_files import SecretFileError, SecretFilesSource
+from tasks.contract.redis_url import SCHEMES, SentinelOptions, SentinelURL, is_sentinel, scheme_of
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 #: Results in database 1, as README, .env.example and docker-compose.yml have it: a producer
@@ -102,6 +103,12 @@ class Settings(BaseSettings):
     """Minimum seconds between two sends to the same phone; 0 turns pacing off."""
     zapi_state_redis_url: SecretStr | None = None
     """Redis for the rate schedule, idempotency records and dead letters (default: the broker)."""
+    redis_sentinel_master: str | None = None
+    """The master the Sentinels of ``sentinel://`` URLs monitor (their ``sentinel monitor``
+    name); required by such a URL."""
+    redis_sentinel_password: SecretStr | None = None
+    """The Sentinels' own password (their ``requirepass``), if they have one; the master's is
+    the one in the URL."""
     zapi_idempotency_ttl: Annotated[int, Field(ge=60)] = 7 * 24 * 3600
     """Seconds a delivered job's reply is remembered, so a repeat is not sent again."""
     celery_visibility_timeout: Annotated[int, Field(ge=2, le=86_400)] = 900
@@ -212,6 +219,45 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _redis_urls_are_supported(self) -> Settings:
+        """Refuse, at start-up, a broker or state URL zapi-queue cannot keep its promises on:
+        another scheme would silently lose reliable fetch (``redis+socket://``) or not work."""
+        urls = {
+            "CELERY_BROKER_URL": self.celery_broker_url,
+            "ZAPI_STATE_REDIS_URL": self.zapi_state_redis_url,
+            "CELERY_RESULT_BACKEND": self.celery_result_backend,
+        }
+        for name, secret in urls.items():
+            if secret is None:
+                continue
+            url = secret.get_secret_value()
+            scheme = scheme_of(url)
+            if name != "CELERY_RESULT_BACKEND" and scheme not in SCHEMES:
+                raise ValueError(
+                    f"{name}: {scheme}:// is not supported: use redis://, rediss:// (TLS) or "
+                    "sentinel:// (Redis Sentinel, with REDIS_SENTINEL_MASTER); Redis Cluster is "
+                    "not supported by Celery's Redis broker (README.md, 'Beyond one Redis')"
+                )
+            if is_sentinel(url):
+                if not self.redis_sentinel_master:
+                    raise ValueError(f"{name}: a sentinel:// URL needs REDIS_SENTINEL_MASTER")
+                try:
+                    SentinelURL.parse(url)
+                except ValueError as exc:
+                    raise ValueError(f"{name}: {exc}") from None
+        return self
+
+    @property
+    def sentinel(self) -> SentinelOptions | None:
+        """What a ``sentinel://`` URL needs besides itself (None: no master configured)."""
+        if not self.redis_sentinel_master:
+            return None
+        password = self.redis_sentinel_password
+        return SentinelOptions(
+            self.redis_sentinel_master, password.get_secret_value() if password else None
+        )
+
+    @model_validator(mode="after")
     def _instances_are_valid(self) -> Settings:
         """Parse ZAPI_INSTANCES now, so that a bad entry stops the process at start."""
         raw = self.zapi_instances.get_secret_value() if self.zapi_instances else ""
@@ -297,11 +343,17 @@ class Settings(BaseSettings):
 
         Works on partial settings (a worker refusing to start still redacts its logs)."""
         tokens = [self.zapi_instance_token, self.zapi_client_token, self.zapi_webhook_secret]
+        tokens.append(self.redis_sentinel_password)
         for entry in getattr(self, "_entries", {}).values():
             tokens += [entry.instance_token, entry.client_token]
         urls = [self.celery_broker_url, self.celery_result_backend, self.zapi_state_redis_url]
         values = [secret.get_secret_value() for secret in tokens if secret is not None]
-        values += [urlsplit(url.get_secret_value()).password or "" for url in urls if url]
+        values += [
+            urlsplit(chunk).password or ""
+            for url in urls
+            if url
+            for chunk in url.get_secret_value().split(";")
+        ]
         return [value for value in dict.fromkeys(values) if value]
 
     @property

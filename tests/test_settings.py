@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -256,3 +257,50 @@ def test_settings_that_are_not_secrets_take_no_file(
     (tmp_path / "rate").write_text("99")
     clean_env.setenv("ZAPI_RATE_LIMIT_FILE", str(tmp_path / "rate"))
     assert load_settings().zapi_rate_limit == 5.0
+
+
+def test_sentinel_passwords_are_secrets_too(clean_env: pytest.MonkeyPatch) -> None:
+    settings = Settings(
+        celery_broker_url="sentinel://:pw-master@h1:26379/0;sentinel://:pw-2@h2:26379/0",
+        redis_sentinel_master="mymaster",
+        redis_sentinel_password="pw-sentinels",
+    )
+    assert settings.secret_values() == ["pw-sentinels", "pw-master", "pw-2"]
+
+
+@pytest.mark.parametrize(
+    ("name", "url", "said"),
+    [
+        ("CELERY_BROKER_URL", "amqp://guest@rabbit//", "CELERY_BROKER_URL: amqp:// is not supp"),
+        ("CELERY_BROKER_URL", "redis+socket:///tmp/redis.sock", "redis+socket:// is not supported"),
+        ("ZAPI_STATE_REDIS_URL", "memory://", "ZAPI_STATE_REDIS_URL: memory:// is not supported"),
+        ("CELERY_BROKER_URL", "sentinel://h1:26379", "URL needs REDIS_SENTINEL_MASTER"),
+        ("CELERY_RESULT_BACKEND", "sentinel://h1", "URL needs REDIS_SENTINEL_MASTER"),
+    ],
+)
+def test_a_broker_or_state_url_zapi_queue_cannot_keep_its_promises_on_is_refused(
+    clean_env: pytest.MonkeyPatch, name: str, url: str, said: str
+) -> None:
+    clean_env.setenv(name, url)
+    with pytest.raises(ConfigurationError, match=re.escape(said)):
+        load_settings()
+
+
+def test_a_malformed_sentinel_url_is_named_without_its_password(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    clean_env.setenv("REDIS_SENTINEL_MASTER", "mymaster")
+    clean_env.setenv("CELERY_BROKER_URL", "sentinel://:pw-SECRET@h1:26379/0;redis://h2:6379/0")
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings()
+    assert "CELERY_BROKER_URL: every ;-separated URL must be sentinel://, not redis://" in str(
+        caught.value
+    )
+    assert "pw-SECRET" not in str(caught.value)
+
+
+def test_the_worker_refuses_another_broker_with_one_line(clean_env: pytest.MonkeyPatch) -> None:
+    completed = start_worker({**os.environ, **CREDENTIALS, "CELERY_BROKER_URL": "amqp://r//"})
+    assert completed.returncode == 2
+    assert completed.stderr.strip().startswith("zapi-queue: invalid configuration: CELERY_BROKER")
+    assert "Traceback" not in completed.stderr

@@ -18,9 +18,11 @@ import redis
 from kombu import Connection
 from kombu.simple import SimpleQueue
 
+import worker.transport
+from config import Settings
 from tests.bodies import unique_body
 from tests.faults import WORKER_LEASE, fault_stack
-from worker.celery_app import RELIABLE_TRANSPORT, broker_transport_config
+from worker.celery_app import broker_transport_config, create_app
 from worker.dev.ports import free_port
 from worker.dev.redis_server import RedisServer
 from worker.fetch_scripts import HOLDERS_KEY, LEASES_KEY, OWNERS_KEY, REJECTED_KEY, SOURCES_KEY
@@ -65,8 +67,11 @@ def get(connection: Connection, timeout: float = 5) -> Any:
     return connection.SimpleQueue(QUEUE).get(timeout=timeout)
 
 
-def processing_lists(db: redis.Redis) -> list[str]:
-    return [str(key) for key in db.zrange(LEASES_KEY, 0, -1)]
+def processing_lists(db: redis.Redis, queue: str | None = None) -> list[str]:
+    """The processing lists (of ``queue`` only, if given: a control client's reply queue in
+    this process has one too)."""
+    lists = [str(key) for key in db.zrange(LEASES_KEY, 0, -1)]
+    return [key for key in lists if queue is None or key.startswith(f"{LEASES_KEY}.{queue}.")]
 
 
 def fetched_not_claimed(url: str, db: redis.Redis, connection: Connection, body: Any) -> str:
@@ -234,12 +239,52 @@ def test_a_message_left_in_a_closed_channels_list_is_delivered_after_its_lease(
     assert not db.exists(processing)
 
 
-def test_the_app_uses_reliable_fetch_for_redis_brokers() -> None:
-    assert broker_transport_config("redis://localhost:6379/0") == {
-        "broker_transport": RELIABLE_TRANSPORT
-    }
-    assert broker_transport_config("rediss://redis.example:6380/0")["broker_use_ssl"]
-    assert broker_transport_config("amqp://localhost//") == {}
+@pytest.mark.parametrize(
+    ("url", "ours"),
+    [
+        ("redis://127.0.0.1:1/0", worker.transport.Transport),
+        ("rediss://redis.example:6380/0", worker.transport.Transport),
+        ("sentinel://127.0.0.1:1/0;sentinel://127.0.0.1:2/0", worker.transport.SentinelTransport),
+    ],
+)
+def test_the_app_uses_reliable_fetch_for_every_redis_broker(url: str, ours: type) -> None:
+    app = create_app(Settings(celery_broker_url=url, redis_sentinel_master="mymaster"))
+    with app.connection_for_write() as connection:
+        assert type(connection.transport) is ours
+        # The URL keeps its scheme (Flower's broker view reads it), its password hidden.
+        assert connection.as_uri().startswith(url.split(":", 1)[0] + "://")
+    assert bool(broker_transport_config(url).get("broker_use_ssl")) == url.startswith("rediss")
+
+
+@pytest.mark.parametrize(
+    ("urls", "ours"),
+    [
+        ("redis://127.0.0.1:1/0;redis://127.0.0.1:2/0", worker.transport.Transport),
+        ("sentinel://127.0.0.1:1/0;sentinel://127.0.0.1:2/0", worker.transport.SentinelTransport),
+    ],
+)
+def test_kombus_failover_to_the_next_url_keeps_reliable_fetch(urls: str, ours: type) -> None:
+    """kombu re-reads the scheme of the URL it fails over to; the app's transports stay ours."""
+    app = create_app(Settings(celery_broker_url=urls, redis_sentinel_master="mymaster"))
+    connection = app.connection_for_write()
+    assert type(connection.transport) is ours
+    connection.switch(urls.split(";")[1])  # what kombu does after a connection error
+    assert type(connection.transport) is ours
+    connection.close()
+
+
+def test_a_sentinel_broker_and_backend_know_the_master() -> None:
+    settings = Settings(
+        celery_broker_url="sentinel://:pw@h1:26379/0;sentinel://h2:26379/0",
+        celery_result_backend="sentinel://:pw@h1:26379/1;sentinel://h2:26379/1",
+        redis_sentinel_master="mymaster",
+        redis_sentinel_password="sentinel-pw",
+    )
+    app = create_app(settings)
+    for options in (app.conf.broker_transport_options, app.conf.result_backend_transport_options):
+        assert options["master_name"] == "mymaster"
+        assert options["sentinel_kwargs"]["password"] == "sentinel-pw"
+    assert type(app.backend).__name__ == "GuardedSentinelBackend"
 
 
 def test_redis_version_is_read_from_info() -> None:
@@ -276,7 +321,7 @@ def test_worker_killed_between_fetch_and_claim_loses_nothing(tmp_path: Path) -> 
         assert not doomed.running
 
         db = stack.redis.client(decode_responses=True)
-        [processing] = processing_lists(db)
+        [processing] = processing_lists(db, "celery")
         # Killed in the window: the message is neither queued nor unacked, only fetched.
         assert (db.llen("celery"), db.hlen("unacked"), db.llen(processing)) == (0, 0, 1)
         killed_at = time.monotonic()

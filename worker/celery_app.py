@@ -12,6 +12,7 @@ Why these defaults:
   after it, and a countdown longer than it would be delivered twice.
 * **reliable fetch** (``worker.transport``): kombu's Redis transport pops a message before it
   records it as unacked, and a worker killed in between loses it; ours moves it atomically.
+  It serves ``redis://``, ``rediss://`` and ``sentinel://`` (Redis Sentinel) brokers alike.
 * **JSON only**: producers in any language can enqueue, and nothing is unpickled.
 """
 
@@ -20,38 +21,41 @@ from __future__ import annotations
 import ssl
 import sys
 from typing import Any
-from urllib.parse import urlsplit
 
 from celery import Celery
 
 from config import ConfigurationError, Settings, get_settings
-from worker import results
+from tasks.contract.redis_url import SentinelOptions, scheme_of
+from worker import results, transport
 
 #: Modules holding the tasks; Celery imports them when the worker starts.
 TASK_MODULES = ("tasks.orders",)
 
 
-#: Kombu's Redis transport with reliable fetch; see worker/transport.py.
-RELIABLE_TRANSPORT = "worker.transport:Transport"
 #: Where a fetched order update stands in its order's line (tasks/state/orders.py).
 ARRIVAL_INDEX = "tasks.state.orders:arrival_index"
 
 
 def broker_transport_config(broker_url: str) -> dict[str, Any]:
-    """Our transport for ``redis://`` and ``rediss://`` brokers; others keep kombu's choice.
+    """TLS for a ``rediss://`` broker, with the server's certificate verified (kombu's default
+    would skip that check).
 
-    Naming the transport bypasses kombu's ``rediss`` defaults, so TLS is switched on here, and
-    with the server's certificate verified (kombu's default would skip that check).
+    The transport itself needs no setting: ``redis``, ``rediss`` and ``sentinel`` resolve to
+    ours (reliable fetch) once :func:`worker.transport.register` ran, which :func:`create_app`
+    does. Naming its class in ``broker_transport`` instead would make kombu render the broker
+    URL with the class path as its scheme, which Flower's broker view cannot read.
     """
-    scheme = urlsplit(broker_url).scheme
-    if scheme == "redis":
-        return {"broker_transport": RELIABLE_TRANSPORT}
-    if scheme == "rediss":
-        return {
-            "broker_transport": RELIABLE_TRANSPORT,
-            "broker_use_ssl": {"ssl_cert_reqs": ssl.CERT_REQUIRED},
-        }
+    if scheme_of(broker_url) == "rediss":
+        return {"broker_use_ssl": {"ssl_cert_reqs": ssl.CERT_REQUIRED}}
     return {}
+
+
+def sentinel_options(sentinel: SentinelOptions | None) -> dict[str, Any]:
+    """Transport options that tell kombu and Celery's backend which master the Sentinels
+    monitor, and how to log in to the Sentinels themselves."""
+    if sentinel is None:
+        return {}
+    return sentinel.transport_options(socket_timeout=5, socket_connect_timeout=5)
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -62,6 +66,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     # enough for both (three renewals per lease).
     restore_interval = max(1, min(10, visibility_timeout // 10, lease // 3))
     broker_url = settings.celery_broker_url.get_secret_value()
+    sentinel = settings.sentinel
     return {
         "broker_url": broker_url,
         **broker_transport_config(broker_url),
@@ -83,7 +88,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             **({"arrival_index": ARRIVAL_INDEX} if settings.zapi_ordering else {}),
             "socket_timeout": 30,
             "socket_connect_timeout": 10,
+            **sentinel_options(sentinel),
         },
+        "result_backend_transport_options": sentinel_options(sentinel),
         "result_backend_always_retry": True,
         "result_backend_max_retries": 20,
         "redis_socket_timeout": 30,
@@ -111,6 +118,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 def create_app(settings: Settings | None = None) -> Celery:
     """Build the app; importing ``worker.signals`` wires start-up checks and log redaction."""
     settings = settings or get_settings()
+    transport.register()  # kombu's failover keeps our transports (worker/transport.py)
     app = Celery("zapi-queue")
     app.conf.update(celery_config(settings))
     results.install(app)  # a late RETRY cannot overwrite a SUCCESS (worker/results.py)

@@ -8,8 +8,8 @@ then writes, which leaves that window open, and does not cover FAILURE.
 
 Here a state that is not final (PENDING, STARTED, RETRY, ...) is written by one Lua script that
 leaves a SUCCESS or FAILURE in place: atomically, in Redis. Final states are written as Celery
-writes them. Installed for the ``redis://``, ``rediss://`` and ``redis+socket://`` schemes by
-:func:`install`, so ``CELERY_RESULT_BACKEND`` keeps its plain URL.
+writes them. Installed for the ``redis://``, ``rediss://``, ``redis+socket://`` and
+``sentinel://`` schemes by :func:`install`, so ``CELERY_RESULT_BACKEND`` keeps its plain URL.
 """
 
 from __future__ import annotations
@@ -18,11 +18,15 @@ import math
 from typing import Any
 
 from celery import Celery, states
-from celery.backends.redis import RedisBackend
+from celery.backends.redis import RedisBackend, SentinelBackend
 
 #: Schemes whose backend this module replaces, and the class that replaces it.
-SCHEMES = ("redis", "rediss", "redis+socket")
-BACKEND = "worker.results:GuardedRedisBackend"
+BACKENDS = {
+    "redis": "worker.results:GuardedRedisBackend",
+    "rediss": "worker.results:GuardedRedisBackend",
+    "redis+socket": "worker.results:GuardedRedisBackend",
+    "sentinel": "worker.results:GuardedSentinelBackend",
+}
 
 # KEYS[1]: the task's meta key. ARGV: the encoded meta, expiry seconds (0: none).
 _SET_UNLESS_FINAL = """
@@ -43,8 +47,8 @@ return 1
 """
 
 
-class GuardedRedisBackend(RedisBackend):
-    """Celery's Redis result backend; a non-final state never replaces a final one."""
+class FinalStateGuard(RedisBackend):
+    """A non-final state never replaces a final one (mixed into Celery's Redis backends)."""
 
     def _set_with_state(self, key: Any, value: Any, state: str) -> Any:
         if state in states.READY_STATES:
@@ -60,9 +64,17 @@ class GuardedRedisBackend(RedisBackend):
         script(keys=[key], args=[value, expires])
 
 
+class GuardedRedisBackend(FinalStateGuard):
+    """Celery's Redis result backend, guarded."""
+
+
+class GuardedSentinelBackend(FinalStateGuard, SentinelBackend):
+    """Celery's Sentinel result backend (it follows a failover), guarded."""
+
+
 def install(app: Celery) -> None:
     """Make ``app`` use the guarded backend for Redis result URLs."""
     app.loader.override_backends = {
         **getattr(app.loader, "override_backends", {}),
-        **dict.fromkeys(SCHEMES, BACKEND),
+        **BACKENDS,
     }

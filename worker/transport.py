@@ -92,6 +92,8 @@ kombu_redis: Any = importlib.import_module("kombu.transport.redis")
 KombuQoS: Any = kombu_redis.QoS
 KombuChannel: Any = kombu_redis.Channel
 KombuTransport: Any = kombu_redis.Transport
+KombuSentinelChannel: Any = kombu_redis.SentinelChannel
+KombuSentinelTransport: Any = kombu_redis.SentinelTransport
 
 logger = logging.getLogger(__name__)
 
@@ -694,6 +696,45 @@ class LeaseKeeper:
 
 
 class Transport(KombuTransport):
-    """``redis://`` with reliable fetch; select it with ``broker_transport``."""
+    """``redis://`` and ``rediss://`` with reliable fetch (:func:`register` selects it)."""
 
     Channel = Channel
+
+
+class SentinelChannel(Channel, KombuSentinelChannel):
+    """The reliable channel on a Sentinel-managed master: kombu's Sentinel channel finds the
+    master (``master_name``, ``sentinel_kwargs``) and reconnects to the new one after a
+    failover; fetching, claims, leases and sweeps are :class:`Channel`'s."""
+
+    from_transport_options = (
+        *KombuSentinelChannel.from_transport_options,
+        "fetch_lease",
+        "arrival_index",
+    )
+
+
+class SentinelTransport(KombuSentinelTransport):
+    """``sentinel://`` with reliable fetch (:func:`register` selects it)."""
+
+    Channel = SentinelChannel
+
+
+#: kombu's names for the Redis transports, and ours for each.
+OURS = {
+    "redis": "worker.transport:Transport",
+    "rediss": "worker.transport:Transport",
+    "sentinel": "worker.transport:SentinelTransport",
+}
+
+
+def register() -> None:
+    """Make kombu resolve its Redis schemes to these transports in this process.
+
+    By scheme, not by a class path in ``broker_transport``: with several ``;``-separated URLs
+    kombu's failover (``Connection.switch``) re-reads the next URL's scheme, and would load its
+    stock transport, without reliable fetch, after the first connection error; and a class path
+    would become the scheme of the broker URL kombu renders (Flower could not read it)."""
+    kombu_transport = importlib.import_module("kombu.transport")
+    kombu_transport.TRANSPORT_ALIASES.update(OURS)
+    for scheme in OURS:  # kombu caches what a name resolved to
+        kombu_transport._transport_cache.pop(scheme, None)

@@ -40,6 +40,7 @@ from .endpoints import TASK_NAMES, Endpoint
 from .errors import InvalidBodyError, as_contract_error
 from .ordering import DEFAULT_ORDER_TTL, order_keys, order_request_id, register_in_line
 from .redaction import describe_body
+from .redis_url import SentinelOptions, redis_client
 from .validation import validate_update
 
 BATCH_SIZE = 1000
@@ -65,8 +66,16 @@ class Producer:
         result_backend: str | None = None,
         instance_id: str | None = None,
         state_redis_url: str | None = None,
+        sentinel_master: str | None = None,
+        sentinel_password: str | None = None,
     ) -> None:
+        """``sentinel_master`` (default ``REDIS_SENTINEL_MASTER``) and ``sentinel_password``
+        (default ``REDIS_SENTINEL_PASSWORD``): what ``sentinel://`` URLs need (redis_url.py)."""
         broker_url = broker_url or os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+        from_env = SentinelOptions.from_env(os.environ)
+        master = sentinel_master or (from_env.master if from_env else None)
+        password = sentinel_password or (from_env.password if from_env else None)
+        self._sentinel = SentinelOptions(master, password) if master else None
         self.app = app or Celery(
             "zapi-queue-producer",
             broker=broker_url,
@@ -74,6 +83,11 @@ class Producer:
             or os.environ.get("CELERY_RESULT_BACKEND", "redis://127.0.0.1:6379/1"),
         )
         self.app.conf.update(task_serializer="json", accept_content=["json"])
+        if self._sentinel is not None and app is None:
+            options = self._sentinel.transport_options()
+            self.app.conf.update(
+                broker_transport_options=options, result_backend_transport_options=options
+            )
         self._instance_id = instance_id or os.environ.get("ZAPI_INSTANCE_ID") or None
         self._state_url = state_redis_url or os.environ.get("ZAPI_STATE_REDIS_URL") or broker_url
         self._state: Any = None  # a redis.Redis, built on first use
@@ -144,10 +158,8 @@ class Producer:
         return sequences
 
     def _state_redis(self) -> Any:
-        if self._state is None:
-            import redis  # only a producer that registers in lines needs it
-
-            self._state = redis.Redis.from_url(self._state_url, socket_timeout=10)
+        if self._state is None:  # only a producer that registers in lines needs it
+            self._state = redis_client(self._state_url, self._sentinel, socket_timeout=10)
         return self._state
 
     def enqueue_status_update(self, body: Any, **options: Any) -> str:

@@ -1,7 +1,9 @@
 """The Redis connection our own state uses: rate schedule, idempotency records, dead letters.
 
 One pooled, thread-safe client per process. It retries connection errors with backoff for about
-half a minute, so a Redis restart is ridden through instead of failing the jobs in flight.
+half a minute, so a Redis restart is ridden through instead of failing the jobs in flight; on a
+``sentinel://`` URL each reconnection asks the Sentinels for the current master, so the same
+retries ride through a failover.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from config import get_settings
+from tasks.contract.redis_url import SentinelOptions, is_sentinel, redis_client
 from tasks.per_process import PerProcess
 
 KEY_PREFIX = "zapi-queue"
@@ -21,16 +24,22 @@ def text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def connect(url: str, *, retries: int = 20) -> redis.Redis:
-    """A client for ``url``; with the default retries it survives a Redis restart of ~30 s."""
-    return redis.Redis.from_url(
+def connect(url: str, *, retries: int = 20, sentinel: SentinelOptions | None = None) -> redis.Redis:
+    """A client for ``url``; with the default retries it survives a Redis restart (or a
+    Sentinel failover) of ~30 s. A ``sentinel://`` URL's master name and Sentinel password
+    come from ``sentinel``, else from the settings (REDIS_SENTINEL_MASTER...)."""
+    if sentinel is None and is_sentinel(url):
+        sentinel = get_settings().sentinel
+    client: redis.Redis = redis_client(
         url,
+        sentinel,
         socket_timeout=5,
         socket_connect_timeout=5,
         health_check_interval=30,
         retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=retries),
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
     )
+    return client
 
 
 _redis = PerProcess(lambda: connect(get_settings().state_redis_url), redis.Redis.close)

@@ -19,6 +19,7 @@ from typing import IO, Protocol, Self
 import httpx
 from celery import Celery
 
+from tasks.contract.redis_url import SentinelOptions
 from worker.dev.lifecycle import Managed
 
 
@@ -177,6 +178,8 @@ class WorkerProcess(_Process):
     def start(self, timeout: float = 30.0) -> Self:
         self._spawn()
         control = Celery(broker=self.env["CELERY_BROKER_URL"])
+        if sentinel := SentinelOptions.from_env(self.env):
+            control.conf.broker_transport_options = sentinel.transport_options()
         deadline = time.monotonic() + timeout
         try:
             while time.monotonic() < deadline:

@@ -104,6 +104,15 @@ class RedisServer(Managed):
         """A redis-py client for this server (database 0 unless ``db`` is given)."""
         return redis.Redis(port=self.port, password=self.password, **options)
 
+    def kill(self) -> None:
+        """SIGKILL, as a crashed host would: no shutdown save, no goodbye to replicas."""
+        process, self._process = self._process, None
+        if process is not None:
+            process.kill()
+            process.wait()
+            if process.stderr:
+                process.stderr.close()
+
     def stop(self) -> None:
         process, self._process = self._process, None
         if process is None:
