@@ -3,11 +3,13 @@ schema, and running the very commands the tests run."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import subprocess
 import sys
+import time
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from config import Settings
 from tests.bodies import unique_body
 from worker.dev.ports import free_port
 from worker.dev.processes import WebhookProcess, WorkerProcess
-from worker.dev.redis_server import RedisServer
+from worker.dev.redis_server import RedisServer, find_redis_server
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -232,3 +234,59 @@ def test_the_sim_profile_delivers_out_of_the_box(compose: dict[str, Any], tmp_pa
             assert set(reply) == {"zaapId", "messageId", "id"}
         finally:
             fake.terminate()
+
+
+def test_the_ha_profile_is_a_replica_and_three_sentinels_on_sentinel_urls(
+    compose: dict[str, Any],
+) -> None:
+    ha = env_file(ROOT / "deploy" / "ha.env")
+    assert ha["COMPOSE_PROFILES"] == "ha"
+    services = compose["services"]
+    sentinels = sorted(n for n, s in services.items() if "sentinel" in str(s.get("command")))
+    assert sentinels == ["sentinel-1", "sentinel-2", "sentinel-3"]
+    assert all(services[name]["profiles"] == ["ha"] for name in [*sentinels, "redis-replica"])
+    replica = services["redis-replica"]["command"]
+    assert replica[replica.index("--replicaof") + 1 :] == ["redis", "6379"]
+    for db, name in enumerate(("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")):
+        hosts = [chunk.split("@")[-1].removeprefix("sentinel://") for chunk in ha[name].split(";")]
+        assert hosts == [f"{sentinel}:26379/{db}" for sentinel in sentinels], name
+    master = ha["REDIS_SENTINEL_MASTER"]
+    assert services["sentinel-1"]["environment"]["REDIS_SENTINEL_MASTER"].endswith(f"-{master}}}")
+    # Every service of ours gets the master's name with the URLs.
+    for name in ("worker", "flower", "webhook", "exporter"):
+        assert "REDIS_SENTINEL_MASTER" in services[name]["environment"], name
+
+
+@pytest.mark.e2e
+def test_the_ha_profiles_sentinel_script_watches_the_primary_it_is_given(
+    compose: dict[str, Any], tmp_path: Path
+) -> None:
+    """deploy/sentinel/start-sentinel.sh as compose runs it, with the tests' redis-server: it
+    monitors the primary, with its password and its own."""
+    script = compose["services"]["sentinel-1"]["volumes"][0].split(":")[0]
+    port = free_port()
+    with RedisServer(password="redis-pw") as primary:
+        env = {
+            **os.environ,
+            "REDIS_SERVER": find_redis_server(),
+            "REDIS_PRIMARY_HOST": "127.0.0.1",
+            "REDIS_PRIMARY_PORT": str(primary.port),
+            "REDIS_PASSWORD": "redis-pw",
+            "REDIS_SENTINEL_PASSWORD": "sentinel-pw",
+            "SENTINEL_PORT": str(port),
+            "SENTINEL_DIR": str(tmp_path),
+        }
+        with subprocess.Popen(["sh", str(ROOT / script)], env=env) as sentinel:
+            try:
+                client = redis.Redis(port=port, password="sentinel-pw", socket_timeout=1)
+                deadline = time.monotonic() + 15
+                state: Any = {}
+                while time.monotonic() < deadline and state.get("flags") != "master":
+                    with contextlib.suppress(redis.ConnectionError):
+                        state = client.sentinel_master("zapi-master")
+                    time.sleep(0.1)
+                assert state["flags"] == "master"  # reached and authenticated, not s_down
+                assert int(state["port"]) == primary.port
+                client.close()
+            finally:
+                sentinel.terminate()

@@ -239,6 +239,19 @@ def test_a_message_left_in_a_closed_channels_list_is_delivered_after_its_lease(
     assert not db.exists(processing)
 
 
+@pytest.fixture
+def registered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Our transports registered as a worker registers them, for this test only."""
+    import kombu.transport
+
+    monkeypatch.setattr(
+        kombu.transport, "TRANSPORT_ALIASES", dict(kombu.transport.TRANSPORT_ALIASES)
+    )
+    monkeypatch.setattr(kombu.transport, "_transport_cache", {})
+    worker.transport.register()
+
+
+@pytest.mark.usefixtures("registered")
 @pytest.mark.parametrize(
     ("url", "ours"),
     [
@@ -256,6 +269,7 @@ def test_the_app_uses_reliable_fetch_for_every_redis_broker(url: str, ours: type
     assert bool(broker_transport_config(url).get("broker_use_ssl")) == url.startswith("rediss")
 
 
+@pytest.mark.usefixtures("registered")
 @pytest.mark.parametrize(
     ("urls", "ours"),
     [

@@ -26,7 +26,7 @@ from celery import Celery
 
 from config import ConfigurationError, Settings, get_settings
 from tasks.contract.redis_url import SentinelOptions, scheme_of
-from worker import results, transport
+from worker import results
 
 #: Modules holding the tasks; Celery imports them when the worker starts.
 TASK_MODULES = ("tasks.orders",)
@@ -40,10 +40,11 @@ def broker_transport_config(broker_url: str) -> dict[str, Any]:
     """TLS for a ``rediss://`` broker, with the server's certificate verified (kombu's default
     would skip that check).
 
-    The transport itself needs no setting: ``redis``, ``rediss`` and ``sentinel`` resolve to
-    ours (reliable fetch) once :func:`worker.transport.register` ran, which :func:`create_app`
-    does. Naming its class in ``broker_transport`` instead would make kombu render the broker
-    URL with the class path as its scheme, which Flower's broker view cannot read.
+    The transport itself needs no setting: in a worker, ``redis``, ``rediss`` and ``sentinel``
+    resolve to ours (reliable fetch) once :func:`worker.transport.register` ran, which the
+    worker does as it starts (worker/signals.py). Naming its class in ``broker_transport``
+    instead would make kombu render the broker URL with the class path as its scheme, which
+    Flower's broker view cannot read, and kombu's failover to the next URL would drop it.
     """
     if scheme_of(broker_url) == "rediss":
         return {"broker_use_ssl": {"ssl_cert_reqs": ssl.CERT_REQUIRED}}
@@ -118,7 +119,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 def create_app(settings: Settings | None = None) -> Celery:
     """Build the app; importing ``worker.signals`` wires start-up checks and log redaction."""
     settings = settings or get_settings()
-    transport.register()  # kombu's failover keeps our transports (worker/transport.py)
     app = Celery("zapi-queue")
     app.conf.update(celery_config(settings))
     results.install(app)  # a late RETRY cannot overwrite a SUCCESS (worker/results.py)

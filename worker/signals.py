@@ -22,6 +22,7 @@ from config import ConfigurationError, Settings, get_settings
 from tasks.state.ratelimit import get_limiter
 from tasks.state.store import close_redis
 from tasks.zapi.client import close_client, get_client
+from worker import transport
 from worker.logging import OUR_LOGGER, install_redaction, use_json_format
 from worker.redis_checks import warn_if_evicting
 from worker.status_poller import StatusPoller
@@ -43,6 +44,14 @@ def refuse_to_start_without_credentials(**_: Any) -> None:
     if problem is not None:
         print(f"zapi-queue: cannot start the worker: {problem}", file=sys.stderr)
         raise SystemExit(2)
+
+
+@celeryd_init.connect
+def fetch_reliably(**_: Any) -> None:
+    """The worker's broker connections use our transports (reliable fetch, leases), whichever
+    of its URLs kombu connects to. Only in the worker: other processes (Flower, the CLI, a
+    producer) publish, and kombu's own transports do that as well."""
+    transport.register()
 
 
 def startup_problem(settings: Settings) -> str | None:

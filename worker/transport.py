@@ -696,7 +696,8 @@ class LeaseKeeper:
 
 
 class Transport(KombuTransport):
-    """``redis://`` and ``rediss://`` with reliable fetch (:func:`register` selects it)."""
+    """``redis://`` and ``rediss://`` with reliable fetch (:func:`register` selects it; a test
+    may name it as a kombu ``transport``)."""
 
     Channel = Channel
 
@@ -728,7 +729,8 @@ OURS = {
 
 
 def register() -> None:
-    """Make kombu resolve its Redis schemes to these transports in this process.
+    """Make kombu resolve its Redis schemes to these transports in this process (the worker's,
+    at start: worker/signals.py).
 
     By scheme, not by a class path in ``broker_transport``: with several ``;``-separated URLs
     kombu's failover (``Connection.switch``) re-reads the next URL's scheme, and would load its
