@@ -1,19 +1,20 @@
-"""Throughput of one zapi-queue worker container against a plain Celery baseline, same run.
+"""Throughput and CPU per job of zapi-queue against plain Celery baselines, same run.
 
 For Z-API latencies of 0 ms and 200 ms, on the same local Redis and the same fake Z-API (a
 separate process), it runs:
 
-* **baseline**: ``celery -A bench.baseline worker`` (Celery's defaults: prefork, one process per
-  core), a task that posts the body with ``httpx.post``; no validation, no rate limit;
-* **pooled** (context, not the target): the same with one keep-alive ``httpx.Client`` per
-  process;
-* **zapi-queue**: ``celery -A worker worker`` with the shipped defaults (thread pool, 64 sends in
-  flight), validation, the shared rate limiter (set far above the load), idempotency claims,
-  per-order ordering, result and event writes; every job of an order of its own;
+* **post** (context): ``celery -A bench.baseline worker`` (Celery's defaults: prefork, one
+  process per core, prefetch 4, no events), a task that posts the body with ``httpx.post``;
+* **pooled**, the baseline: the same task with one keep-alive ``httpx.Client`` per process and
+  ``TCP_NODELAY``: what a careful developer writes, and the one to beat on CPU per job;
+* **zapi-queue**: ``celery -A worker worker`` with the shipped defaults (thread pool, validation,
+  the shared rate limiter set far above the load, idempotency claims, per-order ordering, result
+  and event writes), one worker process per core (``--workers``), as docs/benchmarks.md advises;
+  every job of an order of its own;
 * **unordered**: the same with ``ZAPI_ORDERING=off``: what per-order ordering costs.
 
-It prints jobs/s, worker CPU seconds per 1,000 jobs, worker RSS, and the producer's enqueue
-rate (one ``send_task`` per job, and ``Producer.enqueue_many``), with ratios to the baseline.
+It prints jobs/s, the workers' CPU seconds per 1,000 jobs (all their processes), their RSS,
+and the producer's enqueue rate, with ratios to the pooled baseline.
 
     python -m bench.throughput            # or: make bench
 """
@@ -21,6 +22,8 @@ rate (one ``send_task`` per job, and ``Producer.enqueue_many``), with ratios to 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -75,30 +78,37 @@ def measure(
     sim: RemoteSimulator,
     env: dict[str, str],
     logs: Path,
+    processes: int = 1,
 ) -> Run:
+    """``jobs`` through ``processes`` worker processes of ``app``, after a warm-up."""
     latency = sim.latency
     producer = Producer(
         broker_url=env["CELERY_BROKER_URL"], result_backend=env["CELERY_RESULT_BACKEND"]
     )
-    with WorkerProcess(
-        env, logs / f"{variant}-{latency}.log", app=app, loglevel="WARNING"
-    ) as worker:
-        assert worker.process is not None
-        root = psutil.Process(worker.process.pid)
-        warmup = 20
+    with contextlib.ExitStack() as stack:
+        workers = [
+            stack.enter_context(
+                WorkerProcess(
+                    env, logs / f"{variant}-{latency}-{n}.log", app=app, loglevel="WARNING"
+                )
+            )
+            for n in range(processes)
+        ]
+        roots = [psutil.Process(worker.process.pid) for worker in workers if worker.process]
+        warmup = 20 * processes
         sim.reset()  # the previous variant's requests must not count as this warm-up's
         producer.send_many(task, bodies(warmup, f"W{variant[:2]}{latency}"))
         while sim.stats()["accepted"] < warmup:
             time.sleep(0.05)
         sim.reset()
-        cpu_before = cpu_seconds(root)
+        cpu_before = sum(cpu_seconds(root) for root in roots)
         producer.send_many(task, bodies(jobs, f"J{variant[:2]}{latency}"))
         deadline = time.monotonic() + 600
         while (stats := sim.stats())["distinct"] < jobs and time.monotonic() < deadline:
             time.sleep(0.1)
         time.sleep(0.5)  # let the last results and acks be written
-        cpu = cpu_seconds(root) - cpu_before
-        rss = sum(p.memory_info().rss for p in tree(root)) / 2**20
+        cpu = sum(cpu_seconds(root) for root in roots) - cpu_before
+        rss = sum(p.memory_info().rss for root in roots for p in tree(root)) / 2**20
     producer.close()
     span = stats["last"] - stats["first"]
     done = stats["distinct"]
@@ -130,7 +140,10 @@ def enqueue_rates(redis_url: str, count: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=2000, help="jobs per zapi-queue run")
-    parser.add_argument("--baseline-jobs-slow", type=int, default=100, help="baseline, 200 ms")
+    parser.add_argument("--baseline-jobs-slow", type=int, default=100, help="baselines, 200 ms")
+    parser.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="zapi-queue worker processes"
+    )
     args = parser.parse_args()
 
     runs: list[Run] = []
@@ -152,29 +165,36 @@ def main() -> None:
                 )
                 base_jobs = args.jobs if latency == 0 else args.baseline_jobs_slow
                 unordered = {**env, "ZAPI_ORDERING": "off"}
-                for variant, app, task, jobs, variant_env in (
-                    ("baseline", "bench.baseline", "baseline.order_status_update", base_jobs, env),
+                ours = "zapi.order_status_update"
+                for variant, app, task, jobs, variant_env, processes in (
+                    ("post", "bench.baseline", "baseline.order_status_update", base_jobs, env, 1),
                     (
                         "pooled",
                         "bench.baseline",
                         "baseline.order_status_update_pooled",
-                        base_jobs,
+                        args.jobs if latency == 0 else base_jobs,
                         env,
+                        1,
                     ),
-                    ("unordered", "worker", "zapi.order_status_update", args.jobs, unordered),
-                    ("zapi-queue", "worker", "zapi.order_status_update", args.jobs, env),
+                    ("unordered", "worker", ours, args.jobs, unordered, args.workers),
+                    ("zapi-queue", "worker", ours, args.jobs, env, args.workers),
                 ):
-                    runs.append(measure(variant, app, task, jobs, sim, variant_env, Path(logs)))
+                    runs.append(
+                        measure(variant, app, task, jobs, sim, variant_env, Path(logs), processes)
+                    )
                     redis_server.client().flushall()
         rates = enqueue_rates(redis_server.url, 5000)
 
-    print(f"{'Z-API latency':>13} {'variant':>10} {'jobs':>5} {'jobs/s':>8} {'x baseline':>10} "
-          f"{'CPU s/1000 jobs':>15} {'worker RSS MB':>13}")  # fmt: skip
+    print(f"baseline: pooled (one httpx.Client per process, TCP_NODELAY), Celery's prefork "
+          f"defaults; zapi-queue: {args.workers} worker process(es)")  # fmt: skip
+    print(f"{'Z-API latency':>13} {'variant':>10} {'jobs':>5} {'jobs/s':>8} {'x pooled':>9} "
+          f"{'CPU s/1000 jobs':>15} {'x pooled':>9} {'worker RSS MB':>13}")  # fmt: skip
     for run in runs:
-        base = next(r for r in runs if r.latency == run.latency and r.variant == "baseline")
+        base = next(r for r in runs if r.latency == run.latency and r.variant == "pooled")
         print(f"{run.latency * 1000:>10.0f} ms {run.variant:>10} {run.jobs:>5} "
-              f"{run.jobs_per_second:>8.1f} {run.jobs_per_second / base.jobs_per_second:>9.2f}x "
-              f"{run.cpu_per_1000:>15.2f} {run.rss_mb:>13.1f}")  # fmt: skip
+              f"{run.jobs_per_second:>8.1f} {run.jobs_per_second / base.jobs_per_second:>8.2f}x "
+              f"{run.cpu_per_1000:>15.2f} {run.cpu_per_1000 / base.cpu_per_1000:>8.2f}x "
+              f"{run.rss_mb:>13.1f}")  # fmt: skip
     print()
     base_rate = next(iter(rates.values()))
     for name, rate in rates.items():
