@@ -495,6 +495,9 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    #: TCP_NODELAY, as Z-API's servers answer: the headers and the body are two writes, and
+    #: with Nagle on, a keep-alive client would wait for its delayed ACK (~40 ms) on each answer.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silent: the record of requests is the log, and paths carry the token."""
