@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint format typecheck pytest clean bench-rate bench bench-fetch bench-ordering bench-revisions constraints producer producer-check schemas
+.PHONY: help install demo test lint format typecheck pytest clean bench-rate bench bench-fetch bench-ordering bench-revisions profile constraints producer producer-check schemas
 
 help:
 	@echo "make demo    run the worker end to end on local stand-ins and print the results"
@@ -73,6 +73,10 @@ constraints: $(STAMP)
 	@echo "# Exact versions CI tests with and the Docker image installs (pip install -c)." > .ci/constraints.txt
 	@echo "# Refresh after changing dependencies: make constraints, then make test." >> .ci/constraints.txt
 	$(BIN)/python -m pip freeze --exclude-editable >> .ci/constraints.txt
+
+# Where a worker's CPU goes per job (yappi over a real run at 0 ms): docs/benchmarks.md.
+profile: $(STAMP)
+	$(BIN)/python -m bench.profile $(BENCH_ARGS)
 
 bench-rate: $(STAMP)
 	$(BIN)/python -m bench.rate_limit $(BENCH_ARGS)
