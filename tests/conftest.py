@@ -6,6 +6,7 @@ code) enqueues by task name and reads the result backend; the fake Z-API records
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -96,3 +97,15 @@ def strict_lua_redis() -> Iterator[RedisServer]:
         finally:
             client.close()
         yield server
+
+
+@contextlib.contextmanager
+def empty_db(server: RedisServer, db: int) -> Iterator[redis.Redis]:
+    """A client of database ``db`` of the session's Redis, emptied before and after."""
+    client = server.client(db=db)
+    client.flushdb()
+    try:
+        yield client
+    finally:
+        client.flushdb()
+        client.close()

@@ -22,6 +22,7 @@ from tasks.state.deadletter import (
     DeadLetter,
     DeadLetterStore,
 )
+from tests.conftest import empty_db
 from worker.dev.redis_server import RedisServer
 
 DB = 14
@@ -29,11 +30,8 @@ DB = 14
 
 @pytest.fixture
 def client(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    client = redis_server.client(db=DB)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+    with empty_db(redis_server, DB) as client:
+        yield client
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ using attempts) until Z-API says it is connected again; the other instances go o
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,7 @@ import pytest
 from config.settings import load_settings
 from tasks.inbox import Inbox
 from tests.bodies import unique_body
+from tests.cli import health_report
 from tests.faults import fault_stack
 from worker.dev.zapi_sim import OtherInstance
 
@@ -77,18 +76,9 @@ def test_polled_status_holds_a_disconnected_instance_without_any_callback(tmp_pa
         stack.sim.other_instances[B_ID] = OtherInstance(B_TOKEN, B_CLIENT)
         stack.sim.set_connected(False, B_ID)
         workers = [stack.worker(), stack.worker()]
-        cli = str(Path(sys.executable).parent / "zapi-queue")
 
         def health() -> dict[str, Any]:
-            shown = subprocess.run(
-                [cli, "health", "--json", "--timeout", "1", "--min-workers", "0"],
-                env=stack.env,
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=False,
-            )
-            return dict(json.loads(shown.stdout)["instances"])
+            return dict(health_report(stack.env, "--min-workers", "0")["instances"])
 
         task = "zapi.order_status_update"
         held = [

@@ -10,7 +10,6 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
@@ -19,6 +18,7 @@ from tasks.contract.endpoints import Endpoint
 from tasks.contract.producer import Producer
 from tasks.state.ratelimit import RateLimiter, hold_sends
 from tests.bodies import unique_body
+from tests.cli import health_report, run_cli
 from tests.faults import fault_stack
 from worker.dev.metrics import busiest_window
 from worker.dev.zapi_sim import OtherInstance
@@ -234,14 +234,7 @@ def test_health_counts_each_instances_jobs_dead_letters_and_sends(tmp_path: Path
             if after["instances"]["shop-b"]["in_workers"] == len(held):
                 break
             time.sleep(0.5)
-        text = subprocess.run(
-            [str(Path(sys.executable).parent / "zapi-queue"), "health", "--timeout", "1"],
-            env=stack.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        ).stdout
+        text = run_cli(stack.env, "health", "--timeout", "1").stdout
 
     counts = ("queued", "in_workers", "dead_letters", "sends_last_minute")
     shown_before = {alias: [i[name] for name in counts] for alias, i in before["instances"].items()}
@@ -251,15 +244,3 @@ def test_health_counts_each_instances_jobs_dead_letters_and_sends(tmp_path: Path
     assert after["queue_census_complete"] is True
     assert "  0 jobs queued, 3 in workers, 1 dead letter, 0 sends in the last minute" in text
     assert "  0 jobs queued, 0 in workers, 0 dead letters, 2 sends in the last minute" in text
-
-
-def health_report(env: dict[str, str]) -> dict[str, Any]:
-    shown = subprocess.run(
-        [str(Path(sys.executable).parent / "zapi-queue"), "health", "--json", "--timeout", "1"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    return dict(json.loads(shown.stdout))

@@ -11,6 +11,7 @@ import redis
 from celery import Celery
 
 from tests.bodies import unique_body
+from tests.conftest import empty_db
 from worker.dev.redis_server import RedisServer
 from worker.queue_census import QUEUE, UNACKED_KEY, take_census
 
@@ -19,11 +20,8 @@ DB = 13
 
 @pytest.fixture
 def client(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    client = redis_server.client(db=DB)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+    with empty_db(redis_server, DB) as client:
+        yield client
 
 
 def test_jobs_are_counted_by_instance_in_the_queue_and_in_the_workers(

@@ -12,8 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -25,6 +23,7 @@ import pytest
 from tasks.contract.endpoints import Endpoint
 from tasks.contract.producer import Producer
 from tests.bodies import unique_body
+from tests.cli import run_cli
 from worker.dev.ports import free_port
 from worker.dev.processes import FlowerProcess, WebhookProcess, WorkerProcess
 from worker.dev.sentinel_cluster import MASTER, SentinelCluster
@@ -101,14 +100,7 @@ def test_a_sentinel_failover_loses_no_job(tmp_path: Path) -> None:
             promoted = time.time()
 
             states = _final_states(producer, jobs, timeout=120)
-            health = subprocess.run(
-                [str(Path(sys.executable).parent / "zapi-queue"), "health", "--json"],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=False,
-            )
+            health = run_cli(env, "health", "--json")
             # Flower and the webhook receiver followed the failover as well.
             flower_queues = httpx.get(
                 f"{flower.url}/api/queues/length", auth=FLOWER_AUTH, timeout=10

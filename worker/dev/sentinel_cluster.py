@@ -18,7 +18,7 @@ import redis
 
 from worker.dev.lifecycle import Managed
 from worker.dev.ports import free_port
-from worker.dev.redis_server import RedisServer, find_redis_server
+from worker.dev.redis_server import RedisServer, find_redis_server, stop_process
 
 MASTER = "zapi-master"
 QUORUM = 2
@@ -61,12 +61,7 @@ class SentinelProcess(Managed):
     def close(self) -> None:
         process, self._process = self._process, None
         if process is not None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)
         self._dir.cleanup()
 
 

@@ -1,0 +1,25 @@
+"""Running ``zapi-queue`` as an operator does, from the tests."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+CLI = str(Path(sys.executable).parent / "zapi-queue")
+
+
+def run_cli(
+    env: dict[str, str], *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CLI, *args], input=stdin, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def health_report(env: dict[str, str], *options: str) -> dict[str, Any]:
+    """``zapi-queue health --json`` (workers answering within 1 s)."""
+    shown = run_cli(env, "health", "--json", "--timeout", "1", *options)
+    return dict(json.loads(shown.stdout))
