@@ -25,6 +25,14 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints,
 DEFAULT_ALIAS = "default"
 ALIAS_PATTERN = re.compile(r"[a-z0-9_-]{1,40}")
 
+
+def alias_of(kwargs: Any) -> str:
+    """The instance alias a job's kwargs name: ``default`` when they name none (or not a
+    string), as the worker routes it (tasks/instances.py)."""
+    alias = kwargs.get("instance") if isinstance(kwargs, dict) else None
+    return alias if isinstance(alias, str) else DEFAULT_ALIAS
+
+
 NonBlank = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
 

@@ -42,8 +42,8 @@ from tasks.state.deliveries import state_counts
 from tasks.state.ratelimit import paused_for
 from tasks.state.store import connect
 from tasks.state.webhook_stats import WebhookStats
+from worker.queue_census import QUEUE
 
-QUEUE = "celery"
 #: Job ids whose first sighting is remembered (only the queue's tail is ever looked up).
 FIRST_SEEN_CAP = 10_000
 

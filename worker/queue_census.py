@@ -21,9 +21,10 @@ from typing import Any
 
 import redis
 
-from config.instances import DEFAULT_ALIAS
+from config.instances import alias_of
 from tasks.contract.ordering import task_call
 
+#: The queue Celery sends the tasks to (its default), one for the whole fleet.
 QUEUE = "celery"
 #: kombu's Redis transport keeps fetched, unacknowledged messages here (its ``unacked_key``).
 UNACKED_KEY = "unacked"
@@ -46,10 +47,7 @@ def instance_of(envelope: Any) -> str | None:
     """The instance alias a kombu message's job names (``default`` when none), or None when
     the message carries no job."""
     call = task_call(envelope)
-    if call is None:
-        return None
-    alias = call[1].get("instance", DEFAULT_ALIAS)
-    return alias if isinstance(alias, str) else DEFAULT_ALIAS
+    return None if call is None else alias_of(call[1])
 
 
 def take_census(client: redis.Redis, limit: int = DEFAULT_LIMIT) -> Census:

@@ -46,7 +46,7 @@ from typing import Any
 import redis
 
 from config import Settings
-from config.instances import DEFAULT_ALIAS
+from config.instances import alias_of
 from tasks.state.store import KEY_PREFIX, text
 
 logger = logging.getLogger(__name__)
@@ -214,8 +214,7 @@ class DeadLetter:
     @property
     def instance(self) -> str:
         """The alias of the Z-API instance its job was for (``default`` when it named none)."""
-        alias = self.kwargs.get("instance")
-        return alias if isinstance(alias, str) else DEFAULT_ALIAS
+        return alias_of(self.kwargs)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False)
@@ -234,11 +233,10 @@ def _failure(record: str | bytes) -> tuple[float, str, str]:
     tell is kept a full TTL, counted as OTHER_TYPE and OTHER_INSTANCE."""
     try:
         data = json.loads(record)
-        alias = (data.get("kwargs") or {}).get("instance", DEFAULT_ALIAS)
         return (
             float(data["failed_at"]),
             str(data.get("error_type") or OTHER_TYPE),
-            alias if isinstance(alias, str) else DEFAULT_ALIAS,
+            alias_of(data.get("kwargs")),
         )
     except (ValueError, KeyError, TypeError, AttributeError):
         return time.time(), OTHER_TYPE, OTHER_INSTANCE

@@ -21,7 +21,7 @@ from tasks.state.webhook_stats import WebhookStats
 from worker.cli.common import settings_or_exit, when
 from worker.cli.main import main
 from worker.fetch_scripts import REJECTED_KEY
-from worker.queue_census import Census, take_census
+from worker.queue_census import QUEUE, Census, take_census
 from worker.redis_checks import maxmemory_policy, policy_problem, redis_roles
 
 
@@ -144,7 +144,7 @@ def _check_broker(
         client.ping()
         report["broker_reachable"] = True
         report["maxmemory_policy"] = maxmemory_policy(client)
-        report["queue_depth"] = int(client.llen("celery"))
+        report["queue_depth"] = int(client.llen(QUEUE))
         # Items found in the queue that were not Celery messages (worker/transport.py).
         report["set_aside_items"] = int(client.llen(REJECTED_KEY))
         census = take_census(client)
