@@ -5,8 +5,6 @@ at once; no instance's token shows anywhere."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -125,15 +123,10 @@ def test_the_cli_and_the_producer_choose_the_instance(tmp_path: Path) -> None:
         stack.sim.other_instances[B_ID] = OtherInstance(B_TOKEN, B_CLIENT)
         stack.worker()
         by_cli, by_producer, many = unique_body(), unique_body(), [unique_body(), unique_body()]
-        cli = str(Path(sys.executable).parent / "zapi-queue")
-        completed = subprocess.run(
-            [cli, "enqueue", "status", "--instance", "shop-b", "--wait", "30"],
-            input=json.dumps(by_cli),
-            env=stack.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
+        completed = run_cli(
+            stack.env,
+            *("enqueue", "status", "--instance", "shop-b", "--wait", "30"),
+            stdin=json.dumps(by_cli),
         )
         assert completed.returncode == 0, completed.stderr
         producer = Producer(
@@ -156,23 +149,8 @@ def test_health_lists_every_instance_with_its_pause(tmp_path: Path) -> None:
     with fault_stack(tmp_path, **instances_env()) as stack:
         limiter = RateLimiter(stack.redis.client(), instance_id=B_ID, rate=B_RATE)
         limiter.penalize(60, rate_limited=True)
-        cli = str(Path(sys.executable).parent / "zapi-queue")
-        shown = subprocess.run(
-            [cli, "health", "--json", "--min-workers", "0", "--timeout", "0.5"],
-            env=stack.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        text = subprocess.run(
-            [cli, "health", "--min-workers", "0", "--timeout", "0.5"],
-            env=stack.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        ).stdout
+        shown = run_cli(stack.env, "health", "--json", "--min-workers", "0", "--timeout", "0.5")
+        text = run_cli(stack.env, "health", "--min-workers", "0", "--timeout", "0.5").stdout
     report = json.loads(shown.stdout)
     assert sorted(report["instances"]) == ["default", "shop-b"]
     assert report["instances"]["default"]["paused_for"] == 0
@@ -194,17 +172,10 @@ def test_dead_letters_are_listed_by_instance(tmp_path: Path) -> None:
             for_b.id: "FAILURE",
             for_default.id: "FAILURE",
         }
-        cli = str(Path(sys.executable).parent / "zapi-queue")
 
         def listed(alias: str) -> list[str]:
-            shown = subprocess.run(
-                [cli, "dead", "list", "--instance", alias, "--json"],
-                env=stack.env,
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=True,
-            )
+            shown = run_cli(stack.env, "dead", "list", "--instance", alias, "--json")
+            assert shown.returncode == 0, shown.stderr
             return [json.loads(line)["job_id"] for line in shown.stdout.splitlines()]
 
         assert listed("shop-b") == [for_b.id]

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +20,7 @@ from tasks.contract.errors import InvalidBodyError
 from tasks.contract.producer import Producer
 from tasks.state.deadletter import DeadLetterStore
 from tests.bodies import unique_body
+from tests.cli import run_cli
 from tests.faults import FaultStack
 from worker.dev.ports import free_port
 from worker.dev.processes import WebhookProcess
@@ -75,11 +74,8 @@ def requests_of(loop: LoopStack, order_request_id: str) -> list[dict[str, Any]]:
     ]
 
 
-def cli(loop: LoopStack, *args: str) -> subprocess.CompletedProcess[str]:
-    script = Path(sys.executable).parent / "zapi-queue"
-    return subprocess.run(
-        [str(script), *args], env=loop.env, capture_output=True, text=True, timeout=60, check=False
-    )
+def cli(loop: LoopStack, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return run_cli(loop.env, *args, stdin=stdin)
 
 
 def eventually(check: Callable[[], Any], timeout: float = 15.0) -> Any:
@@ -173,16 +169,7 @@ def test_the_producer_takes_the_short_form_and_shows_the_delivery(loop: LoopStac
 def test_the_command_line_enqueues_the_short_form(loop: LoopStack) -> None:
     order = loop.sim.post_order(phone=PHONE)["reviewAndPay"]
     short = {"orderRequestId": order["orderRequestId"], "orderStatus": "canceled"}
-    script = Path(sys.executable).parent / "zapi-queue"
-    done = subprocess.run(
-        [str(script), "enqueue", "status", "--wait", "30"],
-        input=json.dumps(short),
-        env=loop.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = cli(loop, "enqueue", "status", "--wait", "30", stdin=json.dumps(short))
     assert done.returncode == 0, done.stderr
     assert "zaapId" in done.stdout.splitlines()[-1]
     [sent] = requests_of(loop, order["orderRequestId"])
