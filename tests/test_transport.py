@@ -101,6 +101,30 @@ def test_a_fetched_message_is_recorded_unacked_and_leaves_the_processing_list(
         assert db.hlen(HOLDERS_KEY) == 0
 
 
+def test_acks_and_publishes_share_one_client_per_connection_pool(url: str, db: redis.Redis) -> None:
+    """Kombu builds a redis.Redis for every ack and publish (as costly as the round trip); the
+    channel keeps one per pool, and a new pool (after a fork or a close) gets a new one."""
+    with reliable(url) as connection:
+        channel: Any = connection.default_channel
+        with channel.conn_or_acquire() as first, channel.conn_or_acquire() as second:
+            assert first is second
+            assert first.connection_pool is channel.pool
+        given = redis.Redis()
+        with channel.conn_or_acquire(given) as client:
+            assert client is given
+        for n in range(3):
+            publish(url, {"n": n})
+            get(connection).ack()
+        with channel.conn_or_acquire() as still:
+            assert still is first
+        channel._disconnect_pools()  # what kombu does after a fork
+        with channel.conn_or_acquire() as renewed:
+            assert renewed is not first
+            assert renewed.connection_pool is channel.pool
+            assert renewed.ping()
+        given.close()
+
+
 def test_a_closed_channels_lease_is_forgotten_once_it_runs_out(url: str, db: redis.Redis) -> None:
     """Closing does no I/O of its own when nothing is left to give back: its lease runs out,
     and the next sweep anywhere forgets it."""

@@ -57,13 +57,14 @@ module imports nothing of the app: kombu loads it by name.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from time import monotonic
 from typing import Any
@@ -241,6 +242,7 @@ class Channel(KombuChannel):
         self._warned_stock_fetch = False
         #: Acks ("ack") and re-queues ("restore") that Redis refused, retried at each sweep.
         self._unsettled: dict[str, str] = {}
+        self._shared_client: Any = None  # see conn_or_acquire
         self._token = f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:12]}"
         #: Set of the delivery tags this channel holds unacked: taken over if its lease expires.
         self.owned_key = f"{OWNED_PREFIX}{self._token}"
@@ -641,6 +643,21 @@ class Channel(KombuChannel):
             self._prepared = False
             self._lease_keeper.start_once()
         return self._processing[queue]
+
+    @contextlib.contextmanager
+    def conn_or_acquire(self, client: Any = None) -> Iterator[Any]:
+        """Kombu's, with one client per connection pool instead of one per call: kombu builds a
+        ``redis.Redis`` for every ack, publish and script run, which costs as much CPU as the
+        round trip itself. A client over a pool is thread-safe (each command takes a pooled
+        connection); a new pool (after a fork, or a close) gets a new client."""
+        if client:
+            yield client
+            return
+        pool = self.pool
+        shared = self._shared_client
+        if shared is None or shared.connection_pool is not pool:
+            shared = self._shared_client = self._create_client()
+        yield shared
 
     @cached_property
     def _scripts(self) -> dict[str, Script]:
