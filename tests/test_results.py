@@ -65,3 +65,32 @@ def test_non_final_states_are_written_and_published(app: Celery) -> None:
     pubsub.close()
     backend.store_result(job, {"zaapId": "Z"}, states.SUCCESS)
     assert app.AsyncResult(job).state == states.SUCCESS
+
+
+def test_success_stays_and_a_final_state_replaces_a_failure(app: Celery) -> None:
+    backend = guarded(app)
+    delivered, refused = str(uuid.uuid4()), str(uuid.uuid4())
+    backend.store_result(delivered, {"zaapId": "Z"}, states.SUCCESS)
+    backend.store_result(delivered, ValueError("late duplicate"), states.FAILURE)
+    assert app.AsyncResult(delivered).state == states.SUCCESS  # Celery's own rule
+    backend.store_result(refused, ValueError("refused"), states.FAILURE)
+    backend.store_result(refused, {"zaapId": "Z"}, states.SUCCESS)  # a replay that delivered
+    assert app.AsyncResult(refused).state == states.SUCCESS
+
+
+def test_a_result_write_is_one_round_trip(app: Celery) -> None:
+    """Celery reads the current state before every write; here the write's script does."""
+    backend = guarded(app)
+    job = str(uuid.uuid4())
+    backend.store_result(job, {"zaapId": "W"}, states.STARTED)  # the script is loaded
+    backend.client.config_resetstat()
+    backend.store_result(job, {"zaapId": "Z"}, states.SUCCESS)
+    calls = {
+        name.removeprefix("cmdstat_"): stats["calls"]
+        for name, stats in backend.client.info("commandstats").items()
+    }
+    assert calls.get("evalsha") == 1
+    assert "multi" not in calls
+    assert "exec" not in calls
+    assert calls.get("get") == 1  # inside the script
+    assert app.AsyncResult(job).state == states.SUCCESS

@@ -6,10 +6,11 @@ delivered job in RETRY for ever (seen in the ordering tests under load: a retry 
 500, the first worker 300 ms late with its RETRY write). Celery's own guard reads the state and
 then writes, which leaves that window open, and does not cover FAILURE.
 
-Here a state that is not final (PENDING, STARTED, RETRY, ...) is written by one Lua script that
-leaves a SUCCESS or FAILURE in place: atomically, in Redis. Final states are written as Celery
-writes them. Installed for the ``redis://``, ``rediss://``, ``redis+socket://`` and
-``sentinel://`` schemes by :func:`install`, so ``CELERY_RESULT_BACKEND`` keeps its plain URL.
+Here every state is written by one Lua script that reads the state it replaces: a SUCCESS stays
+(Celery's rule), and a FAILURE stays unless a final state replaces it; atomically, in Redis, and
+in one round trip where Celery takes two (its read, then its write). Installed for the
+``redis://``, ``rediss://``, ``redis+socket://`` and ``sentinel://`` schemes by
+:func:`install`, so ``CELERY_RESULT_BACKEND`` keeps its plain URL.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from celery import Celery, states
+from celery import Celery
 from celery.backends.redis import RedisBackend, SentinelBackend
+from celery.exceptions import BackendStoreError
+from kombu.utils.encoding import bytes_to_str
 
 #: Schemes whose backend this module replaces, and the class that replaces it.
 BACKENDS = {
@@ -29,12 +32,19 @@ BACKENDS = {
 }
 
 # KEYS[1]: the task's meta key. ARGV: the encoded meta, expiry seconds (0: none).
-_SET_UNLESS_FINAL = """
+# Returns 1 when written (and published, as Celery does), 0 when the state in place stays.
+_SET_UNLESS_SETTLED = """
+local function status_of(encoded)
+  local ok, meta = pcall(cjson.decode, encoded)
+  if ok and type(meta) == 'table' then return meta.status end
+end
 local current = redis.call('GET', KEYS[1])
 if current then
-  local ok, meta = pcall(cjson.decode, current)
-  if ok and type(meta) == 'table' and (meta.status == 'SUCCESS' or meta.status == 'FAILURE') then
-    return 0
+  local status = status_of(current)
+  if status == 'SUCCESS' then return 0 end
+  if status == 'FAILURE' then
+    local new = status_of(ARGV[1])
+    if new ~= 'SUCCESS' and new ~= 'FAILURE' then return 0 end
   end
 end
 if tonumber(ARGV[2]) > 0 then
@@ -48,20 +58,37 @@ return 1
 
 
 class FinalStateGuard(RedisBackend):
-    """A non-final state never replaces a final one (mixed into Celery's Redis backends)."""
+    """A settled state is never replaced by a later one (mixed into Celery's Redis backends)."""
 
-    def _set_with_state(self, key: Any, value: Any, state: str) -> Any:
-        if state in states.READY_STATES:
-            return super()._set_with_state(key, value, state)  # type: ignore[misc]
-        return self.ensure(self._set_unless_final, (key, value))
+    def _store_result(
+        self,
+        task_id: Any,
+        result: Any,
+        state: str,
+        traceback: Any = None,
+        request: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Celery's, without its read of the current state: the write's script reads it."""
+        meta = self._get_result_meta(  # type: ignore[attr-defined]  # not in celery-types
+            result=result, state=state, traceback=traceback, request=request
+        )
+        meta["task_id"] = bytes_to_str(task_id)
+        try:
+            key = self.get_key_for_task(task_id)
+            self._set_with_state(key, self.encode(meta), state)  # type: ignore[attr-defined]
+        except BackendStoreError as ex:
+            raise BackendStoreError(str(ex), state=state, task_id=task_id) from ex  # type: ignore[call-arg]
+        return result
 
-    def _set_unless_final(self, key: Any, value: Any) -> None:
-        script = getattr(self, "_unless_final", None)
+    def _set(self, key: Any, value: Any, expires: Any = None) -> None:
+        """Celery's write (under its ``set``: size check, expiry, retries), as one script."""
+        script = getattr(self, "_unless_settled", None)
         if script is None:
-            script = self._unless_final = self.client.register_script(_SET_UNLESS_FINAL)
-        ttl = getattr(self, "expires", None)  # set by Celery's Redis backend, not in its stubs
-        expires = math.ceil(ttl) if ttl else 0
-        script(keys=[key], args=[value, expires])
+            script = self._unless_settled = self.client.register_script(_SET_UNLESS_SETTLED)
+        if expires is None:
+            expires = getattr(self, "expires", None)  # Celery's Redis backend sets it
+        script(keys=[key], args=[value, math.ceil(expires) if expires else 0])
 
 
 class GuardedRedisBackend(FinalStateGuard):
