@@ -55,9 +55,10 @@ threading.Thread(target=_profile, daemon=True).start()
 ENTRY_POINTS: dict[str, tuple[str, str]] = {
     "receive (fetch, claim, Celery's strategy)": ("worker/transport.py", "_claim_and_deliver"),
     "validation (pydantic)": ("tasks/contract/validation.py", "validate_update"),
-    "order turn + idempotency claim": ("tasks/state/turns.py", "enter_and_claim"),
-    "rate slot": ("tasks/state/ratelimit.py", "reserve"),
-    "idempotency re-claim before the send": ("tasks/state/idempotency.py", "before_send"),
+    "turn + claim + slot + send mark": ("tasks/state/turns.py", "enter_and_start"),
+    "the same, ordering off": ("tasks/state/turns.py", "Turns.start"),
+    "rate slot again (after a wait)": ("tasks/state/ratelimit.py", "reserve"),
+    "re-claim before the send (after a wait)": ("tasks/state/idempotency.py", "before_send"),
     "the send (ZapiClient.send, httpx)": ("tasks/zapi/client.py", "send"),
     "reply + order state + delivery record": ("tasks/state/turns.py", "record_and_deliver"),
     "attempt log line + metrics": ("tasks/delivery.py", "_log"),

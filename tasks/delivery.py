@@ -83,7 +83,7 @@ from tasks.state.idempotency import (
 from tasks.state.idempotency import with_ambiguity as result_with_ambiguity
 from tasks.state.orders import get_order_lines
 from tasks.state.pacing import Deferral, wait_for_slot
-from tasks.state.ratelimit import RateLimiter, get_limiter
+from tasks.state.ratelimit import RateLimiter, Reservation, get_limiter
 from tasks.state.repeats import Repeat, RepeatBook
 from tasks.state.store import get_redis
 from tasks.state.turns import Turns
@@ -176,7 +176,9 @@ def _idempotency_store(instance: Instance) -> IdempotencyStore:
 _idempotency = PerInstance(_idempotency_store)
 _dead_letters = PerProcess(lambda: DeadLetterStore.from_settings(get_redis(), get_settings()))
 _turns = PerInstance(
-    lambda instance: Turns(get_redis(), get_order_lines(instance), _idempotency.get(instance))
+    lambda instance: Turns(
+        get_redis(), get_order_lines(instance), _idempotency.get(instance), get_limiter(instance)
+    )
 )
 _deliveries = PerInstance(
     lambda instance: DeliveryBook(
@@ -287,6 +289,7 @@ class Execution:
         if isinstance(given, ShortUpdate):
             snapshot = self._find_order(given)
             complete = self._completion(given, snapshot)
+            phone = snapshot.phone
             key_body = {**given.to_wire(), "orderRequestId": snapshot.order_request_id}
             key_body.pop("messageId", None)  # either name of the order gives the same key
             if self.line is None:
@@ -299,40 +302,58 @@ class Execution:
                 )
         else:
             full = given
-            complete, key_body = (lambda _: full), full.to_wire()
+            complete, key_body, phone = (lambda _: full), full.to_wire(), full.phone
         key = _checked_key(self.idempotency_key) or derive_key(self.endpoint.value, key_body)
 
-        # Claim first (with the order's turn): a repeat returns at once without a rate slot.
-        self._claim = (store, key, owner)
-        if self.line is not None:
-            turned = self._take_turn(self.line, complete, sequence, key, owner)
-        else:
-            turned = Turned(store.claim(key, owner), None, has_snapshot=False)
-        done = self._claimed(turned.claim)
-        if done is not None:
-            return done
         guard = get_guard(instance)
         if not guard.try_enter():
-            store.release(key, owner)
             self._defer(Deferral(INSTANCE_BUSY_WAIT, None, guard.busy_reason()))
         try:
+            # One round trip takes the order's turn, claims the key and, when the slot is now,
+            # reserves it and marks the send in flight. A repeat returns at once without a
+            # slot. A job that holds a slot from an earlier execution checks that one instead.
+            self._claim = (store, key, owner)
+            slot_for = phone if self.state.slot_us is None else None
+            if self.line is not None:
+                turned = self._take_turn(self.line, complete, sequence, key, owner, slot_for)
+            else:
+                turned = Turned(self._turns().start(key, owner, slot_for), None, False)
+            done = self._claimed(turned.claim)
+            if done is not None:
+                return done
             update = turned.update or complete(Delivered())
             self._phone = update.phone
-            try:
-                max_wait = self.settings.zapi_rate_max_wait
-                waited_from = time.perf_counter()
-                wait_for_slot(self._limiter(), update.phone, self.state.slot_us, max_wait)
-                metrics.SLOT_WAIT.labels(self.label).observe(time.perf_counter() - waited_from)
-            except Deferral as deferral:
-                store.release(key, owner)
-                self._defer(deferral)
-            # The claim may have lapsed during the wait: re-assert it for the request's deadline.
-            done = self._claimed(store.before_send(key, owner))
+            sending = turned.start.sending
+            if sending is None:
+                self._wait_for_slot(store, key, owner, turned.start.reservation)
+                # The claim may have lapsed during the wait: re-assert it for the deadline.
+                sending = store.before_send(key, owner)
+            else:
+                metrics.SLOT_WAIT.labels(self.label).observe(0.0)
+            done = self._claimed(sending)
             if done is not None:
                 return done
             return self._send(store, key, owner, update, sequence, has_snapshot=turned.has_snapshot)
         finally:
             guard.leave()
+
+    def _wait_for_slot(
+        self, store: IdempotencyStore, key: str, owner: str, reserved: Reservation | None
+    ) -> None:
+        """Sleep until the job's rate slot; re-schedule the job when it is far (or withheld)."""
+        try:
+            waited_from = time.perf_counter()
+            wait_for_slot(
+                self._limiter(),
+                self._phone,
+                self.state.slot_us,
+                self.settings.zapi_rate_max_wait,
+                reserved,
+            )
+            metrics.SLOT_WAIT.labels(self.label).observe(time.perf_counter() - waited_from)
+        except Deferral as deferral:
+            store.release(key, owner)
+            self._defer(deferral)
 
     def _find_order(self, short: ShortUpdate) -> Snapshot:  # noqa: RET503 - re-schedules
         """The short update's order from the book; while it may still come (its webhook on its
@@ -391,11 +412,18 @@ class Execution:
         sequence: int | None,
         key: str,
         owner: str,
+        phone: str | None,
     ) -> Turned:
         """Go on only at the head of the order's line; else wait, holding no thread."""
         try:
             return line.take_turn(
-                complete, sequence, force=self.force, turns=self._turns(), key=key, owner=owner
+                complete,
+                sequence,
+                force=self.force,
+                turns=self._turns(),
+                key=key,
+                owner=owner,
+                phone=phone,
             )
         except Wait as wait:
             self._reschedule(

@@ -1,7 +1,7 @@
 """One execution's place in its order's line: wait for the earlier updates, never go backward.
 
 :mod:`tasks.delivery` asks :meth:`OrderLine.take_turn` (which also claims the job's
-idempotency key, in the same round trip) before it sends; a job that is
+idempotency key and its rate slot, in the same round trip) before it sends; a job that is
 not at the head of its order's line is re-scheduled (:class:`Wait`, shown as RETRY: "waiting for
 job X of order Y") and holds no thread meanwhile; one that would move its order backward fails
 with :class:`StaleUpdateError`. Whatever way the job ends, it leaves the line,
@@ -30,7 +30,7 @@ from tasks.contract.ordering import Delivered, stale_reason
 from tasks.contract.schemas import OrderUpdate
 from tasks.state.idempotency import Claim, ClaimState
 from tasks.state.orders import OrderLines, Turn, get_order_lines
-from tasks.state.turns import Turns
+from tasks.state.turns import Start, Turns
 
 WAIT_HEADER = "zapi-order-wait"
 #: Polling a head whose return is unknown: first interval, growth, longest (seconds).
@@ -54,12 +54,17 @@ class Wait(Exception):  # noqa: N818 - an instruction, not an error
 
 @dataclass(frozen=True, slots=True)
 class Turned:
-    """The job's turn came: its idempotency claim, the update to send (None when the claim
-    says it was delivered already) and whether the order book has the order's snapshot."""
+    """The job's turn came: its idempotency claim with what came with it (its rate slot, the
+    send marked in flight), the update to send (None when the claim says it was delivered
+    already) and whether the order book has the order's snapshot."""
 
-    claim: Claim
+    start: Start
     update: OrderUpdate | None
     has_snapshot: bool
+
+    @property
+    def claim(self) -> Claim:
+        return self.start.claim
 
 
 @dataclass
@@ -96,8 +101,10 @@ class OrderLine:
         turns: Turns,
         key: str,
         owner: str,
+        phone: str | None,
     ) -> Turned:
-        """At the job's turn, its idempotency claim (taken in the same round trip) and the
+        """At the job's turn, its idempotency claim and rate slot (taken in the same round trip,
+        the slot for ``phone`` unless it is None: see ``Turns.enter_and_start``) and the
         update ``complete`` builds from what the order shows then (a short update takes the
         other status from it); raise :class:`Wait` or ``StaleUpdateError`` otherwise."""
         for _ in range(MAX_SETTLES):
@@ -107,24 +114,26 @@ class OrderLine:
                 settles=sequence is not None,
                 waited_long=self._waited_long(),
             )
-            entry, claim = turns.enter_and_claim(self.order, key, owner, args)
+            entry, start = turns.enter_and_start(self.order, key, owner, args, phone)
             if entry.turn is not Turn.SETTLE:
                 break
             time.sleep(entry.wait or 0)
         if entry.turn is Turn.WAIT:
             raise self._wait_for(entry.head or "?", entry.wait)
-        if entry.turn is Turn.SETTLE or claim is None:
+        if entry.turn is Turn.SETTLE or start is None:
             raise Wait(entry.wait or MIN_WAIT, "settling in its order's line", {})
-        if claim.state is ClaimState.DELIVERED:
-            return Turned(claim, None, entry.has_snapshot)  # a repeat: it leaves the line
+        if start.claim.state is ClaimState.DELIVERED:
+            return Turned(start, None, entry.has_snapshot)  # a repeat: it leaves the line
         update = complete(entry.delivered)
         reason = stale_reason(entry.delivered, update.order_status, update.payment_status, sequence)
         if reason is not None and not force:
-            if claim.state is ClaimState.CLAIMED:
+            if start.sending is not None:
+                turns.store.withdraw(key, owner, start.at)  # its slot is spent, unused
+            elif start.claim.state is ClaimState.CLAIMED:
                 turns.store.release(key, owner)
             self.lines.leave(self.order, self.job_id)
             raise StaleUpdateError(f"order {self.order}: {reason}")
-        return Turned(claim, update, entry.has_snapshot)
+        return Turned(start, update, entry.has_snapshot)
 
     def _waited_long(self) -> bool:
         marker = self.headers.get(WAIT_HEADER)

@@ -27,6 +27,7 @@ from config import get_settings
 from config.instances import Instance
 from tasks.callbacks import ReceivedCallback
 from tasks.contract.ordering import order_keys
+from tasks.contract.schemas import normalized_phone
 from tasks.instances import default_instance
 from tasks.per_process import PerInstance
 from tasks.state.store import KEY_PREFIX, get_redis, text
@@ -48,6 +49,11 @@ class Snapshot:
     @property
     def order_request_id(self) -> str:
         return str(self.data["orderRequestId"])
+
+    @property
+    def phone(self) -> str:
+        """The customer's phone as an update to this order is sent to it."""
+        return normalized_phone(str(self.data["phone"]))
 
     def full_body(
         self, *, order_status: str, payment_status: str, message: str | None

@@ -89,6 +89,16 @@ local function before_send(owner, lease_ms, ttl)
   redis.call('EXPIRE', idem_sent, ttl)
   return {0, tostring(ambiguous)}
 end
+-- before_send, counting a send that goes ahead in the instance's sends (tasks/state/sends.py):
+-- HINCRBY counter second, the hash expiring after counter_ttl.
+local function mark_sent(owner, lease_ms, ttl, counter, second, counter_ttl)
+  local answer = before_send(owner, lease_ms, ttl)
+  if answer[1] == 0 then
+    redis.call('HINCRBY', counter, second, 1)
+    redis.call('EXPIRE', counter, counter_ttl)
+  end
+  return answer
+end
 -- The first reply recorded stays (a later one is a duplicate's). Returns '' when this one is
 -- the first, else the first one's record: the job's result must be that one.
 local function record(owner, reply, ttl)
@@ -101,19 +111,10 @@ end
 """
 
 _CLAIM = lua_library() + "return claim(ARGV[1], ARGV[2])\n"
-# ARGV: owner, lease ms (the request's deadline and a margin), sent TTL s, then the second
-# and the TTL of the instance's sends counter, KEYS[4] (tasks/state/sends.py): a send that
-# goes ahead is counted there.
+# KEYS[4]: the instance's sends counter. ARGV: owner, lease ms (the request's deadline and a
+# margin), sent TTL s, the counter's field (second) and TTL.
 _BEFORE_SEND = (
-    lua_library()
-    + """
-local answer = before_send(ARGV[1], ARGV[2], ARGV[3])
-if answer[1] == 0 then
-  redis.call('HINCRBY', KEYS[4], ARGV[4], 1)
-  redis.call('EXPIRE', KEYS[4], ARGV[5])
-end
-return answer
-"""
+    lua_library() + "return mark_sent(ARGV[1], ARGV[2], ARGV[3], KEYS[4], ARGV[4], ARGV[5])\n"
 )
 # ARGV: owner, reply JSON, TTL s.
 _RECORD = lua_library() + "return record(ARGV[1], ARGV[2], ARGV[3])\n"
@@ -130,6 +131,19 @@ end
 if redis.call('EXISTS', idem_sent) == 1 then redis.call('EXPIRE', idem_sent, ARGV[3]) end
 if redis.call('GET', idem_claim) == ARGV[1] then redis.call('DEL', idem_claim) end
 return tonumber(redis.call('HGET', idem_sent, 'ambiguous') or '0')
+"""
+)
+
+# A send marked in flight that will not happen after all (the update turned out stale). KEYS[4]:
+# the sends counter. ARGV: owner, the counter's field. Unmarks it, uncounts it, drops our claim.
+_WITHDRAW = (
+    lua_library()
+    + """
+if redis.call('HGET', idem_sent, 'inflight') == ARGV[1] then
+  redis.call('HDEL', idem_sent, 'inflight')
+  if redis.call('HINCRBY', KEYS[4], ARGV[2], -1) <= 0 then redis.call('HDEL', KEYS[4], ARGV[2]) end
+end
+if redis.call('GET', idem_claim) == ARGV[1] then redis.call('DEL', idem_claim) end
 """
 )
 
@@ -232,6 +246,7 @@ class IdempotencyStore:
                 "record": _RECORD,
                 "after_failed_send": _AFTER_FAILED_SEND,
                 "release": _RELEASE,
+                "withdraw": _WITHDRAW,
             }.items()
         }
 
@@ -260,12 +275,22 @@ class IdempotencyStore:
         """Re-assert our claim for the request's deadline and mark the send in flight, in one
         step; or learn that the key was delivered, or taken, meanwhile (then: do not send).
         A send that goes ahead is counted in the instance's sends (tasks/state/sends.py)."""
-        counter, second = sent_counter(self._instance_id, time.time())
-        answer = self._scripts["before_send"](
-            keys=[*self.keys(key), counter],
-            args=[owner, self.send_lease_ms, self.ttl, second, SENT_TTL],
-        )
+        counter, args = self.before_send_args(owner, time.time())
+        answer = self._scripts["before_send"](keys=[*self.keys(key), counter], args=args)
         return self.parse_claim(answer)
+
+    def before_send_args(self, owner: str, at: float) -> tuple[str, list[Any]]:
+        """The sends counter of a send at ``at``, and the arguments of the Lua ``mark_sent``
+        function after it: for scripts that mark the send in the same round trip as other work
+        (tasks/state/turns.py)."""
+        counter, second = sent_counter(self._instance_id, at)
+        return counter, [owner, self.send_lease_ms, self.ttl, second, SENT_TTL]
+
+    def withdraw(self, key: str, owner: str, at: float) -> None:
+        """A send marked in flight at ``at`` (``before_send``) will not happen: unmark and
+        uncount it, and drop our claim."""
+        counter, second = sent_counter(self._instance_id, at)
+        self._scripts["withdraw"](keys=[*self.keys(key), counter], args=[owner, second])
 
     def record(
         self, key: str, owner: str, reply: dict[str, Any], job_id: str

@@ -34,7 +34,7 @@ from tasks.contract.errors import UnknownInstanceError
 from tasks.contract.ordering import Delivered, arrival_of, order_keys, register_in_line
 from tasks.instances import default_instance, instance_named
 from tasks.per_process import PerInstance
-from tasks.state.store import get_redis, text
+from tasks.state.store import LUA_NOW, get_redis, text
 
 
 def lua_library(first_key: int = 1) -> str:
@@ -42,14 +42,8 @@ def lua_library(first_key: int = 1) -> str:
     jobs, state); it reads Redis' clock, so it comes first in a script that composes it with
     other stores' functions (tasks/state/turns.py)."""
     keys = ", ".join(f"KEYS[{first_key + i}]" for i in range(3))
-    return _CLOCK + f"local line, jobs, state = {keys}\n" + _FUNCTIONS
+    return LUA_NOW + f"local line, jobs, state = {keys}\n" + _FUNCTIONS
 
-
-_CLOCK = """
-redis.replicate_commands()
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-"""
 
 _FUNCTIONS = """
 local function forget(job)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from tasks.state.ratelimit import RateLimiter, SlotCheck
+from tasks.state.ratelimit import RateLimiter, Reservation, SlotCheck
 
 #: Slot look-ups in one execution before the job is re-scheduled instead (contention).
 MAX_SLOT_ROUNDS = 4
@@ -25,26 +25,28 @@ class Deferral(Exception):  # noqa: N818 - an instruction, not an error
 
 
 def wait_for_slot(
-    limiter: RateLimiter, phone: str, held_slot_us: int | None, max_wait: float
+    limiter: RateLimiter,
+    phone: str,
+    held_slot_us: int | None,
+    max_wait: float,
+    reserved: Reservation | None = None,
 ) -> int:
     """Sleep until this job's slot and return it, or raise Deferral if the slot is far.
 
-    A slot is given up for a new one when Z-API paused the instance after it was reserved, or
-    when the job arrives too late for it (a late send would bunch with the next ones).
+    The slot is the one the job holds (``held_slot_us``, from an earlier execution), the one
+    just ``reserved`` for it (in the round trip that claimed its key), or a new one. A slot is
+    given up for a new one when Z-API paused the instance after it was reserved, or when the
+    job arrives too late for it (a late send would bunch with the next ones).
     """
     check = limiter.check(held_slot_us) if held_slot_us is not None else None
     # A job that was granted a slot before has passed the recipient's pacing, and marked it:
     # taking a new slot (after a pause or a late wake-up) must not trip over its own mark.
     paced = held_slot_us is not None
+    if reserved is not None:
+        check, paced = _granted(reserved), True
     for _ in range(MAX_SLOT_ROUNDS):
         if check is None or check.cancelled or check.wait < -limiter.late_tolerance:
-            reservation = limiter.reserve(None if paced else phone)
-            if reservation.held:
-                raise Deferral(reservation.wait, None, "instance disconnected (Z-API's callback)")
-            if not reservation.granted:
-                raise Deferral(reservation.wait, None, "recipient pacing")
-            paced = True
-            check = SlotCheck(reservation.slot_us, reservation.now_us, paused_until_us=0)
+            check, paced = _granted(limiter.reserve(None if paced else phone)), True
         if check.wait <= 0:
             return check.slot_us
         if check.wait > max_wait:
@@ -53,3 +55,12 @@ def wait_for_slot(
         time.sleep(check.wait)
         check = limiter.check(check.slot_us)
     raise Deferral(limiter.late_tolerance, None, "rate limit contention")
+
+
+def _granted(reservation: Reservation) -> SlotCheck:
+    """The reserved slot, to check; Deferral when none was granted."""
+    if reservation.held:
+        raise Deferral(reservation.wait, None, "instance disconnected (Z-API's callback)")
+    if not reservation.granted:
+        raise Deferral(reservation.wait, None, "recipient pacing")
+    return SlotCheck(reservation.slot_us, reservation.now_us, paused_until_us=0)

@@ -31,48 +31,61 @@ from config import get_settings
 from config.instances import Instance
 from tasks.instances import default_instance
 from tasks.per_process import PerInstance
-from tasks.state.store import KEY_PREFIX, get_redis
+from tasks.state.store import KEY_PREFIX, LUA_NOW, get_redis
 
-# Scripts that write after TIME call redis.replicate_commands() first: Redis 6.2 configured with
-# lua-replicate-commands off refuses writes after a non-deterministic command (a no-op on 7).
 
-# KEYS[1]: instance schedule (its theoretical arrival time, µs); KEYS[2]: the instance's hold
-# (its phone is disconnected); KEYS[3]: recipient's next allowed send time (µs), or absent.
-# ARGV: emission interval µs, burst tolerance µs, recipient interval µs, longest hold wait µs.
-# Returns {granted, slot_us, now_us}: granted=1 reserved slot_us; granted=0 means the recipient is
-# paced until slot_us, granted=2 that the instance is held (look again at slot_us); nothing was
-# reserved then.
-_RESERVE = """
-redis.replicate_commands()
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval = tonumber(ARGV[1])
-local tolerance = tonumber(ARGV[2])
-local recipient_interval = tonumber(ARGV[3])
-local held_ms = redis.call('PTTL', KEYS[2])
-if held_ms > 0 then
-  return {2, now + math.min(held_ms * 1000, tonumber(ARGV[4])), now}
-end
-if KEYS[3] and recipient_interval > 0 then
-  local next_allowed = tonumber(redis.call('GET', KEYS[3]) or '0')
-  if next_allowed > now then
-    return {0, next_allowed, now}
+def lua_library(first_key: int = 1) -> str:
+    """The Lua function ``reserve_slot`` bound to KEYS[first_key .. first_key + 2] (instance
+    schedule, instance hold, recipient's next send), for scripts that reserve a slot in the same
+    round trip as other work (tasks/state/turns.py). It takes Redis' clock (``now``, µs) from its
+    caller, so a composed script reads ``TIME`` once, first."""
+    keys = ", ".join(f"KEYS[{first_key + i}]" for i in range(3))
+    return f"local rate_schedule, rate_hold, rate_recipient = {keys}\n" + _RESERVE_FUNCTION
+
+
+# The schedule holds the instance's theoretical arrival time (µs); the hold is set while its phone
+# is disconnected; the recipient's key holds when that phone may get its next send (µs), and is
+# only looked at when recipient_interval > 0.
+# Arguments: now µs, emission interval µs, burst tolerance µs, recipient interval µs, longest
+# hold wait µs. Returns {granted, slot_us, now_us}: granted=1 reserved slot_us; granted=0 means the
+# recipient is paced until slot_us, granted=2 that the instance is held (look again at slot_us);
+# nothing was reserved then.
+_RESERVE_FUNCTION = """
+local function reserve_slot(now, interval, tolerance, recipient_interval, hold_look)
+  interval, tolerance = tonumber(interval), tonumber(tolerance)
+  recipient_interval = tonumber(recipient_interval)
+  local held_ms = redis.call('PTTL', rate_hold)
+  if held_ms > 0 then
+    return {2, now + math.min(held_ms * 1000, tonumber(hold_look)), now}
   end
+  local paced = recipient_interval > 0
+  if paced then
+    local next_allowed = tonumber(redis.call('GET', rate_recipient) or '0')
+    if next_allowed > now then
+      return {0, next_allowed, now}
+    end
+  end
+  local tat = tonumber(redis.call('GET', rate_schedule) or '0')
+  if tat < now then tat = now end
+  local slot = tat - tolerance
+  if slot < now then slot = now end
+  local new_tat = tat + interval
+  redis.call('SET', rate_schedule, string.format('%d', new_tat),
+              'PX', math.ceil((new_tat - now) / 1000) + 1000)
+  if paced then
+    local next_allowed = slot + recipient_interval
+    redis.call('SET', rate_recipient, string.format('%d', next_allowed),
+                'PX', math.ceil((next_allowed - now) / 1000) + 1000)
+  end
+  return {1, slot, now}
 end
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat < now then tat = now end
-local slot = tat - tolerance
-if slot < now then slot = now end
-local new_tat = tat + interval
-redis.call('SET', KEYS[1], string.format('%d', new_tat),
-            'PX', math.ceil((new_tat - now) / 1000) + 1000)
-if KEYS[3] and recipient_interval > 0 then
-  local next_allowed = slot + recipient_interval
-  redis.call('SET', KEYS[3], string.format('%d', next_allowed),
-              'PX', math.ceil((next_allowed - now) / 1000) + 1000)
-end
-return {1, slot, now}
 """
+
+# KEYS: as lua_library(1). ARGV: emission interval µs, burst tolerance µs, recipient interval
+# µs, longest hold wait µs.
+_RESERVE = (
+    LUA_NOW + lua_library(1) + "return reserve_slot(now, ARGV[1], ARGV[2], ARGV[3], ARGV[4])\n"
+)
 
 # KEYS[1]: instance schedule, KEYS[2]: instance pause (µs), KEYS[3]: strikes (429s in a row).
 # ARGV: pause µs Z-API asked for (0: none), escalate (1 for a 429), base µs, cap µs, burst
@@ -81,10 +94,9 @@ return {1, slot, now}
 # A 429 adds a strike unless it answers a request sent during the current pause (a burst of
 # refusals is one strike), and the pause grows with the strikes: base, 2 base, 4 base... up to cap.
 # Strikes are forgotten after twice the pause without a new one. Returns {resume µs, now µs}.
-_PENALIZE = """
-redis.replicate_commands()
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+_PENALIZE = (
+    LUA_NOW
+    + """
 local pause = tonumber(ARGV[1])
 local paused = tonumber(redis.call('GET', KEYS[2]) or '0')
 if ARGV[2] == '1' then
@@ -108,13 +120,13 @@ else
 end
 return {resume, now}
 """
+)
 
 # KEYS[1]: recipient's next allowed send time. ARGV[1]: recipient interval µs.
 # Called after a send: the interval counts from when the send really happened.
-_PACE = """
-redis.replicate_commands()
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+_PACE = (
+    LUA_NOW
+    + """
 local next_allowed = now + tonumber(ARGV[1])
 if tonumber(redis.call('GET', KEYS[1]) or '0') < next_allowed then
   redis.call('SET', KEYS[1], string.format('%d', next_allowed),
@@ -122,6 +134,7 @@ if tonumber(redis.call('GET', KEYS[1]) or '0') < next_allowed then
 end
 return next_allowed
 """
+)
 
 # KEYS[1]: instance pause. Returns {now_us, paused_until_us}.
 _CHECK = """
@@ -209,12 +222,25 @@ class RateLimiter:
 
     def reserve(self, phone: str | None = None) -> Reservation:
         """Reserve the instance's next slot (or learn that ``phone`` must wait). One round trip."""
-        keys = [self.instance_key, self.hold_key]
-        if phone and self.recipient_interval_us > 0:
-            keys.append(self._recipient_prefix + phone)
-        args = [self.interval_us, self.tolerance_us, self.recipient_interval_us, HOLD_LOOK_US]
-        answer, slot, now = self._call(self._reserve, keys, args)
-        return Reservation(int(answer) == 1, int(slot), int(now), held=int(answer) == 2)
+        return self.parse_reservation(
+            self._call(self._reserve, self.reserve_keys(phone), self.reserve_args(phone))
+        )
+
+    def reserve_keys(self, phone: str | None) -> list[str]:
+        """The keys of the Lua ``reserve_slot`` function (:func:`lua_library`'s order)."""
+        return [self.instance_key, self.hold_key, self._recipient_prefix + (phone or "")]
+
+    def reserve_args(self, phone: str | None) -> list[int]:
+        """The arguments of ``reserve_slot`` after ``now``: ``phone`` None (or pacing off)
+        skips the recipient's pacing."""
+        paced = self.recipient_interval_us if phone else 0
+        return [self.interval_us, self.tolerance_us, paced, HOLD_LOOK_US]
+
+    @staticmethod
+    def parse_reservation(answer: list[Any]) -> Reservation:
+        """A reservation from ``reserve_slot``'s answer."""
+        granted, slot, now = (int(value) for value in answer[:3])
+        return Reservation(granted == 1, slot, now, held=granted == 2)
 
     def pace(self, phone: str) -> None:
         """Count the recipient's interval from now, after a send (a no-op when pacing is off).

@@ -18,6 +18,16 @@ from tasks.per_process import PerProcess
 
 KEY_PREFIX = "zapi-queue"
 
+#: Lua: Redis' clock in µs as ``now``, first in a script (composed scripts read it once). A script
+#: that writes after ``TIME`` calls ``redis.replicate_commands()`` first: Redis 6.2 configured
+#: with ``lua-replicate-commands`` off refuses writes after a non-deterministic command (a no-op
+#: on Redis 7).
+LUA_NOW = """
+redis.replicate_commands()
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+"""
+
 
 def text(value: object) -> str:
     """A Redis reply as text: redis-py answers bytes unless told to decode."""
