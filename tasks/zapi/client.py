@@ -81,11 +81,14 @@ class ZapiClient:
         limits = httpx.Limits(
             max_connections=max_connections, max_keepalive_connections=max_connections
         )
+        self._base_url = base_url.rstrip("/")
+        #: Each route's absolute URL, parsed once: httpx would parse base + path at every send.
+        self._urls: dict[str, httpx.URL] = {}
         self._tracks_sends = transport is None
         if transport is None:
             transport = DeadlineTransport(limits=limits)
         self._http = httpx.Client(
-            base_url=base_url.rstrip("/"),
+            base_url=self._base_url,
             headers={
                 "Client-Token": credentials.client_token.get_secret_value(),
                 "Content-Type": "application/json",
@@ -130,11 +133,11 @@ class ZapiClient:
         Returns or raises within :attr:`deadline` seconds. A transport failure raises
         :class:`ZapiTransportError`, ``ambiguous`` when the request was written.
         """
-        path = self._path(endpoint.value)
+        url = self._url(endpoint.value)
         content = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
         with deadline_of_send(self._deadline) as state:
             try:
-                response = self._http.post(path, content=content)
+                response = self._http.post(url, content=content)
             except httpx.HTTPError as exc:
                 raise self._transport_error(exc, state) from None
         return interpret(response.status_code, response.headers, response.content, self._secrets)
@@ -144,7 +147,7 @@ class ZapiClient:
         ZapiQueueError like :meth:`send`; nothing is sent, so no error is ambiguous."""
         with deadline_of_send(self._deadline):
             try:
-                response = self._http.get(self._path("status"))
+                response = self._http.get(self._url("status"))
             except httpx.HTTPError as exc:
                 raise ZapiTransportError(
                     f"could not ask Z-API for the instance's status ({type(exc).__name__})",
@@ -154,11 +157,15 @@ class ZapiClient:
             response.status_code, response.headers, response.content, self._secrets
         )
 
-    def _path(self, route: str) -> str:
+    def _url(self, route: str) -> httpx.URL:
         """The instance's route: its token sits in the path, so it is never formatted into a
         message (only httpx sees it)."""
-        token = self._credentials.instance_token.get_secret_value()
-        return f"/instances/{self._credentials.instance_id}/token/{token}/{route}"
+        url = self._urls.get(route)
+        if url is None:
+            token = self._credentials.instance_token.get_secret_value()
+            path = f"/instances/{self._credentials.instance_id}/token/{token}/{route}"
+            url = self._urls[route] = httpx.URL(self._base_url + path)
+        return url
 
     def _transport_error(self, exc: httpx.HTTPError, state: SendState) -> ZapiTransportError:
         """The secret-free error for a failed send: what happened, and whether it was sent."""
