@@ -71,6 +71,7 @@ ENTRY_POINTS: dict[str, tuple[str, str]] = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=3000)
+    parser.add_argument("--top", type=int, default=0, help="also list the N costliest functions")
     args = parser.parse_args()
     with (
         tempfile.TemporaryDirectory(prefix="profile-") as tmp,
@@ -130,6 +131,11 @@ def main() -> None:
     print(f"\n{'module (self time)':<40} {'CPU ms/job':>10} {'share':>6}")
     for module, spent in sorted(by_module.items(), key=lambda item: -item[1])[:15]:
         print(f"{module:<40} {spent * per_job:>10.3f} {spent / total:>6.1%}")
+    if args.top:
+        print(f"\n{'function (self time)':<70} {'CPU ms/job':>10} {'calls/job':>9}")
+        for name, _, tsub, calls in sorted(stats, key=lambda stat: -stat[2])[: args.top]:
+            where = f"{_module(name)} {name.rsplit(' ', 1)[-1]}"
+            print(f"{where[:70]:<70} {tsub * per_job:>10.3f} {calls / args.jobs:>9.1f}")
 
 
 def _module(full_name: str) -> str:

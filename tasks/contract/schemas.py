@@ -69,8 +69,12 @@ def _digits_phone(phone: str) -> str:
     return phone
 
 
+#: ``\s`` on a str pattern is ``str.isspace``'s set (CPython's sre uses Py_UNICODE_ISSPACE).
+_WHITESPACE = re.compile(r"\s")
+
+
 def _no_whitespace_id(value: str) -> str:
-    if not value or any(ch.isspace() for ch in value):
+    if not value or _WHITESPACE.search(value):
         raise PydanticCustomError("identifier_format", "must be a non-empty id without spaces")
     return value
 
