@@ -33,6 +33,8 @@ def log_attempt(
 ) -> None:
     """Log one attempt; ``ambiguous`` (shown when not zero) counts this key's sends that may
     have reached Z-API without a reply (a timeout or reset after the request was written)."""
+    if not logger.isEnabledFor(level):
+        return  # nothing to build: the line would be dropped
     fields: dict[str, Any] = {
         "job_id": job_id,
         "endpoint": endpoint,
