@@ -13,10 +13,12 @@ separate process), it runs:
   every job of an order of its own;
 * **unordered**: the same with ``ZAPI_ORDERING=off``: what per-order ordering costs.
 
-It prints jobs/s, the workers' CPU seconds per 1,000 jobs (all their processes), their RSS,
-and the producer's enqueue rate, with ratios to the pooled baseline.
+It prints jobs/s, the workers' CPU seconds per 1,000 jobs (all their processes, user and
+system), their RSS, and the producer's enqueue rate, with ratios to the pooled baseline. The
+variants run in turn, ``--rounds`` times (a shared machine's noise moves one run by 10-20%): the
+table gives each figure's median, and the range of the CPU ratio over the rounds.
 
-    python -m bench.throughput            # or: make bench
+    python -m bench.throughput [--rounds 3]     # or: make bench
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import statistics
 import tempfile
 import time
 from dataclasses import dataclass
@@ -144,6 +147,7 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=os.cpu_count() or 1, help="zapi-queue worker processes"
     )
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each variant, in turn")
     args = parser.parse_args()
 
     runs: list[Run] = []
@@ -166,35 +170,45 @@ def main() -> None:
                 base_jobs = args.jobs if latency == 0 else args.baseline_jobs_slow
                 unordered = {**env, "ZAPI_ORDERING": "off"}
                 ours = "zapi.order_status_update"
-                for variant, app, task, jobs, variant_env, processes in (
-                    ("post", "bench.baseline", "baseline.order_status_update", base_jobs, env, 1),
-                    (
-                        "pooled",
-                        "bench.baseline",
-                        "baseline.order_status_update_pooled",
-                        args.jobs if latency == 0 else base_jobs,
-                        env,
-                        1,
-                    ),
+                baseline = "baseline.order_status_update"
+                variants = (
+                    ("post", "bench.baseline", baseline, base_jobs, env, 1),
+                    ("pooled", "bench.baseline", f"{baseline}_pooled", base_jobs, env, 1),
                     ("unordered", "worker", ours, args.jobs, unordered, args.workers),
                     ("zapi-queue", "worker", ours, args.jobs, env, args.workers),
-                ):
-                    runs.append(
-                        measure(variant, app, task, jobs, sim, variant_env, Path(logs), processes)
-                    )
-                    redis_server.client().flushall()
+                )
+                for _ in range(args.rounds):
+                    for variant, app, task, jobs, variant_env, processes in variants:
+                        runs.append(
+                            measure(
+                                variant, app, task, jobs, sim, variant_env, Path(logs), processes
+                            )
+                        )
+                        redis_server.client().flushall()
         rates = enqueue_rates(redis_server.url, 5000)
 
     print(f"baseline: pooled (one httpx.Client per process, TCP_NODELAY), Celery's prefork "
-          f"defaults; zapi-queue: {args.workers} worker process(es)")  # fmt: skip
+          f"defaults; zapi-queue: {args.workers} worker process(es); medians of "
+          f"{args.rounds} round(s)")  # fmt: skip
     print(f"{'Z-API latency':>13} {'variant':>10} {'jobs':>5} {'jobs/s':>8} {'x pooled':>9} "
-          f"{'CPU s/1000 jobs':>15} {'x pooled':>9} {'worker RSS MB':>13}")  # fmt: skip
-    for run in runs:
-        base = next(r for r in runs if r.latency == run.latency and r.variant == "pooled")
-        print(f"{run.latency * 1000:>10.0f} ms {run.variant:>10} {run.jobs:>5} "
-              f"{run.jobs_per_second:>8.1f} {run.jobs_per_second / base.jobs_per_second:>8.2f}x "
-              f"{run.cpu_per_1000:>15.2f} {run.cpu_per_1000 / base.cpu_per_1000:>8.2f}x "
-              f"{run.rss_mb:>13.1f}")  # fmt: skip
+          f"{'CPU s/1000 jobs':>15} {'x pooled':>9} {'(range)':>11} {'RSS MB':>7}")  # fmt: skip
+    for latency in (0.0, 0.2):
+        here = [run for run in runs if run.latency == latency]
+        base = [run for run in here if run.variant == "pooled"]
+        base_rate = statistics.median(run.jobs_per_second for run in base)
+        base_cpu = statistics.median(run.cpu_per_1000 for run in base)
+        for variant in dict.fromkeys(run.variant for run in here):
+            mine = [run for run in here if run.variant == variant]
+            rate = statistics.median(run.jobs_per_second for run in mine)
+            cpu = statistics.median(run.cpu_per_1000 for run in mine)
+            # Each round's CPU against the same round's baseline: how much the ratio moves.
+            pairs = zip(mine, base, strict=True)
+            ratios = [run.cpu_per_1000 / ref.cpu_per_1000 for run, ref in pairs]
+            spread = f"{min(ratios):.2f}-{max(ratios):.2f}"
+            rss = statistics.median(run.rss_mb for run in mine)
+            print(f"{latency * 1000:>10.0f} ms {variant:>10} {mine[0].jobs:>5} {rate:>8.1f} "
+                  f"{rate / base_rate:>8.2f}x {cpu:>15.2f} {cpu / base_cpu:>8.2f}x "
+                  f"{spread:>11} {rss:>7.1f}")  # fmt: skip
     print()
     base_rate = next(iter(rates.values()))
     for name, rate in rates.items():
