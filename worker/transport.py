@@ -391,7 +391,10 @@ class Channel(KombuChannel):
         payload = loads(item)
         properties = payload["properties"]
         delivery = properties["delivery_info"]
-        record = dumps([payload, delivery["exchange"], delivery["routing_key"]])
+        # kombu's record is dumps([payload, exchange, routing_key]); the payload's own JSON text
+        # is already here, so it is not encoded again.
+        route = dumps([delivery["exchange"], delivery["routing_key"]])
+        record = f"[{bytes_to_str(item)}, {route[1:]}"
         return payload, str(properties["delivery_tag"]), record
 
     def _set_aside(self, processing: str, item: bytes, error: Exception) -> None:
