@@ -7,7 +7,9 @@ would lose the message, and checks that another worker still delivers it, once.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +27,14 @@ from tests.faults import WORKER_LEASE, fault_stack
 from worker.celery_app import broker_transport_config, create_app
 from worker.dev.ports import free_port
 from worker.dev.redis_server import RedisServer
-from worker.fetch_scripts import HOLDERS_KEY, LEASES_KEY, OWNERS_KEY, REJECTED_KEY, SOURCES_KEY
+from worker.fetch_scripts import (
+    HOLDERS_KEY,
+    LEASES_KEY,
+    MAX_TAKE,
+    OWNERS_KEY,
+    REJECTED_KEY,
+    SOURCES_KEY,
+)
 from worker.transport import Transport, redis_version
 
 DB = 12
@@ -161,6 +170,63 @@ def test_lower_priorities_are_promoted_at_each_claim_not_once_per_idle_second(
         # The claim moved the next one up: the following fetch does not wait for a timeout.
         assert db.llen(QUEUE) == 1
         assert [get(connection, timeout=0.5).payload["n"] for _ in range(2)] == [1, 2]
+
+
+def test_a_backlog_is_taken_several_at_a_time_and_claimed_together(
+    url: str, db: redis.Redis
+) -> None:
+    with Connection(url) as producer:
+        queue = producer.SimpleQueue(QUEUE)
+        for n in range(40):
+            queue.put({"n": n})
+    with reliable(url) as connection:
+        db.config_resetstat()
+        consumer = connection.SimpleQueue(QUEUE)
+        messages = [consumer.get(timeout=5) for _ in range(40)]
+        calls = {
+            name.removeprefix("cmdstat_"): stats["calls"]
+            for name, stats in db.info("commandstats").items()
+        }
+        assert [m.payload["n"] for m in messages] == list(range(40))  # in order, once each
+        assert db.hlen("unacked") == 40
+        assert db.hlen(HOLDERS_KEY) == 40
+        [processing] = processing_lists(db)
+        assert db.llen(processing) == 0
+        # One blocking fetch, then takes of up to MAX_TAKE, each claimed in one script.
+        fetches = calls.get("blmove", 0) + calls.get("eval", 0)
+        assert fetches <= 40 // MAX_TAKE + 3, calls
+        assert calls.get("evalsha", 0) <= 40 // MAX_TAKE + 3, calls
+        for message in messages:
+            message.ack()
+        assert db.hlen("unacked") == 0
+        assert db.hlen(HOLDERS_KEY) == 0
+
+
+def test_a_take_never_exceeds_the_free_prefetch_slots(url: str, db: redis.Redis) -> None:
+    with Connection(url) as producer:
+        queue = producer.SimpleQueue(QUEUE)
+        for n in range(10):
+            queue.put({"n": n})
+    with reliable(url) as connection:
+        channel: Any = connection.default_channel
+        taken: list[int] = []
+        consumer = connection.Consumer(
+            connection.SimpleQueue(QUEUE).queue, callbacks=[lambda body, m: taken.append(m)]
+        )
+        consumer.qos(prefetch_count=3)
+        with consumer:
+            deadline = time.monotonic() + 5
+            while len(taken) < 3 and time.monotonic() < deadline:
+                with contextlib.suppress(TimeoutError, socket.timeout):
+                    connection.drain_events(timeout=0.2)
+            with contextlib.suppress(TimeoutError, socket.timeout):
+                connection.drain_events(timeout=0.5)  # full: nothing more may come
+            assert len(taken) == 3
+            assert db.hlen("unacked") == 3
+            assert db.llen(QUEUE) == 7
+            assert not channel.qos.can_consume()
+            for message in taken:
+                message.ack()  # type: ignore[attr-defined]
 
 
 def test_a_no_ack_consumer_leaves_no_unacked_record(url: str, db: redis.Redis) -> None:

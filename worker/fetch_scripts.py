@@ -8,7 +8,8 @@ Bounds of the keys (beside kombu's own ``unacked`` hash and index, bounded by th
 
 * ``LEASES_KEY``, ``SOURCES_KEY``, ``OWNERS_KEY``: one entry per live channel's processing list;
   a list whose lease ran out is forgotten by the next sweep once it holds nothing.
-* processing lists (``LEASES_KEY.<queue>.<channel>``): at most the one message a fetch moves in.
+* processing lists (``LEASES_KEY.<queue>.<channel>``): at most the messages one fetch moves in
+  (``MAX_TAKE``).
 * ``HOLDERS_KEY``: one entry per unacked job fetched reliably, dropped at its ack or restore.
 * owned sets (``OWNED_PREFIX<channel>``): a channel's unacked jobs; deleted with the channel.
 * ``REJECTED_KEY``: capped at ``REJECTED_MAX`` items, the newest kept.
@@ -31,6 +32,8 @@ REJECTED_KEY = "_kombu.fetching.rejected"
 REJECTED_MAX = 1000
 #: Prefix of the owned sets, one per channel.
 OWNED_PREFIX = "_kombu.owned."
+#: The most messages one fetch moves (TAKE): bounded by the free prefetch slots too.
+MAX_TAKE = 16
 
 # replicate_commands() lets TIME precede writes on a Redis 6.2 configured with
 # lua-replicate-commands off (a no-op on 7).
@@ -126,39 +129,65 @@ promote(KEYS[8], 12)
 return with_taken_over(returned)
 """
 
-# KEYS: ..., processing, queue, owned, an order's line and jobs, lower-priority lists...
-# ARGV: lease seconds, raw message, delivery tag, unacked record ('' for a no-ack consumer), then
-# the arrival: job id ('' when the message is no order update: KEYS[10] and KEYS[11] are then
-# placeholders), its position ('' = now, µs), the order's TTL s, '1' if it settles.
-# Moves a fetched message from the processing list into kombu's unacked records, the channel's
-# owned set and the holders, unless a sweep gave it back to the queue meanwhile (then returns 0:
-# the caller drops its copy). An order update also takes its place in its order's line (layout:
-# tasks/state/orders.py), in the order workers fetch them, before any of them can start.
-# Renews the lease and promotes for the next fetch.
+# KEYS: ..., processing, queue, owned, then an order's line and jobs per message (see below),
+# then lower-priority lists. ARGV: lease seconds, the number of messages n, then per message:
+# raw message, delivery tag, unacked record ('' for a no-ack consumer), and its arrival: job id
+# ('' when the message is no order update: its two keys are then placeholders), its position
+# ('' = now, µs), the order's TTL s, '1' if it settles.
+# Moves each fetched message from the processing list into kombu's unacked records, the
+# channel's owned set and the holders, unless a sweep gave it back to the queue meanwhile (its
+# answer is then 0: the caller drops its copy). An order update also takes its place in its
+# order's line (layout: tasks/state/orders.py), in the order workers fetch them, before any of
+# them can start. Renews the lease and promotes for the next fetch. Returns {one 0/1 per message,
+# the messages left in the queue}: while some are, the next fetch takes them without blocking.
 CLAIM = """
 renew(KEYS[7], KEYS[8], KEYS[9], ARGV[1])
-if redis.call('LREM', KEYS[7], 1, ARGV[2]) == 0 then return 0 end
-if ARGV[5] ~= '' and not redis.call('ZSCORE', KEYS[10], ARGV[5]) then
-  local t2 = redis.call('TIME')
-  local us = tonumber(t2[1]) * 1000000 + tonumber(t2[2])
-  local position = ARGV[6]
-  if position == '' then position = us end
-  redis.call('ZADD', KEYS[10], position, ARGV[5])
-  redis.call('HSET', KEYS[11], ARGV[5], us)
-  if ARGV[8] == '1' then redis.call('HSET', KEYS[11], ARGV[5] .. ':settle', us) end
-  redis.call('EXPIRE', KEYS[10], ARGV[7])
-  redis.call('EXPIRE', KEYS[11], ARGV[7])
+local n = tonumber(ARGV[2])
+local claimed = {}
+for i = 1, n do
+  local a, k = 2 + (i - 1) * 7, 9 + (i - 1) * 2
+  local item, tag, record = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  local job, position, ttl, settles = ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7]
+  if redis.call('LREM', KEYS[7], 1, item) == 0 then
+    claimed[i] = 0
+  else
+    claimed[i] = 1
+    if job ~= '' and not redis.call('ZSCORE', KEYS[k + 1], job) then
+      local t2 = redis.call('TIME')
+      local us = tonumber(t2[1]) * 1000000 + tonumber(t2[2])
+      if position == '' then position = us end
+      redis.call('ZADD', KEYS[k + 1], position, job)
+      redis.call('HSET', KEYS[k + 2], job, us)
+      if settles == '1' then redis.call('HSET', KEYS[k + 2], job .. ':settle', us) end
+      redis.call('EXPIRE', KEYS[k + 1], ttl)
+      redis.call('EXPIRE', KEYS[k + 2], ttl)
+    end
+    if record ~= '' then
+      local previous = redis.call('HGET', holders, tag)
+      if previous and previous ~= KEYS[9] then redis.call('SREM', previous, tag) end
+      redis.call('ZADD', index, now, tag)
+      redis.call('HSET', unacked, tag, record)
+      redis.call('HSET', holders, tag, KEYS[9])
+      redis.call('SADD', KEYS[9], tag)
+    end
+  end
 end
-if ARGV[4] ~= '' then
-  local previous = redis.call('HGET', holders, ARGV[3])
-  if previous and previous ~= KEYS[9] then redis.call('SREM', previous, ARGV[3]) end
-  redis.call('ZADD', index, now, ARGV[3])
-  redis.call('HSET', unacked, ARGV[3], ARGV[4])
-  redis.call('HSET', holders, ARGV[3], KEYS[9])
-  redis.call('SADD', KEYS[9], ARGV[3])
+promote(KEYS[8], 10 + 2 * n)
+return {claimed, redis.call('LLEN', KEYS[8])}
+"""
+
+# KEYS[1]: the queue, KEYS[2]: the channel's processing list. ARGV[1]: the most messages to
+# move. The fetch that follows a claim which saw the queue hold more: without blocking, moves up to
+# that many messages into the processing list (as BLMOVE does, one at a time) and returns them,
+# oldest first, for one CLAIM of them all. Needs no LIBRARY: it only moves.
+TAKE = """
+local taken = {}
+for i = 1, tonumber(ARGV[1]) do
+  local item = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')
+  if not item then break end
+  taken[i] = item
 end
-promote(KEYS[8], 12)
-return 1
+return taken
 """
 
 # KEYS: ..., owned.  ARGV[1]: delivery tag.

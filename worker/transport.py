@@ -8,8 +8,9 @@ reliable-queue pattern:
 
 1. **Fetch** moves the message atomically into this channel's *processing list*
    (``BLMOVE queue processing``): it is always in Redis, in the queue or in that list.
-2. **Claim** then moves it, in one Lua script, from the processing list into kombu's
-   ``unacked`` hash, this channel's **owned set**, and the **holders** hash (tag -> owned set).
+2. **Claim** then moves it (or them: see *taking ahead*), in one Lua script, from the
+   processing list into kombu's ``unacked`` hash, this channel's **owned set**, and the
+   **holders** hash (tag -> owned set).
 3. Each processing list holds a **lease** in Redis, renewed at every claim, at every restore
    sweep (``unacked_restore_interval``), before any fetch when the last renewal is older than a
    third of the lease, and by a keeper thread (so a warm shutdown never looks like a death). A
@@ -19,6 +20,12 @@ reliable-queue pattern:
 4. When a lease expires, any worker's sweep (and any idle fetch) moves the processing list's
    messages back to the head of their queue and restores the owner's unacked jobs at once: a
    crashed worker's jobs resume after ``fetch_lease``, not after the visibility timeout.
+
+**Taking ahead.** When a claim sees more messages queued, the next fetch does not block: it
+moves up to ``MAX_TAKE`` of them (no more than the consumer's free prefetch slots) into the
+processing list in one script, and one claim records them all. Under load a job costs a
+fraction of a fetch and of a claim instead of one of each; with nothing queued, the next fetch
+is a ``BLMOVE`` as before. Each message is in Redis throughout, as above.
 
 **Arrivals.** With the ``arrival_index`` option (a dotted path), the claim also registers the
 message in a line (a sorted set) the callable names, in the same script: the app puts each
@@ -79,12 +86,14 @@ from redis.commands.core import Script
 from worker.fetch_scripts import (
     HOLDERS_KEY,
     LEASES_KEY,
+    MAX_TAKE,
     OWNED_PREFIX,
     OWNERS_KEY,
     REJECTED_KEY,
     REJECTED_MAX,
     SCRIPTS,
     SOURCES_KEY,
+    TAKE,
 )
 
 #: Untyped on purpose: celery-types' kombu stubs cover the public API, and this module overrides
@@ -231,8 +240,11 @@ class Channel(KombuChannel):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._processing: dict[str, str] = {}  # queue list -> this channel's processing list
-        self._fetching: tuple[str, str] | None = None  # (queue, processing) of the BLMOVE sent
-        self._claimed_tag: str | None = None
+        #: (queue, processing, the command sent: BLMOVE or EVAL of TAKE) of the fetch in flight.
+        self._fetching: tuple[str, str, str] | None = None
+        #: The last fetch found a message: the next one takes what else is queued, at once.
+        self._read_ahead = False
+        self._claimed_tags: set[str] = set()
         self._no_ack_queues: set[str] = set()
         self._prepared = False
         self._renewed_at = float("-inf")  # monotonic time of our last lease renewal
@@ -297,10 +309,21 @@ class Channel(KombuChannel):
             return
         if timeout is None:
             timeout = self.brpop_timeout
-        self._fetching = queue, processing
         self._in_poll = self.client.connection
         self._brpop_sent_at = monotonic()
-        self.client.connection.send_command("BLMOVE", queue, processing, "RIGHT", "LEFT", timeout)
+        batch = self._batch_size()
+        if self._read_ahead and batch > 0:
+            self._fetching = queue, processing, "EVAL"
+            self.client.connection.send_command("EVAL", TAKE, 2, queue, processing, batch)
+        else:
+            self._fetching = queue, processing, "BLMOVE"
+            command = ("BLMOVE", queue, processing, "RIGHT", "LEFT", timeout)
+            self.client.connection.send_command(*command)
+
+    def _batch_size(self) -> int:
+        """How many messages the next fetch may take: the consumer's free prefetch slots."""
+        free = self.qos.can_consume_max_estimate()
+        return MAX_TAKE if free is None else min(MAX_TAKE, free)
 
     def _prepare(self, queue: str, processing: str) -> None:
         """Renew the lease, return leftovers, promote lower priorities (before blocking)."""
@@ -319,9 +342,10 @@ class Channel(KombuChannel):
         fetching, self._fetching = self._fetching, None
         if fetching is None:
             return bool(super()._brpop_read(**options))
+        queue, processing, command = fetching
         try:
             try:
-                item = self.client.parse_response(self.client.connection, "BLMOVE", **options)
+                reply = self.client.parse_response(self.client.connection, command, **options)
             except self.connection_errors:
                 self.client.connection.disconnect()
                 self._lost_reply()
@@ -329,12 +353,15 @@ class Channel(KombuChannel):
             except self.ResponseError as exc:
                 self.trouble("a fetch", exc)
                 raise virtual.Empty() from None
-            if item is None:
-                self._prepared = False  # idle: renew, and look at lower priorities next time
+            items = [] if reply is None else reply if command == "EVAL" else [reply]
+            self._read_ahead = False  # until a claim sees more messages queued
+            if not items:
+                if command == "BLMOVE":
+                    self._prepared = False  # idle: renew, and look at lower priorities next time
                 self._recovered()
                 raise virtual.Empty()
             try:
-                self._claim_and_deliver(*fetching, item)
+                self._claim_and_deliver(queue, processing, items)
             except self.ResponseError as exc:
                 self._lost_reply()  # still in the processing list: the next prepare returns it
                 self.trouble("a claim", exc)
@@ -351,39 +378,50 @@ class Channel(KombuChannel):
     def _lost_reply(self) -> None:
         """A fetched message may wait in the processing list: the next prepare returns it."""
         self._prepared = False
+        self._read_ahead = False
 
-    def _claim_and_deliver(self, queue: str, processing: str, item: bytes) -> None:
-        try:
-            payload, tag, record = self._parse(item)
-        except (ValueError, LookupError, TypeError) as exc:
-            self._set_aside(processing, item, exc)
-            raise virtual.Empty() from None
-        if queue in self._no_ack_queues:
-            record = ""  # no ack will come: not recorded as unacked
-        arrival = self._arrival(payload)
-        lines = (arrival.line, arrival.jobs) if arrival else None
-        claimed = self._run(
-            "claim",
-            keys=self._fetch_keys(processing, queue, lines),
-            args=[
-                self.fetch_lease,
-                item,
-                tag,
-                record,
-                *(arrival.args() if arrival else ("", "", 0, "0")),
-            ],
-        )
-        self._renewed()
-        if not claimed:
-            logger.warning("fetched message %s was given back to its queue meanwhile", tag)
+    def _claim_and_deliver(self, queue: str, processing: str, items: list[bytes]) -> None:
+        """Claim the fetched messages in one round trip, then hand each to its consumer."""
+        fetched = []
+        for item in items:
+            try:
+                payload, tag, record = self._parse(item)
+            except (ValueError, LookupError, TypeError) as exc:
+                self._set_aside(processing, item, exc)
+                continue
+            if queue in self._no_ack_queues:
+                record = ""  # no ack will come: not recorded as unacked
+            fetched.append((item, payload, tag, record, self._arrival(payload)))
+        if not fetched:
             raise virtual.Empty()
-        self._claimed_tag = tag if record else None
-        try:
-            self.connection._deliver(payload, queue)
-        finally:
-            # Not taken by our QoS.append: no consumer took it, and kombu re-queued it through
-            # another channel; its unacked record is that channel's business now.
-            self._claimed_tag = None
+        keys = self._fetch_keys(processing, queue, [arrival for *_, arrival in fetched])
+        args: list[Any] = [self.fetch_lease, len(fetched)]
+        for item, _, tag, record, arrival in fetched:
+            args += [item, tag, record, *(arrival.args() if arrival else ("", "", 0, "0"))]
+        answers, queued = self._run("claim", keys=keys, args=args)
+        self._renewed()
+        self._read_ahead = int(queued) > 0
+        claimed = [message for message, answer in zip(fetched, answers, strict=True) if answer]
+        if len(claimed) < len(fetched):
+            logger.warning(
+                "%d fetched message(s) given back to their queue meanwhile",
+                len(fetched) - len(claimed),
+            )
+        if not claimed:
+            raise virtual.Empty()
+        for n, (_, payload, tag, record, _) in enumerate(claimed):
+            if record:
+                self._claimed_tags.add(tag)
+            try:
+                self.connection._deliver(payload, queue)
+            except Exception:
+                # The others are claimed but will not be delivered now: back to their queue.
+                self.restore_owned([tag for _, _, tag, record, _ in claimed[n + 1 :] if record])
+                raise
+            finally:
+                # Not taken by our QoS.append: no consumer took it, and kombu re-queued it
+                # through another channel; its unacked record is that channel's business now.
+                self._claimed_tags.discard(tag)
 
     @staticmethod
     def _parse(item: bytes) -> tuple[dict[str, Any], str, str]:
@@ -409,10 +447,10 @@ class Channel(KombuChannel):
         )
 
     def take_claimed(self, delivery_tag: str) -> bool:
-        """True once for the message being delivered: its unacked record is already written."""
-        if delivery_tag != self._claimed_tag:
+        """True once for a message being delivered: its unacked record is already written."""
+        if delivery_tag not in self._claimed_tags:
             return False
-        self._claimed_tag = None
+        self._claimed_tags.discard(delivery_tag)
         return True
 
     # -- acks and re-queues --------------------------------------------------------------------
@@ -583,8 +621,8 @@ class Channel(KombuChannel):
 
     def _on_connection_disconnect(self, connection: Any) -> None:
         if self._in_poll is connection:
-            self._fetching = None  # that BLMOVE's reply is lost; the next prepare gives it back
-        self._prepared = False
+            self._fetching = None  # that fetch's reply is lost; the next prepare gives it back
+        self._lost_reply()
         super()._on_connection_disconnect(connection)
 
     # -- helpers -------------------------------------------------------------------------------
@@ -610,13 +648,16 @@ class Channel(KombuChannel):
         ]
 
     def _fetch_keys(
-        self, processing: str, queue: str, lines: tuple[str, str] | None = None
+        self, processing: str, queue: str, arrivals: list[Arrival | None] | None = None
     ) -> list[str]:
-        """The keys of PREPARE and CLAIM: shared, processing, queue, owned, an order's line and
-        jobs (placeholders when none), then the queue's lower-priority lists."""
+        """The keys of PREPARE and CLAIM: shared, processing, queue, owned, each claimed
+        message's order line and jobs (placeholders when none; PREPARE: one pair of them), then
+        the queue's lower-priority lists."""
         lower = [self._q_for_pri(queue, pri) for pri in self.priority_steps[1:]]
-        line, jobs = lines or (processing, processing)
-        return [*self._shared_keys, processing, queue, self.owned_key, line, jobs, *lower]
+        lines: list[str] = []
+        for arrival in arrivals or [None]:
+            lines += [arrival.line, arrival.jobs] if arrival else [processing, processing]
+        return [*self._shared_keys, processing, queue, self.owned_key, *lines, *lower]
 
     def _arrival(self, payload: dict[str, Any]) -> Arrival | None:
         """Where the fetched message stands in line (``arrival_index``), or None."""
