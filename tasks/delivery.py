@@ -83,10 +83,10 @@ from tasks.state.idempotency import (
 from tasks.state.idempotency import with_ambiguity as result_with_ambiguity
 from tasks.state.orders import get_order_lines
 from tasks.state.pacing import Deferral, wait_for_slot
-from tasks.state.ratelimit import RateLimiter, Reservation, get_limiter
+from tasks.state.ratelimit import RateLimiter, get_limiter
 from tasks.state.repeats import Repeat, RepeatBook
 from tasks.state.store import get_redis
-from tasks.state.turns import Turns
+from tasks.state.turns import Start, Turns
 from tasks.zapi.client import get_client
 
 logger = get_task_logger(__name__)
@@ -325,7 +325,7 @@ class Execution:
             self._phone = update.phone
             sending = turned.start.sending
             if sending is None:
-                self._wait_for_slot(store, key, owner, turned.start.reservation)
+                self._wait_for_slot(store, key, owner, turned.start)
                 # The claim may have lapsed during the wait: re-assert it for the deadline.
                 sending = store.before_send(key, owner)
             else:
@@ -337,9 +337,7 @@ class Execution:
         finally:
             guard.leave()
 
-    def _wait_for_slot(
-        self, store: IdempotencyStore, key: str, owner: str, reserved: Reservation | None
-    ) -> None:
+    def _wait_for_slot(self, store: IdempotencyStore, key: str, owner: str, start: Start) -> None:
         """Sleep until the job's rate slot; re-schedule the job when it is far (or withheld)."""
         try:
             waited_from = time.perf_counter()
@@ -348,7 +346,8 @@ class Execution:
                 self._phone,
                 self.state.slot_us,
                 self.settings.zapi_rate_max_wait,
-                reserved,
+                start.reservation,
+                start.answered,
             )
             metrics.SLOT_WAIT.labels(self.label).observe(time.perf_counter() - waited_from)
         except Deferral as deferral:

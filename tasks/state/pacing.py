@@ -30,13 +30,15 @@ def wait_for_slot(
     held_slot_us: int | None,
     max_wait: float,
     reserved: Reservation | None = None,
+    reserved_at: float | None = None,
 ) -> int:
     """Sleep until this job's slot and return it, or raise Deferral if the slot is far.
 
     The slot is the one the job holds (``held_slot_us``, from an earlier execution), the one
-    just ``reserved`` for it (in the round trip that claimed its key), or a new one. A slot is
-    given up for a new one when Z-API paused the instance after it was reserved, or when the
-    job arrives too late for it (a late send would bunch with the next ones).
+    ``reserved`` for it in the round trip that claimed its key (whose answer came at
+    ``reserved_at``, ``time.monotonic()``: the time since is not slept again), or a new one.
+    A slot is given up for a new one when Z-API paused the instance after it was reserved, or
+    when the job arrives too late for it (a late send would bunch with the next ones).
     """
     check = limiter.check(held_slot_us) if held_slot_us is not None else None
     # A job that was granted a slot before has passed the recipient's pacing, and marked it:
@@ -44,6 +46,9 @@ def wait_for_slot(
     paced = held_slot_us is not None
     if reserved is not None:
         check, paced = _granted(reserved), True
+        if reserved_at is not None:
+            elapsed_us = round(max(0.0, time.monotonic() - reserved_at) * 1_000_000)
+            check = SlotCheck(check.slot_us, check.now_us + elapsed_us, paused_until_us=0)
     for _ in range(MAX_SLOT_ROUNDS):
         if check is None or check.cancelled or check.wait < -limiter.late_tolerance:
             check, paced = _granted(limiter.reserve(None if paced else phone)), True

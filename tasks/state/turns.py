@@ -104,6 +104,8 @@ class Start:
     reservation: Reservation | None = None
     sending: Claim | None = None
     at: float = 0.0
+    #: ``time.monotonic()`` when the answer came: how old the reservation's ``now`` is.
+    answered: float = 0.0
 
 
 class Turns:
@@ -160,7 +162,7 @@ class Turns:
         claim = IdempotencyStore.parse_claim(answer[0])
         reservation = RateLimiter.parse_reservation(answer[1]) if len(answer) > 1 else None
         sending = IdempotencyStore.parse_claim(answer[2]) if len(answer) > 2 else None
-        return Start(claim, reservation, sending, at)
+        return Start(claim, reservation, sending, at, time.monotonic())
 
     def record_and_deliver(
         self,
