@@ -165,9 +165,12 @@ def rate_producer(rate_env: dict[str, str]) -> Iterator[Celery]:
 def test_workers_share_one_rate_and_z_api_never_refuses(
     rate_producer: Celery, strict_sim: RemoteSimulator
 ) -> None:
-    # Warm every worker's HTTP connection and code paths, as a running fleet would be.
+    # Warm every worker thread's connections and code paths, as a running fleet would be: a
+    # thread's first job opens its result-backend connection and loads the scripts there, and
+    # that first-use work, racing the sends of warm threads, made a send late enough now and
+    # then to put 22 in Z-API's one-second window (3 workers x 8 threads, so 30 warm jobs).
     warm = [
-        rate_producer.send_task("zapi.order_status_update", args=[unique_body()]) for _ in range(6)
+        rate_producer.send_task("zapi.order_status_update", args=[unique_body()]) for _ in range(30)
     ]
     for result in warm:
         result.get(timeout=30)
