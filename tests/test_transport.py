@@ -175,13 +175,16 @@ def test_lower_priorities_are_promoted_at_each_claim_not_once_per_idle_second(
 def test_a_backlog_is_taken_several_at_a_time_and_claimed_together(
     url: str, db: redis.Redis
 ) -> None:
-    with Connection(url) as producer:
-        queue = producer.SimpleQueue(QUEUE)
-        for n in range(40):
-            queue.put({"n": n})
     with reliable(url) as connection:
-        db.config_resetstat()
         consumer = connection.SimpleQueue(QUEUE)
+        # One message first: the scripts are loaded (a fresh Redis answers NOSCRIPT once each).
+        publish(url, {"n": "first"})
+        consumer.get(timeout=5).ack()
+        with Connection(url) as producer:
+            queue = producer.SimpleQueue(QUEUE)
+            for n in range(40):
+                queue.put({"n": n})
+        db.config_resetstat()
         messages = [consumer.get(timeout=5) for _ in range(40)]
         calls = {
             name.removeprefix("cmdstat_"): stats["calls"]
@@ -200,6 +203,28 @@ def test_a_backlog_is_taken_several_at_a_time_and_claimed_together(
             message.ack()
         assert db.hlen("unacked") == 0
         assert db.hlen(HOLDERS_KEY) == 0
+
+
+def line_of(payload: dict[str, Any]) -> tuple[str, str, str, None, int, bool]:
+    """An ``arrival_index`` for the test: every message stands in one line, as its ``job``."""
+    return "test-line", "test-line-jobs", payload["headers"]["job"], None, 600, False
+
+
+def test_messages_claimed_together_stand_in_line_in_the_order_fetched(
+    url: str, db: redis.Redis
+) -> None:
+    jobs = ["c", "b", "a"]  # not in the members' own (lexicographic) order
+    with Connection(url) as producer:
+        queue = producer.SimpleQueue(QUEUE)
+        for job in jobs:
+            queue.put({"job": job}, headers={"job": job})
+    options = {"fetch_lease": LEASE, "arrival_index": f"{__name__}:line_of"}
+    with Connection(url, transport=Transport, transport_options=options) as connection:
+        consumer = connection.SimpleQueue(QUEUE)
+        messages = [consumer.get(timeout=5) for _ in jobs]
+        assert db.zrange("test-line", 0, -1) == jobs
+        for message in messages:
+            message.ack()
 
 
 def test_a_take_never_exceeds_the_free_prefetch_slots(url: str, db: redis.Redis) -> None:

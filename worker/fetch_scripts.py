@@ -144,6 +144,8 @@ CLAIM = """
 renew(KEYS[7], KEYS[8], KEYS[9], ARGV[1])
 local n = tonumber(ARGV[2])
 local claimed = {}
+local t2 = redis.call('TIME')
+local fetched_at = tonumber(t2[1]) * 1000000 + tonumber(t2[2])
 for i = 1, n do
   local a, k = 2 + (i - 1) * 7, 9 + (i - 1) * 2
   local item, tag, record = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
@@ -153,8 +155,8 @@ for i = 1, n do
   else
     claimed[i] = 1
     if job ~= '' and not redis.call('ZSCORE', KEYS[k + 1], job) then
-      local t2 = redis.call('TIME')
-      local us = tonumber(t2[1]) * 1000000 + tonumber(t2[2])
+      -- A microsecond apart in the order they were fetched, whatever the clock does meanwhile.
+      local us = fetched_at + i - 1
       if position == '' then position = us end
       redis.call('ZADD', KEYS[k + 1], position, job)
       redis.call('HSET', KEYS[k + 2], job, us)

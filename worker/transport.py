@@ -242,7 +242,7 @@ class Channel(KombuChannel):
         self._processing: dict[str, str] = {}  # queue list -> this channel's processing list
         #: (queue, processing, the command sent: BLMOVE or EVAL of TAKE) of the fetch in flight.
         self._fetching: tuple[str, str, str] | None = None
-        #: The last fetch found a message: the next one takes what else is queued, at once.
+        #: The last claim saw more messages queued: the next fetch takes them, without blocking.
         self._read_ahead = False
         self._claimed_tags: set[str] = set()
         self._no_ack_queues: set[str] = set()
