@@ -30,8 +30,8 @@ _LIBRARIES = orders.lua_library(1) + idempotency.lua_library(4) + deliveries.lua
 # granted (a held instance, a paced recipient) drops the claim just taken: the job is deferred.
 # Returns {claim}, {claim, slot} (the slot to wait for, or not granted) or {claim, slot, marked}.
 _START = """
-local function start(counter, owner, wait_lease, interval, tolerance, recipient, hold_look,
-                     send_lease, sent_ttl, second, counter_ttl)
+local function start(counter, wait_lease, interval, tolerance, recipient, hold_look,
+                     owner, send_lease, sent_ttl, second, counter_ttl)
   local claimed = claim(owner, wait_lease)
   if claimed[1] ~= 0 or interval == '' then return {claimed} end
   local slot = reserve_slot(now, interval, tolerance, recipient, hold_look)
@@ -46,7 +46,8 @@ end
 
 # KEYS: the order's line, jobs, state; the key's reply, claim, sent; the instance's schedule,
 # hold, the recipient's pacing; the instance's sends counter.
-# ARGV: enter's seven arguments, then start's ten (after its counter).
+# ARGV: enter's seven arguments, then start's ten (after its counter): the wait lease ms,
+# reserve_slot's four (after now), mark_sent's five (before its counter).
 # Returns {entry} when the job must wait or settle, {entry, start's answer} at its turn.
 _ENTER_AND_START = (
     orders.lua_library(1)
@@ -151,11 +152,9 @@ class Turns:
     ) -> tuple[list[str], list[Any], float]:
         at = time.time()
         counter, marking = self.store.before_send_args(owner, at)
-        owner_, send_lease, sent_ttl, second, counter_ttl = marking
         reserving: list[Any] = ["", 0, 0, 0] if phone is None else self.limiter.reserve_args(phone)
         keys = [*self.store.keys(key), *self.limiter.reserve_keys(phone), counter]
-        args = [owner_, self.store.wait_lease_ms, *reserving]
-        return keys, [*args, send_lease, sent_ttl, second, counter_ttl], at
+        return keys, [self.store.wait_lease_ms, *reserving, *marking], at
 
     @staticmethod
     def _parse_start(answer: list[Any], at: float) -> Start:
