@@ -72,12 +72,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=3000)
     parser.add_argument("--top", type=int, default=0, help="also list the N costliest functions")
+    parser.add_argument("--latency", type=float, default=0.0, help="the fake Z-API's, in seconds")
     args = parser.parse_args()
     with (
         tempfile.TemporaryDirectory(prefix="profile-") as tmp,
         RedisServer() as redis_server,
         RemoteSimulator(
-            instance_id=INSTANCE, instance_token=TOKEN, client_token=CLIENT_TOKEN, latency=0.0
+            instance_id=INSTANCE,
+            instance_token=TOKEN,
+            client_token=CLIENT_TOKEN,
+            latency=args.latency,
         ) as sim,
     ):
         hook, out = Path(tmp) / "hook", Path(tmp) / "stats.tsv"
@@ -116,7 +120,8 @@ def main() -> None:
     stats = [(name, float(ttot), float(tsub), int(calls)) for name, ttot, tsub, calls in rows]
     total = sum(tsub for _, _, tsub, _ in stats)
     per_job = 1000 / args.jobs
-    print(f"{args.jobs} jobs at 0 ms, one worker: {total * per_job:.2f} CPU ms per job in all")
+    at = f"{args.jobs} jobs at {args.latency * 1000:.0f} ms, one worker"
+    print(f"{at}: {total * per_job:.2f} CPU ms per job in all")
     print(f"\n{'concern (inclusive)':<40} {'CPU ms/job':>10} {'share':>6}")
     for concern, (file_part, function) in ENTRY_POINTS.items():
         spent = sum(

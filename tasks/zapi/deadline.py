@@ -29,6 +29,8 @@ from typing import Any
 import httpcore
 import httpx
 
+from tasks.zapi.connections import ConnectionStack
+
 # httpx writes a request's headers and body separately; with Nagle's algorithm the body then
 # waits for the server's delayed ACK (up to 40 ms) on a reused connection.
 SOCKET_OPTIONS: list[tuple[int, int, int]] = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
@@ -220,7 +222,9 @@ class DeadlineTransport(httpx.HTTPTransport):
     (the request and response conversion, and httpx's private mapping of httpcore's exceptions
     to httpx's), this subclass lets ``HTTPTransport.__init__`` build everything as usual (TLS
     context with certificate verification, limits, socket options), then swaps ``_pool`` for
-    an identically configured ``httpcore.ConnectionPool`` that also gets the network backend.
+    a :class:`~tasks.zapi.connections.ConnectionStack` of identically configured one-connection
+    ``httpcore.ConnectionPool`` s that also get the network backend (httpcore's own pool costs
+    every request a walk over all its connections).
     ``HTTPTransport`` reaches httpcore only through ``_pool`` (``handle_request``, ``close``,
     the context manager), from httpx 0.18 up to 0.28; the constructor checks the attribute is
     there, so an httpx that renames it fails at start-up instead of silently losing deadlines.
@@ -246,13 +250,23 @@ class DeadlineTransport(httpx.HTTPTransport):
                 "tasks.zapi.client.DeadlineTransport must be adapted to this httpx version"
             )
         self._pool.close()  # holds no connection yet; closed for tidiness
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=ssl_context,
+        backend = network_backend if network_backend is not None else DeadlineBackend()
+
+        def one_connection() -> httpcore.ConnectionPool:
+            return httpcore.ConnectionPool(
+                ssl_context=ssl_context,
+                max_connections=1,
+                max_keepalive_connections=1,
+                keepalive_expiry=limits.keepalive_expiry,
+                socket_options=options,
+                network_backend=backend,
+            )
+
+        # HTTPTransport uses _pool only through what ConnectionStack offers (see above).
+        self._pool = ConnectionStack(  # type: ignore[assignment]
+            one_connection,
             max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
-            socket_options=options,
-            network_backend=(network_backend if network_backend is not None else DeadlineBackend()),
         )
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
