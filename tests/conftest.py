@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpcore
 import pytest
 import redis
 from celery import Celery
@@ -109,3 +111,17 @@ def empty_db(server: RedisServer, db: int) -> Iterator[redis.Redis]:
     finally:
         client.flushdb()
         client.close()
+
+
+@pytest.fixture
+def connects(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every TCP connection httpcore opens from now on (the host it was opened to)."""
+    opened: list[str] = []
+    real_connect = httpcore.SyncBackend.connect_tcp
+
+    def counting(self: httpcore.SyncBackend, host: str, *args: Any, **kwargs: Any) -> Any:
+        opened.append(host)
+        return real_connect(self, host, *args, **kwargs)
+
+    monkeypatch.setattr(httpcore.SyncBackend, "connect_tcp", counting)
+    return opened

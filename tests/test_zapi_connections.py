@@ -29,20 +29,6 @@ CREDENTIALS = ZapiCredentials(INSTANCE_ID, SecretStr(INSTANCE_TOKEN), SecretStr(
 
 
 @pytest.fixture
-def connects(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every TCP connection opened from now on (its host)."""
-    opened: list[str] = []
-    real_connect = httpcore.SyncBackend.connect_tcp
-
-    def counting(self: httpcore.SyncBackend, host: str, *args: Any, **kwargs: Any) -> Any:
-        opened.append(host)
-        return real_connect(self, host, *args, **kwargs)
-
-    monkeypatch.setattr(httpcore.SyncBackend, "connect_tcp", counting)
-    return opened
-
-
-@pytest.fixture
 def client(zapi_sim: ZapiSimulator) -> Iterator[ZapiClient]:
     client = ZapiClient(
         zapi_sim.base_url, CREDENTIALS, connect_timeout=1.0, timeout=5.0, max_connections=16

@@ -411,17 +411,7 @@ def test_a_custom_transport_infers_ambiguity_from_the_error_type() -> None:
 # -- normal sends --------------------------------------------------------------------------------
 
 
-def test_sends_reuse_one_keep_alive_connection(
-    sim: ZapiSimulator, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    connects: list[str] = []
-    real_connect = httpcore.SyncBackend.connect_tcp
-
-    def counting(self: httpcore.SyncBackend, host: str, *args: Any, **kwargs: Any) -> Any:
-        connects.append(host)
-        return real_connect(self, host, *args, **kwargs)
-
-    monkeypatch.setattr(httpcore.SyncBackend, "connect_tcp", counting)
+def test_sends_reuse_one_keep_alive_connection(sim: ZapiSimulator, connects: list[str]) -> None:
     port = sim.base_url.rsplit(":", 1)[1]
     client = make_client(f"http://localhost:{port}", connect_timeout=0.5, timeout=1.0)
     try:
