@@ -105,8 +105,9 @@ class Start:
     reservation: Reservation | None = None
     sending: Claim | None = None
     at: float = 0.0
-    #: ``time.monotonic()`` when the answer came: how old the reservation's ``now`` is.
-    answered: float = 0.0
+    #: ``time.monotonic()`` when the answer came: how old the reservation's ``now`` is (None:
+    #: unknown, and the reservation is taken as fresh rather than as decades old).
+    answered: float | None = None
 
 
 class Turns:
