@@ -222,9 +222,11 @@ class DeadlineTransport(httpx.HTTPTransport):
     (the request and response conversion, and httpx's private mapping of httpcore's exceptions
     to httpx's), this subclass lets ``HTTPTransport.__init__`` build everything as usual (TLS
     context with certificate verification, limits, socket options), then swaps ``_pool`` for
-    a :class:`~tasks.zapi.connections.ConnectionStack` of identically configured one-connection
-    ``httpcore.ConnectionPool`` s that also get the network backend (httpcore's own pool costs
-    every request a walk over all its connections).
+    a :class:`~tasks.zapi.connections.ConnectionStack` of one-connection
+    ``httpcore.ConnectionPool`` s with the same TLS context, socket options and keep-alive
+    expiry, that also get the network backend (httpcore's own pool costs every request a walk
+    over all its connections). ``limits.max_keepalive_connections`` is not used: the idle
+    connections are bounded by ``max_connections`` and closed after the keep-alive expiry.
     ``HTTPTransport`` reaches httpcore only through ``_pool`` (``handle_request``, ``close``,
     the context manager), from httpx 0.18 up to 0.28; the constructor checks the attribute is
     there, so an httpx that renames it fails at start-up instead of silently losing deadlines.
