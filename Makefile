@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint format typecheck pytest clean bench-rate bench bench-fetch bench-ordering bench-revisions profile constraints producer producer-check schemas
+.PHONY: help install demo test fuzz lint format typecheck pytest clean bench-rate bench bench-fetch bench-ordering bench-revisions profile constraints producer producer-check schemas
 
 help:
 	@echo "make demo    run the worker end to end on local stand-ins and print the results"
@@ -47,6 +47,12 @@ pytest: $(STAMP)
 	$(BIN)/pytest -m timing $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+# The hostile-input suites with many more generated examples than `make test` runs (new ones
+# each run; a failure prints the seed to reproduce it with).
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not timing" \
+		--timeout 1800 -k hostile $(PYTEST_ARGS)
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -7,6 +7,7 @@ code) enqueues by task name and reads the result backend; the fake Z-API records
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,10 +16,30 @@ import httpcore
 import pytest
 import redis
 from celery import Celery
+from hypothesis import HealthCheck, settings
 
 from worker.dev.processes import WorkerProcess, stack_env
 from worker.dev.redis_server import RedisServer
 from worker.dev.zapi_sim import ZapiSimulator
+
+# Generated hostile input (tests/test_hostile_*.py): `make test` runs a fixed, bounded set of
+# examples (the same in every run, so CI is reproducible); `make fuzz` runs many more, new ones
+# each time, and prints the seed of a failure.
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    max_examples=40,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.register_profile(
+    "fuzz",
+    max_examples=2000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 # Distinctive values, so a leak anywhere (logs, Redis) is found by a plain substring search.
 INSTANCE_ID = "test-instance-3c9d"
