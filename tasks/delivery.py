@@ -42,14 +42,13 @@ from celery.exceptions import Reject, Retry
 from celery.utils.log import get_task_logger
 
 from config import Settings, get_settings
-from config.instances import Instance
+from config.instances import Instance, alias_of
 from tasks import metrics
 from tasks.attempt_log import log_attempt
 from tasks.backoff import backoff_delay, capped_retry_after
 from tasks.contract.endpoints import Endpoint
 from tasks.contract.errors import (
     AttemptsExhaustedError,
-    InvalidBodyError,
     PermanentError,
     StaleUpdateError,
     TransientError,
@@ -60,7 +59,8 @@ from tasks.contract.errors import (
     ZapiRejectedError,
     ZapiTransportError,
 )
-from tasks.contract.ordering import Delivered, checked_sequence, order_request_id
+from tasks.contract.job_kwargs import Call
+from tasks.contract.ordering import Delivered, order_request_id
 from tasks.contract.redaction import redact
 from tasks.contract.schemas import OrderUpdate, ShortUpdate
 from tasks.contract.validation import validate_body, validate_update
@@ -98,7 +98,6 @@ PUT_BACKS_HEADER = "zapi-put-backs"
 LOOKUPS_HEADER = "zapi-order-lookups"
 #: Looking again for a short update's order: backoff base and cap, seconds.
 LOOKUP_BACKOFF = (1.0, 30.0)
-MAX_IDEMPOTENCY_KEY = 200
 
 #: Margin of a claim beyond the wait or the request it covers: Redis round trips, a slow thread.
 CLAIM_MARGIN = 5.0
@@ -188,19 +187,11 @@ _deliveries = PerInstance(
 
 
 def deliver(
-    task: Task[Any, Any],
-    endpoint: Endpoint,
-    body: Any,
-    idempotency_key: Any = None,
-    *,
-    sequence: Any = None,
-    force: Any = False,
-    instance: Any = None,
+    task: Task[Any, Any], endpoint: Endpoint, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> dict[str, Any]:
-    """Run one execution of ``task`` for ``endpoint``; see the module docstring."""
-    execution = Execution(
-        task, endpoint, body, idempotency_key, sequence=sequence, force=force, instance=instance
-    )
+    """Run one execution of ``task`` for ``endpoint`` with the call's raw ``args`` and
+    ``kwargs`` (checked inside, so that a wrong call is buried like any invalid job)."""
+    execution = Execution(task, endpoint, args, kwargs)
     try:
         return execution.run()
     except (Retry, Reject):
@@ -226,31 +217,31 @@ class Execution:
         self,
         task: Task[Any, Any],
         endpoint: Endpoint,
-        body: Any,
-        idempotency_key: Any,
-        *,
-        sequence: Any = None,
-        force: Any = False,
-        instance: Any = None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
     ) -> None:
         self.task = task
         self.endpoint = endpoint
-        self.body = body
-        self.idempotency_key = idempotency_key
-        self.sequence = sequence
-        self.force = force is True
-        self.instance_alias = instance
+        self._args, self._kwargs = args, kwargs
+        # Until run() checks the call: the arguments as given, read as the transport read them
+        # to put the job in its order's line (tasks/contract/ordering.arrival_of), so that a
+        # wrong call leaves the very line it stands in, and its dead letter shows what came.
+        self.body: Any = args[0] if args else kwargs.get("body")
+        self.idempotency_key: Any = kwargs.get("idempotency_key")
+        self.sequence: Any = kwargs.get("sequence")
+        self.force = kwargs.get("force") is True
+        self.instance_alias: Any = kwargs.get("instance")
         self.state = JobState.of(task)
         self.settings: Settings = get_settings()
         #: The Z-API instance the job sends through (its ``instance`` kwarg; None: unknown, and
         #: run() fails the job with UnknownInstanceError).
         self.instance: Instance | None = None
         with contextlib.suppress(UnknownInstanceError):
-            self.instance = instance_named(instance)
+            self.instance = instance_named(alias_of(kwargs))
         #: The job's order's line (None: ordering off, or a short update's order not found yet).
         self.line = (
             OrderLine.of(
-                order_request_id(body),
+                order_request_id(self.body),
                 self.job_id,
                 self.state.headers,
                 self.settings,
@@ -282,9 +273,16 @@ class Execution:
         return str(self.instance_alias)
 
     def run(self) -> dict[str, Any]:
+        call = Call.of(self.task.name, self._args, self._kwargs)  # InvalidBodyError
+        self.body, self.idempotency_key, self.sequence = (
+            call.body,
+            call.idempotency_key,
+            call.sequence,
+        )
+        self.force, self.instance_alias = call.force, call.instance
         instance = self._known_instance()  # UnknownInstanceError: the job fails at once
         given = validate_update(self.endpoint, self.body)
-        sequence = checked_sequence(self.sequence)
+        sequence = call.sequence
         store, owner = _idempotency.get(instance), owner_id(self.job_id)
         if isinstance(given, ShortUpdate):
             snapshot = self._find_order(given)
@@ -303,7 +301,10 @@ class Execution:
         else:
             full = given
             complete, key_body, phone = (lambda _: full), full.to_wire(), full.phone
-        key = _checked_key(self.idempotency_key) or derive_key(self.endpoint.value, key_body)
+        if call.idempotency_key is not None:
+            key = "key:" + call.idempotency_key
+        else:
+            key = derive_key(self.endpoint.value, key_body)
 
         guard = get_guard(instance)
         if not guard.try_enter():
@@ -889,14 +890,3 @@ DEFERRAL_REASONS: dict[type[Exception], str] = {
     UnknownOrderWait: "order_not_in_book_yet",
     StateUnavailableWait: "redis_unavailable",
 }
-
-
-def _checked_key(idempotency_key: Any) -> str | None:
-    if idempotency_key is None:
-        return None
-    if not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
-        raise InvalidBodyError(
-            f"idempotency_key: must be a non-empty string of at most {MAX_IDEMPOTENCY_KEY} "
-            "characters"
-        )
-    return "key:" + idempotency_key

@@ -268,4 +268,4 @@ def test_the_same_state_again_is_sent_and_an_older_sequence_is_not(
 def test_a_bad_sequence_is_refused_naming_the_rule(producer: Celery) -> None:
     result = send(producer, unique_body(), sequence="soon")
     assert result.state == "FAILURE"
-    assert "sequence: must be a non-negative integer" in str(result.result)
+    assert "sequence: must be an integer from 0 to 2^53-1" in str(result.result)

@@ -7,12 +7,10 @@ import json
 
 import pytest
 
-from tasks.contract.errors import InvalidBodyError
 from tasks.contract.ordering import (
     Arrival,
     Delivered,
     arrival_of,
-    checked_sequence,
     order_status_moves_back,
     payment_status_moves_back,
     stale_reason,
@@ -63,14 +61,6 @@ def test_the_reason_names_what_is_behind_what_and_whom() -> None:
     )
     assert stale_reason(delivered, "shipped", "paid", 7) is None
     assert stale_reason(Delivered(), "pending", "pending", 0) is None
-
-
-@pytest.mark.parametrize("value", [-1, 1.5, "3", True])
-def test_a_sequence_is_a_non_negative_integer(value: object) -> None:
-    with pytest.raises(InvalidBodyError, match="sequence: must be a non-negative integer"):
-        checked_sequence(value)
-    assert checked_sequence(None) is None
-    assert checked_sequence(0) == 0
 
 
 def message(task: str, body: object, kwargs: dict[str, object]) -> dict[str, object]:

@@ -133,34 +133,62 @@ return with_taken_over(returned)
 # then lower-priority lists. ARGV: lease seconds, the number of messages n, then per message:
 # raw message, delivery tag, unacked record ('' for a no-ack consumer), and its arrival: job id
 # ('' when the message is no order update: its two keys are then placeholders), its position
-# ('' = now, µs), the order's TTL s, '1' if it settles.
+# ('' = now, µs), the order's TTL s, '1' if it settles, when it is due ('' = now, µs).
 # Moves each fetched message from the processing list into kombu's unacked records, the
 # channel's owned set and the holders, unless a sweep gave it back to the queue meanwhile (its
 # answer is then 0: the caller drops its copy). An order update also takes its place in its
 # order's line (layout: tasks/state/orders.py), in the order workers fetch them, before any of
-# them can start. Renews the lease and promotes for the next fetch. Returns {one 0/1 per message,
-# the messages left in the queue}: while some are, the next fetch takes them without blocking.
+# them can start; one due later (an eta) counts as seen, and as coming back, until it is due,
+# so that its order's next update waits for it however long its countdown. Renews the lease
+# and promotes for the next fetch. Returns {one 0/1 per message, the messages left in the
+# queue}: while some are, the next fetch takes them without blocking.
+# Every number it writes is checked first, before any write: one message's bad arrival (a
+# position Redis cannot store) costs it its position, never its batch its claims (a script
+# that fails halfway keeps its earlier writes).
 CLAIM = """
-renew(KEYS[7], KEYS[8], KEYS[9], ARGV[1])
 local n = tonumber(ARGV[2])
-local claimed = {}
 local t2 = redis.call('TIME')
 local fetched_at = tonumber(t2[1]) * 1000000 + tonumber(t2[2])
+-- A score Redis stores exactly, or nil.
+local function score(text)
+  local value = tonumber(text)
+  if value == nil or value ~= value or value < 0 or value >= 9007199254740992 then return nil end
+  return value
+end
+local positions, dues, ttls = {}, {}, {}
 for i = 1, n do
-  local a, k = 2 + (i - 1) * 7, 9 + (i - 1) * 2
+  local a = 2 + (i - 1) * 8
+  local ttl = score(ARGV[a + 6])
+  ttls[i] = (ttl and ttl >= 1) and math.floor(ttl) or 1
+  positions[i] = score(ARGV[a + 5]) or (fetched_at + i - 1)
+  local due = score(ARGV[a + 8])
+  -- At most the line's TTL ahead: a member due later than its line lives is no member.
+  if due then due = math.min(due, fetched_at + ttls[i] * 1000000) end
+  dues[i] = due
+end
+renew(KEYS[7], KEYS[8], KEYS[9], ARGV[1])
+local claimed = {}
+for i = 1, n do
+  local a, k = 2 + (i - 1) * 8, 9 + (i - 1) * 2
   local item, tag, record = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
-  local job, position, ttl, settles = ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7]
+  local job, settles, ttl = ARGV[a + 4], ARGV[a + 7], ttls[i]
   if redis.call('LREM', KEYS[7], 1, item) == 0 then
     claimed[i] = 0
   else
     claimed[i] = 1
-    if job ~= '' and not redis.call('ZSCORE', KEYS[k + 1], job) then
+    if job ~= '' then
       -- A microsecond apart in the order they were fetched, whatever the clock does meanwhile.
       local us = fetched_at + i - 1
-      if position == '' then position = us end
-      redis.call('ZADD', KEYS[k + 1], position, job)
-      redis.call('HSET', KEYS[k + 2], job, us)
-      if settles == '1' then redis.call('HSET', KEYS[k + 2], job .. ':settle', us) end
+      if not redis.call('ZSCORE', KEYS[k + 1], job) then
+        redis.call('ZADD', KEYS[k + 1], positions[i], job)
+        redis.call('HSET', KEYS[k + 2], job, us)
+        if settles == '1' then redis.call('HSET', KEYS[k + 2], job .. ':settle', us) end
+      end
+      local due = dues[i]
+      if due and due > tonumber(redis.call('HGET', KEYS[k + 2], job) or '0') then
+        redis.call('HSET', KEYS[k + 2], job, string.format('%d', due))
+        redis.call('HSET', KEYS[k + 2], job .. ':next', string.format('%d', due))
+      end
       redis.call('EXPIRE', KEYS[k + 1], ttl)
       redis.call('EXPIRE', KEYS[k + 2], ttl)
     end

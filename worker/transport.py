@@ -111,6 +111,8 @@ logger = logging.getLogger(__name__)
 MIN_REDIS_VERSION = (6, 2)
 #: Pause of the fetch loop after an error reply from Redis: first, most (seconds).
 FETCH_BACKOFF = (0.25, 2.0)
+#: A claimed message's arrival fields when it stands in no line (see CLAIM).
+NO_ARRIVAL = ("", "", 0, "0", "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +120,9 @@ class Arrival:
     """A fetched message's place in a line (a sorted set ``line``, with per-member times in the
     hash ``jobs``): the claim registers ``member`` there, at ``position`` (None: Redis' clock,
     µs, so in the order workers fetch them), unless it is there already. Both keys get ``ttl``.
-    ``settles``: the member must wait a moment before it goes (tasks/state/orders.py)."""
+    ``settles``: the member must wait a moment before it goes (tasks/state/orders.py).
+    ``due``: when a message with an ``eta`` (a countdown) may run, µs of the epoch: its member
+    counts as seen until then, and as coming back then, however far that is (within ``ttl``)."""
 
     line: str
     jobs: str
@@ -126,10 +130,12 @@ class Arrival:
     position: int | None
     ttl: int
     settles: bool
+    due: int | None = None
 
-    def args(self) -> tuple[str, str, int, str]:
+    def args(self) -> tuple[str, str, int, str, str]:
         position = "" if self.position is None else str(self.position)
-        return self.member, position, self.ttl, "1" if self.settles else "0"
+        due = "" if self.due is None else str(self.due)
+        return self.member, position, self.ttl, "1" if self.settles else "0", due
 
 
 def redis_version(info: dict[str, Any]) -> tuple[int, ...]:
@@ -397,7 +403,7 @@ class Channel(KombuChannel):
         keys = self._fetch_keys(processing, queue, [arrival for *_, arrival in fetched])
         args: list[Any] = [self.fetch_lease, len(fetched)]
         for item, _, tag, record, arrival in fetched:
-            args += [item, tag, record, *(arrival.args() if arrival else ("", "", 0, "0"))]
+            args += [item, tag, record, *(arrival.args() if arrival else NO_ARRIVAL)]
         answers, queued = self._run("claim", keys=keys, args=args)
         self._renewed()
         self._read_ahead = int(queued) > 0

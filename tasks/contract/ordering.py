@@ -22,10 +22,11 @@ import base64
 import json
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from .endpoints import TASK_NAMES
-from .errors import InvalidBodyError
+from .job_kwargs import valid_sequence
 
 ORDER_STATUS_RANK = {"pending": 0, "processing": 1, "shipped": 2, "completed": 3}
 PAYMENT_STATUS_RANK = {"pending": 0, "paid": 1}
@@ -103,15 +104,6 @@ def stale_reason(
     return f"{'; '.join(behind)} (delivered {when} by job {delivered.job_id}): not sent"
 
 
-def checked_sequence(value: Any) -> int | None:
-    """The producer's ``sequence`` kwarg: a non-negative integer, or absent."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise InvalidBodyError("sequence: must be a non-negative integer (or left out)")
-    return value
-
-
 def order_request_id(body: Any) -> str | None:
     """The order a raw body belongs to, before (or without) validation."""
     order = body.get("orderRequestId") if isinstance(body, dict) else None
@@ -127,6 +119,26 @@ class Arrival:
     sequence: int | None
     instance: str | None = None
     """The job's ``instance`` kwarg (an alias), when it names one."""
+    due: int | None = None
+    """When the message may run (its ``eta``, from a countdown), µs of the epoch; None: now."""
+
+
+def eta_of(headers: dict[str, Any]) -> int | None:
+    """A message's ``eta`` header (Celery's ISO 8601 time) in µs of the epoch, or None when it
+    has none or it cannot be read (Celery's own reading of it then decides)."""
+    eta = headers.get("eta")
+    if not isinstance(eta, str):
+        return None
+    try:
+        when = datetime.fromisoformat(eta)
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)  # Celery's eta is UTC (enable_utc)
+    try:
+        return round(when.timestamp() * 1_000_000)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def task_call(payload: Any) -> tuple[list[Any], dict[str, Any]] | None:
@@ -162,11 +174,12 @@ def arrival_of(payload: dict[str, Any]) -> Arrival | None:
     if order is None:
         return None
     sequence = kwargs.get("sequence")
-    valid = isinstance(sequence, int) and not isinstance(sequence, bool) and sequence >= 0
+    valid = valid_sequence(sequence)  # else it stands by its arrival, and fails at its start
     instance = kwargs.get("instance")
     return Arrival(
         headers["id"],
         order,
         sequence if valid else None,
         instance if isinstance(instance, str) else None,
+        eta_of(headers),
     )

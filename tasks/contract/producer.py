@@ -38,6 +38,7 @@ from kombu.utils.uuid import uuid
 from .delivery_record import read_delivery
 from .endpoints import TASK_NAMES, Endpoint
 from .errors import InvalidBodyError, as_contract_error
+from .job_kwargs import check_kwargs
 from .ordering import DEFAULT_ORDER_TTL, order_keys, order_request_id, register_in_line
 from .redaction import describe_body
 from .redis_url import SentinelOptions, redis_client
@@ -112,17 +113,17 @@ class Producer:
         alias of the Z-API instance to send through (default: ``default``). An update for
         another instance is placed in its order's line by the worker that fetches it (this
         producer knows only the default instance's id)."""
+        given = {"idempotency_key": idempotency_key, "sequence": sequence, "instance": instance}
+        kwargs: dict[str, Any] = {name: value for name, value in given.items() if value is not None}
+        if force:
+            kwargs["force"] = force
+        check_kwargs(kwargs)  # the worker's rules: refused here, before anything is written
         if validate:
             validate_update(endpoint, body)
         job_id = uuid()
-        stamped = self._in_line([(job_id, body, sequence)], registers=instance is None)
-        kwargs: dict[str, Any] = {"sequence": stamped[0]}
-        if instance is not None:
-            kwargs["instance"] = instance
-        if idempotency_key is not None:
-            kwargs["idempotency_key"] = idempotency_key
-        if force:
-            kwargs["force"] = True
+        kwargs["sequence"] = self._in_line([(job_id, body, sequence)], registers=instance is None)[
+            0
+        ]
         self.app.send_task(
             TASK_NAMES[endpoint],
             args=[body],
@@ -178,6 +179,8 @@ class Producer:
     ) -> BulkResult:
         """Enqueue many bodies in one go: invalid ones are reported, the rest are sent through
         one Redis pipeline per ``BATCH_SIZE`` messages (where the transport supports it)."""
+        if instance is not None:
+            check_kwargs({"instance": instance})
         outcome = BulkResult()
         accepted = []
         for index, body in enumerate(bodies):

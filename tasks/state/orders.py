@@ -6,9 +6,10 @@ Three keys per order, prefix ``zapi-queue:order:{instance}:{orderRequestId}``, e
 * ``…:line``: sorted set, the order's pending updates (job ids) by position: the producer's
   ``sequence``, else the time (µs) a worker first saw the job. Only the head may send; a job
   leaves the line when it ends (delivered, refused, stale, given up).
-* ``…:jobs``: hash, per job in line: when it was last seen running (µs, field ``<job>``), when
-  it comes back if it is re-scheduled (``<job>:next``), and, for a sequenced job a worker
-  registered, when (``<job>:settle``).
+* ``…:jobs``: hash, per job in line: when it was last seen running (µs, field ``<job>``; for
+  a job fetched with an ``eta``, when it is due, so a countdown of any length keeps its place),
+  when it comes back if it is re-scheduled or due later (``<job>:next``), and, for a sequenced
+  job a worker registered, when (``<job>:settle``).
 * ``…:state``: hash, what the order last showed the customer: ``status``, ``payment``,
   ``seq``, ``job``, ``at``; and the order's ``snapshot`` (tasks/state/book.py).
 
@@ -262,7 +263,9 @@ def get_order_lines(instance: Instance | None = None) -> OrderLines:
     return _order_lines.get(instance or default_instance())
 
 
-def arrival_index(payload: dict[str, Any]) -> tuple[str, str, str, int | None, int, bool] | None:
+def arrival_index(
+    payload: dict[str, Any],
+) -> tuple[str, str, str, int | None, int, bool, int | None] | None:
     """The transport's ``arrival_index`` (worker/transport.py): where a fetched order update
     stands in its order's line, as the fields of the transport's ``Arrival``."""
     found = arrival_of(payload)
@@ -275,4 +278,4 @@ def arrival_index(payload: dict[str, Any]) -> tuple[str, str, str, int | None, i
     book = get_order_lines(instance)
     line, jobs, _ = book.keys(found.order_request_id)
     settles = found.sequence is not None
-    return line, jobs, found.job_id, found.sequence, book.ttl, settles
+    return line, jobs, found.job_id, found.sequence, book.ttl, settles, found.due
