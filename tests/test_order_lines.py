@@ -122,3 +122,48 @@ def test_every_key_expires(client: redis.Redis) -> None:
     keys = client.keys("zapi-queue:order:*")
     assert len(keys) == 3
     assert all(0 < client.ttl(key) <= 3600 for key in keys)
+
+
+def test_a_job_due_later_is_not_taken_for_lost_before_it_is_due(client: redis.Redis) -> None:
+    """A job fetched with an eta counts as seen until it is due (worker/fetch_scripts.py CLAIM):
+    a later update that has waited past the absence limit still waits for it."""
+    from worker.fetch_scripts import SCRIPTS
+
+    lines = OrderLines(client, instance_id="i-due", ttl=600, absence=0.001, settle=0)
+    line, jobs, _ = lines.keys("ORD-DUE")
+    processing, queue, owned = "proc-due", "queue-due", "owned-due"
+    client.lpush(processing, "raw-a")
+    due_us = int((time.time() + 60) * 1_000_000)
+    keys = ["leases", "sources", "owners", "unacked", "holders", "index"]
+    claim = client.register_script(SCRIPTS["claim"])
+    claim(
+        keys=[*keys, processing, queue, owned, line, jobs],
+        args=[60, 1, "raw-a", "tag-a", "", "job-a", "", 600, "0", str(due_us)],
+    )
+    entry = lines.enter("ORD-DUE", "job-b", sequence=None, settles=False, waited_long=True)
+    assert entry.turn is Turn.WAIT
+    assert entry.head == "job-a"
+    assert entry.wait is not None
+    assert 55 < entry.wait <= 60  # it sleeps until A is due, not a poll
+
+
+def test_a_claim_with_an_unstorable_position_still_claims_its_batch(client: redis.Redis) -> None:
+    from worker.fetch_scripts import SCRIPTS
+
+    lines = OrderLines(client, instance_id="i-bad", ttl=600, absence=600, settle=0)
+    line, jobs, _ = lines.keys("ORD-BAD")
+    processing, queue, owned = "proc-bad", "queue-bad", "owned-bad"
+    client.lpush(processing, "raw-1", "raw-2", "raw-3")
+    keys = ["leases", "sources", "owners", "unacked", "holders", "index"]
+    claim = client.register_script(SCRIPTS["claim"])
+    per_message = []
+    for n, position in enumerate(["", "1" + "0" * 400, "inf"], start=1):
+        per_message += [f"raw-{n}", f"tag-{n}", f"record-{n}", f"job-{n}", position, 600, "0", ""]
+    answers, _ = claim(
+        keys=[*keys, processing, queue, owned, line, jobs, line, jobs, line, jobs],
+        args=[60, 3, *per_message],
+    )
+    assert answers == [1, 1, 1]
+    assert client.llen(processing) == 0
+    assert client.hlen("unacked") == 3
+    assert [m.decode() for m in client.zrange(line, 0, -1)] == ["job-1", "job-2", "job-3"]

@@ -110,6 +110,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_send_sent_event": True,
         "worker_send_task_events": True,
         "worker_pool": "threads",
+        # A message no task can take becomes a dead letter, not a logged body (worker/consumer.py).
+        "worker_consumer": "worker.consumer:Consumer",
         "worker_concurrency": settings.worker_concurrency,
         "worker_prefetch_multiplier": 1,
         "worker_cancel_long_running_tasks_on_connection_loss": False,

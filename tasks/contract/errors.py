@@ -9,6 +9,8 @@
     │   ├── StaleUpdateError      it would move its order backward: not sent, not a dead letter
     │   ├── UnknownOrderError     a short update whose order never reached the order book
     │   ├── UnknownInstanceError  the job names an instance alias the fleet does not know
+    │   ├── UnknownTaskError      the message names a task this worker does not run
+    │   ├── InvalidMessageError   the message is no task message (undecodable, no protocol)
     │   └── DeliveryFailedError   Z-API accepted it, then reported that delivery failed
     ├── TransientError            the same job may succeed later: retry with backoff
     │   ├── ZapiUnavailableError  Z-API answered 408, 425 or 5xx
@@ -68,6 +70,16 @@ class UnknownOrderError(PermanentError):
 
 class UnknownInstanceError(PermanentError):
     """The job names a Z-API instance (``instance`` kwarg) this fleet is not configured for."""
+
+
+class UnknownTaskError(PermanentError):
+    """The message names a task this worker does not run (a mistyped name): nothing was sent.
+    It is kept as a dead letter, to be replayed under the right name."""
+
+
+class InvalidMessageError(PermanentError):
+    """The message is no task message this worker can read (a body it cannot decode, a
+    content type it does not accept, no Celery protocol): nothing was sent; kept to look at."""
 
 
 class DeliveryFailedError(PermanentError):
