@@ -128,7 +128,7 @@ def bad_bodies(draw: st.DrawFn, orders: list[str]) -> Any:
 @st.composite
 def batches(draw: st.DrawFn) -> list[dict[str, Any]]:
     """Good updates, each of its own order, and bad messages of every kind, interleaved."""
-    good = [
+    good: list[dict[str, Any]] = [
         {"kind": "good", "body": unique_body(phone=phone()), "id": str(uuid.uuid4())}
         for _ in range(draw(st.integers(2, 5)))
     ]
@@ -171,7 +171,7 @@ def _out_of_range(name: str, value: Any) -> bool:
         return not isinstance(value, bool)
     if name == "idempotency_key":
         return not (isinstance(value, str) and 0 < len(value) <= 200)
-    return value != "default"  # instance: no other alias exists in this fleet
+    return bool(value != "default")  # instance: no other alias exists in this fleet
 
 
 def _phones(value: Any) -> list[str]:
@@ -223,7 +223,7 @@ def undecodable_message(job_id: str) -> str:
 
 def final_states(producer: Celery, ids: list[str], within: float) -> dict[str, AsyncResult[Any]]:
     deadline = time.monotonic() + within
-    results = {job_id: AsyncResult(job_id, app=producer) for job_id in ids}
+    results: dict[str, AsyncResult[Any]] = {i: AsyncResult(i, app=producer) for i in ids}
     while time.monotonic() < deadline:
         if all(r.state in ("SUCCESS", "FAILURE") for r in results.values()):
             return results
@@ -326,12 +326,13 @@ def poison_burst(server: RedisServer, zapi_sim: ZapiSimulator, tmp_path: Path) -
         good_ids.append(app.send_task(STATUS, args=[body]).id)
         if n % 3 == 0:  # a poison job in the same order as the good one before it
             order = {"orderRequestId": body["orderRequestId"]}
-            poison = [
+            kinds: list[tuple[list[Any], dict[str, Any]]] = [
                 ([unique_body(**order)], {"sequence": 10**400}),
                 ([unique_body(**order), unique_body(**order)], {}),
                 ([unique_body(**order)], {"force": "yes", "retries": 3}),
                 ([], {}),
-            ][n // 3 % 4]
+            ]
+            poison = kinds[n // 3 % 4]
             poison_ids.append(app.send_task(PAYMENT, args=poison[0], kwargs=poison[1]).id)
     try:
         with WorkerProcess(env, tmp_path / "worker.log"):

@@ -156,7 +156,7 @@ def test_a_claim_with_an_unstorable_position_still_claims_its_batch(client: redi
     client.lpush(processing, "raw-1", "raw-2", "raw-3")
     keys = ["leases", "sources", "owners", "unacked", "holders", "index"]
     claim = client.register_script(SCRIPTS["claim"])
-    per_message = []
+    per_message: list[str | int] = []
     for n, position in enumerate(["", "1" + "0" * 400, "inf"], start=1):
         per_message += [f"raw-{n}", f"tag-{n}", f"record-{n}", f"job-{n}", position, 600, "0", ""]
     answers, _ = claim(
@@ -166,4 +166,4 @@ def test_a_claim_with_an_unstorable_position_still_claims_its_batch(client: redi
     assert answers == [1, 1, 1]
     assert client.llen(processing) == 0
     assert client.hlen("unacked") == 3
-    assert [m.decode() for m in client.zrange(line, 0, -1)] == ["job-1", "job-2", "job-3"]
+    assert client.zrange(line, 0, -1) == [b"job-1", b"job-2", b"job-3"]
