@@ -148,6 +148,10 @@ class Settings(BaseSettings):
     zapi_order_wait: Annotated[float, Field(ge=0, le=86_400)] = 300.0
     """Seconds a short update (``messageId`` or ``orderRequestId`` and a status) waits for its
     order's webhook to reach the order book before it fails with UnknownOrderError."""
+    zapi_persist_patience: Annotated[float, Field(gt=0, le=3600)] = 120.0
+    """Seconds a worker keeps trying to write what must not be lost (a delivered job's reply, a
+    dead letter) before it re-schedules the job (a reply is carried along, never sent again) or
+    hands it back to the broker."""
     zapi_delivery_ttl: Annotated[int, Field(ge=3600, le=365 * 86_400)] = 7 * 86_400
     """Seconds a delivered job's delivery state (sent, received, read, failed) is kept."""
     zapi_webhook_secret: SecretStr | None = None

@@ -19,7 +19,8 @@ No path acks a job that is in none of these. Per-job state travels in message he
 Celery's ``request.retries`` counts deferrals too: ``zapi-attempts`` (sends so far),
 ``zapi-slot`` (reserved slot, µs of Redis' clock), ``zapi-first-attempt`` (epoch seconds),
 ``zapi-put-backs`` (Redis errors in a row, for their backoff), ``zapi-order-lookups`` (a short
-update's looks for its order in the order book).
+update's looks for its order in the order book), ``zapi-unrecorded`` (a delivered job's reply
+Redis would not take: its next execution records it, never sends again).
 
 A short update (``messageId`` or ``orderRequestId`` and a status) is completed from the order
 book at the job's turn: the other status is what the order shows then. An order not in the book
@@ -96,6 +97,9 @@ SLOT_HEADER = "zapi-slot"
 FIRST_ATTEMPT_HEADER = "zapi-first-attempt"
 PUT_BACKS_HEADER = "zapi-put-backs"
 LOOKUPS_HEADER = "zapi-order-lookups"
+#: A delivered job whose reply Redis did not take: its key, reply and sent body, so that its
+#: next execution records them instead of sending again.
+UNRECORDED_HEADER = "zapi-unrecorded"
 #: Looking again for a short update's order: backoff base and cap, seconds.
 LOOKUP_BACKOFF = (1.0, 30.0)
 
@@ -103,9 +107,8 @@ LOOKUP_BACKOFF = (1.0, 30.0)
 CLAIM_MARGIN = 5.0
 #: Backoff of a job put back after a Redis error: base and cap, seconds.
 PUT_BACK_BACKOFF = (1.0, 60.0)
-#: How long to keep trying to write what must not be lost (a reply, a dead letter), seconds;
-#: the first wait between tries and the longest.
-PERSIST_PATIENCE = 120.0
+#: Between tries to write what must not be lost (a reply, a dead letter; for
+#: ZAPI_PERSIST_PATIENCE): the first wait and the longest, seconds.
 PERSIST_FIRST_WAIT = 0.2
 PERSIST_MAX_WAIT = 5.0
 
@@ -284,6 +287,9 @@ class Execution:
         given = validate_update(self.endpoint, self.body)
         sequence = call.sequence
         store, owner = _idempotency.get(instance), owner_id(self.job_id)
+        unrecorded = self.state.headers.get(UNRECORDED_HEADER)
+        if isinstance(unrecorded, dict):
+            return self._record_again(owner, sequence, unrecorded)
         if isinstance(given, ShortUpdate):
             snapshot = self._find_order(given)
             complete = self._completion(given, snapshot)
@@ -476,12 +482,35 @@ class Execution:
         except ZapiQueueError as exc:
             self._after_failed_send(store, key, owner, exc)
         get_guard(self._known_instance()).succeeded()
+        self._pace()
         result = result_with_ambiguity(reply, self.ambiguous)
-        burial, earlier = self._record(
+        self._log("delivered", 200, f"zaapId={reply['zaapId']}")
+        return self._settle_delivered(key, owner, update, sequence, result, has_snapshot)
+
+    def _settle_delivered(
+        self,
+        key: str,
+        owner: str,
+        update: OrderUpdate,
+        sequence: int | None,
+        result: dict[str, Any],
+        has_snapshot: bool,
+    ) -> dict[str, Any]:
+        """Record a delivered job's reply; until that is written, the job is not done: it is
+        re-scheduled carrying its reply (UNRECORDED_HEADER), and its next execution records it
+        without sending again. Never a SUCCESS without its record (a repeat would be sent)."""
+        wire = update.to_wire()
+        recorded = self._record(
             key, owner, update, sequence, result, wire=None if has_snapshot else wire
         )
-        self._pace()
-        self._log("delivered", 200, f"zaapId={reply['zaapId']}")
+        if recorded is None:
+            carried = {"key": key, "result": result, "wire": wire, "has_snapshot": has_snapshot}
+            self.put_back(
+                redis.RedisError("the reply could not be recorded"),
+                reason="Redis failed to record the delivered reply",
+                extra_headers={UNRECORDED_HEADER: carried},
+            )
+        burial, earlier = recorded
         if burial is not None:
             self._bury_failed_delivery(burial)
         if earlier is not None:
@@ -493,6 +522,24 @@ class Execution:
             return earlier
         return result
 
+    def _record_again(
+        self, owner: str, sequence: int | None, carried: dict[str, Any]
+    ) -> dict[str, Any]:
+        """An execution after a delivery whose reply Redis did not take: record it now; the
+        update is not sent again."""
+        update = validate_body(self.endpoint, carried["wire"])
+        self._phone = update.phone
+        self.sent, self.attempt = True, self.state.attempts
+        logger.warning("job %s: recording its delivered reply again (not sent again)", self.job_id)
+        return self._settle_delivered(
+            str(carried["key"]),
+            owner,
+            update,
+            sequence,
+            dict(carried["result"]),
+            bool(carried.get("has_snapshot")),
+        )
+
     def _record(
         self,
         key: str,
@@ -502,8 +549,9 @@ class Execution:
         result: dict[str, Any],
         *,
         wire: dict[str, Any] | None,
-    ) -> tuple[Burial | None, dict[str, Any] | None]:
-        """In one round trip that must not be lost: the reply (idempotency), the order's new
+    ) -> tuple[Burial | None, dict[str, Any] | None] | None:
+        """None when Redis did not take it within ZAPI_PERSIST_PATIENCE. In one round trip that
+        must not be lost: the reply (idempotency), the order's new
         state (the next in line may go), its snapshot from the sent ``wire`` body (None: the
         book has it), and the message's delivery record, linked to this job for its
         callbacks. Returns the job's burial if Z-API's failure callback for the message came
@@ -539,7 +587,7 @@ class Execution:
             ),
         )
         if not answers:
-            return None, None
+            return None
         linked, earlier = answers[-1]
         return deliveries.burial(message_id, linked), earlier
 
@@ -685,20 +733,29 @@ class Execution:
             slot_us=deferral.slot_us,
         )
 
-    def put_back(self, exc: redis.RedisError) -> NoReturn:
-        """Redis failed before the send: re-schedule the job, no attempt used, backing off."""
-        self._release_quietly()
+    def put_back(
+        self,
+        exc: redis.RedisError,
+        *,
+        reason: str = "Redis failed before the send",
+        extra_headers: dict[str, Any] | None = None,
+    ) -> NoReturn:
+        """Redis failed before the send (or, with ``extra_headers`` carrying the reply, after
+        it): re-schedule the job, no attempt used, backing off."""
+        if extra_headers is None:
+            self._release_quietly()
         put_backs = self.state.put_backs + 1
         countdown = backoff_delay(put_backs, base=PUT_BACK_BACKOFF[0], cap=PUT_BACK_BACKOFF[1])
-        reason = f"Redis failed before the send ({type(exc).__name__}: {self._redacted(exc)})"
+        reason = f"{reason} ({type(exc).__name__}: {self._redacted(exc)})"
         logger.warning(
             "job %s: %s; re-scheduled in %.1fs, no attempt used", self.job_id, reason, countdown
         )
         self._reschedule(
             StateUnavailableWait(reason),
             countdown,
-            attempts=self.state.attempts,
+            attempts=self.attempt if extra_headers else self.state.attempts,
             put_backs=put_backs,
+            extra_headers=extra_headers,
         )
 
     def _reschedule(
@@ -818,9 +875,10 @@ class Execution:
 
     def _persist(self, what: str, write: Callable[[], object]) -> bool:
         """Run ``write``, a Redis write that must not be lost (a reply, a dead letter), retrying
-        with a growing wait for up to PERSIST_PATIENCE: a Redis out of memory, read-only after a
-        failover, or restarting, is usually back within it. The job stays unacked meanwhile."""
-        deadline = time.monotonic() + PERSIST_PATIENCE
+        with a growing wait for up to ZAPI_PERSIST_PATIENCE: a Redis out of memory, read-only
+        after a failover, or restarting, is usually back within it. The job stays unacked
+        meanwhile."""
+        deadline = time.monotonic() + self.settings.zapi_persist_patience
         wait = PERSIST_FIRST_WAIT
         while True:
             try:

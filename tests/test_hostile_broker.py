@@ -405,3 +405,46 @@ def test_a_countdown_keeps_its_place_in_its_orders_line(
     (sent_a,) = zapi_sim.requests(first["messageId"])
     (sent_b,) = zapi_sim.requests(later["messageId"])
     assert sent_a.received_at < sent_b.received_at
+
+
+def test_a_reply_redis_will_not_take_is_recorded_later_and_never_sent_twice(
+    zapi_sim: ZapiSimulator, tmp_path: Path
+) -> None:
+    """The state Redis refuses every write while the update is on its way and for longer than
+    ZAPI_PERSIST_PATIENCE after: the job is not acked SUCCESS without its record (a repeat of
+    its key would then be sent again); it is re-scheduled carrying its reply, recorded once
+    Redis takes writes again, and never sent twice."""
+    with RedisServer() as broker, RedisServer() as state_server:
+        env = stack_env(
+            broker.url,
+            zapi_sim,
+            zapi_state_redis_url=state_server.url + "/0",
+            zapi_persist_patience="1",
+            worker_concurrency="4",
+        )
+        app = Celery(broker=env["CELERY_BROKER_URL"], backend=env["CELERY_RESULT_BACKEND"])
+        admin = state_server.client()
+        body = unique_body()
+        key = {"idempotency_key": f"reply-{uuid.uuid4()}"}
+        try:
+            with WorkerProcess(env, tmp_path / "worker.log") as worker:
+                zapi_sim.latency = 1.5
+                result = app.send_task(STATUS, args=[body], kwargs=key)
+                deadline = time.monotonic() + 10
+                while not zapi_sim.requests(body["messageId"]) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                admin.config_set("maxmemory", 1)  # noeviction: every write refused
+                time.sleep(5)
+                assert result.state != "SUCCESS"
+                admin.config_set("maxmemory", 0)
+                reply = result.get(timeout=30)
+                again = app.send_task(STATUS, args=[body], kwargs=key).get(timeout=30)
+                log = worker.log_text()
+        finally:
+            zapi_sim.latency = 0
+            admin.config_set("maxmemory", 0)
+            admin.close()
+            app.close()
+    assert again == reply
+    assert len(zapi_sim.requests(body["messageId"])) == 1
+    assert "recording its delivered reply again (not sent again)" in log

@@ -77,8 +77,10 @@ PAGE_SIZE = 200
 MIGRATION_CHUNK = 500
 
 # KEYS[1]: index, KEYS[2]: trimmed counter, KEYS[3]: the set of error types, KEYS[4]: the set of
-# instance aliases, KEYS[5] (migration only): the legacy hash, whose fields are moved only while
-# they still exist there (a concurrent migration, or a purge after it, is not undone). ARGV:
+# instance aliases, KEYS[5] (migration only, else ''): the legacy hash, whose fields are moved
+# only while they still exist there (a concurrent migration, or a purge after it, is not
+# undone); KEYS[6...]: keys deleted with the letters' storing, in the same step (a buried job's
+# recorded reply, so that its replay is sent: tasks/state/deliveries.py). ARGV:
 # letter key prefix, ttl s, max letters, type set prefix, max types, instance set prefix, max
 # instances, then per letter: job id, failed_at (epoch s), record, error type, instance alias.
 # Each letter is also in its type's sorted set (and in no other) and in its instance's, trimmed
@@ -96,7 +98,8 @@ local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local prefix, ttl, cap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local type_prefix, max_types = ARGV[4], tonumber(ARGV[5])
 local instance_prefix, max_instances = ARGV[6], tonumber(ARGV[7])
-local types, instances, legacy = KEYS[3], KEYS[4], KEYS[5]
+local types, instances = KEYS[3], KEYS[4]
+local legacy = KEYS[5] ~= '' and KEYS[5] or nil
 local stored, expired = 0, 0
 local cutoff = string.format('%.6f', now - ttl)
 local function forget_type(id)
@@ -172,6 +175,7 @@ if excess > 0 then
   redis.call('ZREMRANGEBYRANK', KEYS[1], 0, excess - 1)
   if dropped > 0 then redis.call('INCRBY', KEYS[2], dropped) end
 end
+for i = 6, #KEYS do redis.call('DEL', KEYS[i]) end
 return {stored, expired, dropped}
 """
 
@@ -269,8 +273,9 @@ class DeadLetterStore:
             client, ttl=settings.zapi_dead_letter_ttl, max_letters=settings.zapi_dead_letter_max
         )
 
-    def add(self, letter: DeadLetter) -> None:
-        """Keep ``letter`` (replacing one with its job id), then trim to the bounds."""
+    def add(self, letter: DeadLetter, *, dropping: tuple[str, ...] = ()) -> None:
+        """Keep ``letter`` (replacing one with its job id), then trim to the bounds; delete the
+        keys ``dropping`` names in the same atomic step."""
         self._migrate_once()
         self._run_store(
             [
@@ -281,7 +286,8 @@ class DeadLetterStore:
                     letter.instance,
                     letter.to_json(),
                 )
-            ]
+            ],
+            dropping=dropping,
         )
 
     def count(self) -> int:
@@ -379,10 +385,15 @@ class DeadLetterStore:
             self._migrated = True
 
     def _run_store(
-        self, letters: list[tuple[str, float, str, str, str | bytes]], *, legacy: bool = False
+        self,
+        letters: list[tuple[str, float, str, str, str | bytes]],
+        *,
+        legacy: bool = False,
+        dropping: tuple[str, ...] = (),
     ) -> tuple[int, int, int]:
         """Store (job id, failed at, error type, instance alias, record) letters, then trim."""
-        keys = [INDEX_KEY, TRIMMED_KEY, TYPES_KEY, INSTANCES_KEY, *([LEGACY_KEY] if legacy else [])]
+        keys = [INDEX_KEY, TRIMMED_KEY, TYPES_KEY, INSTANCES_KEY, LEGACY_KEY if legacy else ""]
+        keys += dropping
         args: list[Any] = [LETTER_PREFIX, self.ttl, self.max_letters, TYPE_PREFIX, MAX_TYPES]
         args += [INSTANCE_PREFIX, MAX_INSTANCES]
         for job_id, failed_at, error_type, alias, record in letters:

@@ -226,13 +226,13 @@ class DeliveryBook:
         return read_delivery(self._redis, self.instance_id, message_id)
 
     def bury(self, burial: Burial, dead_letters: DeadLetterStore) -> None:
-        """Keep the failed job as a dead letter and forget its reply: a replay sends again.
-        If Redis fails here, the burial is undone, so that the next try (the worker's retry,
+        """Keep the failed job as a dead letter and forget its reply (a replay sends again), in
+        one atomic step: a replay can never find the letter with the reply still there. If
+        Redis refuses it, the burial is undone, so that the next try (the worker's retry,
         Z-API's next callback) buries it again."""
         try:
-            dead_letters.add(burial.letter)
-            if burial.reply_key:
-                self._redis.delete(burial.reply_key)
+            dropping = (burial.reply_key,) if burial.reply_key else ()
+            dead_letters.add(burial.letter, dropping=dropping)
         except redis.RedisError:
             with contextlib.suppress(redis.RedisError):
                 self._redis.hdel(self.key(burial.message_id), "buried")
