@@ -141,14 +141,18 @@ class JobState:
 
     @classmethod
     def of(cls, task: Task[Any, Any]) -> JobState:
+        """Read from the headers; a value a producer mangled counts as absent (headers are
+        input like any other: a bad one must not fail the job outside its execution)."""
         headers = dict(task.request.headers or {})
-        slot = headers.get(SLOT_HEADER)
+        now = time.time()
+        slot = _header_number(headers, SLOT_HEADER, int, None)
+        first = _header_number(headers, FIRST_ATTEMPT_HEADER, float, now)
         return cls(
             headers=headers,
-            attempts=int(headers.get(ATTEMPTS_HEADER, 0)),
-            slot_us=int(slot) if slot is not None else None,
-            first_attempt_at=float(headers.get(FIRST_ATTEMPT_HEADER, time.time())),
-            put_backs=int(headers.get(PUT_BACKS_HEADER, 0)),
+            attempts=max(0, _header_number(headers, ATTEMPTS_HEADER, int, 0) or 0),
+            slot_us=slot,
+            first_attempt_at=first if first is not None and 0 < first <= now + 60 else now,
+            put_backs=max(0, min(_header_number(headers, PUT_BACKS_HEADER, int, 0) or 0, 64)),
         )
 
     def next_headers(
@@ -161,6 +165,29 @@ class JobState:
         if slot_us is not None:
             headers[SLOT_HEADER] = slot_us
         return headers
+
+
+def _header_number(
+    headers: dict[str, Any], name: str, cast: Callable[[Any], Any], default: Any
+) -> Any:
+    """``cast`` of a finite number header, else ``default``."""
+    value = headers.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        return default
+    if abs(value) > 2**63:
+        return default
+    return cast(value)
+
+
+def _carries_a_reply(carried: dict[str, Any]) -> bool:
+    """Whether a ``zapi-unrecorded`` header has the shape this worker gives it (another is
+    ignored: the job is then sent as if it had none)."""
+    return (
+        isinstance(carried.get("key"), str)
+        and isinstance(carried.get("wire"), dict)
+        and isinstance(carried.get("result"), dict)
+        and all(isinstance(carried["result"].get(n), str) for n in ("zaapId", "messageId"))
+    )
 
 
 def _idempotency_store(instance: Instance) -> IdempotencyStore:
@@ -288,7 +315,7 @@ class Execution:
         sequence = call.sequence
         store, owner = _idempotency.get(instance), owner_id(self.job_id)
         unrecorded = self.state.headers.get(UNRECORDED_HEADER)
-        if isinstance(unrecorded, dict):
+        if isinstance(unrecorded, dict) and _carries_a_reply(unrecorded):
             return self._record_again(owner, sequence, unrecorded)
         if isinstance(given, ShortUpdate):
             snapshot = self._find_order(given)

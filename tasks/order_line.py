@@ -135,17 +135,27 @@ class OrderLine:
             raise StaleUpdateError(f"order {self.order}: {reason}")
         return Turned(start, update, entry.has_snapshot)
 
-    def _waited_long(self) -> bool:
+    def _marker(self) -> tuple[str, float, int] | None:
+        """The ``zapi-order-wait`` header: (head, waiting since, polls), or None when absent or
+        not of that shape (a header is input too)."""
         marker = self.headers.get(WAIT_HEADER)
         if not isinstance(marker, list) or len(marker) != 3:
-            return False
-        return time.time() - float(marker[1]) > self.settings.longest_absence
+            return None
+        head, since, polls = marker
+        numbers = all(type(n) in (int, float) and n == n and abs(n) < 2**53 for n in (since, polls))
+        if not isinstance(head, str) or not numbers:
+            return None
+        return head, float(since), max(0, min(int(polls), 64))
+
+    def _waited_long(self) -> bool:
+        marker = self._marker()
+        return marker is not None and time.time() - marker[1] > self.settings.longest_absence
 
     def _wait_for(self, head: str, head_due_in: float | None) -> Wait:
-        marker = self.headers.get(WAIT_HEADER)
+        marker = self._marker()
         since, polls = time.time(), 0
-        if isinstance(marker, list) and len(marker) == 3 and marker[0] == head:
-            since, polls = float(marker[1]), int(marker[2])
+        if marker is not None and marker[0] == head:
+            _, since, polls = marker
         first, growth, longest = POLL
         if head_due_in is not None and head_due_in > 0:
             countdown = max(MIN_WAIT, head_due_in)  # it comes back then, not before
