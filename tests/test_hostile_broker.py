@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ from hypothesis import strategies as st
 
 from tasks.state.deadletter import DeadLetterStore
 from tests.bodies import unique_body
+from tests.cli import run_cli
 from tests.conftest import SECRETS
 from worker.dev.processes import WorkerProcess, stack_env
 from worker.dev.redis_server import RedisServer
@@ -385,7 +387,12 @@ def test_an_orders_next_update_goes_at_once_after_a_wrong_call_shape(
 
 
 def test_a_mistyped_task_name_is_a_dead_letter_and_logs_no_body(
-    door_worker: WorkerProcess, door_producer: Celery, state: redis.Redis, door_log: Path
+    door_worker: WorkerProcess,
+    door_producer: Celery,
+    state: redis.Redis,
+    door_log: Path,
+    door_env: dict[str, str],
+    zapi_sim: ZapiSimulator,
 ) -> None:
     body = unique_body(phone=phone())
     result = door_producer.send_task(
@@ -406,6 +413,12 @@ def test_a_mistyped_task_name_is_a_dead_letter_and_logs_no_body(
     assert body["phone"] not in log
     assert f"job {result.id}: task 'zapi.order_status_updat' is not registered" in log
     assert "Received unregistered task" not in log
+
+    replayed = run_cli(door_env, "dead", "replay", result.id, "--as-task", STATUS)
+    assert replayed.returncode == 0, replayed.stderr
+    [new_id] = re.findall(rf"replayed {result.id} as (\S+)", replayed.stdout)
+    assert door_producer.AsyncResult(new_id).get(timeout=30)["zaapId"]
+    assert len(zapi_sim.requests(body["messageId"])) == 1
 
 
 def test_a_countdown_keeps_its_place_in_its_orders_line(

@@ -7,11 +7,12 @@ import itertools
 import json
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import click
 
+from tasks.contract.endpoints import TASK_NAMES
 from tasks.contract.redaction import mask_phone
 from tasks.state.deadletter import DeadLetter, DeadLetterStore
 from worker.cli.common import dead_letter_store, fail, when
@@ -178,7 +179,12 @@ def dead_show(job_id: str, show_phones: bool) -> None:
     is_flag=True,
     help="also replay letters with sends of unknown outcome (they may be sent twice)",
 )
-def dead_replay(selection: Selection, dry_run: bool, force: bool) -> None:
+@click.option(
+    "--as-task",
+    type=click.Choice(sorted(TASK_NAMES.values())),
+    help="replay under this task name (a letter kept as UnknownTaskError: a mistyped name)",
+)
+def dead_replay(selection: Selection, dry_run: bool, force: bool, as_task: str | None) -> None:
     """Enqueue dead letters again as new jobs (same task, body and idempotency key).
 
     A letter with a send of unknown outcome (a timeout after the request left) may already
@@ -186,6 +192,8 @@ def dead_replay(selection: Selection, dry_run: bool, force: bool) -> None:
     """
     store = dead_letter_store()
     letters = selection.resolve(store)
+    if as_task is not None:
+        letters = (replace(letter, task=as_task) for letter in letters)
     send = None if dry_run else _sender()
     replayed = refused = 0
     for letter in letters:
