@@ -304,12 +304,8 @@ class Execution:
 
     def run(self) -> dict[str, Any]:
         call = Call.of(self.task.name, self._args, self._kwargs)  # InvalidBodyError
-        self.body, self.idempotency_key, self.sequence = (
-            call.body,
-            call.idempotency_key,
-            call.sequence,
-        )
-        self.force, self.instance_alias = call.force, call.instance
+        self.body, self.idempotency_key = call.body, call.idempotency_key
+        self.sequence, self.force, self.instance_alias = call.sequence, call.force, call.instance
         instance = self._known_instance()  # UnknownInstanceError: the job fails at once
         given = validate_update(self.endpoint, self.body)
         sequence = call.sequence
@@ -512,13 +508,14 @@ class Execution:
         self._pace()
         result = result_with_ambiguity(reply, self.ambiguous)
         self._log("delivered", 200, f"zaapId={reply['zaapId']}")
-        return self._settle_delivered(key, owner, update, sequence, result, has_snapshot)
+        return self._settle_delivered(key, owner, update, wire, sequence, result, has_snapshot)
 
     def _settle_delivered(
         self,
         key: str,
         owner: str,
         update: OrderUpdate,
+        wire: dict[str, Any],
         sequence: int | None,
         result: dict[str, Any],
         has_snapshot: bool,
@@ -526,7 +523,6 @@ class Execution:
         """Record a delivered job's reply; until that is written, the job is not done: it is
         re-scheduled carrying its reply (UNRECORDED_HEADER), and its next execution records it
         without sending again. Never a SUCCESS without its record (a repeat would be sent)."""
-        wire = update.to_wire()
         recorded = self._record(
             key, owner, update, sequence, result, wire=None if has_snapshot else wire
         )
@@ -562,6 +558,7 @@ class Execution:
             str(carried["key"]),
             owner,
             update,
+            update.to_wire(),
             sequence,
             dict(carried["result"]),
             bool(carried.get("has_snapshot")),

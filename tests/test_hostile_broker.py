@@ -478,3 +478,38 @@ def test_a_reply_redis_will_not_take_is_recorded_later_and_never_sent_twice(
     assert again == reply
     assert len(zapi_sim.requests(body["messageId"])) == 1
     assert "recording its delivered reply again (not sent again)" in log
+
+
+@pytest.mark.timeout(200)
+def test_a_countdown_longer_than_the_longest_absence_keeps_its_place(
+    zapi_sim: ZapiSimulator, tmp_path: Path
+) -> None:
+    """The issue's case at its own scale: A waits on a countdown longer than the line's horizon
+    (``longest_absence``, 70 s with these settings), B of the same order comes after it. B used
+    to take A for lost, go first, and A then failed as stale: both must go, A first."""
+    with RedisServer() as server:
+        env = stack_env(
+            server.url,
+            zapi_sim,
+            celery_visibility_timeout="10",
+            celery_worker_lease="3",
+            zapi_retry_backoff_max="5",
+            zapi_rate_max_wait="0",
+            zapi_timeout="1",
+            zapi_connect_timeout="1",
+        )
+        app = Celery(broker=env["CELERY_BROKER_URL"], backend=env["CELERY_RESULT_BACKEND"])
+        first = unique_body(orderStatus="processing")
+        later = unique_body(orderStatus="shipped", orderRequestId=first["orderRequestId"])
+        try:
+            with WorkerProcess(env, tmp_path / "worker.log"):
+                a = app.send_task(STATUS, args=[first], countdown=75)
+                time.sleep(1)  # A is fetched, and takes its place, first
+                b = app.send_task(STATUS, args=[later])
+                assert b.get(timeout=110)["zaapId"]
+                assert a.get(timeout=10)["zaapId"]
+        finally:
+            app.close()
+    (sent_a,) = zapi_sim.requests(first["messageId"])
+    (sent_b,) = zapi_sim.requests(later["messageId"])
+    assert sent_a.received_at < sent_b.received_at
