@@ -262,7 +262,12 @@ def assert_every_key_is_bounded(state: redis.Redis) -> None:
 # -- the property ---------------------------------------------------------------------------
 
 
-@settings(max_examples=4, suppress_health_check=[HealthCheck.function_scoped_fixture])
+#: A tenth of the profile's examples: each one is a batch through a real worker (4 in `make
+#: test`, 200 in `make fuzz`).
+BATCHES = max(2, settings().max_examples // 10)
+
+
+@settings(max_examples=BATCHES, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batch=batches())
 def test_every_message_ends_in_one_place_and_harms_no_other(
     batch: list[dict[str, Any]],
