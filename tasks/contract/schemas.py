@@ -10,14 +10,23 @@ Decisions a producer should know (also in README.md):
   digits (DDI DDD NUMBER). Anything else (letters, ``*``, an ``x`` mask) is refused.
 * **Types are strict.** ``"150"`` is not a number and ``1`` is not ``true``: a body that only
   looks right is refused, so what reaches Z-API is what the producer meant.
-* **Amounts are sent as given.** Integers stay integers (no ``150`` becoming ``150.0``).
+* **Amounts are sent as given.** Integers stay integers (no ``150`` becoming ``150.0``). Every
+  number is at most 2**53 - 1 (:data:`NUMBER_MAX`), the largest integer a JSON parser is sure to
+  keep exact.
+* **Where Z-API's docs speak, they win.** ``null`` for an optional field (``discount``, ``tax``,
+  ``shipping``, ``message``, a short form's other id) means the field is absent: it is not sent.
+  ``order.total`` and ``order.subTotal`` (in Z-API's order webhook, not in the update endpoints'
+  docs) are checked as amounts and dropped, so a producer may echo the webhook's order. A
+  product's ``isCustomItem`` must agree with its ``productId``: true exactly when the id has the
+  ``custom-item-`` prefix Z-API gives a product sent without an id (Z-API refuses a mismatch
+  later, in a DeliveryCallback, after the job succeeded).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -29,6 +38,7 @@ from pydantic import (
     StrictBool,
     StrictInt,
     StringConstraints,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -44,7 +54,17 @@ _PHONE_DIGITS = re.compile(r"[0-9]{10,15}")
 # anywhere, 10 to 15 digits in all; an id is non-empty with no whitespace.
 _PHONE_PATTERN = r"^[\s+.()-]*(?:[0-9][\s+.()-]*){10,15}$"
 _IDENTIFIER_PATTERN = r"^\S+$"
-_AMOUNT_SCHEMA = {"type": "number", "minimum": 0}
+#: The largest number a body may carry: 2**53 - 1, the largest integer a JSON parser is sure to
+#: keep exact (JavaScript's Number.MAX_SAFE_INTEGER). Z-API documents no bound.
+NUMBER_MAX = 2**53 - 1
+#: The longest product name, for the update bodies and the order webhook alike
+#: (tasks/callbacks.py): the worker echoes the webhook's names in the updates it completes, so
+#: one length must be accepted at both doors. Z-API documents none.
+PRODUCT_NAME_MAX_LENGTH = 1024
+#: The id prefix Z-API gives a product sent without ``productId`` (``isCustomItem`` true).
+CUSTOM_ITEM_PREFIX = "custom-item-"
+_AMOUNT_SCHEMA = {"type": "number", "minimum": 0, "maximum": NUMBER_MAX}
+_ECHOED = "From Z-API's order webhook: accepted (a number >= 0 or null) and never sent"
 
 OrderStatus = Literal["pending", "processing", "shipped", "completed", "canceled"]
 PaymentStatus = Literal["pending", "paid"]
@@ -63,8 +83,9 @@ def _digits_phone(phone: str) -> str:
     if not _PHONE_DIGITS.fullmatch(phone):
         raise PydanticCustomError(
             "phone_format",
-            "must be 10 to 15 digits, DDI DDD NUMBER (e.g. 5511999999999); spaces, +, -, . "
-            "and () are removed first, anything else is refused",
+            # No example number here: an error text must not hold anything dialable.
+            "must be 10 to 15 digits, DDI DDD NUMBER; spaces, +, -, . and () are removed "
+            "first, anything else is refused",
         )
     return phone
 
@@ -83,10 +104,15 @@ def _amount(value: Any) -> int | float:
     # One rule, one message: a union of StrictInt | StrictFloat would report two errors.
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise PydanticCustomError("number_type", "must be a number (not a string or boolean)")
-    if not math.isfinite(value):
+    # An int is compared as it is: math.isfinite(10**400) would raise OverflowError.
+    if isinstance(value, float) and not math.isfinite(value):
         raise PydanticCustomError("finite_number", "must be a finite number")
     if value < 0:
         raise PydanticCustomError("greater_than_equal", "must be greater than or equal to 0")
+    if value > NUMBER_MAX:
+        raise PydanticCustomError(
+            "less_than_equal", f"must be less than or equal to {NUMBER_MAX} (2**53 - 1)"
+        )
     return value
 
 
@@ -115,8 +141,10 @@ Identifier = Annotated[
     Field(json_schema_extra={"pattern": _IDENTIFIER_PATTERN}),
 ]
 Amount = Annotated[int | float, PlainValidator(_amount), WithJsonSchema(_AMOUNT_SCHEMA)]
-#: An optional amount: may be left out, but not sent as null (Order._no_explicit_null).
-OptionalAmount = Annotated[Amount | None, WithJsonSchema(_AMOUNT_SCHEMA)]
+#: An optional amount: left out or null (ZapiModel._null_is_absent makes both absent).
+OptionalAmount = Annotated[
+    Amount | None, WithJsonSchema({"anyOf": [_AMOUNT_SCHEMA, {"type": "null"}]})
+]
 Currency = Annotated[
     str,
     StringConstraints(strict=True),
@@ -140,17 +168,78 @@ class ZapiModel(BaseModel):
         field_title_generator=lambda name, _info: to_camel(name),  # JSON Schema titles
     )
 
+    #: Wire names of the fields a body may leave out (set for each model class).
+    _optional_aliases: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        cls._optional_aliases = frozenset(
+            field.alias or name
+            for name, field in cls.model_fields.items()
+            if not field.is_required()
+        )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_absent(cls, data: Any) -> Any:
+        """An optional field sent as ``null`` is taken as left out, as Z-API's docs call these
+        fields optional: it is not set, so :meth:`to_wire` never sends a null. A null for a
+        required field is still refused by that field's rule."""
+        if isinstance(data, dict) and any(
+            data.get(alias, ...) is None for alias in cls._optional_aliases
+        ):
+            return {
+                key: value
+                for key, value in data.items()
+                if not (value is None and key in cls._optional_aliases)
+            }
+        return data
+
     def to_wire(self) -> dict[str, Any]:
-        """The JSON body to send: camelCase, only the fields the producer set."""
+        """The JSON body to send: camelCase, only the fields the producer set (never a null,
+        never a field marked ``exclude``)."""
         return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
 
 class Product(ZapiModel):
-    name: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=1024)]
+    """One product of the order, as the order webhook gave it: its productId and isCustomItem."""
+
+    model_config = ConfigDict(
+        # _agrees_with_product_id, for the JSON Schema.
+        json_schema_extra={
+            "if": {
+                "required": ["productId"],
+                "properties": {
+                    "productId": {"type": "string", "pattern": f"^{CUSTOM_ITEM_PREFIX}"}
+                },
+            },
+            "then": {"properties": {"isCustomItem": {"const": True}}},
+            "else": {"properties": {"isCustomItem": {"const": False}}},
+        }
+    )
+
+    name: Annotated[
+        str, StringConstraints(strict=True, min_length=1, max_length=PRODUCT_NAME_MAX_LENGTH)
+    ]
     value: Amount
-    quantity: Annotated[StrictInt, Field(gt=0)]
+    quantity: Annotated[StrictInt, Field(gt=0, le=NUMBER_MAX)]
     product_id: Identifier
     is_custom_item: StrictBool
+
+    @field_validator("is_custom_item")
+    @classmethod
+    def _agrees_with_product_id(cls, value: bool, info: ValidationInfo) -> bool:
+        # productId is validated first (field order); when it is invalid, its own error says so.
+        product_id = info.data.get("product_id")
+        if product_id is not None and value != product_id.startswith(CUSTOM_ITEM_PREFIX):
+            raise PydanticCustomError(
+                "custom_item_prefix",
+                f"must be true when productId starts with '{CUSTOM_ITEM_PREFIX}' (Z-API's id "
+                "for a product sent without one) and false otherwise: Z-API refuses an update "
+                "where they disagree",
+            )
+        return value
 
 
 class Order(ZapiModel):
@@ -159,17 +248,9 @@ class Order(ZapiModel):
     discount: OptionalAmount = None
     tax: OptionalAmount = None
     shipping: OptionalAmount = None
-
-    @field_validator("discount", "tax", "shipping", mode="before")
-    @classmethod
-    def _no_explicit_null(cls, value: Any) -> Any:
-        # Optional means "may be left out"; an explicit null is most likely a producer bug.
-        if value is None:
-            raise PydanticCustomError(
-                "explicit_null",
-                "must be a number >= 0 when given (leave the field out rather than send null)",
-            )
-        return value
+    # In Z-API's order webhook, not in the update endpoints' docs: checked, never sent.
+    total: Annotated[OptionalAmount, Field(exclude=True, description=_ECHOED)] = None
+    sub_total: Annotated[OptionalAmount, Field(exclude=True, description=_ECHOED)] = None
 
 
 class OrderUpdate(ZapiModel):

@@ -4,19 +4,42 @@ pydantic's ValidationError does not survive Celery's JSON result backend (it can
 rebuilt from its arguments), so the job fails with :class:`InvalidBodyError` whose text names
 every offending field and the rule it broke, e.g.
 ``order.products[0].value: Input should be greater than or equal to 0``.
+
+The text holds field names and rules, never a field's value. A field name the producer made up
+(an unknown field is named in its error) is shown cut to :data:`NAME_SHOWN` characters, with
+anything that could be a phone number masked, and at most :data:`PROBLEMS_SHOWN` problems are
+listed (then how many more): the text is stored in the result backend and shown in Flower, so a
+hostile body must not make it huge or carry a phone through a key.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
 from .endpoints import Endpoint
 from .errors import InvalidBodyError
+from .redaction import mask_phone
 from .schemas import OrderUpdate, ShortUpdate, is_short_update
 
 _M = TypeVar("_M", OrderUpdate, ShortUpdate)
+
+#: Problems listed in one error text; the rest are counted.
+PROBLEMS_SHOWN = 50
+#: Characters of a field name shown in an error text.
+NAME_SHOWN = 64
+#: Eight or more digits, with the formatting a phone may have between them.
+_DIALABLE = re.compile(r"[0-9](?:[\s+\-.()]*[0-9]){7,}")
+
+
+def _shown_name(name: str) -> str:
+    """A field name as an error text shows it: phone-like digit runs masked, printable, short."""
+    name = _DIALABLE.sub(lambda found: mask_phone(re.sub(r"[^0-9]", "", found[0])), name)
+    if not name.isprintable():
+        name = name.encode("unicode_escape").decode("ascii")
+    return name if len(name) <= NAME_SHOWN else name[: NAME_SHOWN - 3] + "..."
 
 
 def field_path(location: tuple[int | str, ...]) -> str:
@@ -26,7 +49,8 @@ def field_path(location: tuple[int | str, ...]) -> str:
         if isinstance(part, int):
             path += f"[{part}]"
         else:
-            path += f".{part}" if path else str(part)
+            name = _shown_name(str(part))
+            path += f".{name}" if path else name
     return path or "body"
 
 
@@ -36,6 +60,13 @@ def describe(error: ValidationError) -> list[str]:
         f"{field_path(tuple(item['loc']))}: {item['msg']}"
         for item in error.errors(include_url=False, include_input=False, include_context=False)
     ]
+
+
+def summary(problems: list[str]) -> str:
+    """The problems joined with ``; ``, the first :data:`PROBLEMS_SHOWN` of them."""
+    shown = "; ".join(problems[:PROBLEMS_SHOWN])
+    hidden = len(problems) - PROBLEMS_SHOWN
+    return shown + (f"; and {hidden} more" if hidden > 0 else "")
 
 
 def validate_body(endpoint: Endpoint, body: Any) -> OrderUpdate:
@@ -58,5 +89,5 @@ def _validated(schema: type[_M], endpoint: Endpoint, body: Any, form: str) -> _M
         problems = describe(exc)
         raise InvalidBodyError(
             f"invalid {endpoint.value} {form} ({len(problems)} problem"
-            f"{'s' if len(problems) != 1 else ''}): " + "; ".join(problems)
+            f"{'s' if len(problems) != 1 else ''}): " + summary(problems)
         ) from None
