@@ -27,7 +27,7 @@ VALUES: list[Any] = [
     "a" * 4097, [], [{}], {},
 ]  # fmt: skip
 #: Fields a body may carry but the examples leave out.
-OPTIONAL = {(): ["message"], ("order",): ["discount", "tax", "shipping"]}
+OPTIONAL = {(): ["message"], ("order",): ["discount", "tax", "shipping", "total", "subTotal"]}
 
 
 def paths(value: Any, at: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
@@ -146,3 +146,21 @@ def test_the_one_known_difference_is_an_integral_float_quantity() -> None:
     validator = Draft202012Validator(json.loads((SCHEMAS / "order-status-update.json").read_text()))
     assert validator.is_valid(body)
     assert not accepted_by_model(Endpoint.ORDER_STATUS_UPDATE.schema, body)
+
+
+@pytest.mark.parametrize("endpoint", list(Endpoint))
+def test_the_schema_says_what_zapi_documents(endpoint: Endpoint) -> None:
+    """Null optional amounts and the webhook's totals pass; a product whose isCustomItem
+    contradicts its id's custom-item- prefix does not (the if/then/else on Product)."""
+    validator = Draft202012Validator(json.loads((SCHEMAS / f"{endpoint}.json").read_text()))
+    echoed = copy.deepcopy(DOCS_STATUS_BODY)
+    echoed["message"] = None
+    echoed["order"].update(discount=None, tax=None, total=605, subTotal=600)
+    assert validator.is_valid(echoed)
+    for index, flipped in [(0, False), (1, True)]:
+        body = copy.deepcopy(DOCS_STATUS_BODY)
+        body["order"]["products"][index]["isCustomItem"] = flipped
+        errors = list(validator.iter_errors(body))
+        assert [list(error.absolute_path) for error in errors] == [
+            ["order", "products", index, "isCustomItem"]
+        ]
