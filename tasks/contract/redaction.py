@@ -14,7 +14,10 @@ from typing import Any
 
 MASK = "***"
 
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:@/\s]*):(?P<pw>[^@/\s]+)@")
+#: A URL's userinfo runs to the LAST ``@`` before the next whitespace, as redis-py reads it
+#: (``redis://:s3cr@t@host`` logs in with ``s3cr@t``): a password may hold ``@``, ``:``, ``/``
+#: or ``%``. Greedy on purpose: a later ``@`` in the same word masks more text, never less.
+_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<info>\S*)@")
 _URL_TOKEN = re.compile(r"(/token/)[^/\s?#\"']+")
 
 
@@ -23,8 +26,17 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     for secret in secrets:
         if secret:
             text = text.replace(secret, MASK)
-    text = _URL_PASSWORD.sub(rf"\g<scheme>\g<user>:{MASK}@", text)
+    text = _URL_USERINFO.sub(_masked_userinfo, text)
     return _URL_TOKEN.sub(rf"\g<1>{MASK}", text)
+
+
+def _masked_userinfo(match: re.Match[str]) -> str:
+    """``scheme://user:***@``: the user name kept (up to the first ``:``), the rest masked; a
+    userinfo without ``:`` is a user name alone, kept."""
+    user, colon, _ = match["info"].partition(":")
+    if not colon:
+        return match[0]
+    return f"{match['scheme']}{user}:{MASK}@"
 
 
 def mask_phone(phone: Any) -> str:
