@@ -119,3 +119,24 @@ def redis_client(url: str, sentinel: SentinelOptions | None = None, **options: A
     return manager.master_for(  # type: ignore[no-untyped-call]
         sentinel.master, redis_class=redis.Redis
     )
+
+
+def url_problem(url: str) -> str | None:
+    """What is wrong with a Redis URL, in a few words that never quote it (it may hold a
+    password), or None when redis-py and kombu can read it. ``redis:/host`` (one slash) and the
+    like would otherwise fail deep inside redis-py with a traceback."""
+    for chunk in [c.strip() for c in url.split(";") if c.strip()] or [url]:
+        scheme, sep, _ = chunk.partition("://")
+        if not sep or scheme.lower() not in SCHEMES:
+            return "must start with redis://, rediss:// (TLS) or sentinel://"
+        try:
+            parts = urlsplit(chunk)
+            parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+        except ValueError:
+            return "its port must be a number from 1 to 65535"
+        if not parts.hostname:
+            return "names no host (redis://[:password@]host:port/db)"
+        path = parts.path.strip("/")
+        if path and not path.isdigit():
+            return "its database (after the host's /) must be a number"
+    return None

@@ -76,8 +76,9 @@ def enqueue_lines(
         for number, line in chunk:
             try:
                 parsed.append((number, json.loads(line)))
-            except ValueError as exc:
-                report.rejected[number] = f"not valid JSON: {getattr(exc, 'msg', exc)}"
+            except (ValueError, RecursionError) as exc:
+                reason = getattr(exc, "msg", "nested too deeply")
+                report.rejected[number] = f"not valid JSON: {reason}"
         outcome = producer.enqueue_many(endpoint, [body for _, body in parsed], instance=instance)
         refused = dict(outcome.rejected)
         for index, (number, _) in enumerate(parsed):

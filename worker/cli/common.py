@@ -1,7 +1,13 @@
-"""What every command shares: settings or a one-line error, Redis, times, the producer."""
+"""What every command shares: settings or a one-line error, Redis, times, the producer.
+
+Every error a command reports goes through :func:`fail`: one line on stderr, secrets and
+phone-like digit runs masked, control characters escaped (a hostile job id cannot print a
+second line), then exit 2. ``worker/cli/main.py`` lists the exit codes.
+"""
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from typing import NoReturn
@@ -11,22 +17,74 @@ import redis
 
 from config import ConfigurationError, Settings, get_settings
 from tasks.contract.producer import Producer
-from tasks.contract.redaction import redact
+from tasks.contract.redaction import mask_phone, redact
+from tasks.contract.redis_url import url_problem
 from tasks.state.deadletter import DeadLetterStore
 from tasks.state.store import connect
 
+#: Exit codes (the command group's help lists them).
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_NOT_FINISHED = 4
+#: The output pipe closed early (``| head``): as a tool killed by SIGPIPE (128 + 13).
+EXIT_BROKEN_PIPE = 141
 
-def fail(message: str) -> NoReturn:
-    click.echo(f"zapi-queue: {message}", err=True)
-    sys.exit(2)
+#: The longest error line printed; the rest is cut (a hostile input can be megabytes).
+MAX_LINE = 600
+#: A run of 8+ digits in free text may be a phone: masked as phones are everywhere.
+_DIGIT_RUN = re.compile(r"\d{8,}")
+
+
+def one_line(message: str, secrets: list[str] | None = None) -> str:
+    """``message`` fit to print: secrets, URL passwords and phone-like numbers masked,
+    non-printable characters escaped, at most ``MAX_LINE`` characters."""
+    if secrets is None:
+        secrets = known_secrets()
+    cleaned = _DIGIT_RUN.sub(lambda m: mask_phone(m[0]), redact(message, secrets))
+    shown = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in cleaned)
+    return shown if len(shown) <= MAX_LINE else shown[: MAX_LINE - 3] + "..."
+
+
+def printable(value: str, limit: int = 200) -> str:
+    """A value echoed back (a job id, an order id) on one line, escaped and cut."""
+    shown = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in value)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
+def known_secrets() -> list[str]:
+    """The configured secrets (tokens, Redis passwords), or none when settings do not load."""
+    try:
+        return get_settings().secret_values()
+    except Exception:  # noqa: BLE001 - any settings error: redact() still masks URL passwords
+        return []
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    click.echo(f"zapi-queue: {one_line(message)}", err=True)
+    sys.exit(code)
+
+
+#: Each Redis URL setting, and the settings attribute holding it.
+URL_SETTINGS = {
+    "CELERY_BROKER_URL": "celery_broker_url",
+    "CELERY_RESULT_BACKEND": "celery_result_backend",
+    "ZAPI_STATE_REDIS_URL": "zapi_state_redis_url",
+}
 
 
 def settings_or_exit() -> Settings:
-    """The worker's settings, or a one-line error naming the bad variable."""
+    """The worker's settings, or a one-line error naming the bad variable (a Redis URL
+    redis-py cannot read included: it would fail later with a traceback)."""
     try:
-        return get_settings()
+        settings = get_settings()
     except ConfigurationError as exc:
         fail(str(exc))
+    for name, attribute in URL_SETTINGS.items():
+        secret = getattr(settings, attribute)
+        problem = url_problem(secret.get_secret_value()) if secret is not None else None
+        if problem is not None:
+            fail(f"{name} {problem}; fix it in the environment or .env")
+    return settings
 
 
 def dead_letter_store() -> DeadLetterStore:
@@ -45,7 +103,10 @@ def reachable(url: str) -> redis.Redis:
     try:
         client.ping()
     except redis.RedisError as exc:
-        fail(f"cannot reach Redis at {redact(url)}: {type(exc).__name__}")
+        fail(
+            f"cannot reach Redis at {redact(url)}: {type(exc).__name__}; check that it runs "
+            "and the URL's host, port and password"
+        )
     return client
 
 

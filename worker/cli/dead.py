@@ -65,7 +65,7 @@ class Selection:
         found = [store.get(job_id) for job_id in self.job_ids]
         missing = [j for j, letter in zip(self.job_ids, found, strict=True) if letter is None]
         if missing:
-            fail("no dead letter with id " + ", ".join(missing))
+            fail("no dead letter with id " + ", ".join(missing) + " (see zapi-queue dead list)")
         return self.filters.apply(letter for letter in found if letter is not None)
 
 
@@ -164,7 +164,7 @@ def dead_show(job_id: str, show_phones: bool) -> None:
     """Print one dead letter in full, body included (its phone masked unless --show-phones)."""
     letter = dead_letter_store().get(job_id)
     if letter is None:
-        fail(f"no dead letter with id {job_id}")
+        fail(f"no dead letter with id {job_id} (see zapi-queue dead list)")
     record = _record(letter, show_phones)
     record["first_attempt_at"] = when(letter.first_attempt_at)
     record["failed_at"] = when(letter.failed_at)

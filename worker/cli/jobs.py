@@ -15,7 +15,11 @@ from tasks.contract.producer import Producer
 from tasks.state.repeats import Repeat, RepeatBook
 from worker.cli.bulk import enqueue_lines
 from worker.cli.common import (
+    EXIT_FAILED,
+    EXIT_NOT_FINISHED,
     fail,
+    one_line,
+    printable,
     producer_or_exit,
     reachable,
     settings_or_exit,
@@ -75,8 +79,8 @@ def enqueue(
             return
         try:
             body = json.load(body_file)
-        except ValueError as exc:
-            fail(f"not valid JSON: {exc}")
+        except (ValueError, RecursionError) as exc:
+            fail(f"not valid JSON: {getattr(exc, 'msg', 'nested too deeply')}; fix the file")
         try:
             job_id = producer.enqueue(
                 endpoint, body, idempotency_key=idempotency_key, instance=instance
@@ -86,9 +90,40 @@ def enqueue(
             sys.exit(1)
         click.echo(job_id)
         if wait is not None:
-            click.echo(json.dumps(producer.get_result(job_id, timeout=wait)))
+            _wait_for(producer, job_id, wait)
     finally:
         producer.close()
+
+
+def _wait_for(producer: Producer, job_id: str, wait: float) -> None:
+    """Print the job's reply; a job not finished in time, or failed, is one line on stderr
+    (exit 4 with its state, or 1 with its error class and text), never a traceback."""
+    from celery.exceptions import TimeoutError as NotFinished
+    from celery.result import AsyncResult
+
+    result: AsyncResult[Any] = AsyncResult(job_id, app=producer.app)
+    finished = True
+    try:
+        result.get(timeout=wait, propagate=False)
+    except NotFinished:
+        finished = False
+    finally:
+        # Celery keeps a pending result until it is fulfilled; one left at interpreter exit
+        # prints a traceback of its own from AsyncResult.__del__.
+        backend: Any = result.backend  # the Redis backend's, untyped in celery-types
+        backend.remove_pending_result(result)
+    state, reply = result.state, result.result
+    if not finished:
+        fail(
+            f"job {job_id} not finished after {wait:g} s (state {state}); "
+            f"follow it with zapi-queue status {job_id}",
+            EXIT_NOT_FINISHED,
+        )
+    if isinstance(reply, BaseException) or state != "SUCCESS":
+        error = f"{type(reply).__name__}: {reply}" if isinstance(reply, BaseException) else state
+        click.echo(f"failed: {one_line(error)}", err=True)
+        sys.exit(EXIT_FAILED)
+    click.echo(json.dumps(reply))
 
 
 def _enqueue_file(
@@ -124,10 +159,10 @@ def status(job_id: str, as_json: bool) -> None:
     result: AsyncResult[Any] = AsyncResult(job_id, app=app)
     state = result.state
     outcome: Any = result.result
-    record: dict[str, Any] = {"id": job_id, "state": state}
+    record: dict[str, Any] = {"id": printable(job_id) if not as_json else job_id, "state": state}
     if isinstance(outcome, BaseException):
         record["error_type"] = type(outcome).__name__
-        record["error"] = str(outcome)
+        record["error"] = one_line(str(outcome))
     elif outcome is not None:
         record["result"] = outcome
     if state == "PENDING":

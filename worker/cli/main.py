@@ -1,40 +1,77 @@
-"""The ``zapi-queue`` command group; the other modules of this package add its commands."""
+"""The ``zapi-queue`` command group; the other modules of this package add its commands.
+
+No command ends in a traceback: a connection error, a closed output pipe and any unexpected
+error are each one line (or, for the pipe, silence), with the exit codes the help lists.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 import click
 import redis
 from kombu.exceptions import OperationalError
 
-from config import ConfigurationError, get_settings
-from tasks.contract.redaction import redact
-from worker.cli.common import fail
+from worker.cli.common import EXIT_BROKEN_PIPE, fail, known_secrets, one_line
 
-#: What a command meets when Redis (broker, results or state) cannot be reached.
-CONNECTION_ERRORS = (redis.RedisError, OperationalError, ConnectionError, TimeoutError)
+#: What a command meets when Redis (broker, results or state) cannot be reached. A bare
+#: BrokenPipeError is not among them: redis-py wraps its socket errors, so that one is stdout.
+CONNECTION_ERRORS = (
+    redis.RedisError,
+    OperationalError,
+    ConnectionRefusedError,
+    ConnectionResetError,
+    ConnectionAbortedError,
+    TimeoutError,
+)
+
+
+def quiet_exit_on_broken_pipe() -> None:
+    """The reader of stdout went away (``| head -1``): stop quietly, as a Unix tool killed by
+    SIGPIPE does. stdout is pointed at /dev/null so that the interpreter's last flush does not
+    complain on stderr (Python's documented recipe, 'Note on SIGPIPE')."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # not a real file (a test's runner): nothing to flush
+        pass
+    sys.exit(EXIT_BROKEN_PIPE)
 
 
 class Commands(click.Group):
-    """The command group; a connection error in any command is one line, not a traceback."""
+    """The command group; errors in any command are one line, not a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except Exception as exc:
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except BrokenPipeError:
+            quiet_exit_on_broken_pipe()
+        except Exception as exc:  # noqa: BLE001 - every error ends as one line
             cause = connection_error_in(exc)
             if cause is None:
-                raise
-            try:
-                secrets = get_settings().secret_values()
-            except ConfigurationError:
-                secrets = []
-            detail = redact(f"{type(cause).__name__}: {cause}", secrets)
+                fail(
+                    f"unexpected error: {type(exc).__name__}: {exc} "
+                    "(a bug: please report this line)"
+                )
+            detail = one_line(f"{type(cause).__name__}: {cause}", known_secrets())
             fail(
                 f"cannot reach Redis ({detail}); check CELERY_BROKER_URL, "
                 "CELERY_RESULT_BACKEND and ZAPI_STATE_REDIS_URL"
             )
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """Click's main, then stdout flushed here, where a closed pipe can still exit quietly."""
+        try:
+            return super().main(*args, **kwargs)
+        finally:
+            try:
+                sys.stdout.flush()
+            except BrokenPipeError:
+                quiet_exit_on_broken_pipe()
 
 
 def connection_error_in(exc: BaseException) -> BaseException | None:
@@ -54,12 +91,18 @@ def connection_error_in(exc: BaseException) -> BaseException | None:
 @click.version_option(package_name="zapi-queue", prog_name="zapi-queue")
 def main() -> None:
     """Operate zapi-queue: enqueue updates, look up a job and its delivery, inspect and replay
-    dead letters, look up an order, receive Z-API's webhooks.
+    dead letters, look up an order, forget a customer, receive Z-API's webhooks.
 
     Settings come from the environment (CELERY_BROKER_URL, ...), as for the worker.
 
     \b
-    Exit codes: 0 done; 1 refused, failed or unhealthy; 2 a usage, configuration or
-    connection error (one line on stderr); status also: 3 unknown job (or still queued),
-    4 not finished yet (running, or waiting to be retried).
+    Exit codes:
+      0    done
+      1    refused, failed or unhealthy (a failed job: its error class and text)
+      2    a usage, configuration or connection error, or an unknown id
+           (one line on stderr, with the fix)
+      3    status: unknown job (or still queued)
+      4    not finished yet: status (running, waiting to be retried) or
+           enqueue --wait (not finished after N s, with the job's state)
+      141  the output pipe closed early (| head): quiet, as a tool killed by SIGPIPE
     """

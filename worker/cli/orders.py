@@ -9,7 +9,7 @@ import click
 from config import ConfigurationError
 from tasks.contract.redaction import mask_phone
 from tasks.state.book import OrderBook
-from worker.cli.common import fail, settings_or_exit, state_redis, when
+from worker.cli.common import EXIT_FAILED, fail, settings_or_exit, state_redis, when
 from worker.cli.main import main
 
 
@@ -33,8 +33,7 @@ def order_show(order_id: str, instance: str | None, as_json: bool) -> None:
     book = OrderBook(state_redis(settings), instance_id=instance, ttl=settings.zapi_order_ttl)
     snapshot = book.find(order_request_id=order_id) or book.find(message_id=order_id)
     if snapshot is None:
-        click.echo(f"no order {order_id} in the order book of instance {instance}", err=True)
-        raise SystemExit(1)
+        fail(f"no order {order_id} in the order book of instance {instance}", EXIT_FAILED)
     record = dict(snapshot.data)
     record["phone"] = mask_phone(str(record.get("phone")))
     record["orderStatus"] = snapshot.order_status
