@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import redis
 
+from tasks.state.deadletter import DeadLetterStore
 from tasks.state.deliveries import DeliveryBook
 from tasks.state.store import text
 from tests.bodies import unique_body
@@ -23,6 +24,7 @@ pytestmark = pytest.mark.e2e
 CLI = str(Path(sys.executable).parent / "zapi-queue")
 PHONE = "5511933334444"
 OTHER = "5511955556666"
+STATUS_TASK = "zapi.order_status_update"
 
 
 def every_value(client: redis.Redis) -> list[str]:
@@ -106,7 +108,93 @@ def test_forget_erases_every_trace_of_a_phone(tmp_path: Path) -> None:
         "delivery_states": 1,
         "idempotency_records": 1,
         "pacing_keys": 1,
-        "queued_jobs_left": 0,
+        "queued_jobs": 0,
+        "held_jobs": 0,
+        "set_aside_items": 0,
+        "revoked": 0,
     }
     assert left == []
     assert others, "another customer's records must stay"
+
+
+MARIA = "5511977778888"
+GREETING = "Oi Maria, seu pedido saiu"
+
+
+def run_forget(env: dict[str, str]) -> dict[str, Any]:
+    completed = subprocess.run(
+        [CLI, "forget", "--phone", MARIA, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert MARIA not in completed.stdout + completed.stderr
+    answer: dict[str, Any] = json.loads(completed.stdout)
+    return answer
+
+
+def test_forget_removes_queued_jobs_in_the_queue_and_its_priority_lists(tmp_path: Path) -> None:
+    """No worker yet: the jobs wait in the queue and in a priority sub-list (and a short
+    update linked to nothing of hers stays). Erased means removed, not sent."""
+    with fault_stack(tmp_path) as stack:
+        queued = unique_body(phone=MARIA)
+        urgent = unique_body(phone=MARIA, message=GREETING)
+        other = unique_body(phone=OTHER)
+        stack.producer.send_task(STATUS_TASK, args=[queued])
+        stack.producer.send_task(STATUS_TASK, args=[urgent], priority=9)
+        stack.producer.send_task(STATUS_TASK, args=[other])
+        client = stack.redis.client()
+        lists = [text(key) for key in client.scan_iter(match="celery*")]
+        assert any("\x06\x16" in name for name in lists), lists  # a priority sub-list
+        urls = [stack.env["CELERY_BROKER_URL"]]
+        assert holds(urls, MARIA) and holds(urls, GREETING)
+        report = run_forget(stack.env)
+        assert report["queued_jobs"] == 2
+        assert holds(urls, MARIA) == [] and holds(urls, GREETING) == []
+        assert holds(urls, OTHER), "another customer's job must stay queued"
+        client.close()
+
+
+def test_forget_finds_a_short_form_dead_letter_and_a_job_a_worker_holds(tmp_path: Path) -> None:
+    """A delivered update whose delivery then failed leaves a DeliveryFailedError letter in
+    short form (no phone: its order, an id with ':', and her message text), found through the
+    order book; a job on a countdown sits in kombu's unacked hash, held by a live worker: it is
+    removed and revoked, and not sent when its countdown ends."""
+    with fault_stack(tmp_path) as stack:
+        stack.worker()
+        env = stack.env
+        delivered = unique_body(phone=MARIA, orderRequestId="4N8:AB:C1", message=GREETING)
+        [job] = stack.enqueue([delivered])
+        assert stack.wait_all([job], timeout=30)[job] == "SUCCESS"
+        reply = stack.producer.AsyncResult(job).get(timeout=5)
+        client = stack.redis.client()
+        book = DeliveryBook(client, instance_id=env["ZAPI_INSTANCE_ID"], ttl=3600)
+        burial = book.apply(reply["messageId"], "failed", at=time.time(), error="no WhatsApp")
+        assert burial is not None
+        book.bury(burial, DeadLetterStore(client))
+        [letter] = [letter for letter in DeadLetterStore(client) if letter.job_id == job]
+        assert "phone" not in letter.body and letter.body["message"] == GREETING
+
+        later = unique_body(phone=MARIA)
+        held = stack.producer.send_task(STATUS_TASK, args=[later], countdown=6)
+        deadline = time.monotonic() + 10
+        while not client.hlen("unacked") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert client.hlen("unacked") == 1, "the countdown job is not held by the worker"
+        urls = [env["CELERY_BROKER_URL"], env["CELERY_RESULT_BACKEND"]]
+
+        report = run_forget(env)
+        assert report["dead_letters"] == 1
+        assert report["order_snapshots"] == 1
+        assert report["held_jobs"] == 1 and report["revoked"] == 1
+        assert holds(urls, MARIA) == []
+        assert holds(urls, GREETING) == []
+        time.sleep(8)  # past the countdown: the worker skips the revoked job
+        sent = [r for r in stack.sim.requests() if r.message_id == later["messageId"]]
+        assert sent == []
+        assert stack.producer.AsyncResult(held.id).state == "REVOKED"
+        assert run_forget(env)["held_jobs"] == 0  # a second run finds nothing left
+        client.close()

@@ -3,18 +3,27 @@
 Brazil's LGPD (and the GDPR) give a customer the right to have their data erased. What we keep
 about a phone, and how ``forget`` finds it:
 
-* **dead letters** whose body is for the phone: removed (tasks/state/deadletter.py);
 * **order snapshots** (the order book) of the phone's orders: the ``snapshot`` field dropped
   and the order message's index removed. What the order last showed (its statuses) stays, so
-  that a late update still cannot move the order backward: it holds no personal data;
+  that a late update still cannot move the order backward: it holds no personal data. The
+  snapshots are read first: they are what **links** a short-form update to the phone (its
+  instance with the ``orderRequestId``, or with the order message's ``messageId``);
+* **dead letters**: in full form, those whose body is for the phone; in short form (every
+  ``DeliveryFailedError`` letter, short updates and their ``message`` text), those whose order
+  is linked to the phone, by the book or by one of the phone's full-form letters. A short
+  letter whose order the book no longer holds (expired, ``ZAPI_ORDER_TTL``) cannot be tied to
+  the phone: it names an order, not a customer, and stays until its own TTL;
 * **delivery states** of the messages sent for those orders (found by the ``order`` each
-  record keeps): removed, with the **idempotency records** of the jobs that sent them (their
-  reply, claim and send keys): a repeat of such a job would be sent again;
-* **recipient pacing** keys, whose name holds the phone: removed.
+  record keeps), with the **idempotency records** of the jobs that sent them (their reply,
+  claim and send keys): a repeat of such a job would be sent again;
+* **recipient pacing** keys, whose name holds the phone;
+* **queued jobs** for the phone or its linked orders, in every place the broker keeps them
+  (tasks/state/erasure_queues.py): removed, not sent.
 
-Job results hold Z-API's reply (ids only) and error texts, never a body. Jobs still queued for
-the phone are not touched (they will be sent): ``forget`` counts them, so the operator can run
-it again once they are done. Keys are found with SCAN: fine for an occasional request.
+Job results hold Z-API's reply (ids only) and error texts, never a body. Keys are found with
+SCAN and lists read in pages: fine for an occasional request, bounded memory. Instance ids hold
+no ``:`` (Z-API's are hex), so a key's instance is what precedes the first ``:`` after its
+prefix, whatever ``:`` the order or message id holds.
 """
 
 from __future__ import annotations
@@ -25,14 +34,16 @@ from typing import Any
 
 import redis
 
+from config.instances import alias_of
 from tasks.contract.delivery_record import DELIVERY_PREFIX
-from tasks.contract.ordering import task_call
 from tasks.contract.schemas import normalized_phone
 from tasks.state.book import MESSAGE_PREFIX, SNAPSHOT_FIELD
-from tasks.state.deadletter import DeadLetterStore
+from tasks.state.deadletter import DeadLetter, DeadLetterStore
+from tasks.state.erasure_queues import QueueEraser, QueueSweep
 from tasks.state.store import KEY_PREFIX, text
 
-ORDER_STATE_PATTERN = f"{KEY_PREFIX}:order:*:state"
+ORDER_PREFIX = f"{KEY_PREFIX}:order:"
+ORDER_STATE_PATTERN = f"{ORDER_PREFIX}*:state"
 PACING_PATTERN = f"{KEY_PREFIX}:pace:*:"
 
 
@@ -45,9 +56,11 @@ class Erasure:
     delivery_states: int = 0
     idempotency_records: int = 0
     pacing_keys: int = 0
-    queued_jobs_left: int = 0
+    queue: QueueSweep = field(default_factory=QueueSweep)
     orders: set[tuple[str, str]] = field(default_factory=set)
-    """(instance, orderRequestId) of the phone's orders."""
+    """(instance id, orderRequestId) of the phone's orders."""
+    order_messages: set[tuple[str, str]] = field(default_factory=set)
+    """(instance id, messageId) of the phone's order messages."""
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -56,17 +69,28 @@ class Erasure:
             "delivery_states": self.delivery_states,
             "idempotency_records": self.idempotency_records,
             "pacing_keys": self.pacing_keys,
-            "queued_jobs_left": self.queued_jobs_left,
+            "queued_jobs": self.queue.queued,
+            "held_jobs": self.queue.held,
+            "set_aside_items": self.queue.set_aside,
         }
 
 
 def _phone_of(body: Any) -> str | None:
     phone = body.get("phone") if isinstance(body, dict) else None
-    return normalized_phone(phone) if isinstance(phone, str) else None
+    if not isinstance(phone, str):
+        return None
+    try:
+        return normalized_phone(phone)
+    except ValueError:
+        return None
+
+
+def _instance_in(key: str, prefix: str) -> str:
+    return key.removeprefix(prefix).split(":", 1)[0]
 
 
 class Forgetter:
-    """Erases one phone's records from the state Redis (and counts its queued jobs)."""
+    """Erases one phone's records from the state Redis and its jobs from the broker."""
 
     def __init__(
         self, state: redis.Redis, dead_letters: DeadLetterStore, *, instance_ids: dict[str, str]
@@ -79,48 +103,89 @@ class Forgetter:
     def forget(self, phone: str, *, broker: redis.Redis, dry_run: bool = False) -> Erasure:
         target = normalized_phone(phone)
         erasure = Erasure()
-        self._dead_letters_of(target, erasure, dry_run)
         self._snapshots_of(target, erasure, dry_run)
+        self._dead_letters_of(target, erasure, dry_run)
         self._deliveries_of(erasure, dry_run)
         self._pacing_of(target, erasure, dry_run)
-        erasure.queued_jobs_left = queued_for(broker, target)
+
+        def theirs(args: list[Any], kwargs: dict[str, Any]) -> bool:
+            body = args[0] if args else kwargs.get("body")
+            return self._is_theirs(body, alias_of(kwargs), target, erasure)
+
+        erasure.queue = QueueEraser(broker, theirs, [target]).sweep(dry_run=dry_run)
         return erasure
 
-    def _dead_letters_of(self, phone: str, erasure: Erasure, dry_run: bool) -> None:
-        doomed = []
-        for letter in self._dead_letters:
-            if _phone_of(letter.body) == phone:
-                doomed.append(letter.job_id)
-                order = letter.body.get("orderRequestId")
-                instance_id = self._instance_ids.get(letter.instance)
-                if isinstance(order, str) and instance_id is not None:
-                    erasure.orders.add((instance_id, order))
-        erasure.dead_letters = len(doomed) if dry_run else self._dead_letters.remove(doomed)
+    def _is_theirs(self, body: Any, alias: str, phone: str, erasure: Erasure) -> bool:
+        """A body for ``phone``: its own phone, or (short form) an order linked to it."""
+        if not isinstance(body, dict):
+            return False
+        if "phone" in body:
+            return _phone_of(body) == phone
+        instance_id = self._instance_ids.get(alias)
+        order, message = body.get("orderRequestId"), body.get("messageId")
+        return instance_id is not None and (
+            (instance_id, order) in erasure.orders
+            or (instance_id, message) in erasure.order_messages
+        )
 
     def _snapshots_of(self, phone: str, erasure: Erasure, dry_run: bool) -> None:
         for key in self._redis.scan_iter(match=ORDER_STATE_PATTERN, count=1000):
             raw = self._redis.hget(key, SNAPSHOT_FIELD)
-            snapshot = json.loads(raw) if raw is not None else None
+            try:
+                snapshot = json.loads(raw) if raw is not None else None
+            except ValueError:
+                continue
             if _phone_of(snapshot) != phone:
                 continue
             assert isinstance(snapshot, dict)
-            instance = text(key).removeprefix(f"{KEY_PREFIX}:order:").rsplit(":", 2)[0]
+            instance = _instance_in(text(key), ORDER_PREFIX)
             erasure.orders.add((instance, str(snapshot.get("orderRequestId"))))
+            message = snapshot.get("messageId")
+            if isinstance(message, str):
+                erasure.order_messages.add((instance, message))
             erasure.order_snapshots += 1
             if not dry_run:
                 self._redis.hdel(key, SNAPSHOT_FIELD)
-                message = snapshot.get("messageId")
                 if isinstance(message, str):
                     self._redis.delete(f"{MESSAGE_PREFIX}{instance}:{message}")
+
+    def _dead_letters_of(self, phone: str, erasure: Erasure, dry_run: bool) -> None:
+        """Full-form letters first link their orders, so that one pass over the store finds a
+        short letter of such an order only if it comes later: a second pass catches the rest
+        (both read page by page)."""
+        doomed: dict[str, None] = {}  # job ids in the order found
+        for _ in range(2):
+            before = len(erasure.orders)
+            for page in self._dead_letters.pages():
+                for letter in page:
+                    if letter.job_id not in doomed and self._letter_is_theirs(
+                        letter, phone, erasure
+                    ):
+                        doomed[letter.job_id] = None
+            if len(erasure.orders) == before:
+                break
+        erasure.dead_letters = len(doomed) if dry_run else self._dead_letters.remove(list(doomed))
+
+    def _letter_is_theirs(self, letter: DeadLetter, phone: str, erasure: Erasure) -> bool:
+        if not self._is_theirs(letter.body, letter.instance, phone, erasure):
+            return False
+        order = letter.body.get("orderRequestId")
+        instance_id = self._instance_ids.get(letter.instance)
+        if isinstance(order, str) and instance_id is not None:
+            erasure.orders.add((instance_id, order))
+        return True
 
     def _deliveries_of(self, erasure: Erasure, dry_run: bool) -> None:
         if not erasure.orders:
             return
         for key in self._redis.scan_iter(match=f"{DELIVERY_PREFIX}*", count=1000):
             raw = self._redis.hget(key, "job")
-            job = json.loads(raw) if raw is not None else {}
-            instance = text(key).removeprefix(DELIVERY_PREFIX).rsplit(":", 1)[0]
-            if (instance, job.get("order")) not in erasure.orders:
+            try:
+                job = json.loads(raw) if raw is not None else {}
+            except ValueError:
+                continue
+            instance = _instance_in(text(key), DELIVERY_PREFIX)
+            if not isinstance(job, dict) or (instance, job.get("order")) not in erasure.orders:
                 continue
             erasure.delivery_states += 1
             reply_key = job.get("reply_key")
@@ -137,16 +202,3 @@ class Forgetter:
         erasure.pacing_keys = len(keys)
         if keys and not dry_run:
             self._redis.delete(*keys)
-
-
-def queued_for(broker: redis.Redis, phone: str, queue: str = "celery") -> int:
-    """Jobs for ``phone`` still waiting in the broker's queue (they will be sent)."""
-    count = 0
-    for message in broker.lrange(queue, 0, -1):
-        try:
-            call = task_call(json.loads(message))
-        except ValueError:
-            continue
-        if call is not None and call[0] and _phone_of(call[0][0]) == phone:
-            count += 1
-    return count
