@@ -23,3 +23,18 @@ def health_report(env: dict[str, str], *options: str) -> dict[str, Any]:
     """``zapi-queue health --json`` (workers answering within 1 s)."""
     shown = run_cli(env, "health", "--json", "--timeout", "1", *options)
     return dict(json.loads(shown.stdout))
+
+
+def invoke_cli(env: dict[str, str], *args: str, stdin: str | bytes | None = None) -> Any:
+    """``zapi-queue`` run in this process (click's runner): the settings are read from ``env``
+    afresh, as a new process would. Returns click's Result (exit_code, stdout, stderr)."""
+    from click.testing import CliRunner
+
+    from config import get_settings
+    from worker.cli import main
+
+    get_settings.cache_clear()
+    try:
+        return CliRunner().invoke(main, list(args), input=stdin, env=env, catch_exceptions=True)
+    finally:
+        get_settings.cache_clear()

@@ -125,7 +125,8 @@ def url_problem(url: str) -> str | None:
     """What is wrong with a Redis URL, in a few words that never quote it (it may hold a
     password), or None when redis-py and kombu can read it. ``redis:/host`` (one slash) and the
     like would otherwise fail deep inside redis-py with a traceback."""
-    for chunk in [c.strip() for c in url.split(";") if c.strip()] or [url]:
+    chunks = [c.strip() for c in url.split(";") if c.strip()] if is_sentinel(url) else [url]
+    for chunk in chunks or [url]:
         scheme, sep, _ = chunk.partition("://")
         if not sep or scheme.lower() not in SCHEMES:
             return "must start with redis://, rediss:// (TLS) or sentinel://"
@@ -135,7 +136,10 @@ def url_problem(url: str) -> str | None:
         except ValueError:
             return "its port must be a number from 1 to 65535"
         if not parts.hostname:
-            return "names no host (redis://[:password@]host:port/db)"
+            return (
+                "names no host (redis://:password@host:port/db; a / ? or # in the password "
+                "must be written %2F %3F %23)"
+            )
         path = parts.path.strip("/")
         if path and not path.isdigit():
             return "its database (after the host's /) must be a number"
