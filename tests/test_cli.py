@@ -182,6 +182,48 @@ def test_enqueue_one_body_from_stdin_and_wait_for_the_reply(
     assert "state: SUCCESS" in cli(worker_env, "status", job_id)
 
 
+def test_a_wait_that_ends_says_not_finished_with_the_state(worker_env: dict[str, str]) -> None:
+    """A short update for an order the book does not have waits (ZAPI_ORDER_WAIT): the job is
+    alive, not Redis gone."""
+    short = {"orderRequestId": "4N8" + uuid.uuid4().hex[:10].upper(), "orderStatus": "shipped"}
+    completed = run_cli(worker_env, "enqueue", "status", "--wait", "2", stdin=json.dumps(short))
+    assert completed.returncode == 4, completed.stderr
+    [line] = completed.stderr.splitlines()
+    assert re.fullmatch(
+        r"zapi-queue: job \S+ not finished after 2 s \(state [A-Z]+\); follow it with "
+        r"zapi-queue status \S+",
+        line,
+    ), line
+    assert "Redis" not in line
+
+
+def test_a_failed_job_under_wait_prints_its_error_not_a_traceback(
+    worker_env: dict[str, str], zapi_sim: ZapiSimulator
+) -> None:
+    body = unique_body(phone="5511912345670")
+    zapi_sim.script(str(body["messageId"]), Fault(status=400))
+    completed = run_cli(worker_env, "enqueue", "status", "--wait", "30", stdin=json.dumps(body))
+    assert completed.returncode == 1, completed.stderr
+    [line] = completed.stderr.splitlines()
+    assert line.startswith("failed: "), line
+    assert "Error: " in line
+    assert "400" in line
+    assert "Traceback" not in completed.stdout + completed.stderr
+    assert "5511912345670" not in completed.stdout + completed.stderr
+
+
+def test_an_unreadable_redis_url_is_one_line_naming_the_variable(
+    worker_env: dict[str, str],
+) -> None:
+    for url in ("redis:/127.0.0.1:6379/0", "redis://127.0.0.1:notaport/0", "redis://h:1/zero"):
+        for args in (("health",), ("status", "x"), ("dead", "list")):
+            env = {**worker_env, "CELERY_BROKER_URL": url}
+            completed = run_cli(env, *args)
+            assert completed.returncode == 2
+            [line] = completed.stderr.splitlines()
+            assert line.startswith("zapi-queue: CELERY_BROKER_URL "), line
+
+
 def test_enqueue_refuses_an_invalid_body_naming_the_field(worker_env: dict[str, str]) -> None:
     completed = run_cli(
         worker_env, "enqueue", "status", stdin=json.dumps(unique_body(orderStatus="x"))

@@ -45,8 +45,10 @@ def test_a_password_with_a_raw_at_sign_is_masked_whole() -> None:
     # redis-py logs in with everything up to the LAST @ before the host.
     for url in ("redis://:s3cr@t@redis:6379/0", "redis://user:p@ss:w/rd@host/1"):
         cleaned = redact(f"broker {url} (reachable)")
-        assert "s3cr" not in cleaned and "t@redis" not in cleaned
-        assert "p@ss" not in cleaned and "w/rd" not in cleaned
+        assert "s3cr" not in cleaned
+        assert "t@redis" not in cleaned
+        assert "p@ss" not in cleaned
+        assert "w/rd" not in cleaned
     assert redact("redis://:s3cr@t@redis:6379/0") == "redis://:***@redis:6379/0"
     assert redact("redis://user:a@b@h:1/0") == "redis://user:***@h:1/0"
     assert redact("redis://user@h:1/0") == "redis://user@h:1/0"  # a user name alone stays
