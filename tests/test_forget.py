@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import redis
 
-from tasks.state.deadletter import DeadLetterStore
+from tasks.state.deadletter import DeadLetter, DeadLetterStore
 from tasks.state.deliveries import DeliveryBook
 from tasks.state.store import text
 from tests.bodies import unique_body
@@ -111,6 +111,7 @@ def test_forget_erases_every_trace_of_a_phone(tmp_path: Path) -> None:
         "queued_jobs": 0,
         "held_jobs": 0,
         "set_aside_items": 0,
+        "unlinked_short_letters": 0,
         "revoked": 0,
     }
     assert left == []
@@ -181,6 +182,19 @@ def test_forget_finds_a_short_form_dead_letter_and_a_job_a_worker_holds(tmp_path
         assert "phone" not in letter.body
         assert letter.body["message"] == GREETING
 
+        # A short letter of an order the book never had: nothing ties it to any phone.
+        orphan = DeadLetter(
+            job_id="orphan:1",
+            task=STATUS_TASK,
+            body={"orderRequestId": "4N8NOBOOK", "orderStatus": "shipped"},
+            error_type="UnknownOrderError",
+            error="order 4N8NOBOOK is not in the order book",
+            attempts=0,
+            first_attempt_at=time.time(),
+            failed_at=time.time(),
+        )
+        DeadLetterStore(client).add(orphan)
+
         later = unique_body(phone=MARIA)
         held = stack.producer.send_task(STATUS_TASK, args=[later], countdown=6)
         deadline = time.monotonic() + 10
@@ -192,6 +206,8 @@ def test_forget_finds_a_short_form_dead_letter_and_a_job_a_worker_holds(tmp_path
         report = run_forget(env)
         assert report["dead_letters"] == 1
         assert report["order_snapshots"] == 1
+        assert report["unlinked_short_letters"] == 1
+        assert DeadLetterStore(client).get("orphan:1") is not None
         assert report["held_jobs"] == 1
         assert report["revoked"] == 1
         assert holds(urls, MARIA) == []

@@ -36,6 +36,7 @@ import redis
 
 from config.instances import alias_of
 from tasks.contract.delivery_record import DELIVERY_PREFIX
+from tasks.contract.ordering import order_keys
 from tasks.contract.schemas import normalized_phone
 from tasks.state.book import MESSAGE_PREFIX, SNAPSHOT_FIELD
 from tasks.state.deadletter import DeadLetter, DeadLetterStore
@@ -56,6 +57,9 @@ class Erasure:
     delivery_states: int = 0
     idempotency_records: int = 0
     pacing_keys: int = 0
+    unlinked_short_letters: int = 0
+    """Short-form letters whose order the book no longer holds: nothing ties them to a phone
+    (any phone's), so they stay until their TTL; counted so the report can say so."""
     queue: QueueSweep = field(default_factory=QueueSweep)
     orders: set[tuple[str, str]] = field(default_factory=set)
     """(instance id, orderRequestId) of the phone's orders."""
@@ -72,6 +76,7 @@ class Erasure:
             "queued_jobs": self.queue.queued,
             "held_jobs": self.queue.held,
             "set_aside_items": self.queue.set_aside,
+            "unlinked_short_letters": self.unlinked_short_letters,
         }
 
 
@@ -164,7 +169,25 @@ class Forgetter:
                         doomed[letter.job_id] = None
             if len(erasure.orders) == before:
                 break
+        erasure.unlinked_short_letters = self._unlinked_short_letters(set(doomed))
         erasure.dead_letters = len(doomed) if dry_run else self._dead_letters.remove(list(doomed))
+
+    def _unlinked_short_letters(self, doomed: set[str]) -> int:
+        """Short-form letters (no phone) not erased whose order has no snapshot left."""
+        count = 0
+        for page in self._dead_letters.pages():
+            short = [
+                (self._instance_ids.get(letter.instance), letter.body.get("orderRequestId"))
+                for letter in page
+                if isinstance(letter.body, dict)
+                and "phone" not in letter.body
+                and letter.job_id not in doomed
+            ]
+            pipe = self._redis.pipeline(transaction=False)
+            for instance_id, order in short:
+                pipe.hexists(order_keys(str(instance_id), str(order))[2], SNAPSHOT_FIELD)
+            count += sum(1 for held in pipe.execute() if not held) if short else 0
+        return count
 
     def _letter_is_theirs(self, letter: DeadLetter, phone: str, erasure: Erasure) -> bool:
         if not self._is_theirs(letter.body, letter.instance, phone, erasure):

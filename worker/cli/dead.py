@@ -15,7 +15,7 @@ import click
 from tasks.contract.endpoints import TASK_NAMES
 from tasks.contract.redaction import mask_phone
 from tasks.state.deadletter import DeadLetter, DeadLetterStore
-from worker.cli.common import dead_letter_store, fail, when
+from worker.cli.common import dead_letter_store, fail, printable, when
 from worker.cli.main import main
 
 
@@ -151,7 +151,7 @@ def _row(letter: DeadLetter, show_phones: bool) -> str:
     phone = letter.body.get("phone") if isinstance(letter.body, dict) else None
     shown = str(phone) if show_phones and phone is not None else mask_phone(phone)
     return (
-        f"{letter.job_id}  {when(letter.failed_at)}  {letter.task}  {shown}  "
+        f"{printable(letter.job_id)}  {when(letter.failed_at)}  {letter.task}  {shown}  "
         f"attempts={letter.attempts}  ambiguous={letter.ambiguous_attempts}  "
         f"{letter.error_type}: {letter.error[:120]}"
     )

@@ -61,6 +61,12 @@ def forget(phone: str, dry_run: bool, as_json: bool) -> None:
     verb = "would erase" if dry_run else "erased"
     parts = [f"{counts[name]} {label}" for name, label in LABELS.items()]
     click.echo(f"{masked}: {verb} " + ", ".join(parts))
+    if erasure.unlinked_short_letters:
+        click.echo(
+            f"{erasure.unlinked_short_letters} short-form dead letters name orders the order "
+            "book no longer holds: nothing ties them to a phone, so they were not checked "
+            "(they hold no phone; they expire with ZAPI_DEAD_LETTER_TTL)"
+        )
     if erasure.queue.held:
         click.echo(
             f"{erasure.queue.held} jobs were held by workers: a job already running may still "
