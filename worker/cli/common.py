@@ -31,8 +31,9 @@ EXIT_BROKEN_PIPE = 141
 
 #: The longest error line printed; the rest is cut (a hostile input can be megabytes).
 MAX_LINE = 600
-#: A run of 8+ digits in free text may be a phone: masked as phones are everywhere.
-_DIGIT_RUN = re.compile(r"\d{8,}")
+#: A run of 8+ digits standing alone in free text may be a phone: masked as phones are
+#: everywhere. Digits inside a word or joined by ``-`` (a job id's UUID) are not a phone.
+_DIGIT_RUN = re.compile(r"(?<![\w-])\d{8,}(?![\w-])")
 
 
 def one_line(message: str, secrets: list[str] | None = None) -> str:
