@@ -20,7 +20,14 @@ from tasks.contract.schemas import ShortPaymentUpdate, ShortStatusUpdate, is_sho
 from tasks.contract.validation import validate_body, validate_update
 from tasks.state.book import Snapshot, snapshot_of_callback
 from tasks.state.deadletter import DeadLetter, DeadLetterStore
-from tasks.state.deliveries import DeliveryBook, failure_text
+from tasks.state.deliveries import (
+    COUNTS_PREFIX,
+    EARLY_MAX,
+    EARLY_PREFIX,
+    EARLY_TTL,
+    DeliveryBook,
+    failure_text,
+)
 from worker.dev.redis_server import RedisServer
 
 #: FACTS.md's example, verbatim (the timestamp really is spelled ``momment``).
@@ -193,6 +200,7 @@ def test_a_failure_after_the_link_buries_the_job_once(book: DeliveryBook) -> Non
 def test_a_failure_before_the_link_buries_the_job_when_it_links(book: DeliveryBook) -> None:
     sent = message()
     assert book.apply(sent, "failed", at=200.0, error="Timeout", error_code="E1") is None
+    assert book.get(sent) is None  # kept as an early entry, no key of its own
     burial = book.link(sent, zaap_id="Z", letter=letter("job-2"), reply_key="r2")
     assert burial is not None
     assert burial.letter.job_id == "job-2"
@@ -243,6 +251,39 @@ def test_the_body_is_kept_only_while_the_message_may_still_fail(
 def test_every_delivery_key_expires(book: DeliveryBook, server: RedisServer) -> None:
     client: redis.Redis = server.client()
     sent = message()
+    book.link(sent, zaap_id="Z", letter=letter(), reply_key="r")
     book.apply(sent, "read", at=1.0)
+    book.apply(message(), "read", at=1.0)  # unlinked: an early entry
+    for key in client.keys("zapi-queue:delivery*"):
+        assert client.ttl(key) > 0, key
     assert 0 < client.ttl(book.key(sent)) <= 60
     client.close()
+
+
+def test_a_callback_for_a_message_no_job_linked_writes_no_key_of_its_own(
+    server: RedisServer,
+) -> None:
+    client: redis.Redis = server.client()
+    book = DeliveryBook(client, instance_id="foreign-unit", ttl=60)
+    foreign = [f"FOREIGN-{n}" for n in range(50)]
+    applied = book.apply_all(foreign, "failed", at=1.0, error="x")
+    assert [each.linked for each in applied] == [False] * 50
+    assert not any(client.exists(book.key(m)) for m in foreign)
+    assert client.hgetall(f"{COUNTS_PREFIX}foreign-unit") == {}  # not counted
+    assert book.early_count() == 50 <= EARLY_MAX
+    assert 0 < client.ttl(f"{EARLY_PREFIX}foreign-unit") <= EARLY_TTL
+    client.close()
+
+
+def test_ids_with_colons_or_percents_get_keys_of_their_own(book: DeliveryBook) -> None:
+    client = book._redis
+    pairs = [("a:b", "c"), ("a", "b:c"), ("a", "b%3Ac")]
+    keys = {DeliveryBook(client, instance_id=i, ttl=60).key(m) for i, m in pairs}
+    assert len(keys) == 3
+    assert book.key("x:y:z").endswith(":unit:x%3Ay%3Az")
+    sent = "odd:id%"
+    book.link(sent, zaap_id="Z", letter=letter(), reply_key="r")
+    book.apply(sent, "sent", at=1.0)
+    state = book.get(sent)
+    assert state is not None
+    assert state.state == "sent"

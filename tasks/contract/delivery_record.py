@@ -4,6 +4,10 @@ The worker and the webhook receiver write one hash per message Z-API accepted,
 ``zapi-queue:delivery:{instance}:{messageId}`` (tasks/state/deliveries.py writes it and documents
 its TTL); a producer only reads four of its fields, so the key and the reading live here, where
 a producer without the worker installed has them.
+
+The ``messageId`` in a key name is escaped (``%`` as ``%25``, ``:`` as ``%3A``): the last ``:``
+of a key then always ends its instance, so no two (instance, id) pairs share a key. Z-API's ids
+(hex) never hold either character: their keys are unchanged.
 """
 
 from __future__ import annotations
@@ -14,8 +18,13 @@ from typing import Any
 DELIVERY_PREFIX = "zapi-queue:delivery:"
 
 
+def key_part(identifier: str) -> str:
+    """``identifier`` as one segment of a key name: no ``:`` in it, and one-to-one."""
+    return identifier.replace("%", "%25").replace(":", "%3A")
+
+
 def delivery_key(instance_id: str, message_id: str) -> str:
-    return f"{DELIVERY_PREFIX}{instance_id}:{message_id}"
+    return f"{DELIVERY_PREFIX}{instance_id}:{key_part(message_id)}"
 
 
 @dataclass(frozen=True, slots=True)
