@@ -7,7 +7,9 @@ know first when messages stop arriving. ``zapi-queue health`` shows it.
 
 One hash per instance, ``zapi-queue:instance:{instance}``: ``connected`` (``1``/``0``),
 ``error``, ``at`` (the event's time); expires ``INSTANCE_TTL`` (30 days) after the last event.
-An older event than the stored one (callbacks can arrive out of order) changes nothing.
+An older event than the stored one (callbacks can arrive out of order) changes nothing. A
+stored time more than ``FUTURE_SLACK`` (a day) after now is no time at all (one kept before
+callback times were bounded: tasks/callbacks.py): any event replaces it, or it would win for ever.
 
 ``zapi-queue:status-poll:{instance}``: whose turn it is to poll the instance's status; set by
 the worker that takes the turn, expiring after ``ZAPI_STATUS_POLL_INTERVAL``.
@@ -15,6 +17,7 @@ the worker that takes the turn, expiring after ``ZAPI_STATUS_POLL_INTERVAL``.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,10 +29,12 @@ from tasks.state.store import KEY_PREFIX, text
 INSTANCE_PREFIX = f"{KEY_PREFIX}:instance:"
 INSTANCE_TTL = 30 * 86_400
 POLL_PREFIX = f"{KEY_PREFIX}:status-poll:"
+FUTURE_SLACK = 86_400
 
-# KEYS[1]: the instance's hash. ARGV: connected (1/0), error, at, TTL s.
-_RECORD = """
-local at = tonumber(redis.call('HGET', KEYS[1], 'at') or '0')
+# KEYS[1]: the instance's hash. ARGV: connected (1/0), error, at, TTL s, now (epoch s).
+_RECORD = f"""
+local at = tonumber(redis.call('HGET', KEYS[1], 'at') or '0') or 0
+if at ~= at or at > tonumber(ARGV[5]) + {FUTURE_SLACK} then at = 0 end  -- NaN, or no time
 local newest = tonumber(ARGV[3]) >= at
 if newest then
   redis.call('HSET', KEYS[1], 'connected', ARGV[1], 'error', ARGV[2], 'at', ARGV[3])
@@ -61,7 +66,13 @@ class InstanceEvents:
         return bool(
             self._record(
                 keys=[INSTANCE_PREFIX + instance_id],
-                args=["1" if connected else "0", error or "", f"{at:.6f}", INSTANCE_TTL],
+                args=[
+                    "1" if connected else "0",
+                    error or "",
+                    f"{at:.6f}",
+                    INSTANCE_TTL,
+                    f"{time.time():.6f}",
+                ],
             )
         )
 
