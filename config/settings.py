@@ -157,6 +157,14 @@ class Settings(BaseSettings):
     zapi_webhook_secret: SecretStr | None = None
     """The secret path segment of the webhook URL (``/webhooks/zapi/<secret>``): Z-API does not
     sign webhooks, so whoever knows it can post callbacks. Required by ``zapi-queue webhook``."""
+    zapi_webhook_concurrency: Annotated[int, Field(ge=1, le=100_000)] = 200
+    """Connections and requests at once the webhook receiver serves (uvicorn's
+    ``limit_concurrency``); past it a new request is answered 503 (Z-API may try again)."""
+    zapi_webhook_keep_alive: Annotated[int, Field(ge=1, le=300)] = 5
+    """Seconds an idle connection to the webhook receiver is kept open between two requests
+    (uvicorn's ``timeout_keep_alive``)."""
+    zapi_webhook_body_timeout: Annotated[float, Field(gt=0, le=300)] = 10.0
+    """Seconds a callback's body may take to arrive once its headers did; slower: 408."""
 
     zapi_instances: SecretStr | None = None
     """More Z-API instances, by alias (config/instances.py); ``ZAPI_INSTANCES_FILE`` too."""

@@ -3,6 +3,14 @@
 Every callback is idempotent here (the same one twice changes nothing) and touches Redis only,
 so the webhook receiver (worker/webhook.py) answers fast and can run as many replicas as
 wanted. The receiver does HTTP; this module decides.
+
+What any callback may change is bounded, whoever sent it: it must name an instance of the fleet
+(``instanceId``; without one, ``ZAPI_INSTANCE_ID``'s), else it is counted (``foreign``) and
+ignored; a delivery or status callback updates only messages a job of ours linked, the others
+get a capped, short-lived early entry and no key of their own (tasks/state/deliveries.py); an
+order callback never replaces an order the book has (tasks/state/book.py); a callback time is
+bounded (tasks/callbacks.py). Answers are 2xx, except 400 for an order we cannot keep and 503
+when Redis is unavailable (Z-API may try again; applying a callback twice changes nothing).
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from tasks.callbacks import (
 from tasks.contract.validation import describe
 from tasks.state.book import OrderBook, snapshot_of_callback
 from tasks.state.deadletter import DeadLetterStore
-from tasks.state.deliveries import FAILED, STATUS_STATES, Burial, DeliveryBook
+from tasks.state.deliveries import EARLY_TTL, FAILED, STATUS_STATES, Applied, Burial, DeliveryBook
 from tasks.state.instances import InstanceEvents
 from tasks.state.webhook_stats import WebhookStats
 
@@ -36,6 +44,17 @@ logger = logging.getLogger("zapi_queue.webhook")
 
 #: Instances whose stores one receiver process keeps built (each is a few script handles).
 MAX_INSTANCES = 256
+#: Problems named in a 400's answer at most (a list of 1,000 bad products would name 1,000).
+MAX_PROBLEMS = 10
+UNMATCHED = f"no job of this fleet sent it (yet): kept {EARLY_TTL} s in case one records it"
+
+
+def fleet_instance_ids(settings: Settings) -> frozenset[str]:
+    """The fleet's instance ids: ZAPI_INSTANCE_ID's and ZAPI_INSTANCES' (config/instances.py)."""
+    ids = {instance.instance_id for instance in settings.instances().values()}
+    if settings.zapi_instance_id:
+        ids.add(settings.zapi_instance_id)
+    return frozenset(ids)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +78,7 @@ class Inbox:
     def __init__(self, client: redis.Redis, settings: Settings) -> None:
         self._redis = client
         self._settings = settings
+        self._fleet = fleet_instance_ids(settings)
         self._instances = InstanceEvents(client)
         self._stats = WebhookStats(client)
         self._dead_letters = DeadLetterStore.from_settings(client, settings)
@@ -77,15 +97,25 @@ class Inbox:
         model = CALLBACK_TYPES.get(kind)
         if model is None:
             return self._counted(Outcome(200, "ignored", f"type {kind} is not used"), kind)
+        context: dict[str, list[str]] = {"skipped": []}
         try:
-            callback = model.model_validate(payload)
+            callback = model.model_validate(payload, context=context)
         except ValidationError as exc:
-            problems = "; ".join(describe(exc))
+            problems = "; ".join(describe(exc)[:MAX_PROBLEMS])
             return self._counted(Outcome(400, "rejected", f"invalid {kind}: {problems}"), kind)
+        if context["skipped"]:
+            logger.info(
+                "webhook %s: skipped %s (not of the shape Z-API documents)",
+                kind,
+                ", ".join(sorted(set(context["skipped"]))),
+            )
         instance = callback.instanceId or self._settings.zapi_instance_id
         if instance is None:
             detail = f"{kind} without instanceId, and ZAPI_INSTANCE_ID is not set"
-            return self._counted(Outcome(400, "rejected", detail), kind)
+            return self._counted(Outcome(200, "ignored", detail), kind)
+        if instance not in self._fleet:
+            outcome = Outcome(200, "foreign", "instanceId is not an instance of this fleet")
+            return self._counted(outcome, kind)
         return self._counted(self._apply(callback, instance), kind)
 
     def _counted(self, outcome: Outcome, kind: str) -> Outcome:
@@ -97,23 +127,25 @@ class Inbox:
         if isinstance(callback, ReceivedCallback):
             return self._order_message(callback, instance, books[0])
         if isinstance(callback, DeliveryCallback):
+            if callback.messageId is None:
+                return Outcome(200, "ignored", "a DeliveryCallback without messageId")
             state = FAILED if callback.error or callback.errorCode else "sent"
-            burial = books[1].apply(
-                callback.messageId,
+            applied = books[1].apply_all(
+                [callback.messageId],
                 state,
                 at=callback.at,
                 error=callback.error,
                 error_code=callback.errorCode,
             )
-            self._bury(burial, books[1])
-            return Outcome(200, "stored", f"delivery {state}")
+            return self._delivered(applied, books[1], f"delivery {state}")
         if isinstance(callback, MessageStatusCallback):
-            reached = STATUS_STATES.get(callback.status)
+            reached = STATUS_STATES.get(callback.status or "")
             if reached is None:
-                return Outcome(200, "ignored", f"status {callback.status} is not used")
-            for message_id in callback.ids:
-                books[1].apply(message_id, reached, at=callback.at)
-            return Outcome(200, "stored", f"delivery {reached}")
+                return Outcome(200, "ignored", "a status that is not used")
+            if not callback.ids:
+                return Outcome(200, "ignored", "a MessageStatusCallback without ids")
+            applied = books[1].apply_all(callback.ids, reached, at=callback.at)
+            return self._delivered(applied, books[1], f"delivery {reached}")
         if isinstance(callback, ConnectionCallback):
             self._instances.note(
                 instance,
@@ -125,12 +157,28 @@ class Inbox:
             return Outcome(200, "stored", "connected" if callback.connected else "disconnected")
         return Outcome(200, "ignored")  # pragma: no cover - CALLBACK_TYPES lists the above
 
+    def _delivered(self, applied: list[Applied], deliveries: DeliveryBook, done: str) -> Outcome:
+        """Bury the jobs whose failure was reported; the answer: stored when a message was
+        ours, unmatched when none was (its early entry kept; evictions counted)."""
+        evicted = sum(each.evicted for each in applied)
+        if evicted:
+            self._stats.count("evicted", "early", evicted)
+        for each in applied:
+            self._bury(each.burial, deliveries)
+        if any(each.linked for each in applied):
+            return Outcome(200, "stored", done)
+        return Outcome(200, "unmatched", UNMATCHED)
+
     def _order_message(self, callback: ReceivedCallback, instance: str, book: OrderBook) -> Outcome:
         snapshot = snapshot_of_callback(callback, instance)
         if snapshot is None:
+            if callback.order is not None:
+                return Outcome(200, "ignored", "an order without phone or messageId")
             return Outcome(200, "ignored", "a message without an order")
-        book.save(snapshot)
-        return Outcome(200, "stored", f"order {snapshot['orderRequestId']}")
+        order = snapshot["orderRequestId"]
+        if not book.save(snapshot):
+            return Outcome(200, "kept", f"order {order} is in the book already: it stays as it is")
+        return Outcome(200, "stored", f"order {order}")
 
     def _bury(self, burial: Burial | None, deliveries: DeliveryBook) -> None:
         if burial is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 import redis
 
 from tasks.contract.redaction import mask_phone
+from tasks.state.deadletter import DeadLetter
 from tasks.state.deliveries import DeliveryBook
 from tasks.state.webhook_stats import COUNTS_KEY, WebhookStats
 from tests.conftest import REDIS_PASSWORD
@@ -68,6 +70,20 @@ def client(state: RedisServer) -> Iterator[redis.Redis]:
 
 def post(webhook: WebhookProcess, payload: Any, **options: Any) -> httpx.Response:
     return httpx.post(webhook.callback_url(), json=payload, timeout=10, **options)
+
+
+def letter(job: str) -> DeadLetter:
+    return DeadLetter(
+        job_id=job,
+        task="zapi.order_status_update",
+        body={"orderRequestId": "O-1", "orderStatus": "shipped"},
+        error_type="DeliveryFailedError",
+        error="",
+        attempts=1,
+        first_attempt_at=time.time(),
+        failed_at=time.time(),
+        kwargs={},
+    )
 
 
 def cli(state: RedisServer, *args: str) -> subprocess.CompletedProcess[str]:
@@ -203,6 +219,7 @@ def test_delivery_states_move_forward_only_and_duplicates_change_nothing(
 ) -> None:
     book = DeliveryBook(client, instance_id=INSTANCE, ttl=3600)
     message = "MSG-FORWARD-1"
+    book.link(message, zaap_id="ZAAP", letter=letter("job-forward"), reply_key="")
     for status in ("SENT", "READ"):
         assert post(webhook, status_callback(INSTANCE, message, PHONE, status)).status_code == 200
     read = book.get(message)
@@ -227,9 +244,14 @@ def test_a_failure_is_final_and_kept_for_the_job_that_comes_later(
     book = DeliveryBook(client, instance_id=INSTANCE, ttl=3600)
     message = "MSG-FAILS-1"
     payload = delivery_callback(INSTANCE, message, "ZAAP", PHONE, failure=3)
-    assert post(webhook, payload).status_code == 200
+    answer = post(webhook, payload)
+    assert (answer.status_code, answer.json()["outcome"]) == (200, "unmatched")
     assert post(webhook, payload).status_code == 200  # the same callback twice
     assert post(webhook, status_callback(INSTANCE, message, PHONE, "SENT")).status_code == 200
+    assert not client.exists(book.key(message))  # no job linked yet: no key of its own
+    burial = book.link(message, zaap_id="ZAAP", letter=letter("job-fails"), reply_key="")
+    assert burial is not None  # the job that comes later is buried when it links
+    assert burial.letter.job_id == "job-fails"
     failed = book.get(message)
     assert failed is not None
     assert (failed.state, failed.error_code) == ("failed", "SHADOW_BAN")
@@ -237,10 +259,11 @@ def test_a_failure_is_final_and_kept_for_the_job_that_comes_later(
 
 
 def test_connection_events_are_shown_by_health(webhook: WebhookProcess, state: RedisServer) -> None:
+    now_ms = int(time.time() * 1000)
     disconnected = {
         "type": "DisconnectedCallback",
         "instanceId": INSTANCE,
-        "momment": 1_800_000_000_000,
+        "momment": now_ms - 60_000,
         "error": "Device has been disconnected",
         "disconnected": True,
     }
@@ -249,13 +272,13 @@ def test_connection_events_are_shown_by_health(webhook: WebhookProcess, state: R
     assert report["instance_connection"] == {
         "connected": False,
         "error": "Device has been disconnected",
-        "at": 1_800_000_000.0,
+        "at": (now_ms - 60_000) / 1000,
     }
-    older = {"type": "ConnectedCallback", "instanceId": INSTANCE, "momment": 1_700_000_000_000}
+    older = {"type": "ConnectedCallback", "instanceId": INSTANCE, "momment": now_ms - 120_000}
     assert post(webhook, older).status_code == 200  # out of order: changes nothing
     report = json.loads(cli(state, "health", "--json", "--timeout", "0.5").stdout)
     assert report["instance_connection"]["connected"] is False
-    newer = {"type": "ConnectedCallback", "instanceId": INSTANCE, "momment": 1_900_000_000_000}
+    newer = {"type": "ConnectedCallback", "instanceId": INSTANCE, "momment": now_ms - 30_000}
     assert post(webhook, newer).status_code == 200
     report = json.loads(cli(state, "health", "--json", "--timeout", "0.5").stdout)
     assert report["instance_connection"]["connected"] is True
@@ -295,3 +318,105 @@ def test_no_secret_and_no_full_phone_in_the_log_or_answers(webhook: WebhookProce
         assert WEBHOOK_SECRET not in text
         assert REDIS_PASSWORD not in text
         assert PHONE not in text
+
+
+def test_600_callbacks_for_foreign_messages_leave_no_per_message_keys(
+    webhook: WebhookProcess, client: redis.Redis
+) -> None:
+    """With update-every-webhooks Z-API posts every message of the number: those no job of ours
+    sent get no key each, are not counted as delivery states, and their early entries are
+    capped and expire."""
+    before = {key for key in client.keys("zapi-queue:delivery:*")}
+    counts_before = client.hgetall(f"zapi-queue:delivery-counts:{INSTANCE}")
+    with httpx.Client(timeout=10) as http:
+        for n in range(300):
+            failure = delivery_callback(INSTANCE, f"FOREIGN-{n}", "Z", PHONE, failure=n)
+            status = status_callback(INSTANCE, f"FOREIGN-S-{n}", PHONE, "READ")
+            for payload in (failure, status):
+                answer = http.post(webhook.callback_url(), json=payload)
+                assert (answer.status_code, answer.json()["outcome"]) == (200, "unmatched")
+    assert {key for key in client.keys("zapi-queue:delivery:*")} == before
+    assert client.hgetall(f"zapi-queue:delivery-counts:{INSTANCE}") == counts_before
+    for key in client.keys("zapi-queue:delivery-early*"):
+        assert 0 < client.ttl(key) <= 300
+    assert WebhookStats(client).counts()["unmatched:DeliveryCallback"] >= 300
+
+
+def test_a_far_future_disconnection_then_a_real_connection_leaves_it_connected(
+    webhook: WebhookProcess, state: RedisServer
+) -> None:
+    for moment in (10**300, "Infinity", 4_102_444_800_000):  # 1e300, a text, the year 2100
+        far = {"type": "DisconnectedCallback", "instanceId": INSTANCE, "momment": moment}
+        assert post(webhook, far).status_code == 200
+        real = {
+            "type": "ConnectedCallback",
+            "instanceId": INSTANCE,
+            "momment": int(time.time() * 1000) + 5,
+        }
+        time.sleep(0.01)
+        assert post(webhook, real).status_code == 200
+        report = json.loads(cli(state, "health", "--json", "--timeout", "0.5").stdout)
+        assert report["instance_connection"]["connected"] is True, moment
+        assert report["instance_connection"]["at"] <= time.time()
+
+
+def test_a_later_order_callback_never_replaces_the_phone_or_order_message(
+    webhook: WebhookProcess, state: RedisServer, client: redis.Redis
+) -> None:
+    first = order_message(INSTANCE, phone=PHONE)
+    assert post(webhook, first).json()["outcome"] == "stored"
+    order = first["reviewAndPay"]["orderRequestId"]
+    for from_me in (True, False):
+        later = order_message(
+            INSTANCE, phone="5511911112222", order_request_id=order, message_id=f"LATER-{from_me}"
+        )
+        later["fromMe"] = from_me
+        answer = post(webhook, later)
+        assert (answer.status_code, answer.json()["outcome"]) == (200, "kept")
+        assert not client.exists(f"zapi-queue:order-message:{INSTANCE}:LATER-{from_me}")
+    shown = json.loads(cli(state, "order", "show", order, "--json").stdout)
+    assert shown["messageId"] == first["messageId"]
+    assert shown["phone"] == mask_phone(PHONE)
+
+
+def test_callbacks_of_an_instance_not_in_the_fleet_are_counted_and_ignored(
+    webhook: WebhookProcess, client: redis.Redis
+) -> None:
+    keys_before = set(client.keys()) - {COUNTS_KEY.encode()}
+    for payload in (
+        order_message("not-our-instance", phone=PHONE),
+        delivery_callback("not-our-instance", "M-X", "Z", PHONE, failure=1),
+        {"type": "DisconnectedCallback", "instanceId": "not-our-instance"},
+    ):
+        answer = post(webhook, payload)
+        assert (answer.status_code, answer.json()["outcome"]) == (200, "foreign")
+    assert set(client.keys()) - {COUNTS_KEY.encode()} == keys_before
+    assert WebhookStats(client).counts()["foreign:DeliveryCallback"] >= 1
+
+
+def test_failure_reports_are_taken_whatever_the_shape_of_fields_we_do_not_need(
+    webhook: WebhookProcess, client: redis.Redis
+) -> None:
+    book = DeliveryBook(client, instance_id=INSTANCE, ttl=3600)
+    message = "MSG-ODD-SHAPES"
+    book.link(message, zaap_id="Z", letter=letter("job-odd"), reply_key="")
+    payload = delivery_callback(INSTANCE, message, "Z", PHONE, failure=1)
+    payload.update(errorCode=500, zaapId={"odd": True}, phone=["x"], momment="soon")
+    answer = post(webhook, payload)
+    assert (answer.status_code, answer.json()["outcome"]) == (200, "stored")
+    failed = book.get(message)
+    assert failed is not None
+    assert (failed.state, failed.error_code) == ("failed", "500")
+    odd = [
+        {
+            "type": "MessageStatusCallback",
+            "instanceId": INSTANCE,
+            "status": "DELETED",
+            "ids": ["a"],
+        },
+        {"type": "ReceivedCallback", "instanceId": INSTANCE, "messageId": "M", "text": {}},
+        {"type": "DeliveryCallback", "instanceId": INSTANCE},
+    ]
+    for payload in odd:
+        assert post(webhook, payload).status_code == 200
+    assert "skipped momment, zaapId" in webhook.log_text()

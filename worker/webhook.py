@@ -4,20 +4,29 @@
 
 * ``POST /webhooks/zapi/{secret}``: every callback type Z-API sends. Z-API does not sign its
   webhooks, so the secret path segment (``ZAPI_WEBHOOK_SECRET``) is the credential: compared in
-  constant time; a wrong one answers 404 and stores nothing. Not JSON, or not an object: 400;
-  over ``MAX_BODY`` (1 MiB): 413; a known type with wrong fields: 400 naming them; a type we do
-  not use: 200, counted, ignored; Redis unavailable: 503 (the callback is not lost if Z-API
-  tries again; applying it twice changes nothing).
+  constant time; a wrong one answers 404 and stores nothing. Not JSON (nested too deeply for
+  the parser included), or not an object: 400; over ``MAX_BODY`` (1 MiB): 413; a body slower
+  than ``ZAPI_WEBHOOK_BODY_TIMEOUT``: 408; an order we cannot keep: 400 naming its fields; any
+  other callback 200 (tasks/inbox.py says what it changed, or why nothing); Redis
+  unavailable: 503 (the callback is not lost if Z-API tries again; applying it twice changes
+  nothing). Whatever the body, never a 500.
 * ``GET /healthz``: 200 when Redis answers, else 503.
 
 It writes to Redis only (tasks/inbox.py decides what), keeps no state of its own, and may run
 as many replicas as wanted. Uvicorn's access log is off (it would print the secret with the
 path); each callback is logged in one line with its type, outcome and time, and no phone.
 Z-API only calls HTTPS URLs: run it behind a TLS-terminating proxy (README, "Webhooks").
+
+uvicorn's limits (``serve``): ``ZAPI_WEBHOOK_CONCURRENCY`` connections and requests at once
+(503 past it), idle connections closed after ``ZAPI_WEBHOOK_KEEP_ALIVE`` s, request line and
+headers at most ``MAX_HEADER`` bytes (h11, 400 past it). uvicorn has no timeout for reading a
+request's headers (its keep-alive timer stops when the first byte arrives): the proxy's is the
+one (nginx ``client_header_timeout``, 60 s by default); the body's is ours.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -27,19 +36,21 @@ from typing import Any
 import redis
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from config import ConfigurationError, Settings
 from tasks.callbacks import callback_type
 from tasks.contract.redaction import redact
-from tasks.inbox import Inbox, Outcome
+from tasks.inbox import Inbox, Outcome, fleet_instance_ids
 from tasks.state.store import connect
 
 logger = logging.getLogger("zapi_queue.webhook")
 
 MAX_BODY = 1024 * 1024
+#: Request line and headers at most (uvicorn's default for h11, made explicit).
+MAX_HEADER = 16 * 1024
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 
@@ -74,7 +85,13 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> Starlet
             "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`), the last "
             "segment of the URL given to Z-API: https://<host>/webhooks/zapi/<secret>"
         )
+    if not fleet_instance_ids(settings):
+        raise ConfigurationError(
+            "the webhook receiver keeps callbacks for the fleet's instances only: set "
+            "ZAPI_INSTANCE_ID or ZAPI_INSTANCES (their instance ids)"
+        )
     secret = settings.zapi_webhook_secret.get_secret_value().encode()
+    body_timeout = settings.zapi_webhook_body_timeout
     state = client or connect(settings.state_redis_url, retries=2)
     inbox = Inbox(state, settings)
     secrets = settings.secret_values()
@@ -86,7 +103,8 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> Starlet
             return JSONResponse({"error": "not found"}, status_code=404)
         kind = "?"
         try:
-            payload = json.loads(await _read_body(request, MAX_BODY))
+            body = await asyncio.wait_for(_read_body(request, MAX_BODY), body_timeout)
+            payload = json.loads(body)
             if not isinstance(payload, dict):
                 outcome = Outcome(400, "rejected", "the body must be a JSON object")
             else:
@@ -94,7 +112,15 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> Starlet
                 outcome = await run_in_threadpool(inbox.take, payload)
         except BodyTooLarge:
             outcome = Outcome(413, "rejected", f"the body is over {MAX_BODY} bytes")
-        except ValueError:
+        except TimeoutError:
+            outcome = Outcome(408, "rejected", f"the body took over {body_timeout:g} s")
+        except ClientDisconnect:
+            outcome = Outcome(400, "rejected", "the client left before its body arrived")
+        except RecursionError:
+            outcome = Outcome(
+                400, "rejected", "the body is not JSON we can read: nested too deeply"
+            )
+        except ValueError:  # UnicodeDecodeError and JSONDecodeError included
             outcome = Outcome(400, "rejected", "the body is not JSON")
         except redis.RedisError as exc:
             error = redact(f"{type(exc).__name__}: {exc}", secrets)
@@ -155,4 +181,8 @@ def serve(settings: Settings, *, host: str = DEFAULT_HOST, port: int = DEFAULT_P
         log_level="info",
         server_header=False,
         timeout_graceful_shutdown=10,
+        http="h11",  # the limits below are h11's (httptools, if installed, has others)
+        limit_concurrency=settings.zapi_webhook_concurrency,
+        timeout_keep_alive=settings.zapi_webhook_keep_alive,
+        h11_max_incomplete_event_size=MAX_HEADER,
     )

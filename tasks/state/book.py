@@ -10,8 +10,15 @@ Keys (an instance's orders; both expire ``ZAPI_ORDER_TTL``, 90 days, after the l
 * ``zapi-queue:order:{instance}:{orderRequestId}:state``, field ``snapshot``: the snapshot's
   JSON (camelCase, as on the wire). The same hash holds what the order last showed the customer
   (``status``, ``payment``: tasks/state/orders.py), which is the snapshot's current statuses;
-* ``zapi-queue:order-message:{instance}:{messageId}``: the ``orderRequestId`` of the order
+* ``zapi-queue:order-message:{instance}:{messageId}`` (the id escaped, as delivery keys'
+  are: tasks/contract/delivery_record.py ``key_part``): the ``orderRequestId`` of the order
   whose order message this is, so a short update may name the order either way.
+
+**The first snapshot of an order stays.** A later callback carrying the same ``orderRequestId``
+(Z-API's order callbacks come with ``fromMe`` true or false, so that cannot tell the order
+message from a later one; a replayed, forged or mistaken callback looks the same) changes
+nothing: not the phone later updates go to, not the order message they reply to, and it adds no
+order-message index. The order's statuses move with the updates delivered (tasks/state/orders.py).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import redis
 from config import get_settings
 from config.instances import Instance
 from tasks.callbacks import ReceivedCallback
+from tasks.contract.delivery_record import key_part
 from tasks.contract.ordering import order_keys
 from tasks.contract.schemas import normalized_phone
 from tasks.instances import default_instance
@@ -34,6 +42,15 @@ from tasks.state.store import KEY_PREFIX, get_redis, text
 
 MESSAGE_PREFIX = f"{KEY_PREFIX}:order-message:"
 SNAPSHOT_FIELD = "snapshot"
+
+# KEYS: the order's state hash, its order message's index. ARGV: the snapshot JSON, the
+# orderRequestId, TTL s. Returns 1 when stored, 0 when the book already had the order.
+_SAVE_FIRST = """
+if redis.call('HSETNX', KEYS[1], 'snapshot', ARGV[1]) == 0 then return 0 end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('SET', KEYS[2], ARGV[2], 'NX', 'EX', ARGV[3])
+return 1
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,9 +91,10 @@ class Snapshot:
 
 
 def snapshot_of_callback(callback: ReceivedCallback, instance_id: str) -> dict[str, Any] | None:
-    """The snapshot an order webhook carries, or None when the message is not an order."""
+    """The snapshot an order webhook carries, or None when the message is not an order (or
+    the order comes without the phone or message id an update needs)."""
     order = callback.order
-    if order is None:
+    if order is None or callback.phone is None or callback.messageId is None:
         return None
     products = [product.model_dump() for product in order.products]
     details = {"discount": order.discount, "tax": order.tax, "shipping": order.shipping}
@@ -118,24 +136,24 @@ class OrderBook:
         self._redis = client
         self.instance_id = instance_id
         self.ttl = ttl
+        self._save_first = client.register_script(_SAVE_FIRST)
 
     def state_key(self, order_request_id: str) -> str:
         return order_keys(self.instance_id, order_request_id)[2]
 
     def message_key(self, message_id: str) -> str:
-        return f"{MESSAGE_PREFIX}{self.instance_id}:{message_id}"
+        return f"{MESSAGE_PREFIX}{self.instance_id}:{key_part(message_id)}"
 
-    def save(self, snapshot: dict[str, Any]) -> None:
-        """Store a webhook's ``snapshot`` (replacing the one before), findable by
-        ``orderRequestId`` and by ``messageId``. (A full update's snapshot only fills a gap, in
-        the script that records its reply: tasks/state/turns.py.)"""
-        pipe = self._redis.pipeline(transaction=False)
-        state = self.state_key(snapshot["orderRequestId"])
+    def save(self, snapshot: dict[str, Any]) -> bool:
+        """Store a webhook's ``snapshot``, findable by ``orderRequestId`` and by ``messageId``,
+        unless the book already has the order (False: the first snapshot stays, see above).
+        (A full update's snapshot only fills a gap too, in the script that records its reply:
+        tasks/state/turns.py.)"""
         encoded = json.dumps(snapshot, separators=(",", ":"), ensure_ascii=False)
-        pipe.hset(state, SNAPSHOT_FIELD, encoded)
-        pipe.expire(state, self.ttl)
-        pipe.set(self.message_key(snapshot["messageId"]), snapshot["orderRequestId"], ex=self.ttl)
-        pipe.execute()
+        keys = [self.state_key(snapshot["orderRequestId"]), self.message_key(snapshot["messageId"])]
+        return bool(
+            self._save_first(keys=keys, args=[encoded, snapshot["orderRequestId"], self.ttl])
+        )
 
     def find(
         self, *, order_request_id: str | None = None, message_id: str | None = None
