@@ -160,7 +160,7 @@ def check(http: TestClient, state: redis.Redis, records: Records, content: bytes
     for key in state.scan_iter(count=1000):
         assert state.ttl(key) > 0, key
         assert not key.startswith(b"zapi-queue:delivery:"), key  # no job linked any message
-    return answer.status_code
+    return int(answer.status_code)
 
 
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

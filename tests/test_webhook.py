@@ -407,7 +407,7 @@ def test_failure_reports_are_taken_whatever_the_shape_of_fields_we_do_not_need(
     failed = book.get(message)
     assert failed is not None
     assert (failed.state, failed.error_code) == ("failed", "500")
-    odd = [
+    odd: list[dict[str, Any]] = [
         {
             "type": "MessageStatusCallback",
             "instanceId": INSTANCE,
@@ -417,6 +417,6 @@ def test_failure_reports_are_taken_whatever_the_shape_of_fields_we_do_not_need(
         {"type": "ReceivedCallback", "instanceId": INSTANCE, "messageId": "M", "text": {}},
         {"type": "DeliveryCallback", "instanceId": INSTANCE},
     ]
-    for payload in odd:
-        assert post(webhook, payload).status_code == 200
+    for each in odd:
+        assert post(webhook, each).status_code == 200
     assert "skipped momment, zaapId" in webhook.log_text()
