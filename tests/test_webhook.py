@@ -57,6 +57,8 @@ def webhook_env(state: RedisServer) -> dict[str, str]:
         "CELERY_RESULT_BACKEND": f"{state.url}/1",
         "ZAPI_INSTANCE_ID": INSTANCE,
         "ZAPI_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "ZAPI_WEBHOOK_BODY_TIMEOUT": "1",
+        "ZAPI_WEBHOOK_KEEP_ALIVE": "1",
         "PYTHONUNBUFFERED": "1",
     }
 
@@ -420,3 +422,27 @@ def test_failure_reports_are_taken_whatever_the_shape_of_fields_we_do_not_need(
     for each in odd:
         assert post(webhook, each).status_code == 200
     assert "skipped momment, zaapId" in webhook.log_text()
+
+
+def test_a_slow_body_is_408_and_an_idle_connection_is_closed(webhook: WebhookProcess) -> None:
+    """ZAPI_WEBHOOK_BODY_TIMEOUT and ZAPI_WEBHOOK_KEEP_ALIVE (1 s here) reach the app, uvicorn."""
+    import socket
+
+    host, port = webhook.url.removeprefix("http://").split(":")
+    path = f"/webhooks/zapi/{WEBHOOK_SECRET}"
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{{"
+        sock.sendall(head.encode())  # one byte of a hundred, then nothing
+        started = time.monotonic()
+        answer = sock.recv(4096).decode()
+        assert answer.startswith("HTTP/1.1 408"), answer
+        assert 0.8 < time.monotonic() - started < 5
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        received = b""
+        while b'{"ok":true}' not in received:  # the answer may come in more than one segment
+            received += sock.recv(4096)
+        assert received.startswith(b"HTTP/1.1 200")
+        started = time.monotonic()
+        assert sock.recv(4096) == b""  # closed by the server once idle
+        assert time.monotonic() - started < 5
