@@ -287,3 +287,36 @@ def test_ids_with_colons_or_percents_get_keys_of_their_own(book: DeliveryBook) -
     state = book.get(sent)
     assert state is not None
     assert state.state == "sent"
+
+
+def test_early_entries_are_capped_oldest_first_and_counted(server: RedisServer) -> None:
+    client: redis.Redis = server.client()
+    book = DeliveryBook(client, instance_id="capped-unit", ttl=60)
+    first = "OLDEST"
+    book.apply(first, "failed", at=1.0, error="x")
+    evicted = 0
+    for start in range(0, EARLY_MAX + 5, 2000):
+        ids = [f"M{n}" for n in range(start, min(start + 2000, EARLY_MAX + 5))]
+        evicted += sum(each.evicted for each in book.apply_all(ids, "sent", at=1.0))
+    assert book.early_count() == EARLY_MAX
+    assert evicted == 6  # the oldest, and five more
+    # The evicted early failure is gone: its job links as accepted, not buried.
+    assert book.link(first, zaap_id="Z", letter=letter(), reply_key="r") is None
+    state = book.get(first)
+    assert state is not None
+    assert state.state == "accepted"
+    client.delete(f"{EARLY_PREFIX}capped-unit", "zapi-queue:delivery-early-at:capped-unit")
+    client.close()
+
+
+def test_an_early_entry_past_its_time_is_not_applied(server: RedisServer) -> None:
+    client: redis.Redis = server.client()
+    book = DeliveryBook(client, instance_id="stale-unit", ttl=60)
+    book.apply("LATE", "failed", at=1.0, error="x")
+    client.zadd("zapi-queue:delivery-early-at:stale-unit", {"LATE": time.time() - EARLY_TTL - 1})
+    assert book.link("LATE", zaap_id="Z", letter=letter(), reply_key="r") is None
+    state = book.get("LATE")
+    assert state is not None
+    assert state.state == "accepted"
+    assert book.early_count() == 0
+    client.close()
