@@ -11,6 +11,7 @@ from tasks.contract.ordering import (
     Arrival,
     Delivered,
     arrival_of,
+    order_keys,
     order_status_moves_back,
     payment_status_moves_back,
     stale_reason,
@@ -99,3 +100,9 @@ def test_a_bad_sequence_on_the_wire_is_ignored_there() -> None:
     body = {"orderRequestId": "ORD-1"}
     found = arrival_of(message("zapi.order_status_update", body, {"sequence": "3"}))
     assert found == Arrival("job-9", "ORD-1", None)
+
+
+def test_no_two_orders_share_a_key_whatever_their_ids_hold() -> None:
+    assert order_keys("i", "a:b") != order_keys("i:a", "b")
+    assert order_keys("i", "a%3Ab") != order_keys("i", "a:b")
+    assert order_keys("i", "4N8FCTW22W4")[0] == "zapi-queue:order:i:4N8FCTW22W4:line"

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from .delivery_record import key_part
 from .endpoints import TASK_NAMES
 from .job_kwargs import valid_sequence
 
@@ -41,8 +42,9 @@ DEFAULT_ORDER_TTL = 90 * 86_400
 
 
 def order_keys(instance_id: str, order: str) -> tuple[str, str, str]:
-    """The line, jobs and state keys of ``order`` (an ``orderRequestId``) of an instance."""
-    base = f"{ORDER_PREFIX}{instance_id}:{order}"
+    """The line, jobs and state keys of ``order`` (an ``orderRequestId``) of an instance; the
+    id escaped (``key_part``), so that no two orders share a key, whatever their ids hold."""
+    base = f"{ORDER_PREFIX}{instance_id}:{key_part(order)}"
     return base + ":line", base + ":jobs", base + ":state"
 
 

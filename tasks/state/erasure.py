@@ -35,7 +35,7 @@ from typing import Any
 import redis
 
 from config.instances import alias_of
-from tasks.contract.delivery_record import DELIVERY_PREFIX
+from tasks.contract.delivery_record import DELIVERY_PREFIX, key_part
 from tasks.contract.ordering import order_keys
 from tasks.contract.schemas import normalized_phone
 from tasks.state.book import MESSAGE_PREFIX, SNAPSHOT_FIELD
@@ -152,7 +152,7 @@ class Forgetter:
             if not dry_run:
                 self._redis.hdel(key, SNAPSHOT_FIELD)
                 if isinstance(message, str):
-                    self._redis.delete(f"{MESSAGE_PREFIX}{instance}:{message}")
+                    self._redis.delete(f"{MESSAGE_PREFIX}{instance}:{key_part(message)}")
 
     def _dead_letters_of(self, phone: str, erasure: Erasure, dry_run: bool) -> None:
         """Full-form letters first link their orders, so that one pass over the store finds a
