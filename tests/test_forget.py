@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import redis
 
+from tasks.contract.ordering import order_keys
 from tasks.state.deadletter import DeadLetter, DeadLetterStore
 from tasks.state.deliveries import DeliveryBook
 from tasks.state.store import text
@@ -202,6 +203,8 @@ def test_forget_finds_a_short_form_dead_letter_and_a_job_a_worker_holds(tmp_path
             time.sleep(0.1)
         assert client.hlen("unacked") == 1, "the countdown job is not held by the worker"
         urls = [env["CELERY_BROKER_URL"], env["CELERY_RESULT_BACKEND"]]
+        line = order_keys(env["ZAPI_INSTANCE_ID"], later["orderRequestId"])[0]
+        assert client.zscore(line, held.id) is not None  # its place, taken as it was fetched
 
         report = run_forget(env)
         assert report["dead_letters"] == 1
@@ -210,6 +213,7 @@ def test_forget_finds_a_short_form_dead_letter_and_a_job_a_worker_holds(tmp_path
         assert DeadLetterStore(client).get("orphan:1") is not None
         assert report["held_jobs"] == 1
         assert report["revoked"] == 1
+        assert client.zscore(line, held.id) is None, "the erased job still heads its order"
         assert holds(urls, MARIA) == []
         assert holds(urls, GREETING) == []
         time.sleep(8)  # past the countdown: the worker skips the revoked job

@@ -34,13 +34,14 @@ from typing import Any
 
 import redis
 
-from config.instances import alias_of
+from config.instances import DEFAULT_ALIAS, alias_of
 from tasks.contract.delivery_record import DELIVERY_PREFIX, key_part
-from tasks.contract.ordering import order_keys
+from tasks.contract.ordering import Arrival, order_keys
 from tasks.contract.schemas import normalized_phone
 from tasks.state.book import MESSAGE_PREFIX, SNAPSHOT_FIELD
 from tasks.state.deadletter import DeadLetter, DeadLetterStore
 from tasks.state.erasure_queues import QueueEraser, QueueSweep
+from tasks.state.orders import OrderLines
 from tasks.state.store import KEY_PREFIX, text
 
 ORDER_PREFIX = f"{KEY_PREFIX}:order:"
@@ -118,7 +119,16 @@ class Forgetter:
             return self._is_theirs(body, alias_of(kwargs), target, erasure)
 
         erasure.queue = QueueEraser(broker, theirs, [target]).sweep(dry_run=dry_run)
+        self._release_lines(erasure.queue.arrivals)
         return erasure
+
+    def _release_lines(self, arrivals: list[Arrival]) -> None:
+        """The removed jobs leave their orders' lines, as a job that ended would."""
+        for arrival in arrivals:
+            instance_id = self._instance_ids.get(arrival.instance or DEFAULT_ALIAS)
+            if instance_id is not None:
+                lines = OrderLines(self._redis, instance_id=instance_id, ttl=1, absence=0, settle=0)
+                lines.leave(arrival.order_request_id, arrival.job_id)
 
     def _is_theirs(self, body: Any, alias: str, phone: str, erasure: Erasure) -> bool:
         """A body for ``phone``: its own phone, or (short form) an order linked to it."""

@@ -29,7 +29,7 @@ from typing import Any
 
 import redis
 
-from tasks.contract.ordering import task_call
+from tasks.contract.ordering import Arrival, arrival_of, task_call
 from tasks.state.store import text
 from worker.fetch_scripts import HOLDERS_KEY, REJECTED_KEY, SOURCES_KEY
 
@@ -56,6 +56,9 @@ class QueueSweep:
     """Jobs held by workers (unacked, or fetched and not claimed): removed and to be revoked."""
     set_aside: int = 0
     held_ids: list[str] = field(default_factory=list)
+    arrivals: list[Arrival] = field(default_factory=list)
+    """Where the removed order updates stood in their orders' lines: the caller takes them out,
+    so that the next update of each order does not wait for a job that will never run."""
 
 
 def job_id_of(envelope: Any) -> str | None:
@@ -79,6 +82,7 @@ class QueueEraser:
         self._redis = broker
         self._matches = matches
         self._needles = [needle for needle in raw_needles if needle]
+        self._arrivals: list[Arrival] = []
 
     def sweep(self, *, dry_run: bool) -> QueueSweep:
         found = QueueSweep()
@@ -89,6 +93,7 @@ class QueueEraser:
             found.held += self._sweep_list(name, self._is_theirs, dry_run, found.held_ids)
         found.held += self._sweep_unacked(dry_run, found.held_ids)
         found.set_aside = self._sweep_list(REJECTED_KEY, self._holds_needle, dry_run, [])
+        found.arrivals, self._arrivals = self._arrivals, []
         return found
 
     def _is_theirs(self, envelope: Any, raw: Any = b"") -> bool:
@@ -118,6 +123,8 @@ class QueueEraser:
                 count += 1
                 if (job := job_id_of(envelope)) is not None:
                     job_ids.append(job)
+                if not dry_run:
+                    self._note_arrival(envelope)
             if len(page) < PAGE:
                 break
             start += len(page) - removed
@@ -136,7 +143,13 @@ class QueueEraser:
                 job_ids.append(job)
             if not dry_run:
                 self._drop_unacked(tag)
+                self._note_arrival(envelope)
         return count
+
+    def _note_arrival(self, envelope: Any) -> None:
+        arrival = arrival_of(envelope) if isinstance(envelope, dict) else None
+        if arrival is not None:
+            self._arrivals.append(arrival)
 
     def _hscan(self, key: str) -> Iterator[tuple[bytes, bytes]]:
         yield from self._redis.hscan_iter(key, count=PAGE)
