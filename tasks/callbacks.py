@@ -52,7 +52,12 @@ from pydantic import (
     field_validator,
 )
 
-from tasks.contract.schemas import OrderStatus, PaymentStatus
+from tasks.contract.schemas import (
+    NUMBER_MAX,
+    PRODUCT_NAME_MAX_LENGTH,
+    OrderStatus,
+    PaymentStatus,
+)
 
 #: Longest ``error`` kept (Z-API's are one sentence); longer ones are cut.
 MAX_TEXT = 1000
@@ -63,7 +68,8 @@ EARLIEST_MOMENT_MS = 946_684_800_000
 LATEST_AHEAD_S = 86_400
 
 NonEmpty = Annotated[str, StringConstraints(min_length=1, max_length=256)]
-Amount = Annotated[int | float, Field(ge=0, allow_inf_nan=False)]
+# Bounded as an update's amounts are: an order the book takes must be one its updates can send.
+Amount = Annotated[int | float, Field(ge=0, le=NUMBER_MAX, allow_inf_nan=False)]
 
 
 def note_skipped(info: ValidationInfo, name: str) -> None:
@@ -128,7 +134,7 @@ class Callback(BaseModel):
 class OrderProduct(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    name: Annotated[str, StringConstraints(min_length=1, max_length=1024)]  # as updates allow
+    name: Annotated[str, StringConstraints(min_length=1, max_length=PRODUCT_NAME_MAX_LENGTH)]
     quantity: Annotated[int, Field(gt=0)]
     isCustomItem: bool  # noqa: N815 - Z-API's spelling
     productId: NonEmpty  # noqa: N815 - Z-API's spelling

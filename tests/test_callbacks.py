@@ -114,6 +114,20 @@ def test_an_order_without_what_updates_need_is_refused_naming_the_fields() -> No
     assert where == {"reviewAndPay.products.0.productId", "reviewAndPay.orderStatus"}
 
 
+def test_an_order_takes_the_names_and_amounts_its_updates_can_send() -> None:
+    """One product-name length and one amount bound for the webhook and the updates: an order
+    the book takes is one whose short updates can be completed and sent."""
+    payload = copy.deepcopy(FACTS_EXAMPLE)
+    payload["reviewAndPay"]["products"][0]["name"] = "n" * 1024
+    ReceivedCallback.model_validate(payload)
+    payload["reviewAndPay"]["products"][0]["name"] = "n" * 1025
+    payload["reviewAndPay"]["products"][0]["value"] = 2**53
+    with pytest.raises(ValidationError) as caught:
+        ReceivedCallback.model_validate(payload)
+    where = {".".join(map(str, e["loc"])) for e in caught.value.errors()}
+    assert where == {"reviewAndPay.products.0.name", "reviewAndPay.products.0.value"}
+
+
 @pytest.mark.parametrize(
     ("payload", "label"),
     [
