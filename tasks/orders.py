@@ -19,6 +19,7 @@ from celery import Task, shared_task
 from tasks.contract.endpoints import Endpoint
 from tasks.contract.errors import AttemptsExhaustedError, PermanentError
 from tasks.delivery import deliver
+from tasks.request import OrderUpdateTask
 
 ORDER_STATUS_UPDATE = Endpoint.ORDER_STATUS_UPDATE.task_name
 ORDER_PAYMENT_UPDATE = Endpoint.ORDER_PAYMENT_UPDATE.task_name
@@ -33,8 +34,9 @@ _OPTIONS: dict[str, Any] = {
     "bind": True,
     "throws": _EXPECTED,
     "max_retries": None,
-    # Masks the phone in what the worker reports (events, Flower, inspect).
+    # Masks the phone in what the worker reports (events, Flower, inspect), retries included.
     "Request": "tasks.request:OrderUpdateRequest",
+    "base": OrderUpdateTask,
 }
 
 

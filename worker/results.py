@@ -18,10 +18,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from celery import Celery
+from celery import Celery, states
 from celery.backends.redis import RedisBackend, SentinelBackend
 from celery.exceptions import BackendStoreError
 from kombu.utils.encoding import bytes_to_str
+
+from tasks.request import is_wait
 
 #: Schemes whose backend this module replaces, and the class that replaces it.
 BACKENDS = {
@@ -69,7 +71,10 @@ class FinalStateGuard(RedisBackend):
         request: Any = None,
         **kwargs: Any,
     ) -> Any:
-        """Celery's, without its read of the current state: the write's script reads it."""
+        """Celery's, without its read of the current state: the write's script reads it. A
+        wait's RETRY is stored without a traceback: it is no failure (tasks/request.py)."""
+        if state == states.RETRY and is_wait(result):
+            traceback = None
         meta = self._get_result_meta(  # type: ignore[attr-defined]  # not in celery-types
             result=result, state=state, traceback=traceback, request=request
         )

@@ -47,15 +47,47 @@ def mask_phone(phone: Any) -> str:
     return text[:5] + "*" * (len(text) - 8) + text[-3:]
 
 
-def describe_body(body: Any) -> str:
-    """A short, phone-masked summary of a job's body, for Flower and logs (``argsrepr``)."""
+#: Fields of a body shown to operators (Flower, ``inspect``, logs): the order it names and the
+#: statuses it sets. Each value is cut to ``_SHOWN_LENGTH`` characters, runs of digits masked.
+_SHOWN_FIELDS = ("orderRequestId", "messageId", "orderStatus", "paymentStatus")
+_SHOWN_LENGTH = 64
+_DIGIT_RUN = re.compile(r"\d{8,}")
+
+
+def shown_text(value: Any, limit: int = _SHOWN_LENGTH) -> str:
+    """``value`` as operators may read it: a string cut to ``limit`` characters with every run of
+    8 or more digits masked (a phone hidden in an id), anything else as its type's name."""
+    if not isinstance(value, str):
+        return f"<{type(value).__name__}>"
+    return _DIGIT_RUN.sub(lambda run: _masked_phone(run.group()), value[:limit])
+
+
+def _masked_phone(phone: Any) -> str:
+    """:func:`mask_phone`, but a number shorter than 12 characters shows none of it (the 5 + 3
+    characters mask_phone keeps would be most of an 8 to 11 digit number)."""
+    if not isinstance(phone, str):
+        return f"<{type(phone).__name__}>"
+    return mask_phone(phone) if len(phone) >= 12 else "*" * len(phone)
+
+
+def summarize_body(body: Any) -> str:
+    """One body as operators see it: ``{'phone': '55449****999', 'orderRequestId': ...,
+    'orderStatus': ...}``. A short update names no phone and shows none; a body that is not a
+    dict shows its type only; the message text and the order's items are never shown."""
     if not isinstance(body, dict):
-        return f"[<{type(body).__name__}>]"
-    parts = [f"'phone': {mask_phone(body.get('phone'))!r}"]
-    for name in ("messageId", "orderStatus", "paymentStatus"):
+        return f"<{type(body).__name__}>"
+    parts = []
+    if "phone" in body:
+        parts.append(f"'phone': {_masked_phone(body['phone'])!r}")
+    for name in _SHOWN_FIELDS:
         if name in body:
-            parts.append(f"{name!r}: {str(body[name])[:64]!r}")
-    return "[{" + ", ".join(parts) + ", ...}]"
+            parts.append(f"{name!r}: {shown_text(body[name])!r}")
+    return "{" + ", ".join(parts) + "}"
+
+
+def describe_body(body: Any) -> str:
+    """A job's ``argsrepr`` when its one positional argument is ``body``: ``[{...}]``."""
+    return f"[{summarize_body(body)}]"
 
 
 class RedactingFilter(logging.Filter):
