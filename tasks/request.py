@@ -26,6 +26,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from celery import Task
+from celery.exceptions import Retry
 from celery.worker.request import Request
 
 from config.instances import DEFAULT_ALIAS
@@ -120,6 +121,11 @@ def is_wait(exc: Any) -> bool:
     return isinstance(exc, waits)
 
 
+def is_stored_wait(result: Any) -> bool:
+    """Whether ``result``, an exception as the result backend encodes it, is a wait's."""
+    return isinstance(result, dict) and result.get("exc_type") in _WAITS_FOR
+
+
 def wait_text(exc: Any, when: Any = None) -> str | None:
     """How a wait reads in Flower (``waiting for a rate slot: ...; runs again in 0.8 s``), or
     None when ``exc`` is not a wait."""
@@ -181,6 +187,8 @@ class OrderUpdateRequest(Request):
     def on_retry(self, exc_info: Any) -> None:
         """A wait's ``task-retried`` event says what it waits for, without a traceback."""
         retry = exc_info.exception
+        if not isinstance(retry, Retry):  # the pool's ExceptionWithTraceback around it
+            retry = getattr(retry, "exc", None)
         shown = wait_text(getattr(retry, "exc", None), getattr(retry, "when", None))
         if shown is None:
             super().on_retry(exc_info)

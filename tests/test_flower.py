@@ -11,11 +11,14 @@ from typing import Any
 import httpx
 import pytest
 from celery import Celery
+from celery.result import AsyncResult
 
 from tests.bodies import unique_body
 from tests.conftest import SECRETS
 from worker.dev.ports import free_port
 from worker.dev.processes import FlowerProcess, celery_command
+from worker.dev.zapi_sim import Fault, ZapiSimulator
+from worker.flower_guard import credentials, refusal
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("worker")]
 
@@ -108,3 +111,78 @@ def test_flower_refuses_to_serve_all_interfaces_unauthenticated(
     )
     assert completed.returncode == 2
     assert "refusing to serve Flower on all interfaces without authentication" in (completed.stderr)
+
+
+def test_flower_metrics_need_the_login(flower: str) -> None:
+    assert httpx.get(f"{flower}/metrics", timeout=5).status_code == 401
+    assert httpx.get(f"{flower}/metrics", auth=("ops", "wrong"), timeout=5).status_code == 401
+
+
+@pytest.mark.parametrize("given", ["", "   "])
+def test_flower_refuses_an_empty_login_like_a_missing_one(
+    worker_env: dict[str, str], given: str
+) -> None:
+    env = {k: v for k, v in worker_env.items() if not k.startswith("FLOWER_")}
+    completed = subprocess.run(
+        [*celery_command(), "-A", "worker", "flower", f"--port={free_port()}"],
+        env={**env, "FLOWER_BASIC_AUTH": given},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 2
+    assert "refusing to serve Flower on all interfaces without authentication" in (completed.stderr)
+
+
+@pytest.mark.parametrize("given", ["ops:", ":pw-secret-1", "ops", " : "])
+def test_a_login_without_user_or_password_is_refused_anywhere(given: str) -> None:
+    reason = refusal("127.0.0.1", [given], None)
+    assert reason is not None
+    assert "entry 1 of 1 must be user:password" in reason
+    assert "pw-secret-1" not in reason
+
+
+def test_blank_login_entries_count_as_none() -> None:
+    assert credentials(["", " ", "ops:pw"]) == ["ops:pw"]
+    assert refusal("", ["", " "], None) is not None
+    assert refusal("127.0.0.1", [""], None) is None
+
+
+def wait_for_state(url: str, job_id: str, state: str, timeout: float = 20) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        task = httpx.get(f"{url}/api/tasks", auth=AUTH, timeout=5).json().get(job_id, {})
+        if task.get("state") == state:
+            return dict(task)
+        time.sleep(0.05)
+    raise AssertionError(f"Flower never showed {job_id} as {state}")
+
+
+def test_flower_shows_no_phone_during_retries_and_a_wait_as_a_wait(
+    flower: str, producer: Celery, zapi_sim: ZapiSimulator
+) -> None:
+    failing, waiting = unique_body(phone=PHONE), unique_body(phone=PHONE)
+    zapi_sim.script(failing["messageId"], Fault(status=503, headers={"Retry-After": "3"}))
+    zapi_sim.script(waiting["messageId"], Fault(status=429, headers={"Retry-After": "3"}))
+    retried = producer.send_task("zapi.order_status_update", kwargs={"body": failing})
+    deferred = producer.send_task("zapi.order_status_update", args=[waiting])
+
+    seen = [wait_for_state(flower, job.id, "RETRY") for job in (retried, deferred)]
+    seen += [
+        httpx.get(f"{flower}/api/task/info/{job.id}", auth=AUTH, timeout=5).json()
+        for job in (retried, deferred)
+    ]
+    wait = seen[1]
+    assert "waiting for a rate slot" in str(wait["exception"])
+    assert not wait.get("traceback")
+    stored = AsyncResult(deferred.id, app=producer)
+    assert stored.state == "RETRY"
+    assert not stored.traceback
+    for job in (retried, deferred):
+        job.get(timeout=30)
+    seen += [wait_for_task(flower, job.id) for job in (retried, deferred)]
+    everything = httpx.get(f"{flower}/api/tasks", auth=AUTH, timeout=5).text
+    assert PHONE not in everything
+    assert PHONE not in str(seen)
+    assert "55119*****210" in str(seen[0]["kwargs"])

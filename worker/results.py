@@ -23,7 +23,7 @@ from celery.backends.redis import RedisBackend, SentinelBackend
 from celery.exceptions import BackendStoreError
 from kombu.utils.encoding import bytes_to_str
 
-from tasks.request import is_wait
+from tasks.request import is_stored_wait
 
 #: Schemes whose backend this module replaces, and the class that replaces it.
 BACKENDS = {
@@ -73,7 +73,7 @@ class FinalStateGuard(RedisBackend):
     ) -> Any:
         """Celery's, without its read of the current state: the write's script reads it. A
         wait's RETRY is stored without a traceback: it is no failure (tasks/request.py)."""
-        if state == states.RETRY and is_wait(result):
+        if state == states.RETRY and is_stored_wait(result):
             traceback = None
         meta = self._get_result_meta(  # type: ignore[attr-defined]  # not in celery-types
             result=result, state=state, traceback=traceback, request=request
