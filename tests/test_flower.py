@@ -176,7 +176,7 @@ def test_flower_shows_no_phone_during_retries_and_a_wait_as_a_wait(
     wait = seen[1]
     assert "waiting for a rate slot" in str(wait["exception"])
     assert not wait.get("traceback")
-    stored = AsyncResult(deferred.id, app=producer)
+    stored: AsyncResult[Any] = AsyncResult(deferred.id, app=producer)
     assert stored.state == "RETRY"
     assert not stored.traceback
     for job in (retried, deferred):
