@@ -30,7 +30,7 @@ from celery.exceptions import Retry
 from celery.worker.request import Request
 
 from config.instances import DEFAULT_ALIAS
-from tasks.contract.redaction import shown_text, summarize_body
+from tasks.contract.redaction import mask_digit_runs, shown_text, summarize_body
 
 if TYPE_CHECKING:  # the stubs' name for what info() returns; not in celery itself
     from celery.worker.request import _InfoDict as InfoDict
@@ -198,6 +198,11 @@ class OrderUpdateRequest(Request):
         self.send_event("task-retried", exception=shown, traceback=None)
 
     def send_event(self, type: str, **fields: Any) -> None:
+        # An error may quote what the producer sent (an unknown instance alias, a key): any
+        # phone-like run of digits in it is masked before Flower shows it.
+        for name in ("exception", "traceback"):
+            if isinstance(fields.get(name), str):
+                fields[name] = mask_digit_runs(fields[name])
         # Celery's worker makes a subclass whose on_success does not call ours: the success
         # event is the one place every path goes through.
         super().send_event(type, **fields)

@@ -51,7 +51,8 @@ def mask_phone(phone: Any) -> str:
 #: statuses it sets. Each value is cut to ``_SHOWN_LENGTH`` characters, runs of digits masked.
 _SHOWN_FIELDS = ("orderRequestId", "messageId", "orderStatus", "paymentStatus")
 _SHOWN_LENGTH = 64
-_DIGIT_RUN = re.compile(r"\d{8,}")
+#: 8 or more digits, alone or written as people write phones (``+55 (11) 98765-4321``).
+_DIGIT_RUN = re.compile(r"\+?\(?\d(?:[ ().-]{0,2}\d){7,}")
 
 
 def shown_text(value: Any, limit: int = _SHOWN_LENGTH) -> str:
@@ -60,6 +61,11 @@ def shown_text(value: Any, limit: int = _SHOWN_LENGTH) -> str:
     if not isinstance(value, str):
         return f"<{type(value).__name__}>"
     return _DIGIT_RUN.sub(lambda run: _masked_phone(run.group()), value[:limit])
+
+
+def mask_digit_runs(text: str) -> str:
+    """``text`` with every run of 8 or more digits masked: a phone quoted in an error message."""
+    return _DIGIT_RUN.sub(lambda run: _masked_phone(run.group()), text)
 
 
 def _masked_phone(phone: Any) -> str:
