@@ -129,8 +129,8 @@ def test_no_generated_phone_in_events_inspect_or_flower(
     while time.monotonic() < deadline and not ours <= _ended(capture):
         time.sleep(0.1)
     events = [e for e in capture.seen if e.get("uuid") in ours]
-    # Not every job need end here (a wrong call shape may hold its order's line: the broker
-    # door's part of issue #26); every event any of them sent is read.
+    # Not every job ends here: a short update naming no known order waits ZAPI_ORDER_WAIT
+    # (5 min) for its webhook. Every event any of them sent is read.
     assert any(e["type"] == "task-retried" for e in events)  # the 503 retried: task-sent too
 
     for event in events:
