@@ -110,15 +110,9 @@ _WAITS_FOR = {
 
 def is_wait(exc: Any) -> bool:
     """Whether ``exc`` re-schedules a job for a wait (no attempt used), not for a failure."""
-    from tasks import delivery  # delivery imports this module: import on use
+    from tasks.delivery import DEFERRAL_REASONS  # delivery imports this module: on use
 
-    waits = (
-        delivery.RateLimitWait,
-        delivery.OrderWait,
-        delivery.UnknownOrderWait,
-        delivery.StateUnavailableWait,
-    )
-    return isinstance(exc, waits)
+    return isinstance(exc, tuple(DEFERRAL_REASONS))
 
 
 def is_stored_wait(result: Any) -> bool:

@@ -60,7 +60,7 @@ def shown_text(value: Any, limit: int = _SHOWN_LENGTH) -> str:
     8 or more digits masked (a phone hidden in an id), anything else as its type's name."""
     if not isinstance(value, str):
         return f"<{type(value).__name__}>"
-    return _DIGIT_RUN.sub(lambda run: _masked_phone(run.group()), value[:limit])
+    return mask_digit_runs(value[:limit])
 
 
 def mask_digit_runs(text: str) -> str:

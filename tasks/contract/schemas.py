@@ -49,7 +49,8 @@ from pydantic_core import PydanticCustomError
 from .currencies import ISO_4217_CODES
 
 _PHONE_FORMATTING = re.compile(r"[\s+\-.()]")
-_PHONE_DIGITS = re.compile(r"[0-9]{10,15}")
+#: A phone as the contract takes it, once formatting is removed (DDI DDD NUMBER).
+PHONE_DIGITS = re.compile(r"[0-9]{10,15}")
 # The same rules as patterns, for the JSON Schemas (schemas/*.json): formatting characters
 # anywhere, 10 to 15 digits in all; an id is non-empty with no whitespace.
 _PHONE_PATTERN = r"^[\s+.()-]*(?:[0-9][\s+.()-]*){10,15}$"
@@ -80,7 +81,7 @@ def _strip_phone_formatting(value: Any) -> Any:
 
 
 def _digits_phone(phone: str) -> str:
-    if not _PHONE_DIGITS.fullmatch(phone):
+    if not PHONE_DIGITS.fullmatch(phone):
         raise PydanticCustomError(
             "phone_format",
             # No example number here: an error text must not hold anything dialable.

@@ -42,8 +42,7 @@ def one_line(message: str, secrets: list[str] | None = None) -> str:
     if secrets is None:
         secrets = known_secrets()
     cleaned = _DIGIT_RUN.sub(lambda m: mask_phone(m[0]), redact(message, secrets))
-    shown = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in cleaned)
-    return shown if len(shown) <= MAX_LINE else shown[: MAX_LINE - 3] + "..."
+    return printable(cleaned, MAX_LINE)
 
 
 def printable(value: str, limit: int = 200) -> str:

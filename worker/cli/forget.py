@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import re
 
 import click
 
 from tasks.contract.redaction import mask_phone
-from tasks.contract.schemas import normalized_phone
+from tasks.contract.schemas import PHONE_DIGITS, normalized_phone
 from tasks.state.erasure import Erasure, Forgetter
 from worker.cli.common import dead_letter_store, fail, reachable, settings_or_exit, state_redis
 from worker.cli.main import main
@@ -23,8 +22,6 @@ LABELS = {
     "held_jobs": "jobs held by workers (removed and revoked)",
     "set_aside_items": "set-aside queue items",
 }
-#: A phone as the contract takes it, once formatting is removed (tasks/contract/schemas.py).
-PHONE = re.compile(r"[0-9]{10,15}")
 
 
 @main.command("forget")
@@ -44,7 +41,7 @@ def forget(phone: str, dry_run: bool, as_json: bool) -> None:
     missed: run forget again to be sure (a second run finding nothing is the proof).
     """
     target = normalized_phone(phone)
-    if not PHONE.fullmatch(target):
+    if not PHONE_DIGITS.fullmatch(target):
         fail("--phone must be 10 to 15 digits, DDI DDD NUMBER (e.g. 5511999999999)")
     settings = settings_or_exit()
     instance_ids = {alias: i.instance_id for alias, i in settings.instances().items()}
