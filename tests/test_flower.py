@@ -164,7 +164,8 @@ def test_flower_shows_no_phone_during_retries_and_a_wait_as_a_wait(
 ) -> None:
     failing, waiting = unique_body(phone=PHONE), unique_body(phone=PHONE)
     zapi_sim.script(failing["messageId"], Fault(status=503, headers={"Retry-After": "3"}))
-    zapi_sim.script(waiting["messageId"], Fault(status=429, headers={"Retry-After": "3"}))
+    # The pause (ZAPI_RETRY_BACKOFF_MAX, 5 s here) outlasts a loaded machine's reads below.
+    zapi_sim.script(waiting["messageId"], Fault(status=429, headers={"Retry-After": "5"}))
     retried = producer.send_task("zapi.order_status_update", kwargs={"body": failing})
     deferred = producer.send_task("zapi.order_status_update", args=[waiting])
 
