@@ -110,7 +110,7 @@ PUT_BACK_BACKOFF = (1.0, 60.0)
 #: Between tries to write what must not be lost (a reply, a dead letter; for
 #: ZAPI_PERSIST_PATIENCE): the first wait and the longest, seconds.
 PERSIST_FIRST_WAIT = 0.2
-PERSIST_MAX_WAIT = 5.0
+PERSIST_MAX_WAIT = 1.0
 
 
 class RateLimitWait(ZapiQueueError):  # noqa: N818 - a wait, not an error
@@ -527,7 +527,13 @@ class Execution:
             key, owner, update, sequence, result, wire=None if has_snapshot else wire
         )
         if recorded is None:
-            carried = {"key": key, "result": result, "wire": wire, "has_snapshot": has_snapshot}
+            carried = {
+                "key": key,
+                "owner": owner,  # the send's: its in-flight mark is not another's send
+                "result": result,
+                "wire": wire,
+                "has_snapshot": has_snapshot,
+            }
             self.put_back(
                 redis.RedisError("the reply could not be recorded"),
                 reason="Redis failed to record the delivered reply",
@@ -537,11 +543,14 @@ class Execution:
         if burial is not None:
             self._bury_failed_delivery(burial)
         if earlier is not None:
-            # Another execution of this job (it took the job over while this one was frozen)
-            # recorded its reply first: every execution's result is that one, ambiguity included.
-            logger.warning(
-                "job %s: another execution recorded its reply first; its result stands", self.job_id
-            )
+            # The reply as stored: another execution of this job (it took the job over while
+            # this one was frozen or waited for Redis) recorded first, or sent meanwhile and
+            # made ours ambiguous. Every execution's result is that one, ambiguity included.
+            if earlier.get("zaapId") != result.get("zaapId"):
+                logger.warning(
+                    "job %s: another execution recorded its reply first; its result stands",
+                    self.job_id,
+                )
             return earlier
         return result
 
@@ -556,7 +565,7 @@ class Execution:
         logger.warning("job %s: recording its delivered reply again (not sent again)", self.job_id)
         return self._settle_delivered(
             str(carried["key"]),
-            owner,
+            str(carried.get("owner") or owner),
             update,
             update.to_wire(),
             sequence,

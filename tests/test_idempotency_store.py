@@ -8,6 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tasks.state.idempotency import AMBIGUOUS_FIELD, ClaimState, IdempotencyStore, with_ambiguity
 from tasks.state.sends import SENT_PREFIX, SENT_TTL, sends_in_last_minute, sent_counter
@@ -119,6 +121,75 @@ def test_a_later_record_learns_the_first_reply(client: redis.Redis) -> None:
     first = {**REPLY, "ambiguousAttempts": 1}
     assert store.record("k2", "b", first, "job-b") is None
     assert store.record("k2", "a", REPLY, "job-a") == first
+
+
+def test_a_reply_recorded_while_a_takeover_sends_counts_that_send(client: redis.Redis) -> None:
+    """a sent, then waited for Redis past its claim; b took the job over and is sending: a's
+    reply, recorded first, says one other send may have arrived, and b's result is a's."""
+    store = make_store(client)
+    store.claim("k", "a")
+    store.before_send("k", "a")
+    client.delete(*client.keys("*:claim"))  # a's claim lapsed while Redis was away
+    assert store.claim("k", "b").ambiguous == 1  # a's send, as b sees it
+    store.before_send("k", "b")
+    stored = store.record("k", "a", REPLY, "job-a")
+    assert stored == {**REPLY, AMBIGUOUS_FIELD: 1}
+    assert store.record("k", "b", {**REPLY, "zaapId": "Z2", AMBIGUOUS_FIELD: 1}, "job-b") == stored
+    assert store.claim("k", "c").reply == stored
+
+
+def test_a_takeover_that_has_not_sent_adds_no_ambiguity(client: redis.Redis) -> None:
+    """b counted a's send as abandoned but sent nothing; a's reply is that send's outcome."""
+    store = make_store(client)
+    store.claim("k", "a")
+    store.before_send("k", "a")
+    client.delete(*client.keys("*:claim"))
+    store.claim("k", "b")
+    assert store.record("k", "a", REPLY, "job-a") is None
+    assert store.claim("k", "c").reply == REPLY
+
+
+@settings(max_examples=60)
+@given(st.lists(st.sampled_from(["claim", "send", "lapse", "timeout"]), max_size=12))
+def test_a_reply_counts_exactly_the_other_sends_that_may_have_arrived(
+    client: redis.Redis, steps: list[str]
+) -> None:
+    """Executions take turns as generated: a new one claims, the current one sends, its claim
+    lapses (its send unanswered, as when Redis went away), or its send times out (an ambiguous
+    failure). When the current one then delivers, the stored reply counts every other send:
+    none goes unreported, none is counted twice."""
+    client.flushdb()
+    store = make_store(client)
+    owners = (f"o{n}" for n in itertools.count())
+    current = next(owners)
+    sends: list[str] = []  # the owner of each send made, in order
+    flying: set[str] = set()  # owners whose send has no outcome yet
+    seen = 0
+    for step in steps:
+        if step == "claim":
+            current = next(owners)
+            store.claim("k", current)
+        elif step == "send" and current not in flying:
+            claim = store.before_send("k", current)
+            if claim.state is ClaimState.CLAIMED:
+                sends.append(current)
+                flying.add(current)
+                seen = claim.ambiguous  # what the sender's result would say
+        elif step == "lapse":
+            for claim_key in client.keys("*:claim"):
+                client.delete(claim_key)
+        elif step == "timeout" and current in flying:
+            store.after_failed_send("k", current, ambiguous=True)
+            flying.discard(current)
+    if current not in flying:
+        claim = store.before_send("k", current)
+        if claim.state is not ClaimState.CLAIMED:
+            return  # another execution holds the key: the current one may not send
+        sends.append(current)
+        seen = claim.ambiguous
+    given = with_ambiguity(REPLY, seen)
+    stored = store.record("k", current, given, "job") or given
+    assert stored.get(AMBIGUOUS_FIELD, 0) == len(sends) - 1, sends
 
 
 def test_each_send_that_goes_ahead_is_counted_for_the_last_minute(client: redis.Redis) -> None:

@@ -9,11 +9,13 @@ validated body. Three Redis keys per idempotency key (prefix ``zapi-queue:idem:{
 * ``…:sent``: a hash that survives the claim (TTL ``ZAPI_IDEMPOTENCY_TTL``). ``inflight`` names
   the execution whose request is on its way; ``ambiguous`` counts the sends whose outcome is
   unknown (a timeout or reset after the request was written, or a send abandoned by an
-  execution that died or froze past its claim). Z-API may have delivered those.
+  execution that died or froze past its claim; ``abandoned:<owner>`` names each of those).
+  Z-API may have delivered those.
 * ``…:reply``: Z-API's reply, with ``ambiguousAttempts`` when some send before it was
   ambiguous, and which job delivered it when (JSON ``{"reply", "job", "at"}``; a bare reply
   from an older version reads as one of unknown origin) (TTL ``ZAPI_IDEMPOTENCY_TTL``).
-  Recording it drops ``sent`` and our claim.
+  Recording it drops ``sent`` and our claim. A reply recorded while another execution's send
+  is in flight (it took the job over while ours waited for Redis) counts that send too.
 
 So the same job enqueued twice, re-delivered after a crash or a lease takeover, finds the reply
 and sends nothing; two executions at once: one sends, the other is deferred; and a send that may
@@ -58,6 +60,7 @@ local function abandoned_to_ambiguous(owner)
   local inflight = redis.call('HGET', idem_sent, 'inflight')
   if inflight and inflight ~= owner then
     redis.call('HINCRBY', idem_sent, 'ambiguous', 1)
+    redis.call('HSET', idem_sent, 'abandoned:' .. inflight, 1)
     redis.call('HDEL', idem_sent, 'inflight')
   end
   return tonumber(redis.call('HGET', idem_sent, 'ambiguous') or '0')
@@ -99,13 +102,33 @@ local function mark_sent(owner, lease_ms, ttl, counter, second, counter_ttl)
   end
   return answer
 end
--- The first reply recorded stays (a later one is a duplicate's). Returns '' when this one is
--- the first, else the first one's record: the job's result must be that one.
+-- Sends of other executions that may have reached Z-API besides ours: the ones counted (less
+-- ours, if another execution counted it as abandoned: its outcome is this reply), and one in
+-- flight now (it took the key over while our reply waited for Redis).
+local function others_ambiguous(owner)
+  local counted = tonumber(redis.call('HGET', idem_sent, 'ambiguous') or '0')
+  if redis.call('HEXISTS', idem_sent, 'abandoned:' .. owner) == 1 then counted = counted - 1 end
+  local inflight = redis.call('HGET', idem_sent, 'inflight')
+  if inflight and inflight ~= owner then counted = counted + 1 end
+  return counted
+end
+-- The first reply recorded stays (a later one is a duplicate's), with at least the ambiguous
+-- sends others_ambiguous finds. Returns '' when this one is the first as given, else the record
+-- as stored (the first one's, or ours with more ambiguity): the job's result must be that one.
 local function record(owner, reply, ttl)
+  local others = others_ambiguous(owner)
+  local amended = false
+  if others > 0 then
+    local data = cjson.decode(reply)
+    if others > (tonumber(data.reply.ambiguousAttempts) or 0) then
+      data.reply.ambiguousAttempts = others
+      reply, amended = cjson.encode(data), true
+    end
+  end
   local first = redis.call('SET', idem_reply, reply, 'NX', 'EX', ttl)
   redis.call('DEL', idem_sent)
   if redis.call('GET', idem_claim) == owner then redis.call('DEL', idem_claim) end
-  if first then return '' end
+  if first and not amended then return '' end
   return redis.call('GET', idem_reply) or ''
 end
 """
@@ -177,7 +200,8 @@ class Claim:
 
 
 def earlier_reply(record: Any) -> dict[str, Any] | None:
-    """The reply another execution recorded first (``record``'s answer), or None."""
+    """``record``'s answer: the reply as stored when it is not the one given (another execution
+    recorded first, or others' sends made ours ambiguous), else None."""
     raw = record.decode() if isinstance(record, bytes) else record
     if not raw:
         return None
@@ -295,8 +319,9 @@ class IdempotencyStore:
     def record(
         self, key: str, owner: str, reply: dict[str, Any], job_id: str
     ) -> dict[str, Any] | None:
-        """Remember the reply (the first one recorded wins), clear the send, drop our claim.
-        Returns the reply recorded first by another execution, when one was."""
+        """Remember the reply (the first one recorded wins, counting the sends of other
+        executions that may have reached Z-API), clear the send, drop our claim. Returns the
+        reply as stored when it differs from ``reply``: the job's result must be that one."""
         answer = self._run("record", key, owner, reply_record(reply, job_id, time.time()), self.ttl)
         return earlier_reply(answer)
 

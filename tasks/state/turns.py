@@ -79,7 +79,7 @@ return start(KEYS[7], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV
 # ARGV: the owner, the reply JSON, its TTL s; delivered's five arguments (the fifth: the order
 # TTL); the snapshot JSON ('' when the book has it) and the orderRequestId; link's five arguments.
 # Returns {link's answer (the burial fields when the message's failure was reported first; else
-# empty), the reply recorded first by another execution of the key ('' when this one is first)}.
+# empty), the reply as stored when it is not the one given (idempotency's record), else ''}.
 _RECORD_AND_DELIVERED = (
     _LIBRARIES
     + """
