@@ -194,6 +194,11 @@ class Settings(BaseSettings):
     """Seconds between two ``GET .../status`` of each instance, made by one worker of the
     fleet (whichever takes the turn in Redis): a disconnected instance has its sends held as
     on a DisconnectedCallback, a connected one resumes. 0 turns polling off."""
+    zapi_redis_watch_interval: Annotated[float, Field(ge=0, le=3600)] = 15.0
+    """Seconds between two looks of each worker at the marker each Redis holds
+    (worker/redis_marker.py): a marker gone means that Redis lost its data (restarted without
+    persistence, flushed), which is logged at ERROR and shown by ``zapi-queue health``. 0 only
+    writes the marker at start-up."""
     zapi_breaker_failures: Annotated[int, Field(ge=0, le=1000)] = 5
     """Transient failures of an instance in a row (in one worker) that pause its sends on every
     worker, like a 429 does; 0 turns the breaker off."""

@@ -72,6 +72,11 @@ DEAD_LETTERED = Counter(
     "Jobs that failed for good, kept as dead letters, by error class.",
     ["endpoint", "instance", "error_type"],
 )
+REDIS_DATA_LOST = Counter(
+    "zapi_queue_redis_data_lost",
+    "Times a worker found a Redis emptied under it (its marker gone: worker/redis_marker.py).",
+    ["role"],
+)
 
 #: Outcomes that involved a request to Z-API (the others sent nothing).
 SENDING_OUTCOMES = frozenset({"delivered", "retry", "refused", "gave-up", "deferred"})

@@ -25,10 +25,12 @@ from tasks.zapi.client import close_client, get_client
 from worker import transport
 from worker.logging import OUR_LOGGER, install_redaction, use_json_format
 from worker.redis_checks import warn_if_evicting
+from worker.redis_marker import RedisWatch
 from worker.status_poller import StatusPoller
 
 #: This worker's share of polling the instances' status (started when the worker is ready).
 _poller: StatusPoller | None = None
+_watch: RedisWatch | None = None
 
 
 @celeryd_init.connect
@@ -115,6 +117,20 @@ def poll_instance_status(**_: Any) -> None:
 def stop_polling(**_: Any) -> None:
     if _poller is not None:
         _poller.stop()
+
+
+@worker_ready.connect
+def watch_redis_data(**_: Any) -> None:
+    """Notice a Redis that lost its data under a running fleet (worker/redis_marker.py)."""
+    global _watch
+    _watch = RedisWatch(get_settings())
+    _watch.start()
+
+
+@worker_shutdown.connect
+def stop_watching(**_: Any) -> None:
+    if _watch is not None:
+        _watch.stop()
 
 
 @worker_ready.connect

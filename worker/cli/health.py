@@ -19,6 +19,7 @@ from tasks.state.sends import sends_in_last_minute
 from tasks.state.store import connect
 from tasks.state.webhook_stats import WebhookStats
 from worker.cli.common import settings_or_exit, when
+from worker.cli.health_data import acknowledge_losses, check_data_kept, data_lines
 from worker.cli.main import main
 from worker.fetch_scripts import REJECTED_KEY
 from worker.queue_census import QUEUE, Census, take_census
@@ -29,14 +30,21 @@ from worker.redis_checks import maxmemory_policy, policy_problem, redis_roles
 @click.option("--timeout", default=3.0, show_default=True, help="seconds to wait for workers")
 @click.option("--min-workers", default=1, show_default=True, help="fewer answering is unhealthy")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
-def health(timeout: float, min_workers: int, as_json: bool) -> None:
+@click.option(
+    "--acknowledge-data-loss",
+    is_flag=True,
+    help="a Redis' reported data loss has been dealt with: stop reporting it",
+)
+def health(timeout: float, min_workers: int, as_json: bool, acknowledge_data_loss: bool) -> None:
     """Broker reachable, its eviction policy, workers answering, queue depth, dead letters,
-    items set aside, and each instance's connection, pause, jobs waiting, dead letters and
-    sends in the last minute. Exit 1 if unhealthy.
+    items set aside, a Redis that lost its data, and each instance's connection, pause, jobs
+    waiting, dead letters and sends in the last minute. Exit 1 if unhealthy.
 
     Usable as a container or monitoring healthcheck.
     """
     settings = settings_or_exit()
+    if acknowledge_data_loss:
+        acknowledge_losses(settings)
     broker_url = settings.celery_broker_url.get_secret_value()
     report: dict[str, Any] = {"broker": redact(broker_url), "broker_reachable": False}
     problems: list[str] = []
@@ -50,6 +58,7 @@ def health(timeout: float, min_workers: int, as_json: bool) -> None:
         if len(report["workers"]) < min_workers:
             answering = plural(len(report["workers"]), "worker")
             problems.append(f"{answering} answering, {min_workers} wanted")
+    check_data_kept(settings, report, problems)
     report["healthy"] = not problems
     report["problems"] = problems
     if as_json:
@@ -110,6 +119,7 @@ def readable(report: dict[str, Any]) -> list[str]:
             f"instance {alias} ({instance['label']}): {instance['rate_limit']:g}/s{paused}, {state}"
         )
         lines.append(f"  {_instance_counts(instance, report.get('queue_census_complete', True))}")
+    lines.extend(data_lines(report.get("redis_data", {})))
     if "webhook_callbacks" in report:
         counts = report["webhook_callbacks"]
         shown = ", ".join(f"{name} {count}" for name, count in sorted(counts.items()))

@@ -1,0 +1,81 @@
+"""``zapi-queue health``'s part on a Redis that lost its data (worker/redis_marker.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+
+from config import Settings
+from tasks.state.store import connect
+from worker.cli.common import when
+from worker.redis_checks import redis_roles
+from worker.redis_marker import acknowledge_loss, read_marker
+
+
+def check_data_kept(settings: Settings, report: dict[str, Any], problems: list[str]) -> None:
+    """Each Redis' marker in ``report["redis_data"]``; a loss not yet acknowledged, or no
+    marker while workers answer (they write it at start-up), is a problem."""
+    found: dict[str, dict[str, Any]] = {}
+    workers = report.get("workers") or []
+    for role, url in redis_roles(settings).items():
+        client = connect(url, retries=1)
+        try:
+            marker = read_marker(client)
+        except redis.RedisError:
+            continue  # unreachable: already a problem of its own
+        finally:
+            client.close()
+        if marker is None:
+            found[role] = {"marker": False}
+            if workers:
+                problems.append(
+                    f"the {role} Redis holds no zapi-queue marker while {len(workers)} "
+                    "worker(s) run: it lost its data (restarted without persistence, flushed, "
+                    "or failed over to an empty server); jobs queued before may be gone"
+                )
+            continue
+        found[role] = {
+            "marker": True,
+            "since": marker.since,
+            "restarted_at": marker.restarted_at,
+            "lost_at": marker.lost_at,
+            "loss_acknowledged": marker.lost_at is not None and not marker.unacknowledged_loss,
+        }
+        if (lost_at := marker.unacknowledged_loss) is not None:
+            problems.append(
+                f"the {role} Redis lost its data at {when(lost_at)} UTC (restarted without "
+                "persistence, flushed, or failed over to an empty server): jobs queued and "
+                "replies recorded before then may be gone; once dealt with, run "
+                "zapi-queue health --acknowledge-data-loss"
+            )
+    report["redis_data"] = found
+
+
+def data_lines(found: dict[str, dict[str, Any]]) -> list[str]:
+    """One readable line per Redis: since when its data is kept, restarts and losses."""
+    lines = []
+    for role, data in found.items():
+        if not data["marker"]:
+            lines.append(f"{role} Redis data: no marker (no worker started on it, or it was lost)")
+            continue
+        line = f"{role} Redis data: kept since {when(data['since'])} UTC"
+        if data["restarted_at"] is not None:
+            line += f", last restart {when(data['restarted_at'])} UTC (data kept)"
+        if data["lost_at"] is not None:
+            state = "acknowledged" if data["loss_acknowledged"] else "NOT acknowledged"
+            line += f", LOST its data at {when(data['lost_at'])} UTC ({state})"
+        lines.append(line)
+    return lines
+
+
+def acknowledge_losses(settings: Settings) -> None:
+    """``--acknowledge-data-loss``: every reachable Redis' loss is marked dealt with."""
+    for url in redis_roles(settings).values():
+        client = connect(url, retries=1)
+        try:
+            acknowledge_loss(client)
+        except redis.RedisError:
+            pass  # unreachable: health says so below
+        finally:
+            client.close()

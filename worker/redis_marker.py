@@ -1,0 +1,173 @@
+"""Noticing a Redis that lost its data: a marker key that only a loss removes.
+
+A Redis restarted without persistence (or flushed, or failed over to an empty server) answers
+PING as before, with its queues, idempotency records and dead letters gone. Nothing else in the
+fleet would say so: ``zapi-queue health`` counted "0 jobs waiting" and called it healthy. So each
+Redis zapi-queue uses (the broker, and the state Redis when it is another) holds a marker
+(``MARKER_KEY``: a hash, TTL ``MARKER_TTL``, renewed by every worker):
+
+* a worker writes it at start-up when it is missing (a new Redis, or one nobody watched);
+* every ``ZAPI_REDIS_WATCH_INTERVAL`` s each worker renews it (one script): gone since the last
+  look means the data went with it; the worker logs an ERROR, counts
+  ``zapi_queue_redis_data_lost_total{role}`` and writes a new marker that says when (``lost_at``).
+  A marker that survived while the server's ``run_id`` changed is a restart (or failover) that
+  kept the data: noted (``restarted_at``), not a problem;
+* ``zapi-queue health`` reports a loss as a problem until an operator acknowledges it
+  (``--acknowledge-data-loss``), and a missing marker while workers answer as a loss that no
+  worker has noticed yet.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+import redis
+
+from config import Settings
+from tasks.contract.redaction import redact
+from tasks.metrics import REDIS_DATA_LOST
+from tasks.state.store import KEY_PREFIX, connect, text
+from worker.redis_checks import redis_roles
+
+logger = logging.getLogger("zapi_queue.redis")
+
+MARKER_KEY = f"{KEY_PREFIX}:marker"
+#: Renewed at every look: it outlives any pause of the fleet shorter than this.
+MARKER_TTL = 30 * 86_400
+
+# KEYS[1]: the marker. ARGV: now (s), the server's run_id, TTL s, '1' at a worker's start-up.
+# Returns 'new' (written where none was), 'kept', 'restarted' (run_id changed, data kept) or
+# 'lost' (gone since the last look: a new marker says when).
+_WATCH = """
+if redis.call('EXPIRE', KEYS[1], ARGV[3]) == 0 then
+  redis.call('HSET', KEYS[1], 'since', ARGV[1], 'run_id', ARGV[2])
+  local outcome = 'new'
+  if ARGV[4] ~= '1' then
+    redis.call('HSET', KEYS[1], 'lost_at', ARGV[1])
+    outcome = 'lost'
+  end
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+  return outcome
+end
+if redis.call('HGET', KEYS[1], 'run_id') ~= ARGV[2] then
+  redis.call('HSET', KEYS[1], 'run_id', ARGV[2], 'restarted_at', ARGV[1])
+  return 'restarted'
+end
+return 'kept'
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Marker:
+    """What a Redis' marker says (times in seconds since the epoch)."""
+
+    since: float
+    lost_at: float | None = None
+    acknowledged_at: float | None = None
+    restarted_at: float | None = None
+
+    @property
+    def unacknowledged_loss(self) -> float | None:
+        """When the data was lost, if no operator has acknowledged it since."""
+        if self.lost_at is None:
+            return None
+        if self.acknowledged_at is not None and self.acknowledged_at >= self.lost_at:
+            return None
+        return self.lost_at
+
+
+def run_id(client: redis.Redis) -> str:
+    """The server's ``run_id``: new at every start of the process ('' where INFO is refused)."""
+    try:
+        return str(client.info("server").get("run_id", ""))
+    except redis.ResponseError:
+        return ""
+
+
+def watch(client: redis.Redis, *, starting: bool) -> str:
+    """Renew the marker; the outcome as ``_WATCH`` names it."""
+    answer = client.eval(
+        _WATCH, 1, MARKER_KEY, f"{time.time():.3f}", run_id(client), MARKER_TTL, int(starting)
+    )
+    return text(answer)
+
+
+def read_marker(client: redis.Redis) -> Marker | None:
+    """The marker, or None when the Redis has none."""
+    fields = {text(k): text(v) for k, v in client.hgetall(MARKER_KEY).items()}
+    if "since" not in fields:
+        return None
+
+    def when(name: str) -> float | None:
+        return float(fields[name]) if name in fields else None
+
+    return Marker(
+        since=float(fields["since"]),
+        lost_at=when("lost_at"),
+        acknowledged_at=when("acknowledged_at"),
+        restarted_at=when("restarted_at"),
+    )
+
+
+def acknowledge_loss(client: redis.Redis) -> None:
+    """An operator has dealt with the loss: ``health`` stops reporting it."""
+    if client.exists(MARKER_KEY):
+        client.hset(MARKER_KEY, "acknowledged_at", f"{time.time():.3f}")
+
+
+class RedisWatch:
+    """One worker's looks at each Redis' marker, from a daemon thread."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.interval = settings.zapi_redis_watch_interval
+        self._roles = redis_roles(settings)
+        self._clients: dict[str, redis.Redis] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Write missing markers now (never raises), then look every interval (0: never)."""
+        self.look(starting=True)
+        if self.interval > 0 and self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="zapi-redis-watch", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        for client in self._clients.values():
+            client.close()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.look(starting=False)
+
+    def look(self, *, starting: bool) -> dict[str, str]:
+        """Renew each Redis' marker; returns the outcome by role (an unreachable one: skipped,
+        it is the transport's and health's business)."""
+        outcomes: dict[str, str] = {}
+        for role, url in self._roles.items():
+            client = self._clients.get(role)
+            if client is None:
+                client = self._clients[role] = connect(url, retries=1)
+            try:
+                outcomes[role] = outcome = watch(client, starting=starting)
+            except redis.RedisError as exc:
+                logger.debug("redis watch: %s Redis unavailable (%s)", role, type(exc).__name__)
+                continue
+            if outcome == "lost":
+                REDIS_DATA_LOST.labels(role).inc()
+                logger.error(
+                    "the %s Redis %s lost its data (restarted without persistence, flushed, or "
+                    "failed over to an empty server): jobs queued and replies recorded before "
+                    "now may be gone; see zapi-queue health",
+                    role,
+                    redact(url),
+                )
+            elif outcome == "restarted":
+                logger.warning("the %s Redis %s restarted; its data was kept", role, redact(url))
+        return outcomes
