@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from config.instances import DEFAULT_ALIAS, Instance, InstanceEntry, parse_instances
+from config.passwords import url_password_problem
 from config.secret_files import SecretFileError, SecretFilesSource
 from tasks.contract.redis_url import SCHEMES, SentinelOptions, SentinelURL, is_sentinel, scheme_of
 
@@ -109,6 +110,10 @@ class Settings(BaseSettings):
     redis_sentinel_password: SecretStr | None = None
     """The Sentinels' own password (their ``requirepass``), if they have one; the master's is
     the one in the URL."""
+    redis_password: SecretStr | None = None
+    """The password docker-compose.yml gives Redis and writes, unencoded, into the Redis URLs it
+    builds. Read only to refuse at start what those URLs cannot carry: a character other than
+    letters, digits and ``- . _ ~``, or a placeholder such as ``change-me``."""
     zapi_idempotency_ttl: Annotated[int, Field(ge=60)] = 7 * 24 * 3600
     """Seconds a delivered job's reply is remembered, so a repeat is not sent again."""
     celery_visibility_timeout: Annotated[int, Field(ge=2, le=86_400)] = 900
@@ -264,6 +269,16 @@ class Settings(BaseSettings):
                     raise ValueError(f"{name}: {exc}") from None
         return self
 
+    @field_validator("redis_password")
+    @classmethod
+    def _password_fits_a_url(cls, value: SecretStr | None) -> SecretStr | None:
+        """Refuse what the compose-built URLs cannot carry (config/passwords.py); empty: unset."""
+        if value is None or not value.get_secret_value():
+            return None
+        if problem := url_password_problem(value.get_secret_value()):
+            raise ValueError(problem)
+        return value
+
     @property
     def sentinel(self) -> SentinelOptions | None:
         """What a ``sentinel://`` URL needs besides itself (None: no master configured)."""
@@ -360,7 +375,7 @@ class Settings(BaseSettings):
 
         Works on partial settings (a worker refusing to start still redacts its logs)."""
         tokens = [self.zapi_instance_token, self.zapi_client_token, self.zapi_webhook_secret]
-        tokens.append(self.redis_sentinel_password)
+        tokens += [self.redis_sentinel_password, self.redis_password]
         for entry in getattr(self, "_entries", {}).values():
             tokens += [entry.instance_token, entry.client_token]
         urls = [self.celery_broker_url, self.celery_result_backend, self.zapi_state_redis_url]

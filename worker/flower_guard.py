@@ -10,8 +10,9 @@ they came from the command line, ``FLOWER_*`` variables or ``flowerconfig.py``.
 An empty or blank ``FLOWER_BASIC_AUTH=`` (Flower reads it as one empty credential, which no
 login matches) counts as missing; an entry without a user or a password (``user:``, ``:pw``)
 is refused wherever Flower listens: it is a typo, and Flower would start with nobody able to
-log in. Flower serves ``/metrics`` without authentication; here it asks for the same login as
-the dashboard (Prometheus scrapes with ``basic_auth``).
+log in; so is a placeholder password such as ``admin:change-me`` (config/passwords.py), which
+old copies of .env.example shipped. Flower serves ``/metrics`` without authentication; here it
+asks for the same login as the dashboard (Prometheus scrapes with ``basic_auth``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from __future__ import annotations
 import ipaddress
 import os
 import sys
+
+from config.passwords import is_placeholder
 
 ALLOW_VARIABLE = "ZAPI_FLOWER_ALLOW_UNAUTHENTICATED"
 
@@ -42,6 +45,11 @@ def credentials(basic_auth: list[str] | None) -> list[str]:
             raise ValueError(
                 f"FLOWER_BASIC_AUTH (--basic-auth) entry {position} of {len(given)} must be "
                 "user:password with both parts non-empty"
+            )
+        if is_placeholder(password):
+            raise ValueError(
+                f"FLOWER_BASIC_AUTH (--basic-auth) entry {position} of {len(given)} has a "
+                "placeholder password (such as change-me): set one of your own"
             )
     return given
 
