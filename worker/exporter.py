@@ -39,7 +39,7 @@ from config import Settings
 from tasks.contract.ordering import task_call
 from tasks.state.deadletter import DeadLetterStore
 from tasks.state.deliveries import state_counts
-from tasks.state.ratelimit import paused_for
+from tasks.state.ratelimit import RateLimiter
 from tasks.state.store import connect
 from tasks.state.webhook_stats import WebhookStats
 from worker.queue_census import QUEUE
@@ -61,6 +61,21 @@ def queued_since(message: bytes | str) -> tuple[str | None, float | None]:
     sequence = call[1].get("sequence") if call is not None else None
     stamped = sequence / 1e6 if isinstance(sequence, int) and sequence > 1e15 else None
     return (job_id if isinstance(job_id, str) else None), stamped
+
+
+def watched_instances(settings: Settings) -> list[tuple[str, str, float]]:
+    """(label, instance id, rate) of each instance the fleet sends through, tokens or not:
+    docker-compose.yml gives the exporter the ids and rates, never a token."""
+    found = {
+        i.instance_id: (i.label, i.instance_id, i.rate_limit) for i in settings.instances().values()
+    }
+    if settings.zapi_instance_id and settings.zapi_instance_id not in found:
+        found[settings.zapi_instance_id] = (
+            settings.instance_alias,
+            settings.zapi_instance_id,
+            settings.zapi_rate_limit,
+        )
+    return list(found.values())
 
 
 class FleetCollector(Collector):
@@ -124,9 +139,12 @@ class FleetCollector(Collector):
         try:
             store = DeadLetterStore.from_settings(client, settings)
             letters, by_type, dropped = store.count(), store.count_by_type(), store.dropped()
-            instances = settings.instances().values()
-            states = {i.label: state_counts(client, i.instance_id) for i in instances}
-            paused = {i.label: paused_for(client, i) for i in instances}
+            instances = watched_instances(settings)
+            states = {label: state_counts(client, id_) for label, id_, _ in instances}
+            paused = {
+                label: RateLimiter(client, instance_id=id_, rate=rate).paused_for()
+                for label, id_, rate in instances
+            }
             callbacks = WebhookStats(client).counts()
         finally:
             client.close()
