@@ -143,7 +143,8 @@ def test_the_monitoring_profile_scrapes_every_worker_and_the_exporter() -> None:
         assert services[name]["profiles"] == ["monitoring"], name
     for name in ("prometheus", "grafana"):
         image = services[name]["image"]
-        assert re.fullmatch(r"[a-z/]+:v?\d+\.\d+\.\d+", image), f"{name} not pinned: {image}"
+        pinned = r"\$\{[A-Z]+_IMAGE:-[a-z/]+:v?\d+\.\d+\.\d+@sha256:[0-9a-f]{64}\}"
+        assert re.fullmatch(pinned, image), f"{name} not pinned: {image}"
     config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     workers = jobs["zapi-queue-workers"]["dns_sd_configs"][0]

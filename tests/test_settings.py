@@ -203,8 +203,8 @@ def test_one_result_backend_default_everywhere(clean_env: pytest.MonkeyPatch) ->
     assert worker_default == producer_default == "redis://127.0.0.1:6379/1"
     root = Path(__file__).resolve().parent.parent
     example = (root / ".env.example").read_text()
-    assert "CELERY_RESULT_BACKEND=redis://redis:6379/1" in example
-    assert "CELERY_RESULT_BACKEND:-redis://:${REDIS_PASSWORD:-}@redis:6379/1}" in (
+    assert "# CELERY_RESULT_BACKEND=redis://:password@redis:6379/1" in example
+    assert "@${REDIS_HOST:-redis}:${REDIS_PORT:-6379}/1" in (
         (root / "docker-compose.yml").read_text()
     )
 
