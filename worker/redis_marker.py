@@ -124,6 +124,8 @@ class RedisWatch:
     def __init__(self, settings: Settings) -> None:
         self.interval = settings.zapi_redis_watch_interval
         self._roles = redis_roles(settings)
+        for role in self._roles:
+            REDIS_DATA_LOST.labels(role)  # at 0 from the start: increase() sees the first loss
         self._clients: dict[str, redis.Redis] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
