@@ -1,18 +1,21 @@
 # zapi-queue: everything a new machine with Python 3.11+ and pip needs, in one place.
 #   make demo   start a local Redis, the fake Z-API, a worker and Flower; run sample jobs
 #   make test   lint (ruff), type-check (mypy) and run the whole test suite
+#   make docs   build the documentation site (docs/, mkdocs) strictly, into site/
 
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+DOCS_STAMP := $(VENV)/.installed-docs
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test fuzz lint format typecheck pytest clean bench-rate bench bench-fetch bench-ordering bench-revisions profile constraints producer producer-check schemas
+.PHONY: help install demo docs docs-serve test fuzz lint format typecheck pytest clean bench-rate bench bench-fetch bench-ordering bench-revisions profile constraints producer producer-check schemas
 
 help:
 	@echo "make demo    run the worker end to end on local stand-ins and print the results"
 	@echo "make test    ruff + mypy + pytest (starts its own Redis, fake Z-API and workers)"
+	@echo "make docs    build the documentation site strictly (docs/ -> site/)"
 	@echo "make format  apply ruff's formatting and safe fixes"
 	@echo "make clean   remove the virtualenv and caches"
 
@@ -22,12 +25,27 @@ $(STAMP): pyproject.toml .ci/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c .ci/constraints.txt -e '.[dev]'
+	# The producer package too (zapi_queue_producer, from tasks/contract), as a shop imports it.
+	$(BIN)/python -m pip install --quiet -c .ci/constraints.txt -e ./tasks/contract
 	@touch $@
 
 install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python -m worker.dev.demo
+
+# The documentation site: mkdocs (Material theme) from the `docs` extra. --strict fails on a
+# broken link, a page missing from the nav, or a configuration page that cannot be generated
+# from config.settings.Settings (docs/hooks.py).
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -c .ci/constraints.txt -e '.[dev,docs]'
+	@touch $@
+
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs-serve: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -59,7 +77,7 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info .peers dist \
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info .peers dist site \
 		tasks/contract/build tasks/contract/*.egg-info
 
 # schemas/*.json from the pydantic models (tests/test_json_schemas.py fails when they differ).
