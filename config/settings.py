@@ -82,15 +82,27 @@ class Settings(BaseSettings):
 
     # Celery transport.
     celery_broker_url: SecretStr = SecretStr(DEFAULT_REDIS_URL)
+    """The Redis broker (6.2 or later) jobs are queued in: ``redis://``, ``rediss://`` (TLS, the
+    server's certificate verified) or ``sentinel://h1:26379/0;sentinel://h2:26379/0`` (Redis
+    Sentinel, with REDIS_SENTINEL_MASTER); any other scheme is refused at start-up."""
     celery_result_backend: SecretStr = SecretStr(DEFAULT_RESULT_BACKEND)
+    """Where jobs' results and errors are stored, for producers to read (database 1 of the
+    broker's Redis by default, as the examples, .env.example and docker-compose.yml have it)."""
     celery_result_expires: Annotated[int, Field(ge=60)] = 7 * 24 * 3600
     """Seconds a job's result (Z-API's reply or the error) stays readable."""
 
     # Z-API.
     zapi_base_url: HttpUrl = HttpUrl("https://api.z-api.io")
+    """Z-API's base URL (the fake Z-API's, ``http://127.0.0.1:8080``, in development)."""
     zapi_instance_id: str | None = None
+    """The Z-API instance (WhatsApp number) the instance ``default`` sends from; required by
+    the worker unless ZAPI_INSTANCES defines every instance."""
     zapi_instance_token: SecretStr | None = None
+    """That instance's token (it goes in the URL path, so it is redacted from every log line
+    and error); required with ZAPI_INSTANCE_ID."""
     zapi_client_token: SecretStr | None = None
+    """The account's security token, sent as the ``Client-Token`` header; required by the
+    worker with ZAPI_INSTANCE_ID, and by ZAPI_INSTANCES entries without their own."""
     zapi_rate_limit: Annotated[float, Field(gt=0, le=10_000)] = 5.0
     """Sends per second per Z-API instance, shared by every worker."""
     zapi_rate_burst: Annotated[int, Field(ge=1, le=1000)] = 1
@@ -139,6 +151,8 @@ class Settings(BaseSettings):
     zapi_timeout: Annotated[float, Field(gt=0, le=300)] = 15.0
     """Seconds to wait for Z-API's answer before the attempt counts as a transient failure."""
     zapi_connect_timeout: Annotated[float, Field(gt=0, le=60)] = 5.0
+    """Seconds to establish a connection to Z-API; with ZAPI_TIMEOUT, the overall deadline of
+    one request (waiting, connecting, writing and reading included)."""
     zapi_retry_backoff: Annotated[float, Field(gt=0, le=600)] = 2.0
     """Base of the exponential backoff, in seconds: attempt n waits up to base * 2**(n-1)."""
     zapi_retry_backoff_max: Annotated[float, Field(gt=0, le=3600)] = 300.0
