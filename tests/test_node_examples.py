@@ -1,6 +1,6 @@
-"""The README's Node.js examples, run as written: celery-node enqueues through the public
-contract (protocols 1 and 2) against a real worker, and ajv validates bodies with schemas/*.json,
-agreeing with the pydantic models on the JSON Schema test corpus.
+"""The Node.js examples of docs/producing.md, run as written: celery-node enqueues through the
+public contract (protocols 1 and 2) against a real worker, and ajv validates bodies with
+schemas/*.json, agreeing with the pydantic models on the JSON Schema test corpus.
 
 Their packages come from npm, which pip cannot bring: CI installs them (.ci/run); locally the
 tests skip until ``npm install --prefix tests/node`` has been run.
@@ -27,9 +27,10 @@ NODE_DIR = ROOT / "tests" / "node"
 NODE_MODULES = NODE_DIR / "node_modules"
 
 
-def readme_script(name: str) -> str:
-    """The README's ```js block whose first line is ``// <name>: ...``."""
-    blocks = re.findall(r"```js\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
+def docs_script(name: str) -> str:
+    """The ```js block of docs/producing.md whose first line is ``// <name>: ...``."""
+    page = (ROOT / "docs" / "producing.md").read_text()
+    blocks = re.findall(r"```js\n(.*?)```", page, re.DOTALL)
     (script,) = [str(block) for block in blocks if block.startswith(f"// {name}:")]
     return script
 
@@ -78,8 +79,8 @@ def write_json(path: Path, value: object) -> str:
 def test_celery_node_delivers_and_reads_errors(
     node: str, protocol: int, tmp_path: Path, worker_env: dict[str, str]
 ) -> None:
-    script = readme_script("enqueue.js")
-    if protocol == 1:  # the README's script, told to speak Celery's protocol 1
+    script = docs_script("enqueue.js")
+    if protocol == 1:  # the docs' script, told to speak Celery's protocol 1
         script = script.replace("\nconst body", "\nclient.conf.TASK_PROTOCOL = 1;\nconst body", 1)
         assert "TASK_PROTOCOL = 1" in script
     env = {key: worker_env[key] for key in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")}
@@ -99,7 +100,7 @@ def test_celery_node_delivers_and_reads_errors(
 
 
 def test_ajv_validates_with_the_schemas_as_the_readme_shows(node: str, tmp_path: Path) -> None:
-    script = readme_script("validate.js")
+    script = docs_script("validate.js")
     schema = str(ROOT / "schemas" / "order-status-update.json")
     good = run_node(
         node, script, [schema, write_json(tmp_path / "g.json", DOCS_STATUS_BODY)], tmp_path
