@@ -1,13 +1,16 @@
-"""`make demo` runs the pipeline, prints every outcome, exits 0 and leaves nothing behind."""
+"""`make demo` runs the pipeline, prints every outcome, exits 0 and leaves nothing running
+behind but its logs, in the folder it names."""
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import psutil
@@ -52,6 +55,22 @@ def test_demo_prints_results_and_cleans_up() -> None:
     ]
     assert leftovers == []
 
+    # The logs stay, in the folder the demo names (under the checkout's gitignored .demo/).
+    [logs] = re.findall(r"^logs +(\S+)  \(kept after the demo\)$", out, re.MULTILINE)
+    assert f"their logs are kept in {logs}" in out
+    folder = Path(logs)
+    try:
+        assert folder.parent == Path(__file__).resolve().parent.parent / ".demo" / "logs"
+        assert {path.name for path in folder.iterdir()} == {
+            "worker.log",
+            "webhook.log",
+            "flower.log",
+        }
+        assert "attempt=1" in (folder / "worker.log").read_text()
+        assert "real-looking-token" not in "".join(p.read_text() for p in folder.iterdir())
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
 
 def test_demo_keeps_flower_up_until_ctrl_c_then_stops_everything() -> None:
     process = subprocess.Popen(
@@ -80,3 +99,6 @@ def test_demo_keeps_flower_up_until_ctrl_c_then_stops_everything() -> None:
     port = int(flower_url.rsplit(":", 1)[1])
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", port)) != 0
+    [logs] = re.findall(r"^logs +(\S+)  \(kept after the demo\)$", output, re.MULTILINE)
+    assert (Path(logs) / "flower.log").exists()
+    shutil.rmtree(logs, ignore_errors=True)

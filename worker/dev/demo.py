@@ -6,6 +6,7 @@ with a plain Celery client), prints each job's outcome; then plays the whole loo
 webhook in, a two-field update enqueued, sent as the full body, the read receipt back. Then it
 stops everything. In a terminal it keeps the
 stack up for Flower until Ctrl-C; ``--exit`` (or no terminal) stops right after the results.
+Each process's log stays afterwards in ``.demo/logs/<time>/`` (gitignored), or ``--logs DIR``.
 
 The demo only ever talks to the fake Z-API on loopback: Z-API credentials found in the
 environment are ignored, so sample data cannot reach a real WhatsApp number.
@@ -20,7 +21,6 @@ import json
 import os
 import secrets
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -137,7 +137,7 @@ def run(keep_running: bool, log_dir: Path) -> int:
         print(f"worker     celery -A worker worker  (node {worker.nodename})")
         print(f"webhook    zapi-queue webhook  ({webhook.url}/webhooks/zapi/<secret>)")
         print(f"Flower     {flower.url}")
-        print(f"logs       {log_dir}")
+        print(f"logs       {log_dir}  (kept after the demo)")
         print()
 
         producer = Celery(
@@ -168,7 +168,22 @@ def run(keep_running: bool, log_dir: Path) -> int:
                 while worker.running and flower.running:
                     time.sleep(0.5)
         print("stopping worker, webhook, Flower, fake Z-API and Redis")
+    print(f"their logs are kept in {log_dir}")
     return 0
+
+
+def default_log_dir() -> Path:
+    """A new folder under the checkout's ``.demo/logs`` (gitignored), named by the time."""
+    root = Path(__file__).resolve().parents[2] / ".demo" / "logs"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for suffix in ("", *(f"-{n}" for n in range(2, 100))):
+        folder = root / f"{stamp}{suffix}"
+        try:
+            folder.mkdir(parents=True)
+        except FileExistsError:
+            continue
+        return folder
+    raise FileExistsError(f"no free log folder under {root}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,13 +192,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keep-running", action="store_true", help="wait for Ctrl-C even without a terminal"
     )
-    parser.add_argument("--logs", type=Path, default=None, help="where to write process logs")
+    parser.add_argument(
+        "--logs", type=Path, default=None, help="where to write process logs (.demo/logs/<time>)"
+    )
     args = parser.parse_args(argv)
     keep_running = args.keep_running or (not args.exit and sys.stdin.isatty())
     if args.logs is not None:
-        return run(keep_running, args.logs)
-    with tempfile.TemporaryDirectory(prefix="zapi-queue-demo-") as logs:
-        return run(keep_running, Path(logs))
+        args.logs.mkdir(parents=True, exist_ok=True)
+    return run(keep_running, args.logs or default_log_dir())
 
 
 if __name__ == "__main__":
