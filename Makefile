@@ -19,14 +19,14 @@ help:
 	@echo "make format  apply ruff's formatting and safe fixes"
 	@echo "make clean   remove the virtualenv and caches"
 
-$(STAMP): pyproject.toml .ci/constraints.txt
+# The worker, its dev tools, and the producer package (zapi_queue_producer, from tasks/contract)
+# as a shop imports it: both editable.
+$(STAMP): pyproject.toml .ci/constraints.txt tasks/contract/pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "zapi-queue needs Python 3.11 or newer (PYTHON=$(PYTHON))"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c .ci/constraints.txt -e '.[dev]'
-	# The producer package too (zapi_queue_producer, from tasks/contract), as a shop imports it.
-	$(BIN)/python -m pip install --quiet -c .ci/constraints.txt -e ./tasks/contract
+	$(BIN)/python -m pip install --quiet -c .ci/constraints.txt -e '.[dev]' -e ./tasks/contract
 	@touch $@
 
 install: $(STAMP)
@@ -34,9 +34,9 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m worker.dev.demo
 
-# The documentation site: mkdocs (Material theme) from the `docs` extra. --strict fails on a
-# broken link, a page missing from the nav, or a configuration page that cannot be generated
-# from config.settings.Settings (docs/hooks.py).
+# The documentation site: mkdocs (Material theme) from the `docs` extra, into site/. --strict
+# fails on a broken link or anchor, a page missing from the nav, or a configuration page that
+# cannot be generated from config.settings.Settings (docs/hooks.py).
 $(DOCS_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -c .ci/constraints.txt -e '.[dev,docs]'
 	@touch $@

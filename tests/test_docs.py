@@ -123,3 +123,17 @@ def test_the_docs_site_builds_strictly(tmp_path: Path) -> None:
     for name in Settings.model_fields:
         assert f"<code>{name.upper()}</code>" in built
     assert (tmp_path / "local" / "index.html").exists()
+
+
+def test_the_readme_producer_example_imports_in_the_dev_venv() -> None:
+    """`make install` installs the producer package too, so the README's example runs there."""
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
+    [imports] = [
+        line
+        for block in blocks
+        for line in block.splitlines()
+        if line.startswith("from zapi_queue_producer import")
+    ]
+    namespace: dict[str, Any] = {}
+    exec(imports, namespace)  # noqa: S102 - the README's own line
+    assert namespace["Producer"].__module__ == "zapi_queue_producer.producer"
