@@ -31,7 +31,7 @@ from config.secret_files import SecretFileError, SecretFilesSource
 from tasks.contract.redis_url import SCHEMES, SentinelOptions, SentinelURL, is_sentinel, scheme_of
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-#: Results in database 1, as README, .env.example and docker-compose.yml have it: a producer
+#: Results in database 1, as the docs, .env.example and docker-compose.yml have it: a producer
 #: following them reads the results the workers write.
 DEFAULT_RESULT_BACKEND = "redis://127.0.0.1:6379/1"
 
@@ -272,7 +272,7 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"{name}: {scheme}:// is not supported: use redis://, rediss:// (TLS) or "
                     "sentinel:// (Redis Sentinel, with REDIS_SENTINEL_MASTER); Redis Cluster is "
-                    "not supported by Celery's Redis broker (README.md, 'Beyond one Redis')"
+                    "not supported by Celery's Redis broker (docs/deployment.md, 'Sentinel')"
                 )
             if is_sentinel(url):
                 if not self.redis_sentinel_master:
@@ -431,7 +431,7 @@ class Settings(BaseSettings):
             raise ConfigurationError(
                 "missing Z-API credentials: set "
                 + ", ".join(missing)
-                + " (see README.md, 'Configuration')"
+                + " (see docs/configuration.md)"
             )
         assert self.zapi_instance_id is not None
         assert self.zapi_instance_token is not None

@@ -87,7 +87,7 @@ def test_a_sentinel_failover_loses_no_job(tmp_path: Path) -> None:
             jobs = producer.enqueue_many(Endpoint.ORDER_STATUS_UPDATE, bodies).job_ids
             # Enqueued and replicated before the kill: this test counts what the failover does
             # to jobs being processed (an enqueue acknowledged by a primary that dies before
-            # replicating it is the other window; README.md, 'Beyond one Redis').
+            # replicating it is the other window; docs/deployment.md, 'Sentinel').
             with cluster.primary.client() as primary:
                 assert primary.wait(1, 5000) == 1
 

@@ -15,7 +15,7 @@
 It writes to Redis only (tasks/inbox.py decides what), keeps no state of its own, and may run
 as many replicas as wanted. Uvicorn's access log is off (it would print the secret with the
 path); each callback is logged in one line with its type, outcome and time, and no phone.
-Z-API only calls HTTPS URLs: run it behind a TLS-terminating proxy (README, "Webhooks").
+Z-API only calls HTTPS URLs: run it behind a TLS-terminating proxy (docs/webhooks.md).
 
 uvicorn's limits (``serve``): ``ZAPI_WEBHOOK_CONCURRENCY`` connections and requests at once
 (503 past it), idle connections closed after ``ZAPI_WEBHOOK_KEEP_ALIVE`` s, request line and
