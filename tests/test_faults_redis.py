@@ -44,7 +44,7 @@ def test_redis_out_of_memory_for_a_while_loses_nothing_and_stops_no_worker(
 
     ledger.assert_nothing_lost()
     assert len(ledger.delivered) == len(jobs)
-    assert "OOM" in logs  # the pressure was felt, and ridden out
+    assert "(OOM: " in logs  # the pressure was felt (the refusal's code), and ridden out
 
 
 def test_connections_killed_in_a_loop_lose_nothing_and_stop_no_worker(tmp_path: Path) -> None:

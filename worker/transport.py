@@ -95,6 +95,7 @@ from worker.fetch_scripts import (
     SOURCES_KEY,
     TAKE,
 )
+from worker.redis_errors import describe as describe_redis_error
 
 #: Untyped on purpose: celery-types' kombu stubs cover the public API, and this module overrides
 #: private methods of kombu's Redis channel (pinned in pyproject.toml; tests/test_transport.py).
@@ -588,10 +589,9 @@ class Channel(KombuChannel):
         if episode is None:
             episode = self._trouble = _Episode(monotonic())
             logger.warning(
-                "Redis failed %s (%s: %s); backing off, the worker keeps running",
+                "Redis failed %s (%s); backing off, the worker keeps running",
                 what,
-                type(exc).__name__,
-                exc,
+                describe_redis_error(exc),  # "OOM: ...", whichever Redis version said it
             )
         episode.failures += 1
         delay = min(FETCH_BACKOFF[1], FETCH_BACKOFF[0] * 2 ** min(episode.failures - 1, 10))
