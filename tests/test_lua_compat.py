@@ -1,6 +1,7 @@
 """Our Lua scripts read Redis' clock (TIME) and then write. Redis 6.2 configured with
 ``lua-replicate-commands no`` refuses that unless a script calls ``redis.replicate_commands()``
-first; these tests run every such script on a server configured that way."""
+first; these tests run every such script on a server configured that way (Redis 7 and later
+have no such option: there they run on a plain server, ``replicate_commands()`` included)."""
 
 from __future__ import annotations
 
