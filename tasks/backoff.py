@@ -1,34 +1,60 @@
-"""How long to wait before the next attempt: exponential backoff with full jitter.
+"""How long to wait before trying again: exponential backoff with full jitter, in one function.
 
 Full jitter (a uniform draw between 0 and the exponential ceiling) spreads the retries of
-many jobs that failed together, so a Z-API hiccup is not followed by a synchronised burst.
-A ``Retry-After`` from Z-API is a floor: we never come back earlier than it asked.
+many callers that failed together, so a Z-API hiccup or a Redis restart is not followed by a
+synchronised burst. :func:`backoff` is the one formula: the task retries, a short update's
+look for its order, a job put back after a Redis error, the writes that must not be lost, the
+state store's reconnections (:class:`RedisBackoff`) and the transport's fetch loop all use it.
+A ``Retry-After`` from Z-API is a floor on top of it (:func:`backoff_delay`).
+
+A leaf module: it imports nothing of the app (worker/transport.py, which kombu loads by name,
+imports it), only the standard library and redis-py's backoff interface.
 """
 
 from __future__ import annotations
 
 import email.utils
+import random
 import re
 import time
 
-from tenacity import RetryCallState, Retrying, wait_random_exponential
+from redis.backoff import AbstractBackoff
+
+#: Doubling stops here: the ceiling has met any sane cap long before (2**1000 is still a float).
+_MAX_DOUBLINGS = 1000
+
+
+def backoff(attempt: int, *, base: float, cap: float) -> float:
+    """Seconds to wait after failure number ``attempt`` (1 for the first): a uniform draw from
+    ``[0, min(cap, base * 2 ** (attempt - 1))]``. A negative base or cap counts as 0."""
+    doublings = min(max(attempt, 1) - 1, _MAX_DOUBLINGS)
+    ceiling = min(max(cap, 0.0), max(base, 0.0) * 2.0**doublings)
+    return random.uniform(0.0, ceiling)  # noqa: S311 - a jitter, not a secret
 
 
 def backoff_delay(
     attempt: int, *, base: float, cap: float, retry_after: float | None = None
 ) -> float:
-    """Seconds to wait after failed attempt number ``attempt`` (1 for the first send).
-
-    The jittered wait is drawn from ``[0, min(cap, base * 2 ** (attempt - 1))]`` by tenacity's
-    ``wait_random_exponential``; ``retry_after`` (capped at ``cap`` too) raises it to at least
-    what Z-API asked for.
-    """
-    state = RetryCallState(retry_object=Retrying(), fn=None, args=(), kwargs={})
-    state.attempt_number = max(1, attempt)
-    jittered = float(wait_random_exponential(multiplier=base, max=cap)(state))
+    """The wait before a task's next attempt after failed attempt number ``attempt``:
+    :func:`backoff`, raised to at least ``retry_after`` (capped at ``cap`` too): we never come
+    back earlier than Z-API asked."""
+    jittered = backoff(attempt, base=base, cap=cap)
     if retry_after is None:
         return jittered
     return max(jittered, min(retry_after, cap))
+
+
+class RedisBackoff(AbstractBackoff):
+    """redis-py's retry backoff (``redis.retry.Retry``) as :func:`backoff`: its ``failures``
+    count from 1, so the ceilings are ``base * 2 ** failures`` as redis-py's
+    ``ExponentialBackoff`` waits them, drawn with full jitter."""
+
+    def __init__(self, *, base: float, cap: float) -> None:
+        self.base = base
+        self.cap = cap
+
+    def compute(self, failures: int) -> float:
+        return backoff(failures + 1, base=self.base, cap=self.cap)
 
 
 #: delta-seconds: digits (RFC 9110), with an optional fraction some servers send. No sign, no

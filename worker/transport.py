@@ -59,7 +59,8 @@ message is set aside in ``REJECTED_KEY`` (capped).
 
 Reliable fetch needs Redis 6.2 (``LMOVE``), a single consumed queue per channel and no
 ``global_keyprefix``; otherwise the channel says so in the log and fetches as kombu does. This
-module imports nothing of the app: kombu loads it by name.
+module imports nothing of the app that pulls Celery tasks or settings in (only the leaf
+``tasks.backoff``): kombu loads it by name.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ from kombu.utils.json import dumps, loads
 from kombu.utils.objects import cached_property
 from redis.commands.core import Script
 
+from tasks.backoff import backoff
 from worker.fetch_scripts import (
     HOLDERS_KEY,
     LEASES_KEY,
@@ -110,7 +112,7 @@ logger = logging.getLogger(__name__)
 
 #: Redis 6.2 brought LMOVE and BLMOVE.
 MIN_REDIS_VERSION = (6, 2)
-#: Pause of the fetch loop after an error reply from Redis: first, most (seconds).
+#: Pause of the fetch loop after an error reply from Redis: backoff base and cap (seconds).
 FETCH_BACKOFF = (0.25, 2.0)
 #: A claimed message's arrival fields when it stands in no line (see CLAIM).
 NO_ARRIVAL = ("", "", 0, "0", "")
@@ -594,7 +596,7 @@ class Channel(KombuChannel):
                 describe_redis_error(exc),  # "OOM: ...", whichever Redis version said it
             )
         episode.failures += 1
-        delay = min(FETCH_BACKOFF[1], FETCH_BACKOFF[0] * 2 ** min(episode.failures - 1, 10))
+        delay = backoff(episode.failures, base=FETCH_BACKOFF[0], cap=FETCH_BACKOFF[1])
         self._fetch_paused_until = monotonic() + delay
 
     def _recovered(self) -> None:

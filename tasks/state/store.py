@@ -1,22 +1,26 @@
 """The Redis connection our own state uses: rate schedule, idempotency records, dead letters.
 
-One pooled, thread-safe client per process. It retries connection errors with backoff for about
-half a minute, so a Redis restart is ridden through instead of failing the jobs in flight; on a
-``sentinel://`` URL each reconnection asks the Sentinels for the current master, so the same
-retries ride through a failover.
+One pooled, thread-safe client per process. It retries connection errors with backoff
+(tasks/backoff.py) for about half a minute, so a Redis restart is ridden through instead of
+failing the jobs in flight; on a ``sentinel://`` URL each reconnection asks the Sentinels for
+the current master, so the same retries ride through a failover.
 """
 
 from __future__ import annotations
 
 import redis
-from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from config import get_settings
+from tasks.backoff import RedisBackoff
 from tasks.contract.redis_url import SentinelOptions, is_sentinel, redis_client
 from tasks.per_process import PerProcess
 
 KEY_PREFIX = "zapi-queue"
+#: Reconnection backoff: base and cap, seconds. Full jitter halves the mean wait of a plain
+#: doubling, so the cap is twice the 2 s it had then: the mean wait stays 2 s, and 20 retries
+#: still ride through ~30 s.
+RECONNECT_BACKOFF = (0.05, 4.0)
 
 #: Lua: Redis' clock in µs as ``now``, first in a script (composed scripts read it once). A script
 #: that writes after ``TIME`` calls ``redis.replicate_commands()`` first: Redis 6.2 configured
@@ -46,7 +50,9 @@ def connect(url: str, *, retries: int = 20, sentinel: SentinelOptions | None = N
         socket_timeout=5,
         socket_connect_timeout=5,
         health_check_interval=30,
-        retry=Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=retries),
+        retry=Retry(
+            RedisBackoff(base=RECONNECT_BACKOFF[0], cap=RECONNECT_BACKOFF[1]), retries=retries
+        ),
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
     )
     return client
