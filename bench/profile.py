@@ -61,7 +61,7 @@ ENTRY_POINTS: dict[str, tuple[str, str]] = {
     "re-claim before the send (after a wait)": ("tasks/state/idempotency.py", "before_send"),
     "the send (ZapiClient.send, httpx)": ("tasks/zapi/client.py", "send"),
     "reply + order state + delivery record": ("tasks/state/turns.py", "record_and_deliver"),
-    "attempt log line + metrics": ("tasks/delivery.py", "_log"),
+    "attempt log line + metrics": ("tasks/execution/job.py", "Job.log"),
     "result write (backend)": ("celery/backends/redis.py", "_set_with_state"),
     "task events": ("tasks/request.py", "send_event"),
     "ack": ("worker/transport.py", "QoS.ack"),

@@ -1,10 +1,10 @@
 """One execution's place in its order's line: wait for the earlier updates, never go backward.
 
-:mod:`tasks.delivery` asks :meth:`OrderLine.take_turn` (which also claims the job's
+:mod:`tasks.execution` asks :meth:`OrderLine.take_turn` (which also claims the job's
 idempotency key and its rate slot, in the same round trip) before it sends; a job that is
-not at the head of its order's line is re-scheduled (:class:`Wait`, shown as RETRY: "waiting for
-job X of order Y") and holds no thread meanwhile; one that would move its order backward fails
-with :class:`StaleUpdateError`. Whatever way the job ends, it leaves the line,
+not at the head of its order's line is re-scheduled (a returned :class:`Wait`, shown as RETRY:
+"waiting for job X of order Y") and holds no thread meanwhile; one that would move its order
+backward fails with :class:`StaleUpdateError`. Whatever way the job ends, it leaves the line,
 so the next update of its order may go.
 
 A waiting job sleeps until its head is due back (the head records it when it is re-scheduled),
@@ -24,12 +24,11 @@ from typing import Any
 import redis
 
 from config import Settings
-from config.instances import Instance
 from tasks.contract.errors import StaleUpdateError
 from tasks.contract.ordering import Delivered, stale_reason
 from tasks.contract.schemas import OrderUpdate
 from tasks.state.idempotency import Claim, ClaimState
-from tasks.state.orders import OrderLines, Turn, get_order_lines
+from tasks.state.orders import OrderLines, Turn
 from tasks.state.turns import Start, Turns
 
 WAIT_HEADER = "zapi-order-wait"
@@ -41,15 +40,14 @@ MIN_WAIT = 0.05
 MAX_SETTLES = 3
 
 
-class Wait(Exception):  # noqa: N818 - an instruction, not an error
+@dataclass(frozen=True, slots=True)
+class Wait:
     """Re-schedule the job in ``countdown`` seconds, with ``headers`` added: its turn has not
     come yet."""
 
-    def __init__(self, countdown: float, reason: str, headers: dict[str, Any]) -> None:
-        super().__init__(reason)
-        self.countdown = countdown
-        self.reason = reason
-        self.headers = headers
+    countdown: float
+    reason: str
+    headers: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,13 +82,13 @@ class OrderLine:
         job_id: str,
         headers: dict[str, Any],
         settings: Settings,
-        instance: Instance | None = None,
+        lines: OrderLines,
     ) -> OrderLine | None:
-        """The job's line in ``order`` (an ``orderRequestId``) of ``instance``, or None when
-        ordering is off or the order is not known (yet)."""
+        """The job's line in ``order`` (an ``orderRequestId``) among its instance's ``lines``,
+        or None when ordering is off or the order is not known (yet)."""
         if not settings.zapi_ordering or order is None:
             return None
-        return cls(get_order_lines(instance), order, job_id, headers, settings)
+        return cls(lines, order, job_id, headers, settings)
 
     def take_turn(
         self,
@@ -102,11 +100,12 @@ class OrderLine:
         key: str,
         owner: str,
         phone: str | None,
-    ) -> Turned:
+    ) -> Turned | Wait:
         """At the job's turn, its idempotency claim and rate slot (taken in the same round trip,
         the slot for ``phone`` unless it is None: see ``Turns.enter_and_start``) and the
         update ``complete`` builds from what the order shows then (a short update takes the
-        other status from it); raise :class:`Wait` or ``StaleUpdateError`` otherwise."""
+        other status from it); a :class:`Wait` before it; ``StaleUpdateError`` (raised: the
+        job ends) when the update would move its order backward."""
         for _ in range(MAX_SETTLES):
             args = self.lines.enter_args(
                 self.job_id,
@@ -119,9 +118,9 @@ class OrderLine:
                 break
             time.sleep(entry.wait or 0)
         if entry.turn is Turn.WAIT:
-            raise self._wait_for(entry.head or "?", entry.wait)
+            return self._wait_for(entry.head or "?", entry.wait)
         if entry.turn is Turn.SETTLE or start is None:
-            raise Wait(entry.wait or MIN_WAIT, "settling in its order's line", {})
+            return Wait(entry.wait or MIN_WAIT, "settling in its order's line", {})
         if start.claim.state is ClaimState.DELIVERED:
             return Turned(start, None, entry.has_snapshot)  # a repeat: it leaves the line
         update = complete(entry.delivered)

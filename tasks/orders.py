@@ -7,7 +7,7 @@ with ``kwargs``: ``idempotency_key`` (a repeat with the same key is not sent aga
 the Z-API instance to send through). The call's shape and each kwarg's type and range are
 checked inside the execution (tasks/contract/job_kwargs.py), so a wrong call ends like any
 other invalid job: FAILURE at once, a dead letter, its order's line released. What one
-execution does is in :mod:`tasks.delivery`.
+execution does is in :mod:`tasks.execution`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from celery import Task, shared_task
 
 from tasks.contract.endpoints import Endpoint
 from tasks.contract.errors import AttemptsExhaustedError, PermanentError
-from tasks.delivery import deliver
+from tasks.execution import deliver
 from tasks.request import OrderUpdateTask
 
 ORDER_STATUS_UPDATE = Endpoint.ORDER_STATUS_UPDATE.task_name
@@ -28,8 +28,8 @@ ORDER_PAYMENT_UPDATE = Endpoint.ORDER_PAYMENT_UPDATE.task_name
 _EXPECTED = (PermanentError, AttemptsExhaustedError)
 
 # Celery's retry limit counts deferrals for a rate slot too; ZAPI_MAX_ATTEMPTS bounds the sends
-# (tasks.delivery), so Celery's own limit is off. Passing max_retries=None to retry() would not
-# do: there None means "the task's default", which is 3.
+# (tasks.execution.policy), so Celery's own limit is off. Passing max_retries=None to retry()
+# would not do: there None means "the task's default", which is 3.
 _OPTIONS: dict[str, Any] = {
     "bind": True,
     "throws": _EXPECTED,

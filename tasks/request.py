@@ -99,7 +99,7 @@ def shown_kwargs(kwargs: Any) -> str:
     return "{" + ", ".join(parts) + "}"
 
 
-#: What each wait waits for, by the class name of its exception (tasks/delivery.py).
+#: What each wait waits for, by the class name of its exception (tasks/execution/outcomes.py).
 _WAITS_FOR = {
     "RateLimitWait": "a rate slot",
     "OrderWait": "its order's turn",
@@ -110,7 +110,8 @@ _WAITS_FOR = {
 
 def is_wait(exc: Any) -> bool:
     """Whether ``exc`` re-schedules a job for a wait (no attempt used), not for a failure."""
-    from tasks.delivery import DEFERRAL_REASONS  # delivery imports this module: on use
+    # On use: the execution imports this module (note_repeat).
+    from tasks.execution.outcomes import DEFERRAL_REASONS
 
     return isinstance(exc, tuple(DEFERRAL_REASONS))
 

@@ -1,0 +1,247 @@
+"""One execution of an order update task, in order: check the call, complete a short update,
+take its order's turn with its claim and rate slot, wait for the slot, send, settle.
+
+Each step returns the job's :mod:`outcome <tasks.execution.outcomes>` when it ends there (a
+wait, a repeat's stored reply, a burial); :meth:`Execution.outcome` also turns what the
+contract raises (an invalid body, an unknown instance or order, an update behind its order, a
+Redis error before the send, a bug) into one, and :func:`tasks.execution.route.finish` acts
+on it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from tasks import metrics
+from tasks.contract.endpoints import Endpoint
+from tasks.contract.errors import (
+    AttemptsExhaustedError,
+    PermanentError,
+    StaleUpdateError,
+    ZapiQueueError,
+)
+from tasks.contract.job_kwargs import Call
+from tasks.contract.ordering import Delivered
+from tasks.contract.schemas import OrderUpdate, ShortUpdate
+from tasks.contract.validation import validate_update
+from tasks.execution import completion, policy
+from tasks.execution.deps import Deps
+from tasks.execution.job import Job, JobTask, logger
+from tasks.execution.outcomes import (
+    Buried,
+    Deferred,
+    Done,
+    Failed,
+    OrderWait,
+    Outcome,
+    PutBack,
+)
+from tasks.execution.recording import record_again, settle_delivered
+from tasks.order_line import OrderLine, Turned, Wait
+from tasks.request import note_repeat
+from tasks.state.idempotency import Claim, ClaimState, IdempotencyStore, derive_key, owner_id
+from tasks.state.idempotency import with_ambiguity as result_with_ambiguity
+from tasks.state.pacing import Deferral, wait_for_slot
+from tasks.state.repeats import Repeat
+from tasks.state.turns import Start
+
+#: Seconds a job waits when its instance has all its in-flight permits taken in this worker.
+INSTANCE_BUSY_WAIT = 0.5
+
+
+class Execution:
+    """One run of one job, from validation to the place where it ends."""
+
+    def __init__(
+        self,
+        task: JobTask,
+        endpoint: Endpoint,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        deps: Deps,
+    ) -> None:
+        self.job = Job(task, endpoint, deps, args, kwargs)
+
+    def outcome(self) -> Outcome:
+        """Where the job ends, with the contract's raised errors classified."""
+        try:
+            return self.run()
+        except StaleUpdateError as exc:
+            return Failed(exc)  # behind its order: nothing to replay (it left its line)
+        except (PermanentError, AttemptsExhaustedError) as exc:
+            return Buried(exc)
+        except redis.RedisError as exc:
+            # The send path settles its own Redis errors: this one came before any send.
+            return PutBack(exc)
+        except Exception as exc:  # noqa: BLE001 - buried, then raised again (route.finish)
+            # A bug must not ack the job into nowhere: keep it as a dead letter, then fail.
+            return Buried(exc)
+
+    def run(self) -> Outcome:
+        job = self.job
+        call = Call.of(job.task.name, job.args, job.kwargs)  # InvalidBodyError
+        job.body, job.idempotency_key = call.body, call.idempotency_key
+        job.sequence, job.force, job.instance_alias = call.sequence, call.force, call.instance
+        job.known_instance()  # UnknownInstanceError: the job fails at once
+        given = validate_update(job.endpoint, job.body)
+        sequence = call.sequence
+        at = job.at()
+        store, owner = at.store, owner_id(job.job_id)
+        unrecorded = job.state.unrecorded()
+        if unrecorded is not None:
+            return record_again(job, owner, sequence, unrecorded)
+        complete: Callable[[Delivered], OrderUpdate]
+        if isinstance(given, ShortUpdate):
+            snapshot = completion.find_order(job, given)
+            if isinstance(snapshot, Deferred | Buried):
+                return snapshot
+            complete = completion.completion(job.endpoint, given, snapshot)
+            phone = snapshot.phone
+            key_body = completion.key_body(given, snapshot)
+            if job.line is None:
+                job.line = job.line_of(snapshot.order_request_id)
+        else:
+            full = given
+            complete, key_body, phone = (lambda _: full), full.to_wire(), full.phone
+        if call.idempotency_key is not None:
+            key = "key:" + call.idempotency_key
+        else:
+            key = derive_key(job.endpoint.value, key_body)
+
+        guard = at.guard
+        if not guard.try_enter():
+            return policy.deferred(job, Deferral(INSTANCE_BUSY_WAIT, None, guard.busy_reason()))
+        try:
+            # One round trip takes the order's turn, claims the key and, when the slot is now,
+            # reserves it and marks the send in flight. A repeat returns at once without a
+            # slot. A job that holds a slot from an earlier execution checks that one instead.
+            job.claim = (store, key, owner)
+            slot_for = phone if job.state.slot_us is None else None
+            if job.line is not None:
+                turned = self._take_turn(job.line, complete, sequence, key, owner, slot_for)
+                if isinstance(turned, Deferred):
+                    return turned
+            else:
+                turned = Turned(at.turns.start(key, owner, slot_for), None, False)
+            done = self._claimed(turned.claim)
+            if done is not None:
+                return done
+            update = turned.update or complete(Delivered())
+            job.phone = update.phone
+            sending = turned.start.sending
+            if sending is None:
+                waited = self._wait_for_slot(store, key, owner, turned.start)
+                if waited is not None:
+                    return waited
+                # The claim may have lapsed during the wait: re-assert it for the deadline.
+                sending = store.before_send(key, owner)
+            else:
+                metrics.SLOT_WAIT.labels(job.label).observe(0.0)
+            done = self._claimed(sending)
+            if done is not None:
+                return done
+            return self._send(store, key, owner, update, sequence, has_snapshot=turned.has_snapshot)
+        finally:
+            guard.leave()
+
+    def _wait_for_slot(
+        self, store: IdempotencyStore, key: str, owner: str, start: Start
+    ) -> Deferred | None:
+        """Sleep until the job's rate slot; re-schedule the job when it is far (or withheld)."""
+        job = self.job
+        try:
+            waited_from = time.perf_counter()
+            wait_for_slot(
+                job.at().limiter,
+                job.phone,
+                job.state.slot_us,
+                job.settings.zapi_rate_max_wait,
+                start.reservation,
+                start.answered,
+            )
+            metrics.SLOT_WAIT.labels(job.label).observe(time.perf_counter() - waited_from)
+        except Deferral as deferral:
+            store.release(key, owner)
+            return policy.deferred(job, deferral)
+        return None
+
+    def _take_turn(
+        self,
+        line: OrderLine,
+        complete: Callable[[Delivered], OrderUpdate],
+        sequence: int | None,
+        key: str,
+        owner: str,
+        phone: str | None,
+    ) -> Turned | Deferred:
+        """Go on only at the head of the order's line; else wait, holding no thread."""
+        turned = line.take_turn(
+            complete,
+            sequence,
+            force=self.job.force,
+            turns=self.job.at().turns,
+            key=key,
+            owner=owner,
+            phone=phone,
+        )
+        if isinstance(turned, Wait):
+            return Deferred(
+                OrderWait(turned.reason), turned.countdown, headers=turned.headers, parks=False
+            )
+        return turned
+
+    def _claimed(self, claim: Claim) -> Outcome | None:
+        """The stored reply if the key was delivered; defer if another execution holds it."""
+        job = self.job
+        if claim.state is ClaimState.DELIVERED and claim.reply is not None:
+            self._repeat(Repeat(job.job_id, claim.delivered_by, claim.delivered_at))
+            if job.line is not None:
+                job.line.leave_quietly()
+            return Done(claim.reply)
+        if claim.state is ClaimState.BUSY:
+            busy = Deferral(1.0, None, "the same job is being sent by another worker")
+            return policy.deferred(job, busy)
+        job.ambiguous = claim.ambiguous
+        return None
+
+    def _repeat(self, repeat: Repeat) -> None:
+        """Say that this job was not sent: in the attempt log, for ``zapi-queue status``, and
+        for Flower (tasks/request.py). The result stays the stored reply."""
+        job = self.job
+        note = repeat.describe()
+        job.log("deduplicated", None, note)
+        note_repeat(job.job_id, note)
+        try:
+            job.deps.repeats().note(repeat)
+        except redis.RedisError as exc:
+            logger.warning("job %s: repeat not noted (%s)", job.job_id, type(exc).__name__)
+
+    def _send(
+        self,
+        store: IdempotencyStore,
+        key: str,
+        owner: str,
+        update: OrderUpdate,
+        sequence: int | None,
+        *,
+        has_snapshot: bool,
+    ) -> Outcome:
+        """The one place a request leaves. Every outcome is settled before anything else."""
+        job = self.job
+        job.sent = True
+        job.started = time.perf_counter()
+        wire = update.to_wire()
+        at = job.at()
+        try:
+            reply = at.client.send(job.endpoint, wire).to_result()
+        except ZapiQueueError as exc:
+            return policy.after_failed_send(job, store, key, owner, exc)
+        at.guard.succeeded()
+        policy.pace(job)
+        result = result_with_ambiguity(reply, job.ambiguous)
+        job.log("delivered", 200, f"zaapId={reply['zaapId']}")
+        return settle_delivered(job, key, owner, update, wire, sequence, result, has_snapshot)
