@@ -1,12 +1,40 @@
-"""Backoff: full jitter under an exponential ceiling; Retry-After as a floor."""
+"""Backoff: full jitter under an exponential ceiling; Retry-After as a floor. One function,
+and each of its users seen drawing from it (the task's own retries, order look-ups and
+put-backs: tests/test_execution.py)."""
 
 from __future__ import annotations
 
 import email.utils
+import types
+from typing import Any
 
 import pytest
+import redis
+from hypothesis import given
+from hypothesis import strategies as st
 
-from tasks.backoff import backoff_delay, capped_retry_after, parse_retry_after
+from tasks.backoff import (
+    RedisBackoff,
+    backoff,
+    backoff_delay,
+    capped_retry_after,
+    parse_retry_after,
+)
+from tasks.state.store import RECONNECT_BACKOFF, connect
+from worker.transport import FETCH_BACKOFF, Channel
+
+seconds = st.floats(min_value=-1e9, max_value=1e9, allow_nan=False)
+
+
+@given(attempt=st.integers(min_value=-(2**70), max_value=2**70), base=seconds, cap=seconds)
+def test_backoff_stays_within_zero_and_its_ceiling(attempt: int, base: float, cap: float) -> None:
+    wait = backoff(attempt, base=base, cap=cap)
+    assert 0.0 <= wait <= max(cap, 0.0)
+    assert wait <= max(base, 0.0) * 2.0 ** min(max(attempt, 1) - 1, 1000)
+
+
+def ceilings(base: float, cap: float, n: int) -> list[float]:
+    return [min(cap, base * 2**i) for i in range(n)]
 
 
 @pytest.mark.parametrize(("attempt", "ceiling"), [(1, 2.0), (2, 4.0), (3, 8.0), (10, 60.0)])
@@ -54,3 +82,34 @@ def test_a_far_retry_after_is_capped() -> None:
     assert far > 365 * 86400
     assert capped_retry_after(far, 300.0) == 300.0
     assert capped_retry_after(7.0, 300.0) == 7.0
+
+
+def test_the_state_stores_reconnections_draw_from_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """redis-py's retries of a client from ``connect``: each wait under its doubling ceiling
+    (redis-py counts failures from 1), jittered."""
+    waits: list[float] = []
+    monkeypatch.setattr("redis.retry.sleep", waits.append)
+    client = connect("redis://127.0.0.1:1/0", retries=8)
+    with pytest.raises(redis.ConnectionError):
+        client.ping()
+    base, cap = RECONNECT_BACKOFF
+    assert len(waits) == 8
+    assert all(0 <= w <= c for w, c in zip(waits, ceilings(2 * base, cap, 8), strict=True))
+    assert RedisBackoff(base=base, cap=cap).compute(1) <= 2 * base
+
+
+def test_the_transports_fetch_pause_draws_from_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fetch loop's pause after each Redis error of an episode."""
+    now = [100.0]
+    monkeypatch.setattr("worker.transport.monotonic", lambda: now[0])
+    pauses: list[float] = []
+    for _ in range(200):
+        channel: Any = types.SimpleNamespace(_healthy_since=None, _trouble=None)
+        for _ in range(6):
+            Channel.trouble(channel, "a fetch", redis.ResponseError("OOM"))
+            pauses.append(channel._fetch_paused_until - now[0])
+    base, cap = FETCH_BACKOFF
+    limits = ceilings(base, cap, 6) * 200
+    assert all(0 <= p <= c for p, c in zip(pauses, limits, strict=True))
+    # Full jitter: the pauses spread under the ceilings instead of sitting on them.
+    assert sum(pauses) < 0.7 * sum(limits)

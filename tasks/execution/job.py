@@ -38,8 +38,11 @@ logger = get_task_logger("tasks.delivery")
 class TaskRequest(Protocol):
     """What an execution reads of Celery's task request."""
 
-    id: str | None
-    headers: dict[str, Any] | None
+    @property
+    def id(self) -> str | None: ...
+
+    @property
+    def headers(self) -> dict[str, Any] | None: ...
 
 
 class JobTask(Protocol):
