@@ -77,14 +77,18 @@ class FakeTask:
 
 @dataclass
 class ZapiMock:
-    """The answers Z-API gives, in order (the last repeats), and the bodies it received."""
+    """The answers Z-API gives, in order (the last repeats; an exception is raised by the
+    transport), and the bodies it received."""
 
-    answers: list[httpx.Response]
+    answers: list[httpx.Response | Exception]
     received: list[dict[str, Any]] = field(default_factory=list)
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.received.append(json.loads(request.content))
-        return self.answers[min(len(self.received), len(self.answers)) - 1]
+        answer = self.answers[min(len(self.received), len(self.answers)) - 1]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
 
 
 def reply(n: int = 1) -> httpx.Response:
@@ -124,7 +128,9 @@ def state(redis_server: RedisServer) -> Iterator[redis.Redis]:
     client.close()
 
 
-def make_stack(client: redis.Redis, answers: list[httpx.Response], **overrides: Any) -> Stack:
+def make_stack(
+    client: redis.Redis, answers: list[httpx.Response | Exception], **overrides: Any
+) -> Stack:
     instance_id = f"exec-{next(_instances)}"
     settings = Settings(
         celery_broker_url=SecretStr("redis://127.0.0.1:1/0"),
@@ -350,3 +356,17 @@ def test_a_write_that_must_not_be_lost_is_retried_with_the_backoff(
     limits = [min(PERSIST_MAX_WAIT, PERSIST_FIRST_WAIT * 2**i) for i in range(6)]
     assert len(waits) == 6
     assert all(0 <= w <= c for w, c in zip(waits, limits, strict=True))
+
+
+def test_a_bug_is_buried_with_its_traceback_logged(
+    state: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    stack = make_stack(state, [RuntimeError("a bug in the send path")])
+    _, ended = stack.run(unique_body())
+    assert isinstance(ended, RuntimeError)
+    letter = stack.letter_of()
+    assert letter is not None
+    assert (letter.error_type, letter.error) == ("RuntimeError", "a bug in the send path")
+    [logged] = [r for r in caplog.records if "failed unexpectedly" in r.getMessage()]
+    assert logged.exc_info is not None
+    assert logged.exc_info[1] is ended

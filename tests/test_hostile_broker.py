@@ -115,7 +115,7 @@ json_values = st.recursive(
 kwarg_names = st.sampled_from(
     ["idempotency_key", "sequence", "force", "instance", "body", "countdown", "x"]
 )
-#: Our own headers (tasks/delivery.py, tasks/order_line.py) as a producer may mangle them: a
+#: Our own headers (tasks/execution/headers.py, tasks/order_line.py) as a producer may mangle: a
 #: value of the wrong shape counts as absent, so the job is still delivered once, at once.
 not_numbers = json_values.filter(lambda v: not isinstance(v, int | float) or isinstance(v, bool))
 mangled_headers = st.dictionaries(

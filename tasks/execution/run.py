@@ -18,12 +18,7 @@ import redis
 
 from tasks import metrics
 from tasks.contract.endpoints import Endpoint
-from tasks.contract.errors import (
-    AttemptsExhaustedError,
-    PermanentError,
-    StaleUpdateError,
-    ZapiQueueError,
-)
+from tasks.contract.errors import StaleUpdateError, ZapiQueueError
 from tasks.contract.job_kwargs import Call
 from tasks.contract.ordering import Delivered
 from tasks.contract.schemas import OrderUpdate, ShortUpdate
@@ -72,13 +67,12 @@ class Execution:
             return self.run()
         except StaleUpdateError as exc:
             return Failed(exc)  # behind its order: nothing to replay (it left its line)
-        except (PermanentError, AttemptsExhaustedError) as exc:
-            return Buried(exc)
         except redis.RedisError as exc:
             # The send path settles its own Redis errors: this one came before any send.
             return PutBack(exc)
         except Exception as exc:  # noqa: BLE001 - buried, then raised again (route.finish)
-            # A bug must not ack the job into nowhere: keep it as a dead letter, then fail.
+            # A permanent error (an invalid body, an unknown instance or order) is buried; so
+            # is a bug, which must not ack the job into nowhere (burial logs its traceback).
             return Buried(exc)
 
     def run(self) -> Outcome:
