@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_before_delay
 
 from tasks import metrics
 from tasks.backoff import backoff
@@ -83,27 +84,28 @@ def replay_kwargs(job: Job) -> dict[str, Any]:
 
 def persist(job: Job, what: str, write: Callable[[], object]) -> bool:
     """Run ``write``, a Redis write that must not be lost (a reply, a dead letter), retrying
-    with a jittered growing wait (tasks/backoff.py) for up to ZAPI_PERSIST_PATIENCE. The job
-    stays unacked meanwhile. False when Redis did not take it in time."""
-    deadline = time.monotonic() + job.settings.zapi_persist_patience
-    failures = 0
-    while True:
-        try:
-            write()
-        except redis.RedisError as exc:
-            failures += 1
-            wait = backoff(failures, base=PERSIST_FIRST_WAIT, cap=PERSIST_MAX_WAIT)
-            if time.monotonic() + wait > deadline:
-                logger.error(
-                    "job %s: could not %s (%s: %s)",
-                    job.job_id,
-                    what,
-                    type(exc).__name__,
-                    job.redacted(exc),
-                )
-                return False
-            if failures == 1:
-                logger.warning("job %s: could not %s yet; retrying", job.job_id, what)
-            time.sleep(wait)
-        else:
-            return True
+    (tenacity) with the jittered growing wait of tasks/backoff.py for up to
+    ZAPI_PERSIST_PATIENCE. The job stays unacked meanwhile. False when Redis did not take it in
+    time."""
+
+    def say_once(state: RetryCallState) -> None:
+        if state.attempt_number == 1:
+            logger.warning("job %s: could not %s yet; retrying", job.job_id, what)
+
+    retrying = Retrying(
+        retry=retry_if_exception_type(redis.RedisError),
+        wait=lambda state: backoff(
+            state.attempt_number, base=PERSIST_FIRST_WAIT, cap=PERSIST_MAX_WAIT
+        ),
+        stop=stop_before_delay(job.settings.zapi_persist_patience),
+        before_sleep=say_once,
+        reraise=True,
+    )
+    try:
+        retrying(write)
+    except redis.RedisError as exc:
+        logger.error(
+            "job %s: could not %s (%s: %s)", job.job_id, what, type(exc).__name__, job.redacted(exc)
+        )
+        return False
+    return True
