@@ -124,7 +124,7 @@ class FaultStack:
             elif state == "FAILURE":
                 ledger.vanished.append(job)
             else:
-                ledger.unfinished.append(job)
+                ledger.unfinished.append(f"{job} ({state})")
         state_redis.close()
         time.sleep(2)  # a worker that is about to fail on the last acks: let it
         ledger.duplicates = {m: n for m, n in self.delivered_per_message().items() if n > 1}
@@ -132,6 +132,8 @@ class FaultStack:
             log = worker.log_text()
             if not worker.running or "Unrecoverable error" in log:
                 ledger.exits.append(f"{worker.nodename}: {log[-2000:]}")
+            if ledger.unfinished:  # what the workers last said, for a job that never ended
+                ledger.log_tails.append(f"--- {worker.nodename}:\n{log[-4000:]}")
         return ledger
 
 
@@ -149,11 +151,14 @@ class Ledger:
     #: messageIds whose job reported sends that may have reached Z-API unanswered.
     ambiguous: set[str] = field(default_factory=set)
     exits: list[str] = field(default_factory=list)
+    log_tails: list[str] = field(default_factory=list)
 
     def assert_nothing_lost(self) -> None:
         """No job vanished or stayed unfinished, no duplicate went unreported, no worker left."""
         assert self.vanished == [], f"FAILURE without a dead letter: {self.vanished}"
-        assert self.unfinished == [], f"neither delivered nor dead: {self.unfinished}"
+        assert self.unfinished == [], (
+            f"neither delivered nor dead: {self.unfinished}\n" + "\n".join(self.log_tails)
+        )
         unreported = set(self.duplicates) - self.ambiguous
         assert not unreported, f"sent twice, not reported ambiguous: {unreported}"
         assert self.exits == [], "a worker exited:\n" + "\n".join(self.exits)

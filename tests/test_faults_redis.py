@@ -14,7 +14,9 @@ import pytest
 from tests.bodies import unique_body
 from tests.faults import WORKER_LEASE, fault_stack
 
-pytestmark = pytest.mark.e2e
+#: Past each test's own waits (wait_all's up to 150 s), so that a job that never ends is
+#: reported by the ledger, with the workers' logs, rather than cut short by pytest-timeout.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 
 def bodies_for(count: int) -> list[dict[str, Any]]:
