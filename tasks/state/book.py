@@ -38,19 +38,19 @@ from tasks.contract.ordering import order_keys
 from tasks.contract.schemas import normalized_phone
 from tasks.instances import default_instance
 from tasks.per_process import PerInstance
+from tasks.state.scripts import Script
 from tasks.state.store import KEY_PREFIX, get_redis, text
 
 MESSAGE_PREFIX = f"{KEY_PREFIX}:order-message:"
 SNAPSHOT_FIELD = "snapshot"
 
-# KEYS: the order's state hash, its order message's index. ARGV: the snapshot JSON, the
-# orderRequestId, TTL s. Returns 1 when stored, 0 when the book already had the order.
-_SAVE_FIRST = """
-if redis.call('HSETNX', KEYS[1], 'snapshot', ARGV[1]) == 0 then return 0 end
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('SET', KEYS[2], ARGV[2], 'NX', 'EX', ARGV[3])
-return 1
-"""
+_SAVE_FIRST = Script.of(
+    "tasks.state",
+    "book.lua",
+    "save_first",
+    keys=("state", "message_index"),
+    args=("snapshot", "order_request_id", "ttl"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +136,7 @@ class OrderBook:
         self._redis = client
         self.instance_id = instance_id
         self.ttl = ttl
-        self._save_first = client.register_script(_SAVE_FIRST)
+        self._save_first = _SAVE_FIRST.register(client)
 
     def state_key(self, order_request_id: str) -> str:
         return order_keys(self.instance_id, order_request_id)[2]
@@ -150,9 +150,14 @@ class OrderBook:
         (A full update's snapshot only fills a gap too, in the script that records its reply:
         tasks/state/turns.py.)"""
         encoded = json.dumps(snapshot, separators=(",", ":"), ensure_ascii=False)
-        keys = [self.state_key(snapshot["orderRequestId"]), self.message_key(snapshot["messageId"])]
         return bool(
-            self._save_first(keys=keys, args=[encoded, snapshot["orderRequestId"], self.ttl])
+            self._save_first(
+                state=self.state_key(snapshot["orderRequestId"]),
+                message_index=self.message_key(snapshot["messageId"]),
+                snapshot=encoded,
+                order_request_id=snapshot["orderRequestId"],
+                ttl=self.ttl,
+            )
         )
 
     def find(

@@ -47,6 +47,7 @@ import redis
 
 from config import Settings
 from config.instances import alias_of
+from tasks.state.scripts import Script
 from tasks.state.store import KEY_PREFIX, text
 
 logger = logging.getLogger(__name__)
@@ -76,128 +77,29 @@ PAGE_SIZE = 200
 #: Records moved per migration script: short enough not to block Redis noticeably.
 MIGRATION_CHUNK = 500
 
-# KEYS[1]: index, KEYS[2]: trimmed counter, KEYS[3]: the set of error types, KEYS[4]: the set of
-# instance aliases, KEYS[5] (migration only, else ''): the legacy hash, whose fields are moved
-# only while they still exist there (a concurrent migration, or a purge after it, is not
-# undone); KEYS[6...]: keys deleted with the letters' storing, in the same step (a buried job's
-# recorded reply, so that its replay is sent: tasks/state/deliveries.py). ARGV:
-# letter key prefix, ttl s, max letters, type set prefix, max types, instance set prefix, max
-# instances, then per letter: job id, failed_at (epoch s), record, error type, instance alias.
-# Each letter is also in its type's sorted set (and in no other) and in its instance's, trimmed
-# with the index. A letter already older than the TTL is not stored. Then the index loses its
-# expired entries, and its oldest beyond the cap, whose letters are deleted and counted (only
-# letters that existed: an entry still waiting for migration is not a letter yet).
-# A letter's instance set is found again from its record (a job keeps its instance), so
-# replacing or dropping a letter touches one instance set, however many there are.
-# Returns {stored, expired, dropped}. replicate_commands() lets TIME precede writes on a Redis
-# 6.2 configured with lua-replicate-commands off (a no-op on 7).
-_STORE = """
-redis.replicate_commands()
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local prefix, ttl, cap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local type_prefix, max_types = ARGV[4], tonumber(ARGV[5])
-local instance_prefix, max_instances = ARGV[6], tonumber(ARGV[7])
-local types, instances = KEYS[3], KEYS[4]
-local legacy = KEYS[5] ~= '' and KEYS[5] or nil
-local stored, expired = 0, 0
-local cutoff = string.format('%.6f', now - ttl)
-local function forget_type(id)
-  for _, kind in ipairs(redis.call('SMEMBERS', types)) do
-    redis.call('ZREM', type_prefix .. kind, id)
-  end
-end
--- A name among at most `most` in `names`, else `other` (added to `names` when new).
-local function counted_as(names, name, most, other)
-  if redis.call('SISMEMBER', names, name) == 0 and redis.call('SCARD', names) >= most then
-    name = other
-  end
-  redis.call('SADD', names, name)
-  return name
-end
--- The instance set a stored letter is in: the alias of its record's kwargs.instance.
-local function instance_set_of(id)
-  local record = redis.call('GET', prefix .. id)
-  if not record then return nil end
-  local ok, data = pcall(cjson.decode, record)
-  if not ok or type(data) ~= 'table' then return nil end
-  local alias = type(data['kwargs']) == 'table' and data['kwargs']['instance'] or nil
-  if type(alias) ~= 'string' then alias = 'default' end
-  if redis.call('SISMEMBER', instances, alias) == 0 then alias = '(other)' end
-  return instance_prefix .. alias
-end
-local function forget_instance(id)
-  local set = instance_set_of(id)
-  if set then redis.call('ZREM', set, id) end
-end
-local function expire_with(key, ms)
-  if redis.call('PTTL', key) < ms then redis.call('PEXPIRE', key, ms) end
-end
-for i = 8, #ARGV, 5 do
-  local id = ARGV[i]
-  if not legacy or redis.call('HEXISTS', legacy, id) == 1 then
-    local ms = math.floor((tonumber(ARGV[i + 1]) + ttl - now) * 1000)
-    forget_type(id)
-    forget_instance(id)
-    if ms > 0 then
-      local kind = counted_as(types, ARGV[i + 3], max_types, 'other')
-      local alias = ARGV[i + 4]
-      if not string.match(alias, '^[a-z0-9_%-]+$') or #alias > 40 then alias = '(other)' end
-      local by_instance = instance_prefix .. counted_as(instances, alias, max_instances, '(other)')
-      redis.call('SET', prefix .. id, ARGV[i + 2], 'PX', ms)
-      redis.call('ZADD', KEYS[1], ARGV[i + 1], id)
-      redis.call('ZADD', type_prefix .. kind, ARGV[i + 1], id)
-      redis.call('ZREMRANGEBYSCORE', by_instance, '-inf', cutoff)
-      redis.call('ZADD', by_instance, ARGV[i + 1], id)
-      for _, key in ipairs({KEYS[1], types, type_prefix .. kind, instances, by_instance}) do
-        expire_with(key, ms)
-      end
-      stored = stored + 1
-    else
-      redis.call('ZREM', KEYS[1], id)
-      expired = expired + 1
-    end
-    if legacy then redis.call('HDEL', legacy, id) end
-  end
-end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', cutoff)
-for _, kind in ipairs(redis.call('SMEMBERS', types)) do
-  redis.call('ZREMRANGEBYSCORE', type_prefix .. kind, '-inf', cutoff)
-end
-local dropped = 0
-local excess = redis.call('ZCARD', KEYS[1]) - cap
-if excess > 0 then
-  for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, excess - 1)) do
-    forget_instance(id)
-    dropped = dropped + redis.call('DEL', prefix .. id)
-    forget_type(id)
-  end
-  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, excess - 1)
-  if dropped > 0 then redis.call('INCRBY', KEYS[2], dropped) end
-end
-for i = 6, #KEYS do redis.call('DEL', KEYS[i]) end
-return {stored, expired, dropped}
-"""
-
-# KEYS[1]: index. ARGV[1]: ttl s. The letters not expired yet, on Redis' clock.
-_COUNT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-return redis.call('ZCOUNT', KEYS[1], string.format('(%.6f', now - tonumber(ARGV[1])), '+inf')
-"""
-
-# KEYS[1]: the set of types. ARGV: type set prefix, ttl s. {type, count, ...} of the letters
-# not expired yet.
-_COUNT_BY_TYPE = """
-local t = redis.call('TIME')
-local cutoff = string.format('(%.6f', tonumber(t[1]) + tonumber(t[2]) / 1000000 - tonumber(ARGV[2]))
-local counts = {}
-for _, kind in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  table.insert(counts, kind)
-  table.insert(counts, redis.call('ZCOUNT', ARGV[1] .. kind, cutoff, '+inf'))
-end
-return counts
-"""
+_LUA = ("tasks.state", "deadletter.lua")
+SCRIPTS = {
+    "store": Script.of(
+        *_LUA,
+        "store",
+        keys=("index", "trimmed", "types", "instances", "legacy_key"),
+        rest_keys="dropping",
+        args=(
+            "prefix",
+            "ttl_s",
+            "max_letters",
+            "type_prefix",
+            "max_types",
+            "instance_prefix",
+            "max_instances",
+        ),
+        rest_args="letters",
+    ),
+    "count": Script.of(*_LUA, "count", keys=("index",), args=("ttl_s",)),
+    "count_by_type": Script.of(
+        *_LUA, "count_by_type", keys=("names",), args=("set_prefix", "ttl_s")
+    ),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,9 +163,9 @@ class DeadLetterStore:
         self._redis = client
         self.ttl = ttl
         self.max_letters = max_letters
-        self._store = client.register_script(_STORE)
-        self._count = client.register_script(_COUNT)
-        self._count_by_type = client.register_script(_COUNT_BY_TYPE)
+        self._store = SCRIPTS["store"].register(client)
+        self._count = SCRIPTS["count"].register(client)
+        self._count_by_type = SCRIPTS["count_by_type"].register(client)
         self._migrated = False
 
     @classmethod
@@ -293,13 +195,13 @@ class DeadLetterStore:
     def count(self) -> int:
         """Letters kept now (not expired), whatever their task or error."""
         self._migrate_once()
-        return int(self._count(keys=[INDEX_KEY], args=[self.ttl]))
+        return int(self._count(index=INDEX_KEY, ttl_s=self.ttl))
 
     def count_by_type(self) -> dict[str, int]:
         """Letters kept now, by error class (letters of releases before the per-type sets are
         in none: ``count() - sum(...)`` of them)."""
         self._migrate_once()
-        answer = self._count_by_type(keys=[TYPES_KEY], args=[TYPE_PREFIX, self.ttl])
+        answer = self._count_by_type(names=TYPES_KEY, set_prefix=TYPE_PREFIX, ttl_s=self.ttl)
         counts = {text(answer[i]): int(answer[i + 1]) for i in range(0, len(answer), 2)}
         return {kind: count for kind, count in sorted(counts.items()) if count}
 
@@ -307,7 +209,9 @@ class DeadLetterStore:
         """Letters kept now, by instance alias (letters of releases before the per-instance
         sets are in none)."""
         self._migrate_once()
-        answer = self._count_by_type(keys=[INSTANCES_KEY], args=[INSTANCE_PREFIX, self.ttl])
+        answer = self._count_by_type(
+            names=INSTANCES_KEY, set_prefix=INSTANCE_PREFIX, ttl_s=self.ttl
+        )
         counts = {text(answer[i]): int(answer[i + 1]) for i in range(0, len(answer), 2)}
         return {alias: count for alias, count in sorted(counts.items()) if count}
 
@@ -392,13 +296,25 @@ class DeadLetterStore:
         dropping: tuple[str, ...] = (),
     ) -> tuple[int, int, int]:
         """Store (job id, failed at, error type, instance alias, record) letters, then trim."""
-        keys = [INDEX_KEY, TRIMMED_KEY, TYPES_KEY, INSTANCES_KEY, LEGACY_KEY if legacy else ""]
-        keys += dropping
-        args: list[Any] = [LETTER_PREFIX, self.ttl, self.max_letters, TYPE_PREFIX, MAX_TYPES]
-        args += [INSTANCE_PREFIX, MAX_INSTANCES]
+        records: list[Any] = []
         for job_id, failed_at, error_type, alias, record in letters:
-            args += [job_id, repr(failed_at), record, error_type, alias[:100]]
-        stored, expired, dropped = self._store(keys=keys, args=args)
+            records += [job_id, repr(failed_at), record, error_type, alias[:100]]
+        stored, expired, dropped = self._store(
+            index=INDEX_KEY,
+            trimmed=TRIMMED_KEY,
+            types=TYPES_KEY,
+            instances=INSTANCES_KEY,
+            legacy_key=LEGACY_KEY if legacy else "",
+            dropping=list(dropping),
+            prefix=LETTER_PREFIX,
+            ttl_s=self.ttl,
+            max_letters=self.max_letters,
+            type_prefix=TYPE_PREFIX,
+            max_types=MAX_TYPES,
+            instance_prefix=INSTANCE_PREFIX,
+            max_instances=MAX_INSTANCES,
+            letters=records,
+        )
         return int(stored), int(expired), int(dropped)
 
     def _index_pages(self, page_size: int) -> Iterator[list[str]]:

@@ -49,8 +49,15 @@ from typing import Any
 
 import redis
 
-from tasks.contract.delivery_record import Delivery, delivery_key, optional_text, read_delivery
+from tasks.contract.delivery_record import (
+    DELIVERY_PREFIX,
+    Delivery,
+    delivery_key,
+    optional_text,
+    read_delivery,
+)
 from tasks.state.deadletter import DeadLetter, DeadLetterStore
+from tasks.state.scripts import Library, Script, lua_pattern
 from tasks.state.store import text
 
 FAILED = "failed"
@@ -76,147 +83,35 @@ def state_counts(client: redis.Redis, instance_id: str) -> dict[str, int]:
     return {text(k): int(v) for k, v in client.hgetall(COUNTS_PREFIX + instance_id).items()}
 
 
-def lua_library(first_key: int = 1) -> str:
-    """The Lua functions of a message's delivery hash, bound to KEYS[first_key]: the worker's
-    reply record composes ``link`` with the other stores' functions (tasks/state/turns.py)."""
-    return (
-        f"local delivery = KEYS[{first_key}]\nlocal KEEPS_BODY_BELOW = {FAILS_BELOW_RANK}\n"
-        f"local COUNTS_TTL = {COUNTS_TTL}\nlocal EARLY_TTL = {EARLY_TTL}\n"
-        f"local EARLY_MAX = {EARLY_MAX}\n" + _FUNCTIONS
-    )
-
-
-_FUNCTIONS = """
--- The instance's state counts: the delivery key less its last (messageId) segment.
-local function count_state(state)
-  local instance = string.match(delivery, '^zapi%-queue:delivery:(.*):[^:]*$')
-  if not instance then return end
-  local counts = 'zapi-queue:delivery-counts:' .. instance
-  redis.call('HINCRBY', counts, state, 1)
-  redis.call('EXPIRE', counts, COUNTS_TTL)
-end
-local function bury_if_due()
-  if redis.call('HGET', delivery, 'state') ~= 'failed' then return nil end
-  if not redis.call('HGET', delivery, 'job') then return nil end
-  if redis.call('HSETNX', delivery, 'buried', '1') == 0 then return nil end
-  return redis.call('HMGET', delivery, 'job', 'body', 'error', 'error_code', 'updated_at')
-end
--- A callback: the message reached state (forward only; failed is final, and ignored from
--- fails_below on). Returns the burial fields when it reported the failure of a known job.
-local function apply(state, rank, err, code, at, ttl, fails_below)
-  -- failed is final; a repeat only finishes a burial that an error undid (bury_if_due).
-  if redis.call('HGET', delivery, 'state') == 'failed' then return bury_if_due() end
-  local current = tonumber(redis.call('HGET', delivery, 'rank') or '-1')
-  if state == 'failed' then
-    if current >= tonumber(fails_below) then return nil end
-    redis.call('HSET', delivery, 'state', 'failed', 'rank', rank, 'error', err,
-               'error_code', code, 'updated_at', at)
-    count_state('failed')
-  elseif tonumber(rank) > current then
-    redis.call('HSET', delivery, 'state', state, 'rank', rank, 'updated_at', at)
-    if tonumber(rank) >= KEEPS_BODY_BELOW then redis.call('HDEL', delivery, 'body') end
-    count_state(state)
-  else
-    return nil
-  end
-  redis.call('EXPIRE', delivery, ttl)
-  return bury_if_due()
-end
--- The instance's early callbacks (a hash and its arrival times) and the message's field.
-local function early_keys()
-  local instance, message = string.match(delivery, '^zapi%-queue:delivery:(.*):([^:]*)$')
-  if not instance then return nil end
-  return 'zapi-queue:delivery-early:' .. instance,
-         'zapi-queue:delivery-early-at:' .. instance, message
-end
--- A callback for a message no job linked: kept in the instance's early entries (the best state
--- so far, by apply's rules), after dropping those past EARLY_TTL and, at the cap, the oldest.
--- Returns how many entries the cap evicted.
-local function keep_early(state, rank, err, code, at, now, fails_below)
-  local entries, arrivals, message = early_keys()
-  if not entries then return 0 end
-  now = tonumber(now)
-  local stale = redis.call('ZRANGEBYSCORE', arrivals, '-inf', now - EARLY_TTL, 'LIMIT', 0, 1000)
-  if #stale > 0 then
-    redis.call('HDEL', entries, unpack(stale))
-    redis.call('ZREM', arrivals, unpack(stale))
-  end
-  local kept = redis.call('HGET', entries, message)
-  local evicted = 0
-  if kept then
-    local old = cjson.decode(kept)
-    if old.s == 'failed' then return 0 end
-    if state == 'failed' then
-      if old.r >= tonumber(fails_below) then return 0 end
-    elseif tonumber(rank) <= old.r then
-      return 0
-    end
-  else
-    local over = redis.call('ZCARD', arrivals) - EARLY_MAX + 1
-    if over > 0 then
-      local oldest = redis.call('ZPOPMIN', arrivals, over)
-      for i = 1, #oldest, 2 do
-        redis.call('HDEL', entries, oldest[i])
-        evicted = evicted + 1
-      end
-    end
-  end
-  redis.call('HSET', entries, message,
-             cjson.encode({s = state, r = tonumber(rank), e = err, c = code, a = at}))
-  redis.call('ZADD', arrivals, now, message)
-  redis.call('EXPIRE', entries, EARLY_TTL)
-  redis.call('EXPIRE', arrivals, EARLY_TTL)
-  return evicted
-end
--- The message's early entry, removed (nil when none, or past EARLY_TTL at now).
-local function take_early(now)
-  local entries, arrivals, message = early_keys()
-  if not entries then return nil end
-  local kept = redis.call('HGET', entries, message)
-  if not kept then return nil end
-  local arrived = tonumber(redis.call('ZSCORE', arrivals, message) or '0')
-  redis.call('HDEL', entries, message)
-  redis.call('ZREM', arrivals, message)
-  if arrived < tonumber(now) - EARLY_TTL then return nil end
-  return cjson.decode(kept)
-end
--- The job that sent the message (job: JSON of what its dead letter needs); returns the burial
--- fields when its failure came first. The usual case, no callback yet, is one HSET (and a
--- look at the early entries).
-local function link(job, body, zaap_id, now, ttl)
-  if redis.call('EXISTS', delivery) == 0 then
-    redis.call('HSET', delivery, 'job', job, 'body', body, 'zaap_id', zaap_id,
-               'state', 'accepted', 'rank', 0, 'updated_at', now)
-    redis.call('EXPIRE', delivery, ttl)
-    count_state('accepted')
-    local early = take_early(now)
-    if not early then return nil end
-    return apply(early.s, early.r, early.e, early.c, early.a, ttl, KEEPS_BODY_BELOW)
-  end
-  redis.call('HSET', delivery, 'job', job, 'zaap_id', zaap_id)
-  local rank = tonumber(redis.call('HGET', delivery, 'rank') or '0')
-  if rank < KEEPS_BODY_BELOW or redis.call('HGET', delivery, 'state') == 'failed' then
-    redis.call('HSET', delivery, 'body', body)
-  end
-  redis.call('EXPIRE', delivery, ttl)
-  return bury_if_due()
-end
-"""
-
-# ARGV: link's five arguments.
-_LINK = lua_library() + "return link(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])\n"
-# ARGV: apply's seven arguments, then now (the receiver's clock, epoch s). A message no job
-# linked gets an early entry: {0, entries evicted}; a linked one {1} or {1, burial fields}.
-_APPLY = lua_library() + (
-    """
-if redis.call('HEXISTS', delivery, 'job') == 0 then
-  return {0, keep_early(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[8], ARGV[7])}
-end
-local burial = apply(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
-if burial then return {1, burial} end
-return {1}
-"""
+#: The Lua functions of a message's delivery hash (deliveries.lua), bound to its key by name: the
+#: worker's reply record composes ``link`` with the other stores' functions (tasks/state/turns.py).
+LIBRARY = Library.of(
+    "tasks.state",
+    "deliveries.lua",
+    keys=("delivery",),
+    constants={
+        "KEEPS_BODY_BELOW": FAILS_BELOW_RANK,
+        "COUNTS_TTL": COUNTS_TTL,
+        "EARLY_TTL": EARLY_TTL,
+        "EARLY_MAX": EARLY_MAX,
+        "DELIVERY_PATTERN": "^" + lua_pattern(DELIVERY_PREFIX) + "(.*):([^:]*)$",
+        "COUNTS_PREFIX": COUNTS_PREFIX,
+        "EARLY_PREFIX": EARLY_PREFIX,
+        "EARLY_AT_PREFIX": EARLY_AT_PREFIX,
+    },
 )
+SCRIPTS = {
+    "link": Script.of(
+        "tasks.state", "deliveries.lua", "link", args=LIBRARY.params("link"), libraries=[LIBRARY]
+    ),
+    "apply": Script.of(
+        "tasks.state",
+        "deliveries.lua",
+        "apply",
+        args=(*LIBRARY.params("apply"), "received_at"),
+        libraries=[LIBRARY],
+    ),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,8 +148,8 @@ class DeliveryBook:
         self._redis = client
         self.instance_id = instance_id
         self.ttl = ttl
-        self._link = client.register_script(_LINK)
-        self._apply = client.register_script(_APPLY)
+        self._link = SCRIPTS["link"].register(client)
+        self._apply = SCRIPTS["apply"].register(client)
 
     def key(self, message_id: str) -> str:
         return delivery_key(self.instance_id, message_id)
@@ -269,10 +164,8 @@ class DeliveryBook:
     ) -> Burial | None:
         """Link the job that sent ``message_id`` (``letter`` holds what a dead letter of it
         needs). Returns its burial if the message's failure was already reported."""
-        answer = self._link(
-            keys=[self.key(message_id)],
-            args=self.link_args(zaap_id=zaap_id, letter=letter, reply_key=reply_key),
-        )
+        args = self.link_args(zaap_id=zaap_id, letter=letter, reply_key=reply_key)
+        answer = self._link(delivery=self.key(message_id), **LIBRARY.bind("link", args))
         return self.burial(message_id, answer)
 
     def link_args(self, *, zaap_id: str, letter: DeadLetter, reply_key: str) -> list[Any]:
@@ -322,19 +215,20 @@ class DeliveryBook:
     ) -> list[Applied]:
         """``apply`` for each of ``message_ids`` (one round trip): a linked message moves
         forward; one no job linked gets (or improves) its early entry, no key of its own."""
-        now = f"{time.time():.6f}"
-        args: list[str | int] = [
-            state,
-            RANKS[state],
-            error or "",
-            error_code or "",
-            f"{at:.6f}",
-            self.ttl,
-        ]
+        args = LIBRARY.bind(
+            "apply",
+            [state, RANKS[state], error or "", error_code or "", f"{at:.6f}", self.ttl],
+            without=["fails_below"],
+        )
+        received_at = f"{time.time():.6f}"
         pipe = self._redis.pipeline(transaction=False)
         for message_id in message_ids:
             self._apply(
-                keys=[self.key(message_id)], args=[*args, FAILS_BELOW_RANK, now], client=pipe
+                delivery=self.key(message_id),
+                **args,
+                fails_below=FAILS_BELOW_RANK,
+                received_at=received_at,
+                client=pipe,
             )
         answers = pipe.execute()
         return [

@@ -38,6 +38,7 @@ from typing import Any
 
 import redis
 
+from tasks.state.scripts import Library, Script
 from tasks.state.sends import SENT_TTL, sent_counter
 from tasks.state.store import KEY_PREFIX
 
@@ -45,139 +46,29 @@ from tasks.state.store import KEY_PREFIX
 AMBIGUOUS_FIELD = "ambiguousAttempts"
 
 
-def lua_library(first_key: int = 1) -> str:
-    """The Lua functions of a key's claim, reply and sent record, bound to KEYS[first_key],
-    KEYS[first_key + 1], KEYS[first_key + 2] (reply, claim, sent): other stores' scripts
-    compose them (tasks/state/turns.py)."""
-    keys = ", ".join(f"KEYS[{first_key + i}]" for i in range(3))
-    return f"local idem_reply, idem_claim, idem_sent = {keys}\n" + _FUNCTIONS
-
-
-# A send left "inflight" by another execution whose claim is gone was abandoned (that execution
-# died or froze past its lease): its outcome is unknown, so it counts as ambiguous.
-_FUNCTIONS = """
-local function abandoned_to_ambiguous(owner)
-  local inflight = redis.call('HGET', idem_sent, 'inflight')
-  if inflight and inflight ~= owner then
-    redis.call('HINCRBY', idem_sent, 'ambiguous', 1)
-    redis.call('HSET', idem_sent, 'abandoned:' .. inflight, 1)
-    redis.call('HDEL', idem_sent, 'inflight')
-  end
-  return tonumber(redis.call('HGET', idem_sent, 'ambiguous') or '0')
-end
--- The outcome when this execution must not send: {1, reply} if the key was delivered, {2, holder}
--- if another execution holds the claim. Otherwise takes (or renews) the claim and returns nil.
-local function delivered_or_held(owner, lease_ms)
-  local reply = redis.call('GET', idem_reply)
-  if reply then return {1, reply} end
-  local holder = redis.call('GET', idem_claim)
-  if holder and holder ~= owner then return {2, holder} end
-  redis.call('SET', idem_claim, owner, 'PX', lease_ms)
-  return nil
-end
--- Returns {state, data}: 1 delivered (data: the reply), 2 busy (data: the holder), 0 claimed
--- (data: ambiguous sends so far).
-local function claim(owner, lease_ms)
-  local done = delivered_or_held(owner, lease_ms)
-  if done then return done end
-  return {0, tostring(abandoned_to_ambiguous(owner))}
-end
--- Right before the send: re-takes the claim (it may have lapsed during the slot wait) for the
--- request's deadline and marks the send in flight.
-local function before_send(owner, lease_ms, ttl)
-  local done = delivered_or_held(owner, lease_ms)
-  if done then return done end
-  local ambiguous = abandoned_to_ambiguous(owner)
-  redis.call('HSET', idem_sent, 'inflight', owner)
-  redis.call('EXPIRE', idem_sent, ttl)
-  return {0, tostring(ambiguous)}
-end
--- before_send, counting a send that goes ahead in the instance's sends (tasks/state/sends.py):
--- HINCRBY counter second, the hash expiring after counter_ttl.
-local function mark_sent(owner, lease_ms, ttl, counter, second, counter_ttl)
-  local answer = before_send(owner, lease_ms, ttl)
-  if answer[1] == 0 then
-    redis.call('HINCRBY', counter, second, 1)
-    redis.call('EXPIRE', counter, counter_ttl)
-  end
-  return answer
-end
--- Sends of other executions that may have reached Z-API besides ours: the ones counted (less
--- ours, if another execution counted it as abandoned: its outcome is this reply), and one in
--- flight now (it took the key over while our reply waited for Redis).
-local function others_ambiguous(owner)
-  local counted = tonumber(redis.call('HGET', idem_sent, 'ambiguous') or '0')
-  if redis.call('HEXISTS', idem_sent, 'abandoned:' .. owner) == 1 then counted = counted - 1 end
-  local inflight = redis.call('HGET', idem_sent, 'inflight')
-  if inflight and inflight ~= owner then counted = counted + 1 end
-  return counted
-end
--- The first reply recorded stays (a later one is a duplicate's), with at least the ambiguous
--- sends others_ambiguous finds. Returns '' when this one is the first as given, else the record
--- as stored (the first one's, or ours with more ambiguity): the job's result must be that one.
-local function record(owner, reply, ttl)
-  local others = others_ambiguous(owner)
-  local amended = false
-  if others > 0 then
-    local data = cjson.decode(reply)
-    if others > (tonumber(data.reply.ambiguousAttempts) or 0) then
-      data.reply.ambiguousAttempts = others
-      reply, amended = cjson.encode(data), true
-    end
-  end
-  local first = redis.call('SET', idem_reply, reply, 'NX', 'EX', ttl)
-  redis.call('DEL', idem_sent)
-  if redis.call('GET', idem_claim) == owner then redis.call('DEL', idem_claim) end
-  if first and not amended then return '' end
-  return redis.call('GET', idem_reply) or ''
-end
-"""
-
-_CLAIM = lua_library() + "return claim(ARGV[1], ARGV[2])\n"
-# KEYS[4]: the instance's sends counter. ARGV: owner, lease ms (the request's deadline and a
-# margin), sent TTL s, the counter's field (second) and TTL.
-_BEFORE_SEND = (
-    lua_library() + "return mark_sent(ARGV[1], ARGV[2], ARGV[3], KEYS[4], ARGV[4], ARGV[5])\n"
-)
-# ARGV: owner, reply JSON, TTL s.
-_RECORD = lua_library() + "return record(ARGV[1], ARGV[2], ARGV[3])\n"
-
-# A send that got no reply. ARGV: owner, '1' if it may have reached Z-API, sent TTL s.
-# Returns the ambiguous sends so far.
-_AFTER_FAILED_SEND = (
-    lua_library()
-    + """
-if redis.call('HGET', idem_sent, 'inflight') == ARGV[1] then
-  redis.call('HDEL', idem_sent, 'inflight')
-  if ARGV[2] == '1' then redis.call('HINCRBY', idem_sent, 'ambiguous', 1) end
-end
-if redis.call('EXISTS', idem_sent) == 1 then redis.call('EXPIRE', idem_sent, ARGV[3]) end
-if redis.call('GET', idem_claim) == ARGV[1] then redis.call('DEL', idem_claim) end
-return tonumber(redis.call('HGET', idem_sent, 'ambiguous') or '0')
-"""
+#: The Lua functions of a key's claim, reply and sent record (idempotency.lua), bound to its keys
+#: by name: other stores' scripts compose them (tasks/state/turns.py).
+LIBRARY = Library.of(
+    "tasks.state", "idempotency.lua", keys=("idem_reply", "idem_claim", "idem_sent")
 )
 
-# A send marked in flight that will not happen after all (the update turned out stale). KEYS[4]:
-# the sends counter. ARGV: owner, the counter's field. Unmarks it, uncounts it, drops our claim.
-_WITHDRAW = (
-    lua_library()
-    + """
-if redis.call('HGET', idem_sent, 'inflight') == ARGV[1] then
-  redis.call('HDEL', idem_sent, 'inflight')
-  if redis.call('HINCRBY', KEYS[4], ARGV[2], -1) <= 0 then redis.call('HDEL', KEYS[4], ARGV[2]) end
-end
-if redis.call('GET', idem_claim) == ARGV[1] then redis.call('DEL', idem_claim) end
-"""
-)
 
-# No send happened (the job is deferred): drop our claim only.
-_RELEASE = (
-    lua_library()
-    + """
-if redis.call('GET', idem_claim) == ARGV[1] then return redis.call('DEL', idem_claim) end
-return 0
-"""
-)
+def _script(name: str, *, keys: tuple[str, ...] = (), args: tuple[str, ...]) -> Script:
+    return Script.of(
+        "tasks.state", "idempotency.lua", name, keys=keys, args=args, libraries=[LIBRARY]
+    )
+
+
+SCRIPTS = {
+    "claim": _script("claim", args=LIBRARY.params("claim")),
+    "before_send": _script(
+        "before_send", keys=("counter",), args=LIBRARY.params("mark_sent", without=["counter"])
+    ),
+    "record": _script("record", args=LIBRARY.params("record")),
+    "after_failed_send": _script("after_failed_send", args=("owner", "may_have_reached", "ttl")),
+    "withdraw": _script("withdraw", keys=("counter",), args=("owner", "second")),
+    "release": _script("release", args=("owner",)),
+}
 
 
 class ClaimState(Enum):
@@ -262,24 +153,14 @@ class IdempotencyStore:
         self.wait_lease_ms = max(1000, round(wait_lease * 1000))
         #: The claim re-asserted before the send covers the request's whole deadline.
         self.send_lease_ms = max(1000, round(send_lease * 1000))
-        self._scripts = {
-            name: client.register_script(lua)
-            for name, lua in {
-                "claim": _CLAIM,
-                "before_send": _BEFORE_SEND,
-                "record": _RECORD,
-                "after_failed_send": _AFTER_FAILED_SEND,
-                "release": _RELEASE,
-                "withdraw": _WITHDRAW,
-            }.items()
-        }
+        self._scripts = {name: script.register(client) for name, script in SCRIPTS.items()}
 
     def keys(self, key: str) -> list[str]:
         """The reply, claim and sent keys of ``key``, in :func:`lua_library`'s order."""
         return [self._prefix + key + suffix for suffix in (":reply", ":claim", ":sent")]
 
-    def _run(self, script: str, key: str, *args: Any) -> Any:
-        return self._scripts[script](keys=self.keys(key), args=list(args))
+    def _run(self, script: str, key: str, **named: Any) -> Any:
+        return self._scripts[script](**LIBRARY.bind_keys(self.keys(key)), **named)
 
     @staticmethod
     def parse_claim(answer: list[Any]) -> Claim:
@@ -293,14 +174,15 @@ class IdempotencyStore:
 
     def claim(self, key: str, owner: str) -> Claim:
         """Claim ``key`` for the wait before a send; or learn it was delivered or is held."""
-        return self.parse_claim(self._run("claim", key, owner, self.wait_lease_ms))
+        return self.parse_claim(self._run("claim", key, owner=owner, lease_ms=self.wait_lease_ms))
 
     def before_send(self, key: str, owner: str) -> Claim:
         """Re-assert our claim for the request's deadline and mark the send in flight, in one
         step; or learn that the key was delivered, or taken, meanwhile (then: do not send).
         A send that goes ahead is counted in the instance's sends (tasks/state/sends.py)."""
         counter, args = self.before_send_args(owner, time.time())
-        answer = self._scripts["before_send"](keys=[*self.keys(key), counter], args=args)
+        named = LIBRARY.bind("mark_sent", args, without=["counter"])
+        answer = self._run("before_send", key, counter=counter, **named)
         return self.parse_claim(answer)
 
     def before_send_args(self, owner: str, at: float) -> tuple[str, list[Any]]:
@@ -314,7 +196,7 @@ class IdempotencyStore:
         """A send marked in flight at ``at`` (``before_send``) will not happen: unmark and
         uncount it, and drop our claim."""
         counter, second = sent_counter(self._instance_id, at)
-        self._scripts["withdraw"](keys=[*self.keys(key), counter], args=[owner, second])
+        self._run("withdraw", key, counter=counter, owner=owner, second=second)
 
     def record(
         self, key: str, owner: str, reply: dict[str, Any], job_id: str
@@ -322,14 +204,18 @@ class IdempotencyStore:
         """Remember the reply (the first one recorded wins, counting the sends of other
         executions that may have reached Z-API), clear the send, drop our claim. Returns the
         reply as stored when it differs from ``reply``: the job's result must be that one."""
-        answer = self._run("record", key, owner, reply_record(reply, job_id, time.time()), self.ttl)
+        record = reply_record(reply, job_id, time.time())
+        answer = self._run("record", key, owner=owner, reply=record, ttl=self.ttl)
         return earlier_reply(answer)
 
     def after_failed_send(self, key: str, owner: str, *, ambiguous: bool) -> int:
         """A send without a reply: count it if it may have reached Z-API, drop our claim.
         Returns the ambiguous sends of this key so far."""
-        return int(self._run("after_failed_send", key, owner, "1" if ambiguous else "0", self.ttl))
+        reached = "1" if ambiguous else "0"
+        return int(
+            self._run("after_failed_send", key, owner=owner, may_have_reached=reached, ttl=self.ttl)
+        )
 
     def release(self, key: str, owner: str) -> None:
         """Drop our claim without sending (the job is re-scheduled)."""
-        self._run("release", key, owner)
+        self._run("release", key, owner=owner)

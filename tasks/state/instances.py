@@ -24,6 +24,7 @@ from typing import Any
 import redis
 
 from tasks.state.ratelimit import hold_sends, resume_sends
+from tasks.state.scripts import Script
 from tasks.state.store import KEY_PREFIX, text
 
 INSTANCE_PREFIX = f"{KEY_PREFIX}:instance:"
@@ -31,17 +32,14 @@ INSTANCE_TTL = 30 * 86_400
 POLL_PREFIX = f"{KEY_PREFIX}:status-poll:"
 FUTURE_SLACK = 86_400
 
-# KEYS[1]: the instance's hash. ARGV: connected (1/0), error, at, TTL s, now (epoch s).
-_RECORD = f"""
-local at = tonumber(redis.call('HGET', KEYS[1], 'at') or '0') or 0
-if at ~= at or at > tonumber(ARGV[5]) + {FUTURE_SLACK} then at = 0 end  -- NaN, or no time
-local newest = tonumber(ARGV[3]) >= at
-if newest then
-  redis.call('HSET', KEYS[1], 'connected', ARGV[1], 'error', ARGV[2], 'at', ARGV[3])
-end
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-return newest and 1 or 0
-"""
+_RECORD = Script.of(
+    "tasks.state",
+    "instances.lua",
+    "record",
+    keys=("instance",),
+    args=("connected", "err", "at", "ttl", "now_s"),
+    constants={"FUTURE_SLACK": FUTURE_SLACK},
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,20 +57,18 @@ class InstanceEvents:
 
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
-        self._record = client.register_script(_RECORD)
+        self._record = _RECORD.register(client)
 
     def record(self, instance_id: str, *, connected: bool, error: str | None, at: float) -> bool:
         """Keep the event; False when a newer one was already kept (it changes nothing)."""
         return bool(
             self._record(
-                keys=[INSTANCE_PREFIX + instance_id],
-                args=[
-                    "1" if connected else "0",
-                    error or "",
-                    f"{at:.6f}",
-                    INSTANCE_TTL,
-                    f"{time.time():.6f}",
-                ],
+                instance=INSTANCE_PREFIX + instance_id,
+                connected="1" if connected else "0",
+                err=error or "",
+                at=f"{at:.6f}",
+                ttl=INSTANCE_TTL,
+                now_s=f"{time.time():.6f}",
             )
         )
 

@@ -35,87 +35,25 @@ from tasks.contract.errors import UnknownInstanceError
 from tasks.contract.ordering import Delivered, arrival_of, order_keys, register_in_line
 from tasks.instances import default_instance, instance_named
 from tasks.per_process import PerInstance
-from tasks.state.store import LUA_NOW, get_redis, text
+from tasks.state.scripts import Library, Script
+from tasks.state.store import get_redis, text
+
+#: The Lua functions of an order's line (orders.lua), bound to its keys by name; they read Redis'
+#: clock, so a script composing them starts with it (``now=True``; tasks/state/turns.py).
+LIBRARY = Library.of("tasks.state", "orders.lua", keys=("line", "jobs", "state"))
 
 
-def lua_library(first_key: int = 1) -> str:
-    """The Lua functions of an order's line, bound to KEYS[first_key .. first_key + 2] (line,
-    jobs, state); it reads Redis' clock, so it comes first in a script that composes it with
-    other stores' functions (tasks/state/turns.py)."""
-    keys = ", ".join(f"KEYS[{first_key + i}]" for i in range(3))
-    return LUA_NOW + f"local line, jobs, state = {keys}\n" + _FUNCTIONS
+def _script(name: str, args: tuple[str, ...]) -> Script:
+    return Script.of("tasks.state", "orders.lua", name, args=args, libraries=[LIBRARY], now=True)
 
 
-_FUNCTIONS = """
-local function forget(job)
-  redis.call('ZREM', line, job)
-  redis.call('HDEL', jobs, job, job .. ':next', job .. ':settle')
-end
--- Registers the job (if new) at position ('' = now) and marks it seen; settles = '1' when a
--- worker registers a sequenced job; waited_long = '1' when the caller has waited for the same
--- head longer than the absence limit. Returns {0, state...} when the job is the head, {1, head,
--- head's next run µs or ''} when it must wait, {2, µs left} while it settles.
-local function enter(job, position, settles, ttl, waited_long, absence_us, settle_us)
-  if not redis.call('ZSCORE', line, job) then
-    if position == '' then position = now end
-    redis.call('ZADD', line, position, job)
-    if settles == '1' then redis.call('HSET', jobs, job .. ':settle', now) end
-  end
-  redis.call('HSET', jobs, job, now)
-  redis.call('HDEL', jobs, job .. ':next')
-  redis.call('EXPIRE', line, ttl)
-  redis.call('EXPIRE', jobs, ttl)
-  redis.call('EXPIRE', state, ttl)
-  while true do
-    local head = redis.call('ZRANGE', line, 0, 0)[1]
-    if head == job then break end
-    local seen = tonumber(redis.call('HGET', jobs, head) or '0')
-    if waited_long == '1' and now - seen > tonumber(absence_us) then
-      forget(head)
-    else
-      return {1, head, redis.call('HGET', jobs, head .. ':next') or ''}
-    end
-  end
-  local settled_at = tonumber(redis.call('HGET', jobs, job .. ':settle') or '0')
-  local settles_until = settled_at + tonumber(settle_us)
-  if now < settles_until then return {2, tostring(settles_until - now)} end
-  local s = redis.call('HMGET', state, 'status', 'payment', 'seq', 'job', 'at')
-  local has_snapshot = redis.call('HEXISTS', state, 'snapshot')
-  return {0, s[1] or '', s[2] or '', s[3] or '', s[4] or '', s[5] or '', has_snapshot}
-end
--- Delivered: the order shows (status, payment) now, and the next in line may go.
-local function delivered(job, status, payment, seq, ttl)
-  forget(job)
-  redis.call('HSET', state, 'status', status, 'payment', payment, 'job', job,
-             'at', string.format('%.6f', now / 1000000))
-  if seq ~= '' and tonumber(seq) > tonumber(redis.call('HGET', state, 'seq') or '-1') then
-    redis.call('HSET', state, 'seq', seq)
-  end
-  redis.call('EXPIRE', state, ttl)
-end
-"""
-
-# ARGV: job, position ('' = now), settles, TTL s, waited_long, absence µs, settle µs.
-_ENTER = (
-    lua_library() + "return enter(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])\n"
-)
-
-# ARGV: job. The job ended without changing what the order shows: out of line.
-_LEAVE = lua_library() + "forget(ARGV[1])\n"
-
-# ARGV: job, status, payment, sequence ('' none), TTL s.
-_DELIVERED = lua_library() + "delivered(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])\n"
-
-# ARGV: job, seconds until it runs again. The head is re-scheduled: its waiters sleep as long.
-_PARK = (
-    lua_library()
-    + """
-if redis.call('ZSCORE', line, ARGV[1]) then
-  local next_run = string.format('%d', now + tonumber(ARGV[2]) * 1000000)
-  redis.call('HSET', jobs, ARGV[1] .. ':next', next_run)
-end
-"""
-)
+SCRIPTS = {
+    "enter": _script("enter", LIBRARY.params("enter")),
+    "leave": _script("leave", ("job",)),
+    "delivered": _script("delivered", LIBRARY.params("delivered")),
+    # The job comes back in ``seconds``: if it is the head, its waiters wait as long.
+    "park": _script("park", ("job", "seconds")),
+}
 
 
 class Turn(Enum):
@@ -147,22 +85,14 @@ class OrderLines:
         self.ttl = ttl
         self.absence_us = round(absence * 1_000_000)
         self.settle_us = round(settle * 1_000_000)
-        self._scripts = {
-            name: client.register_script(lua)
-            for name, lua in {
-                "enter": _ENTER,
-                "leave": _LEAVE,
-                "delivered": _DELIVERED,
-                "park": _PARK,
-            }.items()
-        }
+        self._scripts = {name: script.register(client) for name, script in SCRIPTS.items()}
 
     def keys(self, order: str) -> list[str]:
         """The line, jobs and state keys of ``order`` (an ``orderRequestId``)."""
         return list(order_keys(self._instance_id, order))
 
-    def _run(self, script: str, order: str, *args: Any) -> Any:
-        return self._scripts[script](keys=self.keys(order), args=list(args))
+    def _run(self, script: str, order: str, **args: Any) -> Any:
+        return self._scripts[script](**LIBRARY.bind_keys(self.keys(order)), **args)
 
     def enter(
         self,
@@ -175,7 +105,7 @@ class OrderLines:
     ) -> Entry:
         """Take the job's place in line (if new), and learn whether it may send now."""
         args = self.enter_args(job, sequence=sequence, settles=settles, waited_long=waited_long)
-        return self.parse_entry(self._run("enter", order, *args))
+        return self.parse_entry(self._run("enter", order, **LIBRARY.bind("enter", args)))
 
     def enter_args(
         self, job: str, *, sequence: int | None, settles: bool, waited_long: bool
@@ -214,13 +144,14 @@ class OrderLines:
 
     def leave(self, order: str, job: str) -> None:
         """The job ended without a delivery: the next in line may go."""
-        self._run("leave", order, job)
+        self._run("leave", order, job=job)
 
     def delivered(
         self, order: str, job: str, *, status: str, payment: str, sequence: int | None
     ) -> None:
         """The job was delivered: the order shows its pair now, and the next in line may go."""
-        self._run("delivered", order, *self.delivered_args(job, status, payment, sequence))
+        args = self.delivered_args(job, status, payment, sequence)
+        self._run("delivered", order, **LIBRARY.bind("delivered", args))
 
     def delivered_args(
         self, job: str, status: str, payment: str, sequence: int | None
@@ -230,7 +161,7 @@ class OrderLines:
 
     def park(self, order: str, job: str, seconds: float) -> None:
         """The job comes back in ``seconds``: if it is the head, its waiters wait as long."""
-        self._run("park", order, job, seconds)
+        self._run("park", order, job=job, seconds=seconds)
 
     def register(self, pipe: Any, order: str, job: str, position: int) -> None:
         """Queue a producer's registration on ``pipe`` (before the publish, in the same

@@ -31,117 +31,35 @@ from config import get_settings
 from config.instances import Instance
 from tasks.instances import default_instance
 from tasks.per_process import PerInstance
-from tasks.state.store import KEY_PREFIX, LUA_NOW, get_redis
+from tasks.state.scripts import Library, Script
+from tasks.state.store import KEY_PREFIX, get_redis
 
-
-def lua_library(first_key: int = 1) -> str:
-    """The Lua function ``reserve_slot`` bound to KEYS[first_key .. first_key + 2] (instance
-    schedule, instance hold, recipient's next send), for scripts that reserve a slot in the same
-    round trip as other work (tasks/state/turns.py). It takes Redis' clock (``now``, µs) from its
-    caller, so a composed script reads ``TIME`` once, first."""
-    keys = ", ".join(f"KEYS[{first_key + i}]" for i in range(3))
-    return f"local rate_schedule, rate_hold, rate_recipient = {keys}\n" + _RESERVE_FUNCTION
-
-
-# The schedule holds the instance's theoretical arrival time (µs); the hold is set while its phone
-# is disconnected; the recipient's key holds when that phone may get its next send (µs), and is
-# only looked at when recipient_interval > 0.
-# Arguments: now µs, emission interval µs, burst tolerance µs, recipient interval µs, longest
-# hold wait µs. Returns {granted, slot_us, now_us}: granted=1 reserved slot_us; granted=0 means the
-# recipient is paced until slot_us, granted=2 that the instance is held (look again at slot_us);
-# nothing was reserved then.
-_RESERVE_FUNCTION = """
-local function reserve_slot(now, interval, tolerance, recipient_interval, hold_look)
-  interval, tolerance = tonumber(interval), tonumber(tolerance)
-  recipient_interval = tonumber(recipient_interval)
-  local held_ms = redis.call('PTTL', rate_hold)
-  if held_ms > 0 then
-    return {2, now + math.min(held_ms * 1000, tonumber(hold_look)), now}
-  end
-  local paced = recipient_interval > 0
-  if paced then
-    local next_allowed = tonumber(redis.call('GET', rate_recipient) or '0')
-    if next_allowed > now then
-      return {0, next_allowed, now}
-    end
-  end
-  local tat = tonumber(redis.call('GET', rate_schedule) or '0')
-  if tat < now then tat = now end
-  local slot = tat - tolerance
-  if slot < now then slot = now end
-  local new_tat = tat + interval
-  redis.call('SET', rate_schedule, string.format('%d', new_tat),
-              'PX', math.ceil((new_tat - now) / 1000) + 1000)
-  if paced then
-    local next_allowed = slot + recipient_interval
-    redis.call('SET', rate_recipient, string.format('%d', next_allowed),
-                'PX', math.ceil((next_allowed - now) / 1000) + 1000)
-  end
-  return {1, slot, now}
-end
-"""
-
-# KEYS: as lua_library(1). ARGV: emission interval µs, burst tolerance µs, recipient interval
-# µs, longest hold wait µs.
-_RESERVE = (
-    LUA_NOW + lua_library(1) + "return reserve_slot(now, ARGV[1], ARGV[2], ARGV[3], ARGV[4])\n"
+#: The Lua function ``reserve_slot`` (ratelimit.lua), bound to the instance's schedule, its hold
+#: and the recipient's next send by name, for scripts that reserve a slot in the same round trip
+#: as other work (tasks/state/turns.py). It takes Redis' clock (``now``, µs) from its caller, so
+#: a composed script reads ``TIME`` once, first.
+LIBRARY = Library.of(
+    "tasks.state", "ratelimit.lua", keys=("rate_schedule", "rate_hold", "rate_recipient")
 )
-
-# KEYS[1]: instance schedule, KEYS[2]: instance pause (µs), KEYS[3]: strikes (429s in a row).
-# ARGV: pause µs Z-API asked for (0: none), escalate (1 for a 429), base µs, cap µs, burst
-# tolerance µs. Moves the schedule so that no new slot starts before the pause ends, and records
-# the pause so that jobs holding an older slot inside it give the slot up (see _CHECK).
-# A 429 adds a strike unless it answers a request sent during the current pause (a burst of
-# refusals is one strike), and the pause grows with the strikes: base, 2 base, 4 base... up to cap.
-# Strikes are forgotten after twice the pause without a new one. Returns {resume µs, now µs}.
-_PENALIZE = (
-    LUA_NOW
-    + """
-local pause = tonumber(ARGV[1])
-local paused = tonumber(redis.call('GET', KEYS[2]) or '0')
-if ARGV[2] == '1' then
-  local strikes = tonumber(redis.call('GET', KEYS[3]) or '0')
-  if now >= paused then strikes = strikes + 1 end
-  local growing = math.min(tonumber(ARGV[4]), tonumber(ARGV[3]) * 2 ^ math.min(strikes - 1, 40))
-  if growing > pause then pause = growing end
-  redis.call('SET', KEYS[3], strikes, 'PX', math.ceil(2 * pause / 1000) + 1000)
-end
-local resume = now + pause
-local ttl = math.ceil(pause / 1000) + 1000
-local target = resume + tonumber(ARGV[5])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat < target then
-  redis.call('SET', KEYS[1], string.format('%d', target), 'PX', ttl)
-end
-if paused < resume then
-  redis.call('SET', KEYS[2], string.format('%d', resume), 'PX', ttl)
-else
-  resume = paused
-end
-return {resume, now}
-"""
-)
-
-# KEYS[1]: recipient's next allowed send time. ARGV[1]: recipient interval µs.
-# Called after a send: the interval counts from when the send really happened.
-_PACE = (
-    LUA_NOW
-    + """
-local next_allowed = now + tonumber(ARGV[1])
-if tonumber(redis.call('GET', KEYS[1]) or '0') < next_allowed then
-  redis.call('SET', KEYS[1], string.format('%d', next_allowed),
-              'PX', math.ceil(tonumber(ARGV[1]) / 1000) + 1000)
-end
-return next_allowed
-"""
-)
-
-# KEYS[1]: instance pause. Returns {now_us, paused_until_us}.
-_CHECK = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-return {now, tonumber(redis.call('GET', KEYS[1]) or '0')}
-"""
+_LUA = ("tasks.state", "ratelimit.lua")
+SCRIPTS = {
+    "reserve": Script.of(
+        *_LUA,
+        "reserve",
+        args=LIBRARY.params("reserve_slot", without=["now"]),
+        libraries=[LIBRARY],
+        now=True,
+    ),
+    "penalize": Script.of(
+        *_LUA,
+        "penalize",
+        keys=("rate_schedule", "pause_key", "strikes_key"),
+        args=("asked_us", "escalate", "base_us", "cap_us", "tolerance"),
+        now=True,
+    ),
+    "pace": Script.of(*_LUA, "pace", keys=("recipient",), args=("interval",), now=True),
+    "check": Script.of(*_LUA, "check", keys=("pause_key",)),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,10 +124,10 @@ class RateLimiter:
         self.recipient_interval_us = round(recipient_interval * 1_000_000)
         self.penalty_base_us = max(1, round(penalty_base * 1_000_000))
         self.penalty_cap_us = max(self.penalty_base_us, round(penalty_cap * 1_000_000))
-        self._reserve = client.register_script(_RESERVE)
-        self._penalize = client.register_script(_PENALIZE)
-        self._check = client.register_script(_CHECK)
-        self._pace = client.register_script(_PACE)
+        self._reserve = SCRIPTS["reserve"].register(client)
+        self._penalize = SCRIPTS["penalize"].register(client)
+        self._check = SCRIPTS["check"].register(client)
+        self._pace = SCRIPTS["pace"].register(client)
 
     @property
     def late_tolerance(self) -> float:
@@ -222,9 +140,9 @@ class RateLimiter:
 
     def reserve(self, phone: str | None = None) -> Reservation:
         """Reserve the instance's next slot (or learn that ``phone`` must wait). One round trip."""
-        return self.parse_reservation(
-            self._call(self._reserve, self.reserve_keys(phone), self.reserve_args(phone))
-        )
+        keys = LIBRARY.bind_keys(self.reserve_keys(phone))
+        args = LIBRARY.bind("reserve_slot", self.reserve_args(phone), without=["now"])
+        return self.parse_reservation(self._reserve(**keys, **args))
 
     def reserve_keys(self, phone: str | None) -> list[str]:
         """The keys of the Lua ``reserve_slot`` function (:func:`lua_library`'s order)."""
@@ -248,11 +166,13 @@ class RateLimiter:
         The reservation already spaced the slots; this covers a send that left late.
         """
         if self.recipient_interval_us > 0:
-            self._call(self._pace, [self._recipient_prefix + phone], [self.recipient_interval_us])
+            self._pace(
+                recipient=self._recipient_prefix + phone, interval=self.recipient_interval_us
+            )
 
     def check(self, slot_us: int) -> SlotCheck:
         """Redis' clock now, and whether a pause started since ``slot_us`` was reserved."""
-        now, paused_until = self._call(self._check, [self.pause_key], [])
+        now, paused_until = self._check(pause_key=self.pause_key)
         return SlotCheck(slot_us=slot_us, now_us=int(now), paused_until_us=int(paused_until))
 
     def paused_for(self) -> float:
@@ -269,22 +189,17 @@ class RateLimiter:
         resume, for the caller to re-schedule its job.
         """
         pause_us = max(0, math.ceil((seconds or 0.0) * 1_000_000))
-        resume, now = self._call(
-            self._penalize,
-            [self.instance_key, self.pause_key, self.strikes_key],
-            [
-                pause_us,
-                1 if rate_limited else 0,
-                self.penalty_base_us,
-                self.penalty_cap_us,
-                self.tolerance_us,
-            ],
+        resume, now = self._penalize(
+            rate_schedule=self.instance_key,
+            pause_key=self.pause_key,
+            strikes_key=self.strikes_key,
+            asked_us=pause_us,
+            escalate=1 if rate_limited else 0,
+            base_us=self.penalty_base_us,
+            cap_us=self.penalty_cap_us,
+            tolerance=self.tolerance_us,
         )
         return max(0.0, (int(resume) - int(now)) / 1_000_000)
-
-    @staticmethod
-    def _call(script: Any, keys: list[str], args: list[int]) -> Any:
-        return script(keys=keys, args=args)
 
 
 def _limiter_for(instance: Instance) -> RateLimiter:

@@ -21,76 +21,51 @@ from tasks.state import deliveries, idempotency, orders, ratelimit
 from tasks.state.idempotency import Claim, IdempotencyStore, earlier_reply
 from tasks.state.orders import Entry, OrderLines, Turn
 from tasks.state.ratelimit import RateLimiter, Reservation
-from tasks.state.store import LUA_NOW
+from tasks.state.scripts import Library, Script
 
-_LIBRARIES = orders.lua_library(1) + idempotency.lua_library(4) + deliveries.lua_library(8)
-
-# After the claim: reserve the job's rate slot (unless interval is ''), and when the slot is now,
-# mark the send in flight and count it (counter: the sends counter's key). A slot that is not
-# granted (a held instance, a paced recipient) drops the claim just taken: the job is deferred.
-# Returns {claim}, {claim, slot} (the slot to wait for, or not granted) or {claim, slot, marked}.
-_START = """
-local function start(counter, wait_lease, interval, tolerance, recipient, hold_look,
-                     owner, send_lease, sent_ttl, second, counter_ttl)
-  local claimed = claim(owner, wait_lease)
-  if claimed[1] ~= 0 or interval == '' then return {claimed} end
-  local slot = reserve_slot(now, interval, tolerance, recipient, hold_look)
-  if slot[1] ~= 1 then
-    redis.call('DEL', idem_claim)
-    return {claimed, slot}
-  end
-  if slot[2] > now then return {claimed, slot} end
-  return {claimed, slot, mark_sent(owner, send_lease, sent_ttl, counter, second, counter_ttl)}
-end
-"""
-
-# KEYS: the order's line, jobs, state; the key's reply, claim, sent; the instance's schedule,
-# hold, the recipient's pacing; the instance's sends counter.
-# ARGV: enter's seven arguments, then start's ten (after its counter): the wait lease ms,
-# reserve_slot's four (after now), mark_sent's five (before its counter).
-# Returns {entry} when the job must wait or settle, {entry, start's answer} at its turn.
-_ENTER_AND_START = (
-    orders.lua_library(1)
-    + idempotency.lua_library(4)
-    + ratelimit.lua_library(7)
-    + _START
-    + """
-local entered = enter(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
-if entered[1] ~= 0 then return {entered} end
-return {entered, start(KEYS[10], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13],
-                       ARGV[14], ARGV[15], ARGV[16], ARGV[17])}
-"""
+#: ``start`` (turns.lua): the claim, then the rate slot and, when it is now, the send's mark.
+START = Library.of("tasks.state", "turns.lua")
+_START_KEYS = ("counter",)  # the instance's sends counter (tasks/state/sends.py)
+#: start's arguments after its counter: the wait lease ms, reserve_slot's four (after now), and
+#: mark_sent's five (all but its counter), each by its function's own parameter names.
+_START_ARGS = (
+    "wait_lease",
+    *ratelimit.LIBRARY.params("reserve_slot", prefix="reserve_", without=["now"]),
+    *idempotency.LIBRARY.params("mark_sent", prefix="mark_", without=["counter"]),
 )
 
-# The same without an order's line (ordering off). KEYS: the key's reply, claim, sent; the
-# instance's schedule, hold, the recipient's pacing; the sends counter. ARGV: start's ten.
-_START_ALONE = (
-    LUA_NOW
-    + idempotency.lua_library(1)
-    + ratelimit.lua_library(4)
-    + _START
-    + """
-return start(KEYS[7], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8],
-             ARGV[9], ARGV[10])
-"""
+_ENTER_AND_START = Script.of(
+    "tasks.state",
+    "turns.lua",
+    "enter_and_start",
+    keys=_START_KEYS,
+    args=(*orders.LIBRARY.params("enter", prefix="enter_"), *_START_ARGS),
+    libraries=[orders.LIBRARY, idempotency.LIBRARY, ratelimit.LIBRARY, START],
+    now=True,
 )
-
-# KEYS: as above, then the order message's index (7) and the new message's delivery hash (8).
-# ARGV: the owner, the reply JSON, its TTL s; delivered's five arguments (the fifth: the order
-# TTL); the snapshot JSON ('' when the book has it) and the orderRequestId; link's five arguments.
-# Returns {link's answer (the burial fields when the message's failure was reported first; else
-# empty), the reply as stored when it is not the one given (idempotency's record), else ''}.
-_RECORD_AND_DELIVERED = (
-    _LIBRARIES
-    + """
-local earlier = record(ARGV[1], ARGV[2], ARGV[3])
-delivered(ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8])
-if ARGV[9] ~= '' then
-  redis.call('HSETNX', state, 'snapshot', ARGV[9])
-  redis.call('SET', KEYS[7], ARGV[10], 'NX', 'EX', ARGV[8])
-end
-return {link(ARGV[11], ARGV[12], ARGV[13], ARGV[14], ARGV[15]) or {}, earlier}
-"""
+_START_ALONE = Script.of(
+    "tasks.state",
+    "turns.lua",
+    "start_alone",
+    keys=_START_KEYS,
+    args=_START_ARGS,
+    libraries=[idempotency.LIBRARY, ratelimit.LIBRARY, START],
+    now=True,
+)
+_RECORD_AND_DELIVERED = Script.of(
+    "tasks.state",
+    "turns.lua",
+    "record_and_delivered",
+    keys=("message_index",),
+    args=(
+        *idempotency.LIBRARY.params("record", prefix="record_"),
+        *orders.LIBRARY.params("delivered", prefix="delivered_"),
+        "snapshot",
+        "order_request_id",
+        *deliveries.LIBRARY.params("link", prefix="link_"),
+    ),
+    libraries=[orders.LIBRARY, idempotency.LIBRARY, deliveries.LIBRARY],
+    now=True,
 )
 
 
@@ -124,9 +99,9 @@ class Turns:
         self.lines = lines
         self.store = store
         self.limiter = limiter
-        self._enter_and_start = client.register_script(_ENTER_AND_START)
-        self._start_alone = client.register_script(_START_ALONE)
-        self._record_and_delivered = client.register_script(_RECORD_AND_DELIVERED)
+        self._enter_and_start = _ENTER_AND_START.register(client)
+        self._start_alone = _START_ALONE.register(client)
+        self._record_and_delivered = _RECORD_AND_DELIVERED.register(client)
 
     def enter_and_start(
         self, order: str, key: str, owner: str, enter_args: list[Any], phone: str | None
@@ -134,9 +109,11 @@ class Turns:
         """Enter the order's line (``OrderLines.enter_args``); at the job's turn, also claim
         its idempotency key and, unless ``phone`` is None (the job holds a slot already),
         reserve its rate slot, marking the send in flight when the slot is now."""
-        keys, args, at = self._start_keys_and_args(key, owner, phone)
+        named, at = self._start_named(key, owner, phone)
         answer = self._enter_and_start(
-            keys=[*self.lines.keys(order), *keys], args=[*enter_args, *args]
+            **orders.LIBRARY.bind_keys(self.lines.keys(order)),
+            **orders.LIBRARY.bind("enter", enter_args, prefix="enter_"),
+            **named,
         )
         entry = OrderLines.parse_entry(answer[0])
         if entry.turn is not Turn.GO:
@@ -145,17 +122,24 @@ class Turns:
 
     def start(self, key: str, owner: str, phone: str | None) -> Start:
         """``enter_and_start`` without an order's line."""
-        keys, args, at = self._start_keys_and_args(key, owner, phone)
-        return self._parse_start(self._start_alone(keys=keys, args=args), at)
+        named, at = self._start_named(key, owner, phone)
+        return self._parse_start(self._start_alone(**named), at)
 
-    def _start_keys_and_args(
-        self, key: str, owner: str, phone: str | None
-    ) -> tuple[list[str], list[Any], float]:
+    def _start_named(self, key: str, owner: str, phone: str | None) -> tuple[dict[str, Any], float]:
+        """``start``'s keys (less the order's) and arguments by name, and the time it counts
+        the send at."""
         at = time.time()
         counter, marking = self.store.before_send_args(owner, at)
         reserving: list[Any] = ["", 0, 0, 0] if phone is None else self.limiter.reserve_args(phone)
-        keys = [*self.store.keys(key), *self.limiter.reserve_keys(phone), counter]
-        return keys, [self.store.wait_lease_ms, *reserving, *marking], at
+        named = {
+            **idempotency.LIBRARY.bind_keys(self.store.keys(key)),
+            **ratelimit.LIBRARY.bind_keys(self.limiter.reserve_keys(phone)),
+            "counter": counter,
+            "wait_lease": self.store.wait_lease_ms,
+            **ratelimit.LIBRARY.bind("reserve_slot", reserving, prefix="reserve_", without=["now"]),
+            **idempotency.LIBRARY.bind("mark_sent", marking, prefix="mark_", without=["counter"]),
+        }
+        return named, at
 
     @staticmethod
     def _parse_start(answer: list[Any], at: float) -> Start:
@@ -182,12 +166,16 @@ class Turns:
         message_key, snapshot_json = snapshot or ("", "")
         delivery_key, link_args = delivery
         linked, earlier = self._record_and_delivered(
-            keys=[*self.lines.keys(order), *self.store.keys(key), message_key, delivery_key],
-            args=[
-                *(owner, reply_json, self.store.ttl),
-                *delivered_args,
-                *(snapshot_json, order),
-                *link_args,
-            ],
+            **orders.LIBRARY.bind_keys(self.lines.keys(order)),
+            **idempotency.LIBRARY.bind_keys(self.store.keys(key)),
+            message_index=message_key,
+            delivery=delivery_key,
+            **idempotency.LIBRARY.bind(
+                "record", [owner, reply_json, self.store.ttl], prefix="record_"
+            ),
+            **orders.LIBRARY.bind("delivered", delivered_args, prefix="delivered_"),
+            snapshot=snapshot_json,
+            order_request_id=order,
+            **deliveries.LIBRARY.bind("link", link_args, prefix="link_"),
         )
         return (linked or None), earlier_reply(earlier)

@@ -14,32 +14,36 @@ from __future__ import annotations
 
 import redis
 
+from tasks.state.scripts import Script
 from tasks.state.store import KEY_PREFIX, text
 
 COUNTS_KEY = f"{KEY_PREFIX}:webhook:counts"
 COUNTS_TTL = 30 * 86_400
 MAX_FIELDS = 200
 
-# KEYS[1]: the counts. ARGV: outcome, type, cap, TTL s, amount.
-_COUNT = """
-local field = ARGV[1] .. ':' .. ARGV[2]
-if redis.call('HEXISTS', KEYS[1], field) == 0 and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3])
-then
-  field = ARGV[1] .. ':?'
-end
-redis.call('HINCRBY', KEYS[1], field, ARGV[5])
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-return 1
-"""
+_COUNT = Script.of(
+    "tasks.state",
+    "webhook_stats.lua",
+    "count",
+    keys=("counts",),
+    args=("outcome", "kind", "cap", "ttl", "amount"),
+)
 
 
 class WebhookStats:
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
-        self._count = client.register_script(_COUNT)
+        self._count = _COUNT.register(client)
 
     def count(self, outcome: str, kind: str, amount: int = 1) -> None:
-        self._count(keys=[COUNTS_KEY], args=[outcome, kind, MAX_FIELDS, COUNTS_TTL, amount])
+        self._count(
+            counts=COUNTS_KEY,
+            outcome=outcome,
+            kind=kind,
+            cap=MAX_FIELDS,
+            ttl=COUNTS_TTL,
+            amount=amount,
+        )
 
     def counts(self) -> dict[str, int]:
         return {text(k): int(v) for k, v in self._redis.hgetall(COUNTS_KEY).items()}
