@@ -29,6 +29,7 @@ import redis
 from config import Settings
 from tasks.contract.redaction import redact
 from tasks.metrics import REDIS_DATA_LOST
+from tasks.state.scripts import Script
 from tasks.state.store import KEY_PREFIX, connect, text
 from worker.redis_checks import redis_roles
 
@@ -38,26 +39,14 @@ MARKER_KEY = f"{KEY_PREFIX}:marker"
 #: Renewed at every look: it outlives any pause of the fleet shorter than this.
 MARKER_TTL = 30 * 86_400
 
-# KEYS[1]: the marker. ARGV: now (s), the server's run_id, TTL s, '1' at a worker's start-up.
-# Returns 'new' (written where none was), 'kept', 'restarted' (run_id changed, data kept) or
-# 'lost' (gone since the last look: a new marker says when).
-_WATCH = """
-if redis.call('EXPIRE', KEYS[1], ARGV[3]) == 0 then
-  redis.call('HSET', KEYS[1], 'since', ARGV[1], 'run_id', ARGV[2])
-  local outcome = 'new'
-  if ARGV[4] ~= '1' then
-    redis.call('HSET', KEYS[1], 'lost_at', ARGV[1])
-    outcome = 'lost'
-  end
-  redis.call('EXPIRE', KEYS[1], ARGV[3])
-  return outcome
-end
-if redis.call('HGET', KEYS[1], 'run_id') ~= ARGV[2] then
-  redis.call('HSET', KEYS[1], 'run_id', ARGV[2], 'restarted_at', ARGV[1])
-  return 'restarted'
-end
-return 'kept'
-"""
+#: The marker's renewal (redis_marker.lua).
+_WATCH = Script.of(
+    "worker",
+    "redis_marker.lua",
+    "watch",
+    keys=("marker",),
+    args=("now_s", "run_id", "ttl", "starting"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +78,12 @@ def run_id(client: redis.Redis) -> str:
 
 def watch(client: redis.Redis, *, starting: bool) -> str:
     """Renew the marker; the outcome as ``_WATCH`` names it."""
-    answer = client.eval(
-        _WATCH, 1, MARKER_KEY, f"{time.time():.3f}", run_id(client), MARKER_TTL, int(starting)
+    answer = _WATCH.register(client)(
+        marker=MARKER_KEY,
+        now_s=f"{time.time():.3f}",
+        run_id=run_id(client),
+        ttl=MARKER_TTL,
+        starting=int(starting),
     )
     return text(answer)
 

@@ -24,6 +24,7 @@ from celery.exceptions import BackendStoreError
 from kombu.utils.encoding import bytes_to_str
 
 from tasks.request import is_stored_wait
+from tasks.state.scripts import Script
 
 #: Schemes whose backend this module replaces, and the class that replaces it.
 BACKENDS = {
@@ -33,30 +34,14 @@ BACKENDS = {
     "sentinel": "worker.results:GuardedSentinelBackend",
 }
 
-# KEYS[1]: the task's meta key. ARGV: the encoded meta, expiry seconds (0: none).
-# Returns 1 when written (and published, as Celery does), 0 when the state in place stays.
-_SET_UNLESS_SETTLED = """
-local function status_of(encoded)
-  local ok, meta = pcall(cjson.decode, encoded)
-  if ok and type(meta) == 'table' then return meta.status end
-end
-local current = redis.call('GET', KEYS[1])
-if current then
-  local status = status_of(current)
-  if status == 'SUCCESS' then return 0 end
-  if status == 'FAILURE' then
-    local new = status_of(ARGV[1])
-    if new ~= 'SUCCESS' and new ~= 'FAILURE' then return 0 end
-  end
-end
-if tonumber(ARGV[2]) > 0 then
-  redis.call('SETEX', KEYS[1], ARGV[2], ARGV[1])
-else
-  redis.call('SET', KEYS[1], ARGV[1])
-end
-redis.call('PUBLISH', KEYS[1], ARGV[1])
-return 1
-"""
+#: Every state's write (results.lua): a settled state stays.
+_SET_UNLESS_SETTLED = Script.of(
+    "worker",
+    "results.lua",
+    "set_unless_settled",
+    keys=("meta",),
+    args=("encoded_meta", "expires"),
+)
 
 
 class FinalStateGuard(RedisBackend):
@@ -90,10 +75,10 @@ class FinalStateGuard(RedisBackend):
         """Celery's write (under its ``set``: size check, expiry, retries), as one script."""
         script = getattr(self, "_unless_settled", None)
         if script is None:
-            script = self._unless_settled = self.client.register_script(_SET_UNLESS_SETTLED)
+            script = self._unless_settled = _SET_UNLESS_SETTLED.register(self.client)
         if expires is None:
             expires = getattr(self, "expires", None)  # Celery's Redis backend sets it
-        script(keys=[key], args=[value, math.ceil(expires) if expires else 0])
+        script(meta=key, encoded_meta=value, expires=math.ceil(expires) if expires else 0)
 
 
 class GuardedRedisBackend(FinalStateGuard):
