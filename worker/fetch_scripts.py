@@ -19,25 +19,41 @@ from __future__ import annotations
 
 from typing import Any
 
+from tasks.state.keys import (
+    HOLDERS_KEY,
+    LEASES_KEY,
+    MAX_TAKE,
+    OWNED_PREFIX,
+    OWNERS_KEY,
+    REJECTED_KEY,
+    REJECTED_MAX,
+    SOURCES_KEY,
+)
 from tasks.state.scripts import Library, Script
 
-#: Sorted set: processing list -> lease deadline (Redis clock, seconds).
-LEASES_KEY = "_kombu.fetching"
-#: Hash: processing list -> the queue list its messages came from.
-SOURCES_KEY = "_kombu.fetching.sources"
-#: Hash: processing list -> its channel's owned set (the delivery tags it holds unacked).
-OWNERS_KEY = "_kombu.fetching.owners"
-#: Hash: delivery tag -> the owned set of the channel holding it now. Acks and restores check it,
-#: so a channel that stalled past its lease cannot ack or re-queue a job another one took over.
-HOLDERS_KEY = "_kombu.fetching.holders"
-#: List: fetched items that were not kombu messages (not JSON, no delivery tag), kept for a look.
-REJECTED_KEY = "_kombu.fetching.rejected"
-#: The most items ``REJECTED_KEY`` keeps.
-REJECTED_MAX = 1000
-#: Prefix of the owned sets, one per channel.
-OWNED_PREFIX = "_kombu.owned."
-#: The most messages one fetch moves (TAKE): bounded by the free prefetch slots too.
-MAX_TAKE = 16
+# The keys (names and bounds registered in tasks/state/keys.py): LEASES_KEY, a sorted set,
+# processing list -> lease deadline (Redis clock, seconds); SOURCES_KEY, a hash, processing list
+# -> the queue list its messages came from; OWNERS_KEY, a hash, processing list -> its channel's
+# owned set (the delivery tags it holds unacked); HOLDERS_KEY, a hash, delivery tag -> the owned
+# set of the channel holding it now (acks and restores check it, so a channel that stalled past
+# its lease cannot ack or re-queue a job another one took over); REJECTED_KEY, a list of fetched
+# items that were not kombu messages (not JSON, no delivery tag), kept for a look, at most
+# REJECTED_MAX; OWNED_PREFIX<channel>, the owned sets; MAX_TAKE, the most messages one fetch
+# moves (TAKE), bounded by the free prefetch slots too.
+__all__ = [
+    "FETCH_SCRIPTS",
+    "HOLDERS_KEY",
+    "LEASES_KEY",
+    "LIBRARY",
+    "MAX_TAKE",
+    "OWNED_PREFIX",
+    "OWNERS_KEY",
+    "REJECTED_KEY",
+    "REJECTED_MAX",
+    "SCRIPTS",
+    "SOURCES_KEY",
+    "TAKE",
+]
 
 _LUA = ("worker", "fetch_scripts.lua")
 #: The functions every script but TAKE composes, and the six keys they share (in this order:

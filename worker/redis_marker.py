@@ -29,15 +29,15 @@ import redis
 from config import Settings
 from tasks.contract.redaction import redact
 from tasks.metrics import REDIS_DATA_LOST
+from tasks.state.keys import MARKER_KEY, MARKER_TTL
 from tasks.state.scripts import Script
-from tasks.state.store import KEY_PREFIX, connect, text
+from tasks.state.store import connect, text
 from worker.redis_checks import redis_roles
 
 logger = logging.getLogger("zapi_queue.redis")
 
-MARKER_KEY = f"{KEY_PREFIX}:marker"
-#: Renewed at every look: it outlives any pause of the fleet shorter than this.
-MARKER_TTL = 30 * 86_400
+#: Renewed at every look (MARKER_TTL): it outlives any pause of the fleet shorter than that.
+__all__ = ["MARKER_KEY", "MARKER_TTL", "Marker", "RedisWatch", "acknowledge_loss", "read_marker"]
 
 #: The marker's renewal (redis_marker.lua).
 _WATCH = Script.of(

@@ -38,10 +38,11 @@ from tasks.contract.ordering import order_keys
 from tasks.contract.schemas import normalized_phone
 from tasks.instances import default_instance
 from tasks.per_process import PerInstance
+from tasks.state.keys import ORDER_MESSAGE_PREFIX
 from tasks.state.scripts import Script
-from tasks.state.store import KEY_PREFIX, get_redis, text
+from tasks.state.store import get_redis, text
 
-MESSAGE_PREFIX = f"{KEY_PREFIX}:order-message:"
+MESSAGE_PREFIX = ORDER_MESSAGE_PREFIX
 SNAPSHOT_FIELD = "snapshot"
 
 _SAVE_FIRST = Script.of(

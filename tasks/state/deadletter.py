@@ -47,27 +47,39 @@ import redis
 
 from config import Settings
 from config.instances import alias_of
+from tasks.state.keys import (
+    DEAD_INDEX_KEY,
+    DEAD_INSTANCE_PREFIX,
+    DEAD_INSTANCES_KEY,
+    DEAD_LEGACY_KEY,
+    DEAD_LETTER_PREFIX,
+    DEAD_MAX_INSTANCES,
+    DEAD_MAX_TYPES,
+    DEAD_TRIMMED_KEY,
+    DEAD_TYPE_PREFIX,
+    DEAD_TYPES_KEY,
+)
 from tasks.state.scripts import Script
-from tasks.state.store import KEY_PREFIX, text
+from tasks.state.store import text
 
 logger = logging.getLogger(__name__)
 
-LETTER_PREFIX = f"{KEY_PREFIX}:dead:letter:"
-INDEX_KEY = f"{KEY_PREFIX}:dead:index"
-TRIMMED_KEY = f"{KEY_PREFIX}:dead:trimmed"
-TYPE_PREFIX = f"{KEY_PREFIX}:dead:type:"
-TYPES_KEY = f"{KEY_PREFIX}:dead:types"
+LETTER_PREFIX = DEAD_LETTER_PREFIX
+INDEX_KEY = DEAD_INDEX_KEY
+TRIMMED_KEY = DEAD_TRIMMED_KEY
+TYPE_PREFIX = DEAD_TYPE_PREFIX
+TYPES_KEY = DEAD_TYPES_KEY
 #: Error classes told apart in the per-type counts; more count as OTHER_TYPE.
-MAX_TYPES = 50
+MAX_TYPES = DEAD_MAX_TYPES
 OTHER_TYPE = "other"
-INSTANCE_PREFIX = f"{KEY_PREFIX}:dead:instance:"
-INSTANCES_KEY = f"{KEY_PREFIX}:dead:instances"
+INSTANCE_PREFIX = DEAD_INSTANCE_PREFIX
+INSTANCES_KEY = DEAD_INSTANCES_KEY
 #: Instance aliases told apart in the per-instance counts; more count as OTHER_INSTANCE.
-MAX_INSTANCES = 1000
+MAX_INSTANCES = DEAD_MAX_INSTANCES
 #: Not an alias (config/instances.py allows [a-z0-9_-] only), so no instance's name.
 OTHER_INSTANCE = "(other)"
 #: The single hash of earlier releases, migrated away (see the module docstring).
-LEGACY_KEY = f"{KEY_PREFIX}:dead"
+LEGACY_KEY = DEAD_LEGACY_KEY
 
 #: The settings' defaults, so a store built without settings keeps the documented bounds.
 DEFAULT_TTL: int = Settings.model_fields["zapi_dead_letter_ttl"].default

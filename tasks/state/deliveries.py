@@ -50,13 +50,21 @@ from typing import Any
 import redis
 
 from tasks.contract.delivery_record import (
-    DELIVERY_PREFIX,
     Delivery,
     delivery_key,
     optional_text,
     read_delivery,
 )
 from tasks.state.deadletter import DeadLetter, DeadLetterStore
+from tasks.state.keys import (
+    DELIVERY_COUNTS_PREFIX,
+    DELIVERY_COUNTS_TTL,
+    DELIVERY_EARLY_AT_PREFIX,
+    DELIVERY_EARLY_MAX,
+    DELIVERY_EARLY_PREFIX,
+    DELIVERY_EARLY_TTL,
+    DELIVERY_PREFIX,
+)
 from tasks.state.scripts import Library, Script, lua_pattern
 from tasks.state.store import text
 
@@ -68,14 +76,14 @@ FAILS_BELOW_RANK = RANKS["received"]
 #: MessageStatusCallback's status -> our state (READ_BY_ME is the account's own read: unused).
 STATUS_STATES = {"SENT": "sent", "RECEIVED": "received", "READ": "read", "PLAYED": "played"}
 #: The per-instance state counts (``delivery-counts``) expire this long after their last change.
-COUNTS_TTL = 30 * 86_400
-COUNTS_PREFIX = "zapi-queue:delivery-counts:"
+COUNTS_TTL = DELIVERY_COUNTS_TTL
+COUNTS_PREFIX = DELIVERY_COUNTS_PREFIX
 #: Callbacks for messages no job linked (yet): kept this long after their last callback, at
 #: most this many per instance (the oldest evicted first).
-EARLY_TTL = 300
-EARLY_MAX = 10_000
-EARLY_PREFIX = "zapi-queue:delivery-early:"
-EARLY_AT_PREFIX = "zapi-queue:delivery-early-at:"
+EARLY_TTL = DELIVERY_EARLY_TTL
+EARLY_MAX = DELIVERY_EARLY_MAX
+EARLY_PREFIX = DELIVERY_EARLY_PREFIX
+EARLY_AT_PREFIX = DELIVERY_EARLY_AT_PREFIX
 
 
 def state_counts(client: redis.Redis, instance_id: str) -> dict[str, int]:

@@ -41,12 +41,12 @@ from tasks.contract.schemas import normalized_phone
 from tasks.state.book import MESSAGE_PREFIX, SNAPSHOT_FIELD
 from tasks.state.deadletter import DeadLetter, DeadLetterStore
 from tasks.state.erasure_queues import QueueEraser, QueueSweep
+from tasks.state.keys import ORDER_PREFIX, PACE_PREFIX
 from tasks.state.orders import OrderLines
-from tasks.state.store import KEY_PREFIX, text
+from tasks.state.store import text
 
-ORDER_PREFIX = f"{KEY_PREFIX}:order:"
 ORDER_STATE_PATTERN = f"{ORDER_PREFIX}*:state"
-PACING_PATTERN = f"{KEY_PREFIX}:pace:*:"
+PACING_PATTERN = f"{PACE_PREFIX}*:"
 
 
 @dataclass

@@ -30,14 +30,18 @@ from typing import Any
 import redis
 
 from tasks.contract.ordering import Arrival, arrival_of, task_call
+from tasks.state.keys import (
+    HOLDERS_KEY,
+    PRIORITY_SEP,
+    QUEUE,
+    REJECTED_KEY,
+    SOURCES_KEY,
+    UNACKED_INDEX_KEY,
+    UNACKED_KEY,
+)
 from tasks.state.store import text
-from worker.fetch_scripts import HOLDERS_KEY, REJECTED_KEY, SOURCES_KEY
 
-QUEUE = "celery"
-UNACKED_KEY = "unacked"
-UNACKED_INDEX_KEY = "unacked_index"
-#: kombu's separator between a queue's name and its priority (``queue\x06\x16<priority>``).
-PRIORITY_SEP = "\x06\x16"
+__all__ = ["PRIORITY_SEP", "QUEUE", "UNACKED_INDEX_KEY", "UNACKED_KEY", "QueueEraser", "QueueSweep"]
 #: Celery's priorities run 0-9; 0 is the queue itself.
 PRIORITIES = range(1, 10)
 PAGE = 500

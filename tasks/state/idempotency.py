@@ -38,9 +38,9 @@ from typing import Any
 
 import redis
 
+from tasks.state.keys import IDEMPOTENCY_PREFIX
 from tasks.state.scripts import Library, Script
 from tasks.state.sends import SENT_TTL, sent_counter
-from tasks.state.store import KEY_PREFIX
 
 #: The reply's extra field when some send before it may have been delivered too.
 AMBIGUOUS_FIELD = "ambiguousAttempts"
@@ -146,7 +146,7 @@ class IdempotencyStore:
         wait_lease: float,
         send_lease: float,
     ) -> None:
-        self._prefix = f"{KEY_PREFIX}:idem:{instance_id}:"
+        self._prefix = f"{IDEMPOTENCY_PREFIX}{instance_id}:"
         self._instance_id = instance_id
         self.ttl = ttl
         #: The first claim covers the wait for a rate slot.

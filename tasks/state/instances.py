@@ -23,13 +23,12 @@ from typing import Any
 
 import redis
 
+from tasks.state.keys import INSTANCE_PREFIX, INSTANCE_TTL, STATUS_POLL_PREFIX
 from tasks.state.ratelimit import hold_sends, resume_sends
 from tasks.state.scripts import Script
-from tasks.state.store import KEY_PREFIX, text
+from tasks.state.store import text
 
-INSTANCE_PREFIX = f"{KEY_PREFIX}:instance:"
-INSTANCE_TTL = 30 * 86_400
-POLL_PREFIX = f"{KEY_PREFIX}:status-poll:"
+POLL_PREFIX = STATUS_POLL_PREFIX
 FUTURE_SLACK = 86_400
 
 _RECORD = Script.of(

@@ -31,8 +31,9 @@ from config import get_settings
 from config.instances import Instance
 from tasks.instances import default_instance
 from tasks.per_process import PerInstance
+from tasks.state.keys import HOLD_PREFIX, PACE_PREFIX, PAUSE_PREFIX, RATE_PREFIX, STRIKES_PREFIX
 from tasks.state.scripts import Library, Script
-from tasks.state.store import KEY_PREFIX, get_redis
+from tasks.state.store import get_redis
 
 #: The Lua function ``reserve_slot`` (ratelimit.lua), bound to the instance's schedule, its hold
 #: and the recipient's next send by name, for scripts that reserve a slot in the same round trip
@@ -114,11 +115,11 @@ class RateLimiter:
         if rate <= 0 or burst < 1:
             raise ValueError("rate must be > 0 and burst >= 1")
         self._redis = client
-        self.instance_key = f"{KEY_PREFIX}:rate:{instance_id}"
-        self.pause_key = f"{KEY_PREFIX}:pause:{instance_id}"
-        self.strikes_key = f"{KEY_PREFIX}:strikes:{instance_id}"
+        self.instance_key = f"{RATE_PREFIX}{instance_id}"
+        self.pause_key = f"{PAUSE_PREFIX}{instance_id}"
+        self.strikes_key = f"{STRIKES_PREFIX}{instance_id}"
         self.hold_key = hold_key(instance_id)
-        self._recipient_prefix = f"{KEY_PREFIX}:pace:{instance_id}:"
+        self._recipient_prefix = f"{PACE_PREFIX}{instance_id}:"
         self.interval_us = max(1, round(1_000_000 / rate))
         self.tolerance_us = (burst - 1) * self.interval_us
         self.recipient_interval_us = round(recipient_interval * 1_000_000)
@@ -145,7 +146,7 @@ class RateLimiter:
         return self.parse_reservation(self._reserve(**keys, **args))
 
     def reserve_keys(self, phone: str | None) -> list[str]:
-        """The keys of the Lua ``reserve_slot`` function (:func:`lua_library`'s order)."""
+        """The keys of the Lua ``reserve_slot`` function (``LIBRARY.keys``' order)."""
         return [self.instance_key, self.hold_key, self._recipient_prefix + (phone or "")]
 
     def reserve_args(self, phone: str | None) -> list[int]:
@@ -225,7 +226,7 @@ def hold_key(instance_id: str) -> str:
     """``zapi-queue:hold:{instance}``: set while Z-API says the instance's phone is
     disconnected, for ``ZAPI_DISCONNECTED_HOLD`` seconds at most (a lost ConnectedCallback does
     not hold the sends for ever)."""
-    return f"{KEY_PREFIX}:hold:{instance_id}"
+    return f"{HOLD_PREFIX}{instance_id}"
 
 
 def hold_sends(client: redis.Redis, instance_id: str, seconds: int) -> None:

@@ -15,9 +15,8 @@ from typing import Any
 
 import redis
 
-from tasks.state.store import KEY_PREFIX, text
-
-REPEAT_PREFIX = f"{KEY_PREFIX}:repeat:"
+from tasks.state.keys import REPEAT_PREFIX
+from tasks.state.store import text
 
 
 @dataclass(frozen=True, slots=True)

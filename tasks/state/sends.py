@@ -16,10 +16,9 @@ import time
 
 import redis
 
-from tasks.state.store import KEY_PREFIX
+from tasks.state.keys import SENT_PREFIX, SENT_TTL
 
-SENT_PREFIX = f"{KEY_PREFIX}:sent:"
-SENT_TTL = 180
+__all__ = ["SENT_PREFIX", "SENT_TTL", "WINDOW", "sends_in_last_minute", "sent_counter"]
 WINDOW = 60
 
 

@@ -15,22 +15,25 @@ from config import get_settings
 from tasks.backoff import RedisBackoff
 from tasks.contract.redis_url import SentinelOptions, is_sentinel, redis_client
 from tasks.per_process import PerProcess
+from tasks.state.keys import PREFIX
+from tasks.state.scripts import LUA_NOW
 
-KEY_PREFIX = "zapi-queue"
+#: The prefix of zapi-queue's own keys (tasks/state/keys.py registers every key).
+KEY_PREFIX = PREFIX
 #: Reconnection backoff: base and cap, seconds. Full jitter halves the mean wait of a plain
 #: doubling, so the cap is twice the 2 s it had then: the mean wait stays 2 s, and 20 retries
 #: still ride through ~30 s.
 RECONNECT_BACKOFF = (0.05, 4.0)
 
-#: Lua: Redis' clock in µs as ``now``, first in a script (composed scripts read it once). A script
-#: that writes after ``TIME`` calls ``redis.replicate_commands()`` first: Redis 6.2 configured
-#: with ``lua-replicate-commands`` off refuses writes after a non-deterministic command (a no-op
-#: on Redis 7).
-LUA_NOW = """
-redis.replicate_commands()
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-"""
+__all__ = [
+    "KEY_PREFIX",
+    "LUA_NOW",
+    "RECONNECT_BACKOFF",
+    "close_redis",
+    "connect",
+    "get_redis",
+    "text",
+]
 
 
 def text(value: object) -> str:

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import redis
 
+from tasks.state.keys import WEBHOOK_COUNTS_KEY, WEBHOOK_COUNTS_TTL, WEBHOOK_MAX_FIELDS
 from tasks.state.scripts import Script
-from tasks.state.store import KEY_PREFIX, text
+from tasks.state.store import text
 
-COUNTS_KEY = f"{KEY_PREFIX}:webhook:counts"
-COUNTS_TTL = 30 * 86_400
-MAX_FIELDS = 200
+COUNTS_KEY = WEBHOOK_COUNTS_KEY
+COUNTS_TTL = WEBHOOK_COUNTS_TTL
+MAX_FIELDS = WEBHOOK_MAX_FIELDS
 
 _COUNT = Script.of(
     "tasks.state",

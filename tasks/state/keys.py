@@ -1,0 +1,428 @@
+"""Every Redis key zapi-queue writes, and those kombu and Celery write for it; what bounds each.
+
+Redis runs with ``maxmemory-policy noeviction`` (an evicting Redis would drop queued jobs), so
+nothing but these bounds keeps it from filling: every key has a TTL, or a cap that names who keeps
+it (``Cap``). The modules take their key names from here (arq's ``constants.py`` is the model);
+their docstrings say what the keys hold. ``tests/test_key_scan.py`` runs a realistic workload and
+fails on any key this registry does not name, or that has neither a TTL nor a cap (or exceeds a
+numeric cap); :func:`data_kept_table` renders the README's "data kept" table from :data:`KEYS`.
+
+``{instance}`` is a Z-API instance id (hex, no ``:``); ids inside key names are escaped
+(tasks/contract/delivery_record.py ``key_part``). ``python -m tasks.state.keys`` prints the table.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass
+from functools import cached_property
+
+# Orders (``{instance}:{orderRequestId}:line|jobs|state``: tasks/state/orders.py, book.py) and
+# delivery records (tasks/state/deliveries.py): producers write lines and read deliveries, so
+# these two prefixes live in tasks/contract/, which a producer installs without the worker.
+from tasks.contract.delivery_record import DELIVERY_PREFIX as DELIVERY_PREFIX
+from tasks.contract.ordering import ORDER_PREFIX as ORDER_PREFIX
+
+#: The prefix of every key zapi-queue itself writes.
+PREFIX = "zapi-queue"
+
+# -- The state Redis (ZAPI_STATE_REDIS_URL, else the broker) ----------------------------------
+ORDER_MESSAGE_PREFIX = f"{PREFIX}:order-message:"
+IDEMPOTENCY_PREFIX = f"{PREFIX}:idem:"
+RATE_PREFIX = f"{PREFIX}:rate:"
+PAUSE_PREFIX = f"{PREFIX}:pause:"
+STRIKES_PREFIX = f"{PREFIX}:strikes:"
+PACE_PREFIX = f"{PREFIX}:pace:"
+HOLD_PREFIX = f"{PREFIX}:hold:"
+SENT_PREFIX = f"{PREFIX}:sent:"
+DELIVERY_COUNTS_PREFIX = f"{PREFIX}:delivery-counts:"
+DELIVERY_EARLY_PREFIX = f"{PREFIX}:delivery-early:"
+DELIVERY_EARLY_AT_PREFIX = f"{PREFIX}:delivery-early-at:"
+DEAD_LETTER_PREFIX = f"{PREFIX}:dead:letter:"
+DEAD_INDEX_KEY = f"{PREFIX}:dead:index"
+DEAD_TRIMMED_KEY = f"{PREFIX}:dead:trimmed"
+DEAD_TYPE_PREFIX = f"{PREFIX}:dead:type:"
+DEAD_TYPES_KEY = f"{PREFIX}:dead:types"
+DEAD_INSTANCE_PREFIX = f"{PREFIX}:dead:instance:"
+DEAD_INSTANCES_KEY = f"{PREFIX}:dead:instances"
+#: The single hash of releases that kept letters for ever, migrated away (deadletter.py).
+DEAD_LEGACY_KEY = f"{PREFIX}:dead"
+REPEAT_PREFIX = f"{PREFIX}:repeat:"
+WEBHOOK_COUNTS_KEY = f"{PREFIX}:webhook:counts"
+INSTANCE_PREFIX = f"{PREFIX}:instance:"
+STATUS_POLL_PREFIX = f"{PREFIX}:status-poll:"
+#: In every Redis zapi-queue uses (worker/redis_marker.py).
+MARKER_KEY = f"{PREFIX}:marker"
+
+# -- Fixed bounds (the settings' are in config/settings.py) -----------------------------------
+SENT_TTL = 180
+SENT_MAX_FIELDS = 60
+DELIVERY_COUNTS_TTL = 30 * 86_400
+DELIVERY_COUNTS_MAX_FIELDS = 6
+DELIVERY_EARLY_TTL = 300
+DELIVERY_EARLY_MAX = 10_000
+DEAD_MAX_TYPES = 50
+DEAD_MAX_INSTANCES = 1000
+WEBHOOK_COUNTS_TTL = 30 * 86_400
+WEBHOOK_MAX_FIELDS = 200
+INSTANCE_TTL = 30 * 86_400
+MARKER_TTL = 30 * 86_400
+
+# -- The broker: kombu's keys, and reliable fetch's (worker/fetch_scripts.py) -----------------
+#: The queue (a list), and kombu's one list per priority step: ``celery\x06\x16<1-9>``.
+QUEUE = "celery"
+PRIORITY_SEP = "\x06\x16"
+UNACKED_KEY = "unacked"
+UNACKED_INDEX_KEY = "unacked_index"
+UNACKED_MUTEX_KEY = "unacked_mutex"
+BINDING_PREFIX = "_kombu.binding."
+LEASES_KEY = "_kombu.fetching"
+SOURCES_KEY = "_kombu.fetching.sources"
+OWNERS_KEY = "_kombu.fetching.owners"
+HOLDERS_KEY = "_kombu.fetching.holders"
+REJECTED_KEY = "_kombu.fetching.rejected"
+REJECTED_MAX = 1000
+OWNED_PREFIX = "_kombu.owned."
+#: The most messages one fetch moves into a processing list.
+MAX_TAKE = 16
+
+# -- The result backend: Celery's -----------------------------------------------------------
+RESULT_PREFIX = "celery-task-meta-"
+
+
+@dataclass(frozen=True, slots=True)
+class Cap:
+    """What bounds a key besides (or instead of) a TTL: at most ``most`` entries (None: no fixed
+    number; the scan test checks a number), kept by ``kept_by``."""
+
+    kept_by: str
+    most: int | None = None
+
+
+@dataclass(frozen=True)
+class Key:
+    """One key (or family: ``{placeholders}`` in ``pattern``), the personal data it holds, how
+    long it is kept and the setting behind that; ``cap`` for a key with no TTL (``expires``
+    False) or a bounded size. ``redis``: state, broker, results or every; ``owner``: who writes
+    it (zapi-queue, kombu, celery)."""
+
+    pattern: str
+    data: str
+    personal: str
+    kept: str
+    setting: str = "-"
+    cap: Cap | None = None
+    expires: bool = True
+    redis: str = "state"
+    owner: str = "zapi-queue"
+
+    @cached_property
+    def regex(self) -> re.Pattern[str]:
+        parts = re.split(r"\{\w+\}", self.pattern)
+        return re.compile("^" + ".+".join(re.escape(part) for part in parts) + "$", re.DOTALL)
+
+    def matches(self, key: str) -> bool:
+        return self.regex.match(key) is not None
+
+
+def _broker(pattern: str, data: str, personal: str, kept: str, cap: Cap, **more: str) -> Key:
+    """A broker key without a TTL (reliable fetch's, unless ``owner`` says kombu)."""
+    return Key(pattern, data, personal, kept, cap=cap, expires=False, redis="broker", **more)
+
+
+_ORDERS = "order lines and last delivered state"
+_BOOK = "order snapshots (order book)"
+_IDEM = "idempotency records"
+_DEAD = "dead letters"
+_LETTERS = Cap("ZAPI_DEAD_LETTER_MAX letters (100,000), the oldest trimmed at each add")
+_DEAD_TTL = "ZAPI_DEAD_LETTER_TTL"
+_WITH_LETTERS = "with its newest letter"
+_RATE = "rate schedule, pauses, holds"
+_COUNTS = "counts (webhook callbacks, delivery states), instance events"
+_EARLY = Cap("the oldest evicted first", DELIVERY_EARLY_MAX)
+_DELIVERY = "delivery states"
+_QUEUED = "queued jobs (broker)"
+_BODY = "the whole body: phone, order, message text"
+_FETCH = "reliable fetch's bookkeeping (broker)"
+_LEASED = Cap("one per live channel's processing list; a sweep forgets expired empty ones")
+_NO = "none"
+
+#: Every key, exact names first (a key's entry is the first that matches it).
+KEYS: tuple[Key, ...] = (
+    # -- dead letters (tasks/state/deadletter.py)
+    Key(DEAD_INDEX_KEY, _DEAD, "job ids", _WITH_LETTERS, _DEAD_TTL, _LETTERS),
+    Key(
+        DEAD_TYPES_KEY,
+        _DEAD,
+        _NO,
+        _WITH_LETTERS,
+        _DEAD_TTL,
+        Cap(f"{DEAD_MAX_TYPES} classes, then other", DEAD_MAX_TYPES + 1),
+    ),
+    Key(
+        DEAD_INSTANCES_KEY,
+        _DEAD,
+        _NO,
+        _WITH_LETTERS,
+        _DEAD_TTL,
+        Cap(f"{DEAD_MAX_INSTANCES} aliases, then (other)", DEAD_MAX_INSTANCES + 1),
+    ),
+    Key(DEAD_TRIMMED_KEY, _DEAD, _NO, "always", cap=Cap("one integer", 1), expires=False),
+    Key(
+        DEAD_LEGACY_KEY,
+        _DEAD,
+        _BODY,
+        "until each process' first dead-letter command moves it away",
+        cap=Cap("an older release's letters, migrated and deleted"),
+        expires=False,
+    ),
+    Key(f"{DEAD_LETTER_PREFIX}{{job}}", _DEAD, _BODY, "30 days", _DEAD_TTL, _LETTERS),
+    Key(f"{DEAD_TYPE_PREFIX}{{type}}", _DEAD, "job ids", _WITH_LETTERS, _DEAD_TTL, _LETTERS),
+    Key(f"{DEAD_INSTANCE_PREFIX}{{alias}}", _DEAD, "job ids", _WITH_LETTERS, _DEAD_TTL, _LETTERS),
+    # -- counts and the marker
+    Key(
+        WEBHOOK_COUNTS_KEY,
+        _COUNTS,
+        _NO,
+        "30 days after the last callback",
+        cap=Cap("fields by outcome and type, then `<outcome>:?`", WEBHOOK_MAX_FIELDS + 8),
+    ),
+    Key(MARKER_KEY, "data-loss marker", _NO, "30 days, renewed by every worker", redis="every"),
+    # -- orders (tasks/state/orders.py, book.py)
+    Key(
+        f"{ORDER_PREFIX}{{instance}}:{{order}}:line",
+        _ORDERS,
+        "none: job ids",
+        "90 days after the order's last update",
+        "ZAPI_ORDER_TTL",
+    ),
+    Key(
+        f"{ORDER_PREFIX}{{instance}}:{{order}}:jobs",
+        _ORDERS,
+        "none: job ids, times",
+        "90 days after the order's last update",
+        "ZAPI_ORDER_TTL",
+    ),
+    Key(
+        f"{ORDER_PREFIX}{{instance}}:{{order}}:state",
+        f"{_BOOK}; {_ORDERS}",
+        "the snapshot: phone, products, amounts, the order message's ids",
+        "90 days after the order's last update",
+        "ZAPI_ORDER_TTL",
+    ),
+    Key(
+        f"{ORDER_MESSAGE_PREFIX}{{instance}}:{{message}}",
+        _BOOK,
+        "an order id",
+        "90 days",
+        "ZAPI_ORDER_TTL",
+    ),
+    # -- idempotency (tasks/state/idempotency.py)
+    Key(
+        f"{IDEMPOTENCY_PREFIX}{{instance}}:{{key}}:reply",
+        _IDEM,
+        "none: the reply ids, the job that delivered it, when",
+        "7 days",
+        "ZAPI_IDEMPOTENCY_TTL",
+    ),
+    Key(
+        f"{IDEMPOTENCY_PREFIX}{{instance}}:{{key}}:sent",
+        _IDEM,
+        "none: execution ids, counts",
+        "7 days",
+        "ZAPI_IDEMPOTENCY_TTL",
+    ),
+    Key(
+        f"{IDEMPOTENCY_PREFIX}{{instance}}:{{key}}:claim",
+        _IDEM,
+        "none: an execution id",
+        "a lease: the slot wait, then one request's deadline",
+        "ZAPI_RATE_MAX_WAIT, ZAPI_TIMEOUT",
+    ),
+    # -- the send rate (tasks/state/ratelimit.py, sends.py)
+    Key(f"{RATE_PREFIX}{{instance}}", _RATE, _NO, "until its last slot, + 1 s", "ZAPI_RATE_LIMIT"),
+    Key(f"{PAUSE_PREFIX}{{instance}}", _RATE, _NO, "the pause, + 1 s", "ZAPI_RETRY_BACKOFF_MAX"),
+    Key(
+        f"{STRIKES_PREFIX}{{instance}}", _RATE, _NO, "twice the pause, + 1 s", "ZAPI_RETRY_BACKOFF"
+    ),
+    Key(
+        f"{HOLD_PREFIX}{{instance}}",
+        _RATE,
+        _NO,
+        "while the phone is disconnected, at most ZAPI_DISCONNECTED_HOLD",
+        "ZAPI_DISCONNECTED_HOLD",
+    ),
+    Key(
+        f"{PACE_PREFIX}{{instance}}:{{phone}}",
+        "recipient pacing",
+        "the phone, in the key's name",
+        "ZAPI_RECIPIENT_INTERVAL seconds, + 1 s",
+        "ZAPI_RECIPIENT_INTERVAL",
+    ),
+    Key(
+        f"{SENT_PREFIX}{{instance}}:{{minute}}",
+        "sends per second, for health",
+        _NO,
+        f"{SENT_TTL} s after its last count",
+        cap=Cap("a field per second", SENT_MAX_FIELDS),
+    ),
+    # -- deliveries (tasks/state/deliveries.py)
+    Key(
+        f"{DELIVERY_PREFIX}{{instance}}:{{message}}",
+        _DELIVERY,
+        "message ids, state, Z-API's error; the short update (order id, status, message text) "
+        "until the message reached the phone",
+        "7 days after the last callback",
+        "ZAPI_DELIVERY_TTL",
+    ),
+    Key(
+        f"{DELIVERY_COUNTS_PREFIX}{{instance}}",
+        _COUNTS,
+        _NO,
+        "30 days after the last change",
+        cap=Cap("a field per state", DELIVERY_COUNTS_MAX_FIELDS),
+    ),
+    Key(
+        f"{DELIVERY_EARLY_PREFIX}{{instance}}",
+        _DELIVERY,
+        "message ids, states",
+        f"{DELIVERY_EARLY_TTL} s after the last early callback",
+        cap=_EARLY,
+    ),
+    Key(
+        f"{DELIVERY_EARLY_AT_PREFIX}{{instance}}",
+        _DELIVERY,
+        "message ids",
+        f"{DELIVERY_EARLY_TTL} s after the last early callback",
+        cap=_EARLY,
+    ),
+    # -- repeats (tasks/state/repeats.py), instances (tasks/state/instances.py)
+    Key(
+        f"{REPEAT_PREFIX}{{job}}",
+        "repeats noted for `status`",
+        "none: job ids and a time",
+        "as long as results",
+        "CELERY_RESULT_EXPIRES",
+    ),
+    Key(f"{INSTANCE_PREFIX}{{instance}}", _COUNTS, _NO, "30 days after the last event"),
+    Key(
+        f"{STATUS_POLL_PREFIX}{{instance}}",
+        "instance events",
+        "none: a worker's host and pid",
+        "one poll interval",
+        "ZAPI_STATUS_POLL_INTERVAL",
+    ),
+    # -- the broker: kombu's own keys
+    _broker(
+        QUEUE,
+        _QUEUED,
+        _BODY,
+        "until a worker takes them",
+        Cap("the backlog: workers take it (zapi-queue health shows its depth)"),
+        owner="kombu",
+    ),
+    _broker(
+        f"{QUEUE}{PRIORITY_SEP}{{priority}}",
+        _QUEUED,
+        _BODY,
+        "until a worker takes them",
+        Cap("the backlog of one priority step (1-9)"),
+        owner="kombu",
+    ),
+    _broker(
+        UNACKED_KEY,
+        _QUEUED,
+        _BODY,
+        "until the job is acked",
+        Cap("jobs in flight: each worker's prefetch, acked or restored"),
+        owner="kombu",
+    ),
+    _broker(
+        UNACKED_INDEX_KEY,
+        _QUEUED,
+        "none: delivery tags",
+        "until the job is acked",
+        Cap("jobs in flight, as unacked"),
+        owner="kombu",
+    ),
+    Key(
+        UNACKED_MUTEX_KEY, _FETCH, _NO, "unacked_mutex_expire (10 s)", redis="broker", owner="kombu"
+    ),
+    _broker(
+        f"{BINDING_PREFIX}{{exchange}}",
+        _FETCH,
+        _NO,
+        "always",
+        Cap("one member per queue bound to the exchange"),
+        owner="kombu",
+    ),
+    # -- the broker: reliable fetch's (worker/fetch_scripts.py)
+    _broker(LEASES_KEY, _FETCH, _NO, "always", _LEASED),
+    _broker(SOURCES_KEY, _FETCH, _NO, "always", _LEASED),
+    _broker(OWNERS_KEY, _FETCH, _NO, "always", _LEASED),
+    _broker(HOLDERS_KEY, _FETCH, _NO, "always", Cap("one per unacked job fetched reliably")),
+    _broker(
+        REJECTED_KEY,
+        _FETCH,
+        "items set aside: anything",
+        "always",
+        Cap("the newest kept", REJECTED_MAX),
+    ),
+    _broker(
+        f"{OWNED_PREFIX}{{channel}}",
+        _FETCH,
+        _NO,
+        "deleted with its channel's list",
+        Cap("a channel's unacked jobs"),
+    ),
+    _broker(
+        f"{LEASES_KEY}.{{queue}}.{{channel}}",
+        _FETCH,
+        _BODY,
+        "until claimed",
+        Cap("one fetch's messages", MAX_TAKE),
+    ),
+    # -- the result backend: Celery's
+    Key(
+        f"{RESULT_PREFIX}{{job}}",
+        "job results (result backend)",
+        "none: Z-API's reply ids, or the error text",
+        "7 days",
+        "CELERY_RESULT_EXPIRES",
+        redis="results",
+        owner="celery",
+    ),
+)
+
+
+def registered(key: str) -> Key | None:
+    """The registry's entry for a key name, or None when no entry names it."""
+    return next((entry for entry in KEYS if entry.matches(key)), None)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def data_kept_table() -> str:
+    """The README's "data kept" table, one row per key: the key, what it is, the personal data
+    in it, how long it is kept (or what caps it) and the setting behind that."""
+    rows = [
+        "| key | what | personal data | kept | bound | setting |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for entry in KEYS:
+        shown = entry.pattern.replace(PRIORITY_SEP, "\\x06\\x16")
+        bound = "TTL" if entry.expires else "no TTL"
+        if entry.cap is not None:
+            most = f"at most {entry.cap.most:,}: " if entry.cap.most is not None else ""
+            bound += f"; cap: {most}{entry.cap.kept_by}"
+        owner = "" if entry.owner == "zapi-queue" else f" ({entry.owner}'s)"
+        cells = [f"`{shown}`{owner}", entry.data, entry.personal, entry.kept, bound, entry.setting]
+        rows.append("| " + " | ".join(_cell(cell) for cell in cells) + " |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(data_kept_table())
