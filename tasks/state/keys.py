@@ -77,6 +77,9 @@ UNACKED_KEY = "unacked"
 UNACKED_INDEX_KEY = "unacked_index"
 UNACKED_MUTEX_KEY = "unacked_mutex"
 BINDING_PREFIX = "_kombu.binding."
+#: kombu 5.7's: the bindings of queues without an expiry, and the deadlines of those with one.
+BINDING_PERMANENT_PREFIX = "_kombu.binding_permanent."
+BINDING_DEADLINES_KEY = "_kombu.binding_deadlines"
 LEASES_KEY = "_kombu.fetching"
 SOURCES_KEY = "_kombu.fetching.sources"
 OWNERS_KEY = "_kombu.fetching.owners"
@@ -355,6 +358,22 @@ KEYS: tuple[Key, ...] = (
         _NO,
         "always",
         Cap("one member per queue bound to the exchange"),
+        owner="kombu",
+    ),
+    _broker(
+        f"{BINDING_PERMANENT_PREFIX}{{exchange}}",
+        _FETCH,
+        _NO,
+        "always",
+        Cap("one member per queue without an expiry bound to the exchange"),
+        owner="kombu",
+    ),
+    _broker(
+        BINDING_DEADLINES_KEY,
+        _FETCH,
+        _NO,
+        "always",
+        Cap("one per exchange with expiring queues; kombu sweeps the overdue"),
         owner="kombu",
     ),
     # -- the broker: reliable fetch's (worker/fetch_scripts.py)
