@@ -156,7 +156,7 @@ class IdempotencyStore:
         self._scripts = {name: script.register(client) for name, script in SCRIPTS.items()}
 
     def keys(self, key: str) -> list[str]:
-        """The reply, claim and sent keys of ``key``, in :func:`lua_library`'s order."""
+        """The reply, claim and sent keys of ``key``, in ``LIBRARY.keys``' order."""
         return [self._prefix + key + suffix for suffix in (":reply", ":claim", ":sent")]
 
     def _run(self, script: str, key: str, **named: Any) -> Any:

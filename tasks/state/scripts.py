@@ -63,8 +63,8 @@ _LUA_KEYWORDS = frozenset(
         "while",
     ]
 )
-#: Names the prelude itself defines.
-_RESERVED = frozenset({"t", "now", "KEYS", "ARGV", "redis", "cjson"})
+#: Names the prelude itself defines (and ``client``, the call's own keyword).
+_RESERVED = frozenset({"t", "now", "KEYS", "ARGV", "redis", "cjson", "client"})
 
 
 class ScriptCallError(TypeError):

@@ -3,10 +3,12 @@ and, when the slot is now, the send marked in flight; and the job's reply with i
 state, its snapshot (if the book lacks it) and its delivery record.
 
 Every job would otherwise pay several more Redis round trips; composing the stores' Lua
-functions (tasks/state/orders.py first: it reads Redis' clock, then tasks/state/idempotency.py,
-then tasks/state/ratelimit.py or tasks/state/deliveries.py) keeps their cost to the work done in
-Redis. (A redis-py pipeline with scripts would not do: it checks ``SCRIPT EXISTS`` in a round trip
-of its own.)
+libraries (orders.lua, idempotency.lua, ratelimit.lua, deliveries.lua) in the scripts of
+turns.lua keeps their cost to the work done in Redis. Each library's keys, and each function's
+arguments (prefixed by the function: ``enter_job``, ``mark_owner``...), are bound by name: the
+builder (tasks/state/scripts.py) assigns their positions, and a call that names one wrong, or
+hands a function the wrong number of values, fails before Redis runs anything. (A redis-py
+pipeline with scripts would not do: it checks ``SCRIPT EXISTS`` in a round trip of its own.)
 """
 
 from __future__ import annotations
