@@ -148,6 +148,7 @@ _DELIVERY = "delivery states"
 _QUEUED = "queued jobs (broker)"
 _BODY = "the whole body: phone, order, message text"
 _FETCH = "reliable fetch's bookkeeping (broker)"
+_KOMBU = "kombu's bookkeeping (broker)"
 _LEASED = Cap("one per live channel's processing list; a sweep forgets expired empty ones")
 _NO = "none"
 
@@ -189,7 +190,7 @@ KEYS: tuple[Key, ...] = (
         _COUNTS,
         _NO,
         "30 days after the last callback",
-        cap=Cap("fields by outcome and type, then `<outcome>:?`", WEBHOOK_MAX_FIELDS + 8),
+        cap=Cap(f"{WEBHOOK_MAX_FIELDS} fields, then one `<outcome>:?` per outcome", 208),
     ),
     Key(MARKER_KEY, "data-loss marker", _NO, "30 days, renewed by every worker", redis="every"),
     # -- orders (tasks/state/orders.py, book.py)
@@ -350,11 +351,11 @@ KEYS: tuple[Key, ...] = (
         owner="kombu",
     ),
     Key(
-        UNACKED_MUTEX_KEY, _FETCH, _NO, "unacked_mutex_expire (10 s)", redis="broker", owner="kombu"
+        UNACKED_MUTEX_KEY, _KOMBU, _NO, "unacked_mutex_expire (10 s)", redis="broker", owner="kombu"
     ),
     _broker(
         f"{BINDING_PREFIX}{{exchange}}",
-        _FETCH,
+        _KOMBU,
         _NO,
         "always",
         Cap("one member per queue bound to the exchange"),
@@ -362,7 +363,7 @@ KEYS: tuple[Key, ...] = (
     ),
     _broker(
         f"{BINDING_PERMANENT_PREFIX}{{exchange}}",
-        _FETCH,
+        _KOMBU,
         _NO,
         "always",
         Cap("one member per queue without an expiry bound to the exchange"),
@@ -370,7 +371,7 @@ KEYS: tuple[Key, ...] = (
     ),
     _broker(
         BINDING_DEADLINES_KEY,
-        _FETCH,
+        _KOMBU,
         _NO,
         "always",
         Cap("one per exchange with expiring queues; kombu sweeps the overdue"),
