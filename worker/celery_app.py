@@ -62,6 +62,13 @@ def sentinel_options(sentinel: SentinelOptions | None) -> dict[str, Any]:
     return sentinel.transport_options(socket_timeout=5, socket_connect_timeout=5)
 
 
+def lines_in_broker(settings: Settings) -> bool:
+    """Whether the order lines (the state Redis) are the broker's: a claim's script can write
+    to its own server only."""
+    same = settings.state_redis_url == settings.celery_broker_url.get_secret_value()
+    return settings.zapi_ordering and same
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings derived from ours; no Z-API secret goes here (`inspect conf` shows it)."""
     visibility_timeout = settings.celery_visibility_timeout
@@ -88,8 +95,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "unacked_mutex_expire": 10,
             # A worker silent this long has its fetched messages and its jobs taken over.
             "fetch_lease": lease,
-            # Each order update takes its place in its order's line as it is fetched.
-            **({"arrival_index": ARRIVAL_INDEX} if settings.zapi_ordering else {}),
+            # Each order update takes its place in its order's line as it is fetched, in the
+            # claim's script: on the broker's server, so only when the lines live there too
+            # (with ZAPI_STATE_REDIS_URL elsewhere, a task takes its place when it starts).
+            **({"arrival_index": ARRIVAL_INDEX} if lines_in_broker(settings) else {}),
             "socket_timeout": 30,
             "socket_connect_timeout": 10,
             **sentinel_options(sentinel),
