@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 
 
-def configuration_page() -> str:
-    """docs/configuration.md as the site shows it: the hook's table in place of its marker."""
+def shown_page(name: str) -> str:
+    """docs/NAME as the site shows it: the hook's table in place of its marker."""
     hooks = importlib.util.spec_from_file_location("docs_hooks", DOCS / "hooks.py")
     assert hooks is not None
     assert hooks.loader is not None
@@ -38,10 +38,22 @@ def configuration_page() -> str:
 
     class Page:
         class file:  # noqa: N801 - mkdocs' attribute name
-            src_uri = "configuration.md"
+            src_uri = name
 
-    page: str = module.on_page_markdown((DOCS / "configuration.md").read_text(), page=Page)
+    page: str = module.on_page_markdown((DOCS / name).read_text(), page=Page)
     return page
+
+
+def configuration_page() -> str:
+    return shown_page("configuration.md")
+
+
+def test_the_guarantees_page_shows_every_registered_redis_key() -> None:
+    from tasks.state.keys import data_kept_table
+
+    shown = shown_page("guarantees.md")
+    assert "<!-- redis-keys -->" not in shown
+    assert data_kept_table() in shown
 
 
 def shown_default(field: FieldInfo) -> str:
