@@ -1,4 +1,5 @@
-"""The two Celery tasks of the public contract, and the delivery they share.
+"""The Celery tasks of the public contract, one per endpoint of the registry
+(tasks/contract/endpoints.py), and the delivery they share.
 
 Producers call them by name: ``send_task("zapi.order_status_update", args=[body])``, optionally
 with ``kwargs``: ``idempotency_key`` (a repeat with the same key is not sent again),
@@ -12,6 +13,7 @@ execution does is in :mod:`tasks.execution`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from celery import Task, shared_task
@@ -20,9 +22,6 @@ from tasks.contract.endpoints import Endpoint
 from tasks.contract.errors import AttemptsExhaustedError, PermanentError
 from tasks.execution import deliver
 from tasks.request import OrderUpdateTask
-
-ORDER_STATUS_UPDATE = Endpoint.ORDER_STATUS_UPDATE.task_name
-ORDER_PAYMENT_UPDATE = Endpoint.ORDER_PAYMENT_UPDATE.task_name
 
 # Expected failures: Celery logs them in one line instead of a traceback.
 _EXPECTED = (PermanentError, AttemptsExhaustedError)
@@ -40,13 +39,22 @@ _OPTIONS: dict[str, Any] = {
 }
 
 
-@shared_task(name=ORDER_STATUS_UPDATE, **_OPTIONS)
-def order_status_update(self: Task[Any, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
-    """Send an order status update; the result is Z-API's ``{zaapId, messageId, id}``."""
-    return deliver(self, Endpoint.ORDER_STATUS_UPDATE, args, kwargs)
+def _task_for(endpoint: Endpoint) -> Task[Any, Any]:
+    """The task that sends to ``endpoint``, under its registry name and description."""
+
+    def send(self: Task[Any, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return deliver(self, endpoint, args, kwargs)
+
+    spec = endpoint.spec
+    send.__name__ = send.__qualname__ = spec.task_name.rpartition(".")[2]
+    send.__doc__ = spec.summary
+    register: Callable[[Callable[..., Any]], Task[Any, Any]] = shared_task(
+        name=spec.task_name, **_OPTIONS
+    )
+    return register(send)
 
 
-@shared_task(name=ORDER_PAYMENT_UPDATE, **_OPTIONS)
-def order_payment_update(self: Task[Any, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
-    """Send an order payment update; the result is Z-API's ``{zaapId, messageId, id}``."""
-    return deliver(self, Endpoint.ORDER_PAYMENT_UPDATE, args, kwargs)
+#: Every endpoint's task, registered with Celery on import.
+TASKS: dict[Endpoint, Task[Any, Any]] = {endpoint: _task_for(endpoint) for endpoint in Endpoint}
+order_status_update = TASKS[Endpoint.ORDER_STATUS_UPDATE]
+order_payment_update = TASKS[Endpoint.ORDER_PAYMENT_UPDATE]

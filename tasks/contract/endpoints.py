@@ -1,7 +1,16 @@
-"""The Z-API endpoints this worker calls, and which body schema each one takes."""
+"""The Z-API endpoints this worker calls: one registry, read by everything that lists them.
+
+Each endpoint is described once, in :data:`REGISTRY`: its route under
+``/instances/{id}/token/{token}/``, the Celery task that sends to it (the public contract's name),
+the body's schema, its two-field form (completed from the order book) if it has one, and the
+word the CLI uses for it. The tasks (tasks/orders.py), the producer, ``zapi-queue enqueue``, the
+fake Z-API and the JSON Schemas (``make schemas``) all read it, so adding an endpoint means its
+schema, its entry here and its tests.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 from .schemas import (
@@ -15,36 +24,70 @@ from .schemas import (
 
 
 class Endpoint(StrEnum):
-    """Path suffix under ``/instances/{id}/token/{token}/``."""
+    """Path suffix under ``/instances/{id}/token/{token}/``; :data:`REGISTRY` says the rest."""
 
     ORDER_STATUS_UPDATE = "order-status-update"
     ORDER_PAYMENT_UPDATE = "order-payment-update"
 
     @property
+    def spec(self) -> EndpointSpec:
+        return REGISTRY[self]
+
+    @property
     def task_name(self) -> str:
         """The Celery task that sends to this endpoint (the public contract's name)."""
-        return TASK_NAMES[self]
+        return self.spec.task_name
 
     @property
     def schema(self) -> type[OrderUpdate]:
-        return _SCHEMAS[self]
+        return self.spec.schema
 
     @property
     def short_schema(self) -> type[ShortUpdate]:
         """The two-field form, completed from the order book."""
-        return _SHORT_SCHEMAS[self]
+        return self.spec.short_schema
 
 
-_SCHEMAS: dict[Endpoint, type[OrderUpdate]] = {
-    Endpoint.ORDER_STATUS_UPDATE: OrderStatusUpdate,
-    Endpoint.ORDER_PAYMENT_UPDATE: OrderPaymentUpdate,
+@dataclass(frozen=True, slots=True)
+class EndpointSpec:
+    """What one endpoint is, for every part that lists endpoints."""
+
+    #: The Celery task producers call by name.
+    task_name: str
+    #: The body as Z-API's docs spell it.
+    schema: type[OrderUpdate]
+    #: The two-field form (an order's id and the one field this endpoint changes).
+    short_schema: type[ShortUpdate]
+    #: That one field, by its wire name: what a short form keeps of a full body.
+    short_field: str
+    #: ``zapi-queue enqueue KIND``.
+    cli_kind: str
+    #: The task's one-line description (its docstring; Flower and ``inspect registered``).
+    summary: str
+
+
+REGISTRY: dict[Endpoint, EndpointSpec] = {
+    Endpoint.ORDER_STATUS_UPDATE: EndpointSpec(
+        task_name="zapi.order_status_update",
+        schema=OrderStatusUpdate,
+        short_schema=ShortStatusUpdate,
+        short_field="orderStatus",
+        cli_kind="status",
+        summary="Send an order status update; the result is Z-API's {zaapId, messageId, id}.",
+    ),
+    Endpoint.ORDER_PAYMENT_UPDATE: EndpointSpec(
+        task_name="zapi.order_payment_update",
+        schema=OrderPaymentUpdate,
+        short_schema=ShortPaymentUpdate,
+        short_field="paymentStatus",
+        cli_kind="payment",
+        summary="Send an order payment update; the result is Z-API's {zaapId, messageId, id}.",
+    ),
 }
-_SHORT_SCHEMAS: dict[Endpoint, type[ShortUpdate]] = {
-    Endpoint.ORDER_STATUS_UPDATE: ShortStatusUpdate,
-    Endpoint.ORDER_PAYMENT_UPDATE: ShortPaymentUpdate,
-}
+
 #: Task name of each endpoint: producers call the tasks by these names.
-TASK_NAMES: dict[Endpoint, str] = {
-    Endpoint.ORDER_STATUS_UPDATE: "zapi.order_status_update",
-    Endpoint.ORDER_PAYMENT_UPDATE: "zapi.order_payment_update",
-}
+TASK_NAMES: dict[Endpoint, str] = {endpoint: spec.task_name for endpoint, spec in REGISTRY.items()}
+#: The endpoint of each task name.
+BY_TASK_NAME: dict[str, Endpoint] = {name: endpoint for endpoint, name in TASK_NAMES.items()}
+#: The endpoint of each ``zapi-queue enqueue`` kind.
+BY_CLI_KIND: dict[str, Endpoint] = {spec.cli_kind: e for e, spec in REGISTRY.items()}

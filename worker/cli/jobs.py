@@ -9,7 +9,7 @@ from typing import Any, TextIO
 
 import click
 
-from tasks.contract.endpoints import Endpoint
+from tasks.contract.endpoints import BY_CLI_KIND, Endpoint
 from tasks.contract.errors import InvalidBodyError
 from tasks.contract.producer import Producer
 from tasks.state.repeats import Repeat, RepeatBook
@@ -27,7 +27,8 @@ from worker.cli.common import (
 )
 from worker.cli.main import main
 
-ENDPOINTS = {"status": Endpoint.ORDER_STATUS_UPDATE, "payment": Endpoint.ORDER_PAYMENT_UPDATE}
+#: ``zapi-queue enqueue KIND``: the endpoint registry's words.
+ENDPOINTS = BY_CLI_KIND
 
 
 @main.command("enqueue")

@@ -43,6 +43,7 @@ from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypedDict, Unpack
 
+from tasks.contract.endpoints import Endpoint
 from worker.dev.lifecycle import Managed
 from worker.dev.zapi_callbacks import (
     CallbackPoster,
@@ -52,7 +53,7 @@ from worker.dev.zapi_callbacks import (
     status_callback,
 )
 
-ENDPOINTS = frozenset({"order-status-update", "order-payment-update"})
+ENDPOINTS = frozenset(Endpoint)  # the routes of the worker's endpoint registry
 REQUIRED_FIELDS = (
     "phone",
     "messageId",

@@ -1,0 +1,45 @@
+"""The endpoint registry (tasks/contract/endpoints.py) is what every part that lists endpoints
+reads: a task per entry, the CLI's kinds, the fake Z-API's routes, the JSON Schemas."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tasks.contract.endpoints import BY_CLI_KIND, BY_TASK_NAME, REGISTRY, TASK_NAMES, Endpoint
+from tasks.contract.json_schemas import json_schemas
+from worker.celery_app import app
+from worker.cli.jobs import ENDPOINTS as CLI_KINDS
+from worker.dev.zapi_sim import ENDPOINTS as FAKE_ROUTES
+
+SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
+
+
+def test_every_endpoint_has_one_entry_and_the_names_are_the_contracts() -> None:
+    assert set(REGISTRY) == set(Endpoint)
+    assert TASK_NAMES == {
+        Endpoint.ORDER_STATUS_UPDATE: "zapi.order_status_update",
+        Endpoint.ORDER_PAYMENT_UPDATE: "zapi.order_payment_update",
+    }
+    assert len(BY_TASK_NAME) == len(BY_CLI_KIND) == len(Endpoint)  # no name given twice
+
+
+@pytest.mark.parametrize("endpoint", list(Endpoint), ids=str)
+def test_each_part_that_lists_endpoints_reads_the_registry(endpoint: Endpoint) -> None:
+    spec = endpoint.spec
+    task = app.tasks[spec.task_name]
+    assert task.__doc__ == spec.summary
+    assert CLI_KINDS[spec.cli_kind] is endpoint
+    assert endpoint.value in FAKE_ROUTES
+    generated = json_schemas()
+    assert {f"{endpoint}.json", f"{endpoint}.short.json"} <= set(generated)
+    assert (SCHEMAS / f"{endpoint}.json").is_file()
+
+
+@pytest.mark.parametrize("endpoint", list(Endpoint), ids=str)
+def test_the_short_field_is_a_field_of_both_forms(endpoint: Endpoint) -> None:
+    spec = endpoint.spec
+    for schema in (spec.schema, spec.short_schema):
+        aliases = {field.alias or name for name, field in schema.model_fields.items()}
+        assert spec.short_field in aliases, (schema.__name__, sorted(aliases))
