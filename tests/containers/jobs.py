@@ -1,0 +1,84 @@
+"""Jobs enqueued from outside the containers, and what the fake Z-API container received.
+
+The producer is the one users install (tasks/contract/producer.py) on the host, pointed at the
+Redis port the test's override publishes on loopback, with the password the stack's settings
+file gives Redis.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tasks.contract.endpoints import Endpoint
+from tasks.contract.producer import Producer
+from tests.bodies import unique_body
+from tests.containers.stack import FakeZapi, wait_until
+
+SIM_INSTANCE = "sim-instance"
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines of a compose env file (comments and blank lines skipped, quotes off)."""
+    values: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, value = line.split("=", 1)
+        values[key.strip()] = value.strip().strip("\"'")
+    return values
+
+
+def redis_url(port: int, password: str | None, db: int) -> str:
+    auth = f":{password}@" if password else ""
+    return f"redis://{auth}127.0.0.1:{port}/{db}"
+
+
+@contextmanager
+def producer(port: int, password: str | None) -> Iterator[Producer]:
+    made = Producer(
+        broker_url=redis_url(port, password, 0),
+        result_backend=redis_url(port, password, 1),
+        instance_id=SIM_INSTANCE,
+    )
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+def enqueue(made: Producer, count: int) -> dict[str, str]:
+    """``count`` status updates of orders of their own: job id by messageId."""
+    bodies = [unique_body() for _ in range(count)]
+    outcome = made.enqueue_many(Endpoint.ORDER_STATUS_UPDATE, bodies)
+    assert not outcome.rejected, outcome.rejected
+    return {body["messageId"]: job for body, job in zip(bodies, outcome.job_ids, strict=True)}
+
+
+def wait_delivered(fake: FakeZapi, message_ids: list[str], timeout: float) -> dict[str, int]:
+    """How many times each of ``message_ids`` was accepted, once all were or at ``timeout``."""
+    wanted = set(message_ids)
+
+    def all_there() -> dict[str, int] | None:
+        counts = fake.accepted_per_message()
+        return counts if wanted <= set(counts) else None
+
+    wait_until(all_there, timeout, every=1.0)
+    counts = fake.accepted_per_message()
+    return {message_id: counts.get(message_id, 0) for message_id in message_ids}
+
+
+def once_each(counts: dict[str, int]) -> str:
+    """'' when every job was sent exactly once, else what went wrong (for the assertion)."""
+    missing = [m for m, n in counts.items() if n == 0]
+    twice = {m: n for m, n in counts.items() if n > 1}
+    if not missing and not twice:
+        return ""
+    return f"{len(missing)} of {len(counts)} never sent, {len(twice)} sent more than once: {twice}"
+
+
+def sleep_until(moment: float) -> None:
+    time.sleep(max(0.0, moment - time.monotonic()))
