@@ -7,15 +7,18 @@ file gives Redis.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
+
 from tasks.contract.endpoints import Endpoint
 from tasks.contract.producer import Producer
 from tests.bodies import unique_body
-from tests.containers.stack import FakeZapi, wait_until
+from tests.containers.stack import FIXED_PORTS, FakeZapi, Stack, wait_until
 
 SIM_INSTANCE = "sim-instance"
 
@@ -82,3 +85,61 @@ def once_each(counts: dict[str, int]) -> str:
 
 def sleep_until(moment: float) -> None:
     time.sleep(max(0.0, moment - time.monotonic()))
+
+
+def wait_ready(made: Stack, password: str | None, timeout: float = 180) -> None:
+    """Every service doing its job, judged from outside (the healthchecks are a test)."""
+    fake = FakeZapi()
+    deadline = time.monotonic() + timeout
+    try:
+        with producer(made.published["redis"], password) as jobs:
+
+            def ready() -> bool:
+                try:
+                    fake.requests()
+                    webhook = httpx.get(f"http://127.0.0.1:{FIXED_PORTS['webhook']}/healthz")
+                    nodes = jobs.app.control.ping(timeout=2) or []
+                except (httpx.HTTPError, OSError):
+                    return False
+                return webhook.status_code == 200 and len(nodes) == made.workers
+
+            assert wait_until(ready, deadline - time.monotonic(), every=2), "never ready"
+    finally:
+        fake.close()
+
+
+def dotenv_from_example(example: Path, **values: str) -> str:
+    """.env.example with ``values`` filled in (a line ``KEY=...`` replaced, else appended), as
+    a user makes it: the rest stays as shipped."""
+    lines = example.read_text().splitlines()
+    for key, value in values.items():
+        for index, line in enumerate(lines):
+            if line.startswith(f"{key}="):
+                lines[index] = f"{key}={value}"
+                break
+        else:
+            lines.append(f"{key}={value}")
+    return "\n".join(lines) + "\n"
+
+
+def throwaway(prefix: str) -> str:
+    """A fresh password of the characters the compose-built URLs carry as they are."""
+    return prefix + secrets.token_hex(12)
+
+
+def sim_dotenv(example: Path, redis_password: str) -> str:
+    """A .env from .env.example pointing the stack at the fake Z-API (its `sim` profile, its
+    credentials), with the passwords .env.example leaves to fill in."""
+    secret = throwaway("whsec-")
+    return dotenv_from_example(
+        example,
+        REDIS_PASSWORD=redis_password,
+        FLOWER_BASIC_AUTH=f"admin:{throwaway('flower-')}",
+        ZAPI_WEBHOOK_SECRET=secret,
+        ZAPI_BASE_URL="http://zapi-sim:8080",
+        ZAPI_INSTANCE_ID=SIM_INSTANCE,
+        ZAPI_INSTANCE_TOKEN="sim-instance-token",
+        ZAPI_CLIENT_TOKEN="sim-client-token",
+        COMPOSE_PROFILES="sim",
+        ZAPI_SIM_WEBHOOK_URL=f"http://webhook:8000/webhooks/zapi/{secret}",
+    )

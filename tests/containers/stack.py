@@ -56,6 +56,8 @@ class Stack:
     profiles: tuple[str, ...] = ()
     environment: dict[str, str] = field(default_factory=dict)
     workers: int = 3
+    #: The Redis services published on a free loopback port each (``published``).
+    publish: tuple[str, ...] = ("redis",)
     published: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -70,9 +72,8 @@ class Stack:
         shutil.copytree(ROOT / "deploy", self.workdir / "deploy")
         if self.dotenv is not None:
             (self.workdir / ".env").write_text(self.dotenv)
-        services = ["redis", *(["redis-replica"] if "ha" in self.profiles else [])]
         lines = ["services:"]
-        for service in services:
+        for service in self.publish:
             self.published[service] = free_port()
             lines += [
                 f"  {service}:",

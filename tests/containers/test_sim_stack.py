@@ -24,6 +24,7 @@ from tests.containers.jobs import (
     read_env_file,
     sleep_until,
     wait_delivered,
+    wait_ready,
 )
 from tests.containers.stack import FIXED_PORTS, FakeZapi, Stack, wait_until
 
@@ -46,37 +47,16 @@ def stack(images: BaseImages, phases: Phases, logs: Path) -> Iterator[Stack]:
         env_file="deploy/sim.env",
         environment=images.variables(),
     )
-    with phases("sim: podman-compose up -d --scale worker=3"):
-        made.up()
     try:
+        with phases("sim: podman-compose up -d --scale worker=3"):
+            made.up()
         with phases("sim: Redis, fake Z-API, webhook answering and 3 workers pinging"):
-            wait_ready(made)
+            wait_ready(made, PASSWORD)
         yield made
     finally:
         with phases("sim: down, every container, volume and network removed"):
             left = made.down()
         assert not left, f"left behind: {left}"
-
-
-def wait_ready(made: Stack, timeout: float = 180) -> None:
-    """Every service doing its job, judged from outside (the healthchecks are a test)."""
-    fake = FakeZapi()
-    deadline = time.monotonic() + timeout
-    try:
-        with producer(made.published["redis"], PASSWORD) as jobs:
-
-            def ready() -> bool:
-                try:
-                    fake.requests()
-                    webhook = httpx.get(f"http://127.0.0.1:{FIXED_PORTS['webhook']}/healthz")
-                    nodes = jobs.app.control.ping(timeout=2) or []
-                except (httpx.HTTPError, OSError):
-                    return False
-                return webhook.status_code == 200 and len(nodes) == made.workers
-
-            assert wait_until(ready, deadline - time.monotonic(), every=2), "never ready"
-    finally:
-        fake.close()
 
 
 @pytest.fixture
@@ -92,7 +72,7 @@ def test_every_service_passes_its_own_healthcheck(stack: Stack, phases: Phases) 
     assert services == SERVICES, containers
     assert len(stack.containers("worker")) == 3
     with phases("sim: every healthcheck command passing"):
-        passed = stack.wait_healthy(timeout=120)
+        passed = stack.wait_healthy(timeout=90)
     checked = {stack.service_of(c) for c in passed}
     assert checked == SERVICES - {"zapi-sim"}, passed  # the fake has no healthcheck
 
