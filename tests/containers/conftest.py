@@ -62,17 +62,35 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(f"{total:8.1f} s  total, from the first phase")
 
 
-@pytest.fixture(scope="session")
-def engine() -> None:
-    """Skip (locally) or fail (CI=true) when the tools are missing."""
+def _missing() -> str | None:
+    """Why the container tests cannot run here (None: they can)."""
     missing = missing_tools()
     if not missing and not debootstrap_works():
         missing = ["root (debootstrap)"]
-    if missing:
-        message = f"container tests need {', '.join(missing)}: bash .ci/containers-setup"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + " (CI must run them)")
-        pytest.skip(message)
+    if not missing:
+        return None
+    return f"container tests need {', '.join(missing)}: bash .ci/containers-setup"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without the tools, outside CI: one test skipped with the reason, the rest deselected,
+    so the whole folder says it in one line."""
+    why = _missing()
+    if why is None or os.environ.get("CI") == "true" or not items:
+        return
+    mine = [item for item in items if Path(item.path).is_relative_to(Path(__file__).parent)]
+    if not mine:
+        return
+    config.hook.pytest_deselected(items=mine[1:])
+    items[:] = [item for item in items if item not in mine[1:]]
+    mine[0].add_marker(pytest.mark.skip(reason=why))
+
+
+@pytest.fixture(scope="session")
+def engine() -> None:
+    """Fail when the tools are missing in CI (elsewhere the folder was skipped above)."""
+    if (why := _missing()) is not None:
+        pytest.fail(why + " (CI must run them)")
 
 
 @pytest.fixture(scope="session")
