@@ -108,6 +108,17 @@ def remove_project(project: str, log: Path) -> None:
             podman("rm", "-f", "-t", "0", "--depend", *ids, log=log, check=False)
         else:
             podman(kind, "rm", "-f", *ids, log=log, check=False)
+    # podman-compose's pod (pod_PROJECT, made by `up`, left by `down` when empty) has no label.
+    if podman_ok("pod", "exists", pod_name(project), log=log):
+        podman("pod", "rm", "-f", pod_name(project), log=log, check=False)
+
+
+def pod_name(project: str) -> str:
+    return f"pod_{project}"
+
+
+def podman_ok(*args: str, log: Path) -> bool:
+    return run(["podman", *args], log, check=False).returncode == 0
 
 
 def leftovers(project: str, log: Path) -> list[str]:
@@ -116,4 +127,6 @@ def leftovers(project: str, log: Path) -> list[str]:
     found = podman("ps", "-a", "--filter", label, "--format", "{{.Names}}", log=log, check=False)
     for kind in ("pod", "volume", "network"):
         found += podman(kind, "ls", "-q", "--filter", label, log=log, check=False)
+    if podman_ok("pod", "exists", pod_name(project), log=log):
+        found += " " + pod_name(project)
     return found.split()
