@@ -4,15 +4,14 @@ The real base images (python, redis) cannot be pulled on CI's machines: a Debian
 made by debootstrap stands in for both (python3 3.11 with pip and venv, redis-server 7.0). It
 is built once and kept in .cache/containers/ (outside git), so a second run imports a tarball
 instead of downloading Debian again. The compose file and the Dockerfile take the images
-through variables (REDIS_IMAGE, PYTHON_IMAGE); the stand-ins are also tagged under the names
-the files use when those carry no digest. The users' defaults are never changed.
+through variables (REDIS_IMAGE, PYTHON_IMAGE) whose defaults, the real images pinned by digest,
+stay the users'.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,14 +82,6 @@ def image_label(image: str, log: Path) -> str | None:
     return done.strip() or None
 
 
-def literal_base_names() -> list[str]:
-    """Base image names the files use as they are (no digest, no variable), to tag the
-    stand-ins with: what a digest-pinned file takes through REDIS_IMAGE / PYTHON_IMAGE."""
-    texts = (ROOT / "Dockerfile").read_text() + (ROOT / "docker-compose.yml").read_text()
-    names = re.findall(r"^(?:FROM|\s*image:)\s+((?:python|redis):[\w.-]+)\s*$", texts, re.M)
-    return sorted(set(names))
-
-
 @dataclass(frozen=True)
 class BaseImages:
     python: str
@@ -114,9 +105,6 @@ def stand_ins(log: Path) -> BaseImages:
         tarball = rootfs_tarball(log)
         flags = [f"--change={c}" for c in [*change, f"LABEL {LABEL}={key}"]]
         podman("import", *flags, str(tarball), image, log=log)
-    for name in literal_base_names():
-        source = STANDIN_REDIS if name.startswith("redis") else STANDIN_PYTHON
-        podman("tag", source, "docker.io/library/" + name, log=log)
     return BaseImages(python=STANDIN_PYTHON, redis=STANDIN_REDIS)
 
 
