@@ -21,6 +21,17 @@ local function keep_alive(owned)
     redis.call('ZADD', index, 'XX', now, tag)
   end
 end
+-- renew and sweep: a channel's lists (KEYS[first]..., each list's queue at ARGV[queues]...) and
+-- its jobs' index; with only_tracked = '1', only the lists still tracked.
+local function renew_lists(first, queues, owned, lease, only_tracked)
+  for i = 0, #KEYS - first do
+    local processing = KEYS[first + i]
+    if only_tracked ~= '1' or redis.call('ZSCORE', leases, processing) then
+      renew(processing, ARGV[queues + i], owned, lease)
+    end
+  end
+  keep_alive(owned)
+end
 local function give_back(processing, queue)
   local n = 0
   while redis.call('LMOVE', processing, queue, 'LEFT', 'RIGHT') do n = n + 1 end
@@ -205,26 +216,14 @@ end
 -- The lease keeper's beat. Keys: ..., then `processing_lists`, the channel's. Arguments: lease
 -- seconds, owned set, only_tracked = '1' to renew only lists still tracked (a channel closing
 -- meanwhile stays released), may_take_over (unused here), then `queues`: each list's queue.
-for i = 0, #KEYS - processing_lists_from do
-  local processing = KEYS[processing_lists_from + i]
-  if only_tracked ~= '1' or redis.call('ZSCORE', leases, processing) then
-    renew(processing, ARGV[queues_from + i], owned, lease)
-  end
-end
-keep_alive(owned)
+renew_lists(processing_lists_from, queues_from, owned, lease, only_tracked)
 return 0
 
 --! script sweep
 -- The periodic sweep: renew as above, then take over expired lists (at most 100 per call)
 -- unless this channel's own renewals were failing a moment ago (may_take_over '0'). Returns
 -- like prepare.
-for i = 0, #KEYS - processing_lists_from do
-  local processing = KEYS[processing_lists_from + i]
-  if only_tracked ~= '1' or redis.call('ZSCORE', leases, processing) then
-    renew(processing, ARGV[queues_from + i], owned, lease)
-  end
-end
-keep_alive(owned)
+renew_lists(processing_lists_from, queues_from, owned, lease, only_tracked)
 local n = 0
 if may_take_over == '1' then n = take_over_expired(lease) end
 return with_taken_over(n)
