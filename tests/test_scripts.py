@@ -153,14 +153,12 @@ def test_rests_and_constants(client: redis.Redis) -> None:
     assert lua_literal("a'b\\c") == "'a\\039b\\092c'"
 
 
-def test_the_fetch_scripts_keep_the_transport_positions() -> None:
-    """worker/transport.py passes the fetch scripts' keys by position: the names must map to
-    the positions it uses (six shared keys, then each script's own)."""
+def test_the_fetch_scripts_start_with_the_keys_the_transport_names() -> None:
+    """The transport calls the fetch scripts by name (worker/fetch_base.py ``_run``), the six
+    keys they share given by ``library_keys``: those are the library's, first in every script
+    (TAKE composes no library)."""
+    shared = fetch_scripts.library_keys(unacked="unacked", index="unacked_index")
+    assert set(shared) == set(fetch_scripts.LIBRARY.keys)
     for name, script in fetch_scripts.FETCH_SCRIPTS.items():
         assert script.keys[:6] == fetch_scripts.LIBRARY.keys, name
         assert fetch_scripts.SCRIPTS[name] == script.text
-    claim = fetch_scripts.FETCH_SCRIPTS["claim"]
-    assert "local lines_from = 10" in claim.text
-    assert "local messages_from = 3" in claim.text
-    assert "local lower_from = 12" in fetch_scripts.FETCH_SCRIPTS["prepare"].text
-    assert "local queues_from = 5" in fetch_scripts.FETCH_SCRIPTS["sweep"].text

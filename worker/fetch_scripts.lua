@@ -91,11 +91,10 @@ local function promote(queue, first)
 end
 
 --! script prepare
--- Keys: ..., processing, queue, owned, one order line and jobs pair (placeholders: CLAIM's
--- layout), then `lower`: the lower-priority lists. Before a blocking fetch: renew the lease,
--- give back what a lost reply left in the processing list, take over dead workers' lists and
--- jobs (may_take_over = '1'), promote. Returns {messages given back, then (owned set, delivery
--- tag) pairs to restore}.
+-- Keys: ..., processing, queue, owned, then `lower`: the lower-priority lists. Before a
+-- blocking fetch: renew the lease, give back what a lost reply left in the processing list,
+-- take over dead workers' lists and jobs (may_take_over = '1'), promote. Returns {messages
+-- given back, then (owned set, delivery tag) pairs to restore}.
 renew(processing, queue, owned, lease)
 keep_alive(owned)
 local returned = give_back(processing, queue)
@@ -231,8 +230,8 @@ return with_taken_over(n)
 --! script release
 -- A channel stopping (or done with a queue) gives its fetched messages back and, unless kept
 -- (keep = '1' while the owned set holds jobs: a closing channel's takeover needs the lease),
--- its lease up. The transport calls it without owned and keep: a queue no longer consumed by
--- a live channel, whose jobs another lease covers.
+-- its lease up. The transport calls it with keep = '0': a queue no longer consumed by a live
+-- channel, whose jobs another lease covers.
 local returned = give_back(processing, queue)
 if keep ~= '1' or redis.call('SCARD', owned) == 0 then forget(processing) end
 return returned

@@ -53,11 +53,12 @@ __all__ = [
     "SCRIPTS",
     "SOURCES_KEY",
     "TAKE",
+    "TAKE_SCRIPT",
+    "library_keys",
 ]
 
 _LUA = ("worker", "fetch_scripts.lua")
-#: The functions every script but TAKE composes, and the six keys they share (in this order:
-#: worker/transport.py ``_shared_keys``).
+#: The functions every script but TAKE composes, and the six keys they share (library_keys).
 LIBRARY = Library.of(*_LUA, keys=("leases", "sources", "owners", "unacked", "holders", "index"))
 _RENEWAL: dict[str, Any] = {
     "keys": (),
@@ -66,10 +67,12 @@ _RENEWAL: dict[str, Any] = {
     "rest_args": "queues",
 }
 #: Each script by name, its keys and arguments named (worker/fetch_scripts.lua documents them).
-#: The transport passes them by position (``SCRIPTS``), in the order named here.
+#: The transport calls them by these names (``FETCH_SCRIPTS[name].register(client)``). CLAIM's
+#: ``lines`` are each message's line and jobs keys, then the lower-priority lists (its Lua finds
+#: them after the ``count`` pairs).
 _OPTIONS: dict[str, dict[str, Any]] = {
     "prepare": {
-        "keys": ("processing", "queue", "owned", "line", "jobs"),
+        "keys": ("processing", "queue", "owned"),
         "rest_keys": "lower",
         "args": ("lease", "may_take_over"),
     },
@@ -89,12 +92,25 @@ FETCH_SCRIPTS = {
     name: Script.of(*_LUA, name, libraries=[LIBRARY], **options)
     for name, options in _OPTIONS.items()
 }
-#: The scripts' text, for the transport's ``register_script``.
+#: The scripts' whole text (a test that registers one itself).
 SCRIPTS = {name: script.text for name, script in FETCH_SCRIPTS.items()}
 
 #: The fetch that follows a claim which saw the queue hold more: without blocking, moves up to
 #: ``most`` messages from the queue into the processing list (as BLMOVE does, one at a time) and
 #: returns them, oldest first, for one CLAIM of them all. No library: it only moves. Sent by the
-#: transport as a raw EVAL on its fetch connection (KEYS: queue, processing; ARGV: most).
+#: transport on its fetch connection, whose reply the event loop reads (worker/fetch_channel.py).
 TAKE_SCRIPT = Script.of(*_LUA, "take", keys=("queue", "processing"), args=("most",))
 TAKE = TAKE_SCRIPT.text
+
+
+def library_keys(*, unacked: str, index: str) -> dict[str, str]:
+    """The six keys every script but TAKE starts with, by name: ours, and kombu's ``unacked``
+    hash and its index (a channel's, from its transport options)."""
+    return {
+        "leases": LEASES_KEY,
+        "sources": SOURCES_KEY,
+        "owners": OWNERS_KEY,
+        "unacked": unacked,
+        "holders": HOLDERS_KEY,
+        "index": index,
+    }

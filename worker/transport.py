@@ -82,21 +82,18 @@ from kombu.utils.encoding import bytes_to_str
 from kombu.utils.imports import symbol_by_name
 from kombu.utils.json import dumps, loads
 from kombu.utils.objects import cached_property
-from redis.commands.core import Script
 
 from tasks.backoff import backoff
-from worker.fetch_scripts import (
+from tasks.state.keys import (
     HOLDERS_KEY,
     LEASES_KEY,
     MAX_TAKE,
     OWNED_PREFIX,
-    OWNERS_KEY,
     REJECTED_KEY,
     REJECTED_MAX,
-    SCRIPTS,
-    SOURCES_KEY,
-    TAKE,
 )
+from tasks.state.scripts import BoundScript
+from worker.fetch_scripts import FETCH_SCRIPTS, TAKE_SCRIPT, library_keys
 from worker.redis_errors import describe as describe_redis_error
 
 #: Untyped on purpose: celery-types' kombu stubs cover the public API, and this module overrides
@@ -322,8 +319,14 @@ class Channel(KombuChannel):
         self._brpop_sent_at = monotonic()
         batch = self._batch_size()
         if self._read_ahead and batch > 0:
+            # Sent, not called: the event loop reads its reply as it reads BLMOVE's, which a
+            # registered script (EVALSHA, then a SCRIPT LOAD on NOSCRIPT) cannot be. Redis keeps
+            # an EVAL's script by digest; the text costs its bytes on the socket only.
             self._fetching = queue, processing, "EVAL"
-            self.client.connection.send_command("EVAL", TAKE, 2, queue, processing, batch)
+            keys, args = TAKE_SCRIPT.positions(
+                {"queue": queue, "processing": processing, "most": batch}
+            )
+            self.client.connection.send_command("EVAL", TAKE_SCRIPT.text, len(keys), *keys, *args)
         else:
             self._fetching = queue, processing, "BLMOVE"
             command = ("BLMOVE", queue, processing, "RIGHT", "LEFT", timeout)
@@ -338,8 +341,12 @@ class Channel(KombuChannel):
         """Renew the lease, return leftovers, promote lower priorities (before blocking)."""
         returned, *taken_over = self._run(
             "prepare",
-            keys=self._fetch_keys(processing, queue),
-            args=[self.fetch_lease, self._may_take_over()],
+            processing=processing,
+            queue=queue,
+            owned=self.owned_key,
+            lower=self._lower_priorities(queue),
+            lease=self.fetch_lease,
+            may_take_over=self._may_take_over(),
         )
         self._renewed()
         if returned:
@@ -403,11 +410,21 @@ class Channel(KombuChannel):
             fetched.append((item, payload, tag, record, self._arrival(payload)))
         if not fetched:
             raise virtual.Empty()
-        keys = self._fetch_keys(processing, queue, [arrival for *_, arrival in fetched])
-        args: list[Any] = [self.fetch_lease, len(fetched)]
+        lines: list[str] = []  # each message's line and jobs (placeholders when it has none)
+        messages: list[Any] = []
         for item, _, tag, record, arrival in fetched:
-            args += [item, tag, record, *(arrival.args() if arrival else NO_ARRIVAL)]
-        answers, queued = self._run("claim", keys=keys, args=args)
+            lines += [arrival.line, arrival.jobs] if arrival else [processing, processing]
+            messages += [item, tag, record, *(arrival.args() if arrival else NO_ARRIVAL)]
+        answers, queued = self._run(
+            "claim",
+            processing=processing,
+            queue=queue,
+            owned=self.owned_key,
+            lines=[*lines, *self._lower_priorities(queue)],  # CLAIM finds them after the lines
+            lease=self.fetch_lease,
+            count=len(fetched),
+            messages=messages,
+        )
         self._renewed()
         self._read_ahead = int(queued) > 0
         claimed = [message for message, answer in zip(fetched, answers, strict=True) if answer]
@@ -446,7 +463,7 @@ class Channel(KombuChannel):
 
     def _set_aside(self, processing: str, item: bytes, error: Exception) -> None:
         self._run(
-            "reject", keys=[*self._shared_keys, processing, REJECTED_KEY], args=[item, REJECTED_MAX]
+            "reject", processing=processing, rejected=REJECTED_KEY, item=item, most=REJECTED_MAX
         )
         logger.error(
             "set aside a fetched item that is not a kombu message (%s: %s) in Redis list %r",
@@ -496,7 +513,7 @@ class Channel(KombuChannel):
         if requeue:
             self.qos.restore_by_tag(delivery_tag, leftmost=True, owned=self.owned_key)
         else:
-            self._run("ack", keys=[*self._shared_keys, self.owned_key], args=[delivery_tag])
+            self._run("ack", owned=self.owned_key, tag=delivery_tag)
 
     def _settle_pending(self) -> None:
         for tag, how in list(self._unsettled.items()):
@@ -540,12 +557,16 @@ class Channel(KombuChannel):
             self._run("renew", **self._renewal(only_tracked=True, take_over="0"))
             self._renewed()
 
-    def _renewal(self, *, only_tracked: bool, take_over: str) -> dict[str, list[Any]]:
+    def _renewal(self, *, only_tracked: bool, take_over: str) -> dict[str, Any]:
+        """The arguments of RENEW and SWEEP: this channel's lists and the queue of each."""
         processing = dict(self._processing)  # a copy: the event loop may change it meanwhile
-        flags = ["1" if only_tracked else "0", take_over]
         return {
-            "keys": [*self._shared_keys, *processing.values()],
-            "args": [self.fetch_lease, self.owned_key, *flags, *processing],
+            "processing_lists": list(processing.values()),
+            "lease": self.fetch_lease,
+            "owned": self.owned_key,
+            "only_tracked": "1" if only_tracked else "0",
+            "may_take_over": take_over,
+            "queues": list(processing),
         }
 
     def _renewed(self) -> None:
@@ -623,7 +644,9 @@ class Channel(KombuChannel):
         for queue in [queue for queue in self._processing if queue != keep]:
             processing = self._processing.pop(queue)
             try:
-                self._run("release", keys=[*self._shared_keys, processing, queue], args=[])
+                self._run(
+                    "release", processing=processing, queue=queue, owned=self.owned_key, keep="0"
+                )
             except (*self.connection_errors, self.ResponseError):
                 logger.warning("could not release a processing list; its lease will expire")
 
@@ -643,29 +666,9 @@ class Channel(KombuChannel):
         except self.ResponseError:
             return (0,)
 
-    @property
-    def _shared_keys(self) -> list[str]:
-        """The first six keys of every script (see worker/fetch_scripts.py)."""
-        return [
-            LEASES_KEY,
-            SOURCES_KEY,
-            OWNERS_KEY,
-            self.unacked_key,
-            HOLDERS_KEY,
-            self.unacked_index_key,
-        ]
-
-    def _fetch_keys(
-        self, processing: str, queue: str, arrivals: list[Arrival | None] | None = None
-    ) -> list[str]:
-        """The keys of PREPARE and CLAIM: shared, processing, queue, owned, each claimed
-        message's order line and jobs (placeholders when none; PREPARE: one pair of them), then
-        the queue's lower-priority lists."""
-        lower = [self._q_for_pri(queue, pri) for pri in self.priority_steps[1:]]
-        lines: list[str] = []
-        for arrival in arrivals or [None]:
-            lines += [arrival.line, arrival.jobs] if arrival else [processing, processing]
-        return [*self._shared_keys, processing, queue, self.owned_key, *lines, *lower]
+    def _lower_priorities(self, queue: str) -> list[str]:
+        """The queue's lower-priority lists (kombu's ``queue\\x06\\x16<n>``), highest first."""
+        return [self._q_for_pri(queue, pri) for pri in self.priority_steps[1:]]
 
     def _arrival(self, payload: dict[str, Any]) -> Arrival | None:
         """Where the fetched message stands in line (``arrival_index``), or None."""
@@ -712,13 +715,19 @@ class Channel(KombuChannel):
         yield shared
 
     @cached_property
-    def _scripts(self) -> dict[str, Script]:
-        return {name: self.client.register_script(lua) for name, lua in SCRIPTS.items()}
+    def _scripts(self) -> dict[str, BoundScript]:
+        return {name: script.register(self.client) for name, script in FETCH_SCRIPTS.items()}
 
-    def _run(self, script: str, keys: list[str], args: list[Any], client: Any = None) -> Any:
-        """Run one of our Lua scripts on a pooled connection (never the blocked fetch one)."""
+    @cached_property
+    def _library_keys(self) -> dict[str, str]:
+        """The keys every script but TAKE starts with, by name (this channel's unacked hash)."""
+        return library_keys(unacked=self.unacked_key, index=self.unacked_index_key)
+
+    def _run(self, script: str, client: Any = None, **named: Any) -> Any:
+        """Run one of our Lua scripts (worker/fetch_scripts.lua), its keys and arguments by name,
+        on a pooled connection (never the blocked fetch one)."""
         with self.conn_or_acquire(client) as client:
-            return self._scripts[script](keys=keys, args=args, client=client)
+            return self._scripts[script](client=client, **self._library_keys, **named)
 
 
 class _Episode:
