@@ -101,7 +101,7 @@ def test_the_state_stores_reconnections_draw_from_it(monkeypatch: pytest.MonkeyP
 def test_the_transports_fetch_pause_draws_from_it(monkeypatch: pytest.MonkeyPatch) -> None:
     """The fetch loop's pause after each Redis error of an episode."""
     now = [100.0]
-    monkeypatch.setattr("worker.transport.monotonic", lambda: now[0])
+    monkeypatch.setattr("worker.fetch_errors.monotonic", lambda: now[0])
     pauses: list[float] = []
     for _ in range(200):
         channel: Any = types.SimpleNamespace(_healthy_since=None, _trouble=None)
