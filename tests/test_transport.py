@@ -484,33 +484,23 @@ def taken_over(url: str, db: redis.Redis, stalled: Connection) -> tuple[Connecti
     return other, message
 
 
-def test_a_stale_ack_cannot_delete_a_job_another_worker_took_over(
-    url: str, db: redis.Redis
+@pytest.mark.parametrize("settle", ["ack", "requeue"])
+def test_a_stale_settle_cannot_undo_a_job_another_worker_took_over(
+    url: str, db: redis.Redis, settle: str
 ) -> None:
+    """The stalled worker resumes and finishes its copy: its ack cannot delete the job, nor its
+    re-queue duplicate it, now that another worker holds it."""
     publish(url, {"n": "contested"})
     with reliable(url) as stalled:
         stale = get(stalled)
         other, current = taken_over(url, db, stalled)
         with other:
-            stale.ack()  # the stalled worker resumes and finishes its copy
+            getattr(stale, settle)()
+            assert db.llen(QUEUE) == 0
             assert db.hkeys("unacked") == [current.delivery_tag]
             current.ack()
             assert db.hlen("unacked") == 0
             assert db.hlen(HOLDERS_KEY) == 0
-
-
-def test_a_stale_requeue_cannot_duplicate_a_job_another_worker_took_over(
-    url: str, db: redis.Redis
-) -> None:
-    publish(url, {"n": "contested"})
-    with reliable(url) as stalled:
-        stale = get(stalled)
-        other, current = taken_over(url, db, stalled)
-        with other:
-            stale.requeue()
-            assert db.llen(QUEUE) == 0
-            assert db.hkeys("unacked") == [current.delivery_tag]
-            current.ack()
 
 
 def test_a_live_workers_job_is_not_restored_by_the_visibility_timeout(
