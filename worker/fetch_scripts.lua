@@ -43,7 +43,7 @@ local function forget(processing)
   redis.call('HDEL', owners, processing)
 end
 -- Expired lists: their messages go back to the queue, and their owner's jobs still unacked are
--- listed in taken_over ({owned set, tag} pairs) for the caller to restore (worker/transport.py:
+-- listed in taken_over ({owned set, tag} pairs) for the caller to restore (worker/fetch_leases.py:
 -- one transaction restores the job and drops it from the owned set). Until both are empty the
 -- list stays tracked, one more lease at a time, so that a takeover cut short is finished by a
 -- later sweep, and an owner that had only stalled still has a tracked list when it resumes.
