@@ -53,7 +53,7 @@ threading.Thread(target=_profile, daemon=True).start()
 
 #: Concern -> functions whose inclusive CPU time is that concern's (none nested in another).
 ENTRY_POINTS: dict[str, tuple[str, str]] = {
-    "receive (fetch, claim, Celery's strategy)": ("worker/transport.py", "_claim_and_deliver"),
+    "receive (fetch, claim, Celery's strategy)": ("worker/fetch_channel.py", "_claim_and_deliver"),
     "validation (pydantic)": ("tasks/contract/validation.py", "validate_update"),
     "turn + claim + slot + send mark": ("tasks/state/turns.py", "enter_and_start"),
     "the same, ordering off": ("tasks/state/turns.py", "Turns.start"),
@@ -64,7 +64,7 @@ ENTRY_POINTS: dict[str, tuple[str, str]] = {
     "attempt log line + metrics": ("tasks/execution/job.py", "Job.log"),
     "result write (backend)": ("celery/backends/redis.py", "_set_with_state"),
     "task events": ("tasks/request.py", "send_event"),
-    "ack": ("worker/transport.py", "QoS.ack"),
+    "ack": ("worker/fetch_acks.py", "QoS.ack"),
 }
 
 
