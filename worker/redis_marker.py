@@ -20,7 +20,6 @@ Redis zapi-queue uses (the broker, and the state Redis when it is another) holds
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass
 
@@ -32,6 +31,7 @@ from tasks.metrics import REDIS_DATA_LOST
 from tasks.state.keys import MARKER_KEY, MARKER_TTL
 from tasks.state.scripts import Script
 from tasks.state.store import connect, text
+from worker.background import BackgroundThread
 from worker.redis_checks import redis_roles
 
 logger = logging.getLogger("zapi_queue.redis")
@@ -111,29 +111,25 @@ def acknowledge_loss(client: redis.Redis) -> None:
         client.hset(MARKER_KEY, "acknowledged_at", f"{time.time():.3f}")
 
 
-class RedisWatch:
+class RedisWatch(BackgroundThread):
     """One worker's looks at each Redis' marker, from a daemon thread."""
 
     def __init__(self, settings: Settings) -> None:
+        super().__init__("zapi-redis-watch")
         self.interval = settings.zapi_redis_watch_interval
         self._roles = redis_roles(settings)
         for role in self._roles:
             REDIS_DATA_LOST.labels(role)  # at 0 from the start: increase() sees the first loss
         self._clients: dict[str, redis.Redis] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         """Write missing markers now (never raises), then look every interval (0: never)."""
         self.look(starting=True)
-        if self.interval > 0 and self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="zapi-redis-watch", daemon=True)
-            self._thread.start()
+        if self.interval > 0:
+            self._start_thread()
 
     def stop(self, timeout: float = 2.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        super().stop(timeout)
         for client in self._clients.values():
             client.close()
 

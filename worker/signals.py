@@ -23,14 +23,14 @@ from tasks.state.ratelimit import get_limiter
 from tasks.state.store import close_redis
 from tasks.zapi.client import close_client, get_client
 from worker import transport
+from worker.background import BackgroundThread
 from worker.logging import OUR_LOGGER, install_redaction, use_json_format
 from worker.redis_checks import warn_if_evicting
 from worker.redis_marker import RedisWatch
 from worker.status_poller import StatusPoller
 
-#: This worker's share of polling the instances' status (started when the worker is ready).
-_poller: StatusPoller | None = None
-_watch: RedisWatch | None = None
+#: This worker's background threads, started when it is ready, stopped at its shutdown.
+_background: list[BackgroundThread] = []
 
 
 @celeryd_init.connect
@@ -107,30 +107,24 @@ def serve_metrics(**_: Any) -> None:
 def poll_instance_status(**_: Any) -> None:
     """Hold a disconnected instance's sends even when its callbacks do not reach us
     (worker/status_poller.py); ZAPI_STATUS_POLL_INTERVAL=0 turns it off."""
-    global _poller
     settings = get_settings()
-    _poller = StatusPoller(settings, settings.instances())
-    _poller.start()
-
-
-@worker_shutdown.connect
-def stop_polling(**_: Any) -> None:
-    if _poller is not None:
-        _poller.stop()
+    poller = StatusPoller(settings, settings.instances())
+    _background.append(poller)
+    poller.start()
 
 
 @worker_ready.connect
 def watch_redis_data(**_: Any) -> None:
     """Notice a Redis that lost its data under a running fleet (worker/redis_marker.py)."""
-    global _watch
-    _watch = RedisWatch(get_settings())
-    _watch.start()
+    watch = RedisWatch(get_settings())
+    _background.append(watch)
+    watch.start()
 
 
 @worker_shutdown.connect
-def stop_watching(**_: Any) -> None:
-    if _watch is not None:
-        _watch.stop()
+def stop_background_threads(**_: Any) -> None:
+    for thread in _background:
+        thread.stop()
 
 
 @worker_ready.connect

@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 import time
 from collections.abc import Mapping
 
@@ -32,6 +31,7 @@ from tasks.state.instances import InstanceEvents, take_poll_turns
 from tasks.state.store import get_redis
 from tasks.zapi.client import get_client
 from tasks.zapi.status import InstanceStatus
+from worker.background import BackgroundThread
 
 logger = logging.getLogger("zapi_queue.status")
 
@@ -42,32 +42,25 @@ MIN_LOOK = 0.25
 MAX_LOOK = 5.0
 
 
-class StatusPoller:
+class StatusPoller(BackgroundThread):
     """One worker's share of polling the fleet's instances."""
 
     def __init__(self, settings: Settings, instances: Mapping[str, Instance]) -> None:
+        super().__init__("zapi-status-poller")
         self.interval = settings.zapi_status_poll_interval
         self._hold_seconds = settings.zapi_disconnected_hold
         self._by_id = {instance.instance_id: instance for instance in instances.values()}
         self._owner = f"{socket.gethostname()}:{os.getpid()}"
         self._failing: set[str] = set()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     @property
     def look_every(self) -> float:
         return min(MAX_LOOK, max(MIN_LOOK, self.interval / LOOKS_PER_INTERVAL))
 
     def start(self) -> None:
-        if self.interval <= 0 or not self._by_id or self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._run, name="zapi-status-poller", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 2.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        """Poll from now on, unless there is nothing to poll (ZAPI_STATUS_POLL_INTERVAL=0)."""
+        if self.interval > 0 and self._by_id:
+            self._start_thread()
 
     def _run(self) -> None:
         while not self._stop.is_set():
