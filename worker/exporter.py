@@ -26,8 +26,8 @@ from __future__ import annotations
 import json
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import Any, TypeVar
 
 import redis
 from celery import Celery
@@ -46,6 +46,34 @@ from worker.queue_census import QUEUE
 
 #: Job ids whose first sighting is remembered (only the queue's tail is ever looked up).
 FIRST_SEEN_CAP = 10_000
+
+
+#: The help texts of the state's families (the module's docstring explains each).
+DEAD_LETTERS = "Dead letters kept now, by error class."
+DROPPED = "Dead letters dropped by ZAPI_DEAD_LETTER_MAX."
+DELIVERY_STATES = "Messages that reached each delivery state, from Z-API's callbacks."
+PAUSED = "Seconds until sends resume after a pause Z-API asked for (0: not paused)."
+CALLBACKS = "Callbacks the webhook receiver took, by type and outcome."
+
+#: One sample of a family: its label values, its value.
+Sample = tuple[list[str], float]
+_Family = TypeVar("_Family", GaugeMetricFamily, CounterMetricFamily)
+
+
+def gauge(name: str, documentation: str, labels: list[str], samples: Iterable[Sample]) -> Metric:
+    """A gauge family holding ``samples``, in their order."""
+    return _filled(GaugeMetricFamily(name, documentation, labels=labels), samples)
+
+
+def counter(name: str, documentation: str, labels: list[str], samples: Iterable[Sample]) -> Metric:
+    """A counter family holding ``samples`` (its name gains ``_total`` in the exposition)."""
+    return _filled(CounterMetricFamily(name, documentation, labels=labels), samples)
+
+
+def _filled(family: _Family, samples: Iterable[Sample]) -> _Family:
+    for values, value in samples:
+        family.add_metric(values, value)
+    return family
 
 
 def queued_since(message: bytes | str) -> tuple[str | None, float | None]:
@@ -148,47 +176,26 @@ class FleetCollector(Collector):
             callbacks = WebhookStats(client).counts()
         finally:
             client.close()
-        dead = GaugeMetricFamily(
-            "zapi_queue_dead_letters",
-            "Dead letters kept now, by error class.",
-            labels=["error_type"],
-        )
-        for error_type, count in by_type.items():
-            dead.add_metric([error_type], count)
+        by_class = [([error_type], count) for error_type, count in by_type.items()]
         if (unknown := letters - sum(by_type.values())) > 0:
-            dead.add_metric(["unknown"], unknown)
-        yield dead
-        trimmed = CounterMetricFamily(
-            "zapi_queue_dead_letters_dropped", "Dead letters dropped by ZAPI_DEAD_LETTER_MAX."
+            by_class.append((["unknown"], unknown))
+        yield gauge("zapi_queue_dead_letters", DEAD_LETTERS, ["error_type"], by_class)
+        yield counter("zapi_queue_dead_letters_dropped", DROPPED, [], [([], dropped)])
+        deliveries = [
+            ([label, state], count)
+            for label, counts in sorted(states.items())
+            for state, count in sorted(counts.items())
+        ]
+        yield counter(
+            "zapi_queue_delivery_states", DELIVERY_STATES, ["instance", "state"], deliveries
         )
-        trimmed.add_metric([], dropped)
-        yield trimmed
-        delivery = CounterMetricFamily(
-            "zapi_queue_delivery_states",
-            "Messages that reached each delivery state, from Z-API's callbacks.",
-            labels=["instance", "state"],
-        )
-        for label, counts in sorted(states.items()):
-            for state, count in sorted(counts.items()):
-                delivery.add_metric([label, state], count)
-        yield delivery
-        pause = GaugeMetricFamily(
-            "zapi_queue_instance_paused_seconds",
-            "Seconds until sends resume after a pause Z-API asked for (0: not paused).",
-            labels=["instance"],
-        )
-        for label, seconds in sorted(paused.items()):
-            pause.add_metric([label], seconds)
-        yield pause
-        webhooks = CounterMetricFamily(
-            "zapi_queue_webhook_callbacks",
-            "Callbacks the webhook receiver took, by type and outcome.",
-            labels=["type", "outcome"],
-        )
+        pauses = [([label], seconds) for label, seconds in sorted(paused.items())]
+        yield gauge("zapi_queue_instance_paused_seconds", PAUSED, ["instance"], pauses)
+        taken = []
         for field, count in sorted(callbacks.items()):
             outcome, _, kind = field.partition(":")
-            webhooks.add_metric([kind, outcome], count)
-        yield webhooks
+            taken.append(([kind, outcome], count))
+        yield counter("zapi_queue_webhook_callbacks", CALLBACKS, ["type", "outcome"], taken)
 
     def _workers_alive(self) -> Metric:
         if self._app is None:
