@@ -36,34 +36,20 @@ from worker.dev.samples import DOCS_STATUS_BODY
 from worker.dev.zapi_sim import Fault, ZapiSimulator
 
 
+def _demo_body(number: int, **fields: Any) -> dict[str, Any]:
+    """The status example of Z-API's docs as demo message ``number``, with ``fields``."""
+    return copy.deepcopy(DOCS_STATUS_BODY) | {"messageId": f"DEMO{number:019d}", **fields}
+
+
 def sample_jobs() -> list[tuple[str, str, dict[str, Any]]]:
     """(label, task name, body): one order's life, enqueued back to back: shipped, paid,
     completed (Z-API answers 503 first, so the retry goes through the order's line), an update
     arriving too late (it would move the order back), and a bad one."""
-    shipped = copy.deepcopy(DOCS_STATUS_BODY) | {
-        "messageId": "DEMO0000000000000000001",
-        "orderStatus": "shipped",
-        "message": "Your order is on its way!",
-    }
-    paid = copy.deepcopy(DOCS_STATUS_BODY) | {
-        "messageId": "DEMO0000000000000000002",
-        "orderStatus": "shipped",
-        "paymentStatus": "paid",
-    }
-    flaky = copy.deepcopy(DOCS_STATUS_BODY) | {
-        "messageId": "DEMO0000000000000000003",
-        "orderStatus": "completed",
-        "paymentStatus": "paid",
-    }
-    late = copy.deepcopy(DOCS_STATUS_BODY) | {
-        "messageId": "DEMO0000000000000000005",
-        "orderStatus": "processing",
-    }
-    invalid = copy.deepcopy(DOCS_STATUS_BODY) | {
-        "messageId": "DEMO0000000000000000004",
-        "phone": "(11) 9999-XXXX",
-        "orderStatus": "delivered",
-    }
+    shipped = _demo_body(1, orderStatus="shipped", message="Your order is on its way!")
+    paid = _demo_body(2, orderStatus="shipped", paymentStatus="paid")
+    flaky = _demo_body(3, orderStatus="completed", paymentStatus="paid")
+    late = _demo_body(5, orderStatus="processing")
+    invalid = _demo_body(4, phone="(11) 9999-XXXX", orderStatus="delivered")
     invalid["order"]["products"][0]["quantity"] = 0
     return [
         ("status: shipped", "zapi.order_status_update", shipped),

@@ -69,25 +69,30 @@ def attribute_docstrings(model: type[BaseModel]) -> dict[str, str]:
     return found
 
 
-def _parts(annotation: Any) -> Iterator[Any]:
-    """The annotation's members: each arm of a union, each Annotated unwrapped to its type."""
+def _arms(annotation: Any) -> Iterator[Any]:
+    """Each arm of the annotation's unions, nested ones flattened (the annotation if no union)."""
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         for arm in typing.get_args(annotation):
-            yield from _parts(arm)
-    elif typing.get_origin(annotation) is typing.Annotated:
-        yield from _parts(typing.get_args(annotation)[0])
+            yield from _arms(arm)
     else:
         yield annotation
 
 
+def _parts(annotation: Any) -> Iterator[Any]:
+    """The annotation's members: each arm of a union, each Annotated unwrapped to its type."""
+    for arm in _arms(annotation):
+        if typing.get_origin(arm) is typing.Annotated:
+            yield from _parts(typing.get_args(arm)[0])
+        else:
+            yield arm
+
+
 def _metadata(annotation: Any) -> Iterator[Any]:
     """Constraint objects nested in the annotation (``Annotated[int, Field(ge=1)] | None``)."""
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        for arm in typing.get_args(annotation):
-            yield from _metadata(arm)
-    elif typing.get_origin(annotation) is typing.Annotated:
-        for extra in typing.get_args(annotation)[1:]:
-            yield from extra.metadata if isinstance(extra, FieldInfo) else (extra,)
+    for arm in _arms(annotation):
+        if typing.get_origin(arm) is typing.Annotated:
+            for extra in typing.get_args(arm)[1:]:
+                yield from extra.metadata if isinstance(extra, FieldInfo) else (extra,)
 
 
 def type_name(field: FieldInfo) -> str:
