@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -19,7 +19,7 @@ import redis
 from celery import Celery
 from hypothesis import HealthCheck, settings
 
-from worker.dev.processes import WorkerProcess, stack_env
+from worker.dev.processes import FakeZapi, WorkerProcess, stack_env
 from worker.dev.redis_server import RedisBinary, RedisBinaryError, RedisServer, choose_redis_server
 from worker.dev.zapi_sim import ZapiSimulator
 
@@ -69,7 +69,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 
 #: Fixtures that give a test a Redis: the session's (also through ``worker``, ``producer``...).
-REDIS_FIXTURES = frozenset({"redis_server", "strict_lua_redis"})
+REDIS_FIXTURES = frozenset({"redis_server", "strict_lua_redis", "own_redis"})
 #: Modules whose classes and functions start a Redis of a test's own (RedisServer, fault_stack,
 #: SentinelCluster, the demo): a test module holding one of them uses a Redis.
 REDIS_STARTERS = frozenset(
@@ -125,20 +125,39 @@ def zapi_sim() -> Iterator[ZapiSimulator]:
         yield simulator
 
 
+#: What a test worker needs to retry within a test's patience and never wait on its rate.
+QUICK_SETTINGS = {
+    "zapi_max_attempts": str(MAX_ATTEMPTS),
+    "zapi_retry_backoff": "0.05",
+    "zapi_retry_backoff_max": "5",
+    "zapi_timeout": str(CLIENT_TIMEOUT),
+    "zapi_connect_timeout": "1",
+    "worker_concurrency": "16",
+    "zapi_rate_limit": "1000",
+    "zapi_rate_burst": "50",
+}
+
+
+def quick_env(redis_url: str, zapi: FakeZapi, *, db: int = 0, **settings: str) -> dict[str, str]:
+    """:func:`stack_env` with :data:`QUICK_SETTINGS`, ``settings`` overriding them: the session
+    worker's environment, and that of a module's worker that differs in a few settings."""
+    return stack_env(redis_url, zapi, db=db, **(QUICK_SETTINGS | settings))
+
+
+@contextlib.contextmanager
+def producer_for(env: Mapping[str, str]) -> Iterator[Celery]:
+    """A producer that knows nothing but a stack's broker and backend URLs: no import of our
+    code, the way a shop enqueues."""
+    app = Celery("producer", broker=env["CELERY_BROKER_URL"], backend=env["CELERY_RESULT_BACKEND"])
+    try:
+        yield app
+    finally:
+        app.close()
+
+
 @pytest.fixture(scope="session")
 def worker_env(redis_server: RedisServer, zapi_sim: ZapiSimulator) -> dict[str, str]:
-    return stack_env(
-        redis_server.url,
-        zapi_sim,
-        zapi_max_attempts=str(MAX_ATTEMPTS),
-        zapi_retry_backoff="0.05",
-        zapi_retry_backoff_max="5",
-        zapi_timeout=str(CLIENT_TIMEOUT),
-        zapi_connect_timeout="1",
-        worker_concurrency="16",
-        zapi_rate_limit="1000",
-        zapi_rate_burst="50",
-    )
+    return quick_env(redis_server.url, zapi_sim)
 
 
 @pytest.fixture(scope="session")
@@ -155,14 +174,9 @@ def worker(worker_env: dict[str, str], worker_log: Path) -> Iterator[WorkerProce
 
 @pytest.fixture(scope="session")
 def producer(worker_env: dict[str, str]) -> Iterator[Celery]:
-    """A producer that knows nothing but the broker and backend URLs: no import of our code."""
-    app = Celery(
-        "producer",
-        broker=worker_env["CELERY_BROKER_URL"],
-        backend=worker_env["CELERY_RESULT_BACKEND"],
-    )
-    yield app
-    app.close()
+    """The session worker's producer (:func:`producer_for`)."""
+    with producer_for(worker_env) as app:
+        yield app
 
 
 @pytest.fixture(scope="module")
@@ -192,6 +206,27 @@ def empty_db(server: RedisServer, db: int) -> Iterator[redis.Redis]:
     finally:
         client.flushdb()
         client.close()
+
+
+def empty_db_fixture(db: int, *, name: str = "client") -> Any:
+    """A fixture called ``name`` (assign it to that name in a test module): database ``db`` of
+    the session's Redis, emptied before and after each test. The stores' unit tests each use a
+    database of their own, so that a leftover of one cannot pass or fail another."""
+
+    @pytest.fixture(name=name)
+    def fixture(redis_server: RedisServer) -> Iterator[redis.Redis]:
+        with empty_db(redis_server, db) as client:
+            yield client
+
+    return fixture
+
+
+@pytest.fixture(scope="module")
+def own_redis() -> Iterator[RedisServer]:
+    """A Redis of the test module's own, for tests that look at all of its keys or change its
+    configuration (the session's also holds the session worker's broker and state)."""
+    with RedisServer() as server:
+        yield server
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import itertools
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -46,7 +45,7 @@ from tasks.state.ratelimit import RateLimiter
 from tasks.state.store import connect
 from tasks.zapi.client import ZapiClient
 from tests.bodies import unique_body
-from worker.dev.redis_server import RedisServer
+from tests.conftest import empty_db_fixture
 
 DB = 13
 STATUS = Endpoint.ORDER_STATUS_UPDATE
@@ -119,13 +118,7 @@ class Stack:
         return self.deps.dead_letters.get(self.job_id)
 
 
-@pytest.fixture
-def state(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    client = redis_server.client(db=DB)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+state = empty_db_fixture(DB, name="state")
 
 
 def make_stack(

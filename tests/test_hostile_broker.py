@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from tasks.state.deadletter import DeadLetterStore
 from tests.bodies import unique_body
 from tests.cli import run_cli
-from tests.conftest import SECRETS
+from tests.conftest import SECRETS, producer_for, quick_env
 from worker.dev.processes import WorkerProcess, stack_env
 from worker.dev.redis_server import RedisServer
 from worker.dev.zapi_sim import ZapiSimulator
@@ -59,36 +59,29 @@ def phone() -> str:
 
 @pytest.fixture(scope="module")
 def door_env(redis_server: RedisServer, zapi_sim: ZapiSimulator) -> dict[str, str]:
-    return stack_env(
+    return quick_env(
         redis_server.url,
         zapi_sim,
         db=DB,
         zapi_order_wait="2",
-        zapi_max_attempts="3",
-        zapi_retry_backoff="0.05",
         zapi_timeout="2",
-        worker_concurrency="16",
-        zapi_rate_limit="1000",
         zapi_rate_burst="100",
     )
 
 
 @pytest.fixture(scope="module")
-def door_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("door") / "worker.log"
-
-
-@pytest.fixture(scope="module")
-def door_worker(door_env: dict[str, str], door_log: Path) -> Iterator[WorkerProcess]:
-    with WorkerProcess(door_env, door_log, loglevel="DEBUG") as process:
+def door_worker(
+    door_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[WorkerProcess]:
+    log = tmp_path_factory.mktemp("door") / "worker.log"
+    with WorkerProcess(door_env, log, loglevel="DEBUG") as process:
         yield process
 
 
 @pytest.fixture(scope="module")
 def door_producer(door_env: dict[str, str]) -> Iterator[Celery]:
-    app = Celery(broker=door_env["CELERY_BROKER_URL"], backend=door_env["CELERY_RESULT_BACKEND"])
-    yield app
-    app.close()
+    with producer_for(door_env) as app:
+        yield app
 
 
 @pytest.fixture(scope="module")
@@ -275,7 +268,6 @@ def test_every_message_ends_in_one_place_and_harms_no_other(
     door_producer: Celery,
     state: redis.Redis,
     zapi_sim: ZapiSimulator,
-    door_log: Path,
 ) -> None:
     rejected_before = state.llen(REJECTED_KEY)
     publish(door_producer, state, batch)
@@ -305,7 +297,7 @@ def test_every_message_ends_in_one_place_and_harms_no_other(
     raw_items = sum(item["kind"] == "raw" for item in batch)
     assert state.llen(REJECTED_KEY) >= min(rejected_before + raw_items, 1000)
 
-    log = door_log.read_text(errors="replace")
+    log = door_worker.log_text()
     for item in batch:
         for leaked in _phones(item.get("args", [])) + _phones(item.get("body")):
             assert leaked not in log, f"phone {leaked} in the worker log"
@@ -395,7 +387,6 @@ def test_a_mistyped_task_name_is_a_dead_letter_and_logs_no_body(
     door_worker: WorkerProcess,
     door_producer: Celery,
     state: redis.Redis,
-    door_log: Path,
     door_env: dict[str, str],
     zapi_sim: ZapiSimulator,
 ) -> None:
@@ -414,7 +405,7 @@ def test_a_mistyped_task_name_is_a_dead_letter_and_logs_no_body(
         body,
         {"idempotency_key": "k-1"},
     )
-    log = door_log.read_text(errors="replace")
+    log = door_worker.log_text()
     assert body["phone"] not in log
     assert f"job {result.id}: task 'zapi.order_status_updat' is not registered" in log
     assert "Received unregistered task" not in log

@@ -110,22 +110,16 @@ class Records(logging.Handler):
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[RedisServer]:
-    with RedisServer() as started:
-        yield started
-
-
-@pytest.fixture(scope="module")
-def state(server: RedisServer) -> Iterator[redis.Redis]:
-    client = server.client()
+def state(own_redis: RedisServer) -> Iterator[redis.Redis]:
+    client = own_redis.client()
     yield client
     client.close()
 
 
 @pytest.fixture(scope="module")
-def http(server: RedisServer, state: redis.Redis) -> Iterator[TestClient]:
+def http(own_redis: RedisServer, state: redis.Redis) -> Iterator[TestClient]:
     app_settings = Settings(
-        celery_broker_url=SecretStr(server.url + "/0"),
+        celery_broker_url=SecretStr(own_redis.url + "/0"),
         zapi_instance_id=INSTANCE,
         zapi_webhook_secret=SecretStr(SECRET),
     )

@@ -4,27 +4,20 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterator
 
-import pytest
 import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tasks.state.idempotency import AMBIGUOUS_FIELD, ClaimState, IdempotencyStore, with_ambiguity
 from tasks.state.sends import SENT_PREFIX, SENT_TTL, sends_in_last_minute, sent_counter
-from worker.dev.redis_server import RedisServer
+from tests.conftest import empty_db_fixture
 
 _instances = itertools.count()
 REPLY = {"zaapId": "Z1", "messageId": "M1", "id": "M1"}
 
 
-@pytest.fixture
-def client(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    client = redis_server.client(db=4)
-    yield client
-    client.flushdb()
-    client.close()
+client = empty_db_fixture(4)
 
 
 def make_store(client: redis.Redis, *, send_lease: float = 5.0) -> IdempotencyStore:

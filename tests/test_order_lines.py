@@ -4,23 +4,16 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterator
 
-import pytest
 import redis
 
 from tasks.state.orders import OrderLines, Turn
-from worker.dev.redis_server import RedisServer
+from tests.conftest import empty_db_fixture
 
 _instances = itertools.count()
 
 
-@pytest.fixture
-def client(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    client = redis_server.client(db=9)
-    yield client
-    client.flushdb()
-    client.close()
+client = empty_db_fixture(9)
 
 
 def make_book(client: redis.Redis, *, absence: float = 600, settle: float = 0.0) -> OrderLines:

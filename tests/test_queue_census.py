@@ -4,24 +4,19 @@ says when a limit made it a lower bound."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
-import pytest
 import redis
 from celery import Celery
 
 from tests.bodies import unique_body
-from tests.conftest import empty_db
+from tests.conftest import empty_db_fixture
 from worker.dev.redis_server import RedisServer
 from worker.queue_census import QUEUE, UNACKED_KEY, take_census
 
 DB = 13
 
 
-@pytest.fixture
-def client(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    with empty_db(redis_server, DB) as client:
-        yield client
+client = empty_db_fixture(DB)
 
 
 def test_jobs_are_counted_by_instance_in_the_queue_and_in_the_workers(

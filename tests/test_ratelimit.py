@@ -13,7 +13,7 @@ from celery import Celery
 
 from tasks.state.ratelimit import RateLimiter
 from tests.bodies import unique_body
-from tests.conftest import CLIENT_TOKEN, INSTANCE_TOKEN
+from tests.conftest import CLIENT_TOKEN, INSTANCE_TOKEN, empty_db_fixture
 from worker.dev.metrics import rate_figures
 from worker.dev.processes import WorkerProcess, stack_env
 from worker.dev.redis_server import RedisServer
@@ -23,12 +23,7 @@ from worker.dev.zapi_sim import Fault, ZapiSimulator
 _instances = itertools.count()
 
 
-@pytest.fixture
-def limiter_client(redis_server: RedisServer) -> Iterator[object]:
-    client = redis_server.client(db=3)
-    yield client
-    client.flushdb()
-    client.close()
+limiter_client = empty_db_fixture(3, name="limiter_client")
 
 
 def make_limiter(client: object, **options: object) -> RateLimiter:

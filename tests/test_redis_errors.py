@@ -18,15 +18,9 @@ from worker.redis_errors import describe, error_code
 WRITE = "redis.call('SET', KEYS[1], '1') return 1"
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[RedisServer]:
-    with RedisServer() as started:
-        yield started
-
-
 @pytest.fixture
-def client(server: RedisServer) -> Iterator[redis.Redis]:
-    client = server.client()
+def client(own_redis: RedisServer) -> Iterator[redis.Redis]:
+    client = own_redis.client()
     client.flushall()
     try:
         yield client

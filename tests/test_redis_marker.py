@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,20 +12,13 @@ import pytest
 import redis
 
 from tests.cli import health_report, run_cli
-from tests.conftest import REDIS_PASSWORD
+from tests.conftest import REDIS_PASSWORD, empty_db_fixture
 from worker.dev.processes import WorkerProcess, stack_env
 from worker.dev.redis_server import RedisServer
 from worker.dev.zapi_sim import ZapiSimulator
 from worker.redis_marker import MARKER_KEY, MARKER_TTL, acknowledge_loss, read_marker, watch
 
-
-@pytest.fixture
-def client(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    client = redis_server.client(db=7)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
+client = empty_db_fixture(7)
 
 
 def test_the_marker_tells_a_new_redis_from_one_that_lost_its_data(client: redis.Redis) -> None:

@@ -4,7 +4,6 @@ placed by the builder, and a call that names them wrong fails before Redis runs 
 from __future__ import annotations
 
 import importlib.resources
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -15,8 +14,8 @@ from tasks.state.orders import OrderLines, Turn
 from tasks.state.ratelimit import RateLimiter
 from tasks.state.scripts import Library, Script, ScriptCallError, lua_literal
 from tasks.state.turns import Turns
+from tests.conftest import empty_db_fixture
 from worker import fetch_scripts
-from worker.dev.redis_server import RedisServer
 
 LUA_FILES = {
     "tasks.state": [
@@ -34,19 +33,7 @@ LUA_FILES = {
 }
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[RedisServer]:
-    with RedisServer() as running:
-        yield running
-
-
-@pytest.fixture
-def client(server: RedisServer) -> Iterator[redis.Redis]:
-    connection = server.client(db=3)
-    connection.flushdb()
-    yield connection
-    connection.flushdb()
-    connection.close()
+client = empty_db_fixture(3)
 
 
 def turns_of(client: redis.Redis, instance: str) -> Turns:

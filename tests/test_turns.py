@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterator
 
-import pytest
 import redis
 
 from tasks.state.idempotency import ClaimState, IdempotencyStore
@@ -15,19 +13,14 @@ from tasks.state.orders import OrderLines, Turn
 from tasks.state.ratelimit import RateLimiter, hold_sends
 from tasks.state.sends import sends_in_last_minute
 from tasks.state.turns import Turns
-from worker.dev.redis_server import RedisServer
+from tests.conftest import empty_db_fixture
 
 _instances = itertools.count()
 PHONE = "5511999999999"
 REPLY = {"zaapId": "Z1", "messageId": "M1", "id": "M1"}
 
 
-@pytest.fixture
-def client(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    client = redis_server.client(db=11)
-    yield client
-    client.flushdb()
-    client.close()
+client = empty_db_fixture(11)
 
 
 def make_turns(
