@@ -5,18 +5,27 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 CLI = str(Path(sys.executable).parent / "zapi-queue")
 
 
-def run_cli(
-    env: dict[str, str], *args: str, stdin: str | None = None
+def run_command(
+    args: Sequence[str], env: Mapping[str, str], *, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
+    """A command run to its end (a minute at most), its output as text, whatever its exit code:
+    the test asserts on that code and output."""
     return subprocess.run(
-        [CLI, *args], input=stdin, env=env, capture_output=True, text=True, timeout=60, check=False
+        args, input=stdin, env=env, capture_output=True, text=True, timeout=60, check=False
     )
+
+
+def run_cli(
+    env: Mapping[str, str], *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return run_command([CLI, *args], env, stdin=stdin)
 
 
 def health_report(env: dict[str, str], *options: str) -> dict[str, Any]:

@@ -71,8 +71,13 @@ class FaultStack:
         self.workers.append(self._stack.enter_context(process))
         return process
 
-    def enqueue(self, bodies: list[dict[str, Any]]) -> list[str]:
-        return [self.producer.send_task("zapi.order_status_update", args=[b]).id for b in bodies]
+    def enqueue(self, bodies: list[dict[str, Any]], *, until_requests: int = 0) -> list[str]:
+        """Enqueue status updates of ``bodies``; return their job ids once the fake Z-API has
+        seen ``until_requests`` requests in all (at once when 0)."""
+        jobs = [self.producer.send_task("zapi.order_status_update", args=[b]).id for b in bodies]
+        if until_requests:
+            self.wait_for_requests(until_requests)
+        return jobs
 
     def wait_all(self, job_ids: list[str], timeout: float) -> dict[str, str]:
         """Poll each job's state until all are final; survives a Redis restart meanwhile.

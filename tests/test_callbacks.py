@@ -28,6 +28,7 @@ from tasks.state.deliveries import (
     DeliveryBook,
     failure_text,
 )
+from tests.letters import delivery_letter
 from worker.dev.redis_server import RedisServer
 
 #: FACTS.md's example, verbatim (the timestamp really is spelled ``momment``).
@@ -164,34 +165,19 @@ def test_short_updates_name_their_order_and_one_status() -> None:
         validate_update(status, {"messageId": "M", "orderStatus": "shipped", "phone": "5511"})
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[RedisServer]:
-    with RedisServer() as started:
-        yield started
-
-
 _messages = itertools.count()
 
 
 @pytest.fixture
-def book(server: RedisServer) -> Iterator[DeliveryBook]:
-    client = server.client()
+def book(own_redis: RedisServer) -> Iterator[DeliveryBook]:
+    client = own_redis.client()
     yield DeliveryBook(client, instance_id="unit", ttl=60)
     client.close()
 
 
 def letter(job: str = "job-1") -> DeadLetter:
-    return DeadLetter(
-        job_id=job,
-        task="zapi.order_status_update",
-        body={"messageId": "M", "orderStatus": "shipped"},
-        error_type="DeliveryFailedError",
-        error="",
-        attempts=1,
-        first_attempt_at=100.0,
-        failed_at=100.0,
-        kwargs={"idempotency_key": "k"},
-    )
+    body = {"messageId": "M", "orderStatus": "shipped"}
+    return delivery_letter(job, body, failed_at=100.0, kwargs={"idempotency_key": "k"})
 
 
 def message() -> str:
@@ -223,9 +209,9 @@ def test_a_failure_before_the_link_buries_the_job_when_it_links(book: DeliveryBo
 
 
 def test_burying_keeps_the_letter_and_drops_the_reply(
-    book: DeliveryBook, server: RedisServer
+    book: DeliveryBook, own_redis: RedisServer
 ) -> None:
-    client = server.client()
+    client = own_redis.client()
     client.set("reply-key", "{}")
     sent = message()
     book.link(sent, zaap_id="Z", letter=letter("job-3"), reply_key="reply-key")
@@ -241,9 +227,9 @@ def test_burying_keeps_the_letter_and_drops_the_reply(
 
 
 def test_the_body_is_kept_only_while_the_message_may_still_fail(
-    book: DeliveryBook, server: RedisServer
+    book: DeliveryBook, own_redis: RedisServer
 ) -> None:
-    client = server.client()
+    client = own_redis.client()
     sent = message()
     book.link(sent, zaap_id="Z", letter=letter(), reply_key="r")
     assert client.hexists(book.key(sent), "body")
@@ -262,8 +248,8 @@ def test_the_body_is_kept_only_while_the_message_may_still_fail(
     client.close()
 
 
-def test_every_delivery_key_expires(book: DeliveryBook, server: RedisServer) -> None:
-    client: redis.Redis = server.client()
+def test_every_delivery_key_expires(book: DeliveryBook, own_redis: RedisServer) -> None:
+    client: redis.Redis = own_redis.client()
     sent = message()
     book.link(sent, zaap_id="Z", letter=letter(), reply_key="r")
     book.apply(sent, "read", at=1.0)
@@ -275,9 +261,9 @@ def test_every_delivery_key_expires(book: DeliveryBook, server: RedisServer) -> 
 
 
 def test_a_callback_for_a_message_no_job_linked_writes_no_key_of_its_own(
-    server: RedisServer,
+    own_redis: RedisServer,
 ) -> None:
-    client: redis.Redis = server.client()
+    client: redis.Redis = own_redis.client()
     book = DeliveryBook(client, instance_id="foreign-unit", ttl=60)
     foreign = [f"FOREIGN-{n}" for n in range(50)]
     applied = book.apply_all(foreign, "failed", at=1.0, error="x")
@@ -303,8 +289,8 @@ def test_ids_with_colons_or_percents_get_keys_of_their_own(book: DeliveryBook) -
     assert state.state == "sent"
 
 
-def test_early_entries_are_capped_oldest_first_and_counted(server: RedisServer) -> None:
-    client: redis.Redis = server.client()
+def test_early_entries_are_capped_oldest_first_and_counted(own_redis: RedisServer) -> None:
+    client: redis.Redis = own_redis.client()
     book = DeliveryBook(client, instance_id="capped-unit", ttl=60)
     first = "OLDEST"
     book.apply(first, "failed", at=1.0, error="x")
@@ -323,8 +309,8 @@ def test_early_entries_are_capped_oldest_first_and_counted(server: RedisServer) 
     client.close()
 
 
-def test_an_early_entry_past_its_time_is_not_applied(server: RedisServer) -> None:
-    client: redis.Redis = server.client()
+def test_an_early_entry_past_its_time_is_not_applied(own_redis: RedisServer) -> None:
+    client: redis.Redis = own_redis.client()
     book = DeliveryBook(client, instance_id="stale-unit", ttl=60)
     book.apply("LATE", "failed", at=1.0, error="x")
     client.zadd("zapi-queue:delivery-early-at:stale-unit", {"LATE": time.time() - EARLY_TTL - 1})

@@ -17,6 +17,7 @@ import redis
 from celery import Celery
 
 from tasks.state.deadletter import LETTER_PREFIX, DeadLetter, DeadLetterStore
+from tests import letters
 from tests.bodies import unique_body
 from tests.conftest import MAX_ATTEMPTS, REDIS_PASSWORD, SECRETS
 from worker.dev.ports import free_port
@@ -350,18 +351,8 @@ def test_health_is_unhealthy_without_a_broker(worker_env: dict[str, str]) -> Non
 
 
 def dead_letter(job_id: str, **fields: Any) -> DeadLetter:
-    now = time.time()
-    record: dict[str, Any] = {
-        "job_id": job_id,
-        "task": STATUS,
-        "body": unique_body(),
-        "error_type": "AttemptsExhaustedError",
-        "error": "HTTP 503",
-        "attempts": MAX_ATTEMPTS,
-        "first_attempt_at": now - 10,
-        "failed_at": now,
-    }
-    return DeadLetter(**{**record, **fields})
+    """A letter whose body a replay can send: a full update, as the session worker buries it."""
+    return letters.dead_letter(job_id, body=unique_body(), attempts=MAX_ATTEMPTS, **fields)
 
 
 def test_replay_refuses_a_letter_that_may_have_reached_the_customer_unless_forced(

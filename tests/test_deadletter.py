@@ -22,16 +22,14 @@ from tasks.state.deadletter import (
     DeadLetter,
     DeadLetterStore,
 )
-from tests.conftest import empty_db
+from tests.conftest import empty_db_fixture
+from tests.letters import dead_letter
 from worker.dev.redis_server import RedisServer
 
 DB = 14
 
 
-@pytest.fixture
-def client(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    with empty_db(redis_server, DB) as client:
-        yield client
+client = empty_db_fixture(DB)
 
 
 @pytest.fixture
@@ -43,19 +41,17 @@ def private_redis() -> Iterator[redis.Redis]:
         client.close()
 
 
-def letter(job_id: str, *, age: float = 0.0, **fields: Any) -> DeadLetter:
-    failed_at = time.time() - age
-    record: dict[str, Any] = {
-        "job_id": job_id,
-        "task": "zapi.order_status_update",
-        "body": {"phone": "5511912345678"},
-        "error_type": "AttemptsExhaustedError",
-        "error": "HTTP 503",
-        "attempts": 3,
-        "first_attempt_at": failed_at - 1,
-        "failed_at": failed_at,
-    }
-    return DeadLetter(**{**record, **fields})
+@pytest.fixture
+def capped(client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> DeadLetterStore:
+    """A store that counts two error types and two instances by name, the rest as other."""
+    monkeypatch.setattr("tasks.state.deadletter.MAX_TYPES", 2)
+    monkeypatch.setattr("tasks.state.deadletter.MAX_INSTANCES", 2)
+    return DeadLetterStore(client, ttl=600, max_letters=100)
+
+
+def assert_every_key_expires(client: redis.Redis, match: str) -> None:
+    for key in client.scan_iter(match=match):
+        assert client.pttl(key) > 0, key
 
 
 def calls(client: redis.Redis, command: str) -> int:
@@ -65,7 +61,7 @@ def calls(client: redis.Redis, command: str) -> int:
 
 def test_a_letter_expires_its_ttl_after_it_failed(client: redis.Redis) -> None:
     store = DeadLetterStore(client, ttl=600)
-    fresh, older = letter("fresh", ambiguous_attempts=1), letter("older", age=300)
+    fresh, older = dead_letter("fresh", ambiguous_attempts=1), dead_letter("older", age=300)
     store.add(older)
     store.add(fresh)
 
@@ -80,15 +76,15 @@ def test_an_expired_letter_leaves_the_count_and_its_index_entry_is_trimmed(
     client: redis.Redis,
 ) -> None:
     store = DeadLetterStore(client, ttl=3)
-    store.add(letter("soon-gone", age=2))  # one second left
-    store.add(letter("stays"))  # the index lives 3 s, as this one
+    store.add(dead_letter("soon-gone", age=2))  # one second left
+    store.add(dead_letter("stays"))  # the index lives 3 s, as this one
     assert store.count() == 2
     time.sleep(1.2)
 
     assert store.get("soon-gone") is None  # Redis expired the record
     assert store.count() == 1  # though its entry is still in the index,
     assert client.zscore(INDEX_KEY, "soon-gone") is not None
-    store.add(letter("next"))
+    store.add(dead_letter("next"))
     assert client.zrange(INDEX_KEY, 0, -1) == [b"stays", b"next"]  # until the next add
     assert [one.job_id for one in store] == ["stays", "next"]
     assert store.dropped() == 0  # expiry is not the cap: nothing counted
@@ -96,14 +92,14 @@ def test_an_expired_letter_leaves_the_count_and_its_index_entry_is_trimmed(
 
 def test_a_letter_older_than_the_ttl_is_not_kept(client: redis.Redis) -> None:
     store = DeadLetterStore(client, ttl=60)
-    store.add(letter("ancient", age=61))
+    store.add(dead_letter("ancient", age=61))
     assert store.get("ancient") is None
     assert client.zcard(INDEX_KEY) == 0
 
 
 def test_the_cap_drops_the_oldest_letters_and_counts_them(client: redis.Redis) -> None:
     cap, extra = 5, 3
-    letters = [letter(f"job-{n}", age=100 - n) for n in range(cap + extra)]
+    letters = [dead_letter(f"job-{n}", age=100 - n) for n in range(cap + extra)]
     store = DeadLetterStore(client, ttl=3600, max_letters=cap)
     for one in random.sample(letters, len(letters)):  # arrival order does not matter
         store.add(one)
@@ -120,7 +116,7 @@ def test_every_key_is_bounded(client: redis.Redis) -> None:
     """A TTL on each letter and the index; the counter is one integer."""
     store = DeadLetterStore(client, ttl=3600, max_letters=2)
     for n in range(4):
-        store.add(letter(f"job-{n}"))
+        store.add(dead_letter(f"job-{n}"))
     for key in client.scan_iter(count=1000):
         if key == TRIMMED_KEY.encode():
             assert client.type(key) == b"string"
@@ -131,8 +127,8 @@ def test_every_key_is_bounded(client: redis.Redis) -> None:
 
 def test_removed_letters_are_gone_from_both_keys(client: redis.Redis) -> None:
     store = DeadLetterStore(client)
-    store.add(letter("a"))
-    store.add(letter("b"))
+    store.add(dead_letter("a"))
+    store.add(dead_letter("b"))
     assert store.remove(["a", "unknown"]) == 1
     assert store.get("a") is None
     assert client.zrange(INDEX_KEY, 0, -1) == [b"b"]
@@ -144,8 +140,8 @@ def test_pages_see_every_letter_once_while_each_is_removed(client: redis.Redis) 
     failed_at = time.time()
     names = [f"tie-{n}" for n in range(7)] + ["later"]
     for name in names[:-1]:
-        store.add(letter(name, failed_at=failed_at))
-    store.add(letter("later", failed_at=failed_at + 1))
+        store.add(dead_letter(name, failed_at=failed_at))
+    store.add(dead_letter("later", failed_at=failed_at + 1))
 
     seen = []
     for page in store.pages(page_size=2):
@@ -159,7 +155,7 @@ def test_pages_see_every_letter_once_while_each_is_removed(client: redis.Redis) 
 def test_a_page_reads_no_further_than_itself(private_redis: redis.Redis) -> None:
     store = DeadLetterStore(private_redis)
     for n in range(300):
-        store.add(letter(f"job-{n:03}", age=300 - n))
+        store.add(dead_letter(f"job-{n:03}", age=300 - n))
     private_redis.set(LETTER_PREFIX + "job-250", "not JSON: fails if it is ever read")
     private_redis.config_resetstat()
 
@@ -171,7 +167,7 @@ def test_a_page_reads_no_further_than_itself(private_redis: redis.Redis) -> None
 
 
 def test_old_records_load_and_new_fields_are_ignored() -> None:
-    record = json.loads(letter("old").to_json())
+    record = json.loads(dead_letter("old").to_json())
     del record["ambiguous_attempts"]
     assert DeadLetter.from_json(json.dumps(record)).ambiguous_attempts == 0
     record["field_of_a_later_release"] = 1
@@ -182,8 +178,8 @@ def test_the_old_hash_is_migrated_before_a_stores_first_command(
     private_redis: redis.Redis,
 ) -> None:
     """Deployments have letters in the hash ``zapi-queue:dead`` (and its index entries)."""
-    old = [letter(f"old-{n}", age=600 - n) for n in range(4)]
-    ancient = letter("ancient", age=7200)
+    old = [dead_letter(f"old-{n}", age=600 - n) for n in range(4)]
+    ancient = dead_letter("ancient", age=7200)
     for one in [*old, ancient]:
         record = json.loads(one.to_json())
         del record["ambiguous_attempts"]  # written before the field existed
@@ -205,7 +201,7 @@ def test_the_old_hash_is_migrated_before_a_stores_first_command(
     assert private_redis.ttl(INDEX_KEY) > 0
 
     # Once per store (a process keeps one): its later commands do not scan again.
-    store.add(letter("new"))
+    store.add(dead_letter("new"))
     store.get("new")
     assert calls(private_redis, "hscan") == 1
 
@@ -217,8 +213,8 @@ def test_the_scripts_run_on_a_redis_without_script_effects_replication(
     asks for effects replication first (see tests/test_lua_compat.py)."""
     client = strict_lua_redis.client()
     store = DeadLetterStore(client, max_letters=1)
-    store.add(letter("a"))
-    store.add(letter("b"))
+    store.add(dead_letter("a"))
+    store.add(dead_letter("b"))
     assert store.count() == 1
     assert store.dropped() == 1
     client.close()
@@ -242,12 +238,12 @@ def test_letters_are_counted_by_error_type_through_replace_remove_cap_and_expiry
     client: redis.Redis,
 ) -> None:
     store = DeadLetterStore(client, ttl=600, max_letters=4)
-    store.add(letter("a1", error_type="InvalidBodyError"))
-    store.add(letter("a2", error_type="InvalidBodyError"))
-    store.add(letter("b1", error_type="ZapiRejectedError"))
+    store.add(dead_letter("a1", error_type="InvalidBodyError"))
+    store.add(dead_letter("a2", error_type="InvalidBodyError"))
+    store.add(dead_letter("b1", error_type="ZapiRejectedError"))
     assert store.count_by_type() == {"InvalidBodyError": 2, "ZapiRejectedError": 1}
 
-    store.add(letter("a2", error_type="DeliveryFailedError"))  # the same job, failed again
+    store.add(dead_letter("a2", error_type="DeliveryFailedError"))  # the same job, failed again
     assert store.count_by_type() == {
         "DeliveryFailedError": 1,
         "InvalidBodyError": 1,
@@ -257,29 +253,24 @@ def test_letters_are_counted_by_error_type_through_replace_remove_cap_and_expiry
     assert store.count_by_type() == {"DeliveryFailedError": 1, "InvalidBodyError": 1}
 
     for name in ("c1", "c2", "c3"):  # the cap (4) drops the oldest: a1, then a2
-        store.add(letter(name, error_type="AttemptsExhaustedError"))
+        store.add(dead_letter(name, error_type="AttemptsExhaustedError"))
     assert store.count_by_type() == {"AttemptsExhaustedError": 3, "DeliveryFailedError": 1}
     assert sum(store.count_by_type().values()) == store.count() == 4
 
-    store.add(letter("old", age=601, error_type="InvalidBodyError"))  # older than the TTL
+    store.add(dead_letter("old", age=601, error_type="InvalidBodyError"))  # older than the TTL
     assert "InvalidBodyError" not in store.count_by_type()
-    for key in client.scan_iter(match="zapi-queue:dead:type*"):
-        assert client.pttl(key) > 0, key  # every per-type key expires
+    assert_every_key_expires(client, "zapi-queue:dead:type*")
 
 
-def test_error_types_beyond_the_cap_count_as_other(
-    client: redis.Redis, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("tasks.state.deadletter.MAX_TYPES", 2)
-    store = DeadLetterStore(client, ttl=600, max_letters=100)
+def test_error_types_beyond_the_cap_count_as_other(capped: DeadLetterStore) -> None:
     for index, kind in enumerate(["A", "B", "C", "D", "A"]):
-        store.add(letter(f"j{index}", error_type=f"{kind}Error"))
-    assert store.count_by_type() == {"AError": 2, "BError": 1, "other": 2}
+        capped.add(dead_letter(f"j{index}", error_type=f"{kind}Error"))
+    assert capped.count_by_type() == {"AError": 2, "BError": 1, "other": 2}
 
 
 def for_instance(job_id: str, alias: object, **fields: Any) -> DeadLetter:
     kwargs = {} if alias is None else {"instance": alias}
-    return letter(job_id, kwargs=kwargs, **fields)
+    return dead_letter(job_id, kwargs=kwargs, **fields)
 
 
 def test_letters_are_counted_by_instance_through_replace_remove_cap_and_expiry(
@@ -303,21 +294,18 @@ def test_letters_are_counted_by_instance_through_replace_remove_cap_and_expiry(
 
     store.add(for_instance("old", "shop-d", age=601))  # older than the TTL: not kept
     assert "shop-d" not in store.count_by_instance()
-    for key in client.scan_iter(match="zapi-queue:dead:instance*"):
-        assert client.pttl(key) > 0, key  # every per-instance key expires
+    assert_every_key_expires(client, "zapi-queue:dead:instance*")
 
 
 def test_names_that_are_not_aliases_or_beyond_the_cap_count_as_other(
-    client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+    client: redis.Redis, capped: DeadLetterStore
 ) -> None:
-    monkeypatch.setattr("tasks.state.deadletter.MAX_INSTANCES", 2)
-    store = DeadLetterStore(client, ttl=600, max_letters=100)
     for index, alias in enumerate(["a", "b", "c", "a", "Not An Alias", 7, "x" * 41]):
-        store.add(for_instance(f"j{index}", alias))
+        capped.add(for_instance(f"j{index}", alias))
     # 7 is not a string: the job went to the default instance (DeadLetter.instance).
-    assert store.count_by_instance() == {"a": 2, "b": 1, "(other)": 4}
-    store.remove(["j2", "j4"])
-    assert store.count_by_instance() == {"a": 2, "b": 1, "(other)": 2}
+    assert capped.count_by_instance() == {"a": 2, "b": 1, "(other)": 4}
+    capped.remove(["j2", "j4"])
+    assert capped.count_by_instance() == {"a": 2, "b": 1, "(other)": 2}
     assert len(list(client.scan_iter(match="zapi-queue:dead:instance:*"))) == 3
 
 

@@ -29,6 +29,16 @@ def run(producer: Celery, task: str, body: Any, timeout: float = 30) -> AsyncRes
     return result
 
 
+def run_scripted(
+    producer: Celery, zapi_sim: ZapiSimulator, task: str, *faults: Fault
+) -> tuple[dict[str, Any], AsyncResult[Any]]:
+    """A fresh update, whose sends the fake Z-API answers with ``faults`` first, run to its
+    end: the body and its result."""
+    body = unique_body()
+    zapi_sim.script(body["messageId"], *faults)
+    return body, run(producer, task, body)
+
+
 @pytest.mark.parametrize(
     ("task", "endpoint", "example"),
     [
@@ -104,9 +114,7 @@ def test_an_invalid_body_fails_at_once_naming_every_field_and_sends_nothing(
 def test_refusals_fail_at_once_with_status_and_text(
     producer: Celery, zapi_sim: ZapiSimulator, fault: Fault, expected: str
 ) -> None:
-    body = unique_body()
-    zapi_sim.script(body["messageId"], fault)
-    result = run(producer, PAYMENT, body)
+    body, result = run_scripted(producer, zapi_sim, PAYMENT, fault)
 
     assert result.state == "FAILURE"
     assert type(result.result).__name__ == "ZapiRejectedError"
@@ -128,9 +136,7 @@ def test_refusals_fail_at_once_with_status_and_text(
 def test_transient_failures_are_retried_then_delivered(
     producer: Celery, zapi_sim: ZapiSimulator, faults: list[Fault]
 ) -> None:
-    body = unique_body()
-    zapi_sim.script(body["messageId"], *faults)
-    result = run(producer, STATUS, body)
+    body, result = run_scripted(producer, zapi_sim, STATUS, *faults)
 
     assert result.state == "SUCCESS", result.result
     requests = zapi_sim.requests(body["messageId"])
@@ -139,12 +145,8 @@ def test_transient_failures_are_retried_then_delivered(
 
 
 def test_retry_after_is_honoured(producer: Celery, zapi_sim: ZapiSimulator) -> None:
-    body = unique_body()
-    zapi_sim.script(
-        body["messageId"],
-        Fault(status=429, body={"error": "Too many requests"}, headers={"Retry-After": "2"}),
-    )
-    result = run(producer, STATUS, body)
+    limited = Fault(status=429, body={"error": "Too many requests"}, headers={"Retry-After": "2"})
+    body, result = run_scripted(producer, zapi_sim, STATUS, limited)
 
     assert result.state == "SUCCESS", result.result
     first, second = zapi_sim.requests(body["messageId"])
@@ -153,9 +155,9 @@ def test_retry_after_is_honoured(producer: Celery, zapi_sim: ZapiSimulator) -> N
 
 
 def test_attempts_are_bounded_by_max_attempts(producer: Celery, zapi_sim: ZapiSimulator) -> None:
-    body = unique_body()
-    zapi_sim.script(body["messageId"], *[Fault(status=503)] * (MAX_ATTEMPTS + 2))
-    result = run(producer, STATUS, body)
+    body, result = run_scripted(
+        producer, zapi_sim, STATUS, *[Fault(status=503)] * (MAX_ATTEMPTS + 2)
+    )
 
     assert result.state == "FAILURE"
     assert type(result.result).__name__ == "AttemptsExhaustedError"
@@ -192,9 +194,7 @@ def test_a_wrong_instance_token_is_refused_without_leaking_it(
 def test_a_send_that_may_have_reached_z_api_is_reported_ambiguous(
     producer: Celery, zapi_sim: ZapiSimulator, fault: Fault, ambiguous: int
 ) -> None:
-    body = unique_body()
-    zapi_sim.script(body["messageId"], fault)
-    result = run(producer, STATUS, body)
+    body, result = run_scripted(producer, zapi_sim, STATUS, fault)
 
     assert result.state == "SUCCESS", result.result
     reply = result.result
@@ -205,9 +205,9 @@ def test_a_send_that_may_have_reached_z_api_is_reported_ambiguous(
 
 def test_429s_defer_without_using_attempts(producer: Celery, zapi_sim: ZapiSimulator) -> None:
     """More 429s in a row than ZAPI_MAX_ATTEMPTS, then an answer: delivered."""
-    body = unique_body()
-    zapi_sim.script(body["messageId"], *[Fault(status=429)] * (MAX_ATTEMPTS + 1))
-    result = run(producer, STATUS, body)
+    body, result = run_scripted(
+        producer, zapi_sim, STATUS, *[Fault(status=429)] * (MAX_ATTEMPTS + 1)
+    )
 
     assert result.state == "SUCCESS", result.result
     requests = zapi_sim.requests(body["messageId"])

@@ -24,8 +24,7 @@ def test_sigkill_mid_run_loses_no_job(tmp_path: Path) -> None:
         stack.sim.latency = 0.3
         victim = stack.worker(worker_concurrency="8")
         bodies = [unique_body() for _ in range(40)]
-        jobs = stack.enqueue(bodies)
-        stack.wait_for_requests(12)
+        jobs = stack.enqueue(bodies, until_requests=12)
         victim.kill()
         stack.workers.remove(victim)  # killed on purpose: not an exit to account for
         killed_at = time.monotonic()
@@ -47,8 +46,7 @@ def test_redis_restart_mid_run_loses_no_job(tmp_path: Path) -> None:
         stack.sim.latency = 0.2
         stack.worker(worker_concurrency="4")
         bodies = [unique_body() for _ in range(30)]
-        jobs = stack.enqueue(bodies)
-        stack.wait_for_requests(6)
+        jobs = stack.enqueue(bodies, until_requests=6)
         stack.redis.stop()  # SIGTERM: Redis writes its AOF, as `docker compose restart` does
         time.sleep(1.0)
         stack.redis.start()
@@ -85,8 +83,7 @@ def test_sigterm_finishes_in_flight_sends_and_leaves_the_rest_queued(tmp_path: P
         stack.sim.latency = 1.5
         first = stack.worker(worker_concurrency="4")
         bodies = [unique_body() for _ in range(12)]
-        jobs = stack.enqueue(bodies)
-        stack.wait_for_requests(4)
+        jobs = stack.enqueue(bodies, until_requests=4)
         assert first.stop(timeout=30) == 0  # warm shutdown, within the grace period
         sent_before_stop = {r.message_id for r in stack.sim.requests()}
         finished = stack.wait_all(jobs, timeout=0.5)
@@ -107,8 +104,8 @@ def test_a_worker_finishing_a_long_execution_at_shutdown_keeps_its_jobs(tmp_path
     with fault_stack(tmp_path, **slow_rate) as stack:
         leaving = stack.worker(worker_concurrency="2")
         bodies = [unique_body(), unique_body()]
-        jobs = stack.enqueue(bodies)
-        stack.wait_for_requests(1)  # the first is sent; the second sleeps 10 s for its slot
+        # The first is sent; the second sleeps 10 s for its slot.
+        jobs = stack.enqueue(bodies, until_requests=1)
         staying = stack.worker()
         assert leaving.stop(timeout=60) == 0  # waits for the slot and the send
         states = stack.wait_all(jobs, timeout=10)

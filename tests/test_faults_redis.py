@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.bodies import unique_body
-from tests.faults import WORKER_LEASE, fault_stack
+from tests.faults import WORKER_LEASE, FaultStack, fault_stack
 
 #: Past each test's own waits (wait_all's up to 150 s), so that a job that never ends is
 #: reported by the ledger, with the workers' logs, rather than cut short by pytest-timeout.
@@ -24,18 +24,25 @@ def bodies_for(count: int) -> list[dict[str, Any]]:
     return [unique_body(phone=f"5511977{n:06d}") for n in range(count)]
 
 
+def two_workers_sending(
+    stack: FaultStack, count: int, *, latency: float, sent: int
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """``count`` updates on their way through two workers, to a Z-API answering in ``latency``
+    seconds: the bodies and their jobs, once ``sent`` requests have reached it."""
+    stack.sim.latency = latency
+    stack.worker()
+    stack.worker()
+    bodies = bodies_for(count)
+    return bodies, stack.enqueue(bodies, until_requests=sent)
+
+
 def test_redis_out_of_memory_for_a_while_loses_nothing_and_stops_no_worker(
     tmp_path: Path,
 ) -> None:
     """``maxmemory 1`` with ``noeviction``: every write refused (fetch, claim, rate slot,
     idempotency claim, reply, pacing, retry publish, result), for a few seconds, mid-run."""
     with fault_stack(tmp_path, zapi_recipient_interval="0.2") as stack:
-        stack.sim.latency = 0.3
-        stack.worker()
-        stack.worker()
-        bodies = bodies_for(40)
-        jobs = stack.enqueue(bodies)
-        stack.wait_for_requests(8)
+        bodies, jobs = two_workers_sending(stack, 40, latency=0.3, sent=8)
         admin = stack.redis.client()
         admin.config_set("maxmemory", 1)
         time.sleep(8)
@@ -51,12 +58,7 @@ def test_redis_out_of_memory_for_a_while_loses_nothing_and_stops_no_worker(
 
 def test_connections_killed_in_a_loop_lose_nothing_and_stop_no_worker(tmp_path: Path) -> None:
     with fault_stack(tmp_path) as stack:
-        stack.sim.latency = 0.2
-        stack.worker()
-        stack.worker()
-        bodies = bodies_for(60)
-        jobs = stack.enqueue(bodies)
-        stack.wait_for_requests(6)
+        bodies, jobs = two_workers_sending(stack, 60, latency=0.2, sent=6)
         admin = stack.redis.client()
         stop = threading.Event()
 
@@ -86,8 +88,7 @@ def test_a_worker_frozen_past_its_lease_then_resumed_loses_and_duplicates_nothin
         stack.sim.latency = 1.0
         frozen = stack.worker(worker_concurrency="4")
         bodies = bodies_for(24)
-        jobs = stack.enqueue(bodies)
-        stack.wait_for_requests(4)
+        jobs = stack.enqueue(bodies, until_requests=4)
         frozen.freeze()  # with its four sends in flight: nobody else has started yet
         frozen_at = time.monotonic()
         other = stack.worker()
@@ -109,12 +110,7 @@ def test_a_redis_outage_longer_than_the_lease_loses_and_duplicates_nothing(
     flight: workers reconnect by themselves, replies wait to be recorded, and no lease looks
     expired to a worker that has not renewed its own yet."""
     with fault_stack(tmp_path) as stack:
-        stack.sim.latency = 0.5
-        stack.worker()
-        stack.worker()
-        bodies = bodies_for(40)
-        jobs = stack.enqueue(bodies)
-        stack.wait_for_requests(8)
+        bodies, jobs = two_workers_sending(stack, 40, latency=0.5, sent=8)
         stack.redis.stop()  # SIGTERM: the AOF is written, as a restart would
         time.sleep(30)
         stack.redis.start()

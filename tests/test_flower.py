@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +13,7 @@ from celery import Celery
 from celery.result import AsyncResult
 
 from tests.bodies import unique_body
+from tests.cli import run_command
 from tests.conftest import SECRETS
 from worker.dev.ports import free_port
 from worker.dev.processes import FlowerProcess, celery_command
@@ -97,20 +97,23 @@ def test_flower_metrics_answer(flower: str) -> None:
     assert "flower_events_total" in response.text
 
 
-def test_flower_refuses_to_serve_all_interfaces_unauthenticated(
-    worker_env: dict[str, str],
-) -> None:
-    env = {k: v for k, v in worker_env.items() if not k.startswith("FLOWER_")}
-    completed = subprocess.run(
-        [*celery_command(), "-A", "worker", "flower", f"--port={free_port()}"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+def without_flower_settings(env: dict[str, str]) -> dict[str, str]:
+    return {name: value for name, value in env.items() if not name.startswith("FLOWER_")}
+
+
+def assert_flower_refuses_to_start(env: dict[str, str]) -> None:
+    """Flower started with ``env`` (on all interfaces) exits at once, saying it needs a login."""
+    completed = run_command(
+        [*celery_command(), "-A", "worker", "flower", f"--port={free_port()}"], env
     )
     assert completed.returncode == 2
     assert "refusing to serve Flower on all interfaces without authentication" in (completed.stderr)
+
+
+def test_flower_refuses_to_serve_all_interfaces_unauthenticated(
+    worker_env: dict[str, str],
+) -> None:
+    assert_flower_refuses_to_start(without_flower_settings(worker_env))
 
 
 def test_flower_metrics_need_the_login(flower: str) -> None:
@@ -122,17 +125,9 @@ def test_flower_metrics_need_the_login(flower: str) -> None:
 def test_flower_refuses_an_empty_login_like_a_missing_one(
     worker_env: dict[str, str], given: str
 ) -> None:
-    env = {k: v for k, v in worker_env.items() if not k.startswith("FLOWER_")}
-    completed = subprocess.run(
-        [*celery_command(), "-A", "worker", "flower", f"--port={free_port()}"],
-        env={**env, "FLOWER_BASIC_AUTH": given},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    assert_flower_refuses_to_start(
+        {**without_flower_settings(worker_env), "FLOWER_BASIC_AUTH": given}
     )
-    assert completed.returncode == 2
-    assert "refusing to serve Flower on all interfaces without authentication" in (completed.stderr)
 
 
 @pytest.mark.parametrize("given", ["ops:", ":pw-secret-1", "ops", " : "])

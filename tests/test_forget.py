@@ -4,8 +4,6 @@ holds the phone, another customer's records stay, and the report counts what wen
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -14,15 +12,16 @@ import pytest
 import redis
 
 from tasks.contract.ordering import order_keys
-from tasks.state.deadletter import DeadLetter, DeadLetterStore
+from tasks.state.deadletter import DeadLetterStore
 from tasks.state.deliveries import DeliveryBook
 from tasks.state.store import text
 from tests.bodies import unique_body
+from tests.cli import run_cli
 from tests.faults import fault_stack
+from tests.letters import dead_letter
 
 pytestmark = pytest.mark.e2e
 
-CLI = str(Path(sys.executable).parent / "zapi-queue")
 PHONE = "5511933334444"
 OTHER = "5511955556666"
 STATUS_TASK = "zapi.order_status_update"
@@ -81,14 +80,7 @@ def test_forget_erases_every_trace_of_a_phone(tmp_path: Path) -> None:
         assert holds(urls, PHONE), "the scenario left nothing to forget"
 
         def forget(*flags: str) -> dict[str, object]:
-            completed = subprocess.run(
-                [CLI, "forget", "--phone", "+55 11 93333-4444", "--json", *flags],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=False,
-            )
+            completed = run_cli(env, "forget", "--phone", "+55 11 93333-4444", "--json", *flags)
             assert completed.returncode == 0, completed.stderr
             answer: dict[str, object] = json.loads(completed.stdout)
             return answer
@@ -124,14 +116,7 @@ GREETING = "Oi Maria, seu pedido saiu"
 
 
 def run_forget(env: dict[str, str]) -> dict[str, Any]:
-    completed = subprocess.run(
-        [CLI, "forget", "--phone", MARIA, "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    completed = run_cli(env, "forget", "--phone", MARIA, "--json")
     assert completed.returncode == 0, completed.stderr
     assert MARIA not in completed.stdout + completed.stderr
     answer: dict[str, Any] = json.loads(completed.stdout)
@@ -184,15 +169,12 @@ def test_forget_finds_a_short_form_dead_letter_and_a_job_a_worker_holds(tmp_path
         assert letter.body["message"] == GREETING
 
         # A short letter of an order the book never had: nothing ties it to any phone.
-        orphan = DeadLetter(
-            job_id="orphan:1",
-            task=STATUS_TASK,
+        orphan = dead_letter(
+            "orphan:1",
             body={"orderRequestId": "4N8NOBOOK", "orderStatus": "shipped"},
             error_type="UnknownOrderError",
             error="order 4N8NOBOOK is not in the order book",
             attempts=0,
-            first_attempt_at=time.time(),
-            failed_at=time.time(),
         )
         DeadLetterStore(client).add(orphan)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +22,7 @@ from tasks.state.deadletter import DeadLetter, DeadLetterStore
 from tests.bodies import unique_body
 from tests.cli import CLI, invoke_cli, run_cli
 from tests.conftest import SECRETS
+from tests.letters import dead_letter
 from worker.dev.ports import free_port
 from worker.dev.processes import stack_env
 from worker.dev.redis_server import RedisServer
@@ -214,13 +214,7 @@ def test_bad_url_and_closed_pipe_in_real_processes(env: dict[str, str]) -> None:
 
 
 def letter_of(job_id: str, phone: str) -> DeadLetter:
-    return DeadLetter(
-        job_id=job_id,
-        task="zapi.order_status_update",
-        body=unique_body(phone=phone),
-        error_type="InvalidBodyError",
-        error="x" * 200,
-        attempts=0,
-        first_attempt_at=0.0,
-        failed_at=time.time(),
+    body = unique_body(phone=phone)
+    return dead_letter(
+        job_id, body=body, error_type="InvalidBodyError", error="x" * 200, attempts=0
     )

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,7 +17,9 @@ from tasks.contract.redaction import mask_phone
 from tasks.state.deadletter import DeadLetter
 from tasks.state.deliveries import DeliveryBook
 from tasks.state.webhook_stats import COUNTS_KEY, WebhookStats
+from tests.cli import run_cli
 from tests.conftest import REDIS_PASSWORD
+from tests.letters import delivery_letter
 from worker.dev.ports import free_port
 from worker.dev.processes import WebhookProcess
 from worker.dev.redis_server import RedisServer
@@ -74,30 +74,18 @@ def post(webhook: WebhookProcess, payload: Any, **options: Any) -> httpx.Respons
     return httpx.post(webhook.callback_url(), json=payload, timeout=10, **options)
 
 
+@pytest.fixture
+def book(client: redis.Redis) -> DeliveryBook:
+    """The delivery records of the receiver's instance, in its state Redis."""
+    return DeliveryBook(client, instance_id=INSTANCE, ttl=3600)
+
+
 def letter(job: str) -> DeadLetter:
-    return DeadLetter(
-        job_id=job,
-        task="zapi.order_status_update",
-        body={"orderRequestId": "O-1", "orderStatus": "shipped"},
-        error_type="DeliveryFailedError",
-        error="",
-        attempts=1,
-        first_attempt_at=time.time(),
-        failed_at=time.time(),
-        kwargs={},
-    )
+    return delivery_letter(job, {"orderRequestId": "O-1", "orderStatus": "shipped"})
 
 
 def cli(state: RedisServer, *args: str) -> subprocess.CompletedProcess[str]:
-    script = Path(sys.executable).parent / "zapi-queue"
-    return subprocess.run(
-        [str(script), *args],
-        env=webhook_env(state),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_cli(webhook_env(state), *args)
 
 
 def test_a_wrong_secret_is_404_and_stores_nothing(
@@ -217,9 +205,8 @@ def test_an_order_message_is_stored_and_shown_by_either_id(
 
 
 def test_delivery_states_move_forward_only_and_duplicates_change_nothing(
-    webhook: WebhookProcess, client: redis.Redis
+    webhook: WebhookProcess, client: redis.Redis, book: DeliveryBook
 ) -> None:
-    book = DeliveryBook(client, instance_id=INSTANCE, ttl=3600)
     message = "MSG-FORWARD-1"
     book.link(message, zaap_id="ZAAP", letter=letter("job-forward"), reply_key="")
     for status in ("SENT", "READ"):
@@ -241,9 +228,8 @@ def test_delivery_states_move_forward_only_and_duplicates_change_nothing(
 
 
 def test_a_failure_is_final_and_kept_for_the_job_that_comes_later(
-    webhook: WebhookProcess, client: redis.Redis
+    webhook: WebhookProcess, client: redis.Redis, book: DeliveryBook
 ) -> None:
-    book = DeliveryBook(client, instance_id=INSTANCE, ttl=3600)
     message = "MSG-FAILS-1"
     payload = delivery_callback(INSTANCE, message, "ZAAP", PHONE, failure=3)
     answer = post(webhook, payload)
@@ -295,15 +281,7 @@ def test_healthz(webhook: WebhookProcess) -> None:
 def test_the_receiver_refuses_to_start_without_its_secret(state: RedisServer) -> None:
     env = webhook_env(state)
     del env["ZAPI_WEBHOOK_SECRET"]
-    script = Path(sys.executable).parent / "zapi-queue"
-    done = subprocess.run(
-        [str(script), "webhook", "--port", str(free_port())],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_cli(env, "webhook", "--port", str(free_port()))
     assert done.returncode == 2
     assert "ZAPI_WEBHOOK_SECRET is required" in done.stderr
 
@@ -397,9 +375,8 @@ def test_callbacks_of_an_instance_not_in_the_fleet_are_counted_and_ignored(
 
 
 def test_failure_reports_are_taken_whatever_the_shape_of_fields_we_do_not_need(
-    webhook: WebhookProcess, client: redis.Redis
+    webhook: WebhookProcess, book: DeliveryBook
 ) -> None:
-    book = DeliveryBook(client, instance_id=INSTANCE, ttl=3600)
     message = "MSG-ODD-SHAPES"
     book.link(message, zaap_id="Z", letter=letter("job-odd"), reply_key="")
     payload = delivery_callback(INSTANCE, message, "Z", PHONE, failure=1)

@@ -50,6 +50,17 @@ def make_client(base_url: str, **options: Any) -> ZapiClient:
     return ZapiClient(base_url, CREDENTIALS, **options)
 
 
+def fail_to_send(
+    base_url: str, body: dict[str, Any] | None = None, **options: Any
+) -> tuple[Any, float]:
+    """:func:`send_failing` through a client of its own to ``base_url``, closed after."""
+    client = make_client(base_url, **options)
+    try:
+        return send_failing(client, body)
+    finally:
+        client.close()
+
+
 def send_failing(client: ZapiClient, body: dict[str, Any] | None = None) -> tuple[Any, float]:
     """Send, expect a ZapiTransportError; return it and the seconds the send took."""
     started = time.monotonic()
@@ -202,11 +213,7 @@ def test_deadline_is_connect_timeout_plus_timeout() -> None:
 
 def test_a_trickling_answer_fails_by_the_overall_deadline() -> None:
     with TrickleServer() as server:
-        client = make_client(server.base_url, connect_timeout=0.5, timeout=1.0)
-        try:
-            error, elapsed = send_failing(client)
-        finally:
-            client.close()
+        error, elapsed = fail_to_send(server.base_url, connect_timeout=0.5, timeout=1.0)
         sent = server.sent
     # Every single read got a byte within 0.3 s (< the 1 s read timeout): only the overall
     # deadline of 1.5 s can have ended it.
@@ -241,11 +248,7 @@ def test_without_the_deadline_machinery_the_same_trickle_would_succeed_late() ->
 def test_a_stalled_answer_is_an_ambiguous_read_timeout(sim: ZapiSimulator) -> None:
     body = unique_body()
     sim.script(body["messageId"], Fault(delay=2.0))
-    client = make_client(sim.base_url, connect_timeout=0.5, timeout=0.5)
-    try:
-        error, elapsed = send_failing(client, body)
-    finally:
-        client.close()
+    error, elapsed = fail_to_send(sim.base_url, body, connect_timeout=0.5, timeout=0.5)
     assert len(sim.requests(body["messageId"])) == 1  # Z-API did get it
     assert error.ambiguous is True
     assert "(ReadTimeout, timeout 0.5s)" in error.message
@@ -305,11 +308,7 @@ def test_the_pool_wait_is_refused_once_the_deadline_has_passed() -> None:
 def test_a_connection_dropped_after_the_request_is_ambiguous(sim: ZapiSimulator) -> None:
     body = unique_body()
     sim.script(body["messageId"], Fault(drop=True))
-    client = make_client(sim.base_url, connect_timeout=0.5, timeout=1.0)
-    try:
-        error, _ = send_failing(client, body)
-    finally:
-        client.close()
+    error, _ = fail_to_send(sim.base_url, body, connect_timeout=0.5, timeout=1.0)
     [received] = sim.requests(body["messageId"])
     assert received.status == -1  # read in full, then dropped
     assert error.ambiguous is True
@@ -319,11 +318,9 @@ def test_a_connection_dropped_after_the_request_is_ambiguous(sim: ZapiSimulator)
 
 
 def test_connection_refused_is_not_ambiguous() -> None:
-    client = make_client(f"http://127.0.0.1:{free_port()}", connect_timeout=0.5, timeout=1.0)
-    try:
-        error, elapsed = send_failing(client)
-    finally:
-        client.close()
+    error, elapsed = fail_to_send(
+        f"http://127.0.0.1:{free_port()}", connect_timeout=0.5, timeout=1.0
+    )
     assert error.ambiguous is False
     assert error.message.startswith("could not reach Z-API: ConnectError")
     assert error.message.endswith("(it was not sent)")
@@ -332,11 +329,7 @@ def test_connection_refused_is_not_ambiguous() -> None:
 
 
 def test_a_connect_timeout_is_not_ambiguous(full_backlog: str) -> None:
-    client = make_client(full_backlog, connect_timeout=0.5, timeout=1.0)
-    try:
-        error, elapsed = send_failing(client)
-    finally:
-        client.close()
+    error, elapsed = fail_to_send(full_backlog, connect_timeout=0.5, timeout=1.0)
     assert error.ambiguous is False
     assert error.message == (
         "could not reach Z-API in time (ConnectTimeout, connect timeout 0.5s): it was not sent"
@@ -373,11 +366,7 @@ def test_a_failed_name_resolution_is_not_ambiguous(monkeypatch: pytest.MonkeyPat
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
     monkeypatch.setattr(socket, "getaddrinfo", failing)
-    client = make_client("http://zapi.nowhere.test", connect_timeout=0.5, timeout=1.0)
-    try:
-        error, _ = send_failing(client)
-    finally:
-        client.close()
+    error, _ = fail_to_send("http://zapi.nowhere.test", connect_timeout=0.5, timeout=1.0)
     assert error.ambiguous is False
     assert "ConnectError" in error.message
     assert "Name or service not known" in error.message
@@ -398,11 +387,7 @@ def test_a_custom_transport_infers_ambiguity_from_the_error_type() -> None:
         (httpx.ReadError, True),
         (httpx.RemoteProtocolError, True),
     ]:
-        client = make_client("http://zapi.test", transport=raising(error_type))
-        try:
-            error, _ = send_failing(client)
-        finally:
-            client.close()
+        error, _ = fail_to_send("http://zapi.test", transport=raising(error_type))
         assert error.ambiguous is ambiguous, error_type
         assert error_type.__name__ in error.message
         assert ("may have been delivered" in error.message) is ambiguous
