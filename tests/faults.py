@@ -15,7 +15,8 @@ from celery import Celery
 
 from tasks.state.deadletter import DeadLetterStore
 from tests.conftest import CLIENT_TOKEN, INSTANCE_TOKEN
-from worker.dev.processes import WorkerProcess, stack_env
+from worker.dev.ports import free_port
+from worker.dev.processes import WebhookProcess, WorkerProcess, stack_env
 from worker.dev.redis_server import RedisServer
 from worker.dev.zapi_sim import ZapiSimulator
 
@@ -140,6 +141,28 @@ class FaultStack:
             if ledger.unfinished:  # what the workers last said, for a job that never ended
                 ledger.log_tails.append(f"--- {worker.nodename}:\n{log[-4000:]}")
         return ledger
+
+
+class WebhookStack(FaultStack):
+    """A fault stack with the webhook receiver, which the fake Z-API posts its callbacks to;
+    with ``state_db``, the state Redis is that database of the stack's Redis."""
+
+    def __init__(
+        self, logs: Path, *, webhook_secret: str, state_db: int | None = None, **settings: str
+    ) -> None:
+        super().__init__(logs, **settings)
+        self.webhook_secret = webhook_secret
+        self.state_db = state_db
+
+    def __enter__(self) -> WebhookStack:
+        super().__enter__()
+        if self.state_db is not None:
+            self.env["ZAPI_STATE_REDIS_URL"] = f"{self.redis.url}/{self.state_db}"
+        self.env["ZAPI_WEBHOOK_SECRET"] = self.webhook_secret
+        webhook = WebhookProcess(self.env, self.logs / "webhook.log", port=free_port())
+        self.webhook = self._stack.enter_context(webhook)
+        self.sim.webhook_url = webhook.callback_url()
+        return self
 
 
 @dataclass

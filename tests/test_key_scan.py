@@ -23,9 +23,7 @@ from tasks.state.keys import Key, registered
 from tasks.state.store import text
 from tests.bodies import unique_body
 from tests.cli import run_cli
-from tests.faults import FaultStack
-from worker.dev.ports import free_port
-from worker.dev.processes import WebhookProcess
+from tests.faults import WebhookStack
 from worker.dev.zapi_sim import Fault
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -52,28 +50,16 @@ EXPECTED = (
 )
 
 
-class ScanStack(FaultStack):
-    """A fault stack whose state Redis is a database of its own, with the webhook receiver."""
-
-    def __enter__(self) -> ScanStack:
-        super().__enter__()
-        self.env["ZAPI_STATE_REDIS_URL"] = f"{self.redis.url}/2"
-        self.env["ZAPI_WEBHOOK_SECRET"] = WEBHOOK_SECRET
-        webhook = WebhookProcess(self.env, self.logs / "webhook.log", port=free_port())
-        self.webhook = self._stack.enter_context(webhook)
-        self.sim.webhook_url = webhook.callback_url()
-        return self
-
-
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScanStack]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebhookStack]:
     settings = {"zapi_order_wait": "2", "zapi_recipient_interval": "0.05"}
-    with ScanStack(tmp_path_factory.mktemp("scan"), **settings) as running:
+    logs = tmp_path_factory.mktemp("scan")
+    with WebhookStack(logs, webhook_secret=WEBHOOK_SECRET, state_db=2, **settings) as running:
         running.worker(zapi_status_poll_interval="1")
         yield running
 
 
-def workload(stack: ScanStack, producer: Producer) -> list[str]:
+def workload(stack: WebhookStack, producer: Producer) -> list[str]:
     """Enqueue the workload; returns the job ids (all of them end)."""
     status, payment = Endpoint.ORDER_STATUS_UPDATE, Endpoint.ORDER_PAYMENT_UPDATE
     jobs = [
@@ -132,7 +118,7 @@ def unbounded(client: redis.Redis, db: int) -> tuple[list[str], list[str]]:
     return problems, misplaced
 
 
-def scan(stack: ScanStack) -> tuple[list[str], list[str], dict[int, int]]:
+def scan(stack: WebhookStack) -> tuple[list[str], list[str], dict[int, int]]:
     """``unbounded`` over every database the stack uses, and how many keys each holds."""
     problems: list[str] = []
     misplaced: list[str] = []
@@ -149,7 +135,7 @@ def scan(stack: ScanStack) -> tuple[list[str], list[str], dict[int, int]]:
     return problems, misplaced, seen
 
 
-def test_every_key_of_a_workload_is_registered_with_a_ttl_or_a_cap(stack: ScanStack) -> None:
+def test_every_key_of_a_workload_is_registered_with_a_ttl_or_a_cap(stack: WebhookStack) -> None:
     producer = Producer(
         broker_url=stack.env["CELERY_BROKER_URL"],
         result_backend=stack.env["CELERY_RESULT_BACKEND"],
@@ -183,7 +169,7 @@ def test_every_key_of_a_workload_is_registered_with_a_ttl_or_a_cap(stack: ScanSt
     assert throttled, "the workload's 429 did not happen"
 
 
-def test_every_key_is_in_the_redis_the_registry_names(stack: ScanStack) -> None:
+def test_every_key_is_in_the_redis_the_registry_names(stack: WebhookStack) -> None:
     """Runs after the workload above (same stack): no key outside its Redis (the claim's
     script once put order lines in the broker when the state Redis was another server)."""
     _, misplaced, _ = scan(stack)

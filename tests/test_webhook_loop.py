@@ -21,9 +21,7 @@ from tasks.contract.producer import Producer
 from tasks.state.deadletter import DeadLetterStore
 from tests.bodies import unique_body
 from tests.cli import run_cli
-from tests.faults import FaultStack
-from worker.dev.ports import free_port
-from worker.dev.processes import WebhookProcess
+from tests.faults import WebhookStack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -33,38 +31,29 @@ PHONE = "5511988887777"
 STATUS, PAYMENT = "zapi.order_status_update", "zapi.order_payment_update"
 
 
-class LoopStack(FaultStack):
-    """A fault stack with the webhook receiver, which the fake Z-API posts its callbacks to."""
-
-    def __enter__(self) -> LoopStack:
-        super().__enter__()
-        self.env["ZAPI_WEBHOOK_SECRET"] = WEBHOOK_SECRET
-        webhook = WebhookProcess(self.env, self.logs / "webhook.log", port=free_port())
-        self.webhook = self._stack.enter_context(webhook)
-        self.sim.webhook_url = webhook.callback_url()
-        return self
-
-
 @pytest.fixture(scope="module")
-def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopStack]:
-    with LoopStack(tmp_path_factory.mktemp("loop"), zapi_order_wait=str(ORDER_WAIT)) as stack:
+def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebhookStack]:
+    logs = tmp_path_factory.mktemp("loop")
+    with WebhookStack(
+        logs, webhook_secret=WEBHOOK_SECRET, zapi_order_wait=str(ORDER_WAIT)
+    ) as stack:
         stack.worker()
         yield stack
 
 
 @pytest.fixture(autouse=True)
-def fresh_fake(loop: LoopStack) -> Iterator[None]:
+def fresh_fake(loop: WebhookStack) -> Iterator[None]:
     loop.sim.delivery_failure_rate = 0.0
     loop.sim.callbacks_before_reply = False
     yield
     loop.sim.drain_callbacks()
 
 
-def result_of(loop: LoopStack, job_id: str, timeout: float = 30) -> Any:
+def result_of(loop: WebhookStack, job_id: str, timeout: float = 30) -> Any:
     return loop.producer.AsyncResult(job_id).get(timeout=timeout, propagate=False)
 
 
-def requests_of(loop: LoopStack, order_request_id: str) -> list[dict[str, Any]]:
+def requests_of(loop: WebhookStack, order_request_id: str) -> list[dict[str, Any]]:
     """The bodies Z-API accepted for one order, in arrival order."""
     return [
         r.json
@@ -74,7 +63,9 @@ def requests_of(loop: LoopStack, order_request_id: str) -> list[dict[str, Any]]:
     ]
 
 
-def cli(loop: LoopStack, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    loop: WebhookStack, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     return run_cli(loop.env, *args, stdin=stdin)
 
 
@@ -88,7 +79,7 @@ def eventually(check: Callable[[], Any], timeout: float = 15.0) -> Any:
         time.sleep(0.1)
 
 
-def status_json(loop: LoopStack, job_id: str) -> dict[str, Any]:
+def status_json(loop: WebhookStack, job_id: str) -> dict[str, Any]:
     done = cli(loop, "status", job_id, "--json")
     assert done.returncode == 0, done.stderr  # 0: delivered
     record: dict[str, Any] = json.loads(done.stdout)
@@ -96,7 +87,7 @@ def status_json(loop: LoopStack, job_id: str) -> dict[str, Any]:
 
 
 def test_an_order_webhook_then_two_fields_are_sent_as_the_full_documented_body(
-    loop: LoopStack,
+    loop: WebhookStack,
 ) -> None:
     order_message = loop.sim.post_order(phone=PHONE)
     order = order_message["reviewAndPay"]
@@ -146,7 +137,7 @@ def test_an_order_webhook_then_two_fields_are_sent_as_the_full_documented_body(
     assert delivery["updated_at"] > time.time() - 60
 
 
-def test_the_producer_takes_the_short_form_and_shows_the_delivery(loop: LoopStack) -> None:
+def test_the_producer_takes_the_short_form_and_shows_the_delivery(loop: WebhookStack) -> None:
     order = loop.sim.post_order(phone=PHONE)["reviewAndPay"]
     producer = Producer(
         broker_url=loop.env["CELERY_BROKER_URL"],
@@ -166,7 +157,7 @@ def test_the_producer_takes_the_short_form_and_shows_the_delivery(loop: LoopStac
         producer.close()
 
 
-def test_the_command_line_enqueues_the_short_form(loop: LoopStack) -> None:
+def test_the_command_line_enqueues_the_short_form(loop: WebhookStack) -> None:
     order = loop.sim.post_order(phone=PHONE)["reviewAndPay"]
     short = {"orderRequestId": order["orderRequestId"], "orderStatus": "canceled"}
     done = cli(loop, "enqueue", "status", "--wait", "30", stdin=json.dumps(short))
@@ -177,7 +168,7 @@ def test_the_command_line_enqueues_the_short_form(loop: LoopStack) -> None:
 
 
 def test_an_unknown_order_waits_for_its_webhook_then_fails_naming_the_id(
-    loop: LoopStack,
+    loop: WebhookStack,
 ) -> None:
     started = time.monotonic()
     job = loop.producer.send_task(
@@ -194,7 +185,7 @@ def test_an_unknown_order_waits_for_its_webhook_then_fails_naming_the_id(
     assert letter.error_type == "UnknownOrderError"
 
 
-def test_an_update_that_comes_before_its_order_webhook_waits_for_it(loop: LoopStack) -> None:
+def test_an_update_that_comes_before_its_order_webhook_waits_for_it(loop: WebhookStack) -> None:
     order_id = f"LATE{time.time_ns()}"
     job = loop.producer.send_task(
         STATUS, args=[{"orderRequestId": order_id, "orderStatus": "processing"}]
@@ -207,7 +198,7 @@ def test_an_update_that_comes_before_its_order_webhook_waits_for_it(loop: LoopSt
     assert sent["orderStatus"] == "processing"
 
 
-def test_a_full_body_feeds_the_book(loop: LoopStack) -> None:
+def test_a_full_body_feeds_the_book(loop: WebhookStack) -> None:
     body = unique_body()
     assert "zaapId" in result_of(loop, loop.producer.send_task(STATUS, args=[body]).id)
     short = {"messageId": body["messageId"], "orderStatus": "completed"}
@@ -217,13 +208,13 @@ def test_a_full_body_feeds_the_book(loop: LoopStack) -> None:
     assert last == {**expected, "orderStatus": "completed"}
 
 
-def dead_letter(loop: LoopStack, job: str) -> Any:
+def dead_letter(loop: WebhookStack, job: str) -> Any:
     return DeadLetterStore(loop.redis.client()).get(job)
 
 
 @pytest.mark.parametrize("before_reply", [False, True], ids=["after-reply", "before-reply"])
 def test_a_failed_delivery_becomes_a_dead_letter_whose_replay_sends_again(
-    loop: LoopStack, before_reply: bool
+    loop: WebhookStack, before_reply: bool
 ) -> None:
     loop.sim.delivery_failure_rate = 1.0
     loop.sim.callbacks_before_reply = before_reply
@@ -254,7 +245,7 @@ def test_a_failed_delivery_becomes_a_dead_letter_whose_replay_sends_again(
     assert eventually(lambda: status_json(loop, new_job)["delivery"]["state"] == "read")
 
 
-def test_no_secret_or_full_phone_in_the_webhook_and_worker_logs(loop: LoopStack) -> None:
+def test_no_secret_or_full_phone_in_the_webhook_and_worker_logs(loop: WebhookStack) -> None:
     loop.sim.post_order(phone=PHONE)
     loop.sim.drain_callbacks()
     logs = [loop.webhook.log_text(), *(w.log_text() for w in loop.workers)]
