@@ -4,6 +4,7 @@ placed by the builder, and a call that names them wrong fails before Redis runs 
 from __future__ import annotations
 
 import importlib.resources
+from typing import Any
 
 import pytest
 import redis
@@ -46,6 +47,16 @@ def test_the_lua_files_are_package_data() -> None:
     for package, names in LUA_FILES.items():
         for name in names:
             assert importlib.resources.files(package).joinpath(name).is_file(), (package, name)
+
+
+def test_a_script_beside_its_store_is_read_from_the_file_named_after_the_module() -> None:
+    options: dict[str, Any] = {
+        "keys": ("counts",),
+        "args": ("outcome", "kind", "cap", "ttl", "amount"),
+    }
+    beside = Script.beside("tasks.state.webhook_stats", "count", **options)
+    assert beside.name == "webhook_stats.lua:count"
+    assert beside.text == Script.of("tasks.state", "webhook_stats.lua", "count", **options).text
 
 
 def test_the_composed_script_binds_every_key_and_argument_by_name() -> None:

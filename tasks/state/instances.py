@@ -31,9 +31,8 @@ from tasks.state.store import text
 POLL_PREFIX = STATUS_POLL_PREFIX
 FUTURE_SLACK = 86_400
 
-_RECORD = Script.of(
-    "tasks.state",
-    "instances.lua",
+_RECORD = Script.beside(
+    __name__,
     "record",
     keys=("instance",),
     args=("connected", "err", "at", "ttl", "now_s"),

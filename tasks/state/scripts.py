@@ -232,6 +232,13 @@ class Script:
         """The ``--! script section`` of ``package``'s ``filename``."""
         return cls(f"{filename}:{section}", lua_sections(package, filename)[section], **options)
 
+    @classmethod
+    def beside(cls, module: str, section: str, **options: Any) -> Script:
+        """The ``--! script section`` of the store's own file, named after its module
+        (``__name__``): ``tasks/state/instances.lua`` for ``tasks.state.instances``."""
+        package, _, store = module.rpartition(".")
+        return cls.of(package, f"{store}.lua", section, **options)
+
     def positions(self, named: Mapping[str, Any]) -> tuple[list[Any], list[Any]]:
         """KEYS and ARGV for keyword values; ScriptCallError unless they are exactly the
         script's names (and its rests, as sequences)."""

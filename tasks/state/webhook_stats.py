@@ -22,12 +22,8 @@ COUNTS_KEY = WEBHOOK_COUNTS_KEY
 COUNTS_TTL = WEBHOOK_COUNTS_TTL
 MAX_FIELDS = WEBHOOK_MAX_FIELDS
 
-_COUNT = Script.of(
-    "tasks.state",
-    "webhook_stats.lua",
-    "count",
-    keys=("counts",),
-    args=("outcome", "kind", "cap", "ttl", "amount"),
+_COUNT = Script.beside(
+    __name__, "count", keys=("counts",), args=("outcome", "kind", "cap", "ttl", "amount")
 )
 
 
