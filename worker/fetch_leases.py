@@ -19,12 +19,12 @@ have succeeded for half a lease, which gives live workers the time to renew thei
 from __future__ import annotations
 
 import logging
-import threading
 from time import monotonic
 from typing import Any
 
 from kombu.utils.encoding import bytes_to_str
 
+from worker.background import BackgroundThread
 from worker.fetch_acks import Acks
 
 #: One logger for the whole transport, as before its split: "worker.transport".
@@ -126,7 +126,7 @@ class Leases(Acks):
                 logger.warning("could not release a processing list; its lease will expire")
 
 
-class LeaseKeeper:
+class LeaseKeeper(BackgroundThread):
     """Renews a channel's leases from its own thread, a third of a lease apart.
 
     The event loop's sweeps renew them too, but a worker's event loop stops during a warm
@@ -136,23 +136,19 @@ class LeaseKeeper:
     """
 
     def __init__(self, channel: Leases) -> None:
+        super().__init__("zapi-queue lease keeper")
         self._channel = channel
-        self._stopped = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def start_once(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._beat, name="zapi-queue lease keeper", daemon=True
-            )
-            self._thread.start()
+        self._start_thread()
 
-    def stop(self) -> None:
-        self._stopped.set()
+    def stop(self, timeout: float = 0.0) -> None:
+        """Only tells the thread to end: a channel's close must not wait for a renewal."""
+        self._stop.set()
 
-    def _beat(self) -> None:
+    def _run(self) -> None:
         channel = self._channel
-        while not self._stopped.wait(channel.fetch_lease / 3):
+        while not self._stop.wait(channel.fetch_lease / 3):
             try:
                 channel.renew_leases()
             except (*channel.connection_errors, channel.ResponseError) as exc:
