@@ -119,6 +119,21 @@ def _check_names(where: str, names: Sequence[str]) -> None:
         seen.add(name)
 
 
+@functools.cache
+def _params(
+    library: str, source: str, function: str, prefix: str, without: tuple[str, ...]
+) -> tuple[str, ...]:
+    """:meth:`Library.params`, memoized: the source is parsed once per function and form."""
+    for match in _FUNCTION.finditer(source):
+        if match.group(1) == function:
+            names = [name.strip() for name in match.group(2).split(",") if name.strip()]
+            missing = set(without) - set(names)
+            if missing:
+                raise ValueError(f"{library}: {function}() has no {sorted(missing)}")
+            return tuple(prefix + name for name in names if name not in without)
+    raise ValueError(f"{library}: no local function {function}()")
+
+
 @dataclass(frozen=True)
 class Library:
     """Lua functions (a store's ``--! library`` section) bound to keys by name, for the scripts
@@ -149,15 +164,9 @@ class Library:
         self, function: str, *, prefix: str = "", without: Sequence[str] = ()
     ) -> tuple[str, ...]:
         """The parameter names of the library's Lua ``function``, as its source declares them
-        (less ``without``), each with ``prefix``: the arguments a composing script names."""
-        for match in _FUNCTION.finditer(self.source):
-            if match.group(1) == function:
-                names = [name.strip() for name in match.group(2).split(",") if name.strip()]
-                missing = set(without) - set(names)
-                if missing:
-                    raise ValueError(f"{self.name}: {function}() has no {sorted(missing)}")
-                return tuple(prefix + name for name in names if name not in without)
-        raise ValueError(f"{self.name}: no local function {function}()")
+        (less ``without``), each with ``prefix``: the arguments a composing script names.
+        Read once per function (a hot path binds arguments at every call)."""
+        return _params(self.name, self.source, function, prefix, tuple(without))
 
     def bind(
         self,
