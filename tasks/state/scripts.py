@@ -22,7 +22,7 @@ import keyword
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import redis
 
@@ -217,6 +217,7 @@ class Script:
         self.name = name
         self.keys = tuple(key for library in libraries for key in library.keys) + tuple(keys)
         self.args = tuple(args)
+        self._names = frozenset((*self.keys, *self.args))
         self.rest_keys = rest_keys
         self.rest_args = rest_args
         values = {k: v for library in libraries for k, v in library.constants.items()}
@@ -251,15 +252,15 @@ class Script:
     def positions(self, named: Mapping[str, Any]) -> tuple[list[Any], list[Any]]:
         """KEYS and ARGV for keyword values; ScriptCallError unless they are exactly the
         script's names (and its rests, as sequences)."""
-        wanted = {*self.keys, *self.args} | {r for r in (self.rest_keys, self.rest_args) if r}
-        missing = [name for name in (*self.keys, *self.args) if name not in named]
-        unexpected = sorted(set(named) - wanted)
-        if missing or unexpected:
-            said = [f"missing {', '.join(missing)}"] if missing else []
-            said += [f"unexpected {', '.join(unexpected)}"] if unexpected else []
-            raise ScriptCallError(f"script {self.name}: {'; '.join(said)}")
-        keys = [named[key] for key in self.keys]
-        args = [named[arg] for arg in self.args]
+        try:  # the hot path: every name given, nothing else (checked below only if more)
+            keys = [named[key] for key in self.keys]
+            args = [named[arg] for arg in self.args]
+        except KeyError:
+            self._refuse(named)
+        if len(named) > len(self.keys) + len(self.args):
+            rests = {r for r in (self.rest_keys, self.rest_args) if r}
+            if any(name not in rests and name not in self._names for name in named):
+                self._refuse(named)
         for rest, into in ((self.rest_keys, keys), (self.rest_args, args)):
             if rest is not None:
                 tail = named.get(rest, ())
@@ -267,6 +268,14 @@ class Script:
                     raise ScriptCallError(f"script {self.name}: {rest} must be a sequence")
                 into.extend(tail)
         return keys, args
+
+    def _refuse(self, named: Mapping[str, Any]) -> NoReturn:
+        wanted = {*self.keys, *self.args} | {r for r in (self.rest_keys, self.rest_args) if r}
+        missing = [name for name in (*self.keys, *self.args) if name not in named]
+        unexpected = sorted(set(named) - wanted)
+        said = [f"missing {', '.join(missing)}"] if missing else []
+        said += [f"unexpected {', '.join(unexpected)}"] if unexpected else []
+        raise ScriptCallError(f"script {self.name}: {'; '.join(said)}")
 
     def register(self, client: redis.Redis) -> BoundScript:
         """The script registered with ``client`` (redis-py's ``register_script``: EVALSHA,
