@@ -4,6 +4,8 @@ FAILURE. On a real Redis, through the backend the worker uses."""
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -94,3 +96,27 @@ def test_a_result_write_is_one_round_trip(app: Celery) -> None:
     assert "exec" not in calls
     assert calls.get("get") == 1  # inside the script
     assert app.AsyncResult(job).state == states.SUCCESS
+
+
+def test_a_result_write_refused_by_a_full_redis_waits_until_it_is_taken() -> None:
+    """Celery retries a result write after a lost connection only; one refused by a Redis full
+    under noeviction (OOM) was dropped: the job acked, its producer seeing PENDING for ever."""
+    with RedisServer() as server:
+        celery = Celery("results-oom", backend=f"redis://127.0.0.1:{server.port}/1")
+        celery.conf.result_backend_always_retry = True
+        celery.conf.result_backend_max_retries = 20
+        results.install(celery)
+        admin = server.client()
+        try:
+            backend = guarded(celery)
+            job = str(uuid.uuid4())
+            admin.config_set("maxmemory", 1)
+            threading.Timer(1.5, admin.config_set, ("maxmemory", 0)).start()
+            started = time.monotonic()
+            backend.store_result(job, {"zaapId": "Z"}, states.SUCCESS)
+            assert time.monotonic() - started >= 1.0  # it waited for the room
+            assert celery.AsyncResult(job).state == states.SUCCESS
+        finally:
+            admin.config_set("maxmemory", 0)
+            admin.close()
+            celery.close()

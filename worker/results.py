@@ -25,6 +25,7 @@ from kombu.utils.encoding import bytes_to_str
 
 from tasks.request import is_stored_wait
 from tasks.state.scripts import Script
+from worker.redis_errors import error_code
 
 #: Schemes whose backend this module replaces, and the class that replaces it.
 BACKENDS = {
@@ -44,8 +45,21 @@ _SET_UNLESS_SETTLED = Script.of(
 )
 
 
+#: Refusals a Redis recovers from by itself: full under ``noeviction``, a replica before its
+#: promotion, loading its data, a script running too long, a failover under way.
+TRANSIENT_REFUSALS = frozenset({"OOM", "READONLY", "LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN"})
+
+
 class FinalStateGuard(RedisBackend):
-    """A settled state is never replaced by a later one (mixed into Celery's Redis backends)."""
+    """A settled state is never replaced by a later one (mixed into Celery's Redis backends).
+
+    A result write refused for a passing reason is retried (``result_backend_always_retry``,
+    with Celery's backoff and limit) like one cut by a lost connection: Celery retries only
+    those, and a job whose result write met a full Redis was acked with no result, PENDING for
+    ever to its producer (seen in the out-of-memory fault test)."""
+
+    def exception_safe_to_retry(self, exc: Exception) -> bool:
+        return bool(super().exception_safe_to_retry(exc)) or error_code(exc) in TRANSIENT_REFUSALS
 
     def _store_result(
         self,
