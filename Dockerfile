@@ -10,7 +10,7 @@
 # python@sha256:...` line (the index, "Manifest MIME: ...image.index...") at repo-info's HEAD,
 # or run `docker buildx imagetools inspect python:3.11-slim` and take its top "Digest:".
 ARG PYTHON_IMAGE=python:3.11.15-slim@sha256:90744cff8f32887f075c47d747a173ff333e9e98801667af93c357fa9f5e28ff
-FROM ${PYTHON_IMAGE}
+FROM ${PYTHON_IMAGE} AS app
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -29,3 +29,11 @@ USER zapi
 
 # The shipped defaults (pool, concurrency, acks, prefetch) come from the app's config.
 CMD ["celery", "-A", "worker", "worker"]
+
+# `--target sim`: the same image with the development tools (devtools/: the fake Z-API), for
+# compose's `sim` profile only; the production image (the default, last stage) has none.
+FROM app AS sim
+COPY devtools ./devtools
+CMD ["python", "-m", "devtools.zapi_sim", "--host", "0.0.0.0", "--port", "8080"]
+
+FROM app

@@ -30,12 +30,15 @@ $(STAMP): pyproject.toml .ci/constraints.txt tasks/contract/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c .ci/constraints.txt -e '.[dev]' -e ./tasks/contract
+	@# devtools/ (the fake Z-API, the demo, local Redis) is no part of the wheel: the venv finds
+	@# it in this checkout, from any directory.
+	$(BIN)/python -c 'import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()["purelib"], "zapi_queue_devtools.pth").write_text("$(CURDIR)\n")'
 	@touch $@
 
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m worker.dev.demo
+	$(BIN)/python -m devtools.demo
 
 # The documentation site: mkdocs (Material theme) from the `docs` extra, into site/. --strict
 # fails on a broken link or anchor, a page missing from the nav, or a configuration page that

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import redis
 from kombu import Connection
 
-from worker.dev.redis_server import RedisServer
+from devtools.redis_server import RedisServer
 from worker.transport import Transport
 
 QUEUE = "bench"

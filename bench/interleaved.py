@@ -13,9 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.throughput import CLIENT_TOKEN, INSTANCE, TOKEN, Run, measure
-from worker.dev.processes import stack_env
-from worker.dev.redis_server import RedisServer
-from worker.dev.remote_sim import RemoteSimulator
+from devtools.processes import stack_env
+from devtools.redis_server import RedisServer
+from devtools.remote_sim import RemoteSimulator
 
 #: Extra environment of one setting, given the base environment.
 Setting = Callable[[dict[str, str]], dict[str, str]]

@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 
 from bench.throughput import CLIENT_TOKEN, INSTANCE, TOKEN, bodies
+from devtools.processes import WorkerProcess, stack_env
+from devtools.redis_server import RedisServer
+from devtools.remote_sim import RemoteSimulator
 from tasks.contract.producer import Producer
-from worker.dev.processes import WorkerProcess, stack_env
-from worker.dev.redis_server import RedisServer
-from worker.dev.remote_sim import RemoteSimulator
 
 #: Loaded into the worker by PYTHONPATH: profile every thread on the CPU clock from when the
 #: file BENCH_PROFILE_START appears to when BENCH_PROFILE_STOP does; then write the stats to

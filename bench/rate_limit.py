@@ -19,11 +19,11 @@ from pathlib import Path
 
 from celery import Celery
 
-from worker.dev.metrics import RateFigures, rate_figures
-from worker.dev.processes import WorkerProcess, stack_env
-from worker.dev.redis_server import RedisServer
-from worker.dev.remote_sim import RemoteSimulator
-from worker.dev.samples import DOCS_STATUS_BODY
+from devtools.metrics import RateFigures, rate_figures
+from devtools.processes import WorkerProcess, stack_env
+from devtools.redis_server import RedisServer
+from devtools.remote_sim import RemoteSimulator
+from devtools.samples import DOCS_STATUS_BODY
 
 
 def run_once(workers: int, rate: float, burst: int, seconds: float, logs: Path) -> RateFigures:

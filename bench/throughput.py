@@ -36,12 +36,12 @@ from typing import Any
 import psutil
 from celery import Celery
 
+from devtools.processes import WorkerProcess, stack_env
+from devtools.redis_server import RedisServer
+from devtools.remote_sim import RemoteSimulator
+from devtools.samples import DOCS_STATUS_BODY
 from tasks.contract.endpoints import Endpoint
 from tasks.contract.producer import Producer
-from worker.dev.processes import WorkerProcess, stack_env
-from worker.dev.redis_server import RedisServer
-from worker.dev.remote_sim import RemoteSimulator
-from worker.dev.samples import DOCS_STATUS_BODY
 
 REPO = Path(__file__).resolve().parent.parent
 INSTANCE, TOKEN, CLIENT_TOKEN = "bench-instance", "bench-token", "bench-client-token"

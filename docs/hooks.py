@@ -1,7 +1,7 @@
 """mkdocs hook: the pages' generated tables, from the code they describe.
 
 docs/configuration.md holds a marker where the settings table goes (``config.settings.Settings``,
-worker/dev/settings_reference.py), docs/guarantees.md one for every Redis key with its TTL or cap
+devtools/settings_reference.py), docs/guarantees.md one for every Redis key with its TTL or cap
 (``tasks.state.keys``); each build writes the tables there, so the pages cannot drift from the
 code and no generated file is committed. A page that lost its marker fails the build.
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from devtools.settings_reference import MARKER, table
 from tasks.state.keys import data_kept_table
-from worker.dev.settings_reference import MARKER, table
 
 KEYS_MARKER = "<!-- redis-keys -->"
 

@@ -6,7 +6,7 @@ import copy
 import uuid
 from typing import Any
 
-from worker.dev.samples import DOCS_PAYMENT_BODY, DOCS_STATUS_BODY
+from devtools.samples import DOCS_PAYMENT_BODY, DOCS_STATUS_BODY
 
 __all__ = ["DOCS_PAYMENT_BODY", "DOCS_STATUS_BODY", "unique_body"]
 

@@ -19,9 +19,9 @@ import redis
 from celery import Celery
 from hypothesis import HealthCheck, settings
 
-from worker.dev.processes import FakeZapi, WorkerProcess, stack_env
-from worker.dev.redis_server import RedisBinary, RedisBinaryError, RedisServer, choose_redis_server
-from worker.dev.zapi_sim import ZapiSimulator
+from devtools.processes import FakeZapi, WorkerProcess, stack_env
+from devtools.redis_server import RedisBinary, RedisBinaryError, RedisServer, choose_redis_server
+from devtools.zapi_sim import ZapiSimulator
 
 # Generated hostile input (tests/test_hostile_*.py): `make test` runs a fixed, bounded set of
 # examples (the same in every run, so CI is reproducible); `make fuzz` runs many more, new ones
@@ -73,7 +73,7 @@ REDIS_FIXTURES = frozenset({"redis_server", "strict_lua_redis", "own_redis"})
 #: Modules whose classes and functions start a Redis of a test's own (RedisServer, fault_stack,
 #: SentinelCluster, the demo): a test module holding one of them uses a Redis.
 REDIS_STARTERS = frozenset(
-    {"worker.dev.redis_server", "worker.dev.sentinel_cluster", "worker.dev.demo", "tests.faults"}
+    {"devtools.redis_server", "devtools.sentinel_cluster", "devtools.demo", "tests.faults"}
 )
 
 

@@ -13,12 +13,12 @@ from typing import Any
 
 from celery import Celery
 
+from devtools.ports import free_port
+from devtools.processes import WebhookProcess, WorkerProcess, stack_env
+from devtools.redis_server import RedisServer
+from devtools.zapi_sim import ZapiSimulator
 from tasks.state.deadletter import DeadLetterStore
 from tests.conftest import CLIENT_TOKEN, INSTANCE_TOKEN
-from worker.dev.ports import free_port
-from worker.dev.processes import WebhookProcess, WorkerProcess, stack_env
-from worker.dev.redis_server import RedisServer
-from worker.dev.zapi_sim import ZapiSimulator
 
 #: Crash recovery time: short, so that it fits in a test.
 WORKER_LEASE = 4

@@ -13,6 +13,7 @@ import pytest
 import redis
 from pydantic import ValidationError
 
+from devtools.redis_server import RedisServer
 from tasks.callbacks import ReceivedCallback, callback_type
 from tasks.contract.endpoints import Endpoint
 from tasks.contract.errors import InvalidBodyError
@@ -29,7 +30,6 @@ from tasks.state.deliveries import (
     failure_text,
 )
 from tests.letters import delivery_letter
-from worker.dev.redis_server import RedisServer
 
 #: FACTS.md's example, verbatim (the timestamp really is spelled ``momment``).
 FACTS_EXAMPLE: dict[str, Any] = {

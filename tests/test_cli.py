@@ -16,13 +16,13 @@ import pytest
 import redis
 from celery import Celery
 
+from devtools.ports import free_port
+from devtools.redis_server import RedisServer
+from devtools.zapi_sim import Fault, ZapiSimulator
 from tasks.state.deadletter import LETTER_PREFIX, DeadLetter, DeadLetterStore
 from tests import letters
 from tests.bodies import unique_body
 from tests.conftest import MAX_ATTEMPTS, REDIS_PASSWORD, SECRETS
-from worker.dev.ports import free_port
-from worker.dev.redis_server import RedisServer
-from worker.dev.zapi_sim import Fault, ZapiSimulator
 from worker.fetch_scripts import REJECTED_KEY
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("worker")]

@@ -8,14 +8,14 @@ import pytest
 from pydantic import SecretStr
 
 from config import ZapiCredentials
+from devtools.ports import free_port
+from devtools.zapi_sim import Fault, ZapiSimulator
 from tasks.contract.endpoints import Endpoint
 from tasks.contract.errors import ZapiRejectedError, ZapiTransportError, ZapiUnavailableError
 from tasks.zapi.client import ZapiClient
 from tasks.zapi.responses import interpret_status
 from tasks.zapi.status import InstanceStatus
 from tests.bodies import unique_body
-from worker.dev.ports import free_port
-from worker.dev.zapi_sim import Fault, ZapiSimulator
 
 CREDENTIALS = ZapiCredentials("inst-9", SecretStr("tok-SECRET-9"), SecretStr("ct-SECRET-9"))
 

@@ -24,6 +24,9 @@ from celery import Celery
 from kombu.utils.url import url_to_parts
 
 from config import Settings
+from devtools.ports import free_port
+from devtools.processes import WebhookProcess, WorkerProcess
+from devtools.redis_server import RedisServer, find_redis_server
 from tasks.contract.redis_url import SentinelURL
 from tests.bodies import unique_body
 from tests.compose_model import (
@@ -35,9 +38,6 @@ from tests.compose_model import (
     load,
     substitution_env,
 )
-from worker.dev.ports import free_port
-from worker.dev.processes import WebhookProcess, WorkerProcess
-from worker.dev.redis_server import RedisServer, find_redis_server
 from worker.exporter import watched_instances
 
 SIM_ENV = ROOT / "deploy" / "sim.env"
@@ -269,9 +269,12 @@ def test_images_are_pinned_by_digest_and_substitutable(compose: dict[str, Any]) 
     dockerfile = (ROOT / "Dockerfile").read_text()
     arg = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", dockerfile, re.M)
     assert arg is not None
-    assert re.search(r"^FROM \$\{PYTHON_IMAGE\}$", dockerfile, re.M)
+    assert re.search(r"^FROM \$\{PYTHON_IMAGE\} AS app$", dockerfile, re.M)
+    assert dockerfile.rstrip().endswith("FROM app")  # the default target: no devtools/
     build_arg = compose["x-app"]["build"]["args"]["PYTHON_IMAGE"]
     assert build_arg == f"${{PYTHON_IMAGE:-{arg[1]}}}"
+    sim = compose["services"]["zapi-sim"]["build"]
+    assert (sim["target"], sim["args"]) == ("sim", compose["x-app"]["build"]["args"])
     assert re.fullmatch(r"python:[\w.-]+@sha256:[0-9a-f]{64}", arg[1])
 
 
@@ -281,7 +284,7 @@ def test_services_run_the_commands_the_tests_run(compose: dict[str, Any]) -> Non
     assert services["worker"]["command"] == ["celery", *tested[1:4]]
     assert services["worker"]["command"] == ["celery", "-A", "worker", "worker"]
     assert services["flower"]["command"][:4] == ["celery", "-A", "worker", "flower"]
-    assert services["zapi-sim"]["command"][:3] == ["python", "-m", "worker.dev.zapi_sim"]
+    assert services["zapi-sim"]["command"][:3] == ["python", "-m", "devtools.zapi_sim"]
     tested = WebhookProcess({}, ROOT / "unused.log", port=8000).args
     assert (
         services["webhook"]["command"][:2] == ["zapi-queue", tested[1]] == ["zapi-queue", "webhook"]

@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from config import Settings
+from devtools.redis_server import RedisServer
 from tasks.state.deadletter import (
     INDEX_KEY,
     LEGACY_KEY,
@@ -24,7 +25,6 @@ from tasks.state.deadletter import (
 )
 from tests.conftest import empty_db_fixture
 from tests.letters import dead_letter
-from worker.dev.redis_server import RedisServer
 
 DB = 14
 

@@ -10,12 +10,12 @@ import pytest
 from celery import Celery
 from celery.result import AsyncResult
 
+from devtools.processes import WorkerProcess
+from devtools.redis_server import RedisServer
+from devtools.zapi_sim import NOT_FOUND_BODY, Fault, ZapiSimulator
 from tasks.state.deadletter import DeadLetterStore
 from tests.bodies import DOCS_PAYMENT_BODY, DOCS_STATUS_BODY, unique_body
 from tests.conftest import CLIENT_TIMEOUT, CLIENT_TOKEN, INSTANCE_ID, MAX_ATTEMPTS, SECRETS
-from worker.dev.processes import WorkerProcess
-from worker.dev.redis_server import RedisServer
-from worker.dev.zapi_sim import NOT_FOUND_BODY, Fault, ZapiSimulator
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("worker")]
 

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.e2e
 def test_demo_prints_results_and_cleans_up() -> None:
     env = {**os.environ, "ZAPI_INSTANCE_TOKEN": "real-looking-token"}
     completed = subprocess.run(
-        [sys.executable, "-m", "worker.dev.demo"],
+        [sys.executable, "-m", "devtools.demo"],
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
@@ -74,7 +74,7 @@ def test_demo_prints_results_and_cleans_up() -> None:
 
 def test_demo_keeps_flower_up_until_ctrl_c_then_stops_everything() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "worker.dev.demo", "--keep-running"],
+        [sys.executable, "-m", "devtools.demo", "--keep-running"],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         text=True,

@@ -22,7 +22,7 @@ from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 
 from config.settings import Settings
-from worker.dev import settings_reference
+from devtools import settings_reference
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from devtools.zapi_sim import ENDPOINTS as FAKE_ROUTES
 from tasks.contract.endpoints import BY_CLI_KIND, BY_TASK_NAME, REGISTRY, TASK_NAMES, Endpoint
 from tasks.contract.json_schemas import json_schemas
 from worker.celery_app import app
 from worker.cli.jobs import ENDPOINTS as CLI_KINDS
-from worker.dev.zapi_sim import ENDPOINTS as FAKE_ROUTES
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 

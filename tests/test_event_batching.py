@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from celery import Celery
 
+from devtools.redis_server import RedisServer
 from tests.bodies import unique_body
 from tests.events import EventCapture
-from worker.dev.redis_server import RedisServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("worker")]
 

@@ -10,6 +10,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from devtools.ports import free_port
+from devtools.processes import ExporterProcess
 from tasks.contract.endpoints import Endpoint
 from tasks.contract.producer import Producer
 from tasks.state.deliveries import DeliveryBook
@@ -17,8 +19,6 @@ from tasks.state.ratelimit import RateLimiter
 from tests.bodies import unique_body
 from tests.conftest import SECRETS
 from tests.faults import fault_stack
-from worker.dev.ports import free_port
-from worker.dev.processes import ExporterProcess
 from worker.exporter import queued_since
 
 pytestmark = pytest.mark.e2e

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from devtools.zapi_sim import Fault
 from tests.bodies import unique_body
 from tests.faults import VISIBILITY_TIMEOUT, WORKER_LEASE, fault_stack
-from worker.dev.zapi_sim import Fault
 
 pytestmark = pytest.mark.e2e
 

@@ -12,12 +12,12 @@ import pytest
 from celery import Celery
 from celery.result import AsyncResult
 
+from devtools.ports import free_port
+from devtools.processes import FlowerProcess, celery_command
+from devtools.zapi_sim import Fault, ZapiSimulator
 from tests.bodies import unique_body
 from tests.cli import run_command
 from tests.conftest import SECRETS
-from worker.dev.ports import free_port
-from worker.dev.processes import FlowerProcess, celery_command
-from worker.dev.zapi_sim import Fault, ZapiSimulator
 from worker.flower_guard import credentials, refusal
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("worker")]

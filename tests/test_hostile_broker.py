@@ -27,13 +27,13 @@ from celery.result import AsyncResult
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from devtools.processes import WorkerProcess, stack_env
+from devtools.redis_server import RedisServer
+from devtools.zapi_sim import ZapiSimulator
 from tasks.state.deadletter import DeadLetterStore
 from tests.bodies import unique_body
 from tests.cli import run_cli
 from tests.conftest import SECRETS, producer_for, quick_env
-from worker.dev.processes import WorkerProcess, stack_env
-from worker.dev.redis_server import RedisServer
-from worker.dev.zapi_sim import ZapiSimulator
 from worker.fetch_scripts import REJECTED_KEY
 
 pytestmark = pytest.mark.e2e

@@ -17,16 +17,16 @@ import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from devtools.ports import free_port
+from devtools.processes import stack_env
+from devtools.redis_server import RedisServer
+from devtools.zapi_sim import ZapiSimulator
 from tasks.contract.schemas import normalized_phone
 from tasks.state.deadletter import DeadLetter, DeadLetterStore
 from tests.bodies import unique_body
 from tests.cli import CLI, invoke_cli, run_cli
 from tests.conftest import SECRETS
 from tests.letters import dead_letter
-from worker.dev.ports import free_port
-from worker.dev.processes import stack_env
-from worker.dev.redis_server import RedisServer
-from worker.dev.zapi_sim import ZapiSimulator
 
 pytestmark = pytest.mark.e2e
 

@@ -20,10 +20,10 @@ from celery import Celery
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
+from devtools.zapi_sim import Fault, ZapiSimulator
 from tests.bodies import unique_body
 from tests.events import EventCapture
 from tests.test_flower import AUTH, flower  # noqa: F401 - the module's Flower fixture
-from worker.dev.zapi_sim import Fault, ZapiSimulator
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("worker")]
 

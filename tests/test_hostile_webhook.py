@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from starlette.testclient import TestClient
 
 from config import Settings
-from worker.dev.redis_server import RedisServer
+from devtools.redis_server import RedisServer
 from worker.webhook import MAX_BODY, create_app
 
 SECRET = "whsec-HOSTILE-5e1f0c"

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from celery import Celery
 
+from devtools.zapi_sim import ZapiSimulator
 from tests.bodies import unique_body
-from worker.dev.zapi_sim import ZapiSimulator
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("worker")]
 

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from config.settings import load_settings
+from devtools.zapi_sim import OtherInstance
 from tasks.inbox import Inbox
 from tests.bodies import unique_body
 from tests.cli import health_report
 from tests.faults import fault_stack
-from worker.dev.zapi_sim import OtherInstance
 
 pytestmark = pytest.mark.e2e
 

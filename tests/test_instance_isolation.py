@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from devtools.zapi_sim import Fault, OtherInstance
 from tests.bodies import unique_body
 from tests.faults import fault_stack
-from worker.dev.zapi_sim import Fault, OtherInstance
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timing]
 

@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 import redis
 
+from devtools.metrics import busiest_window
+from devtools.zapi_sim import OtherInstance
 from tasks.contract.endpoints import Endpoint
 from tasks.contract.producer import Producer
 from tasks.state.ratelimit import RateLimiter, hold_sends
 from tests.bodies import unique_body
 from tests.cli import health_report, run_cli
 from tests.faults import fault_stack
-from worker.dev.metrics import busiest_window
-from worker.dev.zapi_sim import OtherInstance
 
 pytestmark = pytest.mark.e2e
 

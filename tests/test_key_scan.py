@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from devtools.zapi_sim import Fault
 from tasks.contract.endpoints import Endpoint
 from tasks.contract.producer import Producer
 from tasks.state.keys import Key, registered
@@ -24,7 +25,6 @@ from tasks.state.store import text
 from tests.bodies import unique_body
 from tests.cli import run_cli
 from tests.faults import WebhookStack
-from worker.dev.zapi_sim import Fault
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 

@@ -6,7 +6,7 @@ from typing import Self
 
 import pytest
 
-from worker.dev.lifecycle import Managed
+from devtools.lifecycle import Managed
 
 
 class HalfStarted(Managed):

@@ -25,7 +25,7 @@ import httpx
 import pytest
 import redis
 
-from worker.dev.ports import free_port
+from devtools.ports import free_port
 
 pytestmark = pytest.mark.e2e
 

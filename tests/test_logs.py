@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from devtools.zapi_sim import Fault
 from tests.bodies import unique_body
 from tests.conftest import SECRETS
 from tests.faults import fault_stack
-from worker.dev.zapi_sim import Fault
 
 pytestmark = pytest.mark.e2e
 

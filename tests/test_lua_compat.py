@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from kombu import Connection
 
+from devtools.redis_server import RedisServer
 from tasks.state.ratelimit import RateLimiter
-from worker.dev.redis_server import RedisServer
 from worker.fetch_scripts import LEASES_KEY
 from worker.transport import Channel, Transport
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from worker.dev.metrics import busiest_window, rate_figures
+from devtools.metrics import busiest_window, rate_figures
 
 
 def test_busiest_window_counts_half_open_seconds() -> None:

@@ -20,8 +20,8 @@ from celery import Celery
 from prometheus_client.metrics import MetricWrapperBase
 
 from config import Settings
+from devtools.redis_server import RedisServer
 from tasks import metrics
-from worker.dev.redis_server import RedisServer
 from worker.exporter import FleetCollector
 
 ROOT = Path(__file__).resolve().parent.parent

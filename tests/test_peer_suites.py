@@ -25,9 +25,9 @@ from typing import Any
 
 import pytest
 
+from devtools.redis_server import RedisServer
 from tests.peers.plugin import TRANSPORTS
 from tests.peers.sources import peer_tree
-from worker.dev.redis_server import RedisServer
 
 pytestmark = pytest.mark.e2e
 

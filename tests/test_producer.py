@@ -6,11 +6,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from devtools.zapi_sim import ZapiSimulator
 from tasks.contract.endpoints import Endpoint
 from tasks.contract.errors import InvalidBodyError
 from tasks.contract.producer import Producer
 from tests.bodies import unique_body
-from worker.dev.zapi_sim import ZapiSimulator
 
 
 @pytest.fixture(scope="module")

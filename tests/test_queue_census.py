@@ -8,9 +8,9 @@ import json
 import redis
 from celery import Celery
 
+from devtools.redis_server import RedisServer
 from tests.bodies import unique_body
 from tests.conftest import empty_db_fixture
-from worker.dev.redis_server import RedisServer
 from worker.queue_census import QUEUE, UNACKED_KEY, take_census
 
 DB = 13

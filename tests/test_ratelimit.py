@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 from celery import Celery
 
+from devtools.metrics import rate_figures
+from devtools.processes import WorkerProcess, stack_env
+from devtools.redis_server import RedisServer
+from devtools.remote_sim import RemoteSimulator
+from devtools.zapi_sim import Fault, ZapiSimulator
 from tasks.state.ratelimit import RateLimiter
 from tests.bodies import unique_body
 from tests.conftest import CLIENT_TOKEN, INSTANCE_TOKEN, empty_db_fixture
-from worker.dev.metrics import rate_figures
-from worker.dev.processes import WorkerProcess, stack_env
-from worker.dev.redis_server import RedisServer
-from worker.dev.remote_sim import RemoteSimulator
-from worker.dev.zapi_sim import Fault, ZapiSimulator
 
 _instances = itertools.count()
 

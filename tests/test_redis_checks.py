@@ -12,10 +12,10 @@ import pytest
 from pydantic import SecretStr
 
 from config import Settings
+from devtools.processes import WorkerProcess, stack_env
+from devtools.redis_server import RedisServer
+from devtools.zapi_sim import ZapiSimulator
 from tests.conftest import REDIS_PASSWORD
-from worker.dev.processes import WorkerProcess, stack_env
-from worker.dev.redis_server import RedisServer
-from worker.dev.zapi_sim import ZapiSimulator
 from worker.redis_checks import eviction_problem, maxmemory_policy, warn_if_evicting
 
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import redis
 
-from worker.dev.ports import free_port
-from worker.dev.redis_server import RedisServer
+from devtools.ports import free_port
+from devtools.redis_server import RedisServer
 from worker.redis_errors import describe, error_code
 
 #: A script that writes: refused as the command it calls would be.

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 import redis
 
+from devtools.processes import WorkerProcess, stack_env
+from devtools.redis_server import RedisServer
+from devtools.zapi_sim import ZapiSimulator
 from tests.cli import health_report, run_cli
 from tests.conftest import REDIS_PASSWORD, empty_db_fixture
-from worker.dev.processes import WorkerProcess, stack_env
-from worker.dev.redis_server import RedisServer
-from worker.dev.zapi_sim import ZapiSimulator
 from worker.redis_marker import MARKER_KEY, MARKER_TTL, acknowledge_loss, read_marker, watch
 
 client = empty_db_fixture(7)

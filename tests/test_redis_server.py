@@ -1,4 +1,4 @@
-"""Which redis-server the tests run (worker/dev/redis_server.py's chooser): named by
+"""Which redis-server the tests run (devtools/redis_server.py's chooser): named by
 ZAPI_TEST_REDIS_SERVER or found by the default rule, checked, reported with its version, and a
 bad choice stops the run with one line."""
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from kombu import Connection
 
-from worker.dev.redis_server import (
+from devtools.redis_server import (
     SERVER_ENV,
     RedisBinaryError,
     RedisServer,

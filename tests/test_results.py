@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from celery import Celery, states
 
+from devtools.redis_server import RedisServer
 from worker import results
-from worker.dev.redis_server import RedisServer
 
 
 @pytest.fixture(scope="module")

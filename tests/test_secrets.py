@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from celery import Celery
 
+from devtools.redis_server import RedisServer
+from devtools.zapi_sim import Fault, ZapiSimulator
 from tests.bodies import unique_body
 from tests.conftest import CLIENT_TOKEN, SECRETS
-from worker.dev.redis_server import RedisServer
-from worker.dev.zapi_sim import Fault, ZapiSimulator
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("worker")]
 

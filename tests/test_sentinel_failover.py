@@ -20,14 +20,14 @@ from typing import Any
 import httpx
 import pytest
 
+from devtools.ports import free_port
+from devtools.processes import FlowerProcess, WebhookProcess, WorkerProcess
+from devtools.sentinel_cluster import MASTER, SentinelCluster
+from devtools.zapi_sim import ZapiSimulator
 from tasks.contract.endpoints import Endpoint
 from tasks.contract.producer import Producer
 from tests.bodies import unique_body
 from tests.cli import run_cli
-from worker.dev.ports import free_port
-from worker.dev.processes import FlowerProcess, WebhookProcess, WorkerProcess
-from worker.dev.sentinel_cluster import MASTER, SentinelCluster
-from worker.dev.zapi_sim import ZapiSimulator
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timing]
 

@@ -11,8 +11,8 @@ import pytest
 
 from config import ConfigurationError, Settings
 from config.settings import load_settings
+from devtools.processes import celery_command
 from worker.celery_app import celery_config
-from worker.dev.processes import celery_command
 
 CREDENTIALS = {
     "ZAPI_INSTANCE_ID": "inst",

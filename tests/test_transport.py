@@ -22,11 +22,11 @@ from kombu.simple import SimpleQueue
 
 import worker.transport
 from config import Settings
+from devtools.ports import free_port
+from devtools.redis_server import RedisServer
 from tests.bodies import unique_body
 from tests.faults import WORKER_LEASE, fault_stack
 from worker.celery_app import broker_transport_config, create_app
-from worker.dev.ports import free_port
-from worker.dev.redis_server import RedisServer
 from worker.fetch_scripts import (
     HOLDERS_KEY,
     LEASES_KEY,

@@ -13,6 +13,10 @@ import httpx
 import pytest
 import redis
 
+from devtools.ports import free_port
+from devtools.processes import WebhookProcess
+from devtools.redis_server import RedisServer
+from devtools.zapi_callbacks import delivery_callback, order_message, status_callback
 from tasks.contract.redaction import mask_phone
 from tasks.state.deadletter import DeadLetter
 from tasks.state.deliveries import DeliveryBook
@@ -20,10 +24,6 @@ from tasks.state.webhook_stats import COUNTS_KEY, WebhookStats
 from tests.cli import run_cli
 from tests.conftest import REDIS_PASSWORD
 from tests.letters import delivery_letter
-from worker.dev.ports import free_port
-from worker.dev.processes import WebhookProcess
-from worker.dev.redis_server import RedisServer
-from worker.dev.zapi_callbacks import delivery_callback, order_message, status_callback
 
 pytestmark = pytest.mark.e2e
 

@@ -11,11 +11,11 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from devtools.ports import free_port
+from devtools.zapi_sim import Fault
 from tests.bodies import unique_body
 from tests.conftest import SECRETS
 from tests.faults import fault_stack
-from worker.dev.ports import free_port
-from worker.dev.zapi_sim import Fault
 
 pytestmark = pytest.mark.e2e
 

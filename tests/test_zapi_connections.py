@@ -17,13 +17,13 @@ import pytest
 from pydantic import SecretStr
 
 from config import ZapiCredentials
+from devtools.zapi_sim import Fault, ZapiSimulator
 from tasks.contract.endpoints import Endpoint
 from tasks.contract.errors import ZapiTransportError
 from tasks.zapi.client import ZapiClient
 from tasks.zapi.deadline import DeadlineStream, DeadlineTransport
 from tests.bodies import unique_body
 from tests.conftest import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN
-from worker.dev.zapi_sim import Fault, ZapiSimulator
 
 CREDENTIALS = ZapiCredentials(INSTANCE_ID, SecretStr(INSTANCE_TOKEN), SecretStr(CLIENT_TOKEN))
 

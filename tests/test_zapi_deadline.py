@@ -19,6 +19,8 @@ import pytest
 from pydantic import SecretStr
 
 from config import Settings, ZapiCredentials
+from devtools.ports import free_port
+from devtools.zapi_sim import Fault, ZapiSimulator
 from tasks.contract.endpoints import Endpoint
 from tasks.contract.errors import TransientError, ZapiTransportError
 from tasks.zapi.client import ZapiClient
@@ -31,8 +33,6 @@ from tasks.zapi.deadline import (
 )
 from tests.bodies import unique_body
 from tests.conftest import CLIENT_TOKEN, INSTANCE_ID, INSTANCE_TOKEN
-from worker.dev.ports import free_port
-from worker.dev.zapi_sim import Fault, ZapiSimulator
 
 CREDENTIALS = ZapiCredentials(INSTANCE_ID, SecretStr(INSTANCE_TOKEN), SecretStr(CLIENT_TOKEN))
 # Scheduling on a loaded 2-core machine: generous, but bounded, room above a deadline.

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from devtools.zapi_sim import NOT_FOUND_BODY, ZapiSimulator
 from tests.bodies import unique_body
-from worker.dev.zapi_sim import NOT_FOUND_BODY, ZapiSimulator
 
 INSTANCE, TOKEN, CLIENT = "inst-1", "tok-1", "ct-1"
 ROUTE = f"/instances/{INSTANCE}/token/{TOKEN}/order-status-update"

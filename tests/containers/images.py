@@ -28,6 +28,7 @@ STANDIN_PYTHON = "localhost/zapi-standin-python:" + SUITE
 STANDIN_REDIS = "localhost/zapi-standin-redis:" + SUITE
 LABEL = "zapi-queue.standin"
 APP_IMAGE = "localhost/zapi-queue:latest"
+SIM_IMAGE = "localhost/zapi-queue-sim:latest"
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
@@ -116,6 +117,8 @@ def build_app_image(bases: BaseImages, log: Path) -> None:
     if Path(CA_BUNDLE).exists():
         args += ["-v", f"{CA_BUNDLE}:{CA_BUNDLE}:ro", "--env", f"PIP_CERT={CA_BUNDLE}"]
     run([*args, "-t", APP_IMAGE, str(ROOT)], log, timeout=1200)
+    # Compose's sim profile runs the fake Z-API from the Dockerfile's `sim` target.
+    run([*args, "--target", "sim", "-t", SIM_IMAGE, str(ROOT)], log, timeout=1200)
 
 
 def debootstrap_works() -> bool:

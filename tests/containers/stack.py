@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from devtools.ports import free_port
 from tests.containers.engine import (
     PROJECT_LABEL,
     ROOT,
@@ -32,7 +33,6 @@ from tests.containers.engine import (
     remove_project,
     run,
 )
-from worker.dev.ports import free_port
 
 #: The ports docker-compose.yml publishes on loopback (Flower, webhook, fake Z-API).
 FIXED_PORTS = {"flower": 5555, "webhook": 8000, "zapi-sim": 8080}
@@ -180,7 +180,7 @@ class Stack:
 
 
 class FakeZapi:
-    """The fake Z-API container's control routes (worker/dev/zapi_sim.py), on loopback."""
+    """The fake Z-API container's control routes (devtools/zapi_sim.py), on loopback."""
 
     def __init__(self, port: int = FIXED_PORTS["zapi-sim"]) -> None:
         self.http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)

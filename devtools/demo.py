@@ -27,13 +27,13 @@ from typing import Any
 
 from celery import Celery
 
+from devtools.ports import free_port
+from devtools.processes import FlowerProcess, WebhookProcess, WorkerProcess, stack_env
+from devtools.redis_server import RedisServer, find_redis_server
+from devtools.samples import DOCS_STATUS_BODY
+from devtools.zapi_sim import Fault, ZapiSimulator
 from tasks.contract.redaction import mask_phone
 from tasks.state.deliveries import DeliveryBook
-from worker.dev.ports import free_port
-from worker.dev.processes import FlowerProcess, WebhookProcess, WorkerProcess, stack_env
-from worker.dev.redis_server import RedisServer, find_redis_server
-from worker.dev.samples import DOCS_STATUS_BODY
-from worker.dev.zapi_sim import Fault, ZapiSimulator
 
 
 def _demo_body(number: int, **fields: Any) -> dict[str, Any]:

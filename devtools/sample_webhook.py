@@ -1,11 +1,11 @@
-"""``python -m worker.dev.sample_webhook URL``: post one order message, as Z-API's webhook would.
+"""``python -m devtools.sample_webhook URL``: post one order message, as Z-API's webhook would.
 
 Z-API posts a ``ReceivedCallback`` with ``reviewAndPay`` when an order message is sent (FACTS.md);
 only that callback carries what the update endpoints need (``referenceId``, ``orderRequestId``,
 the products' ids). Without a real Z-API, this posts one in that documented shape to a webhook
 receiver (``zapi-queue webhook``), so a two-field update can be tried by hand:
 
-    python -m worker.dev.sample_webhook http://127.0.0.1:8000/webhooks/zapi/$ZAPI_WEBHOOK_SECRET \\
+    python -m devtools.sample_webhook http://127.0.0.1:8000/webhooks/zapi/$ZAPI_WEBHOOK_SECRET \\
         --message-id LOCAL-ORDER-1
     echo '{"messageId": "LOCAL-ORDER-1", "orderStatus": "shipped"}' | zapi-queue enqueue status
 
@@ -23,8 +23,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from devtools.zapi_callbacks import order_message
 from tasks.contract.redaction import mask_phone
-from worker.dev.zapi_callbacks import order_message
 
 
 def _shown(url: str) -> str:

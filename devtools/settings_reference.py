@@ -4,7 +4,7 @@ The docs site's configuration page (docs/configuration.md) is built from this at
 ``mkdocs build`` (docs/hooks.py), so it cannot drift from the code: one row per field with its
 environment variable, type, default, constraint and description. Descriptions come from the
 field's ``Field(description=...)`` or, as most of ``Settings`` has them, the docstring under
-the field. ``python -m worker.dev.settings_reference`` prints the table.
+the field. ``python -m devtools.settings_reference`` prints the table.
 """
 
 from __future__ import annotations

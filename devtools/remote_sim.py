@@ -12,9 +12,9 @@ from typing import Any, Unpack
 
 import httpx
 
-from worker.dev.lifecycle import Managed
-from worker.dev.ports import free_port
-from worker.dev.zapi_sim import Fault, ReceivedRequest, SimulatorConfig, SimulatorOptions
+from devtools.lifecycle import Managed
+from devtools.ports import free_port
+from devtools.zapi_sim import Fault, ReceivedRequest, SimulatorConfig, SimulatorOptions
 
 
 class RemoteSimulator(SimulatorConfig, Managed):
@@ -23,7 +23,7 @@ class RemoteSimulator(SimulatorConfig, Managed):
     def __init__(self, **options: Unpack[SimulatorOptions]) -> None:
         SimulatorConfig.__init__(self, **options)
         self.port = free_port()
-        module = (sys.executable, "-m", "worker.dev.zapi_sim")
+        module = (sys.executable, "-m", "devtools.zapi_sim")
         self._args = [*module, "--port", str(self.port), *self.cli_args()]
         self._process: subprocess.Popen[bytes] | None = None
         self._http = httpx.Client(base_url=self.base_url, timeout=30)
