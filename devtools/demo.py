@@ -160,7 +160,7 @@ def run(keep_running: bool, log_dir: Path) -> int:
 
 def default_log_dir() -> Path:
     """A new folder under the checkout's ``.demo/logs`` (gitignored), named by the time."""
-    root = Path(__file__).resolve().parents[2] / ".demo" / "logs"
+    root = Path(__file__).resolve().parents[1] / ".demo" / "logs"
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for suffix in ("", *(f"-{n}" for n in range(2, 100))):
         folder = root / f"{stamp}{suffix}"
