@@ -29,14 +29,13 @@ from config import Settings
 from tasks.contract.redaction import redact
 from tasks.metrics import REDIS_DATA_LOST
 from tasks.state.keys import MARKER_KEY, MARKER_TTL
-from tasks.state.scripts import Script
+from tasks.state.scripts import BoundScript, Script
 from tasks.state.store import connect, text
 from worker.background import BackgroundThread
 from worker.redis_checks import redis_roles
 
 logger = logging.getLogger("zapi_queue.redis")
 
-#: Renewed at every look (MARKER_TTL): it outlives any pause of the fleet shorter than that.
 __all__ = ["MARKER_KEY", "MARKER_TTL", "Marker", "RedisWatch", "acknowledge_loss", "read_marker"]
 
 #: The marker's renewal (redis_marker.lua).
@@ -76,9 +75,11 @@ def run_id(client: redis.Redis) -> str:
         return ""
 
 
-def watch(client: redis.Redis, *, starting: bool) -> str:
-    """Renew the marker; the outcome as ``_WATCH`` names it."""
-    answer = _WATCH.register(client)(
+def watch(client: redis.Redis, *, starting: bool, script: BoundScript | None = None) -> str:
+    """Renew the marker (for MARKER_TTL: it outlives any pause of the fleet shorter than that);
+    the outcome as ``_WATCH`` names it. ``script``: ``_WATCH`` already registered on ``client``."""
+    renew = script if script is not None else _WATCH.register(client)
+    answer = renew(
         marker=MARKER_KEY,
         now_s=f"{time.time():.3f}",
         run_id=run_id(client),
@@ -121,6 +122,7 @@ class RedisWatch(BackgroundThread):
         for role in self._roles:
             REDIS_DATA_LOST.labels(role)  # at 0 from the start: increase() sees the first loss
         self._clients: dict[str, redis.Redis] = {}
+        self._scripts: dict[str, BoundScript] = {}  # _WATCH on each role's client, once
 
     def start(self) -> None:
         """Write missing markers now (never raises), then look every interval (0: never)."""
@@ -145,8 +147,11 @@ class RedisWatch(BackgroundThread):
             client = self._clients.get(role)
             if client is None:
                 client = self._clients[role] = connect(url, retries=1)
+                self._scripts[role] = _WATCH.register(client)
             try:
-                outcomes[role] = outcome = watch(client, starting=starting)
+                outcomes[role] = outcome = watch(
+                    client, starting=starting, script=self._scripts[role]
+                )
             except redis.RedisError as exc:
                 logger.debug("redis watch: %s Redis unavailable (%s)", role, type(exc).__name__)
                 continue
