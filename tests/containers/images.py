@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.containers.engine import CACHE, ROOT, podman, run
+from tests.containers.wheels import wheelhouse
 
 SUITE = "bookworm"
 PACKAGES = ("python3", "python3-venv", "python3-pip", "redis-server", "redis-tools")
@@ -29,7 +30,6 @@ STANDIN_REDIS = "localhost/zapi-standin-redis:" + SUITE
 LABEL = "zapi-queue.standin"
 APP_IMAGE = "localhost/zapi-queue:latest"
 SIM_IMAGE = "localhost/zapi-queue-sim:latest"
-CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
 def recipe_key() -> str:
@@ -109,13 +109,20 @@ def stand_ins(log: Path) -> BaseImages:
     return BaseImages(python=STANDIN_PYTHON, redis=STANDIN_REDIS)
 
 
+#: pip's site-wide configuration inside the build: this folder's wheels, no index.
+PIP_CONF = "[global]\nno-index = true\nfind-links = /wheels\n"
+
+
 def build_app_image(bases: BaseImages, log: Path) -> None:
     """``podman build`` of the Dockerfile as a user would, with two differences CI needs: the
-    stand-in base through PYTHON_IMAGE, and this machine's CA bundle mounted for pip (PyPI is
-    reached through a proxy whose certificate only that bundle trusts)."""
-    args = ["podman", "build", "--pull=never", "--build-arg", f"PYTHON_IMAGE={bases.python}"]
-    if Path(CA_BUNDLE).exists():
-        args += ["-v", f"{CA_BUNDLE}:{CA_BUNDLE}:ro", "--env", f"PIP_CERT={CA_BUNDLE}"]
+    stand-in base through PYTHON_IMAGE, and no network: pip finds the wheels of
+    :func:`wheelhouse` through a pip.conf mounted for the build only (the images keep neither)."""
+    wheels = wheelhouse(bases.python, log)
+    conf = CACHE / "pip.conf"
+    conf.write_text(PIP_CONF)
+    args = ["podman", "build", "--pull=never", "--network=none"]
+    args += ["--build-arg", f"PYTHON_IMAGE={bases.python}"]
+    args += ["-v", f"{wheels}:/wheels:ro", "-v", f"{conf}:/etc/pip.conf:ro"]
     run([*args, "-t", APP_IMAGE, str(ROOT)], log, timeout=1200)
     # Compose's sim profile runs the fake Z-API from the Dockerfile's `sim` target.
     run([*args, "--target", "sim", "-t", SIM_IMAGE, str(ROOT)], log, timeout=1200)
@@ -126,4 +133,10 @@ def debootstrap_works() -> bool:
     return shutil.which("debootstrap") is not None and os.geteuid() == 0
 
 
-__all__ = ["APP_IMAGE", "BaseImages", "build_app_image", "debootstrap_works", "stand_ins"]
+__all__ = [
+    "APP_IMAGE",
+    "BaseImages",
+    "build_app_image",
+    "debootstrap_works",
+    "stand_ins",
+]
