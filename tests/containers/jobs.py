@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import httpx
@@ -85,6 +85,31 @@ def once_each(counts: dict[str, int]) -> str:
 
 def sleep_until(moment: float) -> None:
     time.sleep(max(0.0, moment - time.monotonic()))
+
+
+@contextmanager
+def stack_running(
+    made: Stack,
+    phases: Callable[[str], AbstractContextManager[None]],
+    password: str | None,
+    *,
+    up: str,
+    ready: str,
+    also_ready: Callable[[], None] = lambda: None,
+) -> Iterator[Stack]:
+    """``made`` up and answering for one module's tests, each step a timed phase, then down with
+    nothing of it left (asserted even when a test failed)."""
+    try:
+        with phases(f"{made.name}: {up}"):
+            made.up()
+        with phases(f"{made.name}: {ready}"):
+            wait_ready(made, password)
+            also_ready()
+        yield made
+    finally:
+        with phases(f"{made.name}: down, every container, volume and network removed"):
+            left = made.down()
+        assert not left, f"left behind: {left}"
 
 
 def wait_ready(made: Stack, password: str | None, timeout: float = 180) -> None:

@@ -23,9 +23,9 @@ from tests.containers.jobs import (
     once_each,
     producer,
     sim_dotenv,
+    stack_running,
     throwaway,
     wait_delivered,
-    wait_ready,
 )
 from tests.containers.stack import FIXED_PORTS, FakeZapi, Stack
 
@@ -46,16 +46,14 @@ def stack(images: BaseImages, phases: Phases, logs: Path) -> Iterator[Stack]:
         dotenv=sim_dotenv(ROOT / ".env.example", PASSWORD),
         environment=images.variables(),
     )
-    try:
-        with phases("dotenv: podman-compose up -d --scale worker=3 (.env from .env.example)"):
-            made.up()
-        with phases("dotenv: every service answering, with the Redis password"):
-            wait_ready(made, PASSWORD)
+    with stack_running(
+        made,
+        phases,
+        PASSWORD,
+        up="podman-compose up -d --scale worker=3 (.env from .env.example)",
+        ready="every service answering, with the Redis password",
+    ):
         yield made
-    finally:
-        with phases("dotenv: down, every container, volume and network removed"):
-            left = made.down()
-        assert not left, f"left behind: {left}"
 
 
 def test_redis_refuses_a_client_without_the_password(stack: Stack) -> None:

@@ -25,9 +25,9 @@ from tests.containers.jobs import (
     once_each,
     producer,
     sim_dotenv,
+    stack_running,
     throwaway,
     wait_delivered,
-    wait_ready,
 )
 from tests.containers.stack import FakeZapi, Stack, wait_until
 
@@ -66,17 +66,19 @@ def stack(images: BaseImages, phases: Phases, logs: Path) -> Iterator[Stack]:
         profiles=("sim",),
         publish=("redis", "redis-replica"),
     )
-    try:
-        with phases("ha: set -a; . deploy/ha.env; set +a; podman-compose up -d"):
-            made.up()
-        with phases("ha: Sentinels, both Redis servers and 3 workers answering"):
-            wait_ready(made, PASSWORD)
-            assert role(made, "redis-replica") == "slave"
+    with stack_running(
+        made,
+        phases,
+        PASSWORD,
+        up="set -a; . deploy/ha.env; set +a; podman-compose up -d",
+        ready="Sentinels, both Redis servers and 3 workers answering",
+        also_ready=lambda: replica_is_replicating(made),
+    ):
         yield made
-    finally:
-        with phases("ha: down, every container, volume and network removed"):
-            left = made.down()
-        assert not left, f"left behind: {left}"
+
+
+def replica_is_replicating(stack: Stack) -> None:
+    assert role(stack, "redis-replica") == "slave"
 
 
 def role(stack: Stack, service: str) -> str | None:

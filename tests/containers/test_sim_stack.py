@@ -23,8 +23,8 @@ from tests.containers.jobs import (
     producer,
     read_env_file,
     sleep_until,
+    stack_running,
     wait_delivered,
-    wait_ready,
 )
 from tests.containers.stack import FIXED_PORTS, FakeZapi, Stack, wait_until
 
@@ -47,16 +47,14 @@ def stack(images: BaseImages, phases: Phases, logs: Path) -> Iterator[Stack]:
         env_file="deploy/sim.env",
         environment=images.variables(),
     )
-    try:
-        with phases("sim: podman-compose up -d --scale worker=3"):
-            made.up()
-        with phases("sim: Redis, fake Z-API, webhook answering and 3 workers pinging"):
-            wait_ready(made, PASSWORD)
+    with stack_running(
+        made,
+        phases,
+        PASSWORD,
+        up="podman-compose up -d --scale worker=3",
+        ready="Redis, fake Z-API, webhook answering and 3 workers pinging",
+    ):
         yield made
-    finally:
-        with phases("sim: down, every container, volume and network removed"):
-            left = made.down()
-        assert not left, f"left behind: {left}"
 
 
 @pytest.fixture
