@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import sys
 import time
+from types import TracebackType
 from typing import NoReturn
 
 import click
@@ -108,6 +109,34 @@ def reachable(url: str) -> redis.Redis:
             "and the URL's host, port and password"
         )
     return client
+
+
+class RedisClients:
+    """One client per Redis URL for one command run, each opened when first asked for and all
+    closed at the end (``with``): a run that reads the broker three times connects once."""
+
+    def __init__(self, *, retries: int) -> None:
+        self.retries = retries
+        self._clients: dict[str, redis.Redis] = {}
+
+    def __call__(self, url: str) -> redis.Redis:
+        client = self._clients.get(url)
+        if client is None:
+            client = self._clients[url] = connect(url, retries=self.retries)
+        return client
+
+    def __enter__(self) -> RedisClients:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
 
 
 def state_redis(settings: Settings) -> redis.Redis:

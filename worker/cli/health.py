@@ -16,9 +16,8 @@ from tasks.state.deadletter import DeadLetterStore
 from tasks.state.instances import InstanceEvents
 from tasks.state.ratelimit import held_for, paused_for
 from tasks.state.sends import sends_in_last_minute
-from tasks.state.store import connect
 from tasks.state.webhook_stats import WebhookStats
-from worker.cli.common import settings_or_exit, when
+from worker.cli.common import RedisClients, settings_or_exit, when
 from worker.cli.health_data import acknowledge_losses, check_data_kept, data_lines
 from worker.cli.main import main
 from worker.fetch_scripts import REJECTED_KEY
@@ -43,22 +42,23 @@ def health(timeout: float, min_workers: int, as_json: bool, acknowledge_data_los
     Usable as a container or monitoring healthcheck.
     """
     settings = settings_or_exit()
-    if acknowledge_data_loss:
-        acknowledge_losses(settings)
     broker_url = settings.celery_broker_url.get_secret_value()
     report: dict[str, Any] = {"broker": redact(broker_url), "broker_reachable": False}
     problems: list[str] = []
-    census = _check_broker(connect(broker_url, retries=1), report, problems)
-    _check_state(settings, report, problems, census)
-    if report["broker_reachable"]:
-        from worker.celery_app import app
+    with RedisClients(retries=1) as clients:
+        if acknowledge_data_loss:
+            acknowledge_losses(settings, clients)
+        census = _check_broker(clients(broker_url), report, problems)
+        _check_state(settings, clients(settings.state_redis_url), report, problems, census)
+        if report["broker_reachable"]:
+            from worker.celery_app import app
 
-        replies = app.control.ping(timeout=timeout) or []
-        report["workers"] = sorted(name for reply in replies for name in reply)
-        if len(report["workers"]) < min_workers:
-            answering = plural(len(report["workers"]), "worker")
-            problems.append(f"{answering} answering, {min_workers} wanted")
-    check_data_kept(settings, report, problems)
+            replies = app.control.ping(timeout=timeout) or []
+            report["workers"] = sorted(name for reply in replies for name in reply)
+            if len(report["workers"]) < min_workers:
+                answering = plural(len(report["workers"]), "worker")
+                problems.append(f"{answering} answering, {min_workers} wanted")
+        check_data_kept(settings, clients, report, problems)
     report["healthy"] = not problems
     report["problems"] = problems
     if as_json:
@@ -162,23 +162,23 @@ def _check_broker(
     except redis.RedisError as exc:
         problems.append(f"broker unreachable ({type(exc).__name__})")
         return None
-    finally:
-        client.close()
     if problem := policy_problem(report["maxmemory_policy"], "broker Redis"):
         problems.append(problem)
     return census
 
 
 def _check_state(
-    settings: Settings, report: dict[str, Any], problems: list[str], census: Census | None
+    settings: Settings,
+    client: redis.Redis,
+    report: dict[str, Any],
+    problems: list[str],
+    census: Census | None,
 ) -> None:
     """Dead letters, instance events, webhook counts, and the eviction policy of the state
-    Redis when it is another server."""
-    url = settings.state_redis_url
-    client = connect(url, retries=1)
+    Redis (``client``) when it is another server."""
     try:
         if "state" in redis_roles(settings):
-            report["state_redis"] = redact(url)
+            report["state_redis"] = redact(settings.state_redis_url)
             report["state_maxmemory_policy"] = maxmemory_policy(client)
             if problem := policy_problem(report["state_maxmemory_policy"], "state Redis"):
                 problems.append(problem)
@@ -188,8 +188,6 @@ def _check_state(
         _instance_events(client, settings, report, census, store.count_by_instance())
     except redis.RedisError as exc:
         problems.append(f"dead letters unreadable ({type(exc).__name__})")
-    finally:
-        client.close()
 
 
 def _instance_events(

@@ -2,30 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import redis
 
 from config import Settings
-from tasks.state.store import connect
-from worker.cli.common import when
+from worker.cli.common import RedisClients, when
 from worker.redis_checks import redis_roles
 from worker.redis_marker import acknowledge_loss, read_marker
 
 
-def check_data_kept(settings: Settings, report: dict[str, Any], problems: list[str]) -> None:
+def check_data_kept(
+    settings: Settings, clients: RedisClients, report: dict[str, Any], problems: list[str]
+) -> None:
     """Each Redis' marker in ``report["redis_data"]``; a loss not yet acknowledged, or no
     marker while workers answer (they write it at start-up), is a problem."""
     found: dict[str, dict[str, Any]] = {}
     workers = report.get("workers") or []
     for role, url in redis_roles(settings).items():
-        client = connect(url, retries=1)
         try:
-            marker = read_marker(client)
+            marker = read_marker(clients(url))
         except redis.RedisError:
             continue  # unreachable: already a problem of its own
-        finally:
-            client.close()
         if marker is None:
             found[role] = {"marker": False}
             if workers:
@@ -69,13 +68,8 @@ def data_lines(found: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
-def acknowledge_losses(settings: Settings) -> None:
+def acknowledge_losses(settings: Settings, clients: RedisClients) -> None:
     """``--acknowledge-data-loss``: every reachable Redis' loss is marked dealt with."""
     for url in redis_roles(settings).values():
-        client = connect(url, retries=1)
-        try:
-            acknowledge_loss(client)
-        except redis.RedisError:
-            pass  # unreachable: health says so below
-        finally:
-            client.close()
+        with contextlib.suppress(redis.RedisError):  # unreachable: health says so below
+            acknowledge_loss(clients(url))
