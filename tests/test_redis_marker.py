@@ -16,7 +16,14 @@ from devtools.redis_server import RedisServer
 from devtools.zapi_sim import ZapiSimulator
 from tests.cli import health_report, run_cli
 from tests.conftest import REDIS_PASSWORD, empty_db_fixture
-from worker.redis_marker import MARKER_KEY, MARKER_TTL, acknowledge_loss, read_marker, watch
+from worker.redis_marker import (
+    MARKER_KEY,
+    MARKER_TTL,
+    Marker,
+    acknowledge_loss,
+    read_marker,
+    watch,
+)
 
 client = empty_db_fixture(7)
 
@@ -25,19 +32,19 @@ def test_the_marker_tells_a_new_redis_from_one_that_lost_its_data(client: redis.
     assert watch(client, starting=True) == "new"  # nobody watched it before: not a loss
     assert watch(client, starting=False) == "kept"
     marker = read_marker(client)
-    assert marker is not None
+    assert isinstance(marker, Marker)
     assert marker.lost_at is None
     assert 0 < client.ttl(MARKER_KEY) <= MARKER_TTL
 
     client.flushdb()  # what a restart without persistence does
     assert watch(client, starting=False) == "lost"
     lost = read_marker(client)
-    assert lost is not None
+    assert isinstance(lost, Marker)
     assert lost.unacknowledged_loss is not None
     assert watch(client, starting=False) == "kept"  # one loss is reported once
     acknowledge_loss(client)
     acknowledged = read_marker(client)
-    assert acknowledged is not None
+    assert isinstance(acknowledged, Marker)
     assert acknowledged.unacknowledged_loss is None
 
 

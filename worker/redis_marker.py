@@ -15,17 +15,29 @@ Redis zapi-queue uses (the broker, and the state Redis when it is another) holds
 * ``zapi-queue health`` reports a loss as a problem until an operator acknowledges it
   (``--acknowledge-data-loss``), and a missing marker while workers answer as a loss that no
   worker has noticed yet.
+
+Anyone who can write to the Redis can write anything into the marker. What this module did not
+write is **damaged** (:class:`Damaged`): a key of another type, a hash without ``since``, a time
+that is not the decimal seconds :func:`watch` writes or not one in [2000-01-01, now + 1 day]
+(``nan``, ``inf``, ``-1``, ``1e300``, bytes that are not text). A damaged marker cannot say
+since when the data is kept, so ``health`` reports it as a possible loss, workers or not;
+acknowledging it replaces it with a new marker that vouches for the data from then on only (a
+loss at that moment, acknowledged). The watch itself reads only the key's type, whether it has
+``since``, and ``run_id``: a key of another type, or a hash without ``since``, is a marker gone
+(a loss), anything else it renews as it is.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
 
 import redis
 
 from config import Settings
+from tasks.callbacks import EARLIEST_MOMENT_MS, LATEST_AHEAD_S
 from tasks.contract.redaction import redact
 from tasks.metrics import REDIS_DATA_LOST
 from tasks.state.keys import MARKER_KEY, MARKER_TTL
@@ -36,7 +48,15 @@ from worker.redis_checks import redis_roles
 
 logger = logging.getLogger("zapi_queue.redis")
 
-__all__ = ["MARKER_KEY", "MARKER_TTL", "Marker", "RedisWatch", "acknowledge_loss", "read_marker"]
+__all__ = [
+    "MARKER_KEY",
+    "MARKER_TTL",
+    "Damaged",
+    "Marker",
+    "RedisWatch",
+    "acknowledge_loss",
+    "read_marker",
+]
 
 #: The marker's renewal (redis_marker.lua).
 _WATCH = Script.of(
@@ -46,6 +66,23 @@ _WATCH = Script.of(
     keys=("marker",),
     args=("now_s", "run_id", "ttl", "starting"),
 )
+#: An operator's acknowledgement (redis_marker.lua).
+_ACKNOWLEDGE = Script.of(
+    "worker",
+    "redis_marker.lua",
+    "acknowledge",
+    keys=("marker",),
+    args=("now_s", "run_id", "ttl", "repair"),
+)
+
+#: The marker's fields that are times, as read (``since`` first: the one a marker must have).
+_TIMES = ("since", "lost_at", "acknowledged_at", "restarted_at")
+#: A time as :func:`watch` writes it (``f"{time.time():.3f}"``): ASCII digits, a fraction at
+#: most. Not ``float()``'s grammar, which also takes ``nan``, ``1e9``, ``1_0`` and non-ASCII digits.
+_DECIMAL = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,9})?")
+#: No marker time is before 2000-01-01 or more than a day ahead of this clock (the bounds
+#: tasks/callbacks.py puts on Z-API's times; a worker's clock is no more trusted).
+_EARLIEST_S = EARLIEST_MOMENT_MS / 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +102,14 @@ class Marker:
         if self.acknowledged_at is not None and self.acknowledged_at >= self.lost_at:
             return None
         return self.lost_at
+
+
+@dataclass(frozen=True, slots=True)
+class Damaged:
+    """A marker this module did not write: it cannot say since when the data is kept.
+    ``reason`` names what is wrong (a field's name, never its value: anyone wrote it)."""
+
+    reason: str
 
 
 def run_id(client: redis.Redis) -> str:
@@ -89,27 +134,56 @@ def watch(client: redis.Redis, *, starting: bool, script: BoundScript | None = N
     return text(answer)
 
 
-def read_marker(client: redis.Redis) -> Marker | None:
-    """The marker, or None when the Redis has none."""
-    fields = {text(k): text(v) for k, v in client.hgetall(MARKER_KEY).items()}
-    if "since" not in fields:
+def read_marker(client: redis.Redis) -> Marker | Damaged | None:
+    """The marker; None when the Redis has none; :class:`Damaged` when what the key holds is
+    not a marker :func:`watch` wrote. Whatever it holds, only the connection's errors raise."""
+    try:
+        values = client.hmget(MARKER_KEY, list(_TIMES))
+    except redis.ResponseError as exc:
+        if str(exc).startswith("WRONGTYPE"):
+            return Damaged("the key is not a hash")
+        raise
+    raw_since, *rest = values
+    if raw_since is None:  # no key, or one the watch takes for a marker gone
+        exists = any(value is not None for value in rest) or client.exists(MARKER_KEY)
+        return Damaged("since is missing") if exists else None
+    since = _time(raw_since)
+    if since is None:
+        return Damaged("since is not a time")
+    times: dict[str, float | None] = {}
+    for name, value in zip(_TIMES[1:], rest, strict=True):
+        times[name] = None if value is None else _time(value)
+        if value is not None and times[name] is None:
+            return Damaged(f"{name} is not a time")
+    return Marker(since, times["lost_at"], times["acknowledged_at"], times["restarted_at"])
+
+
+def _time(value: object) -> float | None:
+    """A marker's time (epoch s) from its stored text, or None when it is not one :func:`watch`
+    could have written."""
+    shown = value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
+    if not _DECIMAL.fullmatch(shown):
         return None
+    seconds = float(shown)
+    return seconds if _EARLIEST_S <= seconds <= time.time() + LATEST_AHEAD_S else None
 
-    def when(name: str) -> float | None:
-        return float(fields[name]) if name in fields else None
 
-    return Marker(
-        since=float(fields["since"]),
-        lost_at=when("lost_at"),
-        acknowledged_at=when("acknowledged_at"),
-        restarted_at=when("restarted_at"),
+def acknowledge_loss(client: redis.Redis) -> str:
+    """An operator has dealt with the loss: ``health`` stops reporting it. A damaged marker is
+    replaced by one that vouches for the data from now on only. Returns the outcome as
+    ``_ACKNOWLEDGE`` names it ('acknowledged', 'repaired', 'none': no marker)."""
+    marker = read_marker(client)
+    now = time.time()
+    if isinstance(marker, Marker) and marker.lost_at is not None:
+        now = max(now, marker.lost_at)  # dated by a worker whose clock is ahead: dealt with too
+    answer = _ACKNOWLEDGE.register(client)(
+        marker=MARKER_KEY,
+        now_s=f"{now:.3f}",
+        run_id=run_id(client),
+        ttl=MARKER_TTL,
+        repair=int(isinstance(marker, Damaged)),
     )
-
-
-def acknowledge_loss(client: redis.Redis) -> None:
-    """An operator has dealt with the loss: ``health`` stops reporting it."""
-    if client.exists(MARKER_KEY):
-        client.hset(MARKER_KEY, "acknowledged_at", f"{time.time():.3f}")
+    return text(answer)
 
 
 class RedisWatch(BackgroundThread):
