@@ -58,22 +58,15 @@ __all__ = [
     "read_marker",
 ]
 
-#: The marker's renewal (redis_marker.lua).
-_WATCH = Script.of(
-    "worker",
-    "redis_marker.lua",
-    "watch",
-    keys=("marker",),
-    args=("now_s", "run_id", "ttl", "starting"),
-)
-#: An operator's acknowledgement (redis_marker.lua).
-_ACKNOWLEDGE = Script.of(
-    "worker",
-    "redis_marker.lua",
-    "acknowledge",
-    keys=("marker",),
-    args=("now_s", "run_id", "ttl", "repair"),
-)
+
+def _script(section: str, *args: str) -> Script:
+    """A script of redis_marker.lua: each takes the marker as its one key."""
+    return Script.beside(__name__, section, keys=("marker",), args=args)
+
+
+#: The marker's renewal, and an operator's acknowledgement.
+_WATCH = _script("watch", "now_s", "run_id", "ttl", "starting")
+_ACKNOWLEDGE = _script("acknowledge", "now_s", "run_id", "ttl", "repair")
 
 #: The marker's fields that are times, as read (``since`` first: the one a marker must have).
 _TIMES = ("since", "lost_at", "acknowledged_at", "restarted_at")
