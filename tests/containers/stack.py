@@ -180,7 +180,7 @@ class Stack:
 
 
 class FakeZapi:
-    """The fake Z-API container's control routes (devtools/zapi_sim.py), on loopback."""
+    """The fake Z-API container's control routes (devtools/zapi_sim/), on loopback."""
 
     def __init__(self, port: int = FIXED_PORTS["zapi-sim"]) -> None:
         self.http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)

@@ -1,0 +1,57 @@
+"""The ``/__sim__/`` control routes: the in-process controls, for other processes.
+
+A fake in a process of its own (devtools/remote_sim.py, compose's ``zapi-sim`` service) is read
+and switched through these: the record of requests and its counts, a reset, the set-up, outages,
+scripted faults, the connection, a new order's callback.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from devtools.zapi_sim.switches import Fault
+
+if TYPE_CHECKING:
+    from devtools.zapi_sim.simulator import ZapiSimulator
+
+
+def control(sim: ZapiSimulator, method: str, path: str, body: Any) -> tuple[int, Any]:
+    """The answer to one control call as (HTTP status, JSON body); 404 for an unknown one."""
+    if method == "GET" and path == "/__sim__/requests":
+        return 200, [r.as_dict() for r in sim.requests()]
+    if method == "GET" and path == "/__sim__/stats":
+        return 200, sim.received.stats()
+    if method == "POST" and path == "/__sim__/reset":
+        sim.reset()
+        return 200, {"ok": True}
+    if method == "POST" and path == "/__sim__/config" and isinstance(body, dict):
+        return 200, configure(sim, body)
+    if method == "POST" and path == "/__sim__/order":
+        try:
+            return 200, sim.post_order(**(body or {}))
+        except RuntimeError as exc:
+            return 409, {"error": str(exc)}
+    if method == "POST" and path == "/__sim__/connection" and isinstance(body, dict):
+        sim.set_connected(bool(body["connected"]), body.get("instance_id"))
+        return 200, {"ok": True}
+    if method == "POST" and path == "/__sim__/script" and isinstance(body, dict):
+        sim.script(str(body["messageId"]), *(Fault(**f) for f in body.get("faults", [])))
+        return 200, {"ok": True}
+    return 404, {"error": "unknown control route"}
+
+
+def configure(sim: ZapiSimulator, body: dict[str, Any]) -> dict[str, Any]:
+    """Change the set-up named in ``body`` (the rest stays); returns the latency and rate."""
+    sim.latency = float(body.get("latency", sim.latency))
+    if "rate_limit" in body:
+        sim.rate_limit = None if body["rate_limit"] is None else float(body["rate_limit"])
+    sim.rate_burst = int(body.get("rate_burst", sim.rate_burst))
+    if "webhook_url" in body:
+        sim.webhook_url = body["webhook_url"]
+    sim.delivery_failure_rate = float(body.get("delivery_failure_rate", sim.delivery_failure_rate))
+    sim.callbacks_before_reply = bool(
+        body.get("callbacks_before_reply", sim.callbacks_before_reply)
+    )
+    if "outage" in body:
+        sim.set_outage(None if body["outage"] is None else Fault(**body["outage"]))
+    return {"latency": sim.latency, "rate_limit": sim.rate_limit}
