@@ -13,7 +13,8 @@ from tasks.contract.errors import (
     ZapiRejectedError,
     ZapiUnavailableError,
 )
-from tasks.zapi.responses import interpret
+from tasks.zapi.responses import interpret, interpret_instance_data, interpret_value
+from tasks.zapi.status import InstanceSettings
 
 SECRET = "client-token-value-123"
 
@@ -87,3 +88,60 @@ def test_a_malformed_retry_after_is_named_and_ignored() -> None:
     with pytest.raises(ZapiRateLimitedError, match=r"Retry-After '1e15' ignored") as caught:
         interpret(429, {"retry-after": "1e15"}, b'{"error": "slow down"}')
     assert caught.value.retry_after is None
+
+
+@pytest.mark.parametrize(
+    ("status", "payload", "error"),
+    [
+        (200, body({"value": False}), ZapiRejectedError),
+        (200, body({"error": "NOT_FOUND", "message": "Unable to find"}), ZapiRejectedError),
+        (200, body({"error": "webhook must be https"}), ZapiRejectedError),
+        (200, b"", ZapiRejectedError),
+        (400, body({"error": "Invalid URL"}), ZapiRejectedError),
+        (503, body({"error": "down"}), ZapiUnavailableError),
+    ],
+)
+def test_a_settings_update_is_done_only_with_value_true(
+    status: int, payload: bytes, error: type[Exception]
+) -> None:
+    interpret_value(200, {}, body({"value": True}))
+    with pytest.raises(error):
+        interpret_value(status, {}, payload)
+
+
+def test_an_echoed_token_in_a_settings_refusal_is_redacted() -> None:
+    with pytest.raises(ZapiRejectedError, match=r"Client-Token \*\*\* not allowed") as caught:
+        interpret_value(403, {}, body({"error": f"Client-Token {SECRET} not allowed"}), [SECRET])
+    assert SECRET not in str(caught.value)
+
+
+def test_instance_data_keeps_the_webhook_settings_and_drops_the_token() -> None:
+    data = {
+        "id": "3C3F",
+        "token": SECRET,
+        "connected": True,
+        "receivedCallbackUrl": "https://h/webhooks/zapi/s",
+        "deliveryCallbackUrl": None,
+        "receiveCallbackSentByMe": False,
+        "callRejectMessage": "busy",
+        "initialDataCallbackUrl": 42,  # not a URL: left out
+    }
+    settings = interpret_instance_data(200, {}, body(data))
+    assert settings == InstanceSettings(
+        connected=True,
+        notify_sent_by_me=False,
+        webhook_urls={
+            "deliveryCallbackUrl": None,
+            "receivedCallbackUrl": "https://h/webhooks/zapi/s",
+        },
+    )
+    assert SECRET not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [body({"error": "NOT_FOUND", "message": "Unable"}), body({}), body([1]), b"<html>"],
+)
+def test_instance_data_without_the_instances_fields_is_an_error(payload: bytes) -> None:
+    with pytest.raises(ZapiRejectedError, match="without the instance's data"):
+        interpret_instance_data(200, {}, payload)

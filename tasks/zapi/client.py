@@ -13,6 +13,10 @@ Two properties of one send (:meth:`ZapiClient.send`), from :mod:`tasks.zapi.dead
   connect or pool timeout) means Z-API certainly did not get the request; a failure after it
   (no answer in time, connection reset or closed, a malformed answer) means Z-API may have
   delivered it: the :class:`ZapiTransportError` is then ``ambiguous`` and says so.
+
+Besides sends, the instance's own calls: its connection (``status``), its webhook settings
+(``me``) and setting every webhook URL at once (``update-every-webhooks``, for
+``zapi-queue webhooks configure``), each within the same deadline and as secret-free.
 """
 
 from __future__ import annotations
@@ -33,8 +37,13 @@ from tasks.contract.schemas import ZapiReply
 from tasks.instances import default_instance
 from tasks.per_process import PerInstance
 from tasks.zapi.deadline import DeadlineTransport, SendState, deadline_of_send
-from tasks.zapi.responses import interpret, interpret_status
-from tasks.zapi.status import InstanceStatus
+from tasks.zapi.responses import (
+    interpret,
+    interpret_instance_data,
+    interpret_status,
+    interpret_value,
+)
+from tasks.zapi.status import InstanceSettings, InstanceStatus
 
 USER_AGENT = "zapi-queue/0.1"
 
@@ -145,17 +154,50 @@ class ZapiClient:
     def status(self) -> InstanceStatus:
         """Ask Z-API whether the instance is connected (``GET .../status``). Raises a
         ZapiQueueError like :meth:`send`; nothing is sent, so no error is ambiguous."""
-        with deadline_of_send(self._deadline):
-            try:
-                response = self._http.get(self._url("status"))
-            except httpx.HTTPError as exc:
-                raise ZapiTransportError(
-                    f"could not ask Z-API for the instance's status ({type(exc).__name__})",
-                    ambiguous=False,
-                ) from None
+        response = self._exchange("GET", "status", "ask Z-API for the instance's status")
         return interpret_status(
             response.status_code, response.headers, response.content, self._secrets
         )
+
+    def instance_settings(self) -> InstanceSettings:
+        """The instance's webhook URLs and ``notifySentByMe`` as Z-API has them (``GET .../me``,
+        the instance token it also returns dropped). Raises a ZapiQueueError like
+        :meth:`status`."""
+        response = self._exchange("GET", "me", "ask Z-API for the instance's data")
+        return interpret_instance_data(
+            response.status_code, response.headers, response.content, self._secrets
+        )
+
+    def update_every_webhooks(self, url: str, *, notify_sent_by_me: bool = True) -> None:
+        """Point every webhook of the instance at ``url`` (``PUT .../update-every-webhooks``),
+        with the messages the number sends itself reported too (``notifySentByMe``): the order
+        message's callback needs it. Done only when Z-API answers ``{"value": true}``; else a
+        ZapiQueueError (a transport error ``ambiguous`` when Z-API may have applied it: the
+        same call again is harmless)."""
+        body = {"value": url, "notifySentByMe": notify_sent_by_me}
+        response = self._exchange(
+            "PUT", "update-every-webhooks", "set the instance's webhooks", body=body
+        )
+        interpret_value(response.status_code, response.headers, response.content, self._secrets)
+
+    def _exchange(
+        self, method: str, route: str, what: str, *, body: dict[str, Any] | None = None
+    ) -> httpx.Response:
+        """One request other than a send, within :attr:`deadline`: a transport failure is a
+        secret-free ZapiTransportError saying what could not be done (``what``), ambiguous when
+        a request with a ``body`` (a change) may have reached Z-API."""
+        content = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        with deadline_of_send(self._deadline) as state:
+            try:
+                return self._http.request(method, self._url(route), content=content)
+            except httpx.HTTPError as exc:
+                ambiguous = body is not None and self._may_have_arrived(exc, state)
+                limit = self._limit_of(exc, state)
+                detail = f"{type(exc).__name__}, {limit}" if limit else type(exc).__name__
+                maybe = ": Z-API may have applied it" if ambiguous else ""
+                raise ZapiTransportError(
+                    f"could not {what} ({detail}){maybe}", ambiguous=ambiguous
+                ) from None
 
     def _url(self, route: str) -> httpx.URL:
         """The instance's route: its token sits in the path, so it is never formatted into a
@@ -167,17 +209,28 @@ class ZapiClient:
             url = self._urls[route] = httpx.URL(self._base_url + path)
         return url
 
+    def _may_have_arrived(self, exc: httpx.HTTPError, state: SendState) -> bool:
+        """Whether the failed request may have reached Z-API (bytes written, or for a custom
+        transport, an error that can come after writing)."""
+        return state.written if self._tracks_sends else not isinstance(exc, _NOT_SENT)
+
+    def _limit_of(self, exc: httpx.HTTPError, state: SendState) -> str | None:
+        """The limit a timeout ran into (``deadline 20s``, ``timeout 15s``...); None for an
+        error that is not a timeout."""
+        if not isinstance(exc, httpx.TimeoutException):
+            return None
+        if state.expired:
+            return f"deadline {self._deadline:g}s"
+        if isinstance(exc, httpx.ConnectTimeout):
+            return f"connect timeout {self._connect_timeout:g}s"
+        return f"timeout {self._timeout:g}s"
+
     def _transport_error(self, exc: httpx.HTTPError, state: SendState) -> ZapiTransportError:
         """The secret-free error for a failed send: what happened, and whether it was sent."""
         name = type(exc).__name__
-        ambiguous = state.written if self._tracks_sends else not isinstance(exc, _NOT_SENT)
-        if isinstance(exc, httpx.TimeoutException):
-            if state.expired:
-                limit = f"deadline {self._deadline:g}s"
-            elif isinstance(exc, httpx.ConnectTimeout):
-                limit = f"connect timeout {self._connect_timeout:g}s"
-            else:
-                limit = f"timeout {self._timeout:g}s"
+        ambiguous = self._may_have_arrived(exc, state)
+        limit = self._limit_of(exc, state)
+        if limit is not None:
             if ambiguous:
                 message = (
                     f"no answer from Z-API in time after the request was sent ({name}, {limit}): "

@@ -22,7 +22,7 @@ from tasks.contract.errors import (
 )
 from tasks.contract.redaction import redact
 from tasks.contract.schemas import ZapiReply
-from tasks.zapi.status import InstanceStatus
+from tasks.zapi.status import InstanceSettings, InstanceStatus
 
 #: Statuses after which the same request may succeed later.
 TRANSIENT_STATUSES = frozenset({408, 425, 429}) | frozenset(range(500, 600))
@@ -65,10 +65,7 @@ def interpret_status(
     secrets = tuple(secrets)
     if status != 200:
         raise _error_of(status, headers, body, secrets)
-    try:
-        data: Any = json.loads(body)
-    except ValueError:
-        data = None
+    data = _json(body)
     if isinstance(data, dict) and isinstance(data.get("connected"), bool):
         error = data.get("error")
         phone = data.get("smartphoneConnected")
@@ -81,6 +78,68 @@ def interpret_status(
         "Z-API answered HTTP 200 without a connected status: " + error_text(body, secrets),
         status_code=200,
     )
+
+
+def interpret_value(
+    status: int, headers: Mapping[str, str], body: bytes, secrets: Iterable[str] = ()
+) -> None:
+    """Check Z-API's answer to a settings update (``PUT .../update-every-webhooks`` and the
+    like): only ``{"value": true}`` is done; ``{"value": false}`` or a 200 carrying an error
+    (a wrong route, an HTTP URL refused) raises ZapiRejectedError, other statuses as in
+    :func:`interpret`."""
+    secrets = tuple(secrets)
+    if status != 200:
+        raise _error_of(status, headers, body, secrets)
+    data = _json(body)
+    if isinstance(data, dict) and data.get("value") is True:
+        return
+    raise ZapiRejectedError(
+        'Z-API answered HTTP 200 without {"value": true}: ' + error_text(body, secrets),
+        status_code=200,
+    )
+
+
+#: Fields of ``GET .../me`` that say the answer is the instance's data (Z-API's instance docs).
+_INSTANCE_FIELDS = frozenset({"id", "connected", "receiveCallbackSentByMe"})
+#: How ``GET .../me`` names each webhook URL: ``receivedCallbackUrl``, ``deliveryCallbackUrl``...
+_CALLBACK_URL_SUFFIX = "CallbackUrl"
+
+
+def interpret_instance_data(
+    status: int, headers: Mapping[str, str], body: bytes, secrets: Iterable[str] = ()
+) -> InstanceSettings:
+    """Turn the answer to ``GET .../me`` into the instance's webhook settings, or raise like
+    :func:`interpret` (a 200 with an ``error``, or with none of the instance's fields, is
+    Z-API's hidden error)."""
+    secrets = tuple(secrets)
+    if status != 200:
+        raise _error_of(status, headers, body, secrets)
+    data = _json(body)
+    if isinstance(data, dict) and not data.get("error"):
+        urls = {
+            name: value
+            for name, value in sorted(data.items())
+            if name.endswith(_CALLBACK_URL_SUFFIX) and (value is None or isinstance(value, str))
+        }
+        if urls or _INSTANCE_FIELDS & data.keys():
+            connected, sent_by_me = data.get("connected"), data.get("receiveCallbackSentByMe")
+            return InstanceSettings(
+                connected=connected if isinstance(connected, bool) else None,
+                notify_sent_by_me=sent_by_me if isinstance(sent_by_me, bool) else None,
+                webhook_urls=urls,
+            )
+    raise ZapiRejectedError(
+        "Z-API answered HTTP 200 without the instance's data: " + error_text(body, secrets),
+        status_code=200,
+    )
+
+
+def _json(body: bytes) -> Any:
+    """The body's JSON, or None when it is not JSON."""
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
 
 
 def _error_of(
@@ -119,10 +178,7 @@ def _retry_after_note(header: str | None, seconds: float | None, secrets: tuple[
 
 
 def _success_or_hidden_error(body: bytes, secrets: tuple[str, ...]) -> ZapiReply:
-    try:
-        data: Any = json.loads(body)
-    except ValueError:
-        data = None
+    data = _json(body)
     if isinstance(data, dict):
         try:
             return ZapiReply.model_validate(data)

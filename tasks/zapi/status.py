@@ -1,8 +1,10 @@
-"""What ``GET /instances/{id}/token/{token}/status`` says of an instance (FACTS.md)."""
+"""What Z-API says of an instance: ``GET .../status`` (its connection) and ``GET .../me`` (its
+settings, the webhook URLs among them), as FACTS.md and Z-API's instance docs describe them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,3 +16,18 @@ class InstanceStatus:
     connected: bool
     error: str | None = None
     smartphone_connected: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceSettings:
+    """The webhook part of ``GET .../me``: where Z-API posts each callback type, and whether
+    messages the number sends itself come back (``receiveCallbackSentByMe``).
+
+    ``webhook_urls`` maps Z-API's field (``receivedCallbackUrl``, ``deliveryCallbackUrl``...) to
+    its URL, None when unset. The URLs carry the webhook secret: mask them before showing
+    (worker/webhook_url.py). The instance token Z-API also returns is not kept. A field Z-API
+    left out is None (unknown), not False."""
+
+    connected: bool | None = None
+    notify_sent_by_me: bool | None = None
+    webhook_urls: Mapping[str, str | None] = field(default_factory=dict)
