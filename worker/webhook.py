@@ -45,6 +45,7 @@ from tasks.callbacks import callback_type
 from tasks.contract.redaction import redact
 from tasks.inbox import Inbox, Outcome, fleet_instance_ids
 from tasks.state.store import connect
+from worker.webhook_url import RECEIVER_ROUTE
 
 logger = logging.getLogger("zapi_queue.webhook")
 
@@ -151,7 +152,7 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> Starlet
     handlers: dict[Any, Any] = {404: not_found, 405: method_not_allowed}
     return Starlette(
         routes=[
-            Route("/webhooks/zapi/{secret}", receive, methods=["POST"]),
+            Route(RECEIVER_ROUTE, receive, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
         ],
         exception_handlers=handlers,

@@ -1,12 +1,20 @@
 """``zapi-queue``: the command line (enqueue, job status, health, dead letters, orders, the
-webhook receiver).
+webhook receiver and Z-API's webhook settings).
 
 Every command reads the same settings as the worker (environment variables or ``.env``) and
 prints no secret: URLs are shown with their password masked. One module per group of commands;
 importing this package registers them all on :func:`main`.
 """
 
-from worker.cli import dead, exporter, forget, health, jobs, orders  # noqa: F401 - registers
+from worker.cli import (  # noqa: F401 - registers
+    dead,
+    exporter,
+    forget,
+    health,
+    jobs,
+    orders,
+    webhooks,
+)
 from worker.cli.main import main
 
 __all__ = ["main"]

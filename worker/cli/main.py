@@ -91,7 +91,8 @@ def connection_error_in(exc: BaseException) -> BaseException | None:
 @click.version_option(package_name="zapi-queue", prog_name="zapi-queue")
 def main() -> None:
     """Operate zapi-queue: enqueue updates, look up a job and its delivery, inspect and replay
-    dead letters, look up an order, forget a customer, receive Z-API's webhooks.
+    dead letters, look up an order, forget a customer, receive Z-API's webhooks and set
+    where Z-API sends them.
 
     Settings come from the environment (CELERY_BROKER_URL, ...), as for the worker.
 
