@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from devtools.zapi_sim import NOT_FOUND_BODY, ZapiSimulator
+from devtools.zapi_sim.routes.instance_settings import NOT_HTTPS
 from tests.bodies import unique_body
 
 INSTANCE, TOKEN, CLIENT = "inst-1", "tok-1", "ct-1"
@@ -87,3 +88,80 @@ def test_control_routes_script_faults_for_other_processes(http: httpx.Client) ->
     assert http.post(ROUTE, json=body, headers=HEADERS).status_code == 200
     recorded = [r for r in http.get("/__sim__/requests").json() if body["messageId"] in r["body"]]
     assert [r["status"] for r in recorded] == [502, 200]
+
+
+def settings_route(name: str) -> str:
+    return f"/instances/{INSTANCE}/token/{TOKEN}/{name}"
+
+
+def test_every_webhook_is_set_remembered_and_read_back(
+    sim: ZapiSimulator, http: httpx.Client
+) -> None:
+    sim.reset()
+    url = "https://hooks.example.com/webhooks/zapi/s3cret"
+    body = {"value": url, "notifySentByMe": True}
+    response = http.put(settings_route("update-every-webhooks"), json=body, headers=HEADERS)
+    assert (response.status_code, response.json()) == (200, {"value": True})
+    assert sim.webhook_settings(INSTANCE) == body
+    assert http.get("/__sim__/webhooks").json() == {INSTANCE: body}
+    data = http.get(settings_route("me"), headers=HEADERS).json()
+    assert data["receivedCallbackUrl"] == data["deliveryCallbackUrl"] == url
+    assert (data["receiveCallbackSentByMe"], data["connected"], data["token"]) == (
+        True,
+        True,
+        TOKEN,
+    )
+    off = http.put(
+        settings_route("update-notify-sent-by-me"), json={"notifySentByMe": False}, headers=HEADERS
+    )
+    assert off.json() == {"value": True}
+    assert sim.webhook_settings(INSTANCE) == {"value": url, "notifySentByMe": False}
+
+
+@pytest.mark.parametrize(
+    ("route", "body", "answer"),
+    [
+        ("update-every-webhooks", {"value": "http://h/x"}, (200, {"error": NOT_HTTPS})),
+        ("update-every-webhooks", {"value": "ftp://h/x"}, (200, {"error": NOT_HTTPS})),
+        ("update-every-webhooks", {}, (400, {"error": "value is required"})),
+        (
+            "update-every-webhooks",
+            {"value": "https://h/x", "notifySentByMe": "yes"},
+            (400, {"error": "notifySentByMe must be a boolean"}),
+        ),
+        (
+            "update-notify-sent-by-me",
+            {"notifySentByMe": 1},
+            (400, {"error": "notifySentByMe is required (a boolean)"}),
+        ),
+    ],
+)
+def test_a_settings_update_z_api_refuses_changes_nothing(
+    sim: ZapiSimulator, http: httpx.Client, route: str, body: dict[str, object], answer: object
+) -> None:
+    sim.reset()
+    response = http.put(settings_route(route), json=body, headers=HEADERS)
+    assert (response.status_code, response.json()) == answer
+    assert sim.webhook_settings(INSTANCE) is None
+
+
+def test_settings_routes_check_method_and_credentials_like_the_others(
+    http: httpx.Client,
+) -> None:
+    body = {"value": "https://h/x"}
+    assert (
+        http.post(settings_route("update-every-webhooks"), json=body, headers=HEADERS).status_code
+        == 405
+    )
+    assert http.put(settings_route("me"), headers=HEADERS).status_code == 405
+    wrong = {**HEADERS, "Client-Token": "nope-123"}
+    for response in (
+        http.put(settings_route("update-every-webhooks"), json=body, headers=wrong),
+        http.get(settings_route("me"), headers=wrong),
+    ):
+        assert (response.status_code, response.json()) == (
+            403,
+            {"error": "Client-Token nope-123 not allowed"},
+        )
+    missing = http.put(settings_route("update-notify-sent-by-me"), json={"notifySentByMe": True})
+    assert missing.status_code == 400

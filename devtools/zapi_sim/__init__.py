@@ -12,6 +12,10 @@ What it reproduces, in the order Z-API appears to check things:
 * ``GET .../status`` answers ``{"connected", "error", "smartphoneConnected"}`` after the same
   credential checks (an instance is connected until :meth:`ZapiSimulator.set_connected` says
   otherwise); these polls are kept apart from the updates (:meth:`ZapiSimulator.status_polls`).
+* ``PUT .../update-every-webhooks`` and ``.../update-notify-sent-by-me`` answer ``{"value":
+  true}`` (a non-HTTPS URL: a 200 carrying an error) and are remembered per instance
+  (:meth:`ZapiSimulator.webhook_settings`); ``GET .../me`` gives them back with the instance's
+  data, as Z-API does.
 
 Given a ``webhook_url`` it also plays Z-API's webhooks (devtools/zapi_callbacks.py): after
 each accepted update a ``DeliveryCallback`` (failing for a ``delivery_failure_rate`` share) and

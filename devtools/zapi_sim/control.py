@@ -1,8 +1,8 @@
 """The ``/__sim__/`` control routes: the in-process controls, for other processes.
 
 A fake in a process of its own (devtools/remote_sim.py, compose's ``zapi-sim`` service) is read
-and switched through these: the record of requests and its counts, a reset, the set-up, outages,
-scripted faults, the connection, a new order's callback.
+and switched through these: the record of requests and its counts, the instances' webhook
+settings, a reset, the set-up, outages, scripted faults, the connection, a new order's callback.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ def control(sim: ZapiSimulator, method: str, path: str, body: Any) -> tuple[int,
         return 200, [r.as_dict() for r in sim.requests()]
     if method == "GET" and path == "/__sim__/stats":
         return 200, sim.received.stats()
+    if method == "GET" and path == "/__sim__/webhooks":
+        return 200, sim.instance_settings.every()
     if method == "POST" and path == "/__sim__/reset":
         sim.reset()
         return 200, {"ok": True}

@@ -18,6 +18,7 @@ from devtools.zapi_sim import routes
 from devtools.zapi_sim.config import OtherInstance, SimulatorConfig, SimulatorOptions
 from devtools.zapi_sim.records import Received, ReceivedRequest
 from devtools.zapi_sim.routes.common import Answer
+from devtools.zapi_sim.routes.instance_settings import WebhookSettings
 from devtools.zapi_sim.server import SimServer
 from devtools.zapi_sim.switches import NOT_CONNECTED, Fault, Switches
 from devtools.zapi_sim.webhooks import Webhooks
@@ -35,6 +36,8 @@ class ZapiSimulator(SimulatorConfig, Managed):
         self.received = Received()
         self.switches = Switches(self.seed)
         self.webhooks = Webhooks(self, self.switches)
+        #: What each instance was told by ``update-every-webhooks`` and the like.
+        self.instance_settings = WebhookSettings()
         self._server = SimServer((host, port), self)
         self._thread: threading.Thread | None = None
 
@@ -92,6 +95,11 @@ class ZapiSimulator(SimulatorConfig, Managed):
         """What was received so far, optionally only requests for one ``messageId``."""
         return self.received.requests(message_id)
 
+    def webhook_settings(self, instance_id: str | None = None) -> dict[str, Any] | None:
+        """``{"value": URL, "notifySentByMe": bool}`` as ``instance_id`` (default: the main
+        instance) was last told, None if it never was."""
+        return self.instance_settings.of(instance_id or self.instance_id)
+
     def post_order(self, **options: Any) -> dict[str, Any]:
         """Post a ``ReceivedCallback`` with a new order to the webhook URL (options: see
         ``zapi_callbacks.order_message``); returns the payload posted."""
@@ -106,10 +114,12 @@ class ZapiSimulator(SimulatorConfig, Managed):
         self.webhooks.drain(timeout)
 
     def reset(self) -> None:
-        """Forget what was received and posted; every switch back to normal."""
+        """Forget what was received and posted and the instances' webhook settings; every
+        switch back to normal."""
         self.webhooks.reset()
         self.received.reset()
         self.switches.reset()
+        self.instance_settings.reset()
 
     # -- requests ------------------------------------------------------------------------------
     def receive(self, request: ReceivedRequest) -> Answer | Fault:

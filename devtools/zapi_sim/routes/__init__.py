@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from devtools.zapi_sim.records import ReceivedRequest
-from devtools.zapi_sim.routes import status, updates
+from devtools.zapi_sim.routes import instance_settings, status, updates
 from devtools.zapi_sim.routes.common import Answer, RouteAnswer, parse_route
 from devtools.zapi_sim.switches import Fault
 from tasks.contract.endpoints import Endpoint
@@ -19,7 +19,11 @@ if TYPE_CHECKING:
     from devtools.zapi_sim.simulator import ZapiSimulator
 
 NOT_FOUND_BODY = {"error": "NOT_FOUND", "message": "Unable to find matching target resource method"}
-ROUTES: dict[str, RouteAnswer] = {**updates.ROUTES, **status.ROUTES}
+ROUTES: dict[str, RouteAnswer] = {
+    **updates.ROUTES,
+    **status.ROUTES,
+    **instance_settings.ROUTES,
+}
 #: The routes of the worker's endpoint registry that the fake answers (tests check it has all).
 ENDPOINTS = frozenset(name for name in ROUTES if isinstance(name, Endpoint))
 

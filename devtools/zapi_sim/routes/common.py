@@ -65,6 +65,20 @@ def refusal(sim: ZapiSimulator, request: ReceivedRequest, route: Route) -> Answe
     return None
 
 
+def instance_read(
+    sim: ZapiSimulator, request: ReceivedRequest, route: Route
+) -> tuple[Answer | Fault | None, str | None]:
+    """Z-API's refusal of a read (``status``, ``me``: 405 for another method than GET, then the
+    credentials) or the instance's outage, None when it may be answered; and the instance's
+    disconnection error, None while it is connected."""
+    if request.method != "GET":
+        return (405, {"error": "Method Not Allowed"}, {}), None
+    refused = refusal(sim, request, route)
+    if refused is not None:
+        return refused, None
+    return sim.switches.connection(route.instance)
+
+
 def json_request(
     sim: ZapiSimulator, request: ReceivedRequest, route: Route, method: str = "POST"
 ) -> dict[str, Any] | Answer:

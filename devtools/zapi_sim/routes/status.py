@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from devtools.zapi_sim.records import ReceivedRequest
-from devtools.zapi_sim.routes.common import Answer, Route, RouteAnswer, refusal
+from devtools.zapi_sim.routes.common import Answer, Route, RouteAnswer, instance_read
 from devtools.zapi_sim.switches import Fault
 
 if TYPE_CHECKING:
@@ -20,14 +20,9 @@ STATUS_ROUTE = "status"
 
 def answer(sim: ZapiSimulator, request: ReceivedRequest, route: Route) -> Answer | Fault:
     """The connection as ``{"connected", "error", "smartphoneConnected"}``, or a refusal."""
-    if request.method != "GET":
-        return 405, {"error": "Method Not Allowed"}, {}
-    refused = refusal(sim, request, route)
+    refused, error = instance_read(sim, request, route)
     if refused is not None:
         return refused
-    fault, error = sim.switches.connection(route.instance)
-    if fault is not None:
-        return fault
     if error is not None:
         return 200, {"connected": False, "error": error, "smartphoneConnected": False}, {}
     return 200, {"connected": True, "error": None, "smartphoneConnected": True}, {}
