@@ -117,3 +117,48 @@ def test_a_status_200_without_a_boolean_connected_is_an_error(body: bytes, said:
     with pytest.raises(ZapiRejectedError, match="without a connected status") as caught:
         interpret_status(200, {}, body)
     assert said in str(caught.value)
+
+
+def test_every_webhook_is_set_and_read_back_without_the_token(
+    sim: ZapiSimulator, client: ZapiClient
+) -> None:
+    sim.reset()
+    url = "https://hooks.example.com/webhooks/zapi/hook-9"
+    client.update_every_webhooks(url)
+    [put] = [r for r in sim.requests() if r.path.endswith("/update-every-webhooks")]
+    assert (put.method, put.path) == (
+        "PUT",
+        "/instances/inst-9/token/tok-SECRET-9/update-every-webhooks",
+    )
+    assert put.headers["client-token"] == "ct-SECRET-9"
+    assert put.json == {"value": url, "notifySentByMe": True}
+    settings = client.instance_settings()
+    assert settings.notify_sent_by_me is True
+    assert settings.connected is True
+    assert settings.webhook_urls["receivedCallbackUrl"] == url
+    assert "SECRET" not in repr(settings)
+
+
+def test_a_webhook_url_z_api_refuses_with_a_200_is_an_error(client: ZapiClient) -> None:
+    with pytest.raises(ZapiRejectedError, match=r'HTTP 200 without \{"value": true\}: Only HTTPS'):
+        client.update_every_webhooks("http://hooks.example.com/webhooks/zapi/hook-9")
+
+
+def test_a_settings_call_that_times_out_says_it_may_have_been_applied(
+    sim: ZapiSimulator, client: ZapiClient
+) -> None:
+    sim.set_outage(Fault(delay=1.0), "inst-9")
+    try:
+        with pytest.raises(
+            ZapiTransportError, match=r"ReadTimeout, timeout 0.5s\): Z-API may"
+        ) as caught:
+            client.update_every_webhooks("https://hooks.example.com/webhooks/zapi/hook-9")
+        assert caught.value.ambiguous
+        with pytest.raises(
+            ZapiTransportError, match="could not ask Z-API for the instance's data"
+        ) as read:
+            client.instance_settings()
+        assert not read.value.ambiguous
+    finally:
+        sim.set_outage(None, "inst-9")
+    assert "SECRET" not in str(caught.value) + str(read.value)
