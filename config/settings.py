@@ -12,7 +12,6 @@ import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
 from pydantic import (
     Field,
@@ -27,8 +26,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from config.instances import DEFAULT_ALIAS, Instance, InstanceEntry, parse_instances
 from config.passwords import url_password_problem
+from config.redis_url import passwords, unsupported
 from config.secret_files import SecretFileError, SecretFilesSource
-from tasks.contract.redis_url import SCHEMES, SentinelOptions, SentinelURL, is_sentinel, scheme_of
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 #: Results in database 1, as the docs, .env.example and docker-compose.yml have it: a producer
@@ -256,8 +255,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _redis_urls_are_supported(self) -> Settings:
-        """Refuse, at start-up, a broker or state URL zapi-queue cannot keep its promises on:
-        another scheme would silently lose reliable fetch (``redis+socket://``) or not work."""
+        """Refuse, at start-up, a broker or state URL zapi-queue cannot keep its promises on
+        (config/redis_url.py says why)."""
         urls = {
             "CELERY_BROKER_URL": self.celery_broker_url,
             "ZAPI_STATE_REDIS_URL": self.zapi_state_redis_url,
@@ -266,21 +265,13 @@ class Settings(BaseSettings):
         for name, secret in urls.items():
             if secret is None:
                 continue
-            url = secret.get_secret_value()
-            scheme = scheme_of(url)
-            if name != "CELERY_RESULT_BACKEND" and scheme not in SCHEMES:
-                raise ValueError(
-                    f"{name}: {scheme}:// is not supported: use redis://, rediss:// (TLS) or "
-                    "sentinel:// (Redis Sentinel, with REDIS_SENTINEL_MASTER); Redis Cluster is "
-                    "not supported by Celery's Redis broker (docs/deployment.md, 'Sentinel')"
-                )
-            if is_sentinel(url):
-                if not self.redis_sentinel_master:
-                    raise ValueError(f"{name}: a sentinel:// URL needs REDIS_SENTINEL_MASTER")
-                try:
-                    SentinelURL.parse(url)
-                except ValueError as exc:
-                    raise ValueError(f"{name}: {exc}") from None
+            problem = unsupported(
+                secret.get_secret_value(),
+                any_scheme=name == "CELERY_RESULT_BACKEND",
+                sentinel_master=self.redis_sentinel_master,
+            )
+            if problem is not None:
+                raise ValueError(f"{name}: {problem}")
         return self
 
     @field_validator("redis_password")
@@ -292,16 +283,6 @@ class Settings(BaseSettings):
         if problem := url_password_problem(value.get_secret_value()):
             raise ValueError(problem)
         return value
-
-    @property
-    def sentinel(self) -> SentinelOptions | None:
-        """What a ``sentinel://`` URL needs besides itself (None: no master configured)."""
-        if not self.redis_sentinel_master:
-            return None
-        password = self.redis_sentinel_password
-        return SentinelOptions(
-            self.redis_sentinel_master, password.get_secret_value() if password else None
-        )
 
     @model_validator(mode="after")
     def _instances_are_valid(self) -> Settings:
@@ -395,10 +376,7 @@ class Settings(BaseSettings):
         urls = [self.celery_broker_url, self.celery_result_backend, self.zapi_state_redis_url]
         values = [secret.get_secret_value() for secret in tokens if secret is not None]
         values += [
-            urlsplit(chunk).password or ""
-            for url in urls
-            if url
-            for chunk in url.get_secret_value().split(";")
+            password for url in urls if url for password in passwords(url.get_secret_value())
         ]
         return [value for value in dict.fromkeys(values) if value]
 

@@ -24,10 +24,10 @@ from celery import Celery
 from kombu.utils.url import url_to_parts
 
 from config import Settings
+from config.redis_url import SentinelURL
 from devtools.ports import free_port
 from devtools.processes import WebhookProcess, WorkerProcess
 from devtools.redis_server import RedisServer, find_redis_server
-from tasks.contract.redis_url import SentinelURL
 from tests.bodies import unique_body
 from tests.compose_model import (
     ROOT,

@@ -27,7 +27,9 @@ from typing import Any
 from celery import Celery
 
 from config import ConfigurationError, Settings, get_settings
-from tasks.contract.redis_url import SentinelOptions, scheme_of
+from config.redis_url import scheme_of
+from tasks.contract.redis_url import SentinelOptions
+from tasks.state.store import sentinel_of
 from worker import results
 from worker.event_batching import BatchedEvents
 
@@ -77,7 +79,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     # enough for both (three renewals per lease).
     restore_interval = max(1, min(10, visibility_timeout // 10, lease // 3))
     broker_url = settings.celery_broker_url.get_secret_value()
-    sentinel = settings.sentinel
+    sentinel = sentinel_of(settings)
     return {
         "broker_url": broker_url,
         **broker_transport_config(broker_url),

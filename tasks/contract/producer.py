@@ -76,7 +76,7 @@ class Producer:
         from_env = SentinelOptions.from_env(os.environ)
         master = sentinel_master or (from_env.master if from_env else None)
         password = sentinel_password or (from_env.password if from_env else None)
-        self._sentinel = SentinelOptions(master, password) if master else None
+        self._sentinel = SentinelOptions.given(master, password)
         self.app = app or Celery(
             "zapi-queue-producer",
             broker=broker_url,

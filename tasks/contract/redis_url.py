@@ -1,16 +1,11 @@
-"""Redis URLs as zapi-queue takes them, and the client each one means.
+"""The Redis client a URL means: ``redis://`` and ``rediss://`` for one server, ``sentinel://``
+(kombu's ``;``-separated form) for the master its Sentinels monitor.
 
-Three schemes, the same for the broker, the results and the state:
-
-* ``redis://[:password@]host:port/db`` and ``rediss://`` (TLS): one server.
-* ``sentinel://[:password@]host1:26379/db;sentinel://host2:26379;...``: kombu's form for Redis
-  Sentinel. Each ``;``-separated URL names a Sentinel; the master they monitor is named apart
-  (``REDIS_SENTINEL_MASTER``). The password and the database of the first URL are the master's;
-  the Sentinels' own password, when they have one, is ``REDIS_SENTINEL_PASSWORD``. A client asks
-  the Sentinels where the master is on every (re)connection, so it follows a failover by itself.
-
-Redis Cluster is not among them: Celery's Redis broker does not support it (its keys and Lua
-scripts span slots), and neither do zapi-queue's scripts.
+Which URLs zapi-queue accepts, and what each form says, is the settings' rule
+(config/redis_url.py); this module only connects. It reads nothing itself: redis-py reads a
+``redis://`` URL, and kombu's ``url_to_parts`` each ``sentinel://`` one, the reader kombu's
+Sentinel broker uses on the same URL. The producer distribution carries this module alone
+(tasks/contract/pyproject.toml), so it imports nothing of ours outside this folder.
 """
 
 from __future__ import annotations
@@ -18,11 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
-SCHEMES = ("redis", "rediss", "sentinel")
-SENTINEL_SCHEME = "sentinel"
-#: The port a ``sentinel://`` URL without one means (Sentinel's default).
+#: The port a ``sentinel://`` URL without one means (Sentinel's default, as kombu has it).
 SENTINEL_PORT = 26379
 
 
@@ -45,53 +37,15 @@ class SentinelOptions:
         return {"master_name": self.master, "sentinel_kwargs": sentinels}
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> SentinelOptions | None:
-        """``REDIS_SENTINEL_MASTER`` and ``REDIS_SENTINEL_PASSWORD`` (None: no master)."""
-        master = environ.get("REDIS_SENTINEL_MASTER") or None
-        return cls(master, environ.get("REDIS_SENTINEL_PASSWORD") or None) if master else None
-
-
-def scheme_of(url: str) -> str:
-    return urlsplit(url.split(";", 1)[0]).scheme.lower()
-
-
-def is_sentinel(url: str) -> bool:
-    return scheme_of(url) == SENTINEL_SCHEME
-
-
-@dataclass(frozen=True, slots=True)
-class SentinelURL:
-    """A ``sentinel://`` URL, read: the Sentinels' addresses and the master's db and login."""
-
-    sentinels: tuple[tuple[str, int], ...]
-    db: int
-    username: str | None
-    password: str | None
+    def given(cls, master: str | None, password: str | None = None) -> SentinelOptions | None:
+        """The options for ``master`` (None when no master is named: no Sentinel)."""
+        return cls(master, password or None) if master else None
 
     @classmethod
-    def parse(cls, url: str) -> SentinelURL:
-        """Read kombu's ``;``-separated form; ValueError names what is wrong (never the URL,
-        which may hold a password)."""
-        chunks = [chunk.strip() for chunk in url.split(";") if chunk.strip()]
-        sentinels = []
-        for chunk in chunks:
-            parts = urlsplit(chunk)
-            if parts.scheme.lower() != SENTINEL_SCHEME:
-                raise ValueError(
-                    f"every ;-separated URL must be sentinel://, not {parts.scheme}://"
-                )
-            if not parts.hostname:
-                raise ValueError("a sentinel:// URL without a host")
-            sentinels.append((parts.hostname, parts.port or SENTINEL_PORT))
-        first = urlsplit(chunks[0])
-        path = first.path.strip("/")
-        if path and not path.isdigit():
-            raise ValueError("the database in a sentinel:// URL must be a number")
-        return cls(
-            sentinels=tuple(sentinels),
-            db=int(path or 0),
-            username=unquote(first.username) if first.username else None,
-            password=unquote(first.password) if first.password else None,
+    def from_env(cls, environ: Mapping[str, str]) -> SentinelOptions | None:
+        """``REDIS_SENTINEL_MASTER`` and ``REDIS_SENTINEL_PASSWORD`` (None: no master)."""
+        return cls.given(
+            environ.get("REDIS_SENTINEL_MASTER"), environ.get("REDIS_SENTINEL_PASSWORD")
         )
 
 
@@ -100,47 +54,26 @@ def redis_client(url: str, sentinel: SentinelOptions | None = None, **options: A
     Sentinels' current master for ``sentinel://`` (``sentinel`` must then be given).
     ``options`` are redis-py connection options (timeouts, retries...)."""
     import redis
+    from kombu.utils.url import url_to_parts
     from redis.sentinel import Sentinel
 
-    if not is_sentinel(url):
+    chunks = [url_to_parts(chunk.strip()) for chunk in url.split(";") if chunk.strip()]
+    if not chunks or chunks[0].scheme.lower() != "sentinel":
         return redis.Redis.from_url(url, **options)
     if sentinel is None:
         raise ValueError("a sentinel:// URL needs the master's name (REDIS_SENTINEL_MASTER)")
-    parsed = SentinelURL.parse(url)
+    first = chunks[0]
+    # As kombu's Sentinel channel does: only the sentinel:// URLs name Sentinels.
+    chunks = [chunk for chunk in chunks if chunk.scheme.lower() == "sentinel"]
+    login = {"username": first.username, "password": first.password}
     sockets = {name: value for name, value in options.items() if name.startswith("socket_")}
-    login = {"username": parsed.username, "password": parsed.password}
     manager = Sentinel(  # type: ignore[no-untyped-call]
-        list(parsed.sentinels),
+        [(chunk.hostname, chunk.port or SENTINEL_PORT) for chunk in chunks],
         sentinel_kwargs=sentinel.sentinel_kwargs(**sockets),
-        db=parsed.db,
+        db=int((first.path or "").strip("/") or 0),
         **{name: value for name, value in login.items() if value is not None},
         **options,
     )
     return manager.master_for(  # type: ignore[no-untyped-call]
         sentinel.master, redis_class=redis.Redis
     )
-
-
-def url_problem(url: str) -> str | None:
-    """What is wrong with a Redis URL, in a few words that never quote it (it may hold a
-    password), or None when redis-py and kombu can read it. ``redis:/host`` (one slash) and the
-    like would otherwise fail deep inside redis-py with a traceback."""
-    chunks = [c.strip() for c in url.split(";") if c.strip()] if is_sentinel(url) else [url]
-    for chunk in chunks or [url]:
-        scheme, sep, _ = chunk.partition("://")
-        if not sep or scheme.lower() not in SCHEMES:
-            return "must start with redis://, rediss:// (TLS) or sentinel://"
-        try:
-            parts = urlsplit(chunk)
-            parts.port  # noqa: B018 - raises ValueError on a port that is not a number
-        except ValueError:
-            return "its port must be a number from 1 to 65535"
-        if not parts.hostname:
-            return (
-                "names no host (redis://:password@host:port/db; a / ? or # in the password "
-                "must be written %2F %3F %23)"
-            )
-        path = parts.path.strip("/")
-        if path and not path.isdigit():
-            return "its database (after the host's /) must be a number"
-    return None

@@ -11,9 +11,10 @@ from __future__ import annotations
 import redis
 from redis.retry import Retry
 
-from config import get_settings
+from config import Settings, get_settings
+from config.redis_url import is_sentinel
 from tasks.backoff import RedisBackoff
-from tasks.contract.redis_url import SentinelOptions, is_sentinel, redis_client
+from tasks.contract.redis_url import SentinelOptions, redis_client
 from tasks.per_process import PerProcess
 from tasks.state.keys import PREFIX
 from tasks.state.scripts import LUA_NOW
@@ -32,6 +33,7 @@ __all__ = [
     "close_redis",
     "connect",
     "get_redis",
+    "sentinel_of",
     "text",
 ]
 
@@ -41,12 +43,20 @@ def text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def sentinel_of(settings: Settings) -> SentinelOptions | None:
+    """What the settings' ``sentinel://`` URLs need besides themselves (None: no master set)."""
+    password = settings.redis_sentinel_password
+    return SentinelOptions.given(
+        settings.redis_sentinel_master, password.get_secret_value() if password else None
+    )
+
+
 def connect(url: str, *, retries: int = 20, sentinel: SentinelOptions | None = None) -> redis.Redis:
     """A client for ``url``; with the default retries it survives a Redis restart (or a
     Sentinel failover) of ~30 s. A ``sentinel://`` URL's master name and Sentinel password
     come from ``sentinel``, else from the settings (REDIS_SENTINEL_MASTER...)."""
     if sentinel is None and is_sentinel(url):
-        sentinel = get_settings().sentinel
+        sentinel = sentinel_of(get_settings())
     client: redis.Redis = redis_client(
         url,
         sentinel,

@@ -17,9 +17,9 @@ import click
 import redis
 
 from config import ConfigurationError, Settings, get_settings
+from config.redis_url import url_problem
 from tasks.contract.producer import Producer
 from tasks.contract.redaction import mask_phone, redact
-from tasks.contract.redis_url import url_problem
 from tasks.state.deadletter import DeadLetterStore
 from tasks.state.store import connect
 
