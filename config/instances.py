@@ -11,16 +11,21 @@ Docker and Kubernetes secrets), a JSON object mapping an alias to its settings::
 ``client_token``, ``rate_limit`` and ``rate_burst`` default to the global ones. An alias is
 ``[a-z0-9_-]{1,40}``; a bad entry stops the process with a line naming the alias and the field.
 Every token is a secret: redacted from logs and errors like the single-instance ones.
+:func:`configured_instances` puts both together, once, for ``Settings.instances()``.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, ValidationError
+
+if TYPE_CHECKING:
+    from config.settings import Settings
 
 DEFAULT_ALIAS = "default"
 ALIAS_PATTERN = re.compile(r"[a-z0-9_-]{1,40}")
@@ -90,3 +95,53 @@ def parse_instances(raw: str) -> dict[str, InstanceEntry]:
             )
             raise ValueError(f"ZAPI_INSTANCES: {alias}: {problems}") from None
     return entries
+
+
+def configured_instances(
+    settings: Settings, entries: Mapping[str, InstanceEntry]
+) -> dict[str, Instance]:
+    """Every instance by alias: ``default`` (the single-instance variables, when complete) and
+    ``entries``, each with the global Client-Token and rates where it gives none. An entry
+    without a Client-Token anywhere is left out: :func:`client_token_problem` names it."""
+    found: dict[str, Instance] = {}
+    if settings.zapi_instance_id and settings.zapi_instance_token and settings.zapi_client_token:
+        found[DEFAULT_ALIAS] = Instance(
+            alias=DEFAULT_ALIAS,
+            label=settings.instance_alias,
+            instance_id=settings.zapi_instance_id,
+            instance_token=settings.zapi_instance_token,
+            client_token=settings.zapi_client_token,
+            rate_limit=settings.zapi_rate_limit,
+            rate_burst=settings.zapi_rate_burst,
+        )
+    for alias, entry in entries.items():
+        client_token = entry.client_token or settings.zapi_client_token
+        if client_token is None:
+            continue
+        found[alias] = Instance(
+            alias=alias,
+            label=alias,
+            instance_id=entry.instance_id,
+            instance_token=entry.instance_token,
+            client_token=client_token,
+            rate_limit=entry.rate_limit or settings.zapi_rate_limit,
+            rate_burst=entry.rate_burst or settings.zapi_rate_burst,
+        )
+    return found
+
+
+def client_token_problem(
+    entries: Mapping[str, InstanceEntry], client_token: SecretStr | None
+) -> str | None:
+    """The entries that have no Client-Token, neither their own nor the global one."""
+    missing = [
+        alias
+        for alias, entry in entries.items()
+        if entry.client_token is None and client_token is None
+    ]
+    if missing:
+        return (
+            f"ZAPI_INSTANCES: {', '.join(missing)}: client_token: required (or set "
+            "ZAPI_CLIENT_TOKEN for every instance)"
+        )
+    return None

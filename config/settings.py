@@ -24,7 +24,14 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from config.instances import DEFAULT_ALIAS, Instance, InstanceEntry, parse_instances
+from config.instances import (
+    DEFAULT_ALIAS,
+    Instance,
+    InstanceEntry,
+    client_token_problem,
+    configured_instances,
+    parse_instances,
+)
 from config.passwords import url_password_problem
 from config.redis_url import passwords, unsupported
 from config.secret_files import SecretFileError, SecretFilesSource
@@ -295,7 +302,7 @@ class Settings(BaseSettings):
                 "instance variables are the instance 'default')"
             )
         self._entries = entries
-        self._instances = self._configured_instances()
+        self._instances = configured_instances(self, entries)
         return self
 
     def instances(self) -> Mapping[str, Instance]:
@@ -303,46 +310,9 @@ class Settings(BaseSettings):
         complete) and ZAPI_INSTANCES' entries. Built once: each job looks its instance up."""
         return self._instances
 
-    def _configured_instances(self) -> dict[str, Instance]:
-        found: dict[str, Instance] = {}
-        if self.zapi_instance_id and self.zapi_instance_token and self.zapi_client_token:
-            found[DEFAULT_ALIAS] = Instance(
-                alias=DEFAULT_ALIAS,
-                label=self.instance_alias,
-                instance_id=self.zapi_instance_id,
-                instance_token=self.zapi_instance_token,
-                client_token=self.zapi_client_token,
-                rate_limit=self.zapi_rate_limit,
-                rate_burst=self.zapi_rate_burst,
-            )
-        for alias, entry in self._entries.items():
-            client_token = entry.client_token or self.zapi_client_token
-            if client_token is None:
-                continue  # no Client-Token anywhere: instances_problem() says so
-            found[alias] = Instance(
-                alias=alias,
-                label=alias,
-                instance_id=entry.instance_id,
-                instance_token=entry.instance_token,
-                client_token=client_token,
-                rate_limit=entry.rate_limit or self.zapi_rate_limit,
-                rate_burst=entry.rate_burst or self.zapi_rate_burst,
-            )
-        return found
-
     def instances_problem(self) -> str | None:
         """What keeps a configured instance from sending, for the worker's start-up check."""
-        missing = [
-            alias
-            for alias, entry in self._entries.items()
-            if entry.client_token is None and self.zapi_client_token is None
-        ]
-        if missing:
-            return (
-                f"ZAPI_INSTANCES: {', '.join(missing)}: client_token: required (or set "
-                "ZAPI_CLIENT_TOKEN for every instance)"
-            )
-        return None
+        return client_token_problem(self._entries, self.zapi_client_token)
 
     @property
     def request_deadline(self) -> float:
