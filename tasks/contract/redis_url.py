@@ -2,10 +2,11 @@
 (kombu's ``;``-separated form) for the master its Sentinels monitor.
 
 Which URLs zapi-queue accepts, and what each form says, is the settings' rule
-(config/redis_url.py); this module only connects. It reads nothing itself: redis-py reads a
-``redis://`` URL, and kombu's ``url_to_parts`` each ``sentinel://`` one, the reader kombu's
-Sentinel broker uses on the same URL. The producer distribution carries this module alone
-(tasks/contract/pyproject.toml), so it imports nothing of ours outside this folder.
+(config/redis_url.py); this module only connects. It reads no more of a URL than its
+scheme: redis-py reads a ``redis://`` URL, and kombu's ``url_to_parts`` each ``sentinel://``
+one, the reader kombu's Sentinel broker uses on the same URL. The producer distribution
+carries this module alone (tasks/contract/pyproject.toml), so it imports nothing of ours
+outside this folder.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 #: The port a ``sentinel://`` URL without one means (Sentinel's default, as kombu has it).
 SENTINEL_PORT = 26379
@@ -57,11 +59,11 @@ def redis_client(url: str, sentinel: SentinelOptions | None = None, **options: A
     from kombu.utils.url import url_to_parts
     from redis.sentinel import Sentinel
 
-    chunks = [url_to_parts(chunk.strip()) for chunk in url.split(";") if chunk.strip()]
-    if not chunks or chunks[0].scheme.lower() != "sentinel":
+    if urlsplit(url.split(";", 1)[0]).scheme.lower() != "sentinel":
         return redis.Redis.from_url(url, **options)
     if sentinel is None:
         raise ValueError("a sentinel:// URL needs the master's name (REDIS_SENTINEL_MASTER)")
+    chunks = [url_to_parts(chunk.strip()) for chunk in url.split(";") if chunk.strip()]
     first = chunks[0]
     # As kombu's Sentinel channel does: only the sentinel:// URLs name Sentinels.
     chunks = [chunk for chunk in chunks if chunk.scheme.lower() == "sentinel"]
