@@ -6,12 +6,16 @@ import base64
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tasks.contract.ordering import (
     Arrival,
     Delivered,
+    ShopOrderKey,
     arrival_of,
     order_keys,
+    order_of,
     order_status_moves_back,
     payment_status_moves_back,
     stale_reason,
@@ -106,3 +110,25 @@ def test_no_two_orders_share_a_key_whatever_their_ids_hold() -> None:
     assert order_keys("i", "a:b") != order_keys("i:a", "b")
     assert order_keys("i", "a%3Ab") != order_keys("i", "a:b")
     assert order_keys("i", "4N8FCTW22W4")[0] == "zapi-queue:order:i:4N8FCTW22W4:line"
+
+
+def test_a_shop_key_names_its_own_line() -> None:
+    """send-order's ``order_key`` and an update's ``orderKey`` name one line, apart from any
+    ``orderRequestId``'s; a wrong key names none (the execution refuses it, saying why)."""
+    keyed = arrival_of(message("zapi.send_order", {"phone": "5511"}, {"order_key": "shop-1042"}))
+    assert keyed is not None and isinstance(keyed.order, ShopOrderKey)
+    update = {"orderKey": "shop-1042", "orderStatus": "shipped"}
+    found = arrival_of(message("zapi.order_status_update", update, {}))
+    assert found is not None and found.order == keyed.order
+    assert isinstance(found.order, ShopOrderKey)
+    assert order_keys("i", found.order)[2] == "zapi-queue:order-key:i:shop-1042:state"
+    for wrong in ("", " shop-1042", "a\nb", "x" * 101, 1042):
+        assert order_of("zapi.send_order", {}, {"order_key": wrong}) is None
+        assert order_of("zapi.order_status_update", {"orderKey": wrong}, {}) is None
+    assert order_of("zapi.send_order", {"orderRequestId": "ORD-1"}, {}) is None
+
+
+@given(st.text(max_size=30), st.text(max_size=30))
+def test_no_shop_key_shares_a_key_with_an_order_request_id(key: str, order: str) -> None:
+    keyed = set(order_keys("i", ShopOrderKey(key)))
+    assert not keyed & set(order_keys("i", order))

@@ -1,8 +1,10 @@
 """One order, one timeline: which updates belong together, and which would go backward.
 
 An update belongs to the order named by its Z-API instance and ``orderRequestId`` (both
-endpoints carry it); status and payment updates of one order share one timeline, and an
-order's state is the pair (``orderStatus``, ``paymentStatus``) that both endpoints carry.
+endpoints carry it), or by the shop's own order number (:class:`ShopOrderKey`: send-order's
+``order_key`` kwarg, a short update's ``orderKey``), whose line covers the order message
+itself; status and payment updates of one order share one timeline, and an order's state is
+the pair (``orderStatus``, ``paymentStatus``) that both endpoints carry.
 
 Forward only, against what the order last showed the customer:
 
@@ -33,18 +35,44 @@ ORDER_STATUS_RANK = {"pending": 0, "processing": 1, "shipped": 2, "completed": 3
 PAYMENT_STATUS_RANK = {"pending": 0, "paid": 1}
 FINAL_ORDER_STATUSES = frozenset({"completed", "canceled"})
 
-#: The task names whose jobs are order updates (the public contract's names).
-ORDER_TASKS = frozenset(TASK_NAMES.values())
 #: Prefix of the orders' keys (tasks/state/orders.py documents them and their TTL).
 ORDER_PREFIX = "zapi-queue:order:"
+#: The same keys of an order named by the shop's own number: a prefix apart, so that no
+#: ``orderRequestId`` can name the line of a shop's key, or the reverse.
+ORDER_KEY_PREFIX = "zapi-queue:order-key:"
+#: The task that sends an order message (its ``order_key`` kwarg names its order's line).
+SEND_ORDER_TASK = "zapi.send_order"
+#: The task names whose jobs stand in an order's line (the public contract's names).
+ORDER_TASKS = frozenset({*TASK_NAMES.values(), SEND_ORDER_TASK})
+#: The longest shop order number (``order_key``, ``orderKey``).
+ORDER_KEY_MAX = 100
+
+
+class ShopOrderKey(str):
+    """A shop's own order number naming an order (``order_key``, ``orderKey``), as opposed to
+    Z-API's ``orderRequestId``: the type says which key family its line lives in."""
+
+    __slots__ = ()
+
+
+def is_order_key(value: Any) -> bool:
+    """The rule of a shop's order number: 1 to 100 characters, none of them a control one."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= ORDER_KEY_MAX
+        and value.isprintable()
+        and value.strip() == value
+    )
 #: ZAPI_ORDER_TTL's default: 90 days.
 DEFAULT_ORDER_TTL = 90 * 86_400
 
 
 def order_keys(instance_id: str, order: str) -> tuple[str, str, str]:
-    """The line, jobs and state keys of ``order`` (an ``orderRequestId``) of an instance; the
-    id escaped (``key_part``), so that no two orders share a key, whatever their ids hold."""
-    base = f"{ORDER_PREFIX}{instance_id}:{key_part(order)}"
+    """The line, jobs and state keys of ``order`` (an ``orderRequestId``, or a
+    :class:`ShopOrderKey`) of an instance; the id escaped (``key_part``), so that no two orders
+    share a key, whatever their ids hold."""
+    prefix = ORDER_KEY_PREFIX if isinstance(order, ShopOrderKey) else ORDER_PREFIX
+    base = f"{prefix}{instance_id}:{key_part(order)}"
     return base + ":line", base + ":jobs", base + ":state"
 
 
@@ -112,12 +140,27 @@ def order_request_id(body: Any) -> str | None:
     return order if isinstance(order, str) and order.strip() else None
 
 
+def order_of(task: str | None, body: Any, kwargs: dict[str, Any]) -> str | None:
+    """The order a raw call belongs to, before (or without) validation: the shop's key of a
+    send-order (its ``order_key``) or of a short update (``orderKey``), else the body's
+    ``orderRequestId``; None when it names none (or names it wrongly: then it stands alone,
+    and its execution fails saying why)."""
+    if task == SEND_ORDER_TASK:
+        key = kwargs.get("order_key")
+        return ShopOrderKey(key) if is_order_key(key) else None
+    key = body.get("orderKey") if isinstance(body, dict) else None
+    if key is not None:
+        return ShopOrderKey(key) if is_order_key(key) else None
+    return order_request_id(body)
+
+
 @dataclass(frozen=True, slots=True)
 class Arrival:
     """An order update seen in a raw broker message: its job, order and declared sequence."""
 
     job_id: str
-    order_request_id: str
+    #: Its order: an ``orderRequestId``, or a :class:`ShopOrderKey`.
+    order: str
     sequence: int | None
     instance: str | None = None
     """The job's ``instance`` kwarg (an alias), when it names one."""
@@ -172,7 +215,7 @@ def arrival_of(payload: dict[str, Any]) -> Arrival | None:
     if call is None or not call[0]:
         return None
     args, kwargs = call
-    order = order_request_id(args[0])
+    order = order_of(headers["task"], args[0], kwargs)
     if order is None:
         return None
     sequence = kwargs.get("sequence")

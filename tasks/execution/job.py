@@ -24,7 +24,7 @@ from tasks import metrics
 from tasks.attempt_log import log_attempt
 from tasks.contract.endpoints import Endpoint
 from tasks.contract.errors import UnknownInstanceError
-from tasks.contract.ordering import order_request_id
+from tasks.contract.ordering import order_of
 from tasks.contract.redaction import redact
 from tasks.execution.deps import Deps, InstanceDeps
 from tasks.execution.headers import JobState
@@ -99,7 +99,7 @@ class Job:
         with contextlib.suppress(UnknownInstanceError):
             self.instance = self.deps.instance(alias_of(kwargs))
         if self.instance is not None:
-            self.line = self.line_of(order_request_id(self.body))
+            self.line = self.line_of(order_of(self.task.name, self.body, kwargs))
         self.attempt = self.state.attempts + 1
 
     @property

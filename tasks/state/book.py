@@ -34,7 +34,7 @@ from config import get_settings
 from config.instances import Instance
 from tasks.callbacks import ReceivedCallback
 from tasks.contract.delivery_record import key_part
-from tasks.contract.ordering import order_keys
+from tasks.contract.ordering import ShopOrderKey, order_keys
 from tasks.contract.schemas import normalized_phone
 from tasks.instances import default_instance
 from tasks.per_process import PerInstance
@@ -162,10 +162,20 @@ class OrderBook:
         )
 
     def find(
-        self, *, order_request_id: str | None = None, message_id: str | None = None
+        self,
+        *,
+        order_request_id: str | None = None,
+        message_id: str | None = None,
+        order_key: str | None = None,
     ) -> Snapshot | None:
-        """The order named by its ``orderRequestId`` (preferred) or its order message's
-        ``messageId``; None when the book does not have it."""
+        """The order named by its ``orderRequestId`` (preferred), its order message's
+        ``messageId`` or the shop's ``order_key`` (linked to the order message when the
+        send-order reply was recorded); None when the book does not have it (yet)."""
+        delivered: list[Any] = [None, None, None]
+        if order_request_id is None and message_id is None and order_key is not None:
+            keyed = order_keys(self.instance_id, ShopOrderKey(order_key))[2]
+            found, *delivered = self._redis.hmget(keyed, "messageId", "status", "payment", "at")
+            message_id = text(found) if found is not None else None
         if order_request_id is None and message_id is not None:
             found = self._redis.get(self.message_key(message_id))
             order_request_id = text(found) if found is not None else None
@@ -174,9 +184,11 @@ class OrderBook:
         fields = self._redis.hmget(
             self.state_key(order_request_id), SNAPSHOT_FIELD, "status", "payment", "at"
         )
-        raw, status, payment, at = fields
+        raw, *shown = fields
         if raw is None:
             return None
+        # A keyed order's updates record what it shows under its key (tasks/state/orders.py).
+        status, payment, at = delivered if delivered[0] is not None else shown
         data = json.loads(raw)
         return Snapshot(
             data=data,
@@ -184,6 +196,14 @@ class OrderBook:
             payment_status=text(payment) if payment else data["paymentStatus"],
             delivered_at=float(at) if at else None,
         )
+
+    def order_message(self, order_key: str) -> dict[str, str]:
+        """What the book links to the shop's ``order_key``: the order message's ``messageId``
+        and ``zaapId``, the job that sent it and when (empty: no order message recorded)."""
+        keyed = order_keys(self.instance_id, ShopOrderKey(order_key))[2]
+        names = ("messageId", "zaapId", "orderJob", "orderSentAt")
+        values = self._redis.hmget(keyed, *names)
+        return {name: text(value) for name, value in zip(names, values, strict=True) if value}
 
 
 _order_books = PerInstance(

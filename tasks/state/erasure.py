@@ -128,7 +128,7 @@ class Forgetter:
             instance_id = self._instance_ids.get(arrival.instance or DEFAULT_ALIAS)
             if instance_id is not None:
                 lines = OrderLines(self._redis, instance_id=instance_id, ttl=1, absence=0, settle=0)
-                lines.leave(arrival.order_request_id, arrival.job_id)
+                lines.leave(arrival.order, arrival.job_id)
 
     def _is_theirs(self, body: Any, alias: str, phone: str, erasure: Erasure) -> bool:
         """A body for ``phone``: its own phone, or (short form) an order linked to it."""

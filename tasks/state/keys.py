@@ -22,6 +22,7 @@ from functools import cached_property
 # delivery records (tasks/state/deliveries.py): producers write lines and read deliveries, so
 # these two prefixes live in tasks/contract/, which a producer installs without the worker.
 from tasks.contract.delivery_record import DELIVERY_PREFIX as DELIVERY_PREFIX
+from tasks.contract.ordering import ORDER_KEY_PREFIX as ORDER_KEY_PREFIX
 from tasks.contract.ordering import ORDER_PREFIX as ORDER_PREFIX
 
 #: The prefix of every key zapi-queue itself writes.
@@ -152,6 +153,18 @@ _KOMBU = "kombu's bookkeeping (broker)"
 _LEASED = Cap("one per live channel's processing list; a sweep forgets expired empty ones")
 _NO = "none"
 
+
+def _order_keys(prefix: str, named: str, state_holds: str) -> tuple[Key, Key, Key]:
+    """An order's line, jobs and state, named by ``orderRequestId`` or by the shop's key."""
+    base = f"{prefix}{{instance}}:{{{named}}}"
+    kept, setting = "90 days after the order's last update", "ZAPI_ORDER_TTL"
+    return (
+        Key(f"{base}:line", _ORDERS, "none: job ids", kept, setting),
+        Key(f"{base}:jobs", _ORDERS, "none: job ids, times", kept, setting),
+        Key(f"{base}:state", f"{_BOOK}; {_ORDERS}", state_holds, kept, setting),
+    )
+
+
 #: Every key, exact names first (a key's entry is the first that matches it).
 KEYS: tuple[Key, ...] = (
     # -- dead letters (tasks/state/deadletter.py)
@@ -194,26 +207,13 @@ KEYS: tuple[Key, ...] = (
     ),
     Key(MARKER_KEY, "data-loss marker", _NO, "30 days, renewed by every worker", redis="every"),
     # -- orders (tasks/state/orders.py, book.py)
-    Key(
-        f"{ORDER_PREFIX}{{instance}}:{{order}}:line",
-        _ORDERS,
-        "none: job ids",
-        "90 days after the order's last update",
-        "ZAPI_ORDER_TTL",
+    *_order_keys(
+        ORDER_PREFIX, "order", "the snapshot: phone, products, amounts, the order message's ids"
     ),
-    Key(
-        f"{ORDER_PREFIX}{{instance}}:{{order}}:jobs",
-        _ORDERS,
-        "none: job ids, times",
-        "90 days after the order's last update",
-        "ZAPI_ORDER_TTL",
-    ),
-    Key(
-        f"{ORDER_PREFIX}{{instance}}:{{order}}:state",
-        f"{_BOOK}; {_ORDERS}",
-        "the snapshot: phone, products, amounts, the order message's ids",
-        "90 days after the order's last update",
-        "ZAPI_ORDER_TTL",
+    *_order_keys(
+        ORDER_KEY_PREFIX,
+        "order_key",
+        "the order message's ids (messageId, zaapId): the link to the order's snapshot",
     ),
     Key(
         f"{ORDER_MESSAGE_PREFIX}{{instance}}:{{message}}",

@@ -207,6 +207,6 @@ def arrival_index(
     except UnknownInstanceError:
         return None  # its execution fails at once, saying so; it has no line to stand in
     book = get_order_lines(instance)
-    line, jobs, _ = book.keys(found.order_request_id)
+    line, jobs, _ = book.keys(found.order)
     settles = found.sequence is not None
     return line, jobs, found.job_id, found.sequence, book.ttl, settles, found.due

@@ -34,14 +34,27 @@ return start(counter, wait_lease, reserve_interval, reserve_tolerance, reserve_r
              reserve_hold_look, mark_owner, mark_lease_ms, mark_ttl, mark_second, mark_counter_ttl)
 
 --! script record_and_delivered
--- The reply, the order's new state, its snapshot ('' when the book has it: then message_index
--- is not written) and the message's delivery record. Returns {link's answer (the burial fields
--- when the message's failure was reported first; else empty), the reply as stored when it is
--- not the one given (idempotency's record), else ''}.
+-- The reply, the order's new state (state '': the job names no order), its snapshot ('' when the
+-- book has it: then message_index is not written) or, for an order message (order_message: its
+-- messageId, else ''), the link from the order's key to it; and the message's delivery record.
+-- Returns {link's answer (the burial fields when the message's failure was reported first; else
+-- empty), the reply as stored when it is not the one given (idempotency's record), else ''}.
 local earlier = record(record_owner, record_reply, record_ttl)
-delivered(delivered_job, delivered_status, delivered_payment, delivered_seq, delivered_ttl)
+if state ~= '' then
+  delivered(delivered_job, delivered_status, delivered_payment, delivered_seq, delivered_ttl)
+end
 if snapshot ~= '' then
   redis.call('HSETNX', state, 'snapshot', snapshot)
   redis.call('SET', message_index, order_request_id, 'NX', 'EX', delivered_ttl)
+end
+-- The link is the stored reply's: another execution's, when it recorded first, stands.
+local ours = earlier == ''
+if not ours then
+  local stored = cjson.decode(earlier)
+  ours = (stored.reply or stored).zaapId == link_zaap_id
+end
+if order_message ~= '' and state ~= '' and ours then
+  redis.call('HSET', state, 'messageId', order_message, 'zaapId', link_zaap_id,
+             'orderJob', delivered_job, 'orderSentAt', string.format('%.6f', now / 1000000))
 end
 return {link(link_job, link_body, link_zaap_id, link_linked_at, link_ttl) or {}, earlier}

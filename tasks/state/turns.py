@@ -64,6 +64,7 @@ _RECORD_AND_DELIVERED = Script.of(
         *orders.LIBRARY.params("delivered", prefix="delivered_"),
         "snapshot",
         "order_request_id",
+        "order_message",
         *deliveries.LIBRARY.params("link", prefix="link_"),
     ),
     libraries=[orders.LIBRARY, idempotency.LIBRARY, deliveries.LIBRARY],
@@ -152,7 +153,7 @@ class Turns:
 
     def record_and_deliver(
         self,
-        order: str,
+        order: str | None,
         key: str,
         owner: str,
         reply_json: str,
@@ -160,15 +161,18 @@ class Turns:
         *,
         snapshot: tuple[str, str] | None,
         delivery: tuple[str, list[Any]],
+        order_message: str | None = None,
     ) -> Any:
-        """Record the reply, the order's new state (``OrderLines.delivered_args``), its
-        snapshot (``(message index key, JSON)``, unless the book has it) and the delivery
-        record (``(key, DeliveryBook.link_args)``) at once; returns ``(link's answer or
-        None, the reply another execution recorded first or None)``."""
+        """Record the reply, the order's new state (``OrderLines.delivered_args``; none when
+        ``order`` is None), its snapshot (``(message index key, JSON)``, unless the book has
+        it) or, for an order message, the link from the order's key to its ``order_message``
+        id, and the delivery record (``(key, DeliveryBook.link_args)``) at once; returns
+        ``(link's answer or None, the reply another execution recorded first or None)``."""
         message_key, snapshot_json = snapshot or ("", "")
         delivery_key, link_args = delivery
+        order_keys = self.lines.keys(order) if order is not None else ["", "", ""]
         linked, earlier = self._record_and_delivered(
-            **orders.LIBRARY.bind_keys(self.lines.keys(order)),
+            **orders.LIBRARY.bind_keys(order_keys),
             **idempotency.LIBRARY.bind_keys(self.store.keys(key)),
             message_index=message_key,
             delivery=delivery_key,
@@ -177,7 +181,8 @@ class Turns:
             ),
             **orders.LIBRARY.bind("delivered", delivered_args, prefix="delivered_"),
             snapshot=snapshot_json,
-            order_request_id=order,
+            order_request_id=order or "",
+            order_message=order_message or "",
             **deliveries.LIBRARY.bind("link", link_args, prefix="link_"),
         )
         return (linked or None), earlier_reply(earlier)
