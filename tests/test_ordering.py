@@ -116,10 +116,12 @@ def test_a_shop_key_names_its_own_line() -> None:
     """send-order's ``order_key`` and an update's ``orderKey`` name one line, apart from any
     ``orderRequestId``'s; a wrong key names none (the execution refuses it, saying why)."""
     keyed = arrival_of(message("zapi.send_order", {"phone": "5511"}, {"order_key": "shop-1042"}))
-    assert keyed is not None and isinstance(keyed.order, ShopOrderKey)
+    assert keyed is not None
+    assert isinstance(keyed.order, ShopOrderKey)
     update = {"orderKey": "shop-1042", "orderStatus": "shipped"}
     found = arrival_of(message("zapi.order_status_update", update, {}))
-    assert found is not None and found.order == keyed.order
+    assert found is not None
+    assert found.order == keyed.order
     assert isinstance(found.order, ShopOrderKey)
     assert order_keys("i", found.order)[2] == "zapi-queue:order-key:i:shop-1042:state"
     for wrong in ("", " shop-1042", "a\nb", "x" * 101, 1042):

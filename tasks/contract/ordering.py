@@ -63,6 +63,8 @@ def is_order_key(value: Any) -> bool:
         and value.isprintable()
         and value.strip() == value
     )
+
+
 #: ZAPI_ORDER_TTL's default: 90 days.
 DEFAULT_ORDER_TTL = 90 * 86_400
 
