@@ -40,3 +40,36 @@ DOCS_STATUS_BODY: dict[str, Any] = {
 
 # The order-payment-update page's example differs only in paymentStatus.
 DOCS_PAYMENT_BODY: dict[str, Any] = {**copy.deepcopy(DOCS_STATUS_BODY), "paymentStatus": "paid"}
+
+# The request body on Z-API's send-order page ("including optional parameters"), its PIX
+# placeholders ("Chave PIX", "Tipo da chave (cpf | cnpj | ...)") given values of those types.
+DOCS_SEND_ORDER_BODY: dict[str, Any] = {
+    "phone": "554499999999",
+    "order": {
+        "currency": "BRL",
+        "discount": 10,
+        "tax": 10,
+        "shipping": 5,
+        "products": [
+            {
+                "productId": "23940797548900636",
+                "name": "Nome do produto",
+                "value": 10,
+                "quantity": 2,
+            }
+        ],
+    },
+    "paymentSettings": {
+        "pix": {"key": "loja@example.com", "keyType": "email", "name": "Loja Exemplo"},
+        "card": {"enabled": True},
+    },
+}
+
+# The same page's "required parameters only" example: one custom item (no productId).
+DOCS_SEND_ORDER_MINIMAL_BODY: dict[str, Any] = {
+    "phone": "554499999999",
+    "order": {
+        "currency": "BRL",
+        "products": [{"name": "Nome do produto", "value": 150, "quantity": 1}],
+    },
+}

@@ -58,3 +58,4 @@ def _task_for(endpoint: Endpoint) -> Task[Any, Any]:
 TASKS: dict[Endpoint, Task[Any, Any]] = {endpoint: _task_for(endpoint) for endpoint in Endpoint}
 order_status_update = TASKS[Endpoint.ORDER_STATUS_UPDATE]
 order_payment_update = TASKS[Endpoint.ORDER_PAYMENT_UPDATE]
+send_order = TASKS[Endpoint.SEND_ORDER]

@@ -6,9 +6,20 @@ import copy
 import uuid
 from typing import Any
 
-from devtools.samples import DOCS_PAYMENT_BODY, DOCS_STATUS_BODY
+from devtools.samples import (
+    DOCS_PAYMENT_BODY,
+    DOCS_SEND_ORDER_BODY,
+    DOCS_SEND_ORDER_MINIMAL_BODY,
+    DOCS_STATUS_BODY,
+)
 
-__all__ = ["DOCS_PAYMENT_BODY", "DOCS_STATUS_BODY", "unique_body"]
+__all__ = [
+    "DOCS_PAYMENT_BODY",
+    "DOCS_SEND_ORDER_BODY",
+    "DOCS_SEND_ORDER_MINIMAL_BODY",
+    "DOCS_STATUS_BODY",
+    "unique_body",
+]
 
 
 def unique_body(base: dict[str, Any] | None = None, **changes: Any) -> dict[str, Any]:

@@ -13,9 +13,14 @@ import pytest
 from jsonschema import Draft202012Validator
 from pydantic import BaseModel, ValidationError
 
-from tasks.contract.endpoints import Endpoint
+from tasks.contract.endpoints import UPDATE_ENDPOINTS, Endpoint
 from tasks.contract.json_schemas import json_schemas, render
-from tests.bodies import DOCS_PAYMENT_BODY, DOCS_STATUS_BODY
+from tests.bodies import (
+    DOCS_PAYMENT_BODY,
+    DOCS_SEND_ORDER_BODY,
+    DOCS_SEND_ORDER_MINIMAL_BODY,
+    DOCS_STATUS_BODY,
+)
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 
@@ -24,10 +29,15 @@ VALUES: list[Any] = [
     None, True, False, 0, -1, 0.5, -0.01, 1000, "", " ", "x", "150", "BRL", "brl", "XYZ",
     "pending", "paid", "shipped", "delivered", "5511999999999", "+55 (11) 99999-9999",
     "55449999XXXX", "123456789", "1" * 16, "a b", "a\tb", "a" * 256, "a" * 257, "a" * 1025,
-    "a" * 4097, [], [{}], {},
+    "a" * 4097, [], [{}], {}, "shop-1042", " shop-1042", "a" * 100, "a" * 101,
+    "cpf", "email", "randomKey", "a@b", {"enabled": True}, {"pix": None},
 ]  # fmt: skip
 #: Fields a body may carry but the examples leave out.
-OPTIONAL = {(): ["message"], ("order",): ["discount", "tax", "shipping", "total", "subTotal"]}
+OPTIONAL = {
+    (): ["message", "paymentSettings"],
+    ("order",): ["discount", "tax", "shipping", "total", "subTotal"],
+    ("paymentSettings",): ["pix", "card"],
+}
 
 
 def paths(value: Any, at: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
@@ -66,6 +76,39 @@ def corpus(base: dict[str, Any]) -> Iterator[dict[str, Any]]:
                 yield added
 
 
+#: Texts on which ECMAScript's and Python's regexes differ (``\s``, ``$``): the order key's and
+#: the PIX key's and name's patterns must not.
+EXOTIC_TEXTS = [
+    "a\x85b",
+    "\x85",
+    "\ufeff",
+    "a\ufeff",
+    "\ufeffa",
+    "\u3000a",
+    "a\u2028",
+    "a\n",
+    "\x1f",
+]
+#: The fields of the new contract whose patterns spell their characters out.
+EXOTIC_FIELDS = [
+    ("paymentSettings", "pix", "key"),
+    ("paymentSettings", "pix", "name"),
+]
+
+
+def exotic(base: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """``base`` with each of its :data:`EXOTIC_FIELDS` set to each of :data:`EXOTIC_TEXTS`."""
+    for path in EXOTIC_FIELDS:
+        try:
+            get(base, path)
+        except KeyError:
+            continue
+        for text in EXOTIC_TEXTS:
+            changed = copy.deepcopy(base)
+            get(changed, path[:-1])[path[-1]] = text
+            yield changed
+
+
 def accepted_by_model(model: type[BaseModel], body: Any) -> bool:
     try:
         model.model_validate(body)
@@ -87,6 +130,7 @@ CASES = [
     (Endpoint.ORDER_PAYMENT_UPDATE, "full", [DOCS_PAYMENT_BODY]),
     (Endpoint.ORDER_STATUS_UPDATE, "short", short_bases({"orderStatus": "shipped"})),
     (Endpoint.ORDER_PAYMENT_UPDATE, "short", short_bases({"paymentStatus": "paid"})),
+    (Endpoint.SEND_ORDER, "full", [DOCS_SEND_ORDER_BODY, DOCS_SEND_ORDER_MINIMAL_BODY]),
 ]
 
 
@@ -111,7 +155,8 @@ def test_schema_and_model_agree_on_every_body(
     suffix = ".short.json" if form == "short" else ".json"
     validator = Draft202012Validator(json.loads((SCHEMAS / f"{endpoint}{suffix}").read_text()))
     model = endpoint.short_schema if form == "short" else endpoint.schema
-    bodies = [json.loads(json.dumps(b)) for base in bases for b in corpus(base)]
+    assert model is not None
+    bodies = [json.loads(json.dumps(b)) for base in bases for b in [*corpus(base), *exotic(base)]]
     disagreements = [
         (by_model, body)
         for body in bodies
@@ -127,6 +172,7 @@ def test_short_form_needs_one_id_as_a_string() -> None:
     schema = json.loads((SCHEMAS / "order-status-update.short.json").read_text())
     validator = Draft202012Validator(schema)
     model = Endpoint.ORDER_STATUS_UPDATE.short_schema
+    assert model is not None
     for body in [
         {"orderStatus": "shipped"},
         {"messageId": None, "orderStatus": "shipped"},
@@ -139,6 +185,20 @@ def test_short_form_needs_one_id_as_a_string() -> None:
     assert accepted_by_model(model, body)
 
 
+def test_a_pix_email_key_needs_an_at_sign_in_both() -> None:
+    validator = Draft202012Validator(json.loads((SCHEMAS / "send-order.json").read_text()))
+    for key_type, key, valid in [
+        ("email", "loja@example.com", True),
+        ("email", "loja.example.com", False),
+        ("cpf", "loja.example.com", True),  # a CPF's form is Z-API's to judge
+        ("randomKey", " ", False),
+    ]:
+        body = copy.deepcopy(DOCS_SEND_ORDER_BODY)
+        body["paymentSettings"]["pix"].update(key=key, keyType=key_type)
+        assert validator.is_valid(body) is valid, (key_type, key)
+        assert accepted_by_model(Endpoint.SEND_ORDER.schema, body) is valid, (key_type, key)
+
+
 def test_the_one_known_difference_is_an_integral_float_quantity() -> None:
     """JSON Schema's ``integer`` admits 1.0; the worker refuses a float quantity (documented)."""
     body = copy.deepcopy(DOCS_STATUS_BODY)
@@ -148,7 +208,7 @@ def test_the_one_known_difference_is_an_integral_float_quantity() -> None:
     assert not accepted_by_model(Endpoint.ORDER_STATUS_UPDATE.schema, body)
 
 
-@pytest.mark.parametrize("endpoint", list(Endpoint))
+@pytest.mark.parametrize("endpoint", UPDATE_ENDPOINTS)
 def test_the_schema_says_what_zapi_documents(endpoint: Endpoint) -> None:
     """Null optional amounts and the webhook's totals pass; a product whose isCustomItem
     contradicts its id's custom-item- prefix does not (the if/then/else on Product)."""

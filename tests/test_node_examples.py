@@ -14,13 +14,14 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tasks.contract.endpoints import Endpoint
-from tests.bodies import DOCS_STATUS_BODY, unique_body
+from tests.bodies import DOCS_SEND_ORDER_BODY, DOCS_STATUS_BODY, unique_body
 from tests.conftest import SECRETS
-from tests.test_json_schemas import accepted_by_model, corpus
+from tests.test_json_schemas import accepted_by_model, corpus, exotic
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_DIR = ROOT / "tests" / "node"
@@ -125,12 +126,21 @@ console.log(JSON.stringify(bodies.map((body) => validate(body))));
 """
 
 
-@pytest.mark.parametrize("form", ["full", "short"])
-def test_ajv_and_the_models_agree_on_the_corpus(node: str, form: str, tmp_path: Path) -> None:
-    endpoint = Endpoint.ORDER_STATUS_UPDATE
-    base = DOCS_STATUS_BODY if form == "full" else {"messageId": "3EB0C7", "orderStatus": "shipped"}
+@pytest.mark.parametrize(
+    ("endpoint", "form", "base"),
+    [
+        (Endpoint.ORDER_STATUS_UPDATE, "full", DOCS_STATUS_BODY),
+        (Endpoint.ORDER_STATUS_UPDATE, "short", {"messageId": "3EB0C7", "orderStatus": "shipped"}),
+        (Endpoint.SEND_ORDER, "full", DOCS_SEND_ORDER_BODY),
+    ],
+    ids=["full", "short", "send-order"],
+)
+def test_ajv_and_the_models_agree_on_the_corpus(
+    node: str, endpoint: Endpoint, form: str, base: dict[str, Any], tmp_path: Path
+) -> None:
     model = endpoint.schema if form == "full" else endpoint.short_schema
-    bodies = [json.loads(json.dumps(body)) for body in corpus(base)]
+    assert model is not None
+    bodies = [json.loads(json.dumps(body)) for body in [*corpus(base), *exotic(base)]]
     schema = ROOT / "schemas" / (f"{endpoint}.json" if form == "full" else f"{endpoint}.short.json")
     answer = run_node(
         node, AJV_BATCH, [str(schema), write_json(tmp_path / "c.json", bodies)], tmp_path

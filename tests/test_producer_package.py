@@ -144,7 +144,11 @@ def test_a_shop_with_its_own_config_and_tasks_enqueues_through_the_package(
     assert completed.returncode == 0, completed.stderr[-3000:]
     outcome = json.loads(completed.stdout)
     assert outcome["ours"] == []
-    assert outcome["names"] == ["zapi.order_payment_update", "zapi.order_status_update"]
+    assert outcome["names"] == [
+        "zapi.order_payment_update",
+        "zapi.order_status_update",
+        "zapi.send_order",
+    ]
     assert set(outcome["reply"]) == {"zaapId", "messageId", "id"}
     # Refused before it was queued, and, unchecked, by the worker: the package's own class.
     module, text = outcome["local_error"]

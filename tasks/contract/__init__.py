@@ -1,5 +1,5 @@
-"""What a producer needs to enqueue order updates: the body schemas, the task names, the errors
-a job can end with, and :class:`Producer`.
+"""What a producer needs to enqueue order messages and order updates: the body schemas, the task
+names, the errors a job can end with, and :class:`Producer`.
 
 This package needs only celery (with redis) and pydantic. The worker imports it as
 ``tasks.contract``; the producer distribution (``pip install zapi-queue-producer``, built from
@@ -35,7 +35,8 @@ from .schemas import (
     ShortUpdate,
     ZapiReply,
 )
-from .validation import validate_update
+from .send_order import SendOrder
+from .validation import validate_request, validate_send_order, validate_update
 
 __version__ = "0.1.0"
 
@@ -52,6 +53,7 @@ __all__ = [
     "OrderUpdate",
     "PermanentError",
     "Producer",
+    "SendOrder",
     "ShortPaymentUpdate",
     "ShortStatusUpdate",
     "ShortUpdate",
@@ -67,5 +69,7 @@ __all__ = [
     "ZapiTransportError",
     "ZapiUnavailableError",
     "__version__",
+    "validate_request",
+    "validate_send_order",
     "validate_update",
 ]

@@ -3,9 +3,10 @@
 Each endpoint is described once, in :data:`REGISTRY`: its route under
 ``/instances/{id}/token/{token}/``, the Celery task that sends to it (the public contract's name),
 the body's schema, its two-field form (completed from the order book) if it has one, and the
-word the CLI uses for it. The tasks (tasks/orders.py), the producer, ``zapi-queue enqueue``, the
-fake Z-API and the JSON Schemas (``make schemas``) all read it, so adding an endpoint means its
-schema, its entry here and its tests.
+word the CLI uses for it. The tasks
+(tasks/orders.py), the producer, ``zapi-queue enqueue``, the fake Z-API and the JSON Schemas
+(``make schemas``) all read it, so adding an endpoint means its schema, its entry here and its
+tests.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from .schemas import (
     ShortPaymentUpdate,
     ShortStatusUpdate,
     ShortUpdate,
+    ZapiModel,
 )
+from .send_order import SendOrder
 
 
 class Endpoint(StrEnum):
@@ -28,6 +31,7 @@ class Endpoint(StrEnum):
 
     ORDER_STATUS_UPDATE = "order-status-update"
     ORDER_PAYMENT_UPDATE = "order-payment-update"
+    SEND_ORDER = "send-order"
 
     @property
     def spec(self) -> EndpointSpec:
@@ -39,12 +43,13 @@ class Endpoint(StrEnum):
         return self.spec.task_name
 
     @property
-    def schema(self) -> type[OrderUpdate]:
+    def schema(self) -> type[ZapiModel]:
         return self.spec.schema
 
     @property
-    def short_schema(self) -> type[ShortUpdate]:
-        """The two-field form, completed from the order book."""
+    def short_schema(self) -> type[ShortUpdate] | None:
+        """The two-field form, completed from the order book; None for an endpoint without
+        one (send-order: there is no order to complete it from yet)."""
         return self.spec.short_schema
 
 
@@ -55,15 +60,15 @@ class EndpointSpec:
     #: The Celery task producers call by name.
     task_name: str
     #: The body as Z-API's docs spell it.
-    schema: type[OrderUpdate]
-    #: The two-field form (an order's id and the one field this endpoint changes).
-    short_schema: type[ShortUpdate]
-    #: That one field, by its wire name: what a short form keeps of a full body.
-    short_field: str
+    schema: type[ZapiModel]
     #: ``zapi-queue enqueue KIND``.
     cli_kind: str
     #: The task's one-line description (its docstring; Flower and ``inspect registered``).
     summary: str
+    #: The two-field form (an order's name and the one field this endpoint changes), if any.
+    short_schema: type[ShortUpdate] | None = None
+    #: That one field, by its wire name: what a short form keeps of a full body.
+    short_field: str | None = None
 
 
 REGISTRY: dict[Endpoint, EndpointSpec] = {
@@ -83,6 +88,12 @@ REGISTRY: dict[Endpoint, EndpointSpec] = {
         cli_kind="payment",
         summary="Send an order payment update; the result is Z-API's {zaapId, messageId, id}.",
     ),
+    Endpoint.SEND_ORDER: EndpointSpec(
+        task_name="zapi.send_order",
+        schema=SendOrder,
+        cli_kind="order",
+        summary="Send an order message; the result is Z-API's {zaapId, messageId, id}.",
+    ),
 }
 
 #: Task name of each endpoint: producers call the tasks by these names.
@@ -91,3 +102,7 @@ TASK_NAMES: dict[Endpoint, str] = {endpoint: spec.task_name for endpoint, spec i
 BY_TASK_NAME: dict[str, Endpoint] = {name: endpoint for endpoint, name in TASK_NAMES.items()}
 #: The endpoint of each ``zapi-queue enqueue`` kind.
 BY_CLI_KIND: dict[str, Endpoint] = {spec.cli_kind: e for e, spec in REGISTRY.items()}
+#: The endpoints whose bodies are order updates (a full body, or a short form to complete).
+UPDATE_ENDPOINTS: tuple[Endpoint, ...] = tuple(
+    endpoint for endpoint in Endpoint if issubclass(endpoint.schema, OrderUpdate)
+)

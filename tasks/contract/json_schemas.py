@@ -1,6 +1,6 @@
 """JSON Schemas of the request bodies, generated from the pydantic models, for producers in
-other languages: ``schemas/<endpoint>.json`` (the full body) and ``schemas/<endpoint>.short.json``
-(the two-field form).
+other languages: ``schemas/<endpoint>.json`` (the full body) and, for the updates,
+``schemas/<endpoint>.short.json`` (the two-field form).
 
 The models stay the source of truth; the files are kept in the repository so that a producer can
 fetch them, and a test fails when they are not what this module generates (``make schemas``
@@ -23,11 +23,16 @@ from .endpoints import Endpoint
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 
+def _source(model: type[BaseModel]) -> str:
+    """The model's file, as the repository names it (tasks/contract/<module>.py)."""
+    return f"tasks/contract/{model.__module__.rpartition('.')[2]}.py"
+
+
 def _document(model: type[BaseModel], endpoint: Endpoint, form: str) -> dict[str, Any]:
     schema = model.model_json_schema(by_alias=True, mode="validation")
     return {
         "$schema": DIALECT,
-        "$comment": f"Generated from {model.__name__} (tasks/contract/schemas.py): make schemas",
+        "$comment": f"Generated from {model.__name__} ({_source(model)}): make schemas",
         **schema,
         "description": f"The {form} body of POST /instances/{{id}}/token/{{token}}/{endpoint}, "
         f"enqueued as {endpoint.task_name}(body).",
@@ -39,9 +44,12 @@ def json_schemas() -> dict[str, dict[str, Any]]:
     documents: dict[str, dict[str, Any]] = {}
     for endpoint in Endpoint:
         documents[f"{endpoint}.json"] = _document(endpoint.schema, endpoint, "full")
-        documents[f"{endpoint}.short.json"] = _document(
-            endpoint.short_schema, endpoint, "two-field (messageId or orderRequestId, a status)"
-        )
+        if endpoint.short_schema is not None:
+            documents[f"{endpoint}.short.json"] = _document(
+                endpoint.short_schema,
+                endpoint,
+                "two-field (messageId or orderRequestId, a status)",
+            )
     return documents
 
 

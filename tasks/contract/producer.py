@@ -42,7 +42,7 @@ from .job_kwargs import check_kwargs
 from .ordering import DEFAULT_ORDER_TTL, order_keys, order_request_id, register_in_line
 from .redaction import describe_body
 from .redis_url import SentinelOptions, redis_client
-from .validation import validate_update
+from .validation import validate_request
 
 BATCH_SIZE = 1000
 
@@ -119,7 +119,7 @@ class Producer:
             kwargs["force"] = force
         check_kwargs(kwargs)  # the worker's rules: refused here, before anything is written
         if validate:
-            validate_update(endpoint, body)
+            validate_request(endpoint, body)
         job_id = uuid()
         kwargs["sequence"] = self._in_line([(job_id, body, sequence)], registers=instance is None)[
             0
@@ -186,7 +186,7 @@ class Producer:
         for index, body in enumerate(bodies):
             if validate:
                 try:
-                    validate_update(endpoint, body)
+                    validate_request(endpoint, body)
                 except InvalidBodyError as exc:
                     outcome.rejected.append((index, str(exc)))
                     continue

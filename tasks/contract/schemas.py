@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -203,7 +203,21 @@ class ZapiModel(BaseModel):
         return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
 
-class Product(ZapiModel):
+ProductName = Annotated[
+    str, StringConstraints(strict=True, min_length=1, max_length=PRODUCT_NAME_MAX_LENGTH)
+]
+ProductQuantity = Annotated[StrictInt, Field(gt=0, le=NUMBER_MAX)]
+
+
+class ProductLine(ZapiModel):
+    """What every product of an order has: its name, unit value and quantity."""
+
+    name: ProductName
+    value: Amount
+    quantity: ProductQuantity
+
+
+class Product(ProductLine):
     """One product of the order, as the order webhook gave it: its productId and isCustomItem."""
 
     model_config = ConfigDict(
@@ -220,11 +234,6 @@ class Product(ZapiModel):
         }
     )
 
-    name: Annotated[
-        str, StringConstraints(strict=True, min_length=1, max_length=PRODUCT_NAME_MAX_LENGTH)
-    ]
-    value: Amount
-    quantity: Annotated[StrictInt, Field(gt=0, le=NUMBER_MAX)]
     product_id: Identifier
     is_custom_item: StrictBool
 
@@ -243,12 +252,21 @@ class Product(ZapiModel):
         return value
 
 
-class Order(ZapiModel):
+_P = TypeVar("_P", bound=ProductLine)
+
+
+class OrderContents(ZapiModel, Generic[_P]):
+    """What every order carries: its currency, its products and the charges besides them."""
+
     currency: Currency
-    products: Annotated[list[Product], Field(min_length=1)]
+    products: Annotated[list[_P], Field(min_length=1)]
     discount: OptionalAmount = None
     tax: OptionalAmount = None
     shipping: OptionalAmount = None
+
+
+class Order(OrderContents[Product]):
+    # The order as the updates send it back (no docstring: it would change the JSON Schemas).
     # In Z-API's order webhook, not in the update endpoints' docs: checked, never sent.
     total: Annotated[OptionalAmount, Field(exclude=True, description=_ECHOED)] = None
     sub_total: Annotated[OptionalAmount, Field(exclude=True, description=_ECHOED)] = None

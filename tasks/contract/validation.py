@@ -22,9 +22,10 @@ from pydantic import ValidationError
 from .endpoints import Endpoint
 from .errors import InvalidBodyError
 from .redaction import mask_phone
-from .schemas import OrderUpdate, ShortUpdate, is_short_update
+from .schemas import OrderUpdate, ShortUpdate, ZapiModel, is_short_update
+from .send_order import SendOrder
 
-_M = TypeVar("_M", OrderUpdate, ShortUpdate)
+_M = TypeVar("_M", bound=ZapiModel)
 
 #: Problems listed in one error text; the rest are counted.
 PROBLEMS_SHOWN = 50
@@ -69,17 +70,49 @@ def summary(problems: list[str]) -> str:
     return shown + (f"; and {hidden} more" if hidden > 0 else "")
 
 
+def form_of(endpoint: Endpoint, body: Any) -> tuple[type[ZapiModel], str]:
+    """The schema ``body`` is checked against for ``endpoint``, and the form's name: the short
+    form when the endpoint has one and the body is one, else the full body."""
+    short = endpoint.short_schema
+    if short is not None and is_short_update(body):
+        return short, "short update"
+    return endpoint.schema, "body"
+
+
+def validate_request(endpoint: Endpoint, body: Any) -> ZapiModel:
+    """The validated body for any endpoint, in either form (what a producer checks before it
+    enqueues); InvalidBodyError naming every problem otherwise."""
+    schema, form = form_of(endpoint, body)
+    return _validated(schema, endpoint, body, form)
+
+
 def validate_body(endpoint: Endpoint, body: Any) -> OrderUpdate:
-    """The validated full body for ``endpoint``, or InvalidBodyError naming every problem."""
-    return _validated(endpoint.schema, endpoint, body, "body")
+    """The validated full body for ``endpoint`` (an update's), or InvalidBodyError naming every
+    problem."""
+    return _validated(_update_schema(endpoint), endpoint, body, "body")
 
 
 def validate_update(endpoint: Endpoint, body: Any) -> OrderUpdate | ShortUpdate:
     """A full body, or a short (two-field) update that the worker completes from the order
     book; InvalidBodyError naming every problem otherwise."""
-    if is_short_update(body):
-        return _validated(endpoint.short_schema, endpoint, body, "short update")
+    short = endpoint.short_schema
+    if short is not None and is_short_update(body):
+        return _validated(short, endpoint, body, "short update")
     return validate_body(endpoint, body)
+
+
+def validate_send_order(body: Any) -> SendOrder:
+    """The validated send-order body, or InvalidBodyError naming every problem."""
+    return _validated(SendOrder, Endpoint.SEND_ORDER, body, "body")
+
+
+def _update_schema(endpoint: Endpoint) -> type[OrderUpdate]:
+    """The endpoint's update schema; TypeError for an endpoint that takes no update (a bug
+    in the caller: :func:`validate_request` takes every endpoint)."""
+    schema = endpoint.schema
+    if not issubclass(schema, OrderUpdate):
+        raise TypeError(f"{endpoint} takes no order update: validate it with validate_request")
+    return schema
 
 
 def _validated(schema: type[_M], endpoint: Endpoint, body: Any, form: str) -> _M:

@@ -91,6 +91,8 @@ def short_form(endpoint: Endpoint, update: OrderUpdate) -> dict[str, Any]:
     """The update as a short (two-field) one: what a delivery record keeps for a replay,
     completed from the order book when replayed (a tenth of the full body's size)."""
     field = endpoint.spec.short_field
+    if field is None:
+        raise TypeError(f"{endpoint} has no short form")  # only updates are completed
     short: dict[str, Any] = {"orderRequestId": update.order_request_id}
     short[field] = update.to_wire()[field]
     if update.message is not None:
