@@ -5,10 +5,11 @@ Producers call them by name: ``send_task("zapi.order_status_update", args=[body]
 with ``kwargs``: ``idempotency_key`` (a repeat with the same key is not sent again),
 ``sequence`` (the update's position among its order's updates, e.g. the shop's order version),
 ``force`` (send it even if it would move its order backward) and ``instance`` (the alias of
-the Z-API instance to send through). The call's shape and each kwarg's type and range are
-checked inside the execution (tasks/contract/job_kwargs.py), so a wrong call ends like any
-other invalid job: FAILURE at once, a dead letter, its order's line released. What one
-execution does is in :mod:`tasks.execution`.
+the Z-API instance to send through); ``zapi.send_order`` also takes ``order_key`` (the shop's
+own order id). The call's shape and each kwarg's type and range are checked inside the
+execution (tasks/contract/job_kwargs.py), so a wrong call ends like any other invalid job:
+FAILURE at once, a dead letter, its order's line released. What one execution does is in
+:mod:`tasks.execution`.
 """
 
 from __future__ import annotations

@@ -55,7 +55,7 @@ def note_repeat(job_id: str, note: str) -> None:
 #: Positional arguments and unknown kwargs shown by name, at most (a call may carry thousands).
 _SHOWN_EXTRAS = 3
 #: Known kwargs: how each is shown. Anything of another type shows its type's name.
-_KNOWN_KWARGS = ("instance", "sequence", "force", "idempotency_key")
+_KNOWN_KWARGS = ("instance", "sequence", "force", "idempotency_key", "order_key")
 
 
 def shown_args(args: Any) -> str:

@@ -153,7 +153,7 @@ def test_short_updates_name_their_order_and_one_status() -> None:
         validate_update(payment, {"orderRequestId": "O", "paymentStatus": "paid"}),
         ShortPaymentUpdate,
     )
-    with pytest.raises(InvalidBodyError, match="messageId or orderRequestId is required"):
+    with pytest.raises(InvalidBodyError, match="messageId, orderRequestId or orderKey is required"):
         validate_update(status, {"orderStatus": "shipped"})
     with pytest.raises(InvalidBodyError, match="paymentStatus: Extra inputs are not permitted"):
         validate_update(status, {"messageId": "M", "orderStatus": "shipped", "paymentStatus": "x"})

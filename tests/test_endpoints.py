@@ -16,6 +16,7 @@ from tasks.contract.endpoints import (
     UPDATE_ENDPOINTS,
     Endpoint,
 )
+from tasks.contract.job_kwargs import accepted_kwargs
 from tasks.contract.json_schemas import json_schemas
 from tasks.contract.schemas import OrderUpdate
 from worker.celery_app import app
@@ -61,3 +62,10 @@ def test_the_short_field_is_a_field_of_both_forms(endpoint: Endpoint) -> None:
     for schema in (spec.schema, spec.short_schema):
         aliases = {field.alias or name for name, field in schema.model_fields.items()}
         assert spec.short_field in aliases, (schema.__name__, sorted(aliases))
+
+
+def test_only_send_order_takes_an_order_key() -> None:
+    assert [e for e in Endpoint if "order_key" in accepted_kwargs(e.task_name)] == [
+        Endpoint.SEND_ORDER
+    ]
+    assert "order_key" not in accepted_kwargs("zapi.no_such_task")

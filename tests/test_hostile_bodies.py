@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from tasks.contract.endpoints import UPDATE_ENDPOINTS, Endpoint
 from tasks.contract.errors import InvalidBodyError
+from tasks.contract.order_key import ORDER_KEY_MAX_LENGTH
 from tasks.contract.schemas import (
     CUSTOM_ITEM_PREFIX,
     NUMBER_MAX,
@@ -54,6 +55,10 @@ identifiers = st.text(_ID_CHARACTERS, min_size=1, max_size=40) | st.integers(1, 
 )
 catalog_ids = identifiers.filter(lambda text: not text.startswith(CUSTOM_ITEM_PREFIX))
 custom_ids = st.text(_ID_CHARACTERS, min_size=0, max_size=40).map(CUSTOM_ITEM_PREFIX.__add__)
+#: The shop's order ids: printable, no whitespace at either end, 1 to 100 characters.
+order_keys = st.text(
+    st.characters(exclude_categories=("Cs", "Cc")), min_size=1, max_size=ORDER_KEY_MAX_LENGTH
+).filter(lambda text: text == text.strip())
 amounts = st.integers(0, NUMBER_MAX) | st.floats(0, NUMBER_MAX, allow_nan=False)
 names = st.text(min_size=1, max_size=60) | st.integers(1, PRODUCT_NAME_MAX_LENGTH).map(
     lambda n: "ñ" * n
@@ -114,12 +119,15 @@ def full_bodies(draw: st.DrawFn) -> dict[str, Any]:
 
 @st.composite
 def short_bodies(draw: st.DrawFn, endpoint: Endpoint) -> dict[str, Any]:
-    """A two-field update for ``endpoint``: one id or both (the other maybe null), a status."""
+    """A two-field update for ``endpoint``: one of Z-API's ids or both, or the shop's orderKey
+    (the other names maybe null), a status."""
     body: dict[str, Any] = {}
-    named = draw(st.sampled_from(["messageId", "orderRequestId", "both"]))
-    for name in ("messageId", "orderRequestId"):
-        if named in (name, "both"):
+    named = draw(st.sampled_from(["messageId", "orderRequestId", "both", "orderKey"]))
+    for name in ("messageId", "orderRequestId", "orderKey"):
+        if named in (name, "both") and name != "orderKey":
             body[name] = draw(identifiers)
+        elif named == name:
+            body[name] = draw(order_keys)
         elif draw(st.booleans()):
             body[name] = None
     if endpoint is Endpoint.ORDER_STATUS_UPDATE:
@@ -285,7 +293,8 @@ def test_any_json_value_is_a_model_or_an_invalid_body_error(endpoint: Endpoint, 
 
 #: Every field name of both forms: generated objects made of them reach the fields' own rules.
 FIELD_NAMES = sorted(
-    {"phone", "messageId", "referenceId", "orderRequestId", "orderStatus", "paymentStatus"}
+    {"phone", "messageId", "referenceId", "orderRequestId", "orderKey", "orderStatus"}
+    | {"paymentStatus"}
     | {"order", "message", "currency", "products", *OPTIONAL_ORDER_FIELDS}
     | {"name", "value", "quantity", "productId", "isCustomItem"}
 )

@@ -34,7 +34,7 @@ VALUES: list[Any] = [
 ]  # fmt: skip
 #: Fields a body may carry but the examples leave out.
 OPTIONAL = {
-    (): ["message", "paymentSettings"],
+    (): ["message", "paymentSettings", "orderKey"],
     ("order",): ["discount", "tax", "shipping", "total", "subTotal"],
     ("paymentSettings",): ["pix", "card"],
 }
@@ -91,6 +91,7 @@ EXOTIC_TEXTS = [
 ]
 #: The fields of the new contract whose patterns spell their characters out.
 EXOTIC_FIELDS = [
+    ("orderKey",),
     ("paymentSettings", "pix", "key"),
     ("paymentSettings", "pix", "name"),
 ]
@@ -122,6 +123,7 @@ def short_bases(status: dict[str, str]) -> list[dict[str, Any]]:
         {"messageId": "3EB0796DC6B777C0C7CD", **status},
         {"orderRequestId": "4N8FCTW22W4", **status, "message": "Your order is on its way"},
         {"messageId": "3EB0796DC6B777C0C7CD", "orderRequestId": "4N8FCTW22W4", **status},
+        {"orderKey": "shop-1042", **status},
     ]
 
 
@@ -168,7 +170,7 @@ def test_schema_and_model_agree_on_every_body(
     assert 20 < accepted < len(bodies) - 200, (accepted, len(bodies))
 
 
-def test_short_form_needs_one_id_as_a_string() -> None:
+def test_short_form_names_its_order_one_way_as_a_string() -> None:
     schema = json.loads((SCHEMAS / "order-status-update.short.json").read_text())
     validator = Draft202012Validator(schema)
     model = Endpoint.ORDER_STATUS_UPDATE.short_schema
@@ -176,13 +178,19 @@ def test_short_form_needs_one_id_as_a_string() -> None:
     for body in [
         {"orderStatus": "shipped"},
         {"messageId": None, "orderStatus": "shipped"},
-        {"messageId": None, "orderRequestId": None, "orderStatus": "shipped"},
+        {"messageId": None, "orderRequestId": None, "orderKey": None, "orderStatus": "shipped"},
+        {"orderKey": "shop-1042", "messageId": "3EB0C7", "orderStatus": "shipped"},
+        {"orderKey": "shop-1042", "orderRequestId": "4N8FCTW22W4", "orderStatus": "shipped"},
     ]:
-        assert not validator.is_valid(body)
-        assert not accepted_by_model(model, body)
-    body = {"messageId": None, "orderRequestId": "4N8FCTW22W4", "orderStatus": "shipped"}
-    assert validator.is_valid(body)
-    assert accepted_by_model(model, body)
+        assert not validator.is_valid(body), body
+        assert not accepted_by_model(model, body), body
+    for body in [
+        {"messageId": None, "orderRequestId": "4N8FCTW22W4", "orderStatus": "shipped"},
+        {"orderKey": "shop-1042", "messageId": None, "orderStatus": "shipped"},
+        {"orderKey": None, "messageId": "3EB0C7", "orderStatus": "shipped"},
+    ]:
+        assert validator.is_valid(body), body
+        assert accepted_by_model(model, body), body
 
 
 def test_a_pix_email_key_needs_an_at_sign_in_both() -> None:

@@ -131,9 +131,14 @@ console.log(JSON.stringify(bodies.map((body) => validate(body))));
     [
         (Endpoint.ORDER_STATUS_UPDATE, "full", DOCS_STATUS_BODY),
         (Endpoint.ORDER_STATUS_UPDATE, "short", {"messageId": "3EB0C7", "orderStatus": "shipped"}),
+        (
+            Endpoint.ORDER_STATUS_UPDATE,
+            "short",
+            {"orderKey": "shop-1042", "orderStatus": "shipped"},
+        ),
         (Endpoint.SEND_ORDER, "full", DOCS_SEND_ORDER_BODY),
     ],
-    ids=["full", "short", "send-order"],
+    ids=["full", "short", "short-by-key", "send-order"],
 )
 def test_ajv_and_the_models_agree_on_the_corpus(
     node: str, endpoint: Endpoint, form: str, base: dict[str, Any], tmp_path: Path

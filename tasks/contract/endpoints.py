@@ -2,8 +2,8 @@
 
 Each endpoint is described once, in :data:`REGISTRY`: its route under
 ``/instances/{id}/token/{token}/``, the Celery task that sends to it (the public contract's name),
-the body's schema, its two-field form (completed from the order book) if it has one, and the
-word the CLI uses for it. The tasks
+the body's schema, its two-field form (completed from the order book) if it has one, the kwargs
+its task takes besides the common ones, and the word the CLI uses for it. The tasks
 (tasks/orders.py), the producer, ``zapi-queue enqueue``, the fake Z-API and the JSON Schemas
 (``make schemas``) all read it, so adding an endpoint means its schema, its entry here and its
 tests.
@@ -69,6 +69,8 @@ class EndpointSpec:
     short_schema: type[ShortUpdate] | None = None
     #: That one field, by its wire name: what a short form keeps of a full body.
     short_field: str | None = None
+    #: The kwargs this task takes besides the common ones (tasks/contract/job_kwargs.py).
+    kwargs: tuple[str, ...] = ()
 
 
 REGISTRY: dict[Endpoint, EndpointSpec] = {
@@ -93,6 +95,7 @@ REGISTRY: dict[Endpoint, EndpointSpec] = {
         schema=SendOrder,
         cli_kind="order",
         summary="Send an order message; the result is Z-API's {zaapId, messageId, id}.",
+        kwargs=("order_key",),
     ),
 }
 

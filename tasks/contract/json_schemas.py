@@ -48,7 +48,7 @@ def json_schemas() -> dict[str, dict[str, Any]]:
             documents[f"{endpoint}.short.json"] = _document(
                 endpoint.short_schema,
                 endpoint,
-                "two-field (messageId or orderRequestId, a status)",
+                "two-field (messageId, orderRequestId or orderKey, a status)",
             )
     return documents
 

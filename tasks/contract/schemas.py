@@ -47,6 +47,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from .currencies import ISO_4217_CODES
+from .order_key import OrderKey
 
 _PHONE_FORMATTING = re.compile(r"[\s+\-.()]")
 #: A phone as the contract takes it, once formatting is removed (DDI DDD NUMBER).
@@ -295,50 +296,71 @@ class OrderPaymentUpdate(OrderUpdate):
 
 #: Fields only a full body has: a body with none of them is a short (two-field) update.
 FULL_BODY_FIELDS = frozenset({"phone", "referenceId", "order"})
+#: The ways a short update names its order: Z-API's ids (either or both), or the shop's own.
+ZAPI_ORDER_NAMES = ("messageId", "orderRequestId")
+SHOP_ORDER_NAME = "orderKey"
 
 
 def is_short_update(body: Any) -> bool:
-    """True for a two-field update (``messageId`` or ``orderRequestId``, a status, optionally a
-    ``message``), which the worker completes from the order book (tasks/order_book.py)."""
+    """True for a two-field update (``messageId``, ``orderRequestId`` or ``orderKey``, a
+    status, optionally a ``message``), which the worker completes from the order book
+    (tasks/state/book.py)."""
     return isinstance(body, dict) and not FULL_BODY_FIELDS.intersection(body)
+
+
+def _named_by(name: str, *others: str) -> dict[str, Any]:
+    """JSON Schema: ``name`` given as a string, each of ``others`` absent or null."""
+    properties = {name: {"type": "string"}} | {other: {"type": "null"} for other in others}
+    return {"required": [name], "properties": properties}
 
 
 class ShortUpdate(ZapiModel):
     """A two-field update: the order is named, the rest comes from Z-API's order webhook."""
 
     model_config = ConfigDict(
-        # _names_its_order, for the JSON Schema: at least one of the two ids, as a string.
+        # _names_its_order, for the JSON Schema: one of Z-API's ids (or both), or orderKey
+        # alone, as a string.
         json_schema_extra={
             "anyOf": [
-                {"required": [name], "properties": {name: {"type": "string"}}}
-                for name in ("messageId", "orderRequestId")
+                *(_named_by(name, SHOP_ORDER_NAME) for name in ZAPI_ORDER_NAMES),
+                _named_by(SHOP_ORDER_NAME, *ZAPI_ORDER_NAMES),
             ]
         }
     )
 
     message_id: Identifier | None = None
     order_request_id: Identifier | None = None
+    order_key: OrderKey | None = None
     message: Annotated[str, StringConstraints(strict=True, max_length=4096)] | None = None
 
     @model_validator(mode="after")
     def _names_its_order(self) -> ShortUpdate:
-        if self.message_id is None and self.order_request_id is None:
+        by_zapi = self.message_id is not None or self.order_request_id is not None
+        if by_zapi and self.order_key is not None:
+            raise PydanticCustomError(
+                "order_named_once",
+                "orderKey names the order alone: give it, or messageId/orderRequestId, not both",
+            )
+        if not by_zapi and self.order_key is None:
             raise PydanticCustomError(
                 "order_named",
-                "messageId or orderRequestId is required: the order message's messageId or the "
-                "order's orderRequestId, both from Z-API's order webhook",
+                "messageId, orderRequestId or orderKey is required: the order message's "
+                "messageId or the order's orderRequestId (both from Z-API's order webhook), or "
+                "the shop's own order id given to zapi.send_order as order_key",
             )
         return self
 
 
 class ShortStatusUpdate(ShortUpdate):
-    """``{"messageId"|"orderRequestId", "orderStatus", "message"?}`` for order-status-update."""
+    """``{"messageId"|"orderRequestId"|"orderKey", "orderStatus", "message"?}`` for
+    order-status-update."""
 
     order_status: OrderStatus
 
 
 class ShortPaymentUpdate(ShortUpdate):
-    """``{"messageId"|"orderRequestId", "paymentStatus", "message"?}`` for order-payment-update."""
+    """``{"messageId"|"orderRequestId"|"orderKey", "paymentStatus", "message"?}`` for
+    order-payment-update."""
 
     payment_status: PaymentStatus
 

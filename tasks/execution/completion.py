@@ -36,8 +36,10 @@ def find_order(job: Job, short: ShortUpdate) -> Snapshot | Deferred | Buried:
         return snapshot
     if short.order_request_id is not None:
         named = f"orderRequestId {short.order_request_id}"
-    else:
+    elif short.message_id is not None:
         named = f"messageId {short.message_id}"
+    else:
+        named = f"orderKey {short.order_key}"
     waited = time.time() - job.state.first_attempt_at
     wait = job.settings.zapi_order_wait
     if waited >= wait:
