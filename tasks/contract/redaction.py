@@ -1,8 +1,14 @@
-"""Removing secrets from text before it reaches a log line, an exception or Redis.
+"""Removing secrets from text before it reaches a log line, an exception or Redis, and personal
+data from the bodies people read.
 
 The instance token travels in the URL path and the Client-Token in a header; Z-API even
 echoes a wrong Client-Token in its 403 body. Anything that may carry them goes through
 :func:`redact` first, and :class:`RedactingFilter` scrubs every log record as a last line.
+
+A body's personal data is the customer's phone and, in a send-order body, the shop's PIX key
+(``paymentSettings.pix.key``: a CPF, a phone, an e-mail or a random key). A summary of a body
+(:func:`summarize_body`: logs, Flower, ``inspect``) shows the phone masked and never the key;
+a body shown whole (:func:`masked_body`: dead letters) has both masked.
 """
 
 from __future__ import annotations
@@ -49,7 +55,7 @@ def mask_phone(phone: Any) -> str:
 
 #: Fields of a body shown to operators (Flower, ``inspect``, logs): the order it names and the
 #: statuses it sets. Each value is cut to ``_SHOWN_LENGTH`` characters, runs of digits masked.
-_SHOWN_FIELDS = ("orderRequestId", "messageId", "orderStatus", "paymentStatus")
+_SHOWN_FIELDS = ("orderRequestId", "messageId", "orderKey", "orderStatus", "paymentStatus")
 _SHOWN_LENGTH = 64
 #: 8 or more digits, alone or written as people write phones (``+55 (11) 98765-4321``).
 _DIGIT_RUN = re.compile(r"\+?\(?\d(?:[ ().-]{0,2}\d){7,}")
@@ -89,6 +95,40 @@ def summarize_body(body: Any) -> str:
         if name in body:
             parts.append(f"{name!r}: {shown_text(body[name])!r}")
     return "{" + ", ".join(parts) + "}"
+
+
+def pix_key_of(body: Any) -> Any:
+    """The PIX key a raw body carries (``paymentSettings.pix.key``), valid or not; None when it
+    has none."""
+    settings = body.get("paymentSettings") if isinstance(body, dict) else None
+    pix = settings.get("pix") if isinstance(settings, dict) else None
+    return pix.get("key") if isinstance(pix, dict) else None
+
+
+def mask_pix_key(key: Any) -> str:
+    """A PIX key as people may see it: a key of 12 characters or more keeps its first and last
+    two (enough to tell the shop's keys apart), a shorter one (a CPF) shows none; at most
+    :data:`_SHOWN_LENGTH` characters in all, whatever the key's length."""
+    if not isinstance(key, str):
+        return f"<{type(key).__name__}>"
+    if len(key) < 12:
+        return "*" * len(key)
+    return key[:2] + "*" * min(len(key) - 4, _SHOWN_LENGTH - 4) + key[-2:]
+
+
+def masked_body(body: Any, *, show_phone: bool = False) -> Any:
+    """``body`` to be shown whole (a dead letter): a copy with its phone masked (unless
+    ``show_phone``) and its PIX key masked; anything but a dict as it is."""
+    if not isinstance(body, dict):
+        return body
+    shown = dict(body)
+    if not show_phone and "phone" in shown:
+        shown["phone"] = mask_phone(shown["phone"])
+    if pix_key_of(body) is not None:
+        settings = shown["paymentSettings"]
+        pix = {**settings["pix"], "key": mask_pix_key(settings["pix"]["key"])}
+        shown["paymentSettings"] = {**settings, "pix": pix}
+    return shown
 
 
 def describe_body(body: Any) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from tasks.contract.endpoints import TASK_NAMES
-from tasks.contract.redaction import mask_phone
+from tasks.contract.redaction import mask_phone, masked_body
 from tasks.state.deadletter import DeadLetter, DeadLetterStore
 from worker.cli.common import dead_letter_store, fail, printable, when
 from worker.cli.main import main
@@ -139,11 +139,11 @@ def dead_list(filters: Filters, limit: int, as_json: bool, show_phones: bool) ->
 
 
 def _record(letter: DeadLetter, show_phones: bool) -> dict[str, Any]:
-    """The letter as JSON data, its body's phone masked unless ``show_phones``."""
+    """The letter as JSON data, its body's phone masked unless ``show_phones``, its PIX key
+    masked always (a replay reads the stored letter, not this)."""
     record: dict[str, Any] = json.loads(letter.to_json())
-    body = record.get("body")
-    if not show_phones and isinstance(body, dict) and "phone" in body:
-        body["phone"] = mask_phone(body["phone"])
+    if "body" in record:
+        record["body"] = masked_body(record["body"], show_phone=show_phones)
     return record
 
 
@@ -161,7 +161,8 @@ def _row(letter: DeadLetter, show_phones: bool) -> str:
 @click.argument("job_id")
 @click.option("--show-phones", is_flag=True, help="print the phone number in full")
 def dead_show(job_id: str, show_phones: bool) -> None:
-    """Print one dead letter in full, body included (its phone masked unless --show-phones)."""
+    """Print one dead letter in full, body included (its phone masked unless --show-phones,
+    a PIX key masked always)."""
     letter = dead_letter_store().get(job_id)
     if letter is None:
         fail(f"no dead letter with id {job_id} (see zapi-queue dead list)")

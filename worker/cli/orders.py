@@ -7,7 +7,7 @@ import json
 import click
 
 from config import ConfigurationError
-from tasks.contract.redaction import mask_phone
+from tasks.contract.redaction import mask_phone, masked_body
 from tasks.state.book import OrderBook
 from worker.cli.common import EXIT_FAILED, fail, settings_or_exit, state_redis, when
 from worker.cli.main import main
@@ -34,7 +34,7 @@ def order_show(order_id: str, instance: str | None, as_json: bool) -> None:
     snapshot = book.find(order_request_id=order_id) or book.find(message_id=order_id)
     if snapshot is None:
         fail(f"no order {order_id} in the order book of instance {instance}", EXIT_FAILED)
-    record = dict(snapshot.data)
+    record = masked_body(dict(snapshot.data), show_phone=True)  # a PIX key, if it kept one
     record["phone"] = mask_phone(str(record.get("phone")))
     record["orderStatus"] = snapshot.order_status
     record["paymentStatus"] = snapshot.payment_status
