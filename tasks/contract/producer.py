@@ -1,4 +1,4 @@
-"""Enqueueing order updates from another Python application.
+"""Enqueueing order messages and order updates from another Python application.
 
 Needs only ``celery`` and ``pydantic`` (no worker settings, no Z-API credentials)::
 
@@ -7,6 +7,7 @@ Needs only ``celery`` and ``pydantic`` (no worker settings, no Z-API credentials
     producer = Producer(broker_url="redis://redis:6379/0", result_backend="redis://redis:6379/1")
     job_id = producer.enqueue_status_update(body)           # InvalidBodyError here, if bad
     reply = producer.get_result(job_id, timeout=60)         # {"zaapId", "messageId", "id"}
+    producer.enqueue_send_order(order, order_key="shop-1042")  # the order message itself
 
 Bodies are validated with the worker's own schemas before they are enqueued, so a bad field is
 reported in the caller's process, at once, and nothing is queued. The message sent is the
@@ -106,18 +107,26 @@ class Producer:
         sequence: int | None = None,
         force: bool = False,
         instance: str | None = None,
+        order_key: str | None = None,
     ) -> str:
         """Validate ``body`` (unless told not to), take its place in its order's line, enqueue
         it, return the job id. ``sequence``: its position among its order's updates (default:
         now); ``force``: send it even if it would move its order backward; ``instance``: the
-        alias of the Z-API instance to send through (default: ``default``). An update for
-        another instance is placed in its order's line by the worker that fetches it (this
-        producer knows only the default instance's id)."""
-        given = {"idempotency_key": idempotency_key, "sequence": sequence, "instance": instance}
+        alias of the Z-API instance to send through (default: ``default``); ``order_key``: the
+        shop's own order id (send-order only). An update for another instance is placed in its
+        order's line by the worker that fetches it (this producer knows only the default
+        instance's id)."""
+        given = {
+            "idempotency_key": idempotency_key,
+            "sequence": sequence,
+            "instance": instance,
+            "order_key": order_key,
+        }
         kwargs: dict[str, Any] = {name: value for name, value in given.items() if value is not None}
         if force:
             kwargs["force"] = force
-        check_kwargs(kwargs)  # the worker's rules: refused here, before anything is written
+        # The worker's rules: refused here, before anything is written.
+        check_kwargs(kwargs, TASK_NAMES[endpoint])
         if validate:
             validate_request(endpoint, body)
         job_id = uuid()
@@ -168,6 +177,11 @@ class Producer:
 
     def enqueue_payment_update(self, body: Any, **options: Any) -> str:
         return self.enqueue(Endpoint.ORDER_PAYMENT_UPDATE, body, **options)
+
+    def enqueue_send_order(self, body: Any, order_key: str | None = None, **options: Any) -> str:
+        """Enqueue the order message itself (``zapi.send_order``); ``order_key``, the shop's own
+        order id, names the order for its later updates (``{"orderKey": ...}``)."""
+        return self.enqueue(Endpoint.SEND_ORDER, body, order_key=order_key, **options)
 
     def enqueue_many(
         self,
@@ -283,6 +297,12 @@ def enqueue_status_update(body: Any, **options: Any) -> str:
 def enqueue_payment_update(body: Any, **options: Any) -> str:
     """Validate and enqueue an order payment update; return the job id."""
     return _default_producer().enqueue_payment_update(body, **options)
+
+
+def enqueue_send_order(body: Any, order_key: str | None = None, **options: Any) -> str:
+    """Validate and enqueue an order message (send-order); return the job id. ``order_key``:
+    the shop's own order id, by which its updates may then name the order."""
+    return _default_producer().enqueue_send_order(body, order_key, **options)
 
 
 def get_result(job_id: str, timeout: float | None = None) -> dict[str, str]:

@@ -48,6 +48,10 @@ ENDPOINTS = BY_CLI_KIND
 )
 @click.option("--instance", help="the Z-API instance's alias (ZAPI_INSTANCES; default: default)")
 @click.option("--idempotency-key", help="single job only: a repeat with this key is not sent")
+@click.option(
+    "--order-key",
+    help="order, single job only: the shop's own order id, by which its updates name it",
+)
 @click.option("--wait", type=float, help="single job only: wait this many seconds for the reply")
 def enqueue(
     kind: str,
@@ -56,12 +60,14 @@ def enqueue(
     out: TextIO,
     instance: str | None,
     idempotency_key: str | None,
+    order_key: str | None,
     wait: float | None,
 ) -> None:
-    """Validate and enqueue an order status or payment update.
+    """Validate and enqueue an order message (order) or an order status or payment update.
 
     \b
     One body from a JSON file or stdin:
+      zapi-queue enqueue order order.json --order-key shop-1042
       zapi-queue enqueue status update.json
       echo '{...}' | zapi-queue enqueue payment --wait 30
     Many, one per line (JSON Lines):
@@ -73,6 +79,8 @@ def enqueue(
     Exits 1 when a body is refused (each refusal names its line, field and rule).
     """
     endpoint = ENDPOINTS[kind]
+    if order_key is not None and (jsonl is not None or "order_key" not in endpoint.spec.kwargs):
+        fail("--order-key names one order message: enqueue order BODY_FILE --order-key KEY")
     producer = producer_or_exit()
     try:
         if jsonl is not None:
@@ -84,7 +92,11 @@ def enqueue(
             fail(f"not valid JSON: {getattr(exc, 'msg', 'nested too deeply')}; fix the file")
         try:
             job_id = producer.enqueue(
-                endpoint, body, idempotency_key=idempotency_key, instance=instance
+                endpoint,
+                body,
+                idempotency_key=idempotency_key,
+                instance=instance,
+                order_key=order_key,
             )
         except InvalidBodyError as exc:
             click.echo(f"rejected: {exc}", err=True)
