@@ -1,10 +1,11 @@
 """The fake Z-API's webhooks: the callbacks real Z-API posts, in FACTS.md's shapes.
 
-After each accepted update the fake posts a ``DeliveryCallback`` (with an ``error`` for a
+After each accepted send the fake posts a ``DeliveryCallback`` (with an ``error`` for a
 configurable share) and, when delivered, ``MessageStatusCallback`` SENT, RECEIVED and READ; it can
-also post a ``ReceivedCallback`` with ``reviewAndPay`` for a new order. One thread posts them in
-order, so that a message's callbacks arrive in the order Z-API would send them; every post and
-its answer is recorded for tests.
+also post a ``ReceivedCallback`` with ``reviewAndPay`` for a new order, the one a send-order
+comes back as (:func:`sent_order_message`). One thread posts them in order, so that a message's
+callbacks arrive in the order Z-API would send them; every post and its answer is recorded for
+tests.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import secrets
+import string
 import threading
 import time
 from dataclasses import dataclass
@@ -19,6 +21,12 @@ from typing import Any
 
 import httpx
 
+from tasks.contract.schemas import CUSTOM_ITEM_PREFIX
+
+#: Z-API's generated ids (``referenceId``, ``orderRequestId``, a custom item's): 11 characters,
+#: upper-case letters and digits, e.g. ``4N9AVI38VOB`` (FACTS.md's example).
+ID_ALPHABET = string.ascii_uppercase + string.digits
+ID_LENGTH = 11
 #: DeliveryCallback errors seen in the wild (FACTS.md), with their errorCode when there is one.
 DELIVERY_ERRORS = (
     ("Update order has not been sent because it received invalid request data.", None),
@@ -32,6 +40,16 @@ def _moment() -> int:
     return int(time.time() * 1000)
 
 
+def zapi_id() -> str:
+    """A fresh id spelled like Z-API's order ids."""
+    return "".join(secrets.choice(ID_ALPHABET) for _ in range(ID_LENGTH))
+
+
+def _money(amount: float) -> float:
+    """A sum of amounts: an integer stays one, a float is rounded to cents (no 0.30000004)."""
+    return round(amount, 2) if isinstance(amount, float) else amount
+
+
 def order_message(
     instance_id: str,
     *,
@@ -42,29 +60,35 @@ def order_message(
     currency: str = "BRL",
     order_request_id: str | None = None,
     message_id: str | None = None,
+    discount: float = 10,
+    shipping: float = 5,
+    tax: float = 10,
 ) -> dict[str, Any]:
-    """A ``ReceivedCallback`` carrying a new order (``reviewAndPay`` or ``reviewOrder``)."""
+    """A ``ReceivedCallback`` carrying a new order (``reviewAndPay`` or ``reviewOrder``), its
+    amounts as in FACTS.md's example: ``subTotal`` the products' value times quantity,
+    ``total`` that less ``discount`` plus ``shipping`` and ``tax``, and never below 0 (a
+    discount past the rest is the fake's guess: Z-API documents no such case)."""
     items = products or [
         {
             "name": "order 1",
             "quantity": 2,
             "isCustomItem": True,
-            "productId": "custom-item-" + secrets.token_hex(5).upper(),
+            "productId": CUSTOM_ITEM_PREFIX + zapi_id(),
             "value": 150,
         }
     ]
-    sub_total = sum(item["value"] * item["quantity"] for item in items)
+    sub_total = _money(sum(item["value"] * item["quantity"] for item in items))
     order: dict[str, Any] = {
         "currency": currency,
-        "referenceId": secrets.token_hex(6).upper(),
-        "orderRequestId": order_request_id or secrets.token_hex(6).upper(),
+        "referenceId": zapi_id(),
+        "orderRequestId": order_request_id or zapi_id(),
         "orderStatus": "pending",
         "paymentStatus": "pending",
-        "total": sub_total + 5,
+        "total": _money(max(0, sub_total - discount + shipping + tax)),
         "subTotal": sub_total,
-        "discount": 10,
-        "shipping": 5,
-        "tax": 10,
+        "discount": discount,
+        "shipping": shipping,
+        "tax": tax,
         "products": items,
     }
     if shape == "reviewAndPay":
@@ -78,6 +102,36 @@ def order_message(
         moment_field: _moment(),
         shape: order,
     }
+
+
+def sent_order_message(instance_id: str, body: dict[str, Any], message_id: str) -> dict[str, Any]:
+    """The ``ReceivedCallback`` (``fromMe``, ``reviewAndPay``) Z-API posts for the order message
+    a send-order ``body`` (valid, in Z-API's spelling) sent as ``message_id``: the order's ids
+    generated, a product sent without ``productId`` a custom item with a ``custom-item-`` id,
+    an amount left out 0."""
+    order = body["order"]
+    products = []
+    for product in order["products"]:
+        product_id = product.get("productId") or CUSTOM_ITEM_PREFIX + zapi_id()
+        products.append(
+            {
+                "name": product["name"],
+                "quantity": product["quantity"],
+                "isCustomItem": product_id.startswith(CUSTOM_ITEM_PREFIX),
+                "productId": product_id,
+                "value": product["value"],
+            }
+        )
+    return order_message(
+        instance_id,
+        phone=body["phone"],
+        products=products,
+        currency=order["currency"],
+        message_id=message_id,
+        discount=order.get("discount", 0),
+        shipping=order.get("shipping", 0),
+        tax=order.get("tax", 0),
+    )
 
 
 def delivery_callback(
