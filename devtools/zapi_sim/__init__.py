@@ -16,11 +16,16 @@ What it reproduces, in the order Z-API appears to check things:
   true}`` (a non-HTTPS URL: a 200 carrying an error) and are remembered per instance
   (:meth:`ZapiSimulator.webhook_settings`); ``GET .../me`` gives them back with the instance's
   data, as Z-API does.
+* ``POST .../send-order`` checks its body with the worker's schema (400 ``{"error": ...}``
+  naming the first problem) and answers like an update.
 
 Given a ``webhook_url`` it also plays Z-API's webhooks (devtools/zapi_callbacks.py): after
 each accepted update a ``DeliveryCallback`` (failing for a ``delivery_failure_rate`` share) and
-``MessageStatusCallback`` SENT, RECEIVED, READ; and :meth:`ZapiSimulator.post_order` posts a
-``ReceivedCallback`` with ``reviewAndPay`` for a new order.
+``MessageStatusCallback`` SENT, RECEIVED, READ; for a send-order, when the instance has
+``notifySentByMe`` on, first the fromMe ``ReceivedCallback`` with ``reviewAndPay`` and generated
+ids (``order_callback``: after the reply, before it, or never; ``order_callback_delay``); and
+:meth:`ZapiSimulator.post_order` posts a ``ReceivedCallback`` with ``reviewAndPay`` for a new
+order.
 
 For tests and benchmarks it adds latency (fixed, plus random jitter), random HTTP 500s at a
 given rate (seeded), an optional rate limit (429 with ``Retry-After: 1`` once

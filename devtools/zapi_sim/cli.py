@@ -13,6 +13,7 @@ from devtools.zapi_sim.config import (
     DEFAULT_CLIENT_TOKEN,
     DEFAULT_INSTANCE_ID,
     DEFAULT_INSTANCE_TOKEN,
+    ORDER_CALLBACKS,
     SimulatorConfig,
     SimulatorOptions,
 )
@@ -55,6 +56,18 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--callbacks-before-reply", action="store_true", help="DeliveryCallback before the reply"
+    )
+    parser.add_argument(
+        "--order-callback",
+        choices=ORDER_CALLBACKS,
+        default=default.order_callback,
+        help="a send-order's ReceivedCallback: after the reply, before it, or never",
+    )
+    parser.add_argument(
+        "--order-callback-delay",
+        type=float,
+        default=default.order_callback_delay,
+        help="seconds more before an order callback posted after the reply",
     )
     parser.add_argument(
         "--instance-id", default=default.instance_id, help=f"default {default.instance_id}"

@@ -7,7 +7,13 @@ that they agree; :meth:`SimulatorConfig.cli_args` turns a set-up into the comman
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypedDict
+from typing import Literal, TypedDict, get_args
+
+#: When the fake posts the ReceivedCallback of an order message it sent (send-order): after
+#: the reply (Z-API's way), before it (a callback that beats the worker's record of the
+#: reply), or never (an order whose callback never arrives).
+OrderCallback = Literal["after", "before", "never"]
+ORDER_CALLBACKS: tuple[OrderCallback, ...] = get_args(OrderCallback)
 
 # The fake's credentials unless told otherwise (the in-process, remote and CLI forms agree).
 DEFAULT_INSTANCE_ID = "sim-instance"
@@ -40,6 +46,8 @@ class SimulatorOptions(TypedDict, total=False):
     webhook_url: str | None
     delivery_failure_rate: float
     callbacks_before_reply: bool
+    order_callback: OrderCallback
+    order_callback_delay: float
 
 
 @dataclass(eq=False)
@@ -65,6 +73,11 @@ class SimulatorConfig:
     callbacks_before_reply: bool = False
     """Post the DeliveryCallback before answering the update (a callback that beats the
     worker's record of the reply)."""
+    order_callback: OrderCallback = "after"
+    """When a send-order's ReceivedCallback is posted (with ``notifySentByMe`` on):
+    ``after`` the reply, ``before`` it, or ``never``."""
+    order_callback_delay: float = 0.0
+    """Seconds more before an ``after`` order callback (the callbacks queued after it wait)."""
 
     def cli_args(self) -> list[str]:
         """The same set-up as ``python -m devtools.zapi_sim`` options."""
@@ -83,4 +96,6 @@ class SimulatorConfig:
         args += ["--delivery-failure-rate", str(self.delivery_failure_rate)]
         if self.callbacks_before_reply:
             args += ["--callbacks-before-reply"]
+        args += ["--order-callback", self.order_callback]
+        args += ["--order-callback-delay", str(self.order_callback_delay)]
         return args

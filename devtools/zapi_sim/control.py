@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from devtools.zapi_sim.config import ORDER_CALLBACKS
 from devtools.zapi_sim.switches import Fault
 
 if TYPE_CHECKING:
@@ -27,7 +28,10 @@ def control(sim: ZapiSimulator, method: str, path: str, body: Any) -> tuple[int,
         sim.reset()
         return 200, {"ok": True}
     if method == "POST" and path == "/__sim__/config" and isinstance(body, dict):
-        return 200, configure(sim, body)
+        try:
+            return 200, configure(sim, body)
+        except ValueError as exc:
+            return 400, {"error": str(exc)}
     if method == "POST" and path == "/__sim__/order":
         try:
             return 200, sim.post_order(**(body or {}))
@@ -43,7 +47,8 @@ def control(sim: ZapiSimulator, method: str, path: str, body: Any) -> tuple[int,
 
 
 def configure(sim: ZapiSimulator, body: dict[str, Any]) -> dict[str, Any]:
-    """Change the set-up named in ``body`` (the rest stays); returns the latency and rate."""
+    """Change the set-up named in ``body`` (the rest stays); returns the latency and rate.
+    ValueError (a 400) for a value it cannot take."""
     sim.latency = float(body.get("latency", sim.latency))
     if "rate_limit" in body:
         sim.rate_limit = None if body["rate_limit"] is None else float(body["rate_limit"])
@@ -54,6 +59,11 @@ def configure(sim: ZapiSimulator, body: dict[str, Any]) -> dict[str, Any]:
     sim.callbacks_before_reply = bool(
         body.get("callbacks_before_reply", sim.callbacks_before_reply)
     )
+    if "order_callback" in body:
+        if body["order_callback"] not in ORDER_CALLBACKS:
+            raise ValueError(f"order_callback must be one of {', '.join(ORDER_CALLBACKS)}")
+        sim.order_callback = body["order_callback"]
+    sim.order_callback_delay = float(body.get("order_callback_delay", sim.order_callback_delay))
     if "outage" in body:
         sim.set_outage(None if body["outage"] is None else Fault(**body["outage"]))
     return {"latency": sim.latency, "rate_limit": sim.rate_limit}

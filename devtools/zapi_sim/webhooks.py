@@ -1,9 +1,12 @@
 """The fake Z-API's side of the webhooks: when it posts which callback, to its ``webhook_url``.
 
 The callbacks' shapes and the thread that posts them are devtools/zapi_callbacks.py; this module
-decides what an event sends: an accepted update its DeliveryCallback (failing for a
+decides what an event sends: an accepted send its DeliveryCallback (failing for a
 ``delivery_failure_rate`` share) and, when delivered, MessageStatusCallback SENT, RECEIVED, READ;
-a new order its ReceivedCallback. It reads the set-up live, as tests change it on a running fake.
+a sent order message, when delivered and the instance has ``notifySentByMe`` on, first the
+fromMe ReceivedCallback that carries its ids (``order_callback``: after the reply, before it,
+never); a new order its ReceivedCallback. It reads the set-up live, as tests change it on a
+running fake.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from devtools.zapi_callbacks import (
     PostedCallback,
     delivery_callback,
     order_message,
+    sent_order_message,
     status_callback,
 )
 from devtools.zapi_sim.config import SimulatorConfig
@@ -32,13 +36,21 @@ class Webhooks:
         self._switches = switches
         self._poster = CallbackPoster()
 
-    def after_accept(self, data: dict[str, Any], reply: dict[str, str]) -> None:
-        """Play Z-API's callbacks for an accepted update."""
+    def after_accept(
+        self, data: dict[str, Any], reply: dict[str, str], echo: dict[str, Any] | None = None
+    ) -> None:
+        """Play Z-API's callbacks for an accepted send; ``echo``, the ReceivedCallback of a sent
+        order message, goes first unless the delivery fails (no message, no order)."""
         config = self._config
         url = config.webhook_url
         if url is None:
             return
         failure = self._switches.draw_failure(config.delivery_failure_rate, 1000)
+        if echo is not None and failure is None:
+            if config.order_callback == "before":
+                self._poster.post_now(url, echo)
+            else:
+                self._poster.post_later(url, echo, CALLBACK_DELAY + config.order_callback_delay)
         phone = str(data.get("phone", ""))
         message_id, zaap_id = reply["messageId"], reply["zaapId"]
         instance_id = config.instance_id
@@ -51,6 +63,21 @@ class Webhooks:
             for status in ("SENT", "RECEIVED", "READ"):
                 payload = status_callback(instance_id, message_id, phone, status)
                 self._poster.post_later(url, payload, CALLBACK_DELAY)
+
+    def after_order_sent(
+        self,
+        instance_id: str,
+        body: dict[str, Any],
+        reply: dict[str, str],
+        *,
+        notify_sent_by_me: bool,
+    ) -> None:
+        """Play Z-API's callbacks for an accepted send-order ``body`` (valid, Z-API's
+        spelling): those of any send, and its order's ReceivedCallback when the instance has
+        ``notifySentByMe`` on and ``order_callback`` is not ``never``."""
+        posts_echo = notify_sent_by_me and self._config.order_callback != "never"
+        echo = sent_order_message(instance_id, body, reply["messageId"]) if posts_echo else None
+        self.after_accept(body, reply, echo)
 
     def post_order(self, **options: Any) -> dict[str, Any]:
         """Post a ``ReceivedCallback`` with a new order to the webhook URL (options: see

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from devtools.zapi_sim.records import ReceivedRequest
-from devtools.zapi_sim.routes import instance_settings, status, updates
+from devtools.zapi_sim.routes import instance_settings, orders, status, updates
 from devtools.zapi_sim.routes.common import Answer, RouteAnswer, parse_route
 from devtools.zapi_sim.switches import Fault
 from tasks.contract.endpoints import Endpoint
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 NOT_FOUND_BODY = {"error": "NOT_FOUND", "message": "Unable to find matching target resource method"}
 ROUTES: dict[str, RouteAnswer] = {
     **updates.ROUTES,
+    **orders.ROUTES,
     **status.ROUTES,
     **instance_settings.ROUTES,
 }
