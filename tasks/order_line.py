@@ -27,6 +27,7 @@ from config import Settings
 from tasks.contract.errors import StaleUpdateError
 from tasks.contract.ordering import Delivered, stale_reason
 from tasks.contract.schemas import OrderUpdate
+from tasks.contract.send_order import SendOrder
 from tasks.state.idempotency import Claim, ClaimState
 from tasks.state.orders import OrderLines, Turn
 from tasks.state.turns import Start, Turns
@@ -57,7 +58,7 @@ class Turned:
     already) and whether the order book has the order's snapshot."""
 
     start: Start
-    update: OrderUpdate | None
+    update: OrderUpdate | SendOrder | None
     has_snapshot: bool
 
     @property
@@ -92,7 +93,7 @@ class OrderLine:
 
     def take_turn(
         self,
-        complete: Callable[[Delivered], OrderUpdate],
+        complete: Callable[[Delivered], OrderUpdate | SendOrder],
         sequence: int | None,
         *,
         force: bool,
@@ -124,6 +125,8 @@ class OrderLine:
         if start.claim.state is ClaimState.DELIVERED:
             return Turned(start, None, entry.has_snapshot)  # a repeat: it leaves the line
         update = complete(entry.delivered)
+        if isinstance(update, SendOrder):
+            return Turned(start, update, entry.has_snapshot)  # the order message: no status
         reason = stale_reason(entry.delivered, update.order_status, update.payment_status, sequence)
         if reason is not None and not force:
             if start.sending is not None:

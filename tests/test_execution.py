@@ -101,16 +101,16 @@ class Stack:
     deps: Deps
     at: InstanceDeps
     zapi: ZapiMock
-    task_name: str = STATUS.task_name
+    endpoint: Endpoint = STATUS
     job_id: str = field(default_factory=lambda: f"job-{uuid.uuid4().hex[:8]}")
 
     def run(
         self, body: Any, headers: dict[str, Any] | None = None, **kwargs: Any
     ) -> tuple[FakeTask, dict[str, Any] | BaseException]:
         """One execution of the job: its result, or what it raised."""
-        task = FakeTask(self.task_name, FakeRequest(self.job_id, headers))
+        task = FakeTask(self.endpoint.task_name, FakeRequest(self.job_id, headers))
         try:
-            return task, deliver(task, STATUS, (body,), kwargs, self.deps)
+            return task, deliver(task, self.endpoint, (body,), kwargs, self.deps)
         except Exception as exc:  # noqa: BLE001 - the test reads what was raised
             return task, exc
 
@@ -343,7 +343,9 @@ def test_a_write_that_must_not_be_lost_is_retried_with_the_backoff(
         if next(refusals):
             raise redis.ResponseError("OOM command not allowed")
 
-    job = Job(FakeTask(stack.task_name, FakeRequest("j", None)), STATUS, stack.deps, (), {})
+    job = Job(
+        FakeTask(stack.endpoint.task_name, FakeRequest("j", None)), STATUS, stack.deps, (), {}
+    )
     assert persist(job, "record it", write)
     assert PERSIST_MAX_WAIT == 1.0
     limits = [min(PERSIST_MAX_WAIT, PERSIST_FIRST_WAIT * 2**i) for i in range(6)]

@@ -28,8 +28,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .delivery_record import key_part
-from .endpoints import TASK_NAMES
+from .endpoints import TASK_NAMES, Endpoint
 from .job_kwargs import valid_sequence
+from .order_key import order_key_problem
 
 ORDER_STATUS_RANK = {"pending": 0, "processing": 1, "shipped": 2, "completed": 3}
 PAYMENT_STATUS_RANK = {"pending": 0, "paid": 1}
@@ -40,12 +41,12 @@ ORDER_PREFIX = "zapi-queue:order:"
 #: The same keys of an order named by the shop's own number: a prefix apart, so that no
 #: ``orderRequestId`` can name the line of a shop's key, or the reverse.
 ORDER_KEY_PREFIX = "zapi-queue:order-key:"
-#: The task that sends an order message (its ``order_key`` kwarg names its order's line).
-SEND_ORDER_TASK = "zapi.send_order"
 #: The task names whose jobs stand in an order's line (the public contract's names).
-ORDER_TASKS = frozenset({*TASK_NAMES.values(), SEND_ORDER_TASK})
-#: The longest shop order number (``order_key``, ``orderKey``).
-ORDER_KEY_MAX = 100
+ORDER_TASKS = frozenset(TASK_NAMES.values())
+#: The task that sends an order message (its ``order_key`` kwarg names its order's line).
+SEND_ORDER_TASK = Endpoint.SEND_ORDER.task_name
+#: ZAPI_ORDER_TTL's default: 90 days.
+DEFAULT_ORDER_TTL = 90 * 86_400
 
 
 class ShopOrderKey(str):
@@ -56,17 +57,8 @@ class ShopOrderKey(str):
 
 
 def is_order_key(value: Any) -> bool:
-    """The rule of a shop's order number: 1 to 100 characters, none of them a control one."""
-    return (
-        isinstance(value, str)
-        and 0 < len(value) <= ORDER_KEY_MAX
-        and value.isprintable()
-        and value.strip() == value
-    )
-
-
-#: ZAPI_ORDER_TTL's default: 90 days.
-DEFAULT_ORDER_TTL = 90 * 86_400
+    """The rule of a shop's order number (tasks/contract/order_key.py)."""
+    return order_key_problem(value) is None
 
 
 def order_keys(instance_id: str, order: str) -> tuple[str, str, str]:

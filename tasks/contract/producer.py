@@ -40,7 +40,7 @@ from .delivery_record import read_delivery
 from .endpoints import TASK_NAMES, Endpoint
 from .errors import InvalidBodyError, as_contract_error
 from .job_kwargs import check_kwargs
-from .ordering import DEFAULT_ORDER_TTL, order_keys, order_request_id, register_in_line
+from .ordering import DEFAULT_ORDER_TTL, order_keys, order_of, register_in_line
 from .redaction import describe_body
 from .redis_url import SentinelOptions, redis_client
 from .validation import validate_request
@@ -130,9 +130,10 @@ class Producer:
         if validate:
             validate_request(endpoint, body)
         job_id = uuid()
-        kwargs["sequence"] = self._in_line([(job_id, body, sequence)], registers=instance is None)[
-            0
-        ]
+        in_line = self._in_line(
+            [(job_id, body, sequence)], TASK_NAMES[endpoint], kwargs, registers=instance is None
+        )
+        kwargs["sequence"] = in_line[0]
         self.app.send_task(
             TASK_NAMES[endpoint],
             args=[body],
@@ -150,10 +151,16 @@ class Producer:
             return self._last_stamp
 
     def _in_line(
-        self, jobs: list[tuple[str, Any, int | None]], *, registers: bool = True
+        self,
+        jobs: list[tuple[str, Any, int | None]],
+        task: str,
+        kwargs: dict[str, Any],
+        *,
+        registers: bool = True,
     ) -> list[int]:
-        """Stamp each (job id, body, sequence or None) and, if the instance is known, register
-        them in their orders' lines in one round trip. Returns the sequences."""
+        """Stamp each (job id, body, sequence or None) of ``task`` called with ``kwargs`` and,
+        if the instance is known, register them in their orders' lines in one round trip.
+        Returns the sequences."""
         sequences = [self._stamp() if given is None else given for _, _, given in jobs]
         instance = self._instance_id
         if instance is None or not registers:
@@ -161,7 +168,7 @@ class Producer:
         ttl = int(os.environ.get("ZAPI_ORDER_TTL") or DEFAULT_ORDER_TTL)
         pipe = self._state_redis().pipeline(transaction=False)
         for (job_id, body, _), position in zip(jobs, sequences, strict=True):
-            order = order_request_id(body)
+            order = order_of(task, body, kwargs)
             if order is not None:
                 register_in_line(pipe, order_keys(instance, order), job_id, position, ttl)
         pipe.execute()
@@ -206,8 +213,8 @@ class Producer:
                     continue
             accepted.append(body)
         jobs: list[tuple[str, Any, int | None]] = [(uuid(), body, None) for body in accepted]
-        sequences = self._in_line(jobs, registers=instance is None)
         task_name = TASK_NAMES[endpoint]
+        sequences = self._in_line(jobs, task_name, {}, registers=instance is None)
         named = {"instance": instance} if instance is not None else {}
         with self._batched_producer() as producer:
             for (job_id, body, _), sequence in zip(jobs, sequences, strict=True):

@@ -30,7 +30,9 @@ def find_order(job: Job, short: ShortUpdate) -> Snapshot | Deferred | Buried:
     """The short update's order from the book; while it may still come (its webhook on its
     way), a look again later without using an attempt; then the burial."""
     snapshot = job.at().book.find(
-        order_request_id=short.order_request_id, message_id=short.message_id
+        order_request_id=short.order_request_id,
+        message_id=short.message_id,
+        order_key=short.order_key,
     )
     if snapshot is not None:
         return snapshot
@@ -83,9 +85,10 @@ def completion(
 
 def key_body(short: ShortUpdate, snapshot: Snapshot) -> dict[str, Any]:
     """What the short update's idempotency key is derived from: either name of the order
-    gives the same key."""
+    (or the shop's key) gives the same key."""
     body = {**short.to_wire(), "orderRequestId": snapshot.order_request_id}
     body.pop("messageId", None)
+    body.pop("orderKey", None)
     return body
 
 

@@ -73,6 +73,8 @@ class Job:
     sequence: Any = field(init=False)
     force: bool = field(init=False)
     instance_alias: Any = field(init=False)
+    #: The shop's own order id (``zapi.send_order``'s ``order_key`` kwarg), as given.
+    order_key: Any = field(init=False)
     #: The Z-API instance the job sends through (its ``instance`` kwarg; None: unknown, and
     #: the run fails the job with UnknownInstanceError).
     instance: Instance | None = field(init=False, default=None)
@@ -95,12 +97,19 @@ class Job:
         self.sequence = kwargs.get("sequence")
         self.force = kwargs.get("force") is True
         self.instance_alias = kwargs.get("instance")
+        self.order_key = kwargs.get("order_key")
         self.state = JobState.of(self.task.request.headers)
         with contextlib.suppress(UnknownInstanceError):
             self.instance = self.deps.instance(alias_of(kwargs))
         if self.instance is not None:
-            self.line = self.line_of(order_of(self.task.name, self.body, kwargs))
+            self.line = self.line_of(self.named_order)
         self.attempt = self.state.attempts + 1
+
+    @property
+    def named_order(self) -> str | None:
+        """The order the call names (tasks/contract/ordering.order_of): the shop's key of a
+        send-order or a keyed update (a ShopOrderKey), else the body's ``orderRequestId``."""
+        return order_of(self.task.name, self.body, self.kwargs)
 
     @property
     def settings(self) -> Settings:

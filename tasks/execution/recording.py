@@ -16,8 +16,11 @@ from typing import Any
 
 import redis
 
+from tasks.contract.endpoints import Endpoint
+from tasks.contract.ordering import ShopOrderKey
 from tasks.contract.schemas import OrderUpdate
-from tasks.contract.validation import validate_body
+from tasks.contract.send_order import SendOrder
+from tasks.contract.validation import validate_body, validate_send_order
 from tasks.execution.burial import bury_failed_delivery, letter, persist
 from tasks.execution.completion import short_form
 from tasks.execution.headers import UNRECORDED_HEADER
@@ -32,7 +35,7 @@ def settle_delivered(
     job: Job,
     key: str,
     owner: str,
-    update: OrderUpdate,
+    update: OrderUpdate | SendOrder,
     wire: dict[str, Any],
     sequence: int | None,
     result: dict[str, Any],
@@ -74,7 +77,11 @@ def settle_delivered(
 def record_again(job: Job, owner: str, sequence: int | None, carried: dict[str, Any]) -> Outcome:
     """An execution after a delivery whose reply Redis did not take: record it now; the
     update is not sent again."""
-    update = validate_body(job.endpoint, carried["wire"])
+    update: OrderUpdate | SendOrder
+    if job.endpoint is Endpoint.SEND_ORDER:
+        update = validate_send_order(carried["wire"])
+    else:
+        update = validate_body(job.endpoint, carried["wire"])
     job.phone = update.phone
     job.sent, job.attempt = True, job.state.attempts
     logger.warning("job %s: recording its delivered reply again (not sent again)", job.job_id)
@@ -94,29 +101,38 @@ def record(
     job: Job,
     key: str,
     owner: str,
-    update: OrderUpdate,
+    update: OrderUpdate | SendOrder,
     sequence: int | None,
     result: dict[str, Any],
     *,
     wire: dict[str, Any] | None,
 ) -> tuple[Burial | None, dict[str, Any] | None] | None:
     """The reply, the order's state, its snapshot from the sent ``wire`` body (None: the book
-    has it) and the delivery record, in one round trip; None when Redis did not take it within
-    ZAPI_PERSIST_PATIENCE. Returns the job's burial if Z-API's failure callback for the message
-    came first, and the reply another execution of the job recorded first, if one did."""
+    has it) or, for an order message, the link from its order's key, and the delivery record,
+    in one round trip; None when Redis did not take it within ZAPI_PERSIST_PATIENCE. Returns
+    the job's burial if Z-API's failure callback for the message came first, and the reply
+    another execution of the job recorded first, if one did."""
     at = job.at()
     turns, deliveries = at.turns, at.deliveries
-    delivered_args = turns.lines.delivered_args(
-        job.job_id, update.order_status, update.payment_status, sequence
-    )
-    feed = None
-    if wire is not None:
-        data = snapshot_of_update(wire, at.book.instance_id)
-        feed = (at.book.message_key(update.message_id), json.dumps(data, ensure_ascii=False))
     message_id = result["messageId"]
+    # The order the job names (its line's): a keyed order's state lives under its key.
+    order = job.named_order
+    feed = None
+    if isinstance(update, SendOrder):
+        # An order message: the order shows pending, pending; its snapshot comes with its
+        # order webhook, found through the link recorded here.
+        statuses, order_message, replay = ("pending", "pending"), message_id, update.to_wire()
+    else:
+        order = order or update.order_request_id
+        statuses, order_message = (update.order_status, update.payment_status), None
+        replay = short_form(job.endpoint, update)
+        if wire is not None and not isinstance(order, ShopOrderKey):
+            data = snapshot_of_update(wire, at.book.instance_id)
+            feed = (at.book.message_key(update.message_id), json.dumps(data, ensure_ascii=False))
+    delivered_args = turns.lines.delivered_args(job.job_id, *statuses, sequence)
     link = deliveries.link_args(
         zaap_id=result["zaapId"],
-        letter=letter(job, "DeliveryFailedError", "", body=short_form(job.endpoint, update)),
+        letter=letter(job, "DeliveryFailedError", "", body=replay),
         reply_key=turns.store.keys(key)[0],
     )
     answers: list[Any] = []
@@ -125,13 +141,14 @@ def record(
         "record the reply and the order's state",
         lambda: answers.append(
             turns.record_and_deliver(
-                update.order_request_id,
+                order,
                 key,
                 owner,
                 reply_record(result, job.job_id, time.time()),
                 delivered_args,
                 snapshot=feed,
                 delivery=(deliveries.key(message_id), link),
+                order_message=order_message,
             )
         ),
     )

@@ -22,7 +22,8 @@ from tasks.contract.errors import StaleUpdateError, ZapiQueueError
 from tasks.contract.job_kwargs import Call
 from tasks.contract.ordering import Delivered
 from tasks.contract.schemas import OrderUpdate, ShortUpdate
-from tasks.contract.validation import validate_update
+from tasks.contract.send_order import SendOrder
+from tasks.contract.validation import validate_send_order, validate_update
 from tasks.execution import completion, policy
 from tasks.execution.deps import Deps
 from tasks.execution.job import Job, JobTask, logger
@@ -46,6 +47,16 @@ from tasks.state.turns import Start
 
 #: Seconds a job waits when its instance has all its in-flight permits taken in this worker.
 INSTANCE_BUSY_WAIT = 0.5
+
+
+def order_message_key(job_id: str, order_key: str | None, *, force: bool) -> str:
+    """A send-order's idempotency key: its order's key (the same key sent twice sends one
+    order message, unless ``force``), else the job (a redelivered job is not sent twice;
+    two orders alike are two orders)."""
+    named: dict[str, str] = {"job": job_id}
+    if order_key is not None:
+        named = {"orderKey": order_key, **(named if force else {})}
+    return derive_key(Endpoint.SEND_ORDER.value, named)
 
 
 class Execution:
@@ -80,15 +91,20 @@ class Execution:
         call = Call.of(job.task.name, job.args, job.kwargs)  # InvalidBodyError
         job.body, job.idempotency_key = call.body, call.idempotency_key
         job.sequence, job.force, job.instance_alias = call.sequence, call.force, call.instance
+        job.order_key = call.order_key
         job.known_instance()  # UnknownInstanceError: the job fails at once
-        given = validate_update(job.endpoint, job.body)
+        given: OrderUpdate | ShortUpdate | SendOrder
+        if job.endpoint is Endpoint.SEND_ORDER:
+            given = validate_send_order(job.body)
+        else:
+            given = validate_update(job.endpoint, job.body)
         sequence = call.sequence
         at = job.at()
         store, owner = at.store, owner_id(job.job_id)
         unrecorded = job.state.unrecorded()
         if unrecorded is not None:
             return record_again(job, owner, sequence, unrecorded)
-        complete: Callable[[Delivered], OrderUpdate]
+        complete: Callable[[Delivered], OrderUpdate | SendOrder]
         if isinstance(given, ShortUpdate):
             snapshot = completion.find_order(job, given)
             if isinstance(snapshot, Deferred | Buried):
@@ -103,6 +119,8 @@ class Execution:
             complete, key_body, phone = (lambda _: full), full.to_wire(), full.phone
         if call.idempotency_key is not None:
             key = "key:" + call.idempotency_key
+        elif isinstance(given, SendOrder):
+            key = order_message_key(job.job_id, call.order_key, force=call.force)
         else:
             key = derive_key(job.endpoint.value, key_body)
 
@@ -166,7 +184,7 @@ class Execution:
     def _take_turn(
         self,
         line: OrderLine,
-        complete: Callable[[Delivered], OrderUpdate],
+        complete: Callable[[Delivered], OrderUpdate | SendOrder],
         sequence: int | None,
         key: str,
         owner: str,
@@ -219,7 +237,7 @@ class Execution:
         store: IdempotencyStore,
         key: str,
         owner: str,
-        update: OrderUpdate,
+        update: OrderUpdate | SendOrder,
         sequence: int | None,
         *,
         has_snapshot: bool,

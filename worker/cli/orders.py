@@ -23,18 +23,34 @@ def order() -> None:
 @click.option("--instance", help="the Z-API instance (default: ZAPI_INSTANCE_ID)")
 @click.option("--json", "as_json", is_flag=True, help="print the snapshot as JSON")
 def order_show(order_id: str, instance: str | None, as_json: bool) -> None:
-    """Print one order (phone masked), found by its orderRequestId or its order message's
-    messageId. Its statuses are the current ones: the last delivered update's, else the
-    webhook's. Exits 1 when the book does not have it."""
+    """Print one order (phone masked), found by its orderRequestId, its order message's
+    messageId or the shop's own order key (send-order's order_key). Its statuses are the
+    current ones: the last delivered update's, else the webhook's. Exits 1 when the book does
+    not have it (an order message sent whose order webhook has not come is said so)."""
     settings = settings_or_exit()
     instance = instance or settings.zapi_instance_id
     if instance is None:
         fail("name the instance: --instance, or set ZAPI_INSTANCE_ID")
     book = OrderBook(state_redis(settings), instance_id=instance, ttl=settings.zapi_order_ttl)
-    snapshot = book.find(order_request_id=order_id) or book.find(message_id=order_id)
+    snapshot = (
+        book.find(order_request_id=order_id)
+        or book.find(message_id=order_id)
+        or book.find(order_key=order_id)
+    )
+    sent = book.order_message(order_id)
     if snapshot is None:
+        if sent:
+            fail(
+                f"order key {order_id}: order message {sent.get('messageId')} sent "
+                f"{_shown_time(sent.get('orderSentAt'))} by job {sent.get('orderJob')}; its "
+                "order webhook (ReceivedCallback with reviewAndPay) has not come: is "
+                "notifySentByMe on? (zapi-queue webhooks show)",
+                EXIT_FAILED,
+            )
         fail(f"no order {order_id} in the order book of instance {instance}", EXIT_FAILED)
     record = masked_body(dict(snapshot.data), show_phone=True)  # a PIX key, if it kept one
+    if sent:
+        record["orderKey"] = order_id
     record["phone"] = mask_phone(str(record.get("phone")))
     record["orderStatus"] = snapshot.order_status
     record["paymentStatus"] = snapshot.payment_status
@@ -56,6 +72,14 @@ def order_show(order_id: str, instance: str | None, as_json: bool) -> None:
             f"{product.get('name')} at {product.get('value')}"
             f"{'  (custom item)' if product.get('isCustomItem') else ''}"
         )
+
+
+def _shown_time(epoch: str | None) -> str:
+    """A time kept in Redis, readable; as stored when it is no time (Redis is input too)."""
+    try:
+        return when(float(epoch or ""))
+    except (ValueError, OverflowError):
+        return repr(epoch)
 
 
 @main.command("webhook")
