@@ -179,7 +179,9 @@ def test_forget_finds_a_short_form_dead_letter_and_a_job_a_worker_holds(tmp_path
         DeadLetterStore(client).add(orphan)
 
         later = unique_body(phone=MARIA)
-        held = stack.producer.send_task(STATUS_TASK, args=[later], countdown=6)
+        # Long enough that a loaded machine runs `forget` before it ends.
+        countdown, sent_at = 15, time.monotonic()
+        held = stack.producer.send_task(STATUS_TASK, args=[later], countdown=countdown)
         deadline = time.monotonic() + 10
         while not client.hlen("unacked") and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -198,7 +200,7 @@ def test_forget_finds_a_short_form_dead_letter_and_a_job_a_worker_holds(tmp_path
         assert client.zscore(line, held.id) is None, "the erased job still heads its order"
         assert holds(urls, MARIA) == []
         assert holds(urls, GREETING) == []
-        time.sleep(8)  # past the countdown: the worker skips the revoked job
+        time.sleep(max(0.0, sent_at + countdown + 2 - time.monotonic()))  # past the countdown
         sent = [r for r in stack.sim.requests() if r.message_id == later["messageId"]]
         assert sent == []
         assert str(stack.producer.AsyncResult(held.id).state) == "REVOKED"
