@@ -3,8 +3,9 @@
 Starts a local Redis, the fake Z-API, one worker, the webhook receiver and Flower (the same
 commands production runs), enqueues sample order updates the way a producer does (by task name,
 with a plain Celery client), prints each job's outcome; then plays the whole loop: Z-API's order
-webhook in, a two-field update enqueued, sent as the full body, the read receipt back. Then it
-stops everything. In a terminal it keeps the
+webhook in, a two-field update enqueued, sent as the full body, the read receipt back; and an
+order's whole life by the shop's own number (send-order with its order_key, shipped and paid by
+that key). Then it stops everything. In a terminal it keeps the
 stack up for Flower until Ctrl-C; ``--exit`` (or no terminal) stops right after the results.
 Each process's log stays afterwards in ``.demo/logs/<time>/`` (gitignored), or ``--logs DIR``.
 
@@ -30,7 +31,7 @@ from celery import Celery
 from devtools.ports import free_port
 from devtools.processes import FlowerProcess, WebhookProcess, WorkerProcess, stack_env
 from devtools.redis_server import RedisServer, find_redis_server
-from devtools.samples import DOCS_STATUS_BODY
+from devtools.samples import DOCS_SEND_ORDER_MINIMAL_BODY, DOCS_STATUS_BODY
 from devtools.zapi_sim import Fault, ZapiSimulator
 from tasks.contract.redaction import mask_phone
 from tasks.state.deliveries import DeliveryBook
@@ -79,19 +80,76 @@ def the_loop(simulator: ZapiSimulator, producer: Celery, redis_server: RedisServ
     print(f"     Z-API received the full documented body: {json.dumps(sent)}")
     if result.state != "SUCCESS":
         return
-    client = redis_server.client()
-    book = DeliveryBook(client, instance_id=simulator.instance_id, ttl=60)
-    deadline = time.monotonic() + 10
-    delivery = book.get(reply["messageId"])
-    while (delivery is None or delivery.state != "read") and time.monotonic() < deadline:
-        time.sleep(0.1)
-        delivery = book.get(reply["messageId"])
-    client.close()
-    state = delivery.state if delivery is not None else "unknown"
+    state = delivery_state(simulator, redis_server, reply["messageId"])
     print(
         f"  4. Z-API's callbacks (DeliveryCallback, then MessageStatusCallback SENT, RECEIVED, "
         f"READ): delivery {state}; `zapi-queue status {result.id} --json` shows it"
     )
+
+
+def delivery_state(simulator: ZapiSimulator, redis_server: RedisServer, message_id: str) -> str:
+    """The message's delivery state once Z-API's callbacks say it was read (or 10 s passed)."""
+    client = redis_server.client()
+    book = DeliveryBook(client, instance_id=simulator.instance_id, ttl=60)
+    deadline = time.monotonic() + 10
+    delivery = book.get(message_id)
+    while (delivery is None or delivery.state != "read") and time.monotonic() < deadline:
+        time.sleep(0.1)
+        delivery = book.get(message_id)
+    client.close()
+    return delivery.state if delivery is not None else "unknown"
+
+
+def by_the_shops_number(
+    simulator: ZapiSimulator, producer: Celery, redis_server: RedisServer
+) -> None:
+    """An order's whole life from the shop's own number: the order message, then shipped and
+    paid by that number, never touching a Z-API id."""
+    print("The shop's own number: an order's whole life, no Z-API id in the shop's hands")
+    # What `zapi-queue webhooks configure` sets on Z-API: its order webhook for messages the
+    # number itself sends.
+    simulator.instance_settings.update(simulator.instance_id, notifySentByMe=True)
+    key = "shop-1042"
+    order = copy.deepcopy(DOCS_SEND_ORDER_MINIMAL_BODY) | {"phone": "5511987650000"}
+    sent = producer.send_task("zapi.send_order", args=[order], kwargs={"order_key": key})
+    shipped = {"orderKey": key, "orderStatus": "shipped"}
+    paid = {"orderKey": key, "paymentStatus": "paid"}
+    updates = [
+        producer.send_task("zapi.order_status_update", args=[shipped]),
+        producer.send_task("zapi.order_payment_update", args=[paid]),
+    ]
+    print(
+        f"  1. zapi.send_order, order_key {key!r}, then at once {json.dumps(shipped)} and "
+        f"{json.dumps(paid)}"
+    )
+    reply = sent.get(timeout=60, propagate=False)
+    print(f"  2. the order message: {outcome(sent.state, reply)}")
+    finals = [(update, update.get(timeout=60, propagate=False)) for update in updates]
+    if sent.state != "SUCCESS":
+        return
+    found = [
+        c.payload["reviewAndPay"]
+        for c in simulator.callbacks()
+        if c.payload.get("messageId") == reply["messageId"] and "reviewAndPay" in c.payload
+    ]
+    if found:
+        print(
+            f"  3. Z-API's order webhook (fromMe ReceivedCallback): order "
+            f"{found[0]['orderRequestId']}, custom item {found[0]['products'][0]['productId']}"
+        )
+    for label, (update, final) in zip(("shipped", "paid"), finals, strict=True):
+        print(f"  4. {label} by orderKey: job {update.id}: {outcome(update.state, final)}")
+    bodies = [
+        r.json
+        for r in simulator.requests()
+        if r.message_id == reply["messageId"] and r.path.endswith("-update")
+    ]
+    if bodies:
+        last = dict(bodies[-1], phone=mask_phone(str(bodies[-1]["phone"])))
+        print(f"     the last full body Z-API received: {json.dumps(last)}")
+    if finals and finals[-1][0].state == "SUCCESS":
+        state = delivery_state(simulator, redis_server, finals[-1][1]["messageId"])
+        print(f"  5. delivery {state}; `zapi-queue order show {key}` tells the order's story")
 
 
 def outcome(state: str, result: Any) -> str:
@@ -148,6 +206,8 @@ def run(keep_running: bool, log_dir: Path) -> int:
         )
         print()
         the_loop(simulator, producer, redis_server)
+        print()
+        by_the_shops_number(simulator, producer, redis_server)
         if keep_running:
             print(f"Flower is at {flower.url} - press Ctrl-C to stop everything.", flush=True)
             with contextlib.suppress(KeyboardInterrupt):

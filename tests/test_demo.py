@@ -34,7 +34,8 @@ def test_demo_prints_results_and_cleans_up() -> None:
     assert completed.returncode == 0, completed.stderr
     assert "ignoring ZAPI_INSTANCE_TOKEN" in out
     assert "real-looking-token" not in out + completed.stderr
-    assert out.count("SUCCESS  zaapId=") == 4  # three samples and the loop's short update
+    # three samples, the loop's short update, the order message and its two updates by key
+    assert out.count("SUCCESS  zaapId=") == 7
     assert "FAILURE  StaleUpdateError: order 4N8FCTW22W4: orderStatus processing is behind" in out
     assert "FAILURE  InvalidBodyError: invalid order-status-update body (3 problems)" in out
     assert "received 4 requests" in out
@@ -43,6 +44,15 @@ def test_demo_prints_results_and_cleans_up() -> None:
     assert "stored in the order book" in out
     assert '"orderStatus": "shipped", "paymentStatus": "pending"' in out
     assert "delivery read" in out
+
+    # By the shop's own number: the order message, then shipped and paid by its key, in full.
+    assert "the order message: SUCCESS" in out
+    assert "custom item custom-item-" in out
+    assert "shipped by orderKey: job" in out
+    assert "paid by orderKey: job" in out
+    assert '"orderStatus": "shipped", "paymentStatus": "paid"' in out
+    assert out.count("delivery read") == 2
+    assert "5511987650000" not in out  # the phone is masked
 
     ports = [int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", out)]
     assert len(set(ports)) == 4  # Redis, fake Z-API, webhook, Flower
