@@ -5,7 +5,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-# The request body printed on Z-API's order-status-update page, verbatim.
+#: The discount, tax and shipping of every order example on Z-API's pages.
+DOCS_AMOUNTS: dict[str, Any] = {"discount": 10, "tax": 10, "shipping": 5}
+
+# The request body printed on Z-API's order-status-update page, verbatim (its amounts above).
 DOCS_STATUS_BODY: dict[str, Any] = {
     "phone": "554499999999",
     "messageId": "3EB0F91BBA791BB0A787FC",
@@ -16,9 +19,7 @@ DOCS_STATUS_BODY: dict[str, Any] = {
     "paymentStatus": "pending",
     "order": {
         "currency": "BRL",
-        "discount": 10,
-        "tax": 10,
-        "shipping": 5,
+        **DOCS_AMOUNTS,
         "products": [
             {
                 "value": 150,
@@ -47,9 +48,7 @@ DOCS_SEND_ORDER_BODY: dict[str, Any] = {
     "phone": "554499999999",
     "order": {
         "currency": "BRL",
-        "discount": 10,
-        "tax": 10,
-        "shipping": 5,
+        **DOCS_AMOUNTS,
         "products": [
             {
                 "productId": "23940797548900636",
