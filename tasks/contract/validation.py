@@ -92,12 +92,21 @@ def validate_body(endpoint: Endpoint, body: Any) -> OrderUpdate:
     return _validated(_update_schema(endpoint), endpoint, body, "body")
 
 
-def validate_update(endpoint: Endpoint, body: Any) -> OrderUpdate | ShortUpdate:
-    """A full body, or a short (two-field) update that the worker completes from the order
-    book; InvalidBodyError naming every problem otherwise."""
+def validate_update(endpoint: Endpoint, body: Any) -> OrderUpdate | ShortUpdate | SendOrder:
+    """A job's body, typed: a full body (:func:`validate_full`), or a short (two-field) update
+    that the worker completes from the order book; InvalidBodyError naming every problem
+    otherwise."""
     short = endpoint.short_schema
     if short is not None and is_short_update(body):
         return _validated(short, endpoint, body, "short update")
+    return validate_full(endpoint, body)
+
+
+def validate_full(endpoint: Endpoint, body: Any) -> OrderUpdate | SendOrder:
+    """The full body of any endpoint the worker sends, typed by its kind: an order update, or
+    the order message itself; InvalidBodyError naming every problem otherwise."""
+    if endpoint is Endpoint.SEND_ORDER:
+        return validate_send_order(body)
     return validate_body(endpoint, body)
 
 

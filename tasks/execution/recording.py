@@ -16,11 +16,10 @@ from typing import Any
 
 import redis
 
-from tasks.contract.endpoints import Endpoint
 from tasks.contract.ordering import ShopOrderKey
 from tasks.contract.schemas import OrderUpdate
 from tasks.contract.send_order import SendOrder
-from tasks.contract.validation import validate_body, validate_send_order
+from tasks.contract.validation import validate_full
 from tasks.execution.burial import bury_failed_delivery, letter, persist
 from tasks.execution.completion import short_form
 from tasks.execution.headers import UNRECORDED_HEADER
@@ -77,11 +76,7 @@ def settle_delivered(
 def record_again(job: Job, owner: str, sequence: int | None, carried: dict[str, Any]) -> Outcome:
     """An execution after a delivery whose reply Redis did not take: record it now; the
     update is not sent again."""
-    update: OrderUpdate | SendOrder
-    if job.endpoint is Endpoint.SEND_ORDER:
-        update = validate_send_order(carried["wire"])
-    else:
-        update = validate_body(job.endpoint, carried["wire"])
+    update = validate_full(job.endpoint, carried["wire"])
     job.phone = update.phone
     job.sent, job.attempt = True, job.state.attempts
     logger.warning("job %s: recording its delivered reply again (not sent again)", job.job_id)

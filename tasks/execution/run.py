@@ -23,7 +23,7 @@ from tasks.contract.job_kwargs import Call
 from tasks.contract.ordering import Delivered
 from tasks.contract.schemas import OrderUpdate, ShortUpdate
 from tasks.contract.send_order import SendOrder
-from tasks.contract.validation import validate_send_order, validate_update
+from tasks.contract.validation import validate_update
 from tasks.execution import completion, policy
 from tasks.execution.deps import Deps
 from tasks.execution.job import Job, JobTask, logger
@@ -93,11 +93,7 @@ class Execution:
         job.sequence, job.force, job.instance_alias = call.sequence, call.force, call.instance
         job.order_key = call.order_key
         job.known_instance()  # UnknownInstanceError: the job fails at once
-        given: OrderUpdate | ShortUpdate | SendOrder
-        if job.endpoint is Endpoint.SEND_ORDER:
-            given = validate_send_order(job.body)
-        else:
-            given = validate_update(job.endpoint, job.body)
+        given = validate_update(job.endpoint, job.body)
         sequence = call.sequence
         at = job.at()
         store, owner = at.store, owner_id(job.job_id)
