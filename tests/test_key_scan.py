@@ -5,8 +5,9 @@ A private stack: its own Redis (broker in db 0, results in db 1, the state in db
 also checked to be in the Redis the registry says), the fake Z-API posting its callbacks to
 ``zapi-queue webhook`` (worker/webhook.py's app), and one worker. The workload: full status and
 payment updates, an order's updates in sequence, an order webhook then short forms naming it
-either way, an idempotency repeat, a 429, a refused update and a failed delivery (two dead
-letters), recipient pacing, and ``forget``; then a SCAN of every key of every database.
+either way, an order message by the shop's key and an update by that key, an idempotency
+repeat, a 429, a refused update and a failed delivery (two dead letters), recipient pacing, and
+``forget``; then a SCAN of every key of every database.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from tasks.contract.endpoints import Endpoint
 from tasks.contract.producer import Producer
 from tasks.state.keys import Key, registered
 from tasks.state.store import text
-from tests.bodies import unique_body
+from tests.bodies import DOCS_SEND_ORDER_MINIMAL_BODY, unique_body
 from tests.cli import run_cli
 from tests.faults import WebhookStack
 
@@ -41,6 +42,7 @@ EXPECTED = (
     ":idem:",
     ":order:",
     ":order-message:",
+    ":order-key:",
     ":delivery:",
     ":delivery-counts:",
     ":repeat:",
@@ -57,6 +59,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebhookStack]:
     with WebhookStack(logs, webhook_secret=WEBHOOK_SECRET, state_db=2, **settings) as running:
         running.worker(zapi_status_poll_interval="1")
         yield running
+
+
+def send_order_body(phone: str) -> dict[str, object]:
+    return {**DOCS_SEND_ORDER_MINIMAL_BODY, "phone": phone}
 
 
 def workload(stack: WebhookStack, producer: Producer) -> list[str]:
@@ -83,6 +89,10 @@ def workload(stack: WebhookStack, producer: Producer) -> list[str]:
         jobs.append(producer.enqueue(status, {**short, "orderStatus": "shipped"}))
         by_message = {"messageId": webhook_order["messageId"], "paymentStatus": "paid"}
         jobs.append(producer.enqueue(payment, by_message))
+    # An order message by the shop's key, and an update by that key (its keyed line and link).
+    stack.sim.instance_settings.update(stack.sim.instance_id, notifySentByMe=True)
+    jobs.append(producer.enqueue_send_order(send_order_body(PHONE), order_key="scan-1042"))
+    jobs.append(producer.enqueue(status, {"orderKey": "scan-1042", "orderStatus": "shipped"}))
     stack.wait_all(jobs, timeout=120)
     # The repeat, once the first has delivered: answered from the record, not sent.
     jobs.append(producer.enqueue(status, repeated, idempotency_key="scan-repeat"))
