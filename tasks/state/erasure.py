@@ -14,8 +14,12 @@ about a phone, and how ``forget`` finds it:
   letter whose order the book no longer holds (expired, ``ZAPI_ORDER_TTL``) cannot be tied to
   the phone: it names an order, not a customer, and stays until its own TTL;
 * **delivery states** of the messages sent for those orders (found by the ``order`` each
-  record keeps), with the **idempotency records** of the jobs that sent them (their reply,
-  claim and send keys): a repeat of such a job would be sent again;
+  record keeps) or to the phone (an order message's record keeps its body, with the phone),
+  with the **idempotency records** of the jobs that sent them (their reply, claim and send
+  keys): a repeat of such a job would be sent again;
+* **PIX keys**: a send-order body whose key of ``keyType`` phone is the phone, whoever the
+  order is for, is erased as ``forget --pix-key`` erases one (tasks/state/erasure_pix.py): its
+  letter and its job removed, its delivery record's body dropped;
 * **recipient pacing** keys, whose name holds the phone;
 * **queued jobs** for the phone or its linked orders, in every place the broker keeps them
   (tasks/state/erasure_queues.py): removed, not sent.
@@ -34,15 +38,21 @@ from typing import Any
 
 import redis
 
-from config.instances import DEFAULT_ALIAS, alias_of
-from tasks.contract.delivery_record import DELIVERY_PREFIX, key_part
-from tasks.contract.ordering import Arrival, order_keys
+from config.instances import alias_of
+from tasks.contract.delivery_record import key_part
+from tasks.contract.ordering import order_keys
 from tasks.contract.schemas import normalized_phone
 from tasks.state.book import MESSAGE_PREFIX, SNAPSHOT_FIELD
-from tasks.state.deadletter import DeadLetter, DeadLetterStore
+from tasks.state.deadletter import DeadLetter
+from tasks.state.erasure_pix import (
+    Eraser,
+    delivery_bodies,
+    drop_delivery_bodies,
+    pix_phone_of,
+    release_lines,
+)
 from tasks.state.erasure_queues import QueueEraser, QueueSweep
 from tasks.state.keys import ORDER_PREFIX, PACE_PREFIX
-from tasks.state.orders import OrderLines
 from tasks.state.store import text
 
 ORDER_STATE_PATTERN = f"{ORDER_PREFIX}*:state"
@@ -57,6 +67,8 @@ class Erasure:
     order_snapshots: int = 0
     delivery_states: int = 0
     idempotency_records: int = 0
+    delivery_bodies: int = 0
+    """Bodies dropped from other customers' delivery records: the phone is their PIX key."""
     pacing_keys: int = 0
     unlinked_short_letters: int = 0
     """Short-form letters whose order the book no longer holds: nothing ties them to a phone
@@ -73,6 +85,7 @@ class Erasure:
             "order_snapshots": self.order_snapshots,
             "delivery_states": self.delivery_states,
             "idempotency_records": self.idempotency_records,
+            "delivery_bodies": self.delivery_bodies,
             "pacing_keys": self.pacing_keys,
             "queued_jobs": self.queue.queued,
             "held_jobs": self.queue.held,
@@ -95,23 +108,20 @@ def _instance_in(key: str, prefix: str) -> str:
     return key.removeprefix(prefix).split(":", 1)[0]
 
 
-class Forgetter:
+class Forgetter(Eraser):
     """Erases one phone's records from the state Redis and its jobs from the broker."""
-
-    def __init__(
-        self, state: redis.Redis, dead_letters: DeadLetterStore, *, instance_ids: dict[str, str]
-    ) -> None:
-        """``instance_ids``: the fleet's instance ids by alias (a letter names its alias)."""
-        self._redis = state
-        self._dead_letters = dead_letters
-        self._instance_ids = instance_ids
 
     def forget(self, phone: str, *, broker: redis.Redis, dry_run: bool = False) -> Erasure:
         target = normalized_phone(phone)
         erasure = Erasure()
         self._snapshots_of(target, erasure, dry_run)
         self._dead_letters_of(target, erasure, dry_run)
-        self._deliveries_of(erasure, dry_run)
+        self._deliveries_of(target, erasure, dry_run)
+        erasure.delivery_bodies = drop_delivery_bodies(
+            self._redis,  # the phone's own records went whole (a dry run counts them there)
+            lambda body: pix_phone_of(body) == target and _phone_of(body) != target,
+            dry_run=dry_run,
+        )
         self._pacing_of(target, erasure, dry_run)
 
         def theirs(args: list[Any], kwargs: dict[str, Any]) -> bool:
@@ -119,21 +129,16 @@ class Forgetter:
             return self._is_theirs(body, alias_of(kwargs), target, erasure)
 
         erasure.queue = QueueEraser(broker, theirs, [target]).sweep(dry_run=dry_run)
-        self._release_lines(erasure.queue.arrivals)
+        release_lines(self._redis, self._instance_ids, erasure.queue.arrivals)
         return erasure
 
-    def _release_lines(self, arrivals: list[Arrival]) -> None:
-        """The removed jobs leave their orders' lines, as a job that ended would."""
-        for arrival in arrivals:
-            instance_id = self._instance_ids.get(arrival.instance or DEFAULT_ALIAS)
-            if instance_id is not None:
-                lines = OrderLines(self._redis, instance_id=instance_id, ttl=1, absence=0, settle=0)
-                lines.leave(arrival.order, arrival.job_id)
-
     def _is_theirs(self, body: Any, alias: str, phone: str, erasure: Erasure) -> bool:
-        """A body for ``phone``: its own phone, or (short form) an order linked to it."""
+        """A body for ``phone``: its own phone, or (short form) an order linked to it; or a
+        body whose PIX key is ``phone``."""
         if not isinstance(body, dict):
             return False
+        if pix_phone_of(body) == phone:
+            return True
         if "phone" in body:
             return _phone_of(body) == phone
         instance_id = self._instance_ids.get(alias)
@@ -208,17 +213,13 @@ class Forgetter:
             erasure.orders.add((instance_id, order))
         return True
 
-    def _deliveries_of(self, erasure: Erasure, dry_run: bool) -> None:
-        if not erasure.orders:
-            return
-        for key in self._redis.scan_iter(match=f"{DELIVERY_PREFIX}*", count=1000):
-            raw = self._redis.hget(key, "job")
-            try:
-                job = json.loads(raw) if raw is not None else {}
-            except ValueError:
+    def _deliveries_of(self, phone: str, erasure: Erasure, dry_run: bool) -> None:
+        """Records of the phone's orders (by the order the job names) or messages (an order
+        message's record names no order: its body names the phone)."""
+        for key, instance, job, body in delivery_bodies(self._redis):
+            if not isinstance(job, dict):
                 continue
-            instance = _instance_in(text(key), DELIVERY_PREFIX)
-            if not isinstance(job, dict) or (instance, job.get("order")) not in erasure.orders:
+            if (instance, job.get("order")) not in erasure.orders and _phone_of(body) != phone:
                 continue
             erasure.delivery_states += 1
             reply_key = job.get("reply_key")
