@@ -100,6 +100,7 @@ def test_forget_erases_every_trace_of_a_phone(tmp_path: Path) -> None:
         "order_snapshots": 1,
         "delivery_states": 1,
         "idempotency_records": 1,
+        "delivery_bodies": 0,
         "pacing_keys": 1,
         "queued_jobs": 0,
         "held_jobs": 0,

@@ -1,4 +1,5 @@
-"""``zapi-queue forget --phone P``: erase a customer's records (tasks/state/erasure.py)."""
+"""``zapi-queue forget --phone P``: erase a customer's records (tasks/state/erasure.py);
+``forget --pix-key KEY``: the send-order bodies carrying a PIX key (tasks/state/erasure_pix.py)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ import json
 
 import click
 
-from tasks.contract.redaction import mask_phone
+from tasks.contract.redaction import mask_phone, mask_pix_key
 from tasks.contract.schemas import PHONE_DIGITS, normalized_phone
+from tasks.contract.send_order import PIX_KEY_MAX_LENGTH
 from tasks.state.erasure import Erasure, Forgetter
+from tasks.state.erasure_pix import PixErasure, PixForgetter
+from tasks.state.erasure_queues import QueueSweep
 from worker.cli.common import dead_letter_store, fail, reachable, settings_or_exit, state_redis
 from worker.cli.main import main
 
@@ -17,6 +21,7 @@ LABELS = {
     "order_snapshots": "order snapshots",
     "delivery_states": "delivery states",
     "idempotency_records": "idempotency records",
+    "delivery_bodies": "delivery record bodies (PIX key)",
     "pacing_keys": "recipient pacing keys",
     "queued_jobs": "queued jobs (removed, not sent)",
     "held_jobs": "jobs held by workers (removed and revoked)",
@@ -25,13 +30,19 @@ LABELS = {
 
 
 @main.command("forget")
-@click.option("--phone", required=True, help="the customer's phone, as sent (formatting ignored)")
+@click.option("--phone", help="the customer's phone, as sent (formatting ignored)")
+@click.option("--pix-key", help="a PIX key (paymentSettings.pix.key), exactly as sent")
 @click.option("--dry-run", is_flag=True, help="count what would be erased, erase nothing")
 @click.option("--json", "as_json", is_flag=True, help="print the counts as JSON")
-def forget(phone: str, dry_run: bool, as_json: bool) -> None:
+def forget(phone: str | None, pix_key: str | None, dry_run: bool, as_json: bool) -> None:
     """Erase what zapi-queue keeps about a phone (LGPD/GDPR erasure): its dead letters (full
     and short form, found through the order book), order snapshots, delivery states,
-    idempotency records, pacing keys, and its jobs not finished yet.
+    idempotency records, pacing keys, and its jobs not finished yet; and the send-order
+    bodies whose PIX key (keyType phone) is that phone.
+
+    With --pix-key instead: the send-order bodies carrying that PIX key (a key of keyType
+    phone compared as phones are): their dead letters and jobs, and the bodies delivery
+    records keep.
 
     \b
     Queued jobs (the queue, its priority lists, retries waiting) are REMOVED, NOT SENT.
@@ -40,25 +51,38 @@ def forget(phone: str, dry_run: bool, as_json: bool) -> None:
     running may still be sent. A job moving between places during the sweep can be
     missed: run forget again to be sure (a second run finding nothing is the proof).
     """
-    target = normalized_phone(phone)
-    if not PHONE_DIGITS.fullmatch(target):
-        fail("--phone must be 10 to 15 digits, DDI DDD NUMBER (e.g. 5511999999999)")
+    if (phone is None) == (pix_key is None):
+        fail("give one of --phone and --pix-key")
     settings = settings_or_exit()
     instance_ids = {alias: i.instance_id for alias, i in settings.instances().items()}
-    forgetter = Forgetter(state_redis(settings), dead_letter_store(), instance_ids=instance_ids)
+    state, letters = state_redis(settings), dead_letter_store()
     broker = reachable(settings.celery_broker_url.get_secret_value())
-    erasure = forgetter.forget(target, broker=broker, dry_run=dry_run)
+    erasure: Erasure | PixErasure
+    if pix_key is not None:
+        if not pix_key.strip() or len(pix_key) > PIX_KEY_MAX_LENGTH:
+            fail(f"--pix-key must be 1 to {PIX_KEY_MAX_LENGTH} characters, not blank")
+        field, masked = "pix_key", mask_pix_key(pix_key)
+        erasure = PixForgetter(state, letters, instance_ids=instance_ids).forget(
+            pix_key, broker=broker, dry_run=dry_run
+        )
+    else:
+        target = normalized_phone(str(phone))
+        if not PHONE_DIGITS.fullmatch(target):
+            fail("--phone must be 10 to 15 digits, DDI DDD NUMBER (e.g. 5511999999999)")
+        field, masked = "phone", mask_phone(target)
+        erasure = Forgetter(state, letters, instance_ids=instance_ids).forget(
+            target, broker=broker, dry_run=dry_run
+        )
     broker.close()
-    revoked = 0 if dry_run else _revoke(erasure)
+    revoked = 0 if dry_run else _revoke(erasure.queue)
     counts = erasure.as_dict()
-    masked = mask_phone(target)
     if as_json:
-        click.echo(json.dumps({"phone": masked, "dry_run": dry_run, **counts, "revoked": revoked}))
+        click.echo(json.dumps({field: masked, "dry_run": dry_run, **counts, "revoked": revoked}))
         return
     verb = "would erase" if dry_run else "erased"
-    parts = [f"{counts[name]} {label}" for name, label in LABELS.items()]
+    parts = [f"{counts[name]} {label}" for name, label in LABELS.items() if name in counts]
     click.echo(f"{masked}: {verb} " + ", ".join(parts))
-    if erasure.unlinked_short_letters:
+    if isinstance(erasure, Erasure) and erasure.unlinked_short_letters:
         click.echo(
             f"{erasure.unlinked_short_letters} short-form dead letters name orders the order "
             "book no longer holds: nothing ties them to a phone, so they were not checked "
@@ -71,9 +95,9 @@ def forget(phone: str, dry_run: bool, as_json: bool) -> None:
         )
 
 
-def _revoke(erasure: Erasure) -> int:
+def _revoke(sweep: QueueSweep) -> int:
     """Revoke the jobs workers held: their messages are in the workers' memory, not Redis."""
-    job_ids = sorted(set(erasure.queue.held_ids))
+    job_ids = sorted(set(sweep.held_ids))
     if not job_ids:
         return 0
     from worker.celery_app import app
