@@ -13,10 +13,7 @@ numeric cap); :func:`data_kept_table` renders the README's "data kept" table fro
 
 from __future__ import annotations
 
-import re
 import sys
-from dataclasses import dataclass
-from functools import cached_property
 
 # Orders (``{instance}:{orderRequestId}:line|jobs|state``: tasks/state/orders.py, book.py) and
 # delivery records (tasks/state/deliveries.py): producers write lines and read deliveries, so
@@ -24,6 +21,30 @@ from functools import cached_property
 from tasks.contract.delivery_record import DELIVERY_PREFIX as DELIVERY_PREFIX
 from tasks.contract.ordering import ORDER_KEY_PREFIX as ORDER_KEY_PREFIX
 from tasks.contract.ordering import ORDER_PREFIX as ORDER_PREFIX
+from tasks.state.broker_keys import BINDING_DEADLINES_KEY as BINDING_DEADLINES_KEY
+from tasks.state.broker_keys import BINDING_PERMANENT_PREFIX as BINDING_PERMANENT_PREFIX
+from tasks.state.broker_keys import BINDING_PREFIX as BINDING_PREFIX
+
+# The broker's keys (kombu's, reliable fetch's) are named in tasks/state/broker_keys.py; their
+# names are taken from here like every other.
+from tasks.state.broker_keys import BROKER_KEYS
+from tasks.state.broker_keys import HOLDERS_KEY as HOLDERS_KEY
+from tasks.state.broker_keys import LEASES_KEY as LEASES_KEY
+from tasks.state.broker_keys import MAX_TAKE as MAX_TAKE
+from tasks.state.broker_keys import OWNED_PREFIX as OWNED_PREFIX
+from tasks.state.broker_keys import OWNERS_KEY as OWNERS_KEY
+from tasks.state.broker_keys import PRIORITY_SEP as PRIORITY_SEP
+from tasks.state.broker_keys import QUEUE as QUEUE
+from tasks.state.broker_keys import REJECTED_KEY as REJECTED_KEY
+from tasks.state.broker_keys import REJECTED_MAX as REJECTED_MAX
+from tasks.state.broker_keys import SOURCES_KEY as SOURCES_KEY
+from tasks.state.broker_keys import UNACKED_INDEX_KEY as UNACKED_INDEX_KEY
+from tasks.state.broker_keys import UNACKED_KEY as UNACKED_KEY
+from tasks.state.broker_keys import UNACKED_MUTEX_KEY as UNACKED_MUTEX_KEY
+from tasks.state.key_spec import BODY as _BODY
+from tasks.state.key_spec import NONE as _NO
+from tasks.state.key_spec import Cap as Cap
+from tasks.state.key_spec import Key as Key
 
 #: The prefix of every key zapi-queue itself writes.
 PREFIX = "zapi-queue"
@@ -50,6 +71,7 @@ DEAD_INSTANCES_KEY = f"{PREFIX}:dead:instances"
 #: The single hash of releases that kept letters for ever, migrated away (deadletter.py).
 DEAD_LEGACY_KEY = f"{PREFIX}:dead"
 REPEAT_PREFIX = f"{PREFIX}:repeat:"
+SUPERSEDED_PREFIX = f"{PREFIX}:superseded:"
 WEBHOOK_COUNTS_KEY = f"{PREFIX}:webhook:counts"
 INSTANCE_PREFIX = f"{PREFIX}:instance:"
 STATUS_POLL_PREFIX = f"{PREFIX}:status-poll:"
@@ -69,70 +91,11 @@ WEBHOOK_COUNTS_TTL = 30 * 86_400
 WEBHOOK_MAX_FIELDS = 200
 INSTANCE_TTL = 30 * 86_400
 MARKER_TTL = 30 * 86_400
+SUPERSEDED_MAX = 100
 
-# -- The broker: kombu's keys, and reliable fetch's (worker/fetch_scripts.py) -----------------
-#: The queue (a list), and kombu's one list per priority step: ``celery\x06\x16<1-9>``.
-QUEUE = "celery"
-PRIORITY_SEP = "\x06\x16"
-UNACKED_KEY = "unacked"
-UNACKED_INDEX_KEY = "unacked_index"
-UNACKED_MUTEX_KEY = "unacked_mutex"
-BINDING_PREFIX = "_kombu.binding."
-#: kombu 5.7's: the bindings of queues without an expiry, and the deadlines of those with one.
-BINDING_PERMANENT_PREFIX = "_kombu.binding_permanent."
-BINDING_DEADLINES_KEY = "_kombu.binding_deadlines"
-LEASES_KEY = "_kombu.fetching"
-SOURCES_KEY = "_kombu.fetching.sources"
-OWNERS_KEY = "_kombu.fetching.owners"
-HOLDERS_KEY = "_kombu.fetching.holders"
-REJECTED_KEY = "_kombu.fetching.rejected"
-REJECTED_MAX = 1000
-OWNED_PREFIX = "_kombu.owned."
-#: The most messages one fetch moves into a processing list.
-MAX_TAKE = 16
 
 # -- The result backend: Celery's -----------------------------------------------------------
 RESULT_PREFIX = "celery-task-meta-"
-
-
-@dataclass(frozen=True, slots=True)
-class Cap:
-    """What bounds a key besides (or instead of) a TTL: at most ``most`` entries (None: no fixed
-    number; the scan test checks a number), kept by ``kept_by``."""
-
-    kept_by: str
-    most: int | None = None
-
-
-@dataclass(frozen=True)
-class Key:
-    """One key (or family: ``{placeholders}`` in ``pattern``), the personal data it holds, how
-    long it is kept and the setting behind that; ``cap`` for a key with no TTL (``expires``
-    False) or a bounded size. ``redis``: state, broker, results or every; ``owner``: who writes
-    it (zapi-queue, kombu, celery)."""
-
-    pattern: str
-    data: str
-    personal: str
-    kept: str
-    setting: str = "-"
-    cap: Cap | None = None
-    expires: bool = True
-    redis: str = "state"
-    owner: str = "zapi-queue"
-
-    @cached_property
-    def regex(self) -> re.Pattern[str]:
-        parts = re.split(r"\{\w+\}", self.pattern)
-        return re.compile("^" + ".+".join(re.escape(part) for part in parts) + "$", re.DOTALL)
-
-    def matches(self, key: str) -> bool:
-        return self.regex.match(key) is not None
-
-
-def _broker(pattern: str, data: str, personal: str, kept: str, cap: Cap, **more: str) -> Key:
-    """A broker key without a TTL (reliable fetch's, unless ``owner`` says kombu)."""
-    return Key(pattern, data, personal, kept, cap=cap, expires=False, redis="broker", **more)
 
 
 _ORDERS = "order lines and last delivered state"
@@ -146,12 +109,6 @@ _RATE = "rate schedule, pauses, holds"
 _COUNTS = "counts (webhook callbacks, delivery states), instance events"
 _EARLY = Cap("the oldest evicted first", DELIVERY_EARLY_MAX)
 _DELIVERY = "delivery states"
-_QUEUED = "queued jobs (broker)"
-_BODY = "the whole body: phone, order, message text"
-_FETCH = "reliable fetch's bookkeeping (broker)"
-_KOMBU = "kombu's bookkeeping (broker)"
-_LEASED = Cap("one per live channel's processing list; a sweep forgets expired empty ones")
-_NO = "none"
 
 
 def _order_keys(prefix: str, named: str, state_holds: str) -> tuple[Key, Key, Key]:
@@ -309,6 +266,14 @@ KEYS: tuple[Key, ...] = (
         "as long as results",
         "CELERY_RESULT_EXPIRES",
     ),
+    Key(
+        f"{SUPERSEDED_PREFIX}{{job}}",
+        "superseded jobs noted for `status`",
+        "none: job ids, states, times",
+        "as long as results",
+        "CELERY_RESULT_EXPIRES",
+        Cap("the newest kept", SUPERSEDED_MAX),
+    ),
     Key(f"{INSTANCE_PREFIX}{{instance}}", _COUNTS, _NO, "30 days after the last event"),
     Key(
         f"{STATUS_POLL_PREFIX}{{instance}}",
@@ -317,92 +282,7 @@ KEYS: tuple[Key, ...] = (
         "one poll interval",
         "ZAPI_STATUS_POLL_INTERVAL",
     ),
-    # -- the broker: kombu's own keys
-    _broker(
-        QUEUE,
-        _QUEUED,
-        _BODY,
-        "until a worker takes them",
-        Cap("the backlog: workers take it (zapi-queue health shows its depth)"),
-        owner="kombu",
-    ),
-    _broker(
-        f"{QUEUE}{PRIORITY_SEP}{{priority}}",
-        _QUEUED,
-        _BODY,
-        "until a worker takes them",
-        Cap("the backlog of one priority step (1-9)"),
-        owner="kombu",
-    ),
-    _broker(
-        UNACKED_KEY,
-        _QUEUED,
-        _BODY,
-        "until the job is acked",
-        Cap("jobs in flight: each worker's prefetch, acked or restored"),
-        owner="kombu",
-    ),
-    _broker(
-        UNACKED_INDEX_KEY,
-        _QUEUED,
-        "none: delivery tags",
-        "until the job is acked",
-        Cap("jobs in flight, as unacked"),
-        owner="kombu",
-    ),
-    Key(
-        UNACKED_MUTEX_KEY, _KOMBU, _NO, "unacked_mutex_expire (10 s)", redis="broker", owner="kombu"
-    ),
-    _broker(
-        f"{BINDING_PREFIX}{{exchange}}",
-        _KOMBU,
-        _NO,
-        "always",
-        Cap("one member per queue bound to the exchange"),
-        owner="kombu",
-    ),
-    _broker(
-        f"{BINDING_PERMANENT_PREFIX}{{exchange}}",
-        _KOMBU,
-        _NO,
-        "always",
-        Cap("one member per queue without an expiry bound to the exchange"),
-        owner="kombu",
-    ),
-    _broker(
-        BINDING_DEADLINES_KEY,
-        _KOMBU,
-        _NO,
-        "always",
-        Cap("one per exchange with expiring queues; kombu sweeps the overdue"),
-        owner="kombu",
-    ),
-    # -- the broker: reliable fetch's (worker/fetch_scripts.py)
-    _broker(LEASES_KEY, _FETCH, _NO, "always", _LEASED),
-    _broker(SOURCES_KEY, _FETCH, _NO, "always", _LEASED),
-    _broker(OWNERS_KEY, _FETCH, _NO, "always", _LEASED),
-    _broker(HOLDERS_KEY, _FETCH, _NO, "always", Cap("one per unacked job fetched reliably")),
-    _broker(
-        REJECTED_KEY,
-        _FETCH,
-        "items set aside: anything",
-        "always",
-        Cap("the newest kept", REJECTED_MAX),
-    ),
-    _broker(
-        f"{OWNED_PREFIX}{{channel}}",
-        _FETCH,
-        _NO,
-        "deleted with its channel's list",
-        Cap("a channel's unacked jobs"),
-    ),
-    _broker(
-        f"{LEASES_KEY}.{{queue}}.{{channel}}",
-        _FETCH,
-        _BODY,
-        "until claimed",
-        Cap("one fetch's messages", MAX_TAKE),
-    ),
+    *BROKER_KEYS,
     # -- the result backend: Celery's
     Key(
         f"{RESULT_PREFIX}{{job}}",
