@@ -167,6 +167,10 @@ class Settings(BaseSettings):
     zapi_ordering: bool = True
     """Per-order ordering: one update of an order in flight at a time, in enqueue order, never
     backward (tasks/contract/ordering.py). Off (``ZAPI_ORDERING=off``) for raw throughput."""
+    zapi_supersede: bool = False
+    """Latest state wins (``ZAPI_SUPERSEDE=on``): an update still waiting when a newer one of its
+    order and field is in line is not sent (``SupersededError``); per job, the ``supersede``
+    kwarg wins. Needs ordering (tasks/order_line.py)."""
     zapi_order_ttl: Annotated[int, Field(ge=3600, le=3 * 365 * 86_400)] = 90 * 86_400
     """Seconds an order (its snapshot from Z-API's webhook, its line, its last delivered state)
     is kept after its last update or webhook."""

@@ -4,7 +4,9 @@
 idempotency key and its rate slot, in the same round trip) before it sends; a job that is
 not at the head of its order's line is re-scheduled (a returned :class:`Wait`, shown as RETRY:
 "waiting for job X of order Y") and holds no thread meanwhile; one that would move its order
-backward fails with :class:`StaleUpdateError`. Whatever way the job ends, it leaves the line,
+backward fails with :class:`StaleUpdateError`; one a newer update of its order and field stands
+behind, with superseding on (``ZAPI_SUPERSEDE``, the ``supersede`` kwarg; never for ``force``),
+fails with :class:`SupersededError` naming it. Whatever way the job ends, it leaves the line,
 so the next update of its order may go.
 
 A waiting job sleeps until its head is due back (the head records it when it is re-scheduled),
@@ -24,13 +26,13 @@ from typing import Any
 import redis
 
 from config import Settings
-from tasks.contract.errors import StaleUpdateError
+from tasks.contract.errors import StaleUpdateError, SupersededError
 from tasks.contract.ordering import Delivered, stale_reason
 from tasks.contract.schemas import OrderUpdate
 from tasks.contract.send_order import SendOrder
 from tasks.state.idempotency import Claim, ClaimState
 from tasks.state.orders import OrderLines, Turn
-from tasks.state.turns import Start, Turns
+from tasks.state.turns import Start, Supersede, Turns
 
 WAIT_HEADER = "zapi-order-wait"
 #: Polling a head whose return is unknown: first interval, growth, longest (seconds).
@@ -101,12 +103,14 @@ class OrderLine:
         key: str,
         owner: str,
         phone: str | None,
+        supersede: Supersede | None = None,
     ) -> Turned | Wait:
         """At the job's turn, its idempotency claim and rate slot (taken in the same round trip,
         the slot for ``phone`` unless it is None: see ``Turns.enter_and_start``) and the
         update ``complete`` builds from what the order shows then (a short update takes the
         other status from it); a :class:`Wait` before it; ``StaleUpdateError`` (raised: the
-        job ends) when the update would move its order backward."""
+        job ends) when the update would move its order backward, ``SupersededError`` when a
+        newer one of its field goes instead (``supersede``: tasks/state/turns.py)."""
         for _ in range(MAX_SETTLES):
             args = self.lines.enter_args(
                 self.job_id,
@@ -114,10 +118,12 @@ class OrderLine:
                 settles=sequence is not None,
                 waited_long=self._waited_long(),
             )
-            entry, start = turns.enter_and_start(self.order, key, owner, args, phone)
+            entry, start = turns.enter_and_start(self.order, key, owner, args, phone, supersede)
             if entry.turn is not Turn.SETTLE:
                 break
             time.sleep(entry.wait or 0)
+        if entry.turn is Turn.SUPERSEDED:
+            raise self._superseded(entry.head or "?", entry.newer_state or "?", supersede)
         if entry.turn is Turn.WAIT:
             return self._wait_for(entry.head or "?", entry.wait)
         if entry.turn is Turn.SETTLE or start is None:
@@ -136,6 +142,17 @@ class OrderLine:
             self.lines.leave(self.order, self.job_id)
             raise StaleUpdateError(f"order {self.order}: {reason}")
         return Turned(start, update, entry.has_snapshot)
+
+    def _superseded(self, newer: str, state: str, supersede: Supersede | None) -> SupersededError:
+        field = supersede.field if supersede is not None else "?"
+        lost = supersede is not None and supersede.message
+        text = "; its message text was not sent either (the newer job's own is)" if lost else ""
+        return SupersededError(
+            f"order {self.order}: superseded by job {newer} ({field} {state}), a newer update "
+            f"of the same order: not sent{text}",
+            newer_job=newer,
+            newer_state=state,
+        )
 
     def _marker(self) -> tuple[str, float, int] | None:
         """The ``zapi-order-wait`` header: (head, waiting since, polls), or None when absent or

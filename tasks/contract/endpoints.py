@@ -81,6 +81,7 @@ REGISTRY: dict[Endpoint, EndpointSpec] = {
         short_field="orderStatus",
         cli_kind="status",
         summary="Send an order status update; the result is Z-API's {zaapId, messageId, id}.",
+        kwargs=("supersede",),
     ),
     Endpoint.ORDER_PAYMENT_UPDATE: EndpointSpec(
         task_name="zapi.order_payment_update",
@@ -89,6 +90,7 @@ REGISTRY: dict[Endpoint, EndpointSpec] = {
         short_field="paymentStatus",
         cli_kind="payment",
         summary="Send an order payment update; the result is Z-API's {zaapId, messageId, id}.",
+        kwargs=("supersede",),
     ),
     Endpoint.SEND_ORDER: EndpointSpec(
         task_name="zapi.send_order",

@@ -7,6 +7,7 @@
     │   ├── InvalidBodyError      the body broke the schema; the message names every field
     │   ├── ZapiRejectedError     Z-API refused it (4xx, or a 200 that carries an error)
     │   ├── StaleUpdateError      it would move its order backward: not sent, not a dead letter
+    │   ├── SupersededError       a newer update of its order and field went instead: not sent
     │   ├── UnknownOrderError     a short update whose order never reached the order book
     │   ├── UnknownInstanceError  the job names an instance alias the fleet does not know
     │   ├── UnknownTaskError      the message names a task this worker does not run
@@ -60,6 +61,17 @@ class StaleUpdateError(PermanentError):
     """The update is behind what its order already showed the customer (a status or payment
     status earlier in the order's life, or an older ``sequence``). Nothing was sent, and there
     is nothing to replay: ``kwargs={"force": True}`` sends such an update anyway."""
+
+
+class SupersededError(PermanentError):
+    """A newer update of the same order and field was in line before this one could be sent
+    (``ZAPI_SUPERSEDE`` on, or ``kwargs={"supersede": True}``): nothing was sent, the newer one
+    goes instead, and the message names it (and says when a ``message`` text was not sent)."""
+
+    def __init__(self, message: str, *, newer_job: str = "", newer_state: str = "") -> None:
+        super().__init__(message)
+        self.newer_job = newer_job
+        self.newer_state = newer_state
 
 
 class UnknownOrderError(PermanentError):

@@ -55,9 +55,10 @@ def _problems(kwargs: dict[str, Any]) -> list[str]:
             f"sequence: must be an integer from 0 to 2^53-1 ({MAX_SEQUENCE - 1}), not a "
             "boolean, or left out"
         )
-    force = kwargs.get("force")
-    if force is not None and not isinstance(force, bool):
-        problems.append("force: must be true or false (a JSON boolean), or left out")
+    for flag in ("force", "supersede"):
+        value = kwargs.get(flag)
+        if value is not None and not isinstance(value, bool):
+            problems.append(f"{flag}: must be true or false (a JSON boolean), or left out")
     instance = kwargs.get("instance")
     if instance is not None and not (isinstance(instance, str) and ALIAS.fullmatch(instance)):
         problems.append("instance: must be an instance alias ([a-z0-9_-], 1 to 40 characters)")
@@ -78,6 +79,8 @@ class Call:
     instance: str | None = None
     #: The shop's own order id (``zapi.send_order`` only).
     order_key: str | None = None
+    #: Whether a newer update may supersede this one (the update tasks; None: the setting).
+    supersede: bool | None = None
 
     @classmethod
     def of(cls, task_name: str, args: Any, kwargs: Any) -> Call:
@@ -110,6 +113,7 @@ class Call:
             force=named.get("force") is True,
             instance=named.get("instance"),
             order_key=named.get("order_key"),
+            supersede=named.get("supersede"),
         )
 
 

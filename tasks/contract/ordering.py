@@ -111,6 +111,21 @@ def payment_status_moves_back(delivered: str | None, new: str) -> bool:
     return PAYMENT_STATUS_RANK.get(new, -1) < PAYMENT_STATUS_RANK.get(delivered, -1)
 
 
+def superseding_states(field: str, state: str) -> tuple[str, ...]:
+    """The states of ``field`` (``orderStatus``, ``paymentStatus``: an update supersedes only
+    older updates of its own field) a newer update of the order may carry to supersede an older
+    one in ``state``: those it would not move back from. Superseding then never changes where
+    the order ends, only how many messages the customer gets on the way."""
+    if field == "orderStatus":
+        states = (*ORDER_STATUS_RANK, "canceled")
+        return tuple(new for new in states if not order_status_moves_back(state, new))
+    if field == "paymentStatus":
+        return tuple(
+            new for new in PAYMENT_STATUS_RANK if not payment_status_moves_back(state, new)
+        )
+    return ()
+
+
 def stale_reason(
     delivered: Delivered, order_status: str, payment_status: str, sequence: int | None
 ) -> str | None:

@@ -108,12 +108,15 @@ class Producer:
         force: bool = False,
         instance: str | None = None,
         order_key: str | None = None,
+        supersede: bool | None = None,
     ) -> str:
         """Validate ``body`` (unless told not to), take its place in its order's line, enqueue
         it, return the job id. ``sequence``: its position among its order's updates (default:
         now); ``force``: send it even if it would move its order backward; ``instance``: the
         alias of the Z-API instance to send through (default: ``default``); ``order_key``: the
-        shop's own order id (send-order only). An update for another instance is placed in its
+        shop's own order id (send-order only); ``supersede``: whether a newer update of its
+        order may supersede it while it waits (default: ``ZAPI_SUPERSEDE``; the update tasks
+        only). An update for another instance is placed in its
         order's line by the worker that fetches it (this producer knows only the default
         instance's id)."""
         given = {
@@ -121,6 +124,7 @@ class Producer:
             "sequence": sequence,
             "instance": instance,
             "order_key": order_key,
+            "supersede": supersede,
         }
         kwargs: dict[str, Any] = {name: value for name, value in given.items() if value is not None}
         if force:

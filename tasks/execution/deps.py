@@ -28,6 +28,7 @@ from tasks.state.orders import OrderLines, get_order_lines
 from tasks.state.ratelimit import RateLimiter, get_limiter
 from tasks.state.repeats import RepeatBook
 from tasks.state.store import get_redis
+from tasks.state.supersedes import SupersedeBook
 from tasks.state.turns import Turns
 from tasks.zapi.client import ZapiClient, get_client
 
@@ -105,6 +106,9 @@ class Deps:
 
     def repeats(self) -> RepeatBook:
         return RepeatBook(self.redis, ttl=self.settings.celery_result_expires)
+
+    def supersedes(self) -> SupersedeBook:
+        return SupersedeBook(self.redis, ttl=self.settings.celery_result_expires)
 
 
 def _production_instance(instance: Instance) -> InstanceDeps:

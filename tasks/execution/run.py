@@ -18,9 +18,9 @@ import redis
 
 from tasks import metrics
 from tasks.contract.endpoints import Endpoint
-from tasks.contract.errors import StaleUpdateError, ZapiQueueError
+from tasks.contract.errors import StaleUpdateError, SupersededError, ZapiQueueError
 from tasks.contract.job_kwargs import Call
-from tasks.contract.ordering import Delivered
+from tasks.contract.ordering import Delivered, superseding_states
 from tasks.contract.schemas import OrderUpdate, ShortUpdate
 from tasks.contract.send_order import SendOrder
 from tasks.contract.validation import validate_update
@@ -43,7 +43,8 @@ from tasks.state.idempotency import Claim, ClaimState, IdempotencyStore, derive_
 from tasks.state.idempotency import with_ambiguity as result_with_ambiguity
 from tasks.state.pacing import Deferral, wait_for_slot
 from tasks.state.repeats import Repeat
-from tasks.state.turns import Start
+from tasks.state.supersedes import Superseded
+from tasks.state.turns import Start, Supersede
 
 #: Seconds a job waits when its instance has all its in-flight permits taken in this worker.
 INSTANCE_BUSY_WAIT = 0.5
@@ -59,6 +60,25 @@ def order_message_key(job_id: str, order_key: str | None, *, force: bool) -> str
     return derive_key(Endpoint.SEND_ORDER.value, named)
 
 
+#: An update's fields by their wire names (what superseding compares: tasks/state/turns.py).
+_FIELDS = {"orderStatus": "order_status", "paymentStatus": "payment_status"}
+
+
+def _supersede_of(
+    job: Job, given: OrderUpdate | ShortUpdate | SendOrder, asked: bool | None
+) -> Supersede | None:
+    """The job's update, noted in its line, and whether a newer one may supersede it: per job
+    (``supersede``), else ``ZAPI_SUPERSEDE``; never a ``force`` job. None for a send-order."""
+    field = job.endpoint.spec.short_field
+    if field is None or isinstance(given, SendOrder):
+        return None
+    state = str(getattr(given, _FIELDS[field]))
+    wanted = job.settings.zapi_supersede if asked is None else asked
+    forward = superseding_states(field, state)
+    may = wanted and not job.force
+    return Supersede(field, state, forward, may, message=given.message is not None)
+
+
 class Execution:
     """One run of one job, from validation to the place where it ends."""
 
@@ -71,6 +91,8 @@ class Execution:
         deps: Deps,
     ) -> None:
         self.job = Job(task, endpoint, deps, args, kwargs)
+        #: The job's part in superseding, once its body is known (None: a send-order).
+        self.supersede: Supersede | None = None
 
     def outcome(self) -> Outcome:
         """Where the job ends, with the contract's raised errors classified."""
@@ -78,6 +100,9 @@ class Execution:
             return self.run()
         except StaleUpdateError as exc:
             return Failed(exc)  # behind its order: nothing to replay (it left its line)
+        except SupersededError as exc:
+            self._note_superseded(exc)
+            return Failed(exc)  # the newer update goes instead: nothing to replay
         except redis.RedisError as exc:
             # The send path settles its own Redis errors: this one came before any send.
             return PutBack(exc)
@@ -94,6 +119,7 @@ class Execution:
         job.order_key = call.order_key
         job.known_instance()  # UnknownInstanceError: the job fails at once
         given = validate_update(job.endpoint, job.body)
+        self.supersede = _supersede_of(job, given, call.supersede)
         sequence = call.sequence
         at = job.at()
         store, owner = at.store, owner_id(job.job_id)
@@ -195,12 +221,27 @@ class Execution:
             key=key,
             owner=owner,
             phone=phone,
+            supersede=self.supersede,
         )
         if isinstance(turned, Wait):
             return Deferred(
                 OrderWait(turned.reason), turned.countdown, headers=turned.headers, parks=False
             )
         return turned
+
+    def _note_superseded(self, exc: SupersededError) -> None:
+        """List this job under the one that superseded it, for its ``zapi-queue status``."""
+        job, supersede = self.job, self.supersede
+        if supersede is None:
+            return
+        noted = Superseded(
+            job.job_id, supersede.field, supersede.state, supersede.message, time.time()
+        )
+        try:
+            job.deps.supersedes().note(exc.newer_job, noted)
+        except redis.RedisError as error:
+            logger.warning("job %s: superseding not noted (%s)", job.job_id, type(error).__name__)
+        job.log("superseded", None, str(exc))
 
     def _claimed(self, claim: Claim) -> Outcome | None:
         """The stored reply if the key was delivered; defer if another execution holds it."""

@@ -8,8 +8,9 @@ Three keys per order, prefix ``zapi-queue:order:{instance}:{orderRequestId}``, e
   leaves the line when it ends (delivered, refused, stale, given up).
 * ``…:jobs``: hash, per job in line: when it was last seen running (µs, field ``<job>``; for
   a job fetched with an ``eta``, when it is due, so a countdown of any length keeps its place),
-  when it comes back if it is re-scheduled or due later (``<job>:next``), and, for a sequenced
-  job a worker registered, when (``<job>:settle``).
+  when it comes back if it is re-scheduled or due later (``<job>:next``), for a sequenced
+  job a worker registered, when (``<job>:settle``), and, once it ran, its update
+  (``<job>:as``, ``orderStatus:shipped``: what superseding compares).
 * ``…:state``: hash, what the order last showed the customer: ``status``, ``payment``,
   ``seq``, ``job``, ``at``; and the order's ``snapshot`` (tasks/state/book.py).
 
@@ -18,6 +19,10 @@ A job is registered in its line as early as possible: by the producer before it 
 layout), else when it starts. A head that has not been seen for longer than any legitimate
 absence (a retry countdown, a crash recovery) is skipped by a job that waited as long, so a
 lost job cannot block its order for ever.
+
+Superseding (``ZAPI_SUPERSEDE``, tasks/order_line.py): a job that enters its line while a newer
+update of the same order and field stands behind it, one that ran (so it was checked) and was
+seen lately, leaves the line without sending; the newer one's turn comes in its own place.
 """
 
 from __future__ import annotations
@@ -60,16 +65,20 @@ class Turn(Enum):
     GO = 0
     WAIT = 1
     SETTLE = 2
+    #: A newer update of the same order and field is in line: this one is not sent.
+    SUPERSEDED = 3
 
 
 @dataclass(frozen=True, slots=True)
 class Entry:
     """The outcome of entering an order's line: go (with what the order shows), wait for the
-    head (and, if known, when it runs again), or settle for ``wait`` seconds."""
+    head (and, if known, when it runs again), settle for ``wait`` seconds, or give way to the
+    newer update ``head`` carrying ``newer_state`` (superseded)."""
 
     turn: Turn
     delivered: Delivered = field(default_factory=Delivered)
     head: str | None = None
+    newer_state: str | None = None
     wait: float | None = None
     #: At the job's turn: whether the order book has the order's snapshot (tasks/state/book.py).
     has_snapshot: bool = False
@@ -131,6 +140,8 @@ class OrderLines:
             return Entry(turn, head=head, wait=wait)
         if turn is Turn.SETTLE:
             return Entry(turn, wait=int(answer[1]) / 1e6)
+        if turn is Turn.SUPERSEDED:
+            return Entry(turn, head=text(answer[1]), newer_state=text(answer[2]))
         status, payment, seq, job_id, at = (text(v) for v in answer[1:6])
         delivered = Delivered(
             order_status=status or None,

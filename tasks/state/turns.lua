@@ -20,9 +20,21 @@ local function start(counter, wait_lease, interval, tolerance, recipient, hold_l
 end
 
 --! script enter_and_start
--- Returns {entry} when the job must wait or settle, {entry, start's answer} at its turn.
+-- Returns {entry} when the job must wait or settle, {entry, start's answer} at its turn, and
+-- {{3, newer job, its state}} when a newer update supersedes it (newer_of, orders.lua): it
+-- leaves the line. A job whose key was delivered, or whose earlier send may have reached Z-API
+-- (ambiguous) or is in flight, is never superseded: it may have been sent already.
 local entered = enter(enter_job, enter_position, enter_settles, enter_ttl, enter_waited_long,
                       enter_absence_us, enter_settle_us)
+local may_be_sent = redis.call('EXISTS', idem_reply) == 1
+  or tonumber(redis.call('HGET', idem_sent, 'ambiguous') or '0') > 0
+  or redis.call('HEXISTS', idem_sent, 'inflight') == 1
+local newer = newer_of(enter_job, supersede_as, may_be_sent and '0' or supersede_may,
+                       enter_absence_us)
+if newer then
+  forget(enter_job)
+  return {{3, newer[1], newer[2]}}
+end
 if entered[1] ~= 0 then return {entered} end
 return {entered, start(counter, wait_lease, reserve_interval, reserve_tolerance,
                        reserve_recipient_interval, reserve_hold_look, mark_owner, mark_lease_ms,

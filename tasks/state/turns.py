@@ -41,7 +41,12 @@ _ENTER_AND_START = Script.of(
     "turns.lua",
     "enter_and_start",
     keys=_START_KEYS,
-    args=(*orders.LIBRARY.params("enter", prefix="enter_"), *_START_ARGS),
+    args=(
+        *orders.LIBRARY.params("enter", prefix="enter_"),
+        "supersede_as",
+        "supersede_may",
+        *_START_ARGS,
+    ),
     libraries=[orders.LIBRARY, idempotency.LIBRARY, ratelimit.LIBRARY, START],
     now=True,
 )
@@ -88,6 +93,27 @@ class Start:
     answered: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Supersede:
+    """A job's part in superseding (orders.lua ``newer_of``): its update ``field`` and
+    ``state`` (wire names: ``orderStatus``, ``shipped``) with ``forward``, the states of that
+    field that do not move back from it, noted so that it can supersede older ones; whether it
+    ``may`` be superseded itself; and whether it carries a ``message`` text (said when it gives
+    way: that text is not sent)."""
+
+    field: str = ""
+    state: str = ""
+    forward: tuple[str, ...] = ()
+    may: bool = False
+    message: bool = False
+
+    @property
+    def noted(self) -> str:
+        if not self.field:
+            return ""
+        return f"{self.field}:{self.state}:," + ",".join(self.forward) + ","
+
+
 class Turns:
     """The order lines, the idempotency store and the rate limiter of one instance, in single
     round trips."""
@@ -107,15 +133,25 @@ class Turns:
         self._record_and_delivered = _RECORD_AND_DELIVERED.register(client)
 
     def enter_and_start(
-        self, order: str, key: str, owner: str, enter_args: list[Any], phone: str | None
+        self,
+        order: str,
+        key: str,
+        owner: str,
+        enter_args: list[Any],
+        phone: str | None,
+        supersede: Supersede | None = None,
     ) -> tuple[Entry, Start | None]:
-        """Enter the order's line (``OrderLines.enter_args``); at the job's turn, also claim
+        """Enter the order's line (``OrderLines.enter_args``), noting the job's update and
+        giving way to a newer one when ``supersede`` says so; at the job's turn, also claim
         its idempotency key and, unless ``phone`` is None (the job holds a slot already),
         reserve its rate slot, marking the send in flight when the slot is now."""
         named, at = self._start_named(key, owner, phone)
+        supersede = supersede or Supersede()
         answer = self._enter_and_start(
             **orders.LIBRARY.bind_keys(self.lines.keys(order)),
             **orders.LIBRARY.bind("enter", enter_args, prefix="enter_"),
+            supersede_as=supersede.noted,
+            supersede_may="1" if supersede.may else "0",
             **named,
         )
         entry = OrderLines.parse_entry(answer[0])

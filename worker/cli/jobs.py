@@ -13,6 +13,7 @@ from tasks.contract.endpoints import BY_CLI_KIND, Endpoint
 from tasks.contract.errors import InvalidBodyError
 from tasks.contract.producer import Producer
 from tasks.state.repeats import Repeat, RepeatBook
+from tasks.state.supersedes import SupersedeBook, Superseded
 from worker.cli.bulk import enqueue_lines
 from worker.cli.common import (
     EXIT_FAILED,
@@ -186,6 +187,13 @@ def status(job_id: str, as_json: bool) -> None:
         if repeat is not None:
             record["not_sent"] = repeat.as_dict()
             record["note"] = repeat.describe()
+    superseded = _superseded(job_id)
+    if superseded:
+        record["superseded"] = (
+            [entry.as_dict() for entry in superseded]
+            if as_json
+            else ("; ".join(entry.describe() for entry in superseded))
+        )
     if as_json:
         click.echo(json.dumps(record, ensure_ascii=False))
     else:
@@ -202,6 +210,12 @@ def _repeat(job_id: str) -> Repeat | None:
     """Whether the job was answered from an idempotency record instead of being sent."""
     settings = settings_or_exit()
     return RepeatBook(state_redis(settings), ttl=settings.celery_result_expires).get(job_id)
+
+
+def _superseded(job_id: str) -> list[Superseded]:
+    """The older updates this job superseded (``ZAPI_SUPERSEDE``), oldest first."""
+    settings = settings_or_exit()
+    return SupersedeBook(state_redis(settings), ttl=settings.celery_result_expires).of(job_id)
 
 
 def _delivery(message_id: str) -> dict[str, Any]:
