@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from celery.result import AsyncResult
 from devtools.ports import free_port
 from devtools.processes import FlowerProcess, celery_command
 from devtools.zapi_sim import Fault, ZapiSimulator
-from tests.bodies import unique_body
+from tests.bodies import DOCS_SEND_ORDER_BODY, unique_body
 from tests.cli import run_command
 from tests.conftest import SECRETS
 from worker.flower_guard import credentials, refusal
@@ -69,6 +71,42 @@ def test_flower_lists_processed_tasks_with_masked_phones(flower: str, producer: 
     assert reply["zaapId"] in str(task["result"])
     everything = httpx.get(f"{flower}/api/tasks", auth=AUTH, timeout=5).text
     assert PHONE not in everything
+    assert not any(secret in everything for secret in SECRETS)
+
+
+def test_flower_and_inspect_show_a_send_order_without_its_phone_or_pix_key(
+    flower: str, producer: Celery
+) -> None:
+    """A send-order job is listed under its own task name, its phone masked and its PIX key
+    (an e-mail: no digit masking would catch it) nowhere, in Flower and in ``inspect``."""
+    pix_key = f"pix-{uuid.uuid4().hex[:8]}@loja.example.com"
+    body = copy.deepcopy(DOCS_SEND_ORDER_BODY)
+    body["phone"] = PHONE
+    body["paymentSettings"]["pix"]["key"] = pix_key
+    key = f"shop-{uuid.uuid4().hex[:8]}"
+    # A countdown keeps the job in ``inspect scheduled`` for a moment: the worker's own view.
+    job = producer.send_task("zapi.send_order", args=[body], kwargs={"order_key": key}, countdown=2)
+    inspector = producer.control.inspect(timeout=1)
+    deadline = time.monotonic() + 10
+    scheduled: list[Any] = []
+    while not scheduled and time.monotonic() < deadline:
+        replies = inspector.scheduled() or {}
+        scheduled = [e for jobs in replies.values() for e in jobs if e["request"]["id"] == job.id]
+    assert scheduled, "the job never showed in inspect scheduled"
+    shown = scheduled[0]["request"]
+    assert shown["args"] == "[{'phone': '55119*****210'}]"
+    assert shown["kwargs"] == f"{{'instance': 'default', 'order_key': '{key}'}}"
+
+    reply = job.get(timeout=30)
+    task = wait_for_task(flower, job.id)
+    assert task["name"] == "zapi.send_order"
+    assert task["args"] == "[{'phone': '55119*****210'}]"
+    assert task["kwargs"] == f"{{'instance': 'default', 'order_key': '{key}'}}"
+    assert reply["messageId"] in str(task["result"])
+    everything = httpx.get(f"{flower}/api/tasks", auth=AUTH, timeout=5).text
+    everything += str(httpx.get(f"{flower}/api/task/info/{job.id}", auth=AUTH, timeout=5).json())
+    for personal in (PHONE, pix_key, pix_key.partition("@")[0]):
+        assert personal not in everything + str(scheduled)
     assert not any(secret in everything for secret in SECRETS)
 
 

@@ -3,6 +3,7 @@ dead-letters and answers a repeat: the figures match what the fake Z-API saw."""
 
 from __future__ import annotations
 
+import copy
 import time
 from collections import Counter
 from pathlib import Path
@@ -13,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from devtools.ports import free_port
 from devtools.zapi_sim import Fault
-from tests.bodies import unique_body
+from tests.bodies import DOCS_SEND_ORDER_BODY, unique_body
 from tests.conftest import SECRETS
 from tests.faults import fault_stack
 
@@ -110,3 +111,50 @@ def test_worker_counters_match_what_zapi_saw(tmp_path: Path) -> None:
     assert PHONE not in text
     assert "5511922" not in text
     assert not any(secret in text for secret in SECRETS)
+
+
+def test_send_order_is_counted_under_its_own_endpoint(tmp_path: Path) -> None:
+    """send-order's executions are counted as ``endpoint="send-order"`` (the registry's path),
+    apart from the updates, and the scrape holds neither its phone nor its PIX key."""
+    port = free_port()
+    pix_key = "pix-metrics@loja.example.com"
+    body = copy.deepcopy(DOCS_SEND_ORDER_BODY)
+    body["phone"] = PHONE
+    body["paymentSettings"]["pix"]["key"] = pix_key
+    invalid = copy.deepcopy(body)
+    invalid["order"]["products"] = []
+    with fault_stack(tmp_path, zapi_instance_alias=ALIAS, zapi_metrics_port=str(port)) as stack:
+        stack.worker()
+        send = stack.producer.send_task
+        first = send("zapi.send_order", args=[body], kwargs={"order_key": "shop-metrics"})
+        first.get(timeout=30)
+        jobs = [
+            send("zapi.send_order", args=[body], kwargs={"order_key": "shop-metrics"}).id,
+            send("zapi.send_order", args=[invalid], kwargs={"order_key": "shop-bad"}).id,
+        ]
+        assert stack.wait_all(jobs, timeout=30) == {jobs[0]: "SUCCESS", jobs[1]: "FAILURE"}
+        scraped: Scrape = {}
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            scraped = samples(f"http://127.0.0.1:{port}/metrics")
+            if value(scraped, "zapi_queue_dead_lettered_total", endpoint="send-order",
+                     instance=ALIAS, error_type="InvalidBodyError") == 1:  # fmt: skip
+                break
+            time.sleep(0.2)
+
+    def attempts(endpoint: str, outcome: str) -> float:
+        labels = {"endpoint": endpoint, "instance": ALIAS, "outcome": outcome}
+        return value(scraped, "zapi_queue_attempts_total", **labels)
+
+    assert attempts("send-order", "delivered") == 1
+    assert attempts("send-order", "deduplicated") == 1
+    assert attempts(ENDPOINT, "delivered") == attempts(ENDPOINT, "deduplicated") == 0
+    dead = {"endpoint": "send-order", "instance": ALIAS, "error_type": "InvalidBodyError"}
+    assert value(scraped, "zapi_queue_dead_lettered_total", **dead) == 1
+    sends = value(
+        scraped, "zapi_queue_send_duration_seconds_count", endpoint="send-order", instance=ALIAS
+    )
+    assert sends == 1
+    text = " ".join(f"{name}{sorted(labels)}" for name, labels in scraped)
+    assert PHONE not in text
+    assert pix_key not in text
