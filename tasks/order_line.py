@@ -154,6 +154,21 @@ class OrderLine:
             newer_state=state,
         )
 
+    def behind(self, sequence: int | None) -> Wait | None:
+        """A :class:`Wait` while another job of the order is ahead of this one (a short update
+        whose order is not in the book yet waits for the order message before it, however long
+        that takes), else None. Takes the job's place in line if it has none; claims nothing."""
+        entry = self.lines.enter(
+            self.order,
+            self.job_id,
+            sequence=sequence,
+            settles=sequence is not None,
+            waited_long=self._waited_long(),
+        )
+        if entry.turn is Turn.WAIT:
+            return self._wait_for(entry.head or "?", entry.wait)
+        return None
+
     def _marker(self) -> tuple[str, float, int] | None:
         """The ``zapi-order-wait`` header: (head, waiting since, polls), or None when absent or
         not of that shape (a header is input too)."""

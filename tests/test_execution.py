@@ -35,7 +35,12 @@ from tasks.delivery import RateLimitWait, StateUnavailableWait, UnknownOrderWait
 from tasks.execution import deliver
 from tasks.execution.burial import PERSIST_FIRST_WAIT, PERSIST_MAX_WAIT, persist
 from tasks.execution.deps import Deps, InstanceDeps
-from tasks.execution.headers import ATTEMPTS_HEADER, FIRST_ATTEMPT_HEADER, LOOKUPS_HEADER
+from tasks.execution.headers import (
+    ATTEMPTS_HEADER,
+    FIRST_ATTEMPT_HEADER,
+    LOOKING_SINCE_HEADER,
+    LOOKUPS_HEADER,
+)
 from tasks.execution.job import Job
 from tasks.instance_guard import InstanceGuard
 from tasks.state.book import OrderBook, snapshot_of_update
@@ -267,7 +272,8 @@ def test_a_short_update_waits_for_its_order_then_is_buried(state: redis.Redis) -
     assert wait["headers"][LOOKUPS_HEADER] == 1
     assert wait["headers"][ATTEMPTS_HEADER] == 0
     assert 0.05 <= wait["countdown"] <= 1.0  # the first look's backoff ceiling
-    _, ended = stack.run(short, {**wait["headers"], FIRST_ATTEMPT_HEADER: time.time() - 61})
+    assert wait["headers"][LOOKING_SINCE_HEADER] <= time.time()
+    _, ended = stack.run(short, {**wait["headers"], LOOKING_SINCE_HEADER: time.time() - 61})
     assert isinstance(ended, UnknownOrderError)
     assert stack.zapi.received == []
     letter = stack.letter_of()

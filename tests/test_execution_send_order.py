@@ -8,6 +8,7 @@ import copy
 import uuid
 from typing import Any
 
+import httpx
 import redis
 from celery.exceptions import Retry
 
@@ -127,6 +128,39 @@ def test_an_update_by_key_is_sent_in_full_once_the_order_webhook_came(
     assert isinstance(paid, dict)
     assert stack.zapi.received[-1]["orderStatus"] == "shipped"
     assert stack.zapi.received[-1]["paymentStatus"] == "paid"
+
+
+def test_an_update_by_key_waits_behind_its_order_message_not_on_the_books_clock(
+    state: redis.Redis,
+) -> None:
+    """The order message is being retried (Z-API down): the update by its key, right behind
+    it in the key's line, waits for it however long it takes (ZAPI_ORDER_WAIT 0 here would
+    bury an update that waited for the book), then goes in full once the webhook came."""
+    down = httpx.Response(503, json={"error": "Service Unavailable"})
+    stack = make_stack(state, [down, reply(1), reply(2)], zapi_order_wait=0.0)
+    stack.endpoint = SEND_ORDER
+    key, phone, ordering = f"shop-{uuid.uuid4().hex[:6]}", "5544999990003", stack.job_id
+    order_task, retried = stack.run(order_body(phone), order_key=key)
+    assert isinstance(retried, Retry)
+    stack.endpoint, stack.job_id = Endpoint.ORDER_STATUS_UPDATE, "job-shipped"
+    short = {"orderKey": key, "orderStatus": "shipped"}
+    task, waiting = stack.run(short)
+    assert isinstance(waiting, Retry), waiting
+    assert f"waiting for job {ordering} of order" in str(task.retried[0]["exc"])
+    assert len(stack.zapi.received) == 1
+    stack.endpoint, stack.job_id = SEND_ORDER, ordering
+    _, sent = stack.run(order_body(phone), order_task.retried[0]["headers"], order_key=key)
+    assert sent == {"zaapId": "Z1", "messageId": "M1", "id": "M1"}
+    snapshot = snapshot_of_callback(
+        order_webhook("M1", phone, "ORQ3"), stack.at.instance.instance_id
+    )
+    assert snapshot is not None
+    assert stack.at.book.save(snapshot)
+    stack.endpoint, stack.job_id = Endpoint.ORDER_STATUS_UPDATE, "job-shipped"
+    _, shipped = stack.run(short, task.retried[0]["headers"])
+    assert shipped == {"zaapId": "Z2", "messageId": "M2", "id": "M2"}
+    assert stack.zapi.received[-1]["orderRequestId"] == "ORQ3"
+    assert stack.zapi.received[-1]["orderStatus"] == "shipped"
 
 
 def test_an_update_by_a_key_that_never_came_fails_naming_it(state: redis.Redis) -> None:

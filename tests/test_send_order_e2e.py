@@ -5,12 +5,14 @@ receiver and the fake Z-API: send-order by key, its fromMe order webhook, then `
 from __future__ import annotations
 
 import copy
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from devtools.zapi_sim import Fault
 from devtools.zapi_sim.config import OrderCallback
 from tests.bodies import DOCS_SEND_ORDER_MINIMAL_BODY
 from tests.faults import WebhookStack
@@ -133,3 +135,24 @@ def test_an_invalid_order_message_fails_at_once_naming_the_field(stack: WebhookS
     ended = result(stack, send(stack, "zapi.send_order", body, order_key=new_key()))
     assert "paymentSettings.pix.keyType" in str(ended)
     assert len(sent_to(stack, "send-order")) == before
+
+
+def test_an_update_right_after_its_order_waits_for_it_in_its_line(stack: WebhookStack) -> None:
+    """The order message takes longer than ZAPI_ORDER_WAIT (Z-API down, then back): the
+    update behind it in its order's line waits for its turn, not on the order book's clock,
+    and goes once the order message and its webhook are in."""
+    key = new_key()
+    short = {"orderKey": key, "orderStatus": "shipped"}
+    stack.sim.set_outage(Fault(status=503))
+    try:
+        ordered = send(stack, "zapi.send_order", order(), order_key=key)
+        shipped = send(stack, "zapi.order_status_update", short)
+        time.sleep(ORDER_WAIT + 2)
+        assert stack.producer.AsyncResult(shipped).state != "FAILURE"
+    finally:
+        stack.sim.set_outage(None)
+    reply = result(stack, ordered)
+    assert set(reply) >= {"zaapId", "messageId", "id"}
+    assert isinstance(result(stack, shipped), dict), result(stack, shipped)
+    sent = sent_to(stack, "order-status-update")
+    assert [u["orderStatus"] for u in sent if u["messageId"] == reply["messageId"]] == ["shipped"]

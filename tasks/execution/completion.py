@@ -1,7 +1,9 @@
 """Short updates (``messageId`` or ``orderRequestId`` and a status), completed from the order
 book at the job's turn: the other status is what the order shows then. An order not in the book
 yet is looked for again, without using an attempt, for ``ZAPI_ORDER_WAIT``; then the job is
-buried with UnknownOrderError. The reverse, :func:`short_form`, is what a delivery record keeps
+buried with UnknownOrderError. That clock starts once no job of its order is ahead of it: an
+update by the shop's key waits first for its order message, however long its sends take. The
+reverse, :func:`short_form`, is what a delivery record keeps
 of a full update for a replay.
 """
 
@@ -17,9 +19,9 @@ from tasks.contract.errors import UnknownOrderError
 from tasks.contract.ordering import Delivered
 from tasks.contract.schemas import OrderUpdate, ShortUpdate
 from tasks.contract.validation import validate_body
-from tasks.execution.headers import LOOKUPS_HEADER
+from tasks.execution.headers import LOOKING_SINCE_HEADER, LOOKUPS_HEADER
 from tasks.execution.job import Job
-from tasks.execution.outcomes import Buried, Deferred, UnknownOrderWait
+from tasks.execution.outcomes import Buried, Deferred, OrderWait, UnknownOrderWait
 from tasks.state.book import Snapshot
 
 #: Looking again for a short update's order: backoff base and cap, seconds.
@@ -36,13 +38,21 @@ def find_order(job: Job, short: ShortUpdate) -> Snapshot | Deferred | Buried:
     )
     if snapshot is not None:
         return snapshot
+    if job.line is not None:  # the order message (or an earlier update) ahead brings it
+        ahead = job.line.behind(job.sequence)
+        if ahead is not None:
+            return Deferred(
+                OrderWait(ahead.reason), ahead.countdown, headers=ahead.headers, parks=False
+            )
     if short.order_request_id is not None:
         named = f"orderRequestId {short.order_request_id}"
     elif short.message_id is not None:
         named = f"messageId {short.message_id}"
     else:
         named = f"orderKey {short.order_key}"
-    waited = time.time() - job.state.first_attempt_at
+    now = time.time()
+    since = job.state.looking_since(now)
+    waited = now - since
     wait = job.settings.zapi_order_wait
     if waited >= wait:
         return Buried(
@@ -58,7 +68,7 @@ def find_order(job: Job, short: ShortUpdate) -> Snapshot | Deferred | Buried:
     return Deferred(
         UnknownOrderWait(f"waiting for the order webhook of {named}"),
         max(0.05, min(countdown, wait - waited, job.settings.max_countdown)),
-        headers={LOOKUPS_HEADER: lookups},
+        headers={LOOKUPS_HEADER: lookups, LOOKING_SINCE_HEADER: since},
         parks=False,
     )
 

@@ -4,7 +4,9 @@ Celery's ``request.retries`` counts deferrals too, so what an execution must kno
 earlier ones travels in headers of our own: ``zapi-attempts`` (sends so far), ``zapi-slot``
 (reserved slot, µs of Redis' clock), ``zapi-first-attempt`` (epoch seconds),
 ``zapi-put-backs`` (Redis errors in a row, for their backoff), ``zapi-order-lookups`` (a short
-update's looks for its order in the order book), ``zapi-unrecorded`` (a delivered job's reply
+update's looks for its order in the order book) and ``zapi-order-looking-since`` (epoch seconds
+of the first: ``ZAPI_ORDER_WAIT`` runs from then, not from a wait in its order's line before),
+``zapi-unrecorded`` (a delivered job's reply
 Redis would not take: its next execution records it, never sends again). Headers are input
 like any other: a value a producer mangled counts as absent.
 """
@@ -21,6 +23,7 @@ SLOT_HEADER = "zapi-slot"
 FIRST_ATTEMPT_HEADER = "zapi-first-attempt"
 PUT_BACKS_HEADER = "zapi-put-backs"
 LOOKUPS_HEADER = "zapi-order-lookups"
+LOOKING_SINCE_HEADER = "zapi-order-looking-since"
 #: A delivered job whose reply Redis did not take: its key, reply and sent body, so that its
 #: next execution records them instead of sending again.
 UNRECORDED_HEADER = "zapi-unrecorded"
@@ -67,6 +70,14 @@ class JobState:
     def lookups(self) -> int:
         """A short update's looks for its order so far."""
         return int(self.headers.get(LOOKUPS_HEADER, 0))
+
+    def looking_since(self, now: float) -> float:
+        """When the short update first looked for its order in the book: ``now`` if it never
+        did; its first attempt if it looked without saying when (a job from a release before
+        the header); ``now`` if the header is not a time this worker would give."""
+        default = self.first_attempt_at if self.lookups() > 0 else now
+        since = _header_number(self.headers, LOOKING_SINCE_HEADER, float, default)
+        return since if 0 < since <= now else now
 
     def unrecorded(self) -> dict[str, Any] | None:
         """The reply an earlier execution delivered and Redis did not take, if the header has
