@@ -15,6 +15,7 @@ import httpx
 from devtools.lifecycle import Managed
 from devtools.ports import free_port
 from devtools.zapi_sim import Fault, ReceivedRequest, SimulatorConfig, SimulatorOptions
+from devtools.zapi_sim.outbox import Fired
 
 
 class RemoteSimulator(SimulatorConfig, Managed):
@@ -72,3 +73,19 @@ class RemoteSimulator(SimulatorConfig, Managed):
     def script(self, message_id: str, *faults: Fault) -> None:
         faults_json = [vars(f) for f in faults]
         self._http.post("/__sim__/script", json={"messageId": message_id, "faults": faults_json})
+
+    def set_connected(self, connected: bool, instance_id: str | None = None) -> None:
+        """As ZapiSimulator.set_connected (Z-API's default disconnection error)."""
+        body = {"connected": connected, "instance_id": instance_id}
+        self._http.post("/__sim__/connection", json=body).raise_for_status()
+
+    def queued(self, instance_id: str | None = None) -> list[dict[str, Any]]:
+        """The instance's queue (default: the main one's) as ``POST .../queue`` shows it."""
+        params = {"instance_id": instance_id} if instance_id else {}
+        queued: list[dict[str, Any]] = self._http.get("/__sim__/queue", params=params).json()
+        return queued
+
+    def fired(self, instance_id: str | None = None) -> list[Fired]:
+        """As ZapiSimulator.fired: what reached the phone, in firing order."""
+        params = {"instance_id": instance_id} if instance_id else {}
+        return [Fired.from_dict(f) for f in self._http.get("/__sim__/fired", params=params).json()]

@@ -70,6 +70,12 @@ def main(argv: list[str] | None = None) -> None:
         help="seconds more before an order callback posted after the reply",
     )
     parser.add_argument(
+        "--queue-spacing",
+        type=float,
+        default=default.queue_spacing,
+        help="seconds between two messages a reconnected instance's queue fires",
+    )
+    parser.add_argument(
         "--instance-id", default=default.instance_id, help=f"default {default.instance_id}"
     )
     parser.add_argument(

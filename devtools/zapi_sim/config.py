@@ -48,6 +48,7 @@ class SimulatorOptions(TypedDict, total=False):
     callbacks_before_reply: bool
     order_callback: OrderCallback
     order_callback_delay: float
+    queue_spacing: float
 
 
 @dataclass(eq=False)
@@ -78,13 +79,16 @@ class SimulatorConfig:
     ``after`` the reply, ``before`` it, or ``never``."""
     order_callback_delay: float = 0.0
     """Seconds more before an ``after`` order callback (the callbacks queued after it wait)."""
+    queue_spacing: float = 0.05
+    """Seconds between two messages an instance's queue fires on reconnect (Z-API's 1-3 s,
+    scaled down so that tests are quick)."""
 
     def cli_args(self) -> list[str]:
         """The same set-up as ``python -m devtools.zapi_sim`` options."""
         args = [
             *("--latency", str(self.latency), "--instance-id", self.instance_id),
             *("--instance-token", self.instance_token, "--client-token", self.client_token),
-            *("--rate-burst", str(self.rate_burst)),
+            *("--rate-burst", str(self.rate_burst), "--queue-spacing", str(self.queue_spacing)),
             *("--latency-jitter", str(self.latency_jitter), "--error-rate", str(self.error_rate)),
         ]
         if self.seed is not None:

@@ -2,14 +2,18 @@
 
 A fake in a process of its own (devtools/remote_sim.py, compose's ``zapi-sim`` service) is read
 and switched through these: the record of requests and its counts, the instances' webhook
-settings, a reset, the set-up, outages, scripted faults, the connection, a new order's callback.
+settings, a reset, the set-up, outages, scripted faults, the connection, a new order's callback;
+an instance's queue (``GET /__sim__/queue?instance_id=``, the messages as ``POST .../queue``
+shows them) and what reached the phone (``GET /__sim__/fired?instance_id=``).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
 
 from devtools.zapi_sim.config import ORDER_CALLBACKS
+from devtools.zapi_sim.routes.queue import message
 from devtools.zapi_sim.switches import Fault
 
 if TYPE_CHECKING:
@@ -18,6 +22,13 @@ if TYPE_CHECKING:
 
 def control(sim: ZapiSimulator, method: str, path: str, body: Any) -> tuple[int, Any]:
     """The answer to one control call as (HTTP status, JSON body); 404 for an unknown one."""
+    path, _, query = path.partition("?")
+    instance_id = parse_qs(query).get("instance_id", [None])[0]
+    if method == "GET" and path == "/__sim__/queue":
+        instance = instance_id or sim.instance_id
+        return 200, [message(instance, q) for q in sim.outbox.queued(instance)]
+    if method == "GET" and path == "/__sim__/fired":
+        return 200, [fired.as_dict() for fired in sim.fired(instance_id)]
     if method == "GET" and path == "/__sim__/requests":
         return 200, [r.as_dict() for r in sim.requests()]
     if method == "GET" and path == "/__sim__/stats":
@@ -64,6 +75,7 @@ def configure(sim: ZapiSimulator, body: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"order_callback must be one of {', '.join(ORDER_CALLBACKS)}")
         sim.order_callback = body["order_callback"]
     sim.order_callback_delay = float(body.get("order_callback_delay", sim.order_callback_delay))
+    sim.queue_spacing = float(body.get("queue_spacing", sim.queue_spacing))
     if "outage" in body:
         sim.set_outage(None if body["outage"] is None else Fault(**body["outage"]))
     return {"latency": sim.latency, "rate_limit": sim.rate_limit}

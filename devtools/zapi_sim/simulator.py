@@ -16,6 +16,7 @@ from devtools.zapi_callbacks import PostedCallback
 from devtools.zapi_sim import control as control_routes
 from devtools.zapi_sim import routes
 from devtools.zapi_sim.config import OtherInstance, SimulatorConfig, SimulatorOptions
+from devtools.zapi_sim.outbox import Fired, Outbox, Send
 from devtools.zapi_sim.records import Received, ReceivedRequest
 from devtools.zapi_sim.routes.common import Answer
 from devtools.zapi_sim.routes.instance_settings import WebhookSettings
@@ -36,6 +37,8 @@ class ZapiSimulator(SimulatorConfig, Managed):
         self.received = Received()
         self.switches = Switches(self.seed)
         self.webhooks = Webhooks(self, self.switches)
+        #: Each instance's queue of sends for a disconnected phone, and what reached the phone.
+        self.outbox = Outbox(self, self.switches)
         #: What each instance was told by ``update-every-webhooks`` and the like.
         self.instance_settings = WebhookSettings()
         self._server = SimServer((host, port), self)
@@ -68,6 +71,7 @@ class ZapiSimulator(SimulatorConfig, Managed):
         self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        self.outbox.close()
         self.webhooks.close()
 
     # -- control -------------------------------------------------------------------------------
@@ -84,8 +88,19 @@ class ZapiSimulator(SimulatorConfig, Managed):
         self, connected: bool, instance_id: str | None = None, error: str = NOT_CONNECTED
     ) -> None:
         """What ``GET .../status`` says of ``instance_id`` (default: the main instance) from
-        now on; sends are still accepted, as Z-API queues them while disconnected."""
-        self.switches.set_connected(instance_id or self.instance_id, connected, error)
+        now on. While disconnected, sends are still accepted but wait in the instance's queue,
+        as Z-API queues them; connecting fires the queue, ``queue_spacing`` seconds apart."""
+        self.outbox.set_connected(instance_id or self.instance_id, connected, error)
+
+    def queued(self, instance_id: str | None = None) -> list[Send]:
+        """The sends waiting in ``instance_id``'s queue (default: the main instance's), in the
+        order they will fire."""
+        return [q.send for q in self.outbox.queued(instance_id or self.instance_id)]
+
+    def fired(self, instance_id: str | None = None) -> list[Fired]:
+        """Every message delivered to the phone (of ``instance_id`` only, if given) in firing
+        order: sent at once, or fired from a queue; with or without a webhook URL."""
+        return self.outbox.fired(instance_id)
 
     def status_polls(self) -> list[ReceivedRequest]:
         """The ``GET .../status`` requests received so far."""
@@ -114,8 +129,9 @@ class ZapiSimulator(SimulatorConfig, Managed):
         self.webhooks.drain(timeout)
 
     def reset(self) -> None:
-        """Forget what was received and posted and the instances' webhook settings; every
-        switch back to normal."""
+        """Forget what was received, queued, fired and posted and the instances' webhook
+        settings; every switch back to normal."""
+        self.outbox.reset()
         self.webhooks.reset()
         self.received.reset()
         self.switches.reset()

@@ -1,7 +1,8 @@
 """The fake Z-API's side of the webhooks: when it posts which callback, to its ``webhook_url``.
 
 The callbacks' shapes and the thread that posts them are devtools/zapi_callbacks.py; this module
-decides what an event sends: an accepted send its DeliveryCallback (failing for a
+decides what an event sends: a send reaching the phone (at once, or fired from the instance's
+queue: devtools/zapi_sim/outbox.py) its DeliveryCallback (failing for a
 ``delivery_failure_rate`` share) and, when delivered, MessageStatusCallback SENT, RECEIVED, READ;
 a sent order message, when delivered and the instance has ``notifySentByMe`` on, first the
 fromMe ReceivedCallback that carries its ids (``order_callback``: after the reply, before it,
@@ -37,10 +38,15 @@ class Webhooks:
         self._poster = CallbackPoster()
 
     def after_accept(
-        self, data: dict[str, Any], reply: dict[str, str], echo: dict[str, Any] | None = None
+        self,
+        data: dict[str, Any],
+        reply: dict[str, str],
+        instance_id: str | None = None,
+        echo: dict[str, Any] | None = None,
     ) -> None:
-        """Play Z-API's callbacks for an accepted send; ``echo``, the ReceivedCallback of a sent
-        order message, goes first unless the delivery fails (no message, no order)."""
+        """Play Z-API's callbacks for a send of ``instance_id`` (default: the main instance) as
+        it reaches the phone; ``echo``, the ReceivedCallback of a sent order message, goes first
+        unless the delivery fails (no message, no order)."""
         config = self._config
         url = config.webhook_url
         if url is None:
@@ -53,7 +59,7 @@ class Webhooks:
                 self._poster.post_later(url, echo, CALLBACK_DELAY + config.order_callback_delay)
         phone = str(data.get("phone", ""))
         message_id, zaap_id = reply["messageId"], reply["zaapId"]
-        instance_id = config.instance_id
+        instance_id = instance_id or config.instance_id
         delivery = delivery_callback(instance_id, message_id, zaap_id, phone, failure=failure)
         if config.callbacks_before_reply:
             self._poster.post_now(url, delivery)
@@ -77,7 +83,7 @@ class Webhooks:
         ``notifySentByMe`` on and ``order_callback`` is not ``never``."""
         posts_echo = notify_sent_by_me and self._config.order_callback != "never"
         echo = sent_order_message(instance_id, body, reply["messageId"]) if posts_echo else None
-        self.after_accept(body, reply, echo)
+        self.after_accept(body, reply, instance_id, echo)
 
     def post_order(self, **options: Any) -> dict[str, Any]:
         """Post a ``ReceivedCallback`` with a new order to the webhook URL (options: see

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from devtools.zapi_sim.outbox import Send
 from devtools.zapi_sim.records import ReceivedRequest
 from devtools.zapi_sim.switches import Fault
 
@@ -25,16 +26,30 @@ Answer = tuple[int, Any, dict[str, str]]
 #: A route's answer to a request (a Fault is acted out by the server: a delay, a drop).
 RouteAnswer = Callable[["ZapiSimulator", "ReceivedRequest", "Route"], Answer | Fault]
 
-_ROUTE = re.compile(r"^/instances/(?P<instance>[^/]+)/token/(?P<token>[^/]+)/(?P<endpoint>[^/?]+)$")
+_ROUTE = re.compile(
+    r"^/instances/(?P<instance>[^/]+)/token/(?P<token>[^/]+)/(?P<endpoint>[^/?]+)"
+    r"(?:/(?P<item>[^/?]+))?$"
+)
+#: How :data:`ROUTES` keys a route with an item in its path (``queue/{zaapId}``: ``queue/{}``).
+ITEM = "{}"
+#: Z-API's refusal of a send when the disconnected phone's queue is full. A guess: Z-API's docs
+#: say it refuses, not how; a 400 (not retryable by the worker's rules) with a plain error.
+QUEUE_FULL: Answer = (400, {"error": "QUEUE_FULL", "message": "Queue limit reached"}, {})
 
 
 @dataclass(frozen=True)
 class Route:
-    """The parts of ``/instances/{instance}/token/{token}/{endpoint}``."""
+    """The parts of ``/instances/{instance}/token/{token}/{endpoint}[/{item}]``."""
 
     instance: str
     token: str
     endpoint: str
+    item: str | None = None
+
+    @property
+    def key(self) -> str:
+        """Its key in the routes' table: the endpoint, or ``endpoint/{}`` with an item."""
+        return self.endpoint if self.item is None else f"{self.endpoint}/{ITEM}"
 
 
 def parse_route(path: str) -> Route | None:
@@ -42,7 +57,7 @@ def parse_route(path: str) -> Route | None:
     found = _ROUTE.match(path.split("?", 1)[0])
     if found is None:
         return None
-    return Route(found["instance"], found["token"], found["endpoint"])
+    return Route(found["instance"], found["token"], found["endpoint"], found["item"])
 
 
 def refusal(sim: ZapiSimulator, request: ReceivedRequest, route: Route) -> Answer | None:
@@ -80,11 +95,16 @@ def instance_read(
 
 
 def json_request(
-    sim: ZapiSimulator, request: ReceivedRequest, route: Route, method: str = "POST"
+    sim: ZapiSimulator,
+    request: ReceivedRequest,
+    route: Route,
+    method: str = "POST",
+    *,
+    body: bool = True,
 ) -> dict[str, Any] | Answer:
     """The body of a JSON call with the right method and credentials, or Z-API's refusal:
     405 for another method, 415 for another content type, then the credentials, then 400 for a
-    body that is not a JSON object."""
+    body that is not a JSON object (a call without ``body``, a DELETE: any body, read as {})."""
     if request.method != method:
         return 405, {"error": "Method Not Allowed"}, {}
     content_type = request.headers.get("content-type", "")
@@ -93,6 +113,8 @@ def json_request(
     refused = refusal(sim, request, route)
     if refused is not None:
         return refused
+    if not body:
+        return {}
     data = request.json
     if not isinstance(data, dict):
         return 400, {"error": "Invalid JSON body"}, {}
@@ -120,6 +142,22 @@ def misbehaviour(
     if failing:
         return 500, {"error": "Internal Server Error"}, {}
     return None
+
+
+def deliver(
+    sim: ZapiSimulator,
+    route: Route,
+    body: dict[str, Any],
+    play: Callable[[dict[str, str]], None],
+) -> Answer:
+    """Accept a valid send: a fresh reply, and the send delivered at once or queued while the
+    phone is disconnected (devtools/zapi_sim/outbox.py), ``play(reply)`` playing its callbacks
+    when it fires; :data:`QUEUE_FULL` when the queue refuses it."""
+    reply = accepted_reply()
+    send = Send(route.instance, route.endpoint, body, reply, lambda: play(reply))
+    if not sim.outbox.accept(send):
+        return QUEUE_FULL
+    return 200, reply, {}
 
 
 def accepted_reply() -> dict[str, str]:

@@ -1,8 +1,9 @@
 """``POST .../send-order``: the order message itself, whose ids the update routes then need.
 
 Z-API checks the body (the fake with the worker's own schema, Endpoint.SEND_ORDER.schema, and
-names the first problem as the update routes name the first missing field), then sends it. The
-fake then plays the callbacks of any send and, when the instance has ``notifySentByMe`` on
+names the first problem as the update routes name the first missing field), then sends it
+(or queues it, its phone disconnected: devtools/zapi_sim/outbox.py). As it reaches the phone,
+the fake plays the callbacks of any send and, when the instance has ``notifySentByMe`` on
 (``update-notify-sent-by-me``, ``update-every-webhooks``), the fromMe ReceivedCallback that
 carries the order's ``referenceId``, ``orderRequestId`` and the custom items' ids
 (devtools/zapi_sim/webhooks.py). A send-order body has no ``messageId``: faults scripted per
@@ -39,12 +40,16 @@ def answer(
     held = common.misbehaviour(sim, request, route)
     if held is not None:
         return held
-    reply = common.accepted_reply()
     settings = sim.instance_settings.of(route.instance) or {}
-    sim.webhooks.after_order_sent(
-        route.instance, body, reply, notify_sent_by_me=bool(settings.get("notifySentByMe"))
+    notify = bool(settings.get("notifySentByMe"))
+    return common.deliver(
+        sim,
+        route,
+        body,
+        lambda reply: sim.webhooks.after_order_sent(
+            route.instance, body, reply, notify_sent_by_me=notify
+        ),
     )
-    return 200, reply, {}
 
 
 #: The routes of this family, by their path's last part.

@@ -1,7 +1,7 @@
 """The order update routes, ``order-status-update`` and ``order-payment-update``.
 
-Z-API checks the fields an update needs (the first one missing is named), then sends it; the
-fake then plays its webhooks for the update.
+Z-API checks the fields an update needs (the first one missing is named), then sends it (or
+queues it, its phone disconnected); the fake then plays its webhooks for the update.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from devtools.zapi_sim.routes.common import (
     Answer,
     Route,
     RouteAnswer,
-    accepted_reply,
+    deliver,
     json_request,
     misbehaviour,
 )
@@ -45,9 +45,9 @@ def answer(sim: ZapiSimulator, request: ReceivedRequest, route: Route) -> Answer
     held = misbehaviour(sim, request, route)
     if held is not None:
         return held
-    reply = accepted_reply()
-    sim.webhooks.after_accept(data, reply)
-    return 200, reply, {}
+    return deliver(
+        sim, route, data, lambda reply: sim.webhooks.after_accept(data, reply, route.instance)
+    )
 
 
 #: The routes of this family, by their path's last part.
