@@ -5,12 +5,9 @@ reply, before it, or never), which the worker's own callback parser must accept.
 from __future__ import annotations
 
 import copy
-import json
 import re
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -23,6 +20,7 @@ from tasks.callbacks import ReceivedCallback
 from tasks.contract.schemas import NUMBER_MAX, normalized_phone
 from tasks.contract.send_order import SendOrder
 from tests.bodies import DOCS_SEND_ORDER_BODY
+from tests.receiver import Receiver, serve_receiver
 from tests.test_send_order_schema import send_order_bodies
 
 INSTANCE, TOKEN, CLIENT = "inst-o", "tok-o", "ct-o"
@@ -35,47 +33,10 @@ BODY["phone"] = "+55 (44) 99999-9999"
 BODY["order"]["products"].append({"name": "Gift wrap", "value": 0.1, "quantity": 3})
 
 
-class Receiver(ThreadingHTTPServer):
-    """A webhook receiver on loopback: keeps each JSON body posted, in arrival order."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.bodies: list[dict[str, Any]] = []
-        self.lock = threading.Lock()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/hook"
-
-    def of_type(self, kind: str) -> list[dict[str, Any]]:
-        with self.lock:
-            return [body for body in self.bodies if body.get("type") == kind]
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: Receiver
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        with self.server.lock:
-            self.server.bodies.append(body)
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet."""
-
-
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    with serve_receiver() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

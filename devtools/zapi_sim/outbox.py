@@ -121,16 +121,14 @@ class Outbox:
         with self._lock:
             queue = self._queues.setdefault(instance, collections.deque())
             connected = self._connected(instance)
-            if connected and not queue and instance not in self._draining:
-                self._fired.append(_fired(send))
-            else:
+            if not connected or queue or instance in self._draining:
                 if len(queue) >= QUEUE_CAPACITY:
                     return False
                 queue.append(Queued(next(self._seq), send))
                 if connected:
                     self._start_drain(instance)
                 return True
-        send.play()
+        self._fire(send)
         return True
 
     def set_connected(self, instance_id: str, connected: bool, error: str = NOT_CONNECTED) -> None:
@@ -211,13 +209,16 @@ class Outbox:
                     self._draining.discard(instance_id)
                     return
                 send = queue.popleft().send
-                self._fired.append(_fired(send))
-            send.play()
+            self._fire(send)
             if self._closed.wait(self._config.queue_spacing):
                 return
 
-
-def _fired(send: Send) -> Fired:
-    return Fired(
-        send.instance_id, send.route, send.message_id, send.zaap_id, send.body, time.time()
-    )
+    def _fire(self, send: Send) -> None:
+        """Deliver ``send``: its callbacks on their way, then it counts as fired (so that a
+        test that saw it fire can wait for its callbacks with ``drain_callbacks``)."""
+        send.play()
+        fired = Fired(
+            send.instance_id, send.route, send.message_id, send.zaap_id, send.body, time.time()
+        )
+        with self._lock:
+            self._fired.append(fired)
