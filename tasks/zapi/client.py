@@ -16,7 +16,8 @@ Two properties of one send (:meth:`ZapiClient.send`), from :mod:`tasks.zapi.dead
 
 Besides sends, the instance's own calls: its connection (``status``), its webhook settings
 (``me``) and setting every webhook URL at once (``update-every-webhooks``, for
-``zapi-queue webhooks configure``), each within the same deadline and as secret-free.
+``zapi-queue webhooks configure``), and its queue at Z-API (a page of it, one message
+deleted: issue #30's reconciliation), each within the same deadline and as secret-free.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import json
 import logging
 import re
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -37,9 +39,12 @@ from tasks.contract.schemas import ZapiReply
 from tasks.instances import default_instance
 from tasks.per_process import PerInstance
 from tasks.zapi.deadline import DeadlineTransport, SendState, deadline_of_send
+from tasks.zapi.queue import MAX_PAGE_SIZE, QueuePage
 from tasks.zapi.responses import (
     interpret,
     interpret_instance_data,
+    interpret_queue_delete,
+    interpret_queue_page,
     interpret_status,
     interpret_value,
 )
@@ -180,18 +185,66 @@ class ZapiClient:
         )
         interpret_value(response.status_code, response.headers, response.content, self._secrets)
 
+    def queue_page(
+        self, page_size: int = MAX_PAGE_SIZE, paging_state: str | None = None
+    ) -> QueuePage:
+        """One page of the instance's queue at Z-API (``POST .../queue``): the first, or the
+        one ``paging_state`` (the last page's) points to. Raises a ZapiQueueError like
+        :meth:`status` (a page it cannot trust is a ZapiRejectedError); ValueError for a
+        ``page_size`` Z-API does not serve (1 to 30)."""
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise ValueError(f"page_size must be 1 to {MAX_PAGE_SIZE}, not {page_size}")
+        body: dict[str, Any] = {"pageSize": page_size}
+        if paging_state is not None:
+            body["pagingState"] = paging_state
+        response = self._exchange("POST", "queue", "read Z-API's queue", body=body, changes=False)
+        return interpret_queue_page(
+            response.status_code, response.headers, response.content, self._secrets
+        )
+
+    def delete_queued(self, zaap_id: str) -> bool:
+        """Take one message out of the instance's queue at Z-API (``DELETE .../queue/{zaapId}``)
+        so that it never fires: True when removed, False when Z-API says it was not there
+        (fired already, or never queued). Raises a ZapiQueueError like :meth:`status`, a
+        transport error ``ambiguous`` when Z-API may have removed it (the same call again is
+        harmless)."""
+        if not zaap_id:
+            raise ValueError("zaap_id is empty")
+        response = self._exchange(
+            "DELETE",
+            "queue",
+            "delete a message from Z-API's queue",
+            item=zaap_id,
+            changes=True,
+        )
+        return interpret_queue_delete(
+            response.status_code, response.headers, response.content, self._secrets
+        )
+
     def _exchange(
-        self, method: str, route: str, what: str, *, body: dict[str, Any] | None = None
+        self,
+        method: str,
+        route: str,
+        what: str,
+        *,
+        body: dict[str, Any] | None = None,
+        item: str | None = None,
+        changes: bool | None = None,
     ) -> httpx.Response:
-        """One request other than a send, within :attr:`deadline`: a transport failure is a
-        secret-free ZapiTransportError saying what could not be done (``what``), ambiguous when
-        a request with a ``body`` (a change) may have reached Z-API."""
+        """One request other than a send, within :attr:`deadline`, to ``route`` or to one
+        ``item`` under it: a transport failure is a secret-free ZapiTransportError saying what
+        could not be done (``what``), ambiguous when a change (by default a request with a
+        ``body``) may have reached Z-API."""
         content = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        url = self._url(route)
+        if item is not None:  # not cached: there is one URL per item
+            url = url.join(f"{route}/{quote(item, safe='')}")
+        changing = body is not None if changes is None else changes
         with deadline_of_send(self._deadline) as state:
             try:
-                return self._http.request(method, self._url(route), content=content)
+                return self._http.request(method, url, content=content)
             except httpx.HTTPError as exc:
-                ambiguous = body is not None and self._may_have_arrived(exc, state)
+                ambiguous = changing and self._may_have_arrived(exc, state)
                 limit = self._limit_of(exc, state)
                 detail = f"{type(exc).__name__}, {limit}" if limit else type(exc).__name__
                 maybe = ": Z-API may have applied it" if ambiguous else ""

@@ -8,6 +8,7 @@ HTTP 200 with ``{"error": "NOT_FOUND", ...}``, so a 200 is a success only when i
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -22,6 +23,7 @@ from tasks.contract.errors import (
 )
 from tasks.contract.redaction import redact
 from tasks.contract.schemas import ZapiReply
+from tasks.zapi.queue import QueuedMessage, QueuePage
 from tasks.zapi.status import InstanceSettings, InstanceStatus
 
 #: Statuses after which the same request may succeed later.
@@ -132,6 +134,104 @@ def interpret_instance_data(
         "Z-API answered HTTP 200 without the instance's data: " + error_text(body, secrets),
         status_code=200,
     )
+
+
+def interpret_queue_page(
+    status: int, headers: Mapping[str, str], body: bytes, secrets: Iterable[str] = ()
+) -> QueuePage:
+    """Turn the answer to ``POST .../queue`` into a page of Z-API's queue, or raise like
+    :func:`interpret`: a 200 that is no page (an ``error``, no ``messages`` list, no boolean
+    ``hasMore``, more pages without a ``pagingState``) is a ZapiRejectedError naming what is
+    wrong (by type, never by value: a page carries phones). An entry without a ``ZaapId`` is
+    skipped and counted (QueuePage.skipped)."""
+    secrets = tuple(secrets)
+    if status != 200:
+        raise _error_of(status, headers, body, secrets)
+    data = _json(body)
+    if isinstance(data, dict) and data.get("error"):
+        raise ZapiRejectedError(
+            "Z-API answered HTTP 200 without a queue page: " + error_text(body, secrets),
+            status_code=200,
+        )
+    if not isinstance(data, dict):  # its text is not shown: it may be messages, with phones
+        shown = type(data).__name__ if data is not None else "not JSON (or null)"
+        raise _malformed_page(f"the answer is {shown}, not an object")
+    messages, has_more, state = data.get("messages"), data.get("hasMore"), data.get("pagingState")
+    if not isinstance(messages, list):
+        raise _malformed_page(f"messages is {_kind(messages)}, not a list")
+    if not isinstance(has_more, bool):
+        raise _malformed_page(f"hasMore is {_kind(has_more)}, not a boolean")
+    if state is not None and not isinstance(state, str):
+        raise _malformed_page(f"pagingState is {_kind(state)}, not a string")
+    if has_more and not state:
+        raise _malformed_page("hasMore is true without a pagingState")
+    found = [message for message in map(_queued_message, messages) if message is not None]
+    return QueuePage(tuple(found), state or None, has_more, skipped=len(messages) - len(found))
+
+
+def interpret_queue_delete(
+    status: int, headers: Mapping[str, str], body: bytes, secrets: Iterable[str] = ()
+) -> bool:
+    """Whether ``DELETE .../queue/{zaapId}`` removed the message: True for Z-API's documented
+    200 (``{"value": true}``, or no value at all), False when it says the message was not
+    there (``{"value": false}``, or a 404); a 200 carrying an ``error`` (a wrong route) or
+    anything else raises like :func:`interpret`."""
+    secrets = tuple(secrets)
+    if status == 404:
+        return False
+    if status != 200:
+        raise _error_of(status, headers, body, secrets)
+    data = {} if not body.strip() else _json(body)
+    if isinstance(data, bool):
+        return data
+    if isinstance(data, dict) and not data.get("error"):
+        value = data.get("value", True)
+        if isinstance(value, bool):
+            return value
+    raise ZapiRejectedError(
+        "Z-API answered HTTP 200 to the queue deletion without a value: "
+        + error_text(body, secrets),
+        status_code=200,
+    )
+
+
+def _queued_message(entry: Any) -> QueuedMessage | None:
+    """One queue entry, None when it has no ``ZaapId`` (a string): nothing could delete it."""
+    if not isinstance(entry, dict):
+        return None
+    zaap_id = entry.get("ZaapId")
+    if not isinstance(zaap_id, str) or not zaap_id:
+        return None
+    message_id, phone, created = entry.get("MessageId"), entry.get("Phone"), entry.get("Created")
+    if isinstance(phone, int) and not isinstance(phone, bool):
+        phone = str(phone)
+    return QueuedMessage(
+        zaap_id=zaap_id,
+        message_id=message_id if isinstance(message_id, str) else None,
+        phone=phone if isinstance(phone, str) else None,
+        created_at=_seconds_of_ms(created),
+    )
+
+
+def _seconds_of_ms(value: Any) -> float | None:
+    """Epoch milliseconds as seconds; None for anything else (a bool, NaN, a number no float
+    holds)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        seconds = value / 1000
+    except OverflowError:
+        return None
+    return seconds if math.isfinite(seconds) else None
+
+
+def _malformed_page(problem: str) -> ZapiRejectedError:
+    return ZapiRejectedError(f"Z-API's queue page is malformed: {problem}", status_code=200)
+
+
+def _kind(value: Any) -> str:
+    """What a field was, without its value (a page carries personal data)."""
+    return "missing" if value is None else type(value).__name__
 
 
 def _json(body: bytes) -> Any:
