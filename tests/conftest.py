@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, settings
 from devtools.processes import FakeZapi, WorkerProcess, stack_env
 from devtools.redis_server import RedisBinary, RedisBinaryError, RedisServer, choose_redis_server
 from devtools.zapi_sim import ZapiSimulator
+from tests.receiver import Receiver, serve_receiver
 
 # Generated hostile input (tests/test_hostile_*.py): `make test` runs a fixed, bounded set of
 # examples (the same in every run, so CI is reproducible); `make fuzz` runs many more, new ones
@@ -114,6 +115,13 @@ CLIENT_TIMEOUT = 1.0
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     with RedisServer(password=REDIS_PASSWORD) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver on loopback, for a module's own fake Z-API to post to."""
+    with serve_receiver() as server:
         yield server
 
 

@@ -20,7 +20,7 @@ from tasks.callbacks import ReceivedCallback
 from tasks.contract.schemas import NUMBER_MAX, normalized_phone
 from tasks.contract.send_order import SendOrder
 from tests.bodies import DOCS_SEND_ORDER_BODY
-from tests.receiver import Receiver, serve_receiver
+from tests.receiver import Receiver
 from tests.test_send_order_schema import send_order_bodies
 
 INSTANCE, TOKEN, CLIENT = "inst-o", "tok-o", "ct-o"
@@ -31,12 +31,6 @@ ZAPI_ID = re.compile(r"[A-Z0-9]{11}")
 BODY: dict[str, Any] = copy.deepcopy(DOCS_SEND_ORDER_BODY)
 BODY["phone"] = "+55 (44) 99999-9999"
 BODY["order"]["products"].append({"name": "Gift wrap", "value": 0.1, "quantity": 3})
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    with serve_receiver() as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

@@ -14,22 +14,17 @@ from typing import Any
 import httpx
 import pytest
 
+from devtools.remote_sim import RemoteSimulator
 from devtools.zapi_sim import OtherInstance, ZapiSimulator
 from devtools.zapi_sim.outbox import QUEUE_CAPACITY
 from tests.bodies import DOCS_SEND_ORDER_BODY, unique_body
-from tests.receiver import Receiver, serve_receiver
+from tests.receiver import Receiver
 
 INSTANCE, TOKEN, CLIENT = "inst-q", "tok-q", "ct-q"
 OTHER, OTHER_TOKEN = "inst-q2", "tok-q2"
 BASE = f"/instances/{INSTANCE}/token/{TOKEN}"
 HEADERS = {"Client-Token": CLIENT, "Content-Type": "application/json"}
 SPACING = 0.05
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    with serve_receiver() as server:
-        yield server
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +56,18 @@ def send(http: httpx.Client, base: str = BASE, **changes: Any) -> dict[str, str]
     assert response.status_code == 200, response.text
     reply: dict[str, str] = response.json()
     return reply
+
+
+def queue_then_reconnect(
+    sim: ZapiSimulator, http: httpx.Client, count: int, spacing: float
+) -> list[str]:
+    """``count`` sends queued while the phone is disconnected, then the phone back (the
+    queue firing every ``spacing`` s); their zaapIds."""
+    sim.queue_spacing = spacing
+    sim.set_connected(False)
+    zaap_ids = [send(http)["zaapId"] for _ in range(count)]
+    sim.set_connected(True)
+    return zaap_ids
 
 
 def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -116,10 +123,7 @@ def test_a_disconnected_phone_queues_sends_and_nothing_reaches_it(
 def test_reconnecting_fires_the_queue_in_order_and_spaced(
     sim: ZapiSimulator, receiver: Receiver, http: httpx.Client
 ) -> None:
-    sim.queue_spacing = 0.1
-    sim.set_connected(False)
-    zaap_ids = [send(http)["zaapId"] for _ in range(4)]
-    sim.set_connected(True)
+    zaap_ids = queue_then_reconnect(sim, http, 4, 0.1)
     until(lambda: len(sim.fired()) == 4)
     fired = sim.fired()
     assert [f.zaap_id for f in fired] == zaap_ids
@@ -135,10 +139,7 @@ def test_reconnecting_fires_the_queue_in_order_and_spaced(
 def test_a_send_during_the_drain_goes_behind_the_queue(
     sim: ZapiSimulator, receiver: Receiver, http: httpx.Client
 ) -> None:
-    sim.queue_spacing = 0.1
-    sim.set_connected(False)
-    queued = [send(http)["zaapId"] for _ in range(3)]
-    sim.set_connected(True)
+    queued = queue_then_reconnect(sim, http, 3, 0.1)
     until(lambda: len(sim.fired()) == 1)
     later = [send(http)["zaapId"] for _ in range(2)]
     assert [s.zaap_id for s in sim.queued()] == [*queued[1:], *later]
@@ -149,10 +150,7 @@ def test_a_send_during_the_drain_goes_behind_the_queue(
 
 
 def test_disconnecting_again_stops_the_drain(sim: ZapiSimulator, http: httpx.Client) -> None:
-    sim.queue_spacing = 0.2
-    sim.set_connected(False)
-    zaap_ids = [send(http)["zaapId"] for _ in range(4)]
-    sim.set_connected(True)
+    zaap_ids = queue_then_reconnect(sim, http, 4, 0.2)
     until(lambda: len(sim.fired()) == 1)
     sim.set_connected(False)
     time.sleep(0.5)
@@ -372,3 +370,22 @@ def test_the_control_routes_show_the_queue_and_what_fired(
         sim.fired()[0].body["messageId"],
     )
     assert http.get("/__sim__/fired", params={"instance_id": OTHER}).json() == []
+
+
+def test_a_fake_in_its_own_process_queues_and_fires_through_its_controls() -> None:
+    """``python -m devtools.zapi_sim`` takes --queue-spacing, and RemoteSimulator drives the
+    connection and reads the queue and what fired through the /__sim__/ routes."""
+    with RemoteSimulator(queue_spacing=0.02) as remote, httpx.Client() as http:
+        base = f"{remote.base_url}/instances/{remote.instance_id}/token/{remote.instance_token}"
+        headers = {"Client-Token": remote.client_token}
+        remote.set_connected(False)
+        replies = [
+            http.post(f"{base}/order-status-update", json=unique_body(), headers=headers).json()
+            for _ in range(2)
+        ]
+        assert [q["ZaapId"] for q in remote.queued()] == [r["zaapId"] for r in replies]
+        assert remote.fired() == []
+        remote.set_connected(True)
+        until(lambda: len(remote.fired()) == 2)
+        assert [f.zaap_id for f in remote.fired()] == [r["zaapId"] for r in replies]
+        assert remote.queued() == []

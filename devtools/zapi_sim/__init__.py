@@ -18,6 +18,12 @@ What it reproduces, in the order Z-API appears to check things:
   data, as Z-API does.
 * ``POST .../send-order`` checks its body with the worker's schema (400 ``{"error": ...}``
   naming the first problem) and answers like an update.
+* while an instance is disconnected, every send it accepts waits in the instance's own queue
+  (up to 1,000, then a 400, a guess), and plays no callback; on reconnect the queue fires by
+  itself, in order, ``queue_spacing`` seconds apart (Z-API's 1-3 s scaled down), a send that
+  arrives meanwhile behind it. ``POST .../queue`` pages it (``pageSize``, ``pagingState``,
+  ``hasMore``), ``DELETE .../queue/{zaapId}`` and ``DELETE .../queue`` edit it
+  (routes/queue.py); :meth:`ZapiSimulator.fired` is what reached the phone, webhook URL or not.
 
 Given a ``webhook_url`` it also plays Z-API's webhooks (devtools/zapi_callbacks.py): after
 each accepted update a ``DeliveryCallback`` (failing for a ``delivery_failure_rate`` share) and
@@ -35,10 +41,11 @@ record of every request received. In-process users call the methods; other proce
 control routes under ``/__sim__/``. Run it alone with ``python -m devtools.zapi_sim``.
 
 The parts, one module each: ``config`` (the set-up and its defaults), ``records`` (what was
-received), ``switches`` (faults, outages, connection, 429s, random draws), ``webhooks`` (which
-callback an event posts), ``routes/`` (one module per endpoint family, ``common`` for the
-checks they share), ``control`` (the ``/__sim__/`` routes), ``server`` (the HTTP plumbing),
-``simulator`` (ZapiSimulator, which puts them together) and ``cli`` (``python -m``).
+received), ``switches`` (faults, outages, connection, 429s, random draws), ``outbox`` (what
+reaches the phone, at once or through the queue), ``webhooks`` (which callback an event
+posts), ``routes/`` (one module per endpoint family, ``common`` for the checks they share),
+``control`` (the ``/__sim__/`` routes), ``server`` (the HTTP plumbing), ``simulator``
+(ZapiSimulator, which puts them together) and ``cli`` (``python -m``).
 """
 
 from devtools.zapi_sim.config import (
