@@ -206,6 +206,17 @@ def test_the_queue_pages_by_paging_state(sim: ZapiSimulator, http: httpx.Client)
     assert one["Message"]
 
 
+def test_queue_calls_are_kept_apart_from_the_sends(sim: ZapiSimulator, http: httpx.Client) -> None:
+    reply = send(http)
+    page(http)
+    http.delete(f"{BASE}/queue/{reply['zaapId']}")
+    assert [r.json["messageId"] for r in sim.requests()] == [sim.fired()[0].body["messageId"]]
+    assert [(r.method, r.path) for r in sim.queue_calls()] == [
+        ("POST", f"{BASE}/queue"),
+        ("DELETE", f"{BASE}/queue/{reply['zaapId']}"),
+    ]
+
+
 def test_a_page_is_20_by_default_and_30_at_most(sim: ZapiSimulator, http: httpx.Client) -> None:
     sim.set_connected(False)
     for _ in range(31):

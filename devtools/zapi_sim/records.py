@@ -1,7 +1,8 @@
 """What the fake Z-API received: every request, kept for the tests to read back.
 
-Status polls are kept apart from the sends, so that a test counting a message's sends does not
-count the worker's health checks too.
+Status polls and calls to the instance's queue (``POST .../queue``, ``DELETE .../queue...``)
+are kept apart from the sends, so that a test counting a message's sends, or what reached an
+instance, does not count the worker's health checks and queue reconciliations too.
 """
 
 from __future__ import annotations
@@ -46,10 +47,18 @@ class Received:
         self._lock = threading.Lock()
         self._requests: list[ReceivedRequest] = []
         self._status_polls: list[ReceivedRequest] = []
+        self._queue_calls: list[ReceivedRequest] = []
 
-    def add(self, request: ReceivedRequest, *, status_poll: bool) -> None:
+    def add(
+        self, request: ReceivedRequest, *, status_poll: bool = False, queue_call: bool = False
+    ) -> None:
         with self._lock:
-            (self._status_polls if status_poll else self._requests).append(request)
+            if status_poll:
+                self._status_polls.append(request)
+            elif queue_call:
+                self._queue_calls.append(request)
+            else:
+                self._requests.append(request)
 
     def requests(self, message_id: str | None = None) -> list[ReceivedRequest]:
         """What was received so far, optionally only requests for one ``messageId``."""
@@ -62,6 +71,10 @@ class Received:
     def status_polls(self) -> list[ReceivedRequest]:
         with self._lock:
             return list(self._status_polls)
+
+    def queue_calls(self) -> list[ReceivedRequest]:
+        with self._lock:
+            return list(self._queue_calls)
 
     def stats(self) -> dict[str, Any]:
         """Counts and times of the requests, for a benchmark that must not fetch them all."""
@@ -79,3 +92,4 @@ class Received:
         with self._lock:
             self._requests.clear()
             self._status_polls.clear()
+            self._queue_calls.clear()

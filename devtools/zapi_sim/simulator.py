@@ -106,6 +106,11 @@ class ZapiSimulator(SimulatorConfig, Managed):
         """The ``GET .../status`` requests received so far."""
         return self.received.status_polls()
 
+    def queue_calls(self) -> list[ReceivedRequest]:
+        """The requests to the instances' queues (``POST .../queue``, ``DELETE .../queue``...)
+        received so far."""
+        return self.received.queue_calls()
+
     def requests(self, message_id: str | None = None) -> list[ReceivedRequest]:
         """What was received so far, optionally only requests for one ``messageId``."""
         return self.received.requests(message_id)
@@ -141,7 +146,11 @@ class ZapiSimulator(SimulatorConfig, Managed):
     def receive(self, request: ReceivedRequest) -> Answer | Fault:
         """Record ``request`` (before answering it: a slow answer's request is seen at once),
         then answer it."""
-        self.received.add(request, status_poll=routes.is_status_poll(request))
+        self.received.add(
+            request,
+            status_poll=routes.is_status_poll(request),
+            queue_call=routes.is_queue_call(request),
+        )
         return self.answer(request)
 
     def answer(self, request: ReceivedRequest) -> Answer | Fault:

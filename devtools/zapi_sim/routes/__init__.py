@@ -44,3 +44,9 @@ def is_status_poll(request: ReceivedRequest) -> bool:
     """A health check, recorded apart from the sends."""
     route = parse_route(request.path)
     return route is not None and route.key == status.STATUS_ROUTE
+
+
+def is_queue_call(request: ReceivedRequest) -> bool:
+    """A read or edit of the instance's queue, recorded apart from the sends too."""
+    route = parse_route(request.path)
+    return route is not None and route.endpoint == queue.QUEUE_ROUTE
