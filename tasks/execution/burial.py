@@ -73,13 +73,14 @@ def letter(job: Job, error_type: str, error: str, *, body: Any = None) -> DeadLe
 
 def replay_kwargs(job: Job) -> dict[str, Any]:
     """What a replay of this job passes again: its key, its place in its order, force, its
-    instance and its order's key."""
+    instance, its order's key and whether it may be superseded."""
     given = {
         "idempotency_key": job.idempotency_key,
         "sequence": job.sequence,
         "force": True if job.force else None,
         "instance": job.instance_alias,
         "order_key": job.order_key,
+        "supersede": job.supersede,
     }
     return {name: value for name, value in given.items() if value is not None}
 

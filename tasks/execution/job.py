@@ -75,6 +75,8 @@ class Job:
     instance_alias: Any = field(init=False)
     #: The shop's own order id (``zapi.send_order``'s ``order_key`` kwarg), as given.
     order_key: Any = field(init=False)
+    #: The ``supersede`` kwarg when it is a boolean (else None: the setting decides).
+    supersede: bool | None = field(init=False, default=None)
     #: The Z-API instance the job sends through (its ``instance`` kwarg; None: unknown, and
     #: the run fails the job with UnknownInstanceError).
     instance: Instance | None = field(init=False, default=None)
@@ -98,6 +100,8 @@ class Job:
         self.force = kwargs.get("force") is True
         self.instance_alias = kwargs.get("instance")
         self.order_key = kwargs.get("order_key")
+        supersede = kwargs.get("supersede")
+        self.supersede = supersede if isinstance(supersede, bool) else None
         self.state = JobState.of(self.task.request.headers)
         with contextlib.suppress(UnknownInstanceError):
             self.instance = self.deps.instance(alias_of(kwargs))
