@@ -29,20 +29,27 @@ def delivery_key(instance_id: str, message_id: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """A message's delivery state: accepted, sent, received, read, played or failed."""
+    """A message's delivery state: accepted, sent, received, read, played, failed or
+    withdrawn (taken out of Z-API's queue before it fired: ``withdrawn_by`` names the newer job
+    that made it unnecessary, ``withdrawn_reason`` says why: stale, superseded)."""
 
     state: str
     error: str | None
     error_code: str | None
     updated_at: float | None
+    withdrawn_by: str | None = None
+    withdrawn_reason: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        shown: dict[str, Any] = {
             "state": self.state,
             "error": self.error,
             "error_code": self.error_code,
             "updated_at": self.updated_at,
         }
+        if self.withdrawn_by is not None:
+            shown |= {"withdrawn_by": self.withdrawn_by, "withdrawn_reason": self.withdrawn_reason}
+        return shown
 
 
 def optional_text(value: Any) -> str | None:
@@ -52,8 +59,14 @@ def optional_text(value: Any) -> str | None:
 
 def read_delivery(client: Any, instance_id: str, message_id: str) -> Delivery | None:
     """The message's delivery state, or None when nothing is recorded (or it expired)."""
-    state, error, code, at = client.hmget(
-        delivery_key(instance_id, message_id), "state", "error", "error_code", "updated_at"
+    state, error, code, at, by, reason = client.hmget(
+        delivery_key(instance_id, message_id),
+        "state",
+        "error",
+        "error_code",
+        "updated_at",
+        "withdrawn_by",
+        "withdrawn_reason",
     )
     if state is None:
         return None
@@ -63,4 +76,6 @@ def read_delivery(client: Any, instance_id: str, message_id: str) -> Delivery | 
         error=optional_text(error) or None,
         error_code=optional_text(code) or None,
         updated_at=float(updated) if updated else None,
+        withdrawn_by=optional_text(by),
+        withdrawn_reason=optional_text(reason),
     )

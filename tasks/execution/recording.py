@@ -129,6 +129,7 @@ def record(
         zaap_id=result["zaapId"],
         letter=letter(job, "DeliveryFailedError", "", body=replay),
         reply_key=turns.store.keys(key)[0],
+        line=order,
     )
     answers: list[Any] = []
     persist(

@@ -120,6 +120,18 @@ end
 --! script link
 return link(job, body, zaap_id, linked_at, ttl)
 
+--! script withdraw
+-- Taken out of Z-API's queue before it fired (tasks/reconcile.py): an accepted message only
+-- becomes withdrawn (final, by the newer job `by`, for `reason`); its body goes, as nothing can
+-- fail it now. Returns 1 when it did.
+if redis.call('HGET', delivery, 'state') ~= 'accepted' then return 0 end
+redis.call('HSET', delivery, 'state', 'withdrawn', 'rank', rank, 'withdrawn_by', by,
+           'withdrawn_reason', reason, 'updated_at', at)
+redis.call('HDEL', delivery, 'body')
+redis.call('EXPIRE', delivery, ttl)
+count_state('withdrawn')
+return 1
+
 --! script apply
 -- apply's seven arguments, then received_at (the receiver's clock, epoch s). A message no job
 -- linked gets an early entry: {0, entries evicted}; a linked one {1} or {1, burial fields}.

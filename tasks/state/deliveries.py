@@ -4,23 +4,27 @@ A 200 from Z-API means "accepted". Its ``DeliveryCallback`` says the message was
 WhatsApp, or that it failed (``error``, ``errorCode``); its ``MessageStatusCallback`` says
 SENT, RECEIVED, READ or PLAYED. States only move forward:
 
-    accepted -> sent -> received -> read -> played,   or   failed (accepted or sent only)
+    accepted -> sent -> received -> read -> played,   or   failed (accepted or sent only),
+    or   withdrawn (accepted only: taken out of Z-API's queue before it fired, tasks/reconcile.py)
 
-``failed`` is final. A job whose delivery failed becomes a dead letter (``DeliveryFailedError``),
-whose replay sends it again: its recorded reply is dropped, so the idempotency record does not
-answer "already delivered".
+``failed`` and ``withdrawn`` are final; a withdrawn message's record names the newer job that
+made it unnecessary (``withdrawn_by``) and why (``withdrawn_reason``: stale, superseded). A
+job whose delivery failed becomes a dead letter (``DeliveryFailedError``), whose replay sends it
+again: its recorded reply is dropped, so the idempotency record does not answer "already
+delivered".
 
 One hash per message zapi-queue sent, ``zapi-queue:delivery:{instance}:{messageId}`` (the id
 escaped: tasks/contract/delivery_record.py ``key_part``), expiring ``ZAPI_DELIVERY_TTL`` (7 days)
 after its last change: ``state``, ``rank``, ``updated_at``, ``error``, ``error_code``,
 ``zaap_id``; and the job that sent it: ``job`` (JSON: its id, task, its order's
-``orderRequestId``, kwargs, recorded reply's key, attempts, first attempt's time) and its ``body``
-while the message may still fail (until it reached the phone): the update in short form
-(``orderRequestId`` and its status, ``message``), so that a replay is completed from the order
-book then. Only the worker creates it (``link``, when it records Z-API's reply).
+``orderRequestId``, the order whose line it stood in (``line``), kwargs, recorded reply's key,
+attempts, first attempt's time) and its ``body`` while the message may still fail (until it
+reached the phone): the update in short form (``orderRequestId`` and its status, ``message``),
+so that a replay is completed from the order book then. Only the worker creates it (``link``,
+when it records Z-API's reply).
 
 Per instance, ``zapi-queue:delivery-counts:{instance}`` counts the messages that reached each
-state (a hash of at most six fields, expiring ``COUNTS_TTL``, 30 days, after its last change),
+state (a hash of at most seven fields, expiring ``COUNTS_TTL``, 30 days, after its last change),
 for the fleet exporter's ``zapi_queue_delivery_states_total`` (worker/exporter.py). Only the
 messages zapi-queue sent are counted.
 
@@ -55,6 +59,7 @@ from tasks.contract.delivery_record import (
     optional_text,
     read_delivery,
 )
+from tasks.contract.ordering import ShopOrderKey
 from tasks.state.deadletter import DeadLetter, DeadLetterStore
 from tasks.state.keys import (
     DELIVERY_COUNTS_PREFIX,
@@ -69,8 +74,18 @@ from tasks.state.scripts import Library, Script, lua_pattern
 from tasks.state.store import text
 
 FAILED = "failed"
-#: Forward order of the states; ``failed`` stands apart (rank 99: nothing moves past it).
-RANKS = {"accepted": 0, "sent": 1, "received": 2, "read": 3, "played": 4, FAILED: 99}
+WITHDRAWN = "withdrawn"
+#: Forward order of the states; ``failed`` and ``withdrawn`` (taken out of Z-API's queue before
+#: it fired: tasks/reconcile.py) stand apart: nothing moves past them.
+RANKS = {
+    "accepted": 0,
+    "sent": 1,
+    "received": 2,
+    "read": 3,
+    "played": 4,
+    WITHDRAWN: 98,
+    FAILED: 99,
+}
 #: A failure reported after the message reached the phone is ignored (it did reach it).
 FAILS_BELOW_RANK = RANKS["received"]
 #: MessageStatusCallback's status -> our state (READ_BY_ME is the account's own read: unused).
@@ -111,6 +126,13 @@ LIBRARY = Library.of(
 SCRIPTS = {
     "link": Script.of(
         "tasks.state", "deliveries.lua", "link", args=LIBRARY.params("link"), libraries=[LIBRARY]
+    ),
+    "withdraw": Script.of(
+        "tasks.state",
+        "deliveries.lua",
+        "withdraw",
+        args=("rank", "by", "reason", "at", "ttl"),
+        libraries=[LIBRARY],
     ),
     "apply": Script.of(
         "tasks.state",
@@ -158,6 +180,7 @@ class DeliveryBook:
         self.ttl = ttl
         self._link = SCRIPTS["link"].register(client)
         self._apply = SCRIPTS["apply"].register(client)
+        self._withdraw = SCRIPTS["withdraw"].register(client)
 
     def key(self, message_id: str) -> str:
         return delivery_key(self.instance_id, message_id)
@@ -176,8 +199,12 @@ class DeliveryBook:
         answer = self._link(delivery=self.key(message_id), **LIBRARY.bind("link", args))
         return self.burial(message_id, answer)
 
-    def link_args(self, *, zaap_id: str, letter: DeadLetter, reply_key: str) -> list[Any]:
-        """The arguments of the Lua ``link`` function, in order."""
+    def link_args(
+        self, *, zaap_id: str, letter: DeadLetter, reply_key: str, line: str | None = None
+    ) -> list[Any]:
+        """The arguments of the Lua ``link`` function, in order; ``line``: the order whose line
+        the job stood in (an ``orderRequestId`` or a ShopOrderKey), for reconciling Z-API's
+        queue with the jobs still in that line."""
         body = letter.body if isinstance(letter.body, dict) else {}
         job = {
             "job": letter.job_id,
@@ -189,6 +216,8 @@ class DeliveryBook:
             "attempts": letter.attempts,
             "first_attempt_at": letter.first_attempt_at,
         }
+        if line is not None:
+            job["line"] = [str(line), isinstance(line, ShopOrderKey)]
         return [
             json.dumps(job),
             json.dumps(letter.body, ensure_ascii=False),
@@ -245,6 +274,19 @@ class DeliveryBook:
             else Applied(False, None, int(answer[1]))
             for message_id, answer in zip(message_ids, answers, strict=True)
         ]
+
+    def withdraw(self, message_id: str, *, by: str, reason: str) -> bool:
+        """The message was taken out of Z-API's queue before it fired, made unnecessary by
+        job ``by`` (``reason``: stale, superseded): ``withdrawn``, if it was still accepted."""
+        answer = self._withdraw(
+            delivery=self.key(message_id),
+            rank=RANKS[WITHDRAWN],
+            by=by,
+            reason=reason,
+            at=f"{time.time():.6f}",
+            ttl=self.ttl,
+        )
+        return int(answer) == 1
 
     def early_count(self) -> int:
         """How many messages no job linked have an early entry now (bounded by EARLY_MAX)."""
