@@ -223,6 +223,14 @@ class Settings(BaseSettings):
     """Seconds between two ``GET .../status`` of each instance, made by one worker of the
     fleet (whichever takes the turn in Redis): a disconnected instance has its sends held as
     on a DisconnectedCallback, a connected one resumes. 0 turns polling off."""
+    zapi_queue_reconcile_interval: Annotated[float, Field(ge=0, le=3600)] = 5.0
+    """While an instance's phone is known disconnected, one worker of the fleet reads Z-API's
+    own queue this often (and at once when a held update may supersede a queued one, and once
+    more when the phone is back) and deletes our messages a later update made stale or
+    superseded (tasks/reconcile.py). 0 turns reconciling off."""
+    zapi_queue_pages: Annotated[int, Field(ge=1, le=1000)] = 34
+    """The most pages of Z-API's queue (30 messages each) one reconciliation reads: 34 cover
+    the 1,000 Z-API keeps. A longer queue is reconciled partially, and says so."""
     zapi_redis_watch_interval: Annotated[float, Field(ge=0, le=3600)] = 15.0
     """Seconds between two looks of each worker at the marker each Redis holds
     (worker/redis_marker.py): a marker gone means that Redis lost its data (restarted without

@@ -67,6 +67,18 @@ STATUS_POLLS = Counter(
     "Polls of an instance's GET .../status, by what they found.",
     ["instance", "outcome"],
 )
+QUEUE_RECONCILIATIONS = Counter(
+    "zapi_queue_zapi_queue_reconciliations",
+    "Passes over an instance's queue at Z-API (tasks/reconcile.py), by outcome: complete, "
+    "partial (longer than ZAPI_QUEUE_PAGES pages) or failed (Z-API could not be read).",
+    ["instance", "outcome"],
+)
+QUEUE_WITHDRAWN = Counter(
+    "zapi_queue_zapi_queue_withdrawn",
+    "Our messages taken out of Z-API's queue before they fired, by reason: superseded (a "
+    "newer update of the order and field) or stale (the order showed a later state already).",
+    ["instance", "reason"],
+)
 DEAD_LETTERED = Counter(
     "zapi_queue_dead_lettered",
     "Jobs that failed for good, kept as dead letters, by error class.",

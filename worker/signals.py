@@ -25,6 +25,7 @@ from tasks.zapi.client import close_client, get_client
 from worker import transport
 from worker.background import BackgroundThread
 from worker.logging import OUR_LOGGER, install_redaction, use_json_format
+from worker.queue_reconciler import QueueReconciler
 from worker.redis_checks import warn_if_evicting
 from worker.redis_marker import RedisWatch
 from worker.status_poller import StatusPoller
@@ -111,6 +112,16 @@ def poll_instance_status(**_: Any) -> None:
     poller = StatusPoller(settings, settings.instances())
     _background.append(poller)
     poller.start()
+
+
+@worker_ready.connect
+def reconcile_zapi_queues(**_: Any) -> None:
+    """Take old news out of a disconnected phone's queue at Z-API before it fires
+    (worker/queue_reconciler.py); ZAPI_QUEUE_RECONCILE_INTERVAL=0 turns it off."""
+    settings = get_settings()
+    reconciler = QueueReconciler(settings, settings.instances())
+    _background.append(reconciler)
+    reconciler.start()
 
 
 @worker_ready.connect

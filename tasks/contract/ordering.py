@@ -126,6 +126,19 @@ def superseding_states(field: str, state: str) -> tuple[str, ...]:
     return ()
 
 
+def superseder(field: str, state: str, later: list[str]) -> int | None:
+    """Which of the ``later`` states of ``field`` (the newer updates of the order, oldest
+    first) supersedes an update in ``state``: the newest that moves back neither from it nor
+    from any update between them, so the order ends where sending them all would; None when
+    none does. orders.lua's ``newer_of`` applies the same rule inside Redis."""
+    allowed = superseding_states(field, state)
+    for i in range(len(later) - 1, -1, -1):
+        newer = later[i]
+        if newer in allowed and all(newer in superseding_states(field, s) for s in later[:i]):
+            return i
+    return None
+
+
 def stale_reason(
     delivered: Delivered, order_status: str, payment_status: str, sequence: int | None
 ) -> str | None:

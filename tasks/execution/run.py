@@ -45,6 +45,7 @@ from tasks.state.pacing import Deferral, wait_for_slot
 from tasks.state.repeats import Repeat
 from tasks.state.supersedes import Superseded
 from tasks.state.turns import Start, Supersede
+from tasks.state.zapi_queue import ZapiQueueBook
 
 #: Seconds a job waits when its instance has all its in-flight permits taken in this worker.
 INSTANCE_BUSY_WAIT = 0.5
@@ -200,6 +201,9 @@ class Execution:
             metrics.SLOT_WAIT.labels(job.label).observe(time.perf_counter() - waited_from)
         except Deferral as deferral:
             store.release(key, owner)
+            if deferral.held and self.supersede is not None:
+                # It may supersede one of ours still in Z-API's queue: reconcile soon.
+                ZapiQueueBook(job.deps.redis, job.known_instance().instance_id).want()
             return policy.deferred(job, deferral)
         return None
 

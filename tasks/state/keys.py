@@ -75,6 +75,9 @@ SUPERSEDED_PREFIX = f"{PREFIX}:superseded:"
 WEBHOOK_COUNTS_KEY = f"{PREFIX}:webhook:counts"
 INSTANCE_PREFIX = f"{PREFIX}:instance:"
 STATUS_POLL_PREFIX = f"{PREFIX}:status-poll:"
+RECONCILE_PREFIX = f"{PREFIX}:reconcile:"
+RECONCILE_TURN_PREFIX = f"{PREFIX}:reconcile-turn:"
+RECONCILE_WANTED_PREFIX = f"{PREFIX}:reconcile-wanted:"
 #: In every Redis zapi-queue uses (worker/redis_marker.py).
 MARKER_KEY = f"{PREFIX}:marker"
 
@@ -82,7 +85,7 @@ MARKER_KEY = f"{PREFIX}:marker"
 SENT_TTL = 180
 SENT_MAX_FIELDS = 60
 DELIVERY_COUNTS_TTL = 30 * 86_400
-DELIVERY_COUNTS_MAX_FIELDS = 6
+DELIVERY_COUNTS_MAX_FIELDS = 7
 DELIVERY_EARLY_TTL = 300
 DELIVERY_EARLY_MAX = 10_000
 DEAD_MAX_TYPES = 50
@@ -90,6 +93,7 @@ DEAD_MAX_INSTANCES = 1000
 WEBHOOK_COUNTS_TTL = 30 * 86_400
 WEBHOOK_MAX_FIELDS = 200
 INSTANCE_TTL = 30 * 86_400
+RECONCILE_TTL = 30 * 86_400
 MARKER_TTL = 30 * 86_400
 SUPERSEDED_MAX = 100
 
@@ -282,6 +286,15 @@ KEYS: tuple[Key, ...] = (
         "one poll interval",
         "ZAPI_STATUS_POLL_INTERVAL",
     ),
+    # -- reconciling Z-API's own queue (tasks/state/zapi_queue.py)
+    Key(f"{RECONCILE_PREFIX}{{instance}}", _COUNTS, _NO, "30 days after the last pass"),
+    Key(
+        f"{RECONCILE_TURN_PREFIX}{{instance}}",
+        "instance events",
+        "none: a worker's host and pid",
+        "one pass, 120 s at most",
+    ),
+    Key(f"{RECONCILE_WANTED_PREFIX}{{instance}}", "instance events", _NO, "60 s"),
     *BROKER_KEYS,
     # -- the result backend: Celery's
     Key(

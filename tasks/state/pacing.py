@@ -17,11 +17,15 @@ MAX_SLOT_ROUNDS = 4
 class Deferral(Exception):  # noqa: N818 - an instruction, not an error
     """Re-schedule the job in ``countdown`` seconds, carrying ``slot_us`` if it holds one."""
 
-    def __init__(self, countdown: float, slot_us: int | None, reason: str) -> None:
+    def __init__(
+        self, countdown: float, slot_us: int | None, reason: str, *, held: bool = False
+    ) -> None:
         super().__init__(f"waiting {countdown:.2f}s for a send slot ({reason})")
         self.countdown = max(0.0, countdown)
         self.slot_us = slot_us
         self.reason = reason
+        #: The instance is held (its phone disconnected), not merely busy.
+        self.held = held
 
 
 def wait_for_slot(
@@ -65,7 +69,9 @@ def wait_for_slot(
 def _granted(reservation: Reservation) -> SlotCheck:
     """The reserved slot, to check; Deferral when none was granted."""
     if reservation.held:
-        raise Deferral(reservation.wait, None, "instance disconnected (Z-API's callback)")
+        raise Deferral(
+            reservation.wait, None, "instance disconnected (Z-API's callback)", held=True
+        )
     if not reservation.granted:
         raise Deferral(reservation.wait, None, "recipient pacing")
     return SlotCheck(reservation.slot_us, reservation.now_us, paused_until_us=0)

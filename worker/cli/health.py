@@ -17,6 +17,7 @@ from tasks.state.instances import InstanceEvents
 from tasks.state.ratelimit import held_for, paused_for
 from tasks.state.sends import sends_in_last_minute
 from tasks.state.webhook_stats import WebhookStats
+from tasks.state.zapi_queue import ZapiQueueBook
 from worker.cli.common import RedisClients, settings_or_exit, when
 from worker.cli.health_data import acknowledge_losses, check_data_kept, data_lines
 from worker.cli.main import main
@@ -119,6 +120,14 @@ def readable(report: dict[str, Any]) -> list[str]:
             f"instance {alias} ({instance['label']}): {instance['rate_limit']:g}/s{paused}, {state}"
         )
         lines.append(f"  {_instance_counts(instance, report.get('queue_census_complete', True))}")
+        queued = instance.get("zapi_queue")
+        if queued is not None:
+            partial = " (PARTIAL: longer than ZAPI_QUEUE_PAGES)" if queued["partial"] else ""
+            lines.append(
+                f"  Z-API's own queue: {plural(queued['ours'], 'message')} of ours left of "
+                f"{queued['total']}, {queued['withdrawn']} withdrawn, at {when(queued['at'])} "
+                f"UTC{partial}"
+            )
     lines.extend(data_lines(report.get("redis_data", {})))
     if "webhook_callbacks" in report:
         counts = report["webhook_callbacks"]
@@ -226,4 +235,12 @@ def _instance_report(
         "in_workers": census.in_workers[alias] if census else None,
         "dead_letters": dead_letters,
         "sends_last_minute": sends_in_last_minute(client, instance.instance_id),
+        "zapi_queue": _zapi_queue(client, instance),
     }
+
+
+def _zapi_queue(client: redis.Redis, instance: Instance) -> dict[str, Any] | None:
+    """The last reconciliation of the instance's queue at Z-API (tasks/reconcile.py): how many
+    of our messages it left there, and when; None if none ran."""
+    last = ZapiQueueBook(client, instance.instance_id).last()
+    return last.as_dict() if last is not None else None
