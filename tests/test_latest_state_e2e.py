@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +27,7 @@ from tasks.contract.ordering import order_status_moves_back
 from tasks.inbox import Inbox
 from tasks.state.deliveries import DeliveryBook
 from tests.bodies import unique_body
-from tests.cli import health_report
+from tests.cli import health_report, run_cli
 from tests.faults import FaultStack, fault_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
@@ -100,6 +101,8 @@ def test_updates_waiting_out_an_outage(stack: FaultStack, supersede: bool) -> No
             f"superseded by job {jobs[2].id} (orderStatus completed)" in first
         )
         assert f"superseded by job {jobs[2].id} (orderStatus completed)" in second
+        newest = json.loads(run_cli(stack.env, "status", jobs[2].id, "--json").stdout)
+        assert jobs[1].id in {entry["job"] for entry in newest["superseded"]}
         assert results[2]["zaapId"]
     else:
         assert fired == list(STATES)
@@ -136,6 +139,9 @@ def test_zapi_queue_of_a_phone_gone_offline(stack: FaultStack, supersede: bool) 
         assert fired == ["completed"]
         assert [s.state for s in states if s] == ["withdrawn", "withdrawn"]
         assert states[1] is not None
+        shown = json.loads(run_cli(stack.env, "status", accepted[1].id, "--json").stdout)
+        assert shown["delivery"]["state"] == "withdrawn"
+        assert shown["delivery"]["withdrawn_by"] == held.id
         assert states[1].withdrawn_by == held.id
         log = worker.log_text()
         assert "withdrew" in log
