@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 DOCS_STAMP := $(VENV)/.installed-docs
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo docs docs-serve test test-redis-6 test-containers fuzz lint format typecheck pytest clean bench-rate bench bench-fetch bench-ordering bench-revisions profile constraints producer producer-check schemas
+.PHONY: help install demo docs docs-serve test test-redis-6 test-containers fuzz lint format typecheck pytest clean bench-rate bench bench-fetch bench-ordering bench-supersede bench-revisions profile constraints producer producer-check schemas
 
 help:
 	@echo "make demo    run the worker end to end on local stand-ins and print the results"
@@ -141,6 +141,9 @@ bench-fetch: $(STAMP)
 
 bench-ordering: $(STAMP)
 	$(BIN)/python -m bench.ordering $(BENCH_ARGS)
+
+bench-supersede: $(STAMP)
+	$(BIN)/python -m bench.supersede $(BENCH_ARGS)
 
 # BENCH_ARGS="--against <git rev>": this checkout's worker against that revision's, interleaved.
 bench-revisions: $(STAMP)
