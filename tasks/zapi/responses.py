@@ -21,7 +21,7 @@ from tasks.contract.errors import (
     ZapiRejectedError,
     ZapiUnavailableError,
 )
-from tasks.contract.redaction import redact
+from tasks.contract.redaction import mask_digit_runs, redact
 from tasks.contract.schemas import ZapiReply
 from tasks.zapi.queue import QueuedMessage, QueuePage
 from tasks.zapi.status import InstanceSettings, InstanceStatus
@@ -33,7 +33,9 @@ _MAX_ERROR_TEXT = 500
 
 
 def error_text(body: bytes, secrets: Iterable[str] = ()) -> str:
-    """Z-API's error in one line: ``error`` and ``message`` of a JSON body, else the raw text."""
+    """Z-API's error in one line: ``error`` and ``message`` of a JSON body, else the raw text;
+    secrets redacted and a phone Z-API quotes masked (the text reaches logs, results, dead
+    letters and the console)."""
     text = body.decode("utf-8", errors="replace").strip()
     try:
         data = json.loads(text)
@@ -46,7 +48,7 @@ def error_text(body: bytes, secrets: Iterable[str] = ()) -> str:
     text = " ".join(text.split()) or "(empty body)"
     if len(text) > _MAX_ERROR_TEXT:
         text = text[:_MAX_ERROR_TEXT] + "..."
-    return redact(text, secrets)
+    return mask_digit_runs(redact(text, secrets))
 
 
 def interpret(
