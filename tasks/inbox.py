@@ -88,7 +88,12 @@ class Inbox:
         settings = self._settings
         return (
             OrderBook(self._redis, instance_id=instance_id, ttl=settings.zapi_order_ttl),
-            DeliveryBook(self._redis, instance_id=instance_id, ttl=settings.zapi_delivery_ttl),
+            DeliveryBook(
+                self._redis,
+                instance_id=instance_id,
+                ttl=settings.zapi_delivery_ttl,
+                history_ttl=settings.celery_result_expires,
+            ),
         )
 
     def take(self, payload: dict[str, Any]) -> Outcome:

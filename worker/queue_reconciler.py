@@ -116,7 +116,10 @@ class QueueReconciler(BackgroundThread):
         """One pass, logged and counted; None when Z-API could not be read."""
         settings = self._settings
         deliveries = DeliveryBook(
-            client, instance_id=instance.instance_id, ttl=settings.zapi_delivery_ttl
+            client,
+            instance_id=instance.instance_id,
+            ttl=settings.zapi_delivery_ttl,
+            history_ttl=settings.celery_result_expires,
         )
         started = time.time()
         try:

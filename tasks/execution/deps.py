@@ -85,7 +85,10 @@ class InstanceDeps:
             store=store,
             turns=Turns(client, lines, store, limiter),
             deliveries=DeliveryBook(
-                client, instance_id=instance.instance_id, ttl=settings.zapi_delivery_ttl
+                client,
+                instance_id=instance.instance_id,
+                ttl=settings.zapi_delivery_ttl,
+                history_ttl=settings.celery_result_expires,
             ),
             book=book,
         )

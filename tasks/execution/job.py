@@ -29,7 +29,11 @@ from tasks.contract.redaction import redact
 from tasks.execution.deps import Deps, InstanceDeps
 from tasks.execution.headers import JobState
 from tasks.order_line import OrderLine
+from tasks.state.history import step
 from tasks.state.idempotency import IdempotencyStore
+
+#: The most characters of an attempt's detail a history step keeps.
+DETAIL_MAX = 300
 
 #: Every step logs as the one module they were: log configurations and JSON logs name it.
 logger = get_task_logger("tasks.delivery")
@@ -91,6 +95,8 @@ class Job:
     claim: tuple[IdempotencyStore, str, str] | None = field(init=False, default=None)
     phone: str = field(init=False, default="?")
     started: float = field(init=False, default_factory=time.perf_counter)
+    #: This execution's history steps not written yet (tasks/state/history.py).
+    steps: list[str] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         args, kwargs = self.args, self.kwargs
@@ -161,10 +167,26 @@ class Job:
         )
 
     def log(
-        self, outcome: str, status: int | None, detail: str = "", level: int = logging.INFO
+        self,
+        outcome: str,
+        status: int | None,
+        detail: str = "",
+        level: int = logging.INFO,
+        **ids: str,
     ) -> None:
-        """The attempt's log line and metrics (tasks/attempt_log.py)."""
+        """The attempt's log line and metrics (tasks/attempt_log.py), and its step in the job's
+        history (tasks/state/history.py; ``ids``: Z-API's, for a delivery)."""
         duration = time.perf_counter() - self.started
+        self.steps.append(
+            step(
+                outcome,
+                attempt=self.attempt if self.sent else None,
+                status=status,
+                ms=round(duration * 1000, 1) if self.sent else None,
+                detail=detail[:DETAIL_MAX] or None,
+                **ids,
+            )
+        )
         metrics.count_attempt(
             endpoint=self.endpoint.value,
             instance=self.label,

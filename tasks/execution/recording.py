@@ -27,6 +27,7 @@ from tasks.execution.job import Job, logger
 from tasks.execution.outcomes import Done, Outcome, PutBack
 from tasks.state.book import snapshot_of_update
 from tasks.state.deliveries import Burial
+from tasks.state.history import history_key
 from tasks.state.idempotency import reply_record
 
 
@@ -145,10 +146,12 @@ def record(
                 snapshot=feed,
                 delivery=(deliveries.key(message_id), link),
                 order_message=order_message,
+                history=(history_key(job.job_id), job.steps, job.settings.celery_result_expires),
             )
         ),
     )
     if not answers:
         return None
+    job.steps.clear()  # written with the reply
     linked, earlier = answers[-1]
     return deliveries.burial(message_id, linked), earlier

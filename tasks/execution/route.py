@@ -33,13 +33,16 @@ from tasks.execution.outcomes import (
     Retried,
     StateUnavailableWait,
 )
+from tasks.execution.story import tell
 
 #: Backoff of a job put back after a Redis error: base and cap, seconds.
 PUT_BACK_BACKOFF = (1.0, 60.0)
 
 
 def finish(job: Job, outcome: Outcome) -> dict[str, Any]:
-    """The job's result, or the raise that re-schedules it or ends it."""
+    """The job's result, or the raise that re-schedules it or ends it; its steps told first
+    (tasks/execution/story.py)."""
+    told = tell(job, outcome)
     if isinstance(outcome, Done):
         return outcome.result
     if isinstance(outcome, Deferred):
@@ -49,7 +52,7 @@ def finish(job: Job, outcome: Outcome) -> dict[str, Any]:
             outcome.countdown,
             attempts=job.state.attempts,
             slot_us=outcome.slot_us,
-            extra_headers=outcome.headers,
+            extra_headers={**outcome.headers, **told},
             parks=outcome.parks,
         )
     if isinstance(outcome, Retried):

@@ -296,5 +296,11 @@ class Execution:
         at.guard.succeeded()
         policy.pace(job)
         result = result_with_ambiguity(reply, job.ambiguous)
-        job.log("delivered", 200, f"zaapId={reply['zaapId']}")
+        job.log(
+            "delivered",
+            200,
+            f"zaapId={reply['zaapId']}",
+            zaapId=reply["zaapId"],
+            messageId=reply["messageId"],
+        )
         return settle_delivered(job, key, owner, update, wire, sequence, result, has_snapshot)

@@ -38,6 +38,15 @@ local function apply(state, rank, err, code, at, ttl, fails_below)
   redis.call('EXPIRE', delivery, ttl)
   return bury_if_due()
 end
+-- A step in the sending job's history (tasks/state/history.py), when the record names its job.
+local function tell_job(step, history_ttl)
+  local ok, job = pcall(cjson.decode, redis.call('HGET', delivery, 'job') or '')
+  if not ok or type(job) ~= 'table' or type(job.job) ~= 'string' then return end
+  local key = HISTORY_PREFIX .. job.job
+  redis.call('RPUSH', key, cjson.encode(step))
+  redis.call('LTRIM', key, -HISTORY_MAX, -1)
+  redis.call('EXPIRE', key, history_ttl)
+end
 -- The instance's early callbacks (a hash and its arrival times) and the message's field.
 local function early_keys()
   local instance, message = string.match(delivery, DELIVERY_PATTERN)
@@ -130,14 +139,24 @@ redis.call('HSET', delivery, 'state', 'withdrawn', 'rank', rank, 'withdrawn_by',
 redis.call('HDEL', delivery, 'body')
 redis.call('EXPIRE', delivery, ttl)
 count_state('withdrawn')
+tell_job({t = tonumber(at), k = 'delivery', state = 'withdrawn', by = by, why = reason},
+         history_ttl)
 return 1
 
 --! script apply
--- apply's seven arguments, then received_at (the receiver's clock, epoch s). A message no job
+-- apply's seven arguments, then received_at (the receiver's clock, epoch s) and history_ttl (a
+-- change is a step in the job's history). A message no job
 -- linked gets an early entry: {0, entries evicted}; a linked one {1} or {1, burial fields}.
 if redis.call('HEXISTS', delivery, 'job') == 0 then
   return {0, keep_early(state, rank, err, code, at, received_at, fails_below)}
 end
+local before = redis.call('HGET', delivery, 'state')
 local burial = apply(state, rank, err, code, at, ttl, fails_below)
+local after = redis.call('HGET', delivery, 'state')
+if after ~= before then
+  local step = {t = tonumber(at), k = 'delivery', state = after}
+  if after == 'failed' then step.error = err; step.code = code end
+  tell_job(step, history_ttl)
+end
 if burial then return {1, burial} end
 return {1}

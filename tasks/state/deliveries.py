@@ -69,6 +69,8 @@ from tasks.state.keys import (
     DELIVERY_EARLY_PREFIX,
     DELIVERY_EARLY_TTL,
     DELIVERY_PREFIX,
+    HISTORY_MAX,
+    HISTORY_PREFIX,
 )
 from tasks.state.scripts import Library, Script, lua_pattern
 from tasks.state.store import text
@@ -121,6 +123,8 @@ LIBRARY = Library.of(
         "COUNTS_PREFIX": COUNTS_PREFIX,
         "EARLY_PREFIX": EARLY_PREFIX,
         "EARLY_AT_PREFIX": EARLY_AT_PREFIX,
+        "HISTORY_PREFIX": HISTORY_PREFIX,
+        "HISTORY_MAX": HISTORY_MAX,
     },
 )
 SCRIPTS = {
@@ -131,14 +135,14 @@ SCRIPTS = {
         "tasks.state",
         "deliveries.lua",
         "withdraw",
-        args=("rank", "by", "reason", "at", "ttl"),
+        args=("rank", "by", "reason", "at", "ttl", "history_ttl"),
         libraries=[LIBRARY],
     ),
     "apply": Script.of(
         "tasks.state",
         "deliveries.lua",
         "apply",
-        args=(*LIBRARY.params("apply"), "received_at"),
+        args=(*LIBRARY.params("apply"), "received_at", "history_ttl"),
         libraries=[LIBRARY],
     ),
 }
@@ -174,10 +178,15 @@ class Applied:
 class DeliveryBook:
     """The delivery states of one Z-API instance's messages."""
 
-    def __init__(self, client: redis.Redis, *, instance_id: str, ttl: int) -> None:
+    def __init__(
+        self, client: redis.Redis, *, instance_id: str, ttl: int, history_ttl: int = 7 * 86_400
+    ) -> None:
+        """``history_ttl``: how long the sending jobs' history keeps a callback's step (their
+        results' CELERY_RESULT_EXPIRES)."""
         self._redis = client
         self.instance_id = instance_id
         self.ttl = ttl
+        self.history_ttl = max(1, history_ttl)
         self._link = SCRIPTS["link"].register(client)
         self._apply = SCRIPTS["apply"].register(client)
         self._withdraw = SCRIPTS["withdraw"].register(client)
@@ -265,6 +274,7 @@ class DeliveryBook:
                 **args,
                 fails_below=FAILS_BELOW_RANK,
                 received_at=received_at,
+                history_ttl=self.history_ttl,
                 client=pipe,
             )
         answers = pipe.execute()
@@ -285,6 +295,7 @@ class DeliveryBook:
             reason=reason,
             at=f"{time.time():.6f}",
             ttl=self.ttl,
+            history_ttl=self.history_ttl,
         )
         return int(answer) == 1
 

@@ -72,6 +72,7 @@ DEAD_INSTANCES_KEY = f"{PREFIX}:dead:instances"
 DEAD_LEGACY_KEY = f"{PREFIX}:dead"
 REPEAT_PREFIX = f"{PREFIX}:repeat:"
 SUPERSEDED_PREFIX = f"{PREFIX}:superseded:"
+HISTORY_PREFIX = f"{PREFIX}:history:"
 WEBHOOK_COUNTS_KEY = f"{PREFIX}:webhook:counts"
 INSTANCE_PREFIX = f"{PREFIX}:instance:"
 STATUS_POLL_PREFIX = f"{PREFIX}:status-poll:"
@@ -96,6 +97,7 @@ INSTANCE_TTL = 30 * 86_400
 RECONCILE_TTL = 30 * 86_400
 MARKER_TTL = 30 * 86_400
 SUPERSEDED_MAX = 100
+HISTORY_MAX = 64
 
 
 # -- The result backend: Celery's -----------------------------------------------------------
@@ -269,6 +271,14 @@ KEYS: tuple[Key, ...] = (
         "none: job ids and a time",
         "as long as results",
         "CELERY_RESULT_EXPIRES",
+    ),
+    Key(
+        f"{HISTORY_PREFIX}{{job}}",
+        "job steps for the console",
+        "none: job and Z-API ids, states, times, redacted errors",
+        "as long as results",
+        "CELERY_RESULT_EXPIRES",
+        Cap("the newest kept", HISTORY_MAX),
     ),
     Key(
         f"{SUPERSEDED_PREFIX}{{job}}",
