@@ -23,15 +23,17 @@ __all__ = ["state"]
 UNAVAILABLE = httpx.Response(503, json={"error": "Service Unavailable"})
 
 
-def kinds(client: redis.Redis, job_id: str) -> list[str]:
-    return [s.kind for s in JobHistory(client, ttl=60).of(job_id)]
-
-
 def test_a_retried_then_delivered_job_tells_each_attempt_with_zapis_ids(state: redis.Redis) -> None:
     stack = make_stack(state, [UNAVAILABLE, reply(7)])
-    _, result = run_until_done(stack, unique_body())
+    body = unique_body()
+    _, result = run_until_done(stack, body)
     assert isinstance(result, dict)
-    steps = JobHistory(state, ttl=60).of(stack.job_id)
+    history = JobHistory(state, ttl=60)
+    story = history.of(stack.job_id)
+    assert (story.task, story.order) == ("zapi.order_status_update", body["orderRequestId"])
+    instance_id = stack.at.instance.instance_id
+    assert history.jobs_of(instance_id, body["orderRequestId"]) == [stack.job_id]
+    steps = story.steps
     assert [s.kind for s in steps] == ["retry", "delivered"]
     retry, delivered = steps
     assert (retry.fields["status"], retry.fields["attempt"]) == (503, 1)
@@ -51,7 +53,7 @@ def test_a_waiting_job_tells_its_wait_once_however_often_it_looks(state: redis.R
     jobs.run(head, status_body(order, "processing"))
     for _ in range(4):
         assert isinstance(jobs.run(behind, status_body(order, "shipped")), Retry)
-    steps = JobHistory(state, ttl=60).of(behind.job_id)
+    steps = JobHistory(state, ttl=60).of(behind.job_id).steps
     assert [s.kind for s in steps] == ["wait"]
     assert steps[0].fields["why"] == "order_turn"
     assert head.job_id in steps[0].fields["detail"]
@@ -66,7 +68,7 @@ def test_callbacks_and_a_failure_are_steps_of_the_sending_job(state: redis.Redis
     book.apply("M3", "sent", at=now)
     book.apply("M3", "sent", at=now)  # a repeat changes nothing: no step
     book.apply("M3", "read", at=now + 1)
-    steps = JobHistory(state, ttl=60).of(stack.job_id)
+    steps = JobHistory(state, ttl=60).of(stack.job_id).steps
     assert [(s.kind, s.fields.get("state")) for s in steps] == [
         ("delivered", None),
         ("delivery", "sent"),
@@ -81,13 +83,13 @@ def test_an_ended_job_tells_why_and_no_step_holds_the_phone(state: redis.Redis) 
     assert isinstance(result, Exception)
     raw: list[Any] = state.lrange(history_key(stack.job_id), 0, -1)
     told = [json.loads(r)["k"] for r in raw]
-    assert told == ["refused", "dead"]
+    assert told == ["job", "refused", "dead"]
     assert all(body["phone"] not in r.decode() for r in raw)
 
 
 def test_a_job_keeps_its_newest_steps_only(state: redis.Redis) -> None:
     history = JobHistory(state, ttl=60)
     history.note("job-long", [json.dumps({"t": n, "k": "wait"}) for n in range(HISTORY_MAX + 10)])
-    steps = history.of("job-long")
-    assert len(steps) == HISTORY_MAX
-    assert steps[0].at == 10
+    story = history.of("job-long")
+    assert len(story.steps) == HISTORY_MAX - 1  # and its head, kept first
+    assert story.steps[0].at == 11

@@ -25,9 +25,9 @@ from tasks.execution.completion import short_form
 from tasks.execution.headers import UNRECORDED_HEADER
 from tasks.execution.job import Job, logger
 from tasks.execution.outcomes import Done, Outcome, PutBack
+from tasks.execution.story import telling_of
 from tasks.state.book import snapshot_of_update
 from tasks.state.deliveries import Burial
-from tasks.state.history import history_key
 from tasks.state.idempotency import reply_record
 
 
@@ -146,7 +146,7 @@ def record(
                 snapshot=feed,
                 delivery=(deliveries.key(message_id), link),
                 order_message=order_message,
-                history=(history_key(job.job_id), job.steps, job.settings.celery_result_expires),
+                telling=telling_of(job, order),
             )
         ),
     )

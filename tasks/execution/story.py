@@ -16,7 +16,7 @@ import redis
 
 from tasks.execution.job import DETAIL_MAX, Job, logger
 from tasks.execution.outcomes import DEFERRAL_REASONS, Buried, Deferred, Failed, Outcome
-from tasks.state.history import JobHistory, step
+from tasks.state.history import JobHistory, Telling, head, step, story_key
 
 LAST_WAIT_HEADER = "zapi-last-wait"
 #: Numbers in a wait's text (its countdown) do not make it another wait.
@@ -49,12 +49,37 @@ def tell(job: Job, outcome: Outcome) -> dict[str, Any]:
     return carried
 
 
+def telling_of(job: Job, order: str | None) -> Telling:
+    """What writing the execution's steps writes: with the job's head and, when it names an
+    order (its line's), its place among that order's jobs (its sequence, else its first run)."""
+    settings = job.settings
+    instance = job.instance
+    story = story_key(instance.instance_id, order) if order and instance is not None else ""
+    position = (
+        job.sequence
+        if isinstance(job.sequence, int) and not isinstance(job.sequence, bool)
+        else None
+    )
+    if position is None:
+        position = round(job.state.first_attempt_at * 1_000_000)
+    return Telling(
+        job.job_id,
+        list(job.steps),
+        head(job.task.name, order),
+        story,
+        position,
+        settings.celery_result_expires,
+        settings.zapi_order_ttl,
+    )
+
+
 def write(job: Job) -> None:
     """Write the execution's steps; a Redis error loses them, not the job (its story is for
     people, its outcome is not)."""
     try:
         history = JobHistory(job.deps.redis, ttl=job.settings.celery_result_expires)
-        history.note(job.job_id, job.steps)
+        order = job.line.order if job.line is not None else job.named_order
+        history.tell(telling_of(job, order))
     except redis.RedisError as exc:
         logger.debug("job %s: history not written (%s)", job.job_id, type(exc).__name__)
     job.steps.clear()

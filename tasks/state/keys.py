@@ -98,6 +98,7 @@ RECONCILE_TTL = 30 * 86_400
 MARKER_TTL = 30 * 86_400
 SUPERSEDED_MAX = 100
 HISTORY_MAX = 64
+STORY_MAX = 200
 
 
 # -- The result backend: Celery's -----------------------------------------------------------
@@ -117,14 +118,19 @@ _EARLY = Cap("the oldest evicted first", DELIVERY_EARLY_MAX)
 _DELIVERY = "delivery states"
 
 
-def _order_keys(prefix: str, named: str, state_holds: str) -> tuple[Key, Key, Key]:
-    """An order's line, jobs and state, named by ``orderRequestId`` or by the shop's key."""
+def _order_keys(prefix: str, named: str, state_holds: str) -> tuple[Key, ...]:
+    """An order's line, jobs and state, named by ``orderRequestId`` or by the shop's key; and
+    its story (its jobs for the console: tasks/state/history.py)."""
     base = f"{prefix}{{instance}}:{{{named}}}"
     kept, setting = "90 days after the order's last update", "ZAPI_ORDER_TTL"
+    story = Cap("the newest jobs kept", STORY_MAX)
     return (
         Key(f"{base}:line", _ORDERS, "none: job ids", kept, setting),
         Key(f"{base}:jobs", _ORDERS, "none: job ids, times", kept, setting),
         Key(f"{base}:state", f"{_BOOK}; {_ORDERS}", state_holds, kept, setting),
+        Key(
+            f"{base}:story", "order stories for the console", "none: job ids", kept, setting, story
+        ),
     )
 
 

@@ -69,10 +69,6 @@ if order_message ~= '' and state ~= '' and ours then
   redis.call('HSET', state, 'messageId', order_message, 'zaapId', link_zaap_id,
              'orderJob', delivered_job, 'orderSentAt', string.format('%.6f', now / 1000000))
 end
--- The job's steps so far (tasks/state/history.py), a JSON list, '' for none.
-if history_steps ~= '' then
-  for _, told in ipairs(cjson.decode(history_steps)) do redis.call('RPUSH', history, told) end
-  redis.call('LTRIM', history, -tonumber(history_max), -1)
-  redis.call('EXPIRE', history, history_ttl)
-end
+-- The job's steps so far, and its place among its order's jobs (history.lua).
+tell(tell_steps, tell_head, tell_job, tell_position, tell_ttl, tell_story_ttl)
 return {link(link_job, link_body, link_zaap_id, link_linked_at, link_ttl) or {}, earlier}

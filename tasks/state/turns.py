@@ -13,16 +13,14 @@ pipeline with scripts would not do: it checks ``SCRIPT EXISTS`` in a round trip 
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
-from tasks.state import deliveries, idempotency, orders, ratelimit
+from tasks.state import deliveries, history, idempotency, orders, ratelimit
 from tasks.state.idempotency import Claim, IdempotencyStore, earlier_reply
-from tasks.state.keys import HISTORY_MAX
 from tasks.state.orders import Entry, OrderLines, Turn
 from tasks.state.ratelimit import RateLimiter, Reservation
 from tasks.state.scripts import Library, Script
@@ -65,7 +63,7 @@ _RECORD_AND_DELIVERED = Script.of(
     "tasks.state",
     "turns.lua",
     "record_and_delivered",
-    keys=("message_index", "history"),
+    keys=("message_index",),
     args=(
         *idempotency.LIBRARY.params("record", prefix="record_"),
         *orders.LIBRARY.params("delivered", prefix="delivered_"),
@@ -73,11 +71,9 @@ _RECORD_AND_DELIVERED = Script.of(
         "order_request_id",
         "order_message",
         *deliveries.LIBRARY.params("link", prefix="link_"),
-        "history_steps",
-        "history_max",
-        "history_ttl",
+        *history.LIBRARY.params("tell", prefix="tell_"),
     ),
-    libraries=[orders.LIBRARY, idempotency.LIBRARY, deliveries.LIBRARY],
+    libraries=[orders.LIBRARY, idempotency.LIBRARY, deliveries.LIBRARY, history.LIBRARY],
     now=True,
 )
 
@@ -203,23 +199,22 @@ class Turns:
         snapshot: tuple[str, str] | None,
         delivery: tuple[str, list[Any]],
         order_message: str | None = None,
-        history: tuple[str, list[str], int] | None = None,
+        telling: history.Telling,
     ) -> Any:
         """Record the reply, the order's new state (``OrderLines.delivered_args``; none when
         ``order`` is None), its snapshot (``(message index key, JSON)``, unless the book has
         it) or, for an order message, the link from the order's key to its ``order_message``
         id, the delivery record (``(key, DeliveryBook.link_args)``) and the job's history
-        steps (``(key, steps, ttl)``: tasks/state/history.py) at once; returns
+        steps (tasks/state/history.py) at once; returns
         ``(link's answer or None, the reply another execution recorded first or None)``."""
         message_key, snapshot_json = snapshot or ("", "")
         delivery_key, link_args = delivery
-        history_key, steps, history_ttl = history or ("", [], 1)
         order_keys = self.lines.keys(order) if order is not None else ["", "", ""]
         linked, earlier = self._record_and_delivered(
             **orders.LIBRARY.bind_keys(order_keys),
             **idempotency.LIBRARY.bind_keys(self.store.keys(key)),
             message_index=message_key,
-            history=history_key,
+            **history.LIBRARY.bind_keys(telling.keys()),
             delivery=delivery_key,
             **idempotency.LIBRARY.bind(
                 "record", [owner, reply_json, self.store.ttl], prefix="record_"
@@ -229,8 +224,6 @@ class Turns:
             order_request_id=order or "",
             order_message=order_message or "",
             **deliveries.LIBRARY.bind("link", link_args, prefix="link_"),
-            history_steps=json.dumps(steps) if steps else "",
-            history_max=HISTORY_MAX,
-            history_ttl=history_ttl,
+            **history.LIBRARY.bind("tell", telling.args(), prefix="tell_"),
         )
         return (linked or None), earlier_reply(earlier)
