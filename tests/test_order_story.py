@@ -1,0 +1,44 @@
+"""One order's story from any of its names (tasks/order_story.py), over a real Redis and
+in-process executions (tests/test_execution.py's stack)."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+
+import redis
+
+from tasks.order_story import find_story, job_links
+from tests.bodies import unique_body
+from tests.test_execution import Stack, make_stack, reply, run_until_done, state
+
+__all__ = ["state"]
+
+
+def another_job(stack: Stack) -> Stack:
+    return dataclasses.replace(stack, job_id=f"job-{uuid.uuid4().hex[:8]}")
+
+
+def test_an_orders_jobs_in_order_by_its_request_id_or_its_message(state: redis.Redis) -> None:
+    stack = make_stack(state, [reply(1), reply(2)])
+    body = unique_body(orderStatus="processing")
+    first, second = stack, another_job(stack)
+    run_until_done(first, body)
+    short = {"orderRequestId": body["orderRequestId"], "orderStatus": "shipped"}
+    run_until_done(second, short)
+    instance_id = stack.at.instance.instance_id
+    for name in (body["orderRequestId"], body["messageId"]):
+        story = find_story(state, instance_id, name, order_ttl=3600, result_ttl=3600)
+        assert story is not None
+        assert story.order == body["orderRequestId"]
+        assert story.snapshot is not None
+        assert story.snapshot.order_status == "shipped"
+        assert [job.job_id for job in story.jobs] == [first.job_id, second.job_id]
+        assert [[s.kind for s in job.steps] for job in story.jobs] == [["delivered"], ["delivered"]]
+        assert job_links(story.jobs[0]) == {"order": body["orderRequestId"], "dead_letter": None}
+
+
+def test_an_unknown_name_has_no_story(state: redis.Redis) -> None:
+    stack = make_stack(state, [reply(1)])
+    instance_id = stack.at.instance.instance_id
+    assert find_story(state, instance_id, "4N8NOPE", order_ttl=60, result_ttl=60) is None
