@@ -11,6 +11,7 @@ import httpx
 import redis
 from celery.exceptions import Retry
 
+from tasks.contract.ordering import order_keys, register_in_line
 from tasks.state.deliveries import DeliveryBook
 from tasks.state.history import JobHistory, history_key
 from tasks.state.keys import HISTORY_MAX
@@ -93,3 +94,21 @@ def test_a_job_keeps_its_newest_steps_only(state: redis.Redis) -> None:
     story = history.of("job-long")
     assert len(story.steps) == HISTORY_MAX - 1  # and its head, kept first
     assert story.steps[0].at == 11
+
+
+def test_a_producers_enqueued_step_comes_after_the_head_and_before_the_send(
+    state: redis.Redis,
+) -> None:
+    stack = make_stack(state, [reply(5)])
+    body = unique_body()
+    instance_id = stack.at.instance.instance_id
+    pipe = state.pipeline(transaction=False)
+    keys = order_keys(instance_id, body["orderRequestId"])
+    register_in_line(pipe, keys, stack.job_id, 42, 3600, history_ttl=3600)
+    pipe.execute()
+    history = JobHistory(state, ttl=60)
+    assert history.jobs_of(instance_id, body["orderRequestId"]) == [stack.job_id]  # not run yet
+    assert [s.kind for s in history.of(stack.job_id).steps] == ["enqueued"]
+    run_until_done(stack, body, sequence=42)
+    raw = [json.loads(r)["k"] for r in state.lrange(history_key(stack.job_id), 0, -1)]
+    assert raw == ["job", "enqueued", "delivered"]

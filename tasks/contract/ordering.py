@@ -41,6 +41,11 @@ ORDER_PREFIX = "zapi-queue:order:"
 #: The same keys of an order named by the shop's own number: a prefix apart, so that no
 #: ``orderRequestId`` can name the line of a shop's key, or the reverse.
 ORDER_KEY_PREFIX = "zapi-queue:order-key:"
+#: Each job's story, steps oldest first (tasks/state/history.py documents it); a producer
+#: writes a job's first step, ``enqueued``, in the round trip that puts it in its line.
+HISTORY_PREFIX = "zapi-queue:history:"
+#: How long a producer keeps that step unless CELERY_RESULT_EXPIRES says: the workers' default.
+DEFAULT_HISTORY_TTL = 7 * 86_400
 #: The task names whose jobs stand in an order's line (the public contract's names).
 ORDER_TASKS = frozenset(TASK_NAMES.values())
 #: The task that sends an order message (its ``order_key`` kwarg names its order's line).
@@ -70,16 +75,34 @@ def order_keys(instance_id: str, order: str) -> tuple[str, str, str]:
     return base + ":line", base + ":jobs", base + ":state"
 
 
+def story_key(keys: tuple[str, str, str]) -> str:
+    """An order's jobs for its page (tasks/state/history.py), beside its line."""
+    return keys[0].removesuffix(":line") + ":story"
+
+
 def register_in_line(
-    pipe: Any, keys: tuple[str, str, str], job: str, position: int, ttl: int
+    pipe: Any,
+    keys: tuple[str, str, str],
+    job: str,
+    position: int,
+    ttl: int,
+    *,
+    history_ttl: int = DEFAULT_HISTORY_TTL,
 ) -> None:
     """Queue on a Redis pipeline what puts ``job`` in its order's line at ``position`` (unless
-    it is there): a producer does it in the round trip before it publishes."""
+    it is there), among its order's jobs, and its first step, ``enqueued``: a producer does it
+    in the round trip before it publishes."""
     line, jobs, _ = keys
     pipe.zadd(line, {job: position}, nx=True)
     pipe.hsetnx(jobs, job, position)
     pipe.expire(line, ttl)
     pipe.expire(jobs, ttl)
+    story = story_key(keys)
+    pipe.zadd(story, {job: position}, nx=True)
+    pipe.expire(story, ttl)
+    step = json.dumps({"t": round(time.time(), 3), "k": "enqueued", "position": position})
+    pipe.rpush(HISTORY_PREFIX + job, step)
+    pipe.expire(HISTORY_PREFIX + job, history_ttl)
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,7 +40,13 @@ from .delivery_record import read_delivery
 from .endpoints import TASK_NAMES, Endpoint
 from .errors import InvalidBodyError, as_contract_error
 from .job_kwargs import check_kwargs
-from .ordering import DEFAULT_ORDER_TTL, order_keys, order_of, register_in_line
+from .ordering import (
+    DEFAULT_HISTORY_TTL,
+    DEFAULT_ORDER_TTL,
+    order_keys,
+    order_of,
+    register_in_line,
+)
 from .redaction import describe_body
 from .redis_url import SentinelOptions, redis_client
 from .validation import validate_request
@@ -170,11 +176,13 @@ class Producer:
         if instance is None or not registers:
             return sequences
         ttl = int(os.environ.get("ZAPI_ORDER_TTL") or DEFAULT_ORDER_TTL)
+        kept = int(os.environ.get("CELERY_RESULT_EXPIRES") or DEFAULT_HISTORY_TTL)
         pipe = self._state_redis().pipeline(transaction=False)
         for (job_id, body, _), position in zip(jobs, sequences, strict=True):
             order = order_of(task, body, kwargs)
             if order is not None:
-                register_in_line(pipe, order_keys(instance, order), job_id, position, ttl)
+                keys = order_keys(instance, order)
+                register_in_line(pipe, keys, job_id, position, ttl, history_ttl=kept)
         pipe.execute()
         return sequences
 

@@ -7,13 +7,15 @@
 local function tell(steps, head, job, position, ttl, story_ttl)
   local told = cjson.decode(steps)
   if #told == 0 then return end
-  if redis.call('EXISTS', history) == 0 then redis.call('RPUSH', history, head) end
+  -- The head goes first (before a producer's `enqueued` step, if one came before us).
+  local function headed()
+    return string.find(redis.call('LINDEX', history, 0) or '', '"k":"job"', 1, true)
+  end
+  if not headed() then redis.call('LPUSH', history, head) end
   for _, step in ipairs(told) do redis.call('RPUSH', history, step) end
   redis.call('LTRIM', history, -HISTORY_MAX, -1)
   -- The head stays first, over the oldest step kept, when the cap drops it.
-  if not string.find(redis.call('LINDEX', history, 0) or '', '"k":"job"', 1, true) then
-    redis.call('LSET', history, 0, head)
-  end
+  if not headed() then redis.call('LSET', history, 0, head) end
   redis.call('EXPIRE', history, ttl)
   if story ~= '' then
     redis.call('ZADD', story, 'NX', position, job)

@@ -35,6 +35,7 @@ from typing import Any
 import redis
 
 from tasks.contract.ordering import order_keys
+from tasks.contract.ordering import story_key as order_story_key
 from tasks.state.keys import HISTORY_MAX, HISTORY_PREFIX, STORY_MAX
 from tasks.state.scripts import Library, Script
 from tasks.state.store import text
@@ -74,7 +75,7 @@ def history_key(job_id: str) -> str:
 
 def story_key(instance_id: str, order: str) -> str:
     """The order's jobs (an ``orderRequestId`` or a ShopOrderKey: its key family)."""
-    return order_keys(instance_id, order)[0].removesuffix(":line") + ":story"
+    return order_story_key(order_keys(instance_id, order))
 
 
 def head(task: str, order: str | None) -> str:

@@ -15,18 +15,18 @@ from __future__ import annotations
 
 import sys
 
-# Orders (``{instance}:{orderRequestId}:line|jobs|state``: tasks/state/orders.py, book.py) and
-# delivery records (tasks/state/deliveries.py): producers write lines and read deliveries, so
-# these two prefixes live in tasks/contract/, which a producer installs without the worker.
+# Orders (``{instance}:{orderRequestId}:line|jobs|state|story``: tasks/state/orders.py, book.py,
+# history.py), jobs' histories and delivery records (tasks/state/deliveries.py): producers write
+# lines and first steps and read deliveries, so these prefixes live in tasks/contract/, which a
+# producer installs without the worker. The broker's keys (kombu's, reliable fetch's) are named
+# in tasks/state/broker_keys.py; their names are taken from here like every other.
 from tasks.contract.delivery_record import DELIVERY_PREFIX as DELIVERY_PREFIX
+from tasks.contract.ordering import HISTORY_PREFIX as HISTORY_PREFIX
 from tasks.contract.ordering import ORDER_KEY_PREFIX as ORDER_KEY_PREFIX
 from tasks.contract.ordering import ORDER_PREFIX as ORDER_PREFIX
 from tasks.state.broker_keys import BINDING_DEADLINES_KEY as BINDING_DEADLINES_KEY
 from tasks.state.broker_keys import BINDING_PERMANENT_PREFIX as BINDING_PERMANENT_PREFIX
 from tasks.state.broker_keys import BINDING_PREFIX as BINDING_PREFIX
-
-# The broker's keys (kombu's, reliable fetch's) are named in tasks/state/broker_keys.py; their
-# names are taken from here like every other.
 from tasks.state.broker_keys import BROKER_KEYS
 from tasks.state.broker_keys import HOLDERS_KEY as HOLDERS_KEY
 from tasks.state.broker_keys import LEASES_KEY as LEASES_KEY
@@ -72,7 +72,6 @@ DEAD_INSTANCES_KEY = f"{PREFIX}:dead:instances"
 DEAD_LEGACY_KEY = f"{PREFIX}:dead"
 REPEAT_PREFIX = f"{PREFIX}:repeat:"
 SUPERSEDED_PREFIX = f"{PREFIX}:superseded:"
-HISTORY_PREFIX = f"{PREFIX}:history:"
 WEBHOOK_COUNTS_KEY = f"{PREFIX}:webhook:counts"
 INSTANCE_PREFIX = f"{PREFIX}:instance:"
 STATUS_POLL_PREFIX = f"{PREFIX}:status-poll:"
