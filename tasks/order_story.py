@@ -83,3 +83,80 @@ def job_links(story: JobStory) -> dict[str, Any]:
     """What a job's page links to: its order (its head's) and, if it ended dead, its letter."""
     dead = any(step.kind == "dead" for step in story.steps)
     return {"order": story.order, "dead_letter": story.job_id if dead else None}
+
+
+#: How each endpoint's job is named on a page.
+TASK_LABELS = {
+    "zapi.order_status_update": "status update",
+    "zapi.order_payment_update": "payment update",
+    "zapi.send_order": "order message",
+}
+#: A step's tone on a page: fine, waiting, or gone wrong.
+TONES = {
+    "delivered": "ok",
+    "delivery": "ok",
+    "deduplicated": "ok",
+    "enqueued": "info",
+    "wait": "wait",
+    "deferred": "wait",
+    "retry": "warn",
+    "superseded": "info",
+    "refused": "bad",
+    "gave-up": "bad",
+    "dead": "bad",
+    "ended": "bad",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One line of a timeline: when, which job, what happened, in words, and its tone."""
+
+    at: float
+    job_id: str
+    label: str
+    kind: str
+    text: str
+    tone: str
+
+
+def describe(kind: str, fields: dict[str, Any]) -> str:
+    """A step in words. Its fields hold no personal data (tasks/state/history.py)."""
+    detail = str(fields.get("detail") or "")
+    attempt = f"attempt {fields['attempt']}: " if fields.get("attempt") else ""
+    took = f" in {fields['ms']:g} ms" if isinstance(fields.get("ms"), int | float) else ""
+    status = f"HTTP {fields['status']}{took}" if fields.get("status") else took.strip()
+    if kind == "enqueued":
+        return f"enqueued at position {fields.get('position')}"
+    if kind == "wait":
+        return f"waiting ({str(fields.get('why', 'wait')).replace('_', ' ')}): {detail}"
+    if kind == "delivered":
+        ids = f"zaapId {fields.get('zaapId')}, messageId {fields.get('messageId')}"
+        return f"{attempt}sent, {status}: {ids}"
+    if kind == "delivery":
+        state = str(fields.get("state"))
+        if state == "withdrawn":
+            return f"withdrawn from Z-API's queue ({fields.get('why')}) for job {fields.get('by')}"
+        error = f": {fields.get('error')}" if fields.get("error") else ""
+        return f"Z-API: {state}{error}"
+    if kind in ("dead", "ended"):
+        text = str(fields.get("error"))
+        return f"dead letter ({text})" if kind == "dead" else f"{text}: {detail}"
+    return f"{attempt}{kind}{', ' + status if status else ''}{': ' + detail if detail else ''}"
+
+
+def timeline(jobs: list[JobStory]) -> list[Row]:
+    """Every step of ``jobs``, by time (a job's steps keep their order on a tie)."""
+    rows = [
+        Row(
+            step.at,
+            job.job_id,
+            TASK_LABELS.get(job.task, job.task or "job"),
+            step.kind,
+            describe(step.kind, step.fields),
+            TONES.get(step.kind, "info"),
+        )
+        for job in jobs
+        for step in job.steps
+    ]
+    return sorted(rows, key=lambda row: row.at)

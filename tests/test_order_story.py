@@ -4,11 +4,14 @@ in-process executions (tests/test_execution.py's stack)."""
 from __future__ import annotations
 
 import dataclasses
+import time
 import uuid
 
+import httpx
 import redis
 
-from tasks.order_story import find_story, job_links
+from tasks.order_story import find_story, job_links, timeline
+from tasks.state.deliveries import DeliveryBook
 from tests.bodies import unique_body
 from tests.test_execution import Stack, make_stack, reply, run_until_done, state
 
@@ -42,3 +45,28 @@ def test_an_unknown_name_has_no_story(state: redis.Redis) -> None:
     stack = make_stack(state, [reply(1)])
     instance_id = stack.at.instance.instance_id
     assert find_story(state, instance_id, "4N8NOPE", order_ttl=60, result_ttl=60) is None
+
+
+def test_the_timeline_tells_a_retry_the_send_and_the_read_receipt_in_order(
+    state: redis.Redis,
+) -> None:
+    unavailable = httpx.Response(503, json={"error": "Service Unavailable"})
+    stack = make_stack(state, [unavailable, reply(4)])
+    body = unique_body()
+    run_until_done(stack, body)
+    instance_id = stack.at.instance.instance_id
+    book = DeliveryBook(state, instance_id=instance_id, ttl=60, history_ttl=60)
+    book.apply("M4", "read", at=time.time() + 1)
+    story = find_story(state, instance_id, body["orderRequestId"], order_ttl=60, result_ttl=60)
+    assert story is not None
+    rows = timeline(story.jobs)
+    assert [(row.kind, row.tone) for row in rows] == [
+        ("retry", "warn"),
+        ("delivered", "ok"),
+        ("delivery", "ok"),
+    ]
+    assert rows[0].text.startswith("attempt 1: retry, HTTP 503")
+    assert "zaapId Z4, messageId M4" in rows[1].text
+    assert rows[2].text == "Z-API: read"
+    assert {row.label for row in rows} == {"status update"}
+    assert all(body["phone"] not in row.text for row in rows)
