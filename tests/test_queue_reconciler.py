@@ -23,21 +23,21 @@ def last(at: float, *, disconnected: bool) -> LastPass:
 
 def test_a_disconnected_phone_is_passed_over_at_the_interval_or_when_wanted() -> None:
     away = Connection(connected=False, error="You are not connected.", at=NOW - 60)
-    assert pass_due(away, None, wanted=False, interval=5)  # none since the disconnection
-    assert pass_due(away, last(NOW - 6, disconnected=True), wanted=False, interval=5)
-    assert not pass_due(away, last(NOW - 1, disconnected=True), wanted=False, interval=5)
-    assert pass_due(away, last(NOW - 1, disconnected=True), wanted=True, interval=5)
+    assert pass_due(away, None, wanted=False, interval=5, now=NOW)  # none since the disconnection
+    assert pass_due(away, last(NOW - 6, disconnected=True), wanted=False, interval=5, now=NOW)
+    assert not pass_due(away, last(NOW - 1, disconnected=True), wanted=False, interval=5, now=NOW)
+    assert pass_due(away, last(NOW - 1, disconnected=True), wanted=True, interval=5, now=NOW)
     # A new disconnection since the last pass: at once.
     again = Connection(connected=False, error=None, at=NOW)
-    assert pass_due(again, last(NOW - 1, disconnected=True), wanted=False, interval=5)
+    assert pass_due(again, last(NOW - 1, disconnected=True), wanted=False, interval=5, now=NOW)
 
 
 def test_once_more_when_the_phone_is_back_then_no_more() -> None:
     back = Connection(connected=True, error=None, at=NOW)
-    assert pass_due(back, last(NOW - 1, disconnected=True), wanted=False, interval=5)
-    assert not pass_due(back, last(NOW, disconnected=False), wanted=False, interval=5)
-    assert not pass_due(back, None, wanted=False, interval=5)  # never disconnected
-    assert not pass_due(None, None, wanted=True, interval=5)  # no event yet
+    assert pass_due(back, last(NOW - 1, disconnected=True), wanted=False, interval=5, now=NOW)
+    assert not pass_due(back, last(NOW, disconnected=False), wanted=False, interval=5, now=NOW)
+    assert not pass_due(back, None, wanted=False, interval=5, now=NOW)  # never disconnected
+    assert not pass_due(None, None, wanted=True, interval=5, now=NOW)  # no event yet
 
 
 def test_one_worker_of_the_fleet_takes_the_turn(client: redis.Redis) -> None:

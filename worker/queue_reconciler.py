@@ -41,16 +41,22 @@ LOOK_EVERY = 1.0
 
 
 def pass_due(
-    connection: Connection | None, last: LastPass | None, *, wanted: bool, interval: float
+    connection: Connection | None,
+    last: LastPass | None,
+    *,
+    wanted: bool,
+    interval: float,
+    now: float | None = None,
 ) -> bool:
-    """Whether an instance's queue is due a pass now (the rules in the module docstring)."""
+    """Whether an instance's queue is due a pass at ``now`` (default: now; the rules in the
+    module docstring)."""
     if connection is None:
         return False
     if connection.connected:
         return last is not None and last.disconnected
     if wanted or last is None or last.at < connection.at:
         return True
-    return time.time() - last.at >= interval
+    return (time.time() if now is None else now) - last.at >= interval
 
 
 class QueueReconciler(BackgroundThread):
