@@ -186,6 +186,10 @@ class Settings(BaseSettings):
     zapi_webhook_secret: SecretStr | None = None
     """The secret path segment of the webhook URL (``/webhooks/zapi/<secret>``): Z-API does not
     sign webhooks, so whoever knows it can post callbacks. Required by ``zapi-queue webhook``."""
+    zapi_console_auth: SecretStr | None = None
+    """The operator console's login, ``user:password`` (HTTP basic auth): required by
+    ``zapi-queue console`` unless ``--trust-proxy-header`` names a proxy's user header; an empty
+    value, a missing part or a placeholder password is refused at start."""
     zapi_webhook_concurrency: Annotated[int, Field(ge=1, le=100_000)] = 200
     """Connections and requests at once the webhook receiver serves (uvicorn's
     ``limit_concurrency``); past it a new request is answered 503 (Z-API may try again)."""
@@ -352,6 +356,7 @@ class Settings(BaseSettings):
 
         Works on partial settings (a worker refusing to start still redacts its logs)."""
         tokens = [self.zapi_instance_token, self.zapi_client_token, self.zapi_webhook_secret]
+        tokens += [self.zapi_console_auth, _password_of(self.zapi_console_auth)]
         tokens += [self.redis_sentinel_password, self.redis_password]
         for entry in getattr(self, "_entries", {}).values():
             tokens += [entry.instance_token, entry.client_token]
@@ -399,6 +404,13 @@ class Settings(BaseSettings):
         return ZapiCredentials(
             self.zapi_instance_id, self.zapi_instance_token, self.zapi_client_token
         )
+
+
+def _password_of(login: SecretStr | None) -> SecretStr | None:
+    """The password of a ``user:password`` login (redacted alone too: it may be quoted alone)."""
+    if login is None or ":" not in login.get_secret_value():
+        return None
+    return SecretStr(login.get_secret_value().partition(":")[2])
 
 
 def load_settings() -> Settings:

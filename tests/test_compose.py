@@ -50,10 +50,11 @@ FILLED = {
     "ZAPI_CLIENT_TOKEN": "ctok-SECRET-9a8b7c",
     "ZAPI_WEBHOOK_SECRET": "hook-SECRET-5d6e",
     "FLOWER_BASIC_AUTH": "ops:flower-SECRET-4c",
+    "ZAPI_CONSOLE_AUTH": "ops:console-SECRET-8d",
     "GRAFANA_ADMIN_PASSWORD": "graf-SECRET-3b",
 }
 TOKENS = ("ZAPI_INSTANCE_TOKEN", "ZAPI_CLIENT_TOKEN", "ZAPI_INSTANCES")
-REDIS_CLIENTS = ("worker", "flower", "webhook", "exporter")
+REDIS_CLIENTS = ("worker", "flower", "webhook", "console", "exporter")
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +140,12 @@ def test_a_copied_env_example_refuses_until_each_required_value_is_set(tmp_path:
         except MissingVariable as stop:
             missing.append(stop.name)
             edits[stop.name] = FILLED[stop.name]
-    assert missing == ["REDIS_PASSWORD", "FLOWER_BASIC_AUTH", "ZAPI_WEBHOOK_SECRET"]
+    assert missing == [
+        "REDIS_PASSWORD",
+        "FLOWER_BASIC_AUTH",
+        "ZAPI_WEBHOOK_SECRET",
+        "ZAPI_CONSOLE_AUTH",
+    ]
 
 
 def test_env_example_leaves_the_urls_to_compose(tmp_path: Path) -> None:
@@ -182,7 +188,7 @@ def test_every_redis_client_gets_the_password_and_only_what_it_needs(
     services = up(where, files, shell)
     expected = dotenv(SIM_ENV)["REDIS_PASSWORD"] if stack == "sim" else FILLED["REDIS_PASSWORD"]
     clients = [n for n in REDIS_CLIENTS if n in services]
-    assert {"worker", "flower", "webhook"} <= set(clients)
+    assert {"worker", "flower", "webhook", "console"} <= set(clients)
     assert ("exporter" in clients) == (stack == "env+monitoring")
     for name in clients:
         environ = services[name]["environ"]
@@ -292,6 +298,8 @@ def test_services_run_the_commands_the_tests_run(compose: dict[str, Any]) -> Non
     assert services["webhook"]["command"][2:4] == ["--host", "0.0.0.0"]  # noqa: S104 - the proxy
     assert services["webhook"]["healthcheck"]["test"]
     assert "/healthcheck" in " ".join(services["flower"]["healthcheck"]["test"])
+    assert services["console"]["command"][:2] == ["zapi-queue", "console"]
+    assert "/healthz" in " ".join(services["console"]["healthcheck"]["test"])
     assert services["zapi-sim"]["profiles"] == ["sim"]
     assert "zapi-sim" not in str(services["worker"].get("depends_on", ""))
 

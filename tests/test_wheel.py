@@ -29,5 +29,7 @@ def test_the_wheel_holds_the_product_and_no_development_tool(tmp_path: Path) -> 
     assert tops == {"worker", "tasks", "config"}, tops
     assert "worker/transport.py" in names
     assert "tasks/state/turns.lua" in names  # the scripts travel with their stores
+    assert "worker/console/templates/base.html" in names  # and the console's pages
+    assert "worker/console/static/console.css" in names
     doubles = [n for n in names if "zapi_sim" in n or "devtools" in n or n.startswith("tests/")]
     assert doubles == []

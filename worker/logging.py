@@ -51,3 +51,14 @@ def install_redaction(logger: logging.Logger) -> None:
     for handler in {*logger.handlers, *logging.getLogger().handlers}:
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(RedactingFilter(secrets))
+
+
+def configure_server_logging(json_lines: bool) -> None:
+    """Logging for a process uvicorn serves (the webhook receiver, the console): its loggers go
+    to the root logger's handler, which redacts (and speaks JSON lines when asked) like the
+    worker's."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    root = logging.getLogger()
+    install_redaction(root)
+    if json_lines:
+        use_json_format(root)

@@ -163,16 +163,10 @@ def serve(settings: Settings, *, host: str = DEFAULT_HOST, port: int = DEFAULT_P
     """Run the receiver with uvicorn until stopped (SIGINT or SIGTERM)."""
     import uvicorn
 
-    from worker.logging import install_redaction, use_json_format
+    from worker.logging import configure_server_logging
 
     app = create_app(settings)
-    # uvicorn's loggers go to the root logger's handler, which redacts (and speaks JSON lines
-    # with ZAPI_LOG_FORMAT=json) like the worker's.
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    root = logging.getLogger()
-    install_redaction(root)
-    if settings.zapi_log_format == "json":
-        use_json_format(root)
+    configure_server_logging(settings.zapi_log_format == "json")
     uvicorn.run(
         app,
         host=host,

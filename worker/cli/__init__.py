@@ -1,5 +1,5 @@
 """``zapi-queue``: the command line (enqueue, job status, health, dead letters, orders, the
-webhook receiver and Z-API's webhook settings).
+webhook receiver and Z-API's webhook settings, the operator console).
 
 Every command reads the same settings as the worker (environment variables or ``.env``) and
 prints no secret: URLs are shown with their password masked. One module per group of commands;
@@ -7,6 +7,7 @@ importing this package registers them all on :func:`main`.
 """
 
 from worker.cli import (  # noqa: F401 - registers
+    console,
     dead,
     exporter,
     forget,
