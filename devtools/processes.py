@@ -238,6 +238,19 @@ class WebhookProcess(_HttpProcess):
         return f"{self.url}/webhooks/zapi/{self.env['ZAPI_WEBHOOK_SECRET']}"
 
 
+class ConsoleProcess(_HttpProcess):
+    """``zapi-queue console`` on loopback ``port`` (its login from ``env``: ZAPI_CONSOLE_AUTH),
+    ready once ``/healthz`` answers."""
+
+    HEALTH_PATH = "/healthz"
+
+    def __init__(
+        self, env: Mapping[str, str], log_path: Path, *, port: int, extra_args: Sequence[str] = ()
+    ) -> None:
+        args = [*loopback_command("console", port), *extra_args]
+        super().__init__(args, env, log_path, port=port)
+
+
 class ExporterProcess(_HttpProcess):
     """``zapi-queue exporter`` on loopback ``port``: the fleet's gauges."""
 
