@@ -42,6 +42,7 @@ HERE = Path(__file__).resolve().parent
 #: The page modules of this package, each exposing ``routes``.
 PAGE_MODULES: tuple[str, ...] = (
     # one line per group of pages
+    "worker.console.orders",
 )
 #: The navigation bar: (label, path); a page marks its own with ``section``.
 NAV = (("Orders", "/orders"), ("Dead letters", "/dead"), ("Instances", "/instances"))
