@@ -105,23 +105,16 @@ def serve_metrics(**_: Any) -> None:
 
 
 @worker_ready.connect
-def poll_instance_status(**_: Any) -> None:
+def watch_instances(**_: Any) -> None:
     """Hold a disconnected instance's sends even when its callbacks do not reach us
-    (worker/status_poller.py); ZAPI_STATUS_POLL_INTERVAL=0 turns it off."""
+    (worker/status_poller.py; ZAPI_STATUS_POLL_INTERVAL=0 turns it off), and take old news out
+    of a disconnected phone's queue at Z-API before it fires (worker/queue_reconciler.py;
+    ZAPI_QUEUE_RECONCILE_INTERVAL=0 turns it off)."""
     settings = get_settings()
-    poller = StatusPoller(settings, settings.instances())
-    _background.append(poller)
-    poller.start()
-
-
-@worker_ready.connect
-def reconcile_zapi_queues(**_: Any) -> None:
-    """Take old news out of a disconnected phone's queue at Z-API before it fires
-    (worker/queue_reconciler.py); ZAPI_QUEUE_RECONCILE_INTERVAL=0 turns it off."""
-    settings = get_settings()
-    reconciler = QueueReconciler(settings, settings.instances())
-    _background.append(reconciler)
-    reconciler.start()
+    for thread in (StatusPoller, QueueReconciler):
+        started = thread(settings, settings.instances())
+        _background.append(started)
+        started.start()
 
 
 @worker_ready.connect

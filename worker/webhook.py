@@ -45,6 +45,7 @@ from tasks.callbacks import callback_type
 from tasks.contract.redaction import redact
 from tasks.inbox import Inbox, Outcome, fleet_instance_ids
 from tasks.state.store import connect
+from worker.healthz import healthz_route
 from worker.webhook_url import RECEIVER_ROUTE
 
 logger = logging.getLogger("zapi_queue.webhook")
@@ -136,13 +137,6 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> Starlet
         )
         return _answer(outcome)
 
-    async def healthz(request: Request) -> JSONResponse:
-        try:
-            await run_in_threadpool(state.ping)
-        except redis.RedisError as exc:
-            return JSONResponse({"ok": False, "redis": type(exc).__name__}, status_code=503)
-        return JSONResponse({"ok": True})
-
     async def not_found(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse({"error": "not found"}, status_code=404)
 
@@ -153,7 +147,7 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> Starlet
     return Starlette(
         routes=[
             Route(RECEIVER_ROUTE, receive, methods=["POST"]),
-            Route("/healthz", healthz, methods=["GET"]),
+            healthz_route(state),
         ],
         exception_handlers=handlers,
     )

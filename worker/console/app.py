@@ -19,12 +19,11 @@ from typing import Any
 
 import redis
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
@@ -37,6 +36,7 @@ from tasks.state.store import connect
 from worker.console import DEFAULT_HOST, DEFAULT_PORT
 from worker.console.auth import RequireLogin, login_for
 from worker.console.csrf import FIELD, CsrfTokens
+from worker.healthz import healthz_route
 
 HERE = Path(__file__).resolve().parent
 #: The page modules of this package, each exposing ``routes``.
@@ -112,19 +112,6 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
 
 async def home(request: Request) -> Response:
     return render(request, "home.html")
-
-
-def healthz_route(state: redis.Redis) -> Route:
-    """``/healthz`` (no login: compose's healthcheck): 200 when the state Redis answers."""
-
-    async def healthz(request: Request) -> JSONResponse:
-        try:
-            await run_in_threadpool(state.ping)
-        except redis.RedisError as exc:
-            return JSONResponse({"ok": False, "redis": type(exc).__name__}, status_code=503)
-        return JSONResponse({"ok": True})
-
-    return Route("/healthz", healthz, methods=["GET"])
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
