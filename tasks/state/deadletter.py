@@ -146,6 +146,11 @@ class DeadLetter:
         return cls(**{name: value for name, value in record.items() if name in known})
 
 
+def cursor(letter: DeadLetter) -> tuple[float, str]:
+    """Where a letter stands in the index: :meth:`DeadLetterStore.pages` resumes past it."""
+    return (float(letter.failed_at), letter.job_id)
+
+
 def _failure(record: str | bytes) -> tuple[float, str, str]:
     """A legacy record's failure time, error class and instance alias; a record too damaged to
     tell is kept a full TTL, counted as OTHER_TYPE and OTHER_INSTANCE."""
@@ -241,13 +246,16 @@ class DeadLetterStore:
         """Every letter, oldest failure first, read in pages."""
         return itertools.chain.from_iterable(self.pages())
 
-    def pages(self, page_size: int = PAGE_SIZE) -> Iterator[list[DeadLetter]]:
+    def pages(
+        self, page_size: int = PAGE_SIZE, *, after: tuple[float, str] | None = None
+    ) -> Iterator[list[DeadLetter]]:
         """Letters, oldest failure first, ``page_size`` index entries (one ZRANGE and one MGET)
         at a time: a reader that stops early reads no further. A page may hold fewer letters
         than entries (a letter that just expired is skipped). Letters removed meanwhile (a
-        replay removes each one it sends) do not make the next page skip any."""
+        replay removes each one it sends) do not make the next page skip any. ``after``: start
+        past this (failure time, job id), a letter's :func:`cursor` (the console's next page)."""
         self._migrate_once()
-        for job_ids in self._index_pages(page_size):
+        for job_ids in self._index_pages(page_size, after):
             records = self._redis.mget([LETTER_PREFIX + job_id for job_id in job_ids])
             yield [DeadLetter.from_json(record) for record in records if record is not None]
 
@@ -329,13 +337,15 @@ class DeadLetterStore:
         )
         return int(stored), int(expired), int(dropped)
 
-    def _index_pages(self, page_size: int) -> Iterator[list[str]]:
+    def _index_pages(
+        self, page_size: int, after: tuple[float, str] | None = None
+    ) -> Iterator[list[str]]:
         """Job ids by failure time, in pages, resuming after the last (time, id) seen rather
         than at a rank, so removals behind the cursor shift nothing. Redis orders equal times
         by id, as Python orders these tuples; a page of nothing but equal times already seen
         (more than a page of them) is fetched again, larger, until it gets past them."""
-        low: float | str = "-inf"
-        last: tuple[float, str] | None = None
+        low: float | str = "-inf" if after is None else after[0]
+        last: tuple[float, str] | None = after
         wanted = page_size
         while True:
             raw: list[Any] = list(

@@ -6,7 +6,7 @@ import functools
 import itertools
 import json
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -14,36 +14,11 @@ import click
 
 from tasks.contract.endpoints import TASK_NAMES
 from tasks.contract.redaction import mask_phone, masked_body
+from tasks.dead_letters import Filters, refusal, replay
 from tasks.state.deadletter import DeadLetter, DeadLetterStore
 from worker.cli.common import dead_letter_store, fail, printable, when
 from worker.cli.main import main
-
-
-@dataclass(frozen=True, slots=True)
-class Filters:
-    """The filters shared by list, replay and purge."""
-
-    task: str | None = None
-    error_type: str | None = None
-    contains: str | None = None
-    instance: str | None = None
-
-    @property
-    def any(self) -> bool:
-        filters = (self.task, self.error_type, self.contains, self.instance)
-        return any(v is not None for v in filters)
-
-    def matches(self, letter: DeadLetter) -> bool:
-        return (
-            (self.task is None or letter.task == self.task)
-            and (self.error_type is None or letter.error_type == self.error_type)
-            and (self.contains is None or self.contains.lower() in letter.error.lower())
-            and (self.instance is None or letter.instance == self.instance)
-        )
-
-    def apply(self, letters: Iterable[DeadLetter]) -> Iterator[DeadLetter]:
-        """The matching letters, lazily: a caller that stops early reads no further."""
-        return (letter for letter in letters if self.matches(letter))
+from worker.replays import sender
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,41 +170,23 @@ def dead_replay(selection: Selection, dry_run: bool, force: bool, as_task: str |
     letters = selection.resolve(store)
     if as_task is not None:
         letters = (replace(letter, task=as_task) for letter in letters)
-    send = None if dry_run else _sender()
+    send = None if dry_run else sender()
     replayed = refused = 0
     for letter in letters:
-        if letter.ambiguous_attempts and not force:
-            click.echo(_refusal(letter), err=True)
+        reason = None if force else refusal(letter)
+        if reason is not None:
+            click.echo(reason, err=True)
             refused += 1
         elif send is None:
             click.echo(f"would replay {letter.job_id} ({letter.task})")
             replayed += 1
         else:
-            click.echo(f"replayed {letter.job_id} as {send(letter)}")
-            store.remove([letter.job_id])
+            click.echo(f"replayed {letter.job_id} as {replay(letter, store, send, force=True)}")
             replayed += 1
     click.echo(f"{replayed} dead letters {'would be replayed' if dry_run else 'replayed'}")
     if refused:
         click.echo(f"{refused} dead letters refused: replay them with --force", err=True)
         sys.exit(1)
-
-
-def _sender() -> Callable[[DeadLetter], str]:
-    """Enqueue a letter's job again; returns the new job id."""
-    from worker.celery_app import app
-
-    def send(letter: DeadLetter) -> str:
-        return str(app.send_task(letter.task, args=[letter.body], kwargs=letter.kwargs).id)
-
-    return send
-
-
-def _refusal(letter: DeadLetter) -> str:
-    return (
-        f"refused {letter.job_id}: {letter.ambiguous_attempts} send(s) of unknown outcome "
-        "(a timeout or reset after the request left): it may already have reached the "
-        "customer: replaying may send it twice; use --force"
-    )
 
 
 @dead.command("purge")
