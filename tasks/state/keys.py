@@ -78,6 +78,7 @@ STATUS_POLL_PREFIX = f"{PREFIX}:status-poll:"
 RECONCILE_PREFIX = f"{PREFIX}:reconcile:"
 RECONCILE_TURN_PREFIX = f"{PREFIX}:reconcile-turn:"
 RECONCILE_WANTED_PREFIX = f"{PREFIX}:reconcile-wanted:"
+CONSOLE_AUDIT_KEY = f"{PREFIX}:console:audit"
 #: In every Redis zapi-queue uses (worker/redis_marker.py).
 MARKER_KEY = f"{PREFIX}:marker"
 
@@ -98,6 +99,8 @@ MARKER_TTL = 30 * 86_400
 SUPERSEDED_MAX = 100
 HISTORY_MAX = 64
 STORY_MAX = 200
+AUDIT_MAX = 1000
+AUDIT_TTL = 90 * 86_400
 
 
 # -- The result backend: Celery's -----------------------------------------------------------
@@ -174,6 +177,14 @@ KEYS: tuple[Key, ...] = (
         cap=Cap(f"{WEBHOOK_MAX_FIELDS} fields, then one `<outcome>:?` per outcome", 208),
     ),
     Key(MARKER_KEY, "data-loss marker", _NO, "30 days, renewed by every worker", redis="every"),
+    # -- the console's audit log (tasks/state/audit.py)
+    Key(
+        CONSOLE_AUDIT_KEY,
+        "the console's actions on dead letters",
+        "operators' names; filters, digit runs masked",
+        "90 days after the last action",
+        cap=Cap("the newest entries", AUDIT_MAX),
+    ),
     # -- orders (tasks/state/orders.py, book.py)
     *_order_keys(
         ORDER_PREFIX, "order", "the snapshot: phone, products, amounts, the order message's ids"
