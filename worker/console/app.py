@@ -30,19 +30,24 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from config import Settings
+from tasks import dead_letters
 from tasks.contract.redaction import mask_digit_runs, mask_phone
+from tasks.state.audit import AuditLog
 from tasks.state.deadletter import DeadLetterStore
 from tasks.state.store import connect
 from worker.console import DEFAULT_HOST, DEFAULT_PORT
+from worker.console.actions import Actions
 from worker.console.auth import RequireLogin, login_for
 from worker.console.csrf import FIELD, CsrfTokens
 from worker.healthz import healthz_route
+from worker.replays import sender
 
 HERE = Path(__file__).resolve().parent
 #: The page modules of this package, each exposing ``routes``.
 PAGE_MODULES: tuple[str, ...] = (
     # one line per group of pages
     "worker.console.orders",
+    "worker.console.dead_pages",
 )
 #: The navigation bar: (label, path); a page marks its own with ``section``.
 NAV = (("Orders", "/orders"), ("Dead letters", "/dead"), ("Instances", "/instances"))
@@ -133,9 +138,11 @@ def build_app(
     *,
     trust_proxy_header: str | None = None,
     client: redis.Redis | None = None,
+    send: dead_letters.Send | None = None,
 ) -> Starlette:
     """The console for these settings; ``LoginRefusedError`` (worker/console/auth.py) when its
-    login is missing or unusable. ``client``: the state Redis (tests hand theirs in)."""
+    login is missing or unusable. ``client``: the state Redis, ``send``: how a replay enqueues
+    (default: the worker's Celery app, worker/replays.py); tests hand theirs in."""
     login = login_for(settings, trust_proxy_header=trust_proxy_header)
     state = client if client is not None else connect(settings.state_redis_url)
     app = Starlette(
@@ -150,7 +157,9 @@ def build_app(
     )
     app.state.settings = settings
     app.state.redis = state
-    app.state.dead_letters = DeadLetterStore.from_settings(state, settings)
+    app.state.dead_letters = store = DeadLetterStore.from_settings(state, settings)
+    app.state.audit = audit = AuditLog(state)
+    app.state.actions = Actions(store, send or sender(), audit, secrets=settings.secret_values())
     app.state.csrf = CsrfTokens()
     app.state.templates = templates()
     return app
