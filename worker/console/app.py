@@ -159,7 +159,8 @@ def build_app(
     app.state.redis = state
     app.state.dead_letters = store = DeadLetterStore.from_settings(state, settings)
     app.state.audit = audit = AuditLog(state)
-    app.state.actions = Actions(store, send or sender(), audit, secrets=settings.secret_values())
+    send = sender() if send is None else send
+    app.state.actions = Actions(store, send, audit, secrets=settings.secret_values())
     app.state.csrf = CsrfTokens()
     app.state.templates = templates()
     return app
