@@ -315,3 +315,16 @@ def test_migrated_letters_are_counted_by_instance(client: redis.Redis) -> None:
     client.hset(LEGACY_KEY, "m2", "not json")
     store = DeadLetterStore(client, ttl=600)
     assert store.count_by_instance() == {"(other)": 1, "shop-b": 1}
+
+
+def test_pages_resume_past_a_cursor(client: redis.Redis) -> None:
+    from tasks.state.deadletter import cursor
+
+    store = DeadLetterStore(client)
+    letters = [dead_letter(f"job-{n}", age=10 - n) for n in range(5)]
+    for letter in letters:
+        store.add(letter)
+    pages = store.pages(2, after=cursor(letters[1]))
+    resumed = [letter.job_id for page in pages for letter in page]
+    assert resumed == ["job-2", "job-3", "job-4"]
+    assert [page for page in store.pages(after=cursor(letters[4]))] == []
