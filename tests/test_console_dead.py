@@ -326,3 +326,22 @@ def test_no_page_shows_a_phone_whole(
         assert phone.lstrip("+") not in shown, path
         if path != "/dead/actions":
             assert "****" in shown, path  # shown, masked
+
+
+def test_hostile_text_in_a_letter_is_escaped(browser: TestClient, store: DeadLetterStore) -> None:
+    hostile = '<script>alert("x")</script>'
+    store.add(
+        dead_letter(
+            f"job-{hostile}",
+            task=hostile,
+            error_type=hostile,
+            error=hostile,
+            body={"phone": hostile, "text": hostile},
+            kwargs={"instance": hostile},
+        )
+    )
+    for path in ("/dead", f"/dead/job-{hostile}", f"/dead?q={hostile}"):
+        page = browser.get(path)
+        assert page.status_code == 200, path
+        assert "<script>" not in page.text, path
+    assert "&lt;script&gt;" in browser.get("/dead").text
