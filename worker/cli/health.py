@@ -10,18 +10,15 @@ import click
 import redis
 
 from config import Settings
-from config.instances import Instance
 from tasks.contract.redaction import redact
 from tasks.state.deadletter import DeadLetterStore
 from tasks.state.instances import InstanceEvents
-from tasks.state.ratelimit import held_for, paused_for
-from tasks.state.sends import sends_in_last_minute
 from tasks.state.webhook_stats import WebhookStats
-from tasks.state.zapi_queue import ZapiQueueBook
 from worker.cli.common import RedisClients, settings_or_exit, when
 from worker.cli.health_data import acknowledge_losses, check_data_kept, data_lines
 from worker.cli.main import main
 from worker.fetch_scripts import REJECTED_KEY
+from worker.instance_report import instance_report
 from worker.queue_census import QUEUE, Census, take_census
 from worker.redis_checks import maxmemory_policy, policy_problem, redis_roles
 
@@ -212,35 +209,7 @@ def _instance_events(
         connection = InstanceEvents(client).get(settings.zapi_instance_id)
         report["instance_connection"] = connection.as_dict() if connection else "no event yet"
     report["instances"] = {
-        alias: _instance_report(client, instance, census, letters.get(alias, 0))
+        alias: instance_report(client, instance, census, letters.get(alias, 0))
         for alias, instance in sorted(settings.instances().items())
     }
     report["webhook_callbacks"] = WebhookStats(client).counts()
-
-
-def _instance_report(
-    client: redis.Redis, instance: Instance, census: Census | None, dead_letters: int
-) -> dict[str, Any]:
-    """One instance as ``health`` shows it: its limit, its pause, its phone's connection, its
-    jobs waiting (None when the broker could not be read), dead letters and recent sends."""
-    connection = InstanceEvents(client).get(instance.instance_id)
-    alias = instance.alias
-    return {
-        "label": instance.label,
-        "rate_limit": instance.rate_limit,
-        "paused_for": round(paused_for(client, instance), 1),
-        "held_for": round(held_for(client, instance.instance_id), 1),
-        "connection": connection.as_dict() if connection else None,
-        "queued": census.queued[alias] if census else None,
-        "in_workers": census.in_workers[alias] if census else None,
-        "dead_letters": dead_letters,
-        "sends_last_minute": sends_in_last_minute(client, instance.instance_id),
-        "zapi_queue": _zapi_queue(client, instance),
-    }
-
-
-def _zapi_queue(client: redis.Redis, instance: Instance) -> dict[str, Any] | None:
-    """The last reconciliation of the instance's queue at Z-API (tasks/reconcile.py): how many
-    of our messages it left there, and when; None if none ran."""
-    last = ZapiQueueBook(client, instance.instance_id).last()
-    return last.as_dict() if last is not None else None
