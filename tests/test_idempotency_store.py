@@ -5,12 +5,20 @@ from __future__ import annotations
 import itertools
 import time
 
+import pytest
 import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tasks.state.idempotency import AMBIGUOUS_FIELD, ClaimState, IdempotencyStore, with_ambiguity
-from tasks.state.sends import SENT_PREFIX, SENT_TTL, sends_in_last_minute, sent_counter
+from tasks.state.sends import (
+    HISTORY_MINUTES,
+    SENT_PREFIX,
+    SENT_TTL,
+    sends_in_last_minute,
+    sends_per_minute,
+    sent_counter,
+)
 from tests.conftest import empty_db_fixture
 
 _instances = itertools.count()
@@ -197,6 +205,23 @@ def test_each_send_that_goes_ahead_is_counted_for_the_last_minute(client: redis.
     assert sends_in_last_minute(client, instance_id) == 2
     for key in client.scan_iter(match=f"{SENT_PREFIX}*"):
         assert 0 < client.ttl(key) <= SENT_TTL
+
+
+def test_the_last_hour_is_told_minute_by_minute_oldest_first(client: redis.Redis) -> None:
+    now = 1_800_000_030.5  # minute 30_000_000, half way through
+    for at in (now, now - 1, now - 31, now - 60 * 59, now - 60 * 60, now - 60 * 61):
+        key, second = sent_counter("hour", at)
+        client.hincrby(key, str(second), 1)
+    counts = sends_per_minute(client, "hour", now=now)
+    # The current minute holds now, now-1 and (the minute's start) nothing of now-31.
+    assert len(counts) == 60
+    assert counts[-1] == 2
+    assert counts[-2] == 1
+    assert counts[0] == 1  # 59 minutes ago; 60 and 61 minutes ago are outside the hour
+    assert sum(counts) == 4
+    assert sends_per_minute(client, "hour", minutes=3, now=now) == [0, 1, 2]
+    with pytest.raises(ValueError, match="kept for"):
+        sends_per_minute(client, "hour", minutes=HISTORY_MINUTES + 1, now=now)
 
 
 def test_the_last_minute_is_sixty_seconds_across_two_hashes(client: redis.Redis) -> None:

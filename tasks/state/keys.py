@@ -83,7 +83,8 @@ CONSOLE_AUDIT_KEY = f"{PREFIX}:console:audit"
 MARKER_KEY = f"{PREFIX}:marker"
 
 # -- Fixed bounds (the settings' are in config/settings.py) -----------------------------------
-SENT_TTL = 180
+#: An hour and two minutes: the console's chart of the last hour's sends reads them.
+SENT_TTL = 3720
 SENT_MAX_FIELDS = 60
 DELIVERY_COUNTS_TTL = 30 * 86_400
 DELIVERY_COUNTS_MAX_FIELDS = 7
@@ -245,7 +246,7 @@ KEYS: tuple[Key, ...] = (
     ),
     Key(
         f"{SENT_PREFIX}{{instance}}:{{minute}}",
-        "sends per second, for health",
+        "sends per second, for health and the console's chart",
         _NO,
         f"{SENT_TTL} s after its last count",
         cap=Cap("a field per second", SENT_MAX_FIELDS),

@@ -1,4 +1,5 @@
-"""Sends per instance and second, for ``zapi-queue health``'s "sends in the last minute".
+"""Sends per instance and second, for ``zapi-queue health``'s "sends in the last minute" and the
+console's chart of the last hour (``/instances``).
 
 Counted in Redis, fleet-wide, in the script that marks each send in flight right before the
 request leaves (tasks/state/idempotency.py ``before_send``): one count per request made to
@@ -6,7 +7,8 @@ Z-API, whatever its outcome, at no extra round trip. Each worker's own Prometheu
 the same per process (``zapi_queue_attempts_total``); this is the view without Prometheus.
 
 ``zapi-queue:sent:{instance}:{minute}``: a hash, epoch second -> sends in that second (at most 60
-fields), expiring ``SENT_TTL`` (3 minutes) after its last count. Seconds come from the worker's
+fields), expiring ``SENT_TTL`` (an hour and two minutes) after its last count: at most 62 small
+hashes per instance. Seconds come from the worker's
 clock: containers whose clocks disagree by a second or two blur the edge of the window only.
 """
 
@@ -18,8 +20,17 @@ import redis
 
 from tasks.state.keys import SENT_PREFIX, SENT_TTL
 
-__all__ = ["SENT_PREFIX", "SENT_TTL", "WINDOW", "sends_in_last_minute", "sent_counter"]
+__all__ = [
+    "SENT_PREFIX",
+    "SENT_TTL",
+    "WINDOW",
+    "sends_in_last_minute",
+    "sends_per_minute",
+    "sent_counter",
+]
 WINDOW = 60
+#: The minutes ``sends_per_minute`` can tell (the hashes outlive their minute by ``SENT_TTL``).
+HISTORY_MINUTES = SENT_TTL // 60 - 2
 
 
 def sent_counter(instance_id: str, at: float) -> tuple[str, int]:
@@ -42,3 +53,17 @@ def sends_in_last_minute(client: redis.Redis, instance_id: str, now: float | Non
         for second, count in counts.items()
         if first <= int(second) <= last
     )
+
+
+def sends_per_minute(
+    client: redis.Redis, instance_id: str, minutes: int = 60, now: float | None = None
+) -> list[int]:
+    """Requests made to Z-API for ``instance_id`` in each of the last ``minutes`` whole clock
+    minutes, oldest first, the current (partial) minute last (one pipeline of HGETALLs)."""
+    if not 1 <= minutes <= HISTORY_MINUTES:
+        raise ValueError(f"sends are kept for {HISTORY_MINUTES} minutes, not {minutes}")
+    current = int(time.time() if now is None else now) // 60
+    pipe = client.pipeline(transaction=False)
+    for minute in range(current - minutes + 1, current + 1):
+        pipe.hgetall(f"{SENT_PREFIX}{instance_id}:{minute}")
+    return [sum(int(count) for count in counts.values()) for counts in pipe.execute()]
