@@ -259,6 +259,16 @@ class DeadLetterStore:
             records = self._redis.mget([LETTER_PREFIX + job_id for job_id in job_ids])
             yield [DeadLetter.from_json(record) for record in records if record is not None]
 
+    def newest_of_instance(self, alias: str, limit: int = PAGE_SIZE) -> list[DeadLetter]:
+        """The instance's newest letters, newest failure first, at most ``limit`` (one
+        ZREVRANGE and one MGET): what the console's instance page counts by minute and error."""
+        self._migrate_once()
+        job_ids = [text(i) for i in self._redis.zrevrange(INSTANCE_PREFIX + alias, 0, limit - 1)]
+        if not job_ids:
+            return []
+        records = self._redis.mget([LETTER_PREFIX + job_id for job_id in job_ids])
+        return [DeadLetter.from_json(record) for record in records if record is not None]
+
     def remove(self, job_ids: Iterable[str]) -> int:
         """Delete these letters; returns how many existed."""
         self._migrate_once()

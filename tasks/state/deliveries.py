@@ -164,6 +164,15 @@ def failure_text(message_id: str, error: str | None, error_code: str | None) -> 
     return said + (f" (errorCode {error_code})" if error_code else "")
 
 
+def failure_reason(error: str) -> str | None:
+    """Z-API's words in a dead letter's error written by :func:`failure_text` (with the code),
+    without the message id: what failures are grouped by. None for any other error."""
+    prefix, sep, reason = error.partition(": ")
+    if not sep or not prefix.startswith("Z-API could not deliver message "):
+        return None
+    return reason
+
+
 @dataclass(frozen=True, slots=True)
 class Applied:
     """What one callback did to one message: ``linked`` (a job of ours sent it; else it only
