@@ -10,8 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 import redis
+from pydantic import SecretStr
 
-from config.instances import Instance
+from config import Settings
+from config.instances import DEFAULT_ALIAS, Instance
 from tasks.state.instances import InstanceEvents
 from tasks.state.ratelimit import held_for, paused_for
 from tasks.state.sends import sends_in_last_minute
@@ -46,3 +48,21 @@ def zapi_queue(client: redis.Redis, instance: Instance) -> dict[str, Any] | None
     of our messages it left there, and when; None if none ran."""
     last = ZapiQueueBook(client, instance.instance_id).last()
     return last.as_dict() if last is not None else None
+
+
+def watched_instances(settings: Settings) -> list[Instance]:
+    """Every instance the fleet sends through, by alias: those configured, and ``default``
+    from ``ZAPI_INSTANCE_ID`` alone (a reader such as the console is given no token: its
+    Instance then holds empty ones, never used)."""
+    found = dict(settings.instances())
+    if settings.zapi_instance_id and DEFAULT_ALIAS not in found:
+        found[DEFAULT_ALIAS] = Instance(
+            alias=DEFAULT_ALIAS,
+            label=settings.instance_alias,
+            instance_id=settings.zapi_instance_id,
+            instance_token=SecretStr(""),
+            client_token=SecretStr(""),
+            rate_limit=settings.zapi_rate_limit,
+            rate_burst=settings.zapi_rate_burst,
+        )
+    return [found[alias] for alias in sorted(found)]

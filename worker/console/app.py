@@ -48,6 +48,7 @@ PAGE_MODULES: tuple[str, ...] = (
     # one line per group of pages
     "worker.console.orders",
     "worker.console.dead_pages",
+    "worker.console.instances",
 )
 #: The navigation bar: (label, path); a page marks its own with ``section``.
 NAV = (("Orders", "/orders"), ("Dead letters", "/dead"), ("Instances", "/instances"))
