@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.installed
 DOCS_STAMP := $(VENV)/.installed-docs
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo docs docs-serve test test-redis-6 test-containers test-browser fuzz lint format typecheck pytest clean bench-rate bench bench-fetch bench-ordering bench-supersede bench-revisions profile constraints producer producer-check schemas
+.PHONY: help install demo docs docs-serve test test-redis-6 test-containers test-browser screenshots fuzz lint format typecheck pytest clean bench-rate bench bench-fetch bench-ordering bench-supersede bench-revisions profile constraints producer producer-check schemas
 
 help:
 	@echo "make demo    run the worker end to end on local stand-ins and print the results"
@@ -102,6 +102,10 @@ test-containers: $(STAMP)
 # per xdist worker would cost more than it saves on two cores.
 test-browser: $(STAMP)
 	$(BIN)/pytest -m browser tests/browser $(PYTEST_ARGS)
+
+# The console's screenshots in docs/images/ (docs/console.md shows them), from the same tests.
+screenshots: $(STAMP)
+	ZAPI_TEST_SCREENSHOTS=docs/images $(BIN)/pytest -m browser tests/browser $(PYTEST_ARGS)
 
 # The hostile-input suites with many more generated examples than `make test` runs (new ones
 # each run; a failure prints the seed to reproduce it with).
