@@ -47,6 +47,7 @@ from tasks.state.book import OrderBook, snapshot_of_update
 from tasks.state.deadletter import DeadLetterStore
 from tasks.state.orders import OrderLines
 from tasks.state.ratelimit import RateLimiter
+from tasks.state.sends import refusals_per_minute, sends_per_minute
 from tasks.state.store import connect
 from tasks.zapi.client import ZapiClient
 from tests.bodies import unique_body
@@ -216,6 +217,10 @@ def test_a_429_pauses_the_instance_without_using_an_attempt(state: redis.Redis) 
     assert deferred["headers"][ATTEMPTS_HEADER] == 0
     assert 2.5 <= deferred["countdown"] <= 3.0
     assert 2.5 <= stack.at.limiter.paused_for() <= 3.0
+    # Counted for the console's chart of the last hour (the one send too, before it).
+    instance_id = stack.at.instance.instance_id
+    assert sum(refusals_per_minute(state, instance_id, minutes=2)) == 1
+    assert sum(sends_per_minute(state, instance_id, minutes=2)) == 1
     # Another job of the instance waits for the pause instead of sending.
     other = Stack(stack.deps, stack.at, stack.zapi)
     task, ended = other.run(unique_body())

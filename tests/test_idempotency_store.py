@@ -13,8 +13,11 @@ from hypothesis import strategies as st
 from tasks.state.idempotency import AMBIGUOUS_FIELD, ClaimState, IdempotencyStore, with_ambiguity
 from tasks.state.sends import (
     HISTORY_MINUTES,
+    REFUSED_PREFIX,
     SENT_PREFIX,
     SENT_TTL,
+    count_refusal,
+    refusals_per_minute,
     sends_in_last_minute,
     sends_per_minute,
     sent_counter,
@@ -222,6 +225,16 @@ def test_the_last_hour_is_told_minute_by_minute_oldest_first(client: redis.Redis
     assert sends_per_minute(client, "hour", minutes=3, now=now) == [0, 1, 2]
     with pytest.raises(ValueError, match="kept for"):
         sends_per_minute(client, "hour", minutes=HISTORY_MINUTES + 1, now=now)
+
+
+def test_429s_are_counted_per_minute_apart_from_the_sends(client: redis.Redis) -> None:
+    now = 1_800_000_030.5
+    for at in (now, now - 1, now - 120):
+        count_refusal(client, "busy", at)
+    assert refusals_per_minute(client, "busy", minutes=3, now=now) == [1, 0, 2]
+    assert sends_per_minute(client, "busy", minutes=3, now=now) == [0, 0, 0]
+    for key in client.scan_iter(match=f"{REFUSED_PREFIX}*"):
+        assert 0 < client.ttl(key) <= SENT_TTL
 
 
 def test_the_last_minute_is_sixty_seconds_across_two_hashes(client: redis.Redis) -> None:

@@ -71,10 +71,20 @@ def after_429(job: Job, exc: ZapiRateLimitedError) -> Outcome:
     pause, without using an attempt: Z-API refused to look at the request at all."""
     retry_after = capped(job, exc.retry_after)
     pause = penalize(job, retry_after, rate_limited=True)
+    count_429(job)
     if time_left(job) <= 0:
         return give_up(job, exc, getattr(exc, "status_code", None), "ZAPI_GIVE_UP_AFTER")
     job.log("deferred", 429, f"instance paused {pause:.2f}s: {exc.message}", logging.WARNING)
     return deferred(job, Deferral(pause, None, "Z-API is rate limiting (HTTP 429)"))
+
+
+def count_429(job: Job) -> None:
+    """Count the 429 for the console's chart of the instance's last hour (best effort: a
+    Redis that fails here only leaves the chart short)."""
+    try:
+        job.at().limiter.count_429(time.time())
+    except redis.RedisError as exc:
+        logger.warning("job %s: a 429 not counted (%s)", job.job_id, type(exc).__name__)
 
 
 def deferred(job: Job, deferral: Deferral) -> Deferred:

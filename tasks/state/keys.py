@@ -58,6 +58,7 @@ STRIKES_PREFIX = f"{PREFIX}:strikes:"
 PACE_PREFIX = f"{PREFIX}:pace:"
 HOLD_PREFIX = f"{PREFIX}:hold:"
 SENT_PREFIX = f"{PREFIX}:sent:"
+REFUSED_PREFIX = f"{PREFIX}:refused:"
 DELIVERY_COUNTS_PREFIX = f"{PREFIX}:delivery-counts:"
 DELIVERY_EARLY_PREFIX = f"{PREFIX}:delivery-early:"
 DELIVERY_EARLY_AT_PREFIX = f"{PREFIX}:delivery-early-at:"
@@ -247,6 +248,13 @@ KEYS: tuple[Key, ...] = (
     Key(
         f"{SENT_PREFIX}{{instance}}:{{minute}}",
         "sends per second, for health and the console's chart",
+        _NO,
+        f"{SENT_TTL} s after its last count",
+        cap=Cap("a field per second", SENT_MAX_FIELDS),
+    ),
+    Key(
+        f"{REFUSED_PREFIX}{{instance}}:{{minute}}",
+        "429s per second, for the console's chart",
         _NO,
         f"{SENT_TTL} s after its last count",
         cap=Cap("a field per second", SENT_MAX_FIELDS),

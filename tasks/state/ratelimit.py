@@ -33,6 +33,7 @@ from tasks.instances import default_instance
 from tasks.per_process import PerInstance
 from tasks.state.keys import HOLD_PREFIX, PACE_PREFIX, PAUSE_PREFIX, RATE_PREFIX, STRIKES_PREFIX
 from tasks.state.scripts import Library, Script
+from tasks.state.sends import count_refusal
 from tasks.state.store import get_redis
 
 #: The Lua function ``reserve_slot`` (ratelimit.lua), bound to the instance's schedule, its hold
@@ -115,6 +116,7 @@ class RateLimiter:
         if rate <= 0 or burst < 1:
             raise ValueError("rate must be > 0 and burst >= 1")
         self._redis = client
+        self._instance_id = instance_id
         self.instance_key = f"{RATE_PREFIX}{instance_id}"
         self.pause_key = f"{PAUSE_PREFIX}{instance_id}"
         self.strikes_key = f"{STRIKES_PREFIX}{instance_id}"
@@ -201,6 +203,11 @@ class RateLimiter:
             tolerance=self.tolerance_us,
         )
         return max(0.0, (int(resume) - int(now)) / 1_000_000)
+
+    def count_429(self, at: float) -> None:
+        """Count a 429 Z-API answered at ``at``, for the console's chart of the instance's last
+        hour (tasks/state/sends.py keeps it beside the sends)."""
+        count_refusal(self._redis, self._instance_id, at)
 
 
 def _limiter_for(instance: Instance) -> RateLimiter:
