@@ -2,7 +2,7 @@
 (its own stores), for the console's page tests and browser tests to share.
 
 ``seed_fleet`` gives two instances a story each: ``default`` disconnected (its phone's error
-quoting a phone number), paused after a 429, with sends this minute and earlier in the hour,
+quoting a phone number), paused after 429s, with sends and 429s this minute and earlier in the hour,
 a job queued and one in a worker, two delivery failures and a reconciliation of Z-API's queue;
 ``shop-b`` connected and idle.
 """
@@ -21,7 +21,7 @@ from tasks.state.deadletter import DeadLetter, DeadLetterStore
 from tasks.state.deliveries import failure_text
 from tasks.state.instances import InstanceEvents
 from tasks.state.ratelimit import RateLimiter
-from tasks.state.sends import sent_counter
+from tasks.state.sends import count_refusal, sent_counter
 from tasks.state.zapi_queue import LastPass, ZapiQueueBook
 from tests.bodies import unique_body
 from worker.queue_census import QUEUE, UNACKED_KEY
@@ -77,6 +77,8 @@ def seed_fleet(state: redis.Redis, broker_url: str, settings: Settings) -> Fleet
     for at in (now, now, now, now - 600, now - 1800):
         key, second = sent_counter(DEFAULT_ID, at)
         state.hincrby(key, str(second), 1)
+    for at in (now, now - 600):
+        count_refusal(state, DEFAULT_ID, at)
     store = DeadLetterStore.from_settings(state, settings)
     for n, (error_type, error) in enumerate(
         [

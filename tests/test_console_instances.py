@@ -1,7 +1,7 @@
 """The console's ``/instances`` page (worker/console/instances.py) over a real Redis: each
 instance's connection and its error (phone masked), its pause and why, rate and sends, jobs
 queued and in workers, dead letters, Z-API's queue, delivery failures by Z-API's words, and the
-charts of its last hour; the broker unreadable is said, not a 500."""
+charts of its last hour (sends, 429s, dead letters); the broker unreadable is said, not a 500."""
 
 from __future__ import annotations
 
@@ -80,6 +80,7 @@ def test_each_instance_shows_its_state_at_a_glance(console: TestClient, fleet: F
     assert "4 of ours left of 7, 2 withdrawn" in main
     assert f"<td>{NOT_ON_WHATSAPP} (errorCode 404)</td><td>2</td>" in main
     assert "Sends, last hour: 5" in main
+    assert "429s, last hour: 2" in main
     assert "Dead letters, last hour: 3" in main
     assert 'aria-label="sends: 5 in the last 60 minutes, at most 3 in a minute"' in main
     other = section(page.text, "shop-b")

@@ -63,6 +63,7 @@ def test_the_instances_page_shows_each_instance_state(
     expect(main.locator("table.failures")).to_contain_text(NOT_ON_WHATSAPP)
     expect(main.get_by_role("img", name="sends: 5 in the last 60 minutes")).to_be_visible()
     expect(main.locator("svg.chart.sends rect")).to_have_count(3)
+    expect(main.get_by_role("img", name="429s: 2 in the last 60 minutes")).to_be_visible()
     expect(logged_in.locator("#instance-shop-b .connection")).to_contain_text("connected since")
     assert PHONE not in logged_in.content()
     assert screenshot(logged_in, "console-instances").stat().st_size > 10_000

@@ -2,8 +2,8 @@
 script (the console's pages read without JavaScript, and its CSP allows none inline).
 
 A chart is one bar per minute, oldest on the left; its colour comes from console.css (a class
-per kind: ``sends``, ``failures``), since the CSP forbids inline styles. Each bar carries a
-``<title>`` (the browser's tooltip: how many, how long ago) and the whole chart an
+per kind: ``sends``, ``refusals``, ``failures``), since the CSP forbids inline styles. Each bar
+carries a ``<title>`` (the browser's tooltip: how many, how long ago) and the whole chart an
 ``aria-label`` that says in words what it shows.
 """
 

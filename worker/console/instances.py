@@ -2,7 +2,7 @@
 
 What ``zapi-queue health`` reports per instance (worker/instance_report.py: connection, pause,
 hold, rate, jobs waiting, dead letters, Z-API's queue), and what a glance at its last hour needs:
-sends per minute (tasks/state/sends.py, kept an hour), dead letters per minute and delivery
+sends and 429s per minute (tasks/state/sends.py, kept an hour), dead letters per minute and delivery
 failures by Z-API's words (from the instance's newest dead letters), and the delivery states
 its messages reached (the counts the exporter reads). Charts are inline SVG (charts.py).
 
@@ -27,7 +27,7 @@ from config.instances import Instance
 from tasks.contract.errors import DeliveryFailedError
 from tasks.state.deadletter import DeadLetterStore
 from tasks.state.deliveries import failure_reason, state_counts
-from tasks.state.sends import sends_per_minute
+from tasks.state.sends import refusals_per_minute, sends_per_minute
 from tasks.state.store import connect
 from worker.console.app import render
 from worker.console.charts import bar_chart, per_minute
@@ -94,6 +94,7 @@ def _instance_view(
         if letter.error_type == DeliveryFailedError.__name__
     )
     sends = sends_per_minute(client, instance.instance_id, now=now)
+    refused = refusals_per_minute(client, instance.instance_id, now=now)
     buried = per_minute([letter.failed_at for letter in newest], now=now)
     counts = state_counts(client, instance.instance_id)
     return {
@@ -106,6 +107,8 @@ def _instance_view(
         "states": [(state, counts.get(state, 0)) for state in STATES],
         "sends_chart": bar_chart(sends, kind="sends", label="sends"),
         "sends_hour": sum(sends),
+        "refusals_chart": bar_chart(refused, kind="refusals", label="429s"),
+        "refusals_hour": sum(refused),
         "failures_chart": bar_chart(buried, kind="failures", label="dead letters"),
         "failures_hour": sum(buried),
     }
