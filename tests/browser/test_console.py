@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from config import Settings
 from devtools.processes import ConsoleProcess
+from tasks.state.deadletter import DeadLetterStore
 from tests.browser.console_env import LOGIN, ConsoleDbs
 from tests.console_fleet import NOT_ON_WHATSAPP, PHONE, Fleet, fleet_settings, seed_fleet
 from worker.console.app import build_app
@@ -81,13 +82,23 @@ def post_routes() -> list[str]:
 
 
 def test_a_form_post_without_its_csrf_token_is_refused(
-    logged_in: Page, console: ConsoleProcess
+    logged_in: Page, console: ConsoleProcess, console_dbs: ConsoleDbs, fleet: Fleet
 ) -> None:
     paths = post_routes()
     if not paths:
         pytest.skip("no page of the console takes a form POST yet")
     logged_in.goto(console.url)  # the login, as a page of the console has it
+    # What another site's page could send: a purge of everything, confirmed, without a token.
+    form: dict[str, str | float | bool] = {
+        "action": "purge",
+        "match": "1",
+        "confirm": "1",
+        "understood": "1",
+        "force": "1",
+    }
     for path in paths:
-        answer = logged_in.request.post(f"{console.url}{path}", form={"all": "1"})
+        answer = logged_in.request.post(f"{console.url}{path}", form=form)
         assert answer.status == 403, path
         assert "CSRF" in answer.text()
+    store = DeadLetterStore(console_dbs.state)
+    assert store.count() == fleet.dead_letters  # nothing was done
