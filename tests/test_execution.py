@@ -128,9 +128,14 @@ state = empty_db_fixture(DB, name="state")
 
 
 def make_stack(
-    client: redis.Redis, answers: list[httpx.Response | Exception], **overrides: Any
+    client: redis.Redis,
+    answers: list[httpx.Response | Exception],
+    *,
+    instance_id: str | None = None,
+    **overrides: Any,
 ) -> Stack:
-    instance_id = f"exec-{next(_instances)}"
+    """An execution's collaborators for a fresh instance (or ``instance_id``) over ``client``."""
+    instance_id = instance_id or f"exec-{next(_instances)}"
     settings = Settings(
         celery_broker_url=SecretStr("redis://127.0.0.1:1/0"),
         zapi_instance_id=instance_id,
