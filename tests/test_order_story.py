@@ -10,9 +10,10 @@ import uuid
 import httpx
 import redis
 
+from tasks.contract.endpoints import Endpoint
 from tasks.order_story import find_story, job_links, timeline
 from tasks.state.deliveries import DeliveryBook
-from tests.bodies import unique_body
+from tests.bodies import DOCS_SEND_ORDER_MINIMAL_BODY, unique_body
 from tests.test_execution import Stack, make_stack, reply, run_until_done, state
 
 __all__ = ["state"]
@@ -70,3 +71,18 @@ def test_the_timeline_tells_a_retry_the_send_and_the_read_receipt_in_order(
     assert rows[2].text == "Z-API: read"
     assert {row.label for row in rows} == {"status update"}
     assert all(body["phone"] not in row.text for row in rows)
+
+
+def test_an_order_is_found_by_the_shops_key_before_its_webhook_came(state: redis.Redis) -> None:
+    stack = dataclasses.replace(make_stack(state, [reply(9)]), endpoint=Endpoint.SEND_ORDER)
+    key = f"shop-{uuid.uuid4().hex[:8]}"
+    _, result = run_until_done(stack, dict(DOCS_SEND_ORDER_MINIMAL_BODY), order_key=key)
+    assert isinstance(result, dict)
+    instance_id = stack.at.instance.instance_id
+    story = find_story(state, instance_id, key, order_ttl=60, result_ttl=60)
+    assert story is not None
+    assert story.key == key
+    assert story.snapshot is None  # its order webhook has not come
+    assert story.order_message["messageId"] == "M9"
+    assert [job.job_id for job in story.jobs] == [stack.job_id]
+    assert [row.label for row in timeline(story.jobs)] == ["order message"]
