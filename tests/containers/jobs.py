@@ -160,6 +160,7 @@ def sim_dotenv(example: Path, redis_password: str) -> str:
         example,
         REDIS_PASSWORD=redis_password,
         FLOWER_BASIC_AUTH=f"admin:{throwaway('flower-')}",
+        ZAPI_CONSOLE_AUTH=f"ops:{throwaway('console-')}",
         ZAPI_WEBHOOK_SECRET=secret,
         ZAPI_BASE_URL="http://zapi-sim:8080",
         ZAPI_INSTANCE_ID=SIM_INSTANCE,
