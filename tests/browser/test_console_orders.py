@@ -5,7 +5,9 @@ execution (tests/test_execution.py's in-process stack) into the console's state 
 
 from __future__ import annotations
 
+import dataclasses
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,8 +17,9 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from devtools.processes import ConsoleProcess
+from tasks.contract.endpoints import Endpoint
 from tasks.state.deliveries import DeliveryBook
-from tests.bodies import unique_body
+from tests.bodies import DOCS_SEND_ORDER_MINIMAL_BODY, unique_body
 from tests.browser.console_env import ConsoleDbs
 from tests.console_fleet import DEFAULT_ID
 from tests.test_execution import Stack, make_stack, reply, run_until_done
@@ -70,3 +73,22 @@ def test_an_unknown_order_says_so(logged_in: Page, console: ConsoleProcess) -> N
     assert answer is not None
     assert answer.status == 404
     expect(logged_in.locator("main")).to_contain_text("nothing is known of order 4N8NEVER")
+
+
+def test_an_order_is_found_by_the_shops_key(
+    logged_in: Page, console: ConsoleProcess, console_dbs: ConsoleDbs
+) -> None:
+    """Before its order webhook came: the page says the order message went, and shows its job."""
+    sent = dataclasses.replace(
+        make_stack(console_dbs.state, [reply(8)], instance_id=DEFAULT_ID),
+        endpoint=Endpoint.SEND_ORDER,
+    )
+    key = f"shop-{uuid.uuid4().hex[:8]}"
+    run_until_done(sent, dict(DOCS_SEND_ORDER_MINIMAL_BODY), order_key=key)
+    logged_in.goto(f"{console.url}/orders")
+    logged_in.get_by_label("orderRequestId, messageId or orderKey").fill(key)
+    logged_in.get_by_role("button", name="Show its story").click()
+    expect(logged_in.get_by_role("heading", level=1)).to_contain_text(f"shop's key {key}")
+    expect(logged_in.locator("main")).to_contain_text("its order webhook has not come yet")
+    expect(logged_in.locator("table.timeline tbody tr")).to_contain_text("order message")
+    assert str(DOCS_SEND_ORDER_MINIMAL_BODY["phone"]) not in logged_in.content()
