@@ -111,23 +111,20 @@ def test_with_superseding_off_all_three_go_in_order(state: redis.Redis) -> None:
     assert all(isinstance(result, dict) for result in ended)
 
 
+def older_after_newer(state: redis.Redis, setting: bool, kwarg: bool) -> Any:
+    """What becomes of an older update (its ``supersede`` kwarg given) retried after a newer
+    one of its order entered the line, under ``ZAPI_SUPERSEDE`` = ``setting``."""
+    stack = make_stack(state, [UNAVAILABLE, reply(1), reply(2)], zapi_supersede=setting)
+    jobs, order = Jobs(stack), unique_body()
+    older, newer = job_of(stack), job_of(stack)
+    jobs.run(older, status_body(order, "processing"), supersede=kwarg)
+    jobs.run(newer, status_body(order, "shipped"))
+    return jobs.run(older, status_body(order, "processing"), supersede=kwarg)
+
+
 def test_the_supersede_kwarg_wins_over_the_setting(state: redis.Redis) -> None:
-    # Setting on, the older job says no: it is sent.
-    stack = make_stack(state, [UNAVAILABLE, reply(1), reply(2)], zapi_supersede=True)
-    jobs, order = Jobs(stack), unique_body()
-    older, newer = job_of(stack), job_of(stack)
-    jobs.run(older, status_body(order, "processing"), supersede=False)
-    jobs.run(newer, status_body(order, "shipped"))
-    assert isinstance(jobs.run(older, status_body(order, "processing"), supersede=False), dict)
-    # Setting off, the older job says yes: it gives way.
-    stack = make_stack(state, [UNAVAILABLE, reply(1)])
-    jobs, order = Jobs(stack), unique_body()
-    older, newer = job_of(stack), job_of(stack)
-    jobs.run(older, status_body(order, "processing"), supersede=True)
-    jobs.run(newer, status_body(order, "shipped"))
-    assert isinstance(
-        jobs.run(older, status_body(order, "processing"), supersede=True), SupersededError
-    )
+    assert isinstance(older_after_newer(state, setting=True, kwarg=False), dict)  # sent
+    assert isinstance(older_after_newer(state, setting=False, kwarg=True), SupersededError)
 
 
 def test_a_force_job_is_never_superseded(state: redis.Redis) -> None:

@@ -46,6 +46,7 @@ from tasks.contract.redaction import redact
 from tasks.inbox import Inbox, Outcome, fleet_instance_ids
 from tasks.state.store import connect
 from worker.healthz import healthz_route
+from worker.http_server import run
 from worker.webhook_url import RECEIVER_ROUTE
 
 logger = logging.getLogger("zapi_queue.webhook")
@@ -155,21 +156,12 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> Starlet
 
 def serve(settings: Settings, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
     """Run the receiver with uvicorn until stopped (SIGINT or SIGTERM)."""
-    import uvicorn
-
-    from worker.logging import configure_server_logging
-
     app = create_app(settings)
-    configure_server_logging(settings.zapi_log_format == "json")
-    uvicorn.run(
+    run(  # no access log (worker/http_server.py): it would print the secret path
         app,
+        settings,
         host=host,
         port=port,
-        log_config=None,
-        access_log=False,  # the access log would print the secret path
-        log_level="info",
-        server_header=False,
-        timeout_graceful_shutdown=10,
         http="h11",  # the limits below are h11's (httptools, if installed, has others)
         limit_concurrency=settings.zapi_webhook_concurrency,
         timeout_keep_alive=settings.zapi_webhook_keep_alive,

@@ -40,6 +40,7 @@ from worker.console.actions import Actions
 from worker.console.auth import RequireLogin, login_for
 from worker.console.csrf import FIELD, CsrfTokens
 from worker.healthz import healthz_route
+from worker.http_server import run
 from worker.replays import sender
 
 HERE = Path(__file__).resolve().parent
@@ -176,19 +177,5 @@ def serve(
 ) -> None:
     """Run the console with uvicorn until stopped (SIGINT or SIGTERM). No access log: a URL
     may carry what an operator searched for (an order id, a phone)."""
-    import uvicorn
-
-    from worker.logging import configure_server_logging
-
     app = build_app(settings, trust_proxy_header=trust_proxy_header)
-    configure_server_logging(settings.zapi_log_format == "json")
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_config=None,
-        access_log=False,
-        log_level="info",
-        server_header=False,
-        timeout_graceful_shutdown=10,
-    )
+    run(app, settings, host=host, port=port)
