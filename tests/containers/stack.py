@@ -35,7 +35,7 @@ from tests.containers.engine import (
 )
 
 #: The ports docker-compose.yml publishes on loopback (Flower, webhook, fake Z-API).
-FIXED_PORTS = {"flower": 5555, "webhook": 8000, "zapi-sim": 8080}
+FIXED_PORTS = {"flower": 5555, "webhook": 8000, "console": 8090, "zapi-sim": 8080}
 SERVICE_LABEL = "io.podman.compose.service"
 
 

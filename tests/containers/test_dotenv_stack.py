@@ -69,7 +69,7 @@ def test_every_service_passes_its_own_healthcheck(stack: Stack, phases: Phases) 
     with phases("dotenv: every healthcheck command passing"):
         passed = stack.wait_healthy(timeout=90)
     checked = {stack.service_of(c) for c in passed}
-    assert checked == {"redis", "worker", "flower", "webhook"}, passed
+    assert checked == {"redis", "worker", "flower", "webhook", "console"}, passed
 
 
 def test_jobs_from_outside_are_sent_once_each(stack: Stack, phases: Phases) -> None:
@@ -92,7 +92,15 @@ def test_flower_asks_for_the_login_of_the_dotenv(stack: Stack) -> None:
     assert httpx.get(url, auth=(user, password), timeout=30).status_code == 200
 
 
-@pytest.mark.parametrize("service", ["flower", "webhook"])
+def test_the_console_asks_for_the_login_of_the_dotenv(stack: Stack) -> None:
+    login = (stack.workdir / ".env").read_text().split("ZAPI_CONSOLE_AUTH=", 1)[1].split()[0]
+    user, password = login.split(":", 1)
+    url = f"http://127.0.0.1:{FIXED_PORTS['console']}/instances"
+    assert httpx.get(url, timeout=10).status_code == 401
+    assert httpx.get(url, auth=(user, password), timeout=30).status_code == 200
+
+
+@pytest.mark.parametrize("service", ["flower", "webhook", "console"])
 def test_no_zapi_token_reaches_a_service_that_does_not_send(stack: Stack, service: str) -> None:
     [container] = stack.containers(service)
     environment = stack.exec(container, "env")

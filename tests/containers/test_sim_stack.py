@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.containers, pytest.mark.timeout(900)]
 
 SETTINGS = read_env_file(ROOT / "deploy" / "sim.env")
 PASSWORD = SETTINGS.get("REDIS_PASSWORD") or None
-SERVICES = {"redis", "worker", "flower", "webhook", "zapi-sim"}
+SERVICES = {"redis", "worker", "flower", "webhook", "console", "zapi-sim"}
 JOBS = 300
 #: CELERY_WORKER_LEASE's default: a killed worker's jobs go back to the queue after it.
 LEASE = 60
