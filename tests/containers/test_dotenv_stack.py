@@ -84,18 +84,19 @@ def test_jobs_from_outside_are_sent_once_each(stack: Stack, phases: Phases) -> N
         fake.close()
 
 
-def test_flower_asks_for_the_login_of_the_dotenv(stack: Stack) -> None:
-    login = (stack.workdir / ".env").read_text().split("FLOWER_BASIC_AUTH=", 1)[1].split()[0]
+@pytest.mark.parametrize(
+    ("service", "variable", "path"),
+    [
+        ("flower", "FLOWER_BASIC_AUTH", "/api/workers"),
+        ("console", "ZAPI_CONSOLE_AUTH", "/instances"),
+    ],
+)
+def test_a_page_service_asks_for_the_login_of_the_dotenv(
+    stack: Stack, service: str, variable: str, path: str
+) -> None:
+    login = (stack.workdir / ".env").read_text().split(f"{variable}=", 1)[1].split()[0]
     user, password = login.split(":", 1)
-    url = f"http://127.0.0.1:{FIXED_PORTS['flower']}/api/workers"
-    assert httpx.get(url, timeout=10).status_code == 401
-    assert httpx.get(url, auth=(user, password), timeout=30).status_code == 200
-
-
-def test_the_console_asks_for_the_login_of_the_dotenv(stack: Stack) -> None:
-    login = (stack.workdir / ".env").read_text().split("ZAPI_CONSOLE_AUTH=", 1)[1].split()[0]
-    user, password = login.split(":", 1)
-    url = f"http://127.0.0.1:{FIXED_PORTS['console']}/instances"
+    url = f"http://127.0.0.1:{FIXED_PORTS[service]}{path}"
     assert httpx.get(url, timeout=10).status_code == 401
     assert httpx.get(url, auth=(user, password), timeout=30).status_code == 200
 
