@@ -102,10 +102,9 @@ class QueueReconciler(BackgroundThread):
                 continue
             try:
                 # Another worker may have passed between the look and the turn.
-                if wanted or pass_due(
-                    connection, book.last(), wanted=False, interval=self.interval
-                ):
-                    found = self.reconcile(client, instance, book, connection)
+                before = book.last()
+                if wanted or pass_due(connection, before, wanted=False, interval=self.interval):
+                    found = self.reconcile(client, instance, book, connection, before)
                     if found is not None:
                         done[instance.alias] = found
             finally:
@@ -118,8 +117,10 @@ class QueueReconciler(BackgroundThread):
         instance: Instance,
         book: ZapiQueueBook,
         connection: Connection | None,
+        before: LastPass | None,
     ) -> Reconciliation | None:
-        """One pass, logged and counted; None when Z-API could not be read."""
+        """One pass, logged and counted (``before``: the last pass, read under the turn); None
+        when Z-API could not be read."""
         settings = self._settings
         deliveries = DeliveryBook(
             client,
@@ -142,7 +143,6 @@ class QueueReconciler(BackgroundThread):
             return None
         withdrawn = sum(found.withdrawn.values())
         disconnected = connection is not None and not connection.connected
-        before = book.last()
         book.record(
             LastPass(
                 started, found.total, found.ours - withdrawn, withdrawn, found.partial, disconnected
