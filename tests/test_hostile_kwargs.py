@@ -15,7 +15,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tasks.contract.errors import InvalidBodyError
-from tasks.contract.job_kwargs import MAX_SEQUENCE, OPTIONAL_KWARGS, Call, check_kwargs
+from tasks.contract.job_kwargs import (
+    MAX_SEQUENCE,
+    OPTIONAL_KWARGS,
+    Call,
+    accepted_kwargs,
+    check_kwargs,
+)
 from tasks.contract.ordering import arrival_of
 
 TASK = "zapi.order_status_update"
@@ -29,7 +35,9 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner),
     max_leaves=8,
 )
-kwarg_names = st.sampled_from([*OPTIONAL_KWARGS, "body", "countdown", "Sequence", "", "x" * 50])
+#: What the task takes: the common kwargs and its own (``supersede`` for the update tasks).
+ACCEPTED = accepted_kwargs(TASK)
+kwarg_names = st.sampled_from([*ACCEPTED, "body", "countdown", "Sequence", "", "x" * 50])
 calls = st.tuples(
     st.lists(json_values, max_size=3), st.dictionaries(kwarg_names, json_values, max_size=5)
 )
@@ -40,7 +48,7 @@ def _in_range(name: str, value: Any) -> bool:
         return True
     if name == "sequence":
         return type(value) is int and 0 <= value < MAX_SEQUENCE
-    if name == "force":
+    if name in ("force", "supersede"):
         return isinstance(value, bool)
     if name == "idempotency_key":
         return isinstance(value, str) and 0 < len(value) <= 200
@@ -57,16 +65,16 @@ def test_a_call_is_checked_whole_and_every_offence_named(
     except InvalidBodyError as exc:
         message = str(exc)
         for name, value in kwargs.items():
-            if name in OPTIONAL_KWARGS and not _in_range(name, value):
+            if name in ACCEPTED and not _in_range(name, value):
                 assert f"{name}: must be" in message
-            if name not in (*OPTIONAL_KWARGS, "body"):
+            if name not in (*ACCEPTED, "body"):
                 assert "unknown kwargs" in message
         if len(args) + ("body" in kwargs) != 1:
             assert "positional argument" in message
         return
     assert len(args) + ("body" in kwargs) == 1
-    assert set(kwargs) <= {*OPTIONAL_KWARGS, "body"}
-    for name in OPTIONAL_KWARGS:
+    assert set(kwargs) <= {*ACCEPTED, "body"}
+    for name in ACCEPTED:
         assert _in_range(name, getattr(checked, name) if name != "force" else kwargs.get(name))
     assert checked.force is (kwargs.get("force") is True)
 
