@@ -16,6 +16,22 @@ pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("worker")]
 
 JOBS = 40
 LIFE = ["task-received", "task-started", "task-succeeded"]
+#: A wait (rate limit, a slow fake Z-API on a loaded machine) retries a job: its new message
+#: may be received before the old run's ``task-retried`` leaves, and it starts again.
+RETRIED = "task-retried"
+
+
+def in_order(kinds: list[str]) -> bool:
+    """One life, retries included: received then started, each start after a receipt not yet
+    started, one retry for each run but the last, and one success at the end."""
+    received = started = retried = 0
+    for kind in kinds[:-1]:
+        received += kind == LIFE[0]
+        started += kind == LIFE[1]
+        retried += kind == RETRIED
+        if kind == LIFE[2] or started > received or retried > started:
+            return False
+    return kinds[-1:] == LIFE[2:] and received == started == retried + 1
 
 
 def publishes(redis_server: RedisServer) -> int:
@@ -40,8 +56,8 @@ def test_every_event_arrives_in_order_in_fewer_publishes(
         published = publishes(redis_server) - before
     for result in results:
         ours: list[dict[str, Any]] = [e for e in events.seen if e.get("uuid") == result.id]
-        kinds = [e["type"] for e in ours if e["type"] in LIFE]
-        assert kinds == LIFE, f"job {result.id}: {kinds}"
+        kinds = [e["type"] for e in ours if e["type"] in [*LIFE, RETRIED]]
+        assert in_order(kinds), f"job {result.id}: {kinds}"
     # One publish per job is its result's; Celery alone publishes events one or two at a time
     # (two or more publishes per job); heartbeats add one every 2 s.
     event_publishes = published - JOBS
