@@ -32,6 +32,7 @@ from config.instances import (
     configured_instances,
     parse_instances,
 )
+from config.lifecycle import LifecycleSettings
 from config.passwords import url_password_problem
 from config.redis_url import passwords, unsupported
 from config.secret_files import SecretFileError, SecretFilesSource
@@ -59,7 +60,7 @@ class ZapiCredentials:
         return (self.instance_token.get_secret_value(), self.client_token.get_secret_value())
 
 
-class Settings(BaseSettings):
+class Settings(LifecycleSettings):
     """All of zapi-queue's settings. Field names are the environment variables, upper-cased."""
 
     model_config = SettingsConfigDict(

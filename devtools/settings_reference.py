@@ -53,7 +53,16 @@ class Row:
 
 
 def attribute_docstrings(model: type[BaseModel]) -> dict[str, str]:
-    """Field name -> the string literal right under its annotation in the class body."""
+    """Field name -> the string literal right under its annotation in the class body, or in
+    the body of one of its bases of our own (``config``'s mixins)."""
+    found: dict[str, str] = {}
+    for base in reversed(model.__mro__):
+        if base is model or base.__module__.startswith("config."):
+            found |= _class_docstrings(base)
+    return found
+
+
+def _class_docstrings(model: type) -> dict[str, str]:
     tree = ast.parse(textwrap.dedent(inspect.getsource(model)))
     body = tree.body[0].body if isinstance(tree.body[0], ast.ClassDef) else []
     found: dict[str, str] = {}
@@ -163,10 +172,12 @@ def _markdown(text: str) -> str:
 
 
 def rows(model: type[BaseModel] = Settings) -> list[Row]:
-    """Every field of ``model``, in the order the class declares them."""
+    """Every field of ``model``, in the order the class declares them, then its bases'."""
     docstrings = attribute_docstrings(model)
+    own = inspect.get_annotations(model)
+    fields = sorted(model.model_fields.items(), key=lambda item: item[0] not in own)
     found = []
-    for name, field in model.model_fields.items():
+    for name, field in fields:
         description = field.description or docstrings.get(name, "")
         found.append(
             Row(
