@@ -14,6 +14,7 @@ import functools
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -190,7 +191,18 @@ class RedisServer(Managed):
             if process.stderr:
                 process.stderr.close()
 
+    def freeze(self) -> None:
+        """SIGSTOP: a server that stops answering, its sockets open (a hung host, a paused VM);
+        ``thaw()`` resumes it."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        if self._process is not None:
+            self._process.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
+        self.thaw()  # a stopped server would take SIGTERM only once resumed
         process, self._process = self._process, None
         if process is not None:
             stop_process(process)

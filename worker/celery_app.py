@@ -31,6 +31,7 @@ from config.redis_url import scheme_of
 from tasks.contract.redis_url import SentinelOptions
 from tasks.state.store import sentinel_of
 from worker import results
+from worker.consumer_heartbeat import ConsumerHeartbeat
 from worker.event_batching import BatchedEvents
 
 #: Modules holding the tasks; Celery imports them when the worker starts.
@@ -139,6 +140,7 @@ def create_app(settings: Settings | None = None) -> Celery:
     app.conf.update(celery_config(settings))
     results.install(app)  # a late RETRY cannot overwrite a SUCCESS (worker/results.py)
     app.steps["consumer"].add(BatchedEvents)  # task events in batches (worker/event_batching.py)
+    app.steps["consumer"].add(ConsumerHeartbeat)  # for `zapi-queue probe` (worker/heartbeat.py)
     return app
 
 
