@@ -30,7 +30,11 @@ class LifecycleSettings(BaseSettings):
     ``worker.heartbeat`` in ``zapi-queue-<uid>`` of the temporary directory (``TMPDIR``)."""
     zapi_liveness_timeout: Annotated[float, Field(gt=0, le=86_400)] = 60.0
     """Seconds without progress of a worker's consumer after which its liveness probe
-    (``zapi-queue probe live``) fails: alive but not consuming, it should be restarted."""
+    (``zapi-queue probe live``) fails: alive but not consuming, it should be restarted. A
+    healthy loop beats every second; 60 s is twice the broker's socket timeout (30 s, the
+    longest a single Redis call may hold the loop), so one slow call, or a reconnect after it,
+    does not restart a worker, and it exceeds kombu's own recovery of a fetch whose reply never
+    came (about 26 s). A worker still starting passes for this long after its start."""
 
     @property
     def heartbeat_path(self) -> Path:

@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import click
 import jsonschema
 import pytest
 import redis
@@ -38,6 +39,7 @@ from tests.compose_model import (
     load,
     substitution_env,
 )
+from worker.cli.main import main as cli_main
 from worker.exporter import watched_instances
 
 SIM_ENV = ROOT / "deploy" / "sim.env"
@@ -311,7 +313,11 @@ def test_redis_persists_and_services_are_checked(compose: dict[str, Any]) -> Non
     assert any(v.endswith(":/data") for v in services["redis"]["volumes"])
     for name in ("redis", "worker"):
         assert services[name]["healthcheck"]["test"]
-    assert "inspect ping" in " ".join(services["worker"]["healthcheck"]["test"])
+    probe = services["worker"]["healthcheck"]["test"]
+    assert probe == ["CMD", "zapi-queue", "probe", "live"]  # no broker round trip
+    group = cli_main.get_command(click.Context(cli_main), probe[2])
+    assert isinstance(group, click.Group)
+    assert group.get_command(click.Context(group), probe[3]) is not None
     longest_send = Settings.model_fields["zapi_timeout"].default + 5
     assert seconds(services["worker"]["stop_grace_period"]) > longest_send
 
