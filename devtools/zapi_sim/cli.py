@@ -70,6 +70,12 @@ def main(argv: list[str] | None = None) -> None:
         help="seconds more before an order callback posted after the reply",
     )
     parser.add_argument(
+        "--callback-delay",
+        type=float,
+        default=default.callback_delay,
+        help="seconds between an accepted send and its delivery callbacks",
+    )
+    parser.add_argument(
         "--queue-spacing",
         type=float,
         default=default.queue_spacing,

@@ -48,6 +48,7 @@ class SimulatorOptions(TypedDict, total=False):
     callbacks_before_reply: bool
     order_callback: OrderCallback
     order_callback_delay: float
+    callback_delay: float
     queue_spacing: float
 
 
@@ -79,6 +80,9 @@ class SimulatorConfig:
     ``after`` the reply, ``before`` it, or ``never``."""
     order_callback_delay: float = 0.0
     """Seconds more before an ``after`` order callback (the callbacks queued after it wait)."""
+    callback_delay: float = 0.02
+    """Seconds between an accepted send and its delivery callbacks (Z-API's are quick, not
+    instant; a test that must see the reply recorded first makes it longer)."""
     queue_spacing: float = 0.05
     """Seconds between two messages an instance's queue fires on reconnect (Z-API's 1-3 s,
     scaled down so that tests are quick)."""
@@ -98,6 +102,7 @@ class SimulatorConfig:
         if self.webhook_url is not None:
             args += ["--webhook-url", self.webhook_url]
         args += ["--delivery-failure-rate", str(self.delivery_failure_rate)]
+        args += ["--callback-delay", str(self.callback_delay)]
         if self.callbacks_before_reply:
             args += ["--callbacks-before-reply"]
         args += ["--order-callback", self.order_callback]

@@ -75,6 +75,7 @@ def configure(sim: ZapiSimulator, body: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"order_callback must be one of {', '.join(ORDER_CALLBACKS)}")
         sim.order_callback = body["order_callback"]
     sim.order_callback_delay = float(body.get("order_callback_delay", sim.order_callback_delay))
+    sim.callback_delay = float(body.get("callback_delay", sim.callback_delay))
     sim.queue_spacing = float(body.get("queue_spacing", sim.queue_spacing))
     if "outage" in body:
         sim.set_outage(None if body["outage"] is None else Fault(**body["outage"]))

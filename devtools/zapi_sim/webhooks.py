@@ -25,9 +25,6 @@ from devtools.zapi_callbacks import (
 from devtools.zapi_sim.config import SimulatorConfig
 from devtools.zapi_sim.switches import Switches
 
-#: Seconds between an accepted update and its callbacks (Z-API's are quick, not instant).
-CALLBACK_DELAY = 0.02
-
 
 class Webhooks:
     """Posts the fake's callbacks and keeps what the receiver answered."""
@@ -56,7 +53,9 @@ class Webhooks:
             if config.order_callback == "before":
                 self._poster.post_now(url, echo)
             else:
-                self._poster.post_later(url, echo, CALLBACK_DELAY + config.order_callback_delay)
+                self._poster.post_later(
+                    url, echo, config.callback_delay + config.order_callback_delay
+                )
         phone = str(data.get("phone", ""))
         message_id, zaap_id = reply["messageId"], reply["zaapId"]
         instance_id = instance_id or config.instance_id
@@ -64,11 +63,11 @@ class Webhooks:
         if config.callbacks_before_reply:
             self._poster.post_now(url, delivery)
         else:
-            self._poster.post_later(url, delivery, CALLBACK_DELAY)
+            self._poster.post_later(url, delivery, config.callback_delay)
         if failure is None:
             for status in ("SENT", "RECEIVED", "READ"):
                 payload = status_callback(instance_id, message_id, phone, status)
-                self._poster.post_later(url, payload, CALLBACK_DELAY)
+                self._poster.post_later(url, payload, config.callback_delay)
 
     def after_order_sent(
         self,
