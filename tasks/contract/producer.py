@@ -49,6 +49,7 @@ from .ordering import (
 )
 from .redaction import describe_body
 from .redis_url import SentinelOptions, redis_client
+from .trace_context import publishing
 from .validation import validate_request
 
 BATCH_SIZE = 1000
@@ -144,14 +145,16 @@ class Producer:
             [(job_id, body, sequence)], TASK_NAMES[endpoint], kwargs, registers=instance is None
         )
         kwargs["sequence"] = in_line[0]
-        self.app.send_task(
-            TASK_NAMES[endpoint],
-            args=[body],
-            kwargs=kwargs,
-            countdown=countdown,
-            task_id=job_id,
-            argsrepr=describe_body(body),
-        )
+        with publishing(TASK_NAMES[endpoint], job_id) as trace:
+            self.app.send_task(
+                TASK_NAMES[endpoint],
+                args=[body],
+                kwargs=kwargs,
+                countdown=countdown,
+                task_id=job_id,
+                argsrepr=describe_body(body),
+                headers=trace,
+            )
         return job_id
 
     def _stamp(self) -> int:
@@ -250,7 +253,8 @@ class Producer:
         message = amqp.create_task_message(
             job_id, name, [body], kwargs, argsrepr=describe_body(body), kwargsrepr=repr(kwargs)
         )
-        amqp.send_task_message(producer, name, message, **options)
+        with publishing(name, job_id) as trace:
+            amqp.send_task_message(producer, name, message, headers=trace, **options)
         return job_id
 
     @contextlib.contextmanager
