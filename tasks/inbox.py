@@ -24,6 +24,7 @@ import redis
 from pydantic import ValidationError
 
 from config import Settings
+from tasks import tracing
 from tasks.callbacks import (
     CALLBACK_TYPES,
     Callback,
@@ -142,7 +143,7 @@ class Inbox:
                 error=callback.error,
                 error_code=callback.errorCode,
             )
-            return self._delivered(applied, books[1], f"delivery {state}")
+            return self._delivered([callback.messageId], applied, books[1], state, callback)
         if isinstance(callback, MessageStatusCallback):
             reached = STATUS_STATES.get(callback.status or "")
             if reached is None:
@@ -150,7 +151,7 @@ class Inbox:
             if not callback.ids:
                 return Outcome(200, "ignored", "a MessageStatusCallback without ids")
             applied = books[1].apply_all(callback.ids, reached, at=callback.at)
-            return self._delivered(applied, books[1], f"delivery {reached}")
+            return self._delivered(callback.ids, applied, books[1], reached, callback)
         if isinstance(callback, ConnectionCallback):
             self._instances.note(
                 instance,
@@ -162,7 +163,14 @@ class Inbox:
             return Outcome(200, "stored", "connected" if callback.connected else "disconnected")
         return Outcome(200, "ignored")  # pragma: no cover - CALLBACK_TYPES lists the above
 
-    def _delivered(self, applied: list[Applied], deliveries: DeliveryBook, done: str) -> Outcome:
+    def _delivered(
+        self,
+        message_ids: list[str],
+        applied: list[Applied],
+        deliveries: DeliveryBook,
+        state: str,
+        callback: Callback,
+    ) -> Outcome:
         """Bury the jobs whose failure was reported; the answer: stored when a message was
         ours, unmatched when none was (its early entry kept; evictions counted)."""
         evicted = sum(each.evicted for each in applied)
@@ -170,9 +178,19 @@ class Inbox:
             self._stats.count("evicted", "early", evicted)
         for each in applied:
             self._bury(each.burial, deliveries)
-        if any(each.linked for each in applied):
-            return Outcome(200, "stored", done)
+        linked = [mid for mid, each in zip(message_ids, applied, strict=True) if each.linked]
+        if tracing.enabled() and linked:
+            self._join_traces(linked, deliveries, f"{type(callback).__name__}: {state}")
+        if linked:
+            return Outcome(200, "stored", f"delivery {state}")
         return Outcome(200, "unmatched", UNMATCHED)
+
+    def _join_traces(self, message_ids: list[str], deliveries: DeliveryBook, name: str) -> None:
+        """Each message's callback (``name``: its type and the state it reports) as a span in
+        the trace of the job that sent the message."""
+        traces = deliveries.traces(message_ids)
+        for message_id in message_ids:
+            tracing.joined(name, traces.get(message_id), {"zapi.message_id": message_id})
 
     def _order_message(self, callback: ReceivedCallback, instance: str, book: OrderBook) -> Outcome:
         snapshot = snapshot_of_callback(callback, instance)

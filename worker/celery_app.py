@@ -157,7 +157,8 @@ app = _create_app_or_exit()
 
 # Register the tasks now, so the worker's banner lists them, and wire the signal handlers.
 import tasks.orders  # noqa: E402, F401
-import worker.signals  # noqa: E402, F401
+import worker.signals  # noqa: E402
+import worker.tracing_setup  # noqa: E402, F401
 from worker import flower_guard  # noqa: E402
 
 flower_guard.install()

@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from config import ConfigurationError, get_settings
+from tasks import tracing
 from tasks.contract.redaction import RedactingFilter
 
 #: The parent of zapi-queue's own loggers (zapi_queue.attempts, zapi_queue.webhook):
@@ -17,7 +18,9 @@ NOISY_URL_LOGGERS = ("httpx", "httpcore")
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, and the attempt fields."""
+    """One JSON object per line: time, level, logger, message, the attempt fields, and the
+    ``trace_id`` and ``span_id`` of the span it was logged in when tracing (tasks/tracing.py),
+    so that a log line leads to its trace and back."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -27,6 +30,9 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         entry.update(getattr(record, "zapi", {}))
+        ids = tracing.log_ids()
+        if ids is not None:
+            entry["trace_id"], entry["span_id"] = ids
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         elif record.exc_text:

@@ -41,12 +41,14 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from config import ConfigurationError, Settings
+from tasks import tracing
 from tasks.callbacks import callback_type
 from tasks.contract.redaction import redact
 from tasks.inbox import Inbox, Outcome, fleet_instance_ids
 from tasks.state.store import connect
 from worker.healthz import healthz_route
 from worker.http_server import run
+from worker.tracing_setup import start_tracing, stop_tracing
 from worker.webhook_url import RECEIVER_ROUTE
 
 logger = logging.getLogger("zapi_queue.webhook")
@@ -99,6 +101,20 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> Starlet
     inbox = Inbox(state, settings)
     secrets = settings.secret_values()
 
+    def take(payload: dict[str, Any], kind: str) -> Outcome:
+        """One callback applied, in a span of its own when tracing (named by the route
+        template: the real path holds the secret)."""
+        with tracing.serving(RECEIVER_ROUTE, "POST") as span:
+            outcome = inbox.take(payload)
+            span.set(
+                {
+                    "http.response.status_code": outcome.status,
+                    "zapi.callback_type": tracing.safe_text(kind),
+                    "zapi.outcome": outcome.outcome,
+                }
+            )
+            return outcome
+
     async def receive(request: Request) -> JSONResponse:
         started = time.perf_counter()
         given = str(request.path_params["secret"]).encode()
@@ -112,7 +128,7 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> Starlet
                 outcome = Outcome(400, "rejected", "the body must be a JSON object")
             else:
                 kind = callback_type(payload)
-                outcome = await run_in_threadpool(inbox.take, payload)
+                outcome = await run_in_threadpool(take, payload, kind)
         except BodyTooLarge:
             outcome = Outcome(413, "rejected", f"the body is over {MAX_BODY} bytes")
         except TimeoutError:
@@ -155,15 +171,20 @@ def create_app(settings: Settings, client: redis.Redis | None = None) -> Starlet
 
 
 def serve(settings: Settings, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
-    """Run the receiver with uvicorn until stopped (SIGINT or SIGTERM)."""
+    """Run the receiver with uvicorn until stopped (SIGINT or SIGTERM), tracing when asked
+    (worker/tracing_setup.py)."""
     app = create_app(settings)
-    run(  # no access log (worker/http_server.py): it would print the secret path
-        app,
-        settings,
-        host=host,
-        port=port,
-        http="h11",  # the limits below are h11's (httptools, if installed, has others)
-        limit_concurrency=settings.zapi_webhook_concurrency,
-        timeout_keep_alive=settings.zapi_webhook_keep_alive,
-        h11_max_incomplete_event_size=MAX_HEADER,
-    )
+    start_tracing("zapi-queue-webhook")
+    try:
+        run(  # no access log (worker/http_server.py): it would print the secret path
+            app,
+            settings,
+            host=host,
+            port=port,
+            http="h11",  # the limits below are h11's (httptools, if installed, has others)
+            limit_concurrency=settings.zapi_webhook_concurrency,
+            timeout_keep_alive=settings.zapi_webhook_keep_alive,
+            h11_max_incomplete_event_size=MAX_HEADER,
+        )
+    finally:
+        stop_tracing()

@@ -17,20 +17,22 @@ Every execution leaves its job in exactly one place:
 The rooms: ``run`` (the steps in order), ``outcomes`` (where a job can end, as values) and
 ``route`` (the one place they become Celery's), ``headers`` (the job's history between
 executions), ``policy`` (retries, budgets, 429s, the breaker), ``completion`` (short updates),
-``recording`` (the reply after a delivery), ``burial`` (dead letters and writes that must not
-be lost), ``job`` (one execution's state and its attempt log line), ``deps`` (the collaborators
-handed to it).
+``recording`` (the reply after a delivery), ``spans`` (what a trace shows of it), ``burial``
+(dead letters and writes that must not be lost), ``job`` (one execution's state and its attempt
+log line), ``deps`` (the collaborators handed to it).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from tasks import tracing
 from tasks.contract.endpoints import Endpoint
 from tasks.execution import deps as _deps
 from tasks.execution.job import JobTask
 from tasks.execution.route import finish
 from tasks.execution.run import Execution
+from tasks.execution.spans import note_outcome
 
 
 def deliver(
@@ -43,5 +45,9 @@ def deliver(
     """Run one execution of ``task`` for ``endpoint`` with the call's raw ``args`` and
     ``kwargs`` (checked inside, so that a wrong call is buried like any invalid job), with
     ``deps`` (default: the worker process's collaborators)."""
-    execution = Execution(task, endpoint, args, kwargs, deps or _deps.production())
-    return finish(execution.job, execution.outcome())
+    request = task.request
+    with tracing.execution(task.name, request.id or "", request.headers) as span:
+        execution = Execution(task, endpoint, args, kwargs, deps or _deps.production())
+        outcome = execution.outcome()
+        note_outcome(span, execution.job, outcome)
+        return finish(execution.job, outcome)

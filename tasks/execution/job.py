@@ -20,7 +20,7 @@ from celery.utils.log import get_task_logger
 
 from config import Settings
 from config.instances import Instance, alias_of
-from tasks import metrics
+from tasks import metrics, tracing
 from tasks.attempt_log import log_attempt
 from tasks.contract.endpoints import Endpoint
 from tasks.contract.errors import UnknownInstanceError
@@ -186,6 +186,14 @@ class Job:
                 detail=detail[:DETAIL_MAX] or None,
                 **ids,
             )
+        )
+        tracing.current().event(
+            outcome,
+            {
+                "zapi.attempt": self.attempt,
+                "http.response.status_code": status,
+                "zapi.detail": tracing.safe_text(detail) if detail else None,
+            },
         )
         metrics.count_attempt(
             endpoint=self.endpoint.value,

@@ -16,6 +16,7 @@ from typing import Any
 
 import redis
 
+from tasks import tracing
 from tasks.contract.ordering import ShopOrderKey
 from tasks.contract.schemas import OrderUpdate
 from tasks.contract.send_order import SendOrder
@@ -131,6 +132,7 @@ def record(
         letter=letter(job, "DeliveryFailedError", "", body=replay),
         reply_key=turns.store.keys(key)[0],
         line=order,
+        trace=tracing.traceparent(),
     )
     answers: list[Any] = []
     persist(

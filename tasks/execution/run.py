@@ -16,7 +16,7 @@ from typing import Any
 
 import redis
 
-from tasks import metrics
+from tasks import metrics, tracing
 from tasks.contract.endpoints import Endpoint
 from tasks.contract.errors import StaleUpdateError, SupersededError, ZapiQueueError
 from tasks.contract.job_kwargs import Call
@@ -190,14 +190,15 @@ class Execution:
         job = self.job
         try:
             waited_from = time.perf_counter()
-            wait_for_slot(
-                job.at().limiter,
-                job.phone,
-                job.state.slot_us,
-                job.settings.zapi_rate_max_wait,
-                start.reservation,
-                start.answered,
-            )
+            with tracing.waiting("a rate slot"):
+                wait_for_slot(
+                    job.at().limiter,
+                    job.phone,
+                    job.state.slot_us,
+                    job.settings.zapi_rate_max_wait,
+                    start.reservation,
+                    start.answered,
+                )
             metrics.SLOT_WAIT.labels(job.label).observe(time.perf_counter() - waited_from)
         except Deferral as deferral:
             store.release(key, owner)

@@ -218,11 +218,18 @@ class DeliveryBook:
         return self.burial(message_id, answer)
 
     def link_args(
-        self, *, zaap_id: str, letter: DeadLetter, reply_key: str, line: str | None = None
+        self,
+        *,
+        zaap_id: str,
+        letter: DeadLetter,
+        reply_key: str,
+        line: str | None = None,
+        trace: str | None = None,
     ) -> list[Any]:
         """The arguments of the Lua ``link`` function, in order; ``line``: the order whose line
         the job stood in (an ``orderRequestId`` or a ShopOrderKey), for reconciling Z-API's
-        queue with the jobs still in that line."""
+        queue with the jobs still in that line; ``trace``: the sending execution's
+        ``traceparent``, for the callbacks to join its trace (tasks/tracing.py)."""
         body = letter.body if isinstance(letter.body, dict) else {}
         job = {
             "job": letter.job_id,
@@ -236,6 +243,8 @@ class DeliveryBook:
         }
         if line is not None:
             job["line"] = [str(line), isinstance(line, ShopOrderKey)]
+        if trace is not None:
+            job["trace"] = trace
         return [
             json.dumps(job),
             json.dumps(letter.body, ensure_ascii=False),
@@ -307,6 +316,20 @@ class DeliveryBook:
             history_ttl=self.history_ttl,
         )
         return int(answer) == 1
+
+    def traces(self, message_ids: list[str]) -> dict[str, str]:
+        """The ``traceparent`` each message's sending execution kept (tasks/tracing.py), for
+        those that have one (one round trip)."""
+        pipe = self._redis.pipeline(transaction=False)
+        for message_id in message_ids:
+            pipe.hget(self.key(message_id), "job")
+        found: dict[str, str] = {}
+        for message_id, job in zip(message_ids, pipe.execute(), strict=True):
+            with contextlib.suppress(ValueError, TypeError):
+                trace = json.loads(job).get("trace") if job else None
+                if isinstance(trace, str):
+                    found[message_id] = trace
+        return found
 
     def early_count(self) -> int:
         """How many messages no job linked have an early entry now (bounded by EARLY_MAX)."""

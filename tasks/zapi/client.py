@@ -32,8 +32,9 @@ import httpx
 
 from config import Settings, ZapiCredentials, get_settings
 from config.instances import Instance
+from tasks import tracing
 from tasks.contract.endpoints import Endpoint
-from tasks.contract.errors import ZapiTransportError
+from tasks.contract.errors import ZapiQueueError, ZapiTransportError
 from tasks.contract.redaction import redact
 from tasks.contract.schemas import ZapiReply
 from tasks.instances import default_instance
@@ -149,12 +150,22 @@ class ZapiClient:
         """
         url = self._url(endpoint.value)
         content = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-        with deadline_of_send(self._deadline) as state:
+        with tracing.zapi_request("POST", endpoint.value, url.host, url.port) as span:
+            with deadline_of_send(self._deadline) as state:
+                try:
+                    response = self._http.post(url, content=content)
+                except httpx.HTTPError as exc:
+                    error = self._transport_error(exc, state)
+                    span.error(type(exc).__name__, str(error))
+                    raise error from None
+            span.set({"http.response.status_code": response.status_code})
             try:
-                response = self._http.post(url, content=content)
-            except httpx.HTTPError as exc:
-                raise self._transport_error(exc, state) from None
-        return interpret(response.status_code, response.headers, response.content, self._secrets)
+                return interpret(
+                    response.status_code, response.headers, response.content, self._secrets
+                )
+            except ZapiQueueError as exc:
+                span.error(type(exc).__name__, str(exc))
+                raise
 
     def status(self) -> InstanceStatus:
         """Ask Z-API whether the instance is connected (``GET .../status``). Raises a
