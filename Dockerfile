@@ -24,7 +24,7 @@ COPY config ./config
 COPY tasks ./tasks
 COPY worker ./worker
 # Exact versions: the ones the test suite ran with (.ci/constraints.txt).
-RUN pip install -c constraints.txt . && useradd --create-home --uid 10001 zapi
+RUN pip install -c constraints.txt ".[otel]" && useradd --create-home --uid 10001 zapi
 USER zapi
 
 # The shipped defaults (pool, concurrency, acks, prefetch) come from the app's config.

@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml .ci/constraints.txt tasks/contract/pyproject.toml
 		{ echo "zapi-queue needs Python 3.11 or newer (PYTHON=$(PYTHON))"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c .ci/constraints.txt -e '.[dev]' -e ./tasks/contract
+	$(BIN)/python -m pip install --quiet -c .ci/constraints.txt -e '.[dev,otel]' -e ./tasks/contract
 	@# devtools/ (the fake Z-API, the demo, local Redis) is no part of the wheel: the venv finds
 	@# it in this checkout, from any directory.
 	$(BIN)/python -c 'import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()["purelib"], "zapi_queue_devtools.pth").write_text("$(CURDIR)\n")'
@@ -46,7 +46,7 @@ demo: $(STAMP)
 # fails on a broken link or anchor, a page missing from the nav, or a configuration page that
 # cannot be generated from config.settings.Settings (docs/hooks.py).
 $(DOCS_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -c .ci/constraints.txt -e '.[dev,docs]'
+	$(BIN)/python -m pip install --quiet -c .ci/constraints.txt -e '.[dev,otel,docs]'
 	@touch $@
 
 docs: $(DOCS_STAMP)
