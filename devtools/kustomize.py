@@ -112,7 +112,9 @@ def merge(base: Any, patch: Any, *, strategic: bool, key: str | None = None) -> 
                 merged[name] = merge(base.get(name), value, strategic=strategic, key=name)
         return merged
     merge_key = MERGE_KEYS.get(key or "") if strategic else None
-    if merge_key and isinstance(patch, list) and isinstance(base, list):
+    if merge_key and _keyed(base, merge_key) and _keyed(patch, merge_key):
+        assert isinstance(base, list)
+        assert isinstance(patch, list)
         merged_list = copy.deepcopy(base)
         for item in patch:
             wanted = item[merge_key]
@@ -123,6 +125,11 @@ def merge(base: Any, patch: Any, *, strategic: bool, key: str | None = None) -> 
                 merged_list.append(copy.deepcopy(item))
         return merged_list
     return copy.deepcopy(patch)
+
+
+def _keyed(items: Any, key: str) -> bool:
+    """A list of maps that each have ``key``: merged item by item, else replaced whole."""
+    return isinstance(items, list) and all(isinstance(i, dict) and key in i for i in items)
 
 
 def pod_spec(obj: Manifest) -> dict[str, Any] | None:
