@@ -162,6 +162,15 @@ def test_the_schemas_refuse_a_wrong_field(kind: str, change: Any) -> None:
         validate(obj)
 
 
+def test_the_docs_name_the_versions_validated_for() -> None:
+    text = (ROOT / "docs" / "kubernetes.md").read_text()
+    major_minor = KUBERNETES_VERSION.rpartition(".")[0]
+    assert f"validated for **Kubernetes {major_minor}**" in text
+    version = re.search(r"^# KEDA (v[\d.]+) ", KEDA_CRD.read_text(), re.MULTILINE)
+    assert version, "the vendored CRD's header names its KEDA version"
+    assert f"KEDA {version.group(1)} publishes" in text
+
+
 def test_every_manifest_file_is_rendered_or_checked() -> None:
     """No YAML file under deploy/kubernetes/ escapes validation: each is a kustomization, a
     resource or a patch one of them names, or the adapter rule checked above."""
