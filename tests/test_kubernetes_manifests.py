@@ -287,12 +287,25 @@ def test_the_worker_alone_holds_the_zapi_tokens(objects: list[Manifest]) -> None
 # --- Resources, probes, the stop --------------------------------------------------------------
 
 
+UNITS = {"m": 1e-3, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "": 1}
+
+
+def quantity(value: str | int) -> float:
+    """A Kubernetes quantity of the forms the manifests use (``500m``, ``1``, ``192Mi``)."""
+    match = re.fullmatch(r"([\d.]+)([a-zA-Z]*)", str(value))
+    assert match, f"an unexpected quantity {value!r}"
+    return float(match.group(1)) * UNITS[match.group(2)]
+
+
 def test_every_deployment_has_requests_limits_and_probes(objects: list[Manifest]) -> None:
     for obj in of_kind(objects, "Deployment"):
         for container in containers(obj):
             resources = container["resources"]
             for side in ("requests", "limits"):
                 assert set(resources[side]) >= {"cpu", "memory"}, obj["metadata"]["name"]
+            for kind in ("cpu", "memory"):
+                request, limit = resources["requests"][kind], resources["limits"][kind]
+                assert quantity(request) <= quantity(limit), (obj["metadata"]["name"], kind)
             assert container["livenessProbe"], obj["metadata"]["name"]
             assert container["readinessProbe"], obj["metadata"]["name"]
 
