@@ -35,6 +35,7 @@ from config.instances import (
 from config.lifecycle import LifecycleSettings
 from config.passwords import url_password_problem
 from config.redis_url import passwords, unsupported
+from config.scaling import ScalingSettings
 from config.secret_files import SecretFileError, SecretFilesSource
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -60,7 +61,7 @@ class ZapiCredentials:
         return (self.instance_token.get_secret_value(), self.client_token.get_secret_value())
 
 
-class Settings(LifecycleSettings):
+class Settings(LifecycleSettings, ScalingSettings):
     """All of zapi-queue's settings. Field names are the environment variables, upper-cased."""
 
     model_config = SettingsConfigDict(

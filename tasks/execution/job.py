@@ -31,6 +31,7 @@ from tasks.execution.headers import JobState
 from tasks.order_line import OrderLine
 from tasks.state.history import step
 from tasks.state.idempotency import IdempotencyStore
+from tasks.state.send_times import SEND_TIMES
 
 #: The most characters of an attempt's detail a history step keeps.
 DETAIL_MAX = 300
@@ -202,6 +203,8 @@ class Job:
             duration=duration,
             ambiguous_send=self.ambiguous_send,
         )
+        if self.sent and self.instance is not None and outcome in metrics.SENDING_OUTCOMES:
+            SEND_TIMES.observe(self.deps.redis, self.instance.instance_id, duration)
         log_attempt(
             job_id=self.job_id,
             endpoint=self.endpoint.value,

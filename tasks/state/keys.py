@@ -80,6 +80,7 @@ RECONCILE_PREFIX = f"{PREFIX}:reconcile:"
 RECONCILE_TURN_PREFIX = f"{PREFIX}:reconcile-turn:"
 RECONCILE_WANTED_PREFIX = f"{PREFIX}:reconcile-wanted:"
 CONSOLE_AUDIT_KEY = f"{PREFIX}:console:audit"
+SEND_SECONDS_PREFIX = f"{PREFIX}:send-seconds:"
 #: In every Redis zapi-queue uses (worker/redis_marker.py).
 MARKER_KEY = f"{PREFIX}:marker"
 
@@ -87,6 +88,8 @@ MARKER_KEY = f"{PREFIX}:marker"
 #: An hour and two minutes: the console's chart of the last hour's sends reads them.
 SENT_TTL = 3720
 SENT_MAX_FIELDS = 60
+#: Ten minutes without a send of the instance: the exporter falls back to its setting.
+SEND_SECONDS_TTL = 600
 DELIVERY_COUNTS_TTL = 30 * 86_400
 DELIVERY_COUNTS_MAX_FIELDS = 7
 DELIVERY_EARLY_TTL = 300
@@ -258,6 +261,12 @@ KEYS: tuple[Key, ...] = (
         _NO,
         f"{SENT_TTL} s after its last count",
         cap=Cap("a field per second", SENT_MAX_FIELDS),
+    ),
+    Key(
+        f"{SEND_SECONDS_PREFIX}{{instance}}",
+        "the recent mean send time, for the scaling metric (tasks/state/send_times.py)",
+        _NO,
+        f"{SEND_SECONDS_TTL} s after the last send",
     ),
     # -- deliveries (tasks/state/deliveries.py)
     Key(
