@@ -7,6 +7,21 @@ to the whole fleet is read here, by one process, so that it is never counted twi
 * ``zapi_queue_oldest_queued_job_age_seconds``: how long the next job to be fetched has been
   waiting: from its ``sequence`` stamp when its producer gave one (``tasks.contract.Producer``
   and ``zapi-queue enqueue`` do), else since this exporter first saw it (a lower bound).
+* ``zapi_queue_backlog_jobs{instance,state}``: every job not finished, by instance and state
+  (worker/queue_census.py): ``queued`` (the queue, its priority lists, the processing lists),
+  ``scheduled`` (held by a worker until an eta still ahead: a countdown, a retry's backoff, a
+  wait) and ``in_workers`` (held and due: running or about to run).
+  ``zapi_queue_backlog_complete``: 0 when the census stopped at its limit (100,000 messages per
+  place): the counts are then lower bounds.
+* ``zapi_queue_oldest_job_age_seconds``: how long the oldest job not finished (queued, in
+  workers, or scheduled and overdue) has existed, dated as the oldest queued one is.
+* ``zapi_queue_backlog_drain_seconds{instance}``: the instance's backlog over its rate limit:
+  the time its jobs take to send at best.
+* ``zapi_queue_scaling_backlog_jobs{instance}``: what an autoscaler should scale on (KEDA:
+  ``sum(zapi_queue_scaling_backlog_jobs)`` over a worker's concurrency): the due jobs capped at
+  what the instance's rate limit keeps busy, ``rate x send seconds`` (worker/backlog.py says
+  why, and what scheduled jobs count); ``zapi_queue_scaling_send_seconds{instance}``: the mean
+  send time it used (the workers' recent mean, else ``ZAPI_SCALING_SEND_SECONDS``).
 * ``zapi_queue_dead_letters{error_type}``: dead letters kept now, by error class (``unknown``:
   letters of releases that did not index them by class);
   ``zapi_queue_dead_letters_dropped_total``: letters the cap dropped, ever.
@@ -25,8 +40,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from typing import Any, TypeVar
 
 import redis
@@ -36,17 +50,15 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from config import Settings
-from tasks.contract.ordering import task_call
 from tasks.state.deadletter import DeadLetterStore
 from tasks.state.deliveries import state_counts
 from tasks.state.ratelimit import RateLimiter
+from tasks.state.send_times import read_send_seconds
 from tasks.state.store import connect
 from tasks.state.webhook_stats import WebhookStats
-from worker.queue_census import QUEUE
-
-#: Job ids whose first sighting is remembered (only the queue's tail is ever looked up).
-FIRST_SEEN_CAP = 10_000
-
+from worker import instance_report
+from worker.backlog import FIRST_SEEN_CAP, Sightings, backlogs
+from worker.queue_census import QUEUE, STATES, Census, JobFacts, take_census
 
 #: The help texts of the state's families (the module's docstring explains each).
 DEAD_LETTERS = "Dead letters kept now, by error class."
@@ -54,6 +66,12 @@ DROPPED = "Dead letters dropped by ZAPI_DEAD_LETTER_MAX."
 DELIVERY_STATES = "Messages that reached each delivery state, from Z-API's callbacks."
 PAUSED = "Seconds until sends resume after a pause Z-API asked for (0: not paused)."
 CALLBACKS = "Callbacks the webhook receiver took, by type and outcome."
+BACKLOG = "Jobs not finished, by instance and state (queued, scheduled, in_workers)."
+COMPLETE = "1 when the backlog census read every message (0: its counts are lower bounds)."
+OLDEST = "How long the oldest job not finished has existed (scheduled ones not yet due aside)."
+DRAIN = "Seconds the instance's backlog takes to send at its rate limit."
+SCALING = "Due jobs capped at what the instance's rate limit keeps busy: the scaler's metric."
+SEND_SECONDS = "The mean send time the scaling metric assumes for the instance."
 
 #: One sample of a family: its label values, its value.
 Sample = tuple[list[str], float]
@@ -80,15 +98,10 @@ def queued_since(message: bytes | str) -> tuple[str | None, float | None]:
     """A queued Celery message's job id, and its ``sequence`` stamp as epoch seconds if its
     producer gave one (µs since the epoch: ``tasks.contract.Producer``)."""
     try:
-        envelope = json.loads(message)
+        facts = JobFacts.of(json.loads(message))
     except ValueError:
         return None, None
-    headers = envelope.get("headers") if isinstance(envelope, dict) else None
-    job_id = headers.get("id") if isinstance(headers, dict) else None
-    call = task_call(envelope)
-    sequence = call[1].get("sequence") if call is not None else None
-    stamped = sequence / 1e6 if isinstance(sequence, int) and sequence > 1e15 else None
-    return (job_id if isinstance(job_id, str) else None), stamped
+    return (None, None) if facts is None else (facts.job_id, facts.stamped)
 
 
 def watched_instances(settings: Settings) -> list[tuple[str, str, float]]:
@@ -116,28 +129,31 @@ class FleetCollector(Collector):
         self.settings = settings
         self.ping_timeout = ping_timeout
         self._app = app
-        self._first_seen: OrderedDict[str, float] = OrderedDict()
+        self._sightings = Sightings()
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily(
             "zapi_queue_exporter_redis_up", "1 when the last scrape could read Redis."
         )
         try:
-            yield from self._from_broker()
-            yield from self._from_state()
+            census = yield from self._from_broker()
+            yield from self._from_state(census)
             up.add_metric([], 1)
         except redis.RedisError:
             up.add_metric([], 0)
         yield up
         yield self._workers_alive()
 
-    def _from_broker(self) -> Iterator[Metric]:
+    def _from_broker(self) -> Generator[Metric, None, Census]:
+        """The queue's gauges and the census' own; returns the census for the backlog."""
         client = connect(self.settings.celery_broker_url.get_secret_value(), retries=1)
         try:
             depth = int(client.llen(QUEUE))
             tail = client.lindex(QUEUE, -1) if depth else None
+            census = take_census(client, track=FIRST_SEEN_CAP)
         finally:
             client.close()
+        now = time.time()
         queue = GaugeMetricFamily(
             "zapi_queue_queue_depth", "Jobs waiting in the broker's queue.", labels=["queue"]
         )
@@ -147,27 +163,48 @@ class FleetCollector(Collector):
             "zapi_queue_oldest_queued_job_age_seconds",
             "How long the next job to be fetched has waited (0: the queue is empty).",
         )
-        age.add_metric([], self._age(tail) if tail is not None else 0.0)
+        age.add_metric([], self._age(tail, now) if tail is not None else 0.0)
         yield age
+        oldest = self._sightings.oldest_age(census, now)
+        yield gauge("zapi_queue_oldest_job_age_seconds", OLDEST, [], [([], oldest)])
+        yield gauge("zapi_queue_backlog_complete", COMPLETE, [], [([], float(census.complete))])
+        return census
 
-    def _age(self, message: bytes | str) -> float:
-        now = time.time()
+    def _age(self, message: bytes | str, now: float) -> float:
         job_id, stamped = queued_since(message)
-        seen = now
-        if job_id is not None:
-            seen = self._first_seen.setdefault(job_id, now)
-            self._first_seen.move_to_end(job_id)
-            while len(self._first_seen) > FIRST_SEEN_CAP:
-                self._first_seen.popitem(last=False)
+        seen = self._sightings.first(job_id, now) if job_id is not None else now
         return max(0.0, now - min(seen, stamped if stamped is not None else seen))
 
-    def _from_state(self) -> Iterator[Metric]:
+    def _backlog(self, census: Census, send_seconds: dict[str, float]) -> Iterator[Metric]:
+        """The backlog by instance and state, its drain time and the scaling metric."""
+        settings = self.settings
+        found = backlogs(
+            census,
+            instance_report.watched_instances(settings),
+            send_seconds,
+            settings.zapi_scaling_send_seconds,
+        )
+        by_state = [
+            ([backlog.label, state], getattr(backlog, state))
+            for backlog in found
+            for state in STATES
+        ]
+        yield gauge("zapi_queue_backlog_jobs", BACKLOG, ["instance", "state"], by_state)
+        drains = [([b.label], b.drain_seconds) for b in found if b.drain_seconds is not None]
+        yield gauge("zapi_queue_backlog_drain_seconds", DRAIN, ["instance"], drains)
+        scaling = [([b.label], b.scaling) for b in found]
+        yield gauge("zapi_queue_scaling_backlog_jobs", SCALING, ["instance"], scaling)
+        means = [([b.label], b.send_seconds) for b in found]
+        yield gauge("zapi_queue_scaling_send_seconds", SEND_SECONDS, ["instance"], means)
+
+    def _from_state(self, census: Census) -> Iterator[Metric]:
         settings = self.settings
         client = connect(settings.state_redis_url, retries=1)
         try:
             store = DeadLetterStore.from_settings(client, settings)
             letters, by_type, dropped = store.count(), store.count_by_type(), store.dropped()
             instances = watched_instances(settings)
+            send_seconds = read_send_seconds(client, [id_ for _, id_, _ in instances])
             states = {label: state_counts(client, id_) for label, id_, _ in instances}
             paused = {
                 label: RateLimiter(client, instance_id=id_, rate=rate).paused_for()
@@ -179,6 +216,7 @@ class FleetCollector(Collector):
         by_class = [([error_type], count) for error_type, count in by_type.items()]
         if (unknown := letters - sum(by_type.values())) > 0:
             by_class.append((["unknown"], unknown))
+        yield from self._backlog(census, send_seconds)
         yield gauge("zapi_queue_dead_letters", DEAD_LETTERS, ["error_type"], by_class)
         yield counter("zapi_queue_dead_letters_dropped", DROPPED, [], [([], dropped)])
         deliveries = [

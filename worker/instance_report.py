@@ -36,7 +36,7 @@ def instance_report(
         "held_for": round(held_for(client, instance.instance_id), 1),
         "connection": connection.as_dict() if connection else None,
         "queued": census.queued[alias] if census else None,
-        "in_workers": census.in_workers[alias] if census else None,
+        "in_workers": census.fetched[alias] if census else None,
         "dead_letters": dead_letters,
         "sends_last_minute": sends_in_last_minute(client, instance.instance_id),
         "zapi_queue": zapi_queue(client, instance),
