@@ -30,14 +30,20 @@ GRAFANA = ROOT / "deploy" / "grafana"
 METRIC = re.compile(r"\b(zapi_queue_[a-z_]+)")
 
 
-@pytest.fixture(scope="module")
-def promtool() -> str:
-    found = shutil.which("promtool")
+def prometheus_tool(name: str) -> str:
+    """The path of Debian's ``prometheus`` package's ``name`` (promtool, prometheus); skips
+    the test with one line when it is absent, fails it in CI (which installs the package)."""
+    found = shutil.which(name)
     if found is None:
         if os.environ.get("CI") == "true":
-            pytest.fail("promtool is not on PATH (CI must run these tests: see .ci/run)")
-        pytest.skip("promtool not on PATH: apt-get install prometheus (CI does)")
+            pytest.fail(f"{name} is not on PATH (CI must run these tests: see .ci/run)")
+        pytest.skip(f"{name} not on PATH: apt-get install prometheus (CI does)")
     return found
+
+
+@pytest.fixture(scope="module")
+def promtool() -> str:
+    return prometheus_tool("promtool")
 
 
 def run(*args: str) -> str:
