@@ -47,6 +47,7 @@ def test_a_job_is_scheduled_only_when_fetched_with_an_eta_ahead(
     assert facts is not None
     assert facts.alias == "shop"
     assert facts.eta == pytest.approx(NOW + offset, abs=1e-5)
+    assert facts.eta is not None
     expected = QUEUED if not fetched else SCHEDULED if facts.eta > NOW else IN_WORKERS
     assert facts.state(fetched, NOW) == expected
 
