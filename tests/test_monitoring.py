@@ -135,6 +135,8 @@ def test_the_dashboard_covers_what_operators_page_on() -> None:
         "zapi_queue_workers_alive",
         "zapi_queue_instance_paused_seconds",
         "zapi_queue_delivery_states_total",
+        "zapi_queue_backlog_jobs",
+        "zapi_queue_scaling_backlog_jobs",
     ):
         assert name in used, name
     for panel in dashboard["panels"]:
