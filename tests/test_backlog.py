@@ -21,7 +21,7 @@ from devtools.redis_server import RedisServer
 from tasks.state.keys import SEND_SECONDS_TTL, registered
 from tasks.state.send_times import SendTimes, blended, read_send_seconds, send_seconds_key
 from worker.backlog import InstanceBacklog, Sightings, backlogs, scaling_jobs
-from worker.queue_census import IN_WORKERS, QUEUED, SCHEDULED, Census, JobFacts, eta_of
+from worker.queue_census import IN_WORKERS, QUEUED, SCHEDULED, Census, JobFacts
 
 NOW = 1_800_000_000.0
 
@@ -63,10 +63,11 @@ def test_a_job_without_a_readable_eta_is_due(eta: object) -> None:
 
 def test_an_eta_without_a_zone_is_utc_as_celery_writes_it() -> None:
     naive = datetime(2027, 1, 2, 3, 4, 5)
-    assert eta_of(naive.isoformat()) == naive.replace(tzinfo=UTC).timestamp()
-    assert eta_of((naive.replace(tzinfo=UTC) + timedelta(hours=3)).isoformat()) == (
-        naive.replace(tzinfo=UTC).timestamp() + 3 * 3600
-    )
+    utc = naive.replace(tzinfo=UTC)
+    for eta, expected in ((naive, utc), (utc + timedelta(hours=3), utc + timedelta(hours=3))):
+        facts = JobFacts.of(envelope({}, id="j", eta=eta.isoformat()))
+        assert facts is not None
+        assert facts.eta == expected.timestamp()
 
 
 @given(sequence=st.one_of(st.integers(), st.floats(allow_nan=False), st.text(), st.none()))

@@ -25,13 +25,12 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import redis
 
 from config.instances import alias_of
-from tasks.contract.ordering import task_call
+from tasks.contract.ordering import eta_of, task_call
 from tasks.state.broker_keys import PRIORITY_SEP, QUEUE, SOURCES_KEY, UNACKED_KEY
 
 __all__ = ["DEFAULT_LIMIT", "PAGE", "QUEUE", "UNACKED_KEY", "Census", "JobFacts", "take_census"]
@@ -68,11 +67,12 @@ class JobFacts:
         sequence = call[1].get("sequence")
         # µs since the epoch (tasks.contract.Producer); a smaller integer is no time stamp.
         stamped = sequence / 1e6 if type(sequence) is int and sequence > 1e15 else None
+        due = eta_of(headers)  # µs of the epoch, as the transport reads it
         return cls(
             alias_of(call[1]),
             job_id if isinstance(job_id, str) else None,
             stamped,
-            eta_of(headers.get("eta")),
+            due / 1e6 if due is not None else None,
         )
 
     def state(self, fetched: bool, now: float) -> str:
@@ -80,19 +80,6 @@ class JobFacts:
         if not fetched:
             return QUEUED
         return SCHEDULED if self.eta is not None and self.eta > now else IN_WORKERS
-
-
-def eta_of(value: Any) -> float | None:
-    """Celery's ``eta`` header (ISO 8601; UTC when it names no zone) as epoch seconds."""
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
 
 
 @dataclass(slots=True)
