@@ -37,20 +37,26 @@ from worker.queue_census import take_census
 
 pytestmark = pytest.mark.e2e
 
-#: The scaler's Prometheus query (deploy/kubernetes/base/worker-scaledobject.yaml's).
-SCALER_QUERY = "sum(zapi_queue_scaling_backlog_jobs)"
-#: The ScaledObject's target per replica (a worker's concurrency), activation and bounds.
-THRESHOLD = 64
-ACTIVATION_THRESHOLD = 0
-MIN_REPLICAS, MAX_REPLICAS = 0, 20
+#: The ScaledObject the manifests ship: its query, target per replica (a worker's
+#: concurrency), activation threshold and bounds are what the test computes with.
+SCALED_OBJECT = yaml.safe_load(
+    (Path(__file__).parents[1] / "deploy/kubernetes/base/worker-scaledobject.yaml").read_text()
+)
+_TRIGGER = SCALED_OBJECT["spec"]["triggers"][0]["metadata"]
+SCALER_QUERY: str = _TRIGGER["query"]
+THRESHOLD = float(_TRIGGER["threshold"])
+ACTIVATION_THRESHOLD = float(_TRIGGER["activationThreshold"])
+MIN_REPLICAS: int = SCALED_OBJECT["spec"]["minReplicaCount"]
+MAX_REPLICAS: int = SCALED_OBJECT["spec"]["maxReplicaCount"]
 
 TASK = "zapi.order_status_update"
 
 
 def keda_replicas(value: float) -> int:
     """What KEDA makes of the query's value: below or at the activation threshold the scaler
-    is inactive (``MIN_REPLICAS``, zero here); active, the HPA asks ``ceil(value /
-    threshold)`` replicas of an AverageValue target, within the bounds (at least 1)."""
+    is inactive (``MIN_REPLICAS``: zero only if the ScaledObject says so); active, the HPA asks
+    ``ceil(value / threshold)`` replicas of an AverageValue target, within the bounds (at
+    least 1)."""
     if value <= ACTIVATION_THRESHOLD:
         return MIN_REPLICAS
     return min(MAX_REPLICAS, max(MIN_REPLICAS, 1, math.ceil(value / THRESHOLD)))
@@ -215,7 +221,8 @@ def test_the_scaler_query_asks_for_what_the_rate_limit_keeps_busy(
     # one worker; more would only wait for rate slots.
     state.delete(send_seconds_key(zapi_sim.instance_id))
     assert scaler_replicas({**env, "ZAPI_RATE_LIMIT": "5"}, tmp_path / "low") == (10, 1)
-    # (c) Nothing to do: the scaler is not active, the fleet may scale to zero.
+    # (c) Nothing to do: the scaler is not active, the fleet goes down to its minimum (zero
+    # with minReplicaCount 0).
     empty = stack_env(own_redis.url, zapi_sim, db=empty_db)
-    assert scaler_replicas(empty, tmp_path / "empty") == (0, 0)
+    assert scaler_replicas(empty, tmp_path / "empty") == (0, MIN_REPLICAS)
     state.close()

@@ -114,7 +114,8 @@ def test_one_trace_from_the_shop_through_a_retry_to_the_read_receipt(
 
     def complete(spans: list[ReceivedSpan]) -> bool:
         mine = by_trace(spans, shop["trace"])
-        return len(named(mine, "process ")) >= 2 and len(named(mine, "MessageStatusCallback: read")) == 1
+        read = named(mine, "MessageStatusCallback: read")
+        return len(named(mine, "process ")) >= 2 and len(read) == 1
 
     spans = by_trace(receiver.wait_for(complete), shop["trace"])
     (checkout,) = named(spans, SHOP_SPAN)
