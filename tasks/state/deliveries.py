@@ -210,10 +210,11 @@ class DeliveryBook:
         zaap_id: str,
         letter: DeadLetter,
         reply_key: str,
+        trace: str | None = None,
     ) -> Burial | None:
         """Link the job that sent ``message_id`` (``letter`` holds what a dead letter of it
         needs). Returns its burial if the message's failure was already reported."""
-        args = self.link_args(zaap_id=zaap_id, letter=letter, reply_key=reply_key)
+        args = self.link_args(zaap_id=zaap_id, letter=letter, reply_key=reply_key, trace=trace)
         answer = self._link(delivery=self.key(message_id), **LIBRARY.bind("link", args))
         return self.burial(message_id, answer)
 
