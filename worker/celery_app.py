@@ -32,6 +32,7 @@ from tasks.contract.redis_url import SentinelOptions
 from tasks.state.store import sentinel_of
 from worker import results
 from worker.consumer_heartbeat import ConsumerHeartbeat
+from worker.drain import Drain
 from worker.event_batching import BatchedEvents
 
 #: Modules holding the tasks; Celery imports them when the worker starts.
@@ -141,6 +142,7 @@ def create_app(settings: Settings | None = None) -> Celery:
     results.install(app)  # a late RETRY cannot overwrite a SUCCESS (worker/results.py)
     app.steps["consumer"].add(BatchedEvents)  # task events in batches (worker/event_batching.py)
     app.steps["consumer"].add(ConsumerHeartbeat)  # for `zapi-queue probe` (worker/heartbeat.py)
+    app.steps["consumer"].add(Drain)  # a bounded stop on SIGTERM (worker/drain.py)
     return app
 
 

@@ -35,7 +35,14 @@ NO_TASK = "(none)"
 
 
 class Consumer(CeleryConsumer):
-    """Celery's consumer, keeping what it cannot run instead of logging and dropping it."""
+    """Celery's consumer, keeping what it cannot run instead of logging and dropping it; on a
+    shutdown it first gives back what it will not run (worker/drain.py)."""
+
+    def on_close(self) -> None:
+        drain = getattr(self, "drain", None)  # the Drain step's, once it is built
+        if drain is not None:
+            drain.begin(self)  # before Celery forgets the jobs it had not started
+        super().on_close()
 
     def on_unknown_task(self, body: Any, message: Any, exc: Exception) -> None:
         name = _header(message, "task") or NO_TASK

@@ -133,8 +133,11 @@ def consuming(c: Any) -> bool:
 
 
 def shutting_down() -> bool:
-    """A shutdown was asked (Celery's signal handlers set these before anything else)."""
-    return bool(worker_state.should_stop or worker_state.should_terminate)
+    """A shutdown was asked (Celery's signal handlers set these before anything else). Each
+    flag holds the exit code once set, 0 after a SIGTERM: set means neither None nor False,
+    as Celery's own ``maybe_shutdown`` reads them."""
+    flags = (worker_state.should_stop, worker_state.should_terminate)
+    return any(flag is not None and flag is not False for flag in flags)
 
 
 def fetch_overdue(c: Any, now: float) -> bool:

@@ -159,6 +159,16 @@ class Acks(ErrorEpisodes):
             self._settle(tag, how == "restore")
             self._unsettled.pop(tag, None)
 
+    def hand_back(self, tags: list[str]) -> None:
+        """Give these jobs back to the head of their queue now, and forget them here: a
+        stopping worker's jobs that will not run here (worker/drain.py). Ownership-checked like
+        every restore, their messages as fetched (``eta``, retries and our headers kept); what
+        Redis refuses stays unacked and owned, for the lease."""
+        self.restore_owned(tags)
+        for tag in tags:
+            virtual.QoS.ack(self.qos, tag)  # in memory only: nothing left to restore at close
+        self.qos._flush()
+
     def restore_owned(self, tags: list[str], client: Any = None) -> None:
         """Put these jobs of ours back in their queue; what fails stays for the lease."""
         left = 0

@@ -102,6 +102,8 @@ class Channel(Leases):
         self._no_ack_queues: set[str] = set()
         self._prepared = False
         self._warned_stock_fetch = False
+        #: Set by :meth:`stop_fetching`: this channel fetches no more.
+        self._fetch_stopped = False
         super().__init__(*args, **kwargs)
 
     def basic_consume(self, queue: str, *args: Any, **kwargs: Any) -> Any:
@@ -111,6 +113,8 @@ class Channel(Leases):
 
     def _brpop_start(self, timeout: int | None = None) -> None:
         self._fetching = None
+        if self._fetch_stopped:
+            return
         queues = self.active_queues
         if not queues or not self.reliable_fetch:
             super()._brpop_start(timeout)
@@ -299,6 +303,35 @@ class Channel(Leases):
             return False
         self._claimed_tags.discard(delivery_tag)
         return True
+
+    def stop_fetching(self) -> int:
+        """A stopping worker's first step (worker/drain.py): no fetch after this, and what this
+        channel fetched but did not claim goes back to the head of its queue now, not when its
+        lease runs out. A fetch in flight is cut (its connection dropped: Redis then moves
+        nothing, or the message waits in the processing list, given back here). The leases
+        stay while the channel holds jobs, renewed by the lease keeper. Returns the messages
+        given back; a Redis error leaves them to the lease."""
+        self._fetch_stopped = True
+        if not self.reliable_fetch:
+            return 0  # kombu's BRPOP: its reply is read, or lost, as kombu does
+        if self._fetching is not None:
+            self._fetching = None
+            self.client.connection.disconnect()
+        returned = 0
+        for queue, processing in list(self._processing.items()):
+            try:
+                returned += int(
+                    self._run(
+                        "release",
+                        processing=processing,
+                        queue=queue,
+                        owned=self.owned_key,
+                        keep="1",
+                    )
+                )
+            except (*self.connection_errors, self.ResponseError):
+                logger.warning("could not give fetched messages back; the lease will")
+        return returned
 
     def close(self) -> None:
         """Kombu's close, nothing more (see the module docstring): the lease keeper stops, and
