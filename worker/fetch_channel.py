@@ -331,6 +331,9 @@ class Channel(Leases):
                 )
             except (*self.connection_errors, self.ResponseError):
                 logger.warning("could not give fetched messages back; the lease will")
+        self.qos._flush()
+        if not self.qos._delivered:
+            self._processing.clear()  # released, nothing held: no sweep renews them again
         return returned
 
     def close(self) -> None:
