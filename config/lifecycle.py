@@ -21,8 +21,9 @@ class LifecycleSettings(BaseSettings):
     celery_worker_drain_timeout: Annotated[float, Field(gt=0, le=3600)] = 30.0
     """Seconds a stopping worker (SIGTERM) waits for its sends in flight, once it has stopped
     fetching and handed back the jobs it held but had not started; what is still unfinished
-    then goes back to the queue as of unknown outcome. Keep it under the pod's
-    ``terminationGracePeriodSeconds`` (compose: ``stop_grace_period``) with a margin."""
+    then goes back to the queue as of unknown outcome, and the worker exits 0. Keep it above a
+    request's deadline (``ZAPI_CONNECT_TIMEOUT`` + ``ZAPI_TIMEOUT``) and, with a few seconds'
+    margin, under the pod's ``terminationGracePeriodSeconds`` (compose: ``stop_grace_period``)."""
     zapi_heartbeat_file: str | None = None
     """Where a worker's consumer records that it is alive and fetching, for the probes
     (``zapi-queue probe live``, ``zapi-queue probe ready``) to read without a broker round

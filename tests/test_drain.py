@@ -25,6 +25,7 @@ from tests.bodies import unique_body
 from tests.events import EventCapture
 from tests.faults import FaultStack, fault_stack
 from tests.test_transport import QUEUE, fetched_not_claimed, get, publish, reliable, taken_over
+from worker.drain import EXIT_MARGIN
 from worker.fetch_scripts import HOLDERS_KEY, LEASES_KEY
 
 Empty = SimpleQueue.Empty
@@ -34,9 +35,6 @@ url = test_transport.url
 
 #: A bound that is not the one met: the drain's sends at 0.5 s end long before it.
 DRAIN_TIMEOUT = 10.0
-#: The documented exit bound is the drain timeout plus this (docs/operations.md): the
-#: consumer's stop and the process's end, on a loaded machine.
-EXIT_MARGIN = 5.0
 #: Long: a job coming back by the lease would come this late.
 LEASE = 30
 #: A job the stopped worker held is delivered by the other this soon after it may run.

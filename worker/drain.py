@@ -48,6 +48,11 @@ from worker.consumer_heartbeat import shutting_down
 
 logger = logging.getLogger("zapi_queue.drain")
 
+#: Seconds beyond CELERY_WORKER_DRAIN_TIMEOUT within which a stopping worker has exited, as
+#: docs/operations.md promises (its consumer's stop, the process's end, a loaded host): a grace
+#: period (compose's ``stop_grace_period``, a pod's) must cover both.
+EXIT_MARGIN = 5.0
+
 
 class Drain(bootsteps.StartStopStep):
     """Consumer step: the drain of a stopping worker (see the module)."""
