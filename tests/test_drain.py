@@ -9,17 +9,21 @@ a slow fake Z-API: one SIGTERMed mid-run beside another that takes its jobs on.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import signal
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+from kombu import Connection
 from kombu.simple import SimpleQueue
 
+from devtools.processes import WorkerProcess
 from tests import test_transport
 from tests.bodies import unique_body
 from tests.events import EventCapture
@@ -27,6 +31,7 @@ from tests.faults import FaultStack, fault_stack
 from tests.test_transport import QUEUE, fetched_not_claimed, get, publish, reliable, taken_over
 from worker.drain import EXIT_MARGIN
 from worker.fetch_scripts import HOLDERS_KEY, LEASES_KEY
+from worker.transport import Channel
 
 Empty = SimpleQueue.Empty
 #: The transport tests' fixtures: a clean Redis database, and its URL.
@@ -43,13 +48,20 @@ HANDED_ON_WITHIN = 5.0
 COUNTDOWN = 4.0
 
 
+def ours(connection: Connection) -> Channel:
+    """The connection's channel: the reliable one."""
+    channel = connection.default_channel
+    assert isinstance(channel, Channel)
+    return channel
+
+
 def test_a_stopping_channel_gives_back_what_it_fetched_and_fetches_no_more(
     url: str, db: redis.Redis
 ) -> None:
     with reliable(url) as connection:
         # A fetch whose reply the stopping worker will never read: moved, not claimed.
         processing = fetched_not_claimed(url, db, connection, {"n": "fetched"})
-        channel = connection.default_channel
+        channel = ours(connection)
 
         assert channel.stop_fetching() == 1
         assert db.llen(processing) == 0
@@ -69,7 +81,7 @@ def test_a_job_given_back_goes_to_the_head_of_its_queue_as_it_came(
     publish(url, {"n": "waiting"}, headers={"eta": "2099-01-01T00:00:00+00:00", "retries": 3})
     with reliable(url) as connection:
         message = get(connection)
-        channel = connection.default_channel
+        channel = ours(connection)
         publish(url, {"n": "queued after it"})
 
         channel.hand_back([message.delivery_tag])
@@ -89,13 +101,26 @@ def test_a_job_another_worker_took_over_is_not_given_back(url: str, db: redis.Re
         stale = get(stalled)
         other, current = taken_over(url, db, stalled)
         with other:
-            stalled.default_channel.hand_back([stale.delivery_tag])
+            ours(stalled).hand_back([stale.delivery_tag])
             assert db.llen(QUEUE) == 0
             assert db.hkeys("unacked") == [current.delivery_tag]
             current.ack()
 
 
-def stop(stack: FaultStack, victim: Any) -> tuple[int, float, float]:
+@contextlib.contextmanager
+def two_workers(
+    logs: Path, drain: float, latency: float, **settings: str
+) -> Iterator[tuple[FaultStack, WorkerProcess]]:
+    """A fault stack of two workers, the first to be stopped, at a fake Z-API this slow."""
+    settings |= {"celery_worker_lease": str(LEASE), "celery_worker_drain_timeout": str(drain)}
+    with fault_stack(logs, **settings) as stack:
+        stack.sim.latency = latency
+        victim = stack.worker()
+        stack.worker()
+        yield stack, victim
+
+
+def stop(stack: FaultStack, victim: WorkerProcess) -> tuple[int, float, float]:
     """SIGTERM ``victim``; its exit code, how long it took, and when it was signalled (epoch)."""
     assert victim.process is not None
     signalled_at = time.time()
@@ -129,16 +154,8 @@ def test_sigterm_mid_run_gives_back_at_once_loses_nothing_and_sends_nothing_twic
     """Two workers of 64 threads at 0.5 s a send, a quarter of the jobs on a countdown (held
     in a worker's timer). The stopped one exits 0 well within its bound; the jobs it held and
     had not started are run by the other as soon as they may run, not a lease later."""
-    settings = {
-        "celery_worker_lease": str(LEASE),
-        "celery_worker_drain_timeout": str(DRAIN_TIMEOUT),
-        "worker_concurrency": "64",
-        "zapi_rate_burst": "1000",
-    }
-    with fault_stack(tmp_path, **settings) as stack:
-        stack.sim.latency = 0.5
-        victim = stack.worker()
-        stack.worker()
+    settings = {"worker_concurrency": "64", "zapi_rate_burst": "1000"}
+    with two_workers(tmp_path, DRAIN_TIMEOUT, 0.5, **settings) as (stack, victim):
         bodies = [unique_body() for _ in range(320)]
         due: dict[str, float] = {}
         with EventCapture(stack.producer) as events:
@@ -188,16 +205,8 @@ def test_a_drain_that_overruns_gives_the_sends_back_and_exits_0(tmp_path: Path) 
     send holds), then sends again, and its result says so (``ambiguousAttempts``): the one
     duplicate Z-API's lack of an idempotency key leaves (docs/guarantees.md). Nothing else is
     sent twice, nothing is lost."""
-    settings = {
-        "celery_worker_lease": str(LEASE),
-        "celery_worker_drain_timeout": str(SHORT_DRAIN),
-        "zapi_timeout": "5",
-        "zapi_connect_timeout": "1",
-    }
-    with fault_stack(tmp_path, **settings) as stack:
-        stack.sim.latency = SLOW_SEND
-        victim = stack.worker()
-        stack.worker()
+    settings = {"zapi_timeout": "5", "zapi_connect_timeout": "1"}
+    with two_workers(tmp_path, SHORT_DRAIN, SLOW_SEND, **settings) as (stack, victim):
         bodies = [unique_body() for _ in range(16)]
         jobs = stack.enqueue(bodies, until_requests=16)  # 8 threads each, all sending
         code, exited_in, signalled_at = stop(stack, victim)
