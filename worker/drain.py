@@ -62,7 +62,6 @@ class Drain(bootsteps.StartStopStep):
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
         self.timeout = get_settings().celery_worker_drain_timeout
-        self.consumer = parent
         self.deadline: DrainDeadline | None = None
         self._began = False
         parent.drain = self  # for the consumer's close (worker/consumer.py)
@@ -74,7 +73,7 @@ class Drain(bootsteps.StartStopStep):
     def _on_shutting_down(self, **_: Any) -> None:
         """In the signal handler: only start the clock, the work is the main thread's."""
         if self.deadline is None:
-            self.deadline = DrainDeadline(self.consumer, self.timeout)
+            self.deadline = DrainDeadline(self.timeout)
             self.deadline.start()
 
     def begin(self, c: Any) -> None:
@@ -107,9 +106,8 @@ class DrainDeadline(threading.Thread):
     """Waits ``timeout`` seconds from the signal; then gives back the jobs still unfinished and
     ends the process with exit code 0 (see the module)."""
 
-    def __init__(self, consumer: Any, timeout: float) -> None:
+    def __init__(self, timeout: float) -> None:
         super().__init__(name="zapi-queue drain deadline", daemon=True)
-        self.consumer = consumer
         self.timeout = timeout
         self._cancelled = threading.Event()
 
