@@ -378,10 +378,11 @@ def test_dockerfile_runs_as_non_root_with_pinned_dependencies() -> None:
     users = [line.split()[1] for line in text.splitlines() if line.startswith("USER ")]
     assert users
     assert users[-1] not in ("root", "0")
-    assert "pip install -c constraints.txt ." in text
+    assert 'pip install -c constraints.txt ".[otel]"' in text  # tracing ships in the image
     pins = (ROOT / ".ci" / "constraints.txt").read_text().splitlines()
     pinned = {line.split("==")[0].lower() for line in pins if "==" in line}
     assert {"celery", "kombu", "redis", "httpx", "pydantic", "flower", "tenacity"} <= pinned
+    assert {"opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http"} <= pinned
 
 
 def test_the_sim_profile_is_wired_to_one_settings_file(compose: dict[str, Any]) -> None:

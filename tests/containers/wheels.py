@@ -38,10 +38,17 @@ ENVIRONMENT_PROBE = (
 ROUNDS = 5
 
 
+#: The extras the Dockerfile installs (``pip install ".[otel]"``).
+IMAGE_EXTRAS = ("otel",)
+
+
 def wanted() -> list[str]:
-    """What ``pip install .`` in the Dockerfile asks for: the dependencies and the build backend."""
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    return [*project["project"]["dependencies"], *project["build-system"]["requires"]]
+    """What ``pip install ".[otel]"`` in the Dockerfile asks for: the dependencies, those of the
+    image's extras, and the build backend."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    project = pyproject["project"]
+    extras = [req for name in IMAGE_EXTRAS for req in project["optional-dependencies"][name]]
+    return [*project["dependencies"], *extras, *pyproject["build-system"]["requires"]]
 
 
 def image_environment(python_image: str, log: Path) -> dict[str, str]:
