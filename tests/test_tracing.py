@@ -8,6 +8,7 @@ in a real Redis. The end-to-end proof through real processes is tests/test_traci
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from pydantic import SecretStr
 
 from config import ZapiCredentials
 from config.tracing import traces_exporters
+from devtools.ports import free_port
 from tasks import tracing
 from tasks.contract.endpoints import Endpoint
 from tasks.contract.errors import ZapiRejectedError, ZapiTransportError
@@ -211,3 +213,46 @@ def test_a_callback_joins_the_trace_its_delivery_record_kept(
     assert format(joined.context.trace_id, "032x") == TRACE_ID
     assert [link.context.span_id for link in joined.links] == [request.context.span_id]
     assert request.name == "POST /webhooks/zapi/{secret}"
+
+
+def run_python(code: str, **environ: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env={**os.environ, **environ},
+    )
+    return done.stdout.strip()
+
+
+def test_a_collector_that_never_answers_does_not_hold_a_stopping_process() -> None:
+    code = (
+        "import time\n"
+        "from tasks import tracing\n"
+        "from worker.tracing_setup import start_tracing, stop_tracing\n"
+        "assert start_tracing('test')\n"
+        "with tracing.execution('zapi.order_status_update', 'job-1', {}):\n"
+        "    pass\n"
+        "began = time.monotonic()\n"
+        "stop_tracing(0.5)\n"
+        "print(round(time.monotonic() - began, 2), tracing.enabled())\n"
+    )
+    silent = free_port()  # nothing listens: each export attempt fails, and is retried
+    took, still_on = run_python(
+        code,
+        OTEL_TRACES_EXPORTER="otlp",
+        OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{silent}",
+    ).split()
+    assert float(took) < 1.5
+    assert still_on == "False"
+
+
+def test_an_exporter_that_is_not_shipped_leaves_tracing_off() -> None:
+    code = (
+        "import logging; logging.basicConfig()\n"
+        "from worker.tracing_setup import start_tracing\n"
+        "print(start_tracing('test'))\n"
+    )
+    assert run_python(code, OTEL_TRACES_EXPORTER="zipkin") == "False"

@@ -45,6 +45,7 @@ from celery.worker import state as worker_state
 from config import get_settings
 from worker import heartbeat
 from worker.consumer_heartbeat import shutting_down
+from worker.tracing_setup import flush_tracing
 
 logger = logging.getLogger("zapi_queue.drain")
 
@@ -52,6 +53,8 @@ logger = logging.getLogger("zapi_queue.drain")
 #: docs/operations.md promises (its consumer's stop, the process's end, a loaded host): a grace
 #: period (compose's ``stop_grace_period``, a pod's) must cover both.
 EXIT_MARGIN = 5.0
+#: Of that margin, the most a stopping worker spends exporting its last spans.
+SPANS_FLUSH_SECONDS = 1.0
 
 
 class Drain(bootsteps.StartStopStep):
@@ -130,8 +133,10 @@ class DrainDeadline(threading.Thread):
 
 
 def exit_now() -> None:
-    """The process ends here, exit code 0: no heartbeat left behind, the logs flushed."""
+    """The process ends here, exit code 0: no heartbeat left behind, the logs and (briefly)
+    the spans flushed."""
     heartbeat.remove(get_settings().heartbeat_path)
+    flush_tracing(SPANS_FLUSH_SECONDS)
     for handler in logging.getLogger().handlers:
         handler.flush()
     sys.stdout.flush()

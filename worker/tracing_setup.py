@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from typing import Any
 
 from celery.signals import (
@@ -31,6 +32,8 @@ logger = logging.getLogger("zapi_queue.tracing")
 #: a forked child builds its own (the batch processor's thread does not survive a fork).
 _provider: Any = None
 _built_in_pid: int | None = None
+#: The most a stopping process waits for its last spans' export.
+STOP_SECONDS = 3.0
 
 
 def start_tracing(service_name: str) -> bool:
@@ -96,13 +99,27 @@ def _secrets() -> list[str]:
         return []
 
 
-def stop_tracing() -> None:
-    """Export what is batched and stop (at a process's exit)."""
+def flush_tracing(seconds: float) -> None:
+    """Export what is batched, for at most ``seconds`` (a process about to ``os._exit``)."""
+    if _provider is not None and _built_in_pid == os.getpid():
+        _provider.force_flush(timeout_millis=int(seconds * 1000))
+
+
+def stop_tracing(seconds: float = STOP_SECONDS) -> None:
+    """Export what is batched and stop (at a process's exit), for at most ``seconds``: a
+    collector that does not answer must not hold a stopping worker past its grace period (the
+    exporter retries for a minute), so the SDK's shutdown runs in a thread waited for that
+    long."""
     global _provider
     tracing.disable()
-    if _provider is not None and _built_in_pid == os.getpid():
-        _provider.shutdown()
-    _provider = None
+    provider, _provider = _provider, None
+    if provider is None or _built_in_pid != os.getpid():
+        return
+    stopping = threading.Thread(target=provider.shutdown, name="tracing shutdown", daemon=True)
+    stopping.start()
+    stopping.join(seconds)
+    if stopping.is_alive():
+        logger.warning("tracing: spans not exported within %gs of the stop were dropped", seconds)
 
 
 @worker_init.connect
