@@ -16,6 +16,18 @@ from collections.abc import Mapping
 #: The exporters a process can use: ``otlp`` (OTLP over HTTP/protobuf, the ``otel`` extra)
 #: and ``console`` (spans printed on stdout, for a look without a collector).
 TRACE_EXPORTERS = ("otlp", "console")
+#: The OpenTelemetry variables the docs name and docker-compose.yml passes to the webhook
+#: receiver (the worker gets its whole ``ZAPI_ENV_FILE``); the SDK reads more of its own.
+OTEL_VARIABLES = (
+    "OTEL_TRACES_EXPORTER",
+    "OTEL_SDK_DISABLED",
+    "OTEL_SERVICE_NAME",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_RESOURCE_ATTRIBUTES",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+)
 
 
 def traces_exporters(environ: Mapping[str, str] | None = None) -> list[str]:

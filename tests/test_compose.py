@@ -26,6 +26,7 @@ from kombu.utils.url import url_to_parts
 
 from config import Settings
 from config.redis_url import SentinelURL
+from config.tracing import OTEL_VARIABLES
 from devtools.ports import free_port
 from devtools.processes import WebhookProcess, WorkerProcess
 from devtools.redis_server import RedisServer, find_redis_server
@@ -249,6 +250,7 @@ def test_each_service_variable_is_a_setting_the_process_reads(compose: dict[str,
     Flower or the fake."""
     settings = {name.upper() for name in Settings.model_fields}
     others = {"FLOWER_BASIC_AUTH", "ZAPI_SIM_WEBHOOK_URL", "ZAPI_METRICS_PORT", "ZAPI_METRICS_HOST"}
+    others |= set(OTEL_VARIABLES)  # read by OpenTelemetry's SDK (worker/tracing_setup.py)
     for name, service in compose["services"].items():
         if service.get("image") != "zapi-queue:latest":
             continue
