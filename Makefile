@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.installed
 DOCS_STAMP := $(VENV)/.installed-docs
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo docs docs-serve test test-redis-6 test-containers test-browser screenshots fuzz lint format typecheck pytest clean bench-rate bench bench-fetch bench-ordering bench-supersede bench-revisions profile constraints producer producer-check schemas
+.PHONY: help install demo docs docs-serve test test-redis-6 test-containers test-browser screenshots fuzz lint format typecheck pytest clean bench-rate bench bench-fetch bench-ordering bench-supersede bench-revisions bench-tracing profile constraints producer producer-check schemas
 
 help:
 	@echo "make demo    run the worker end to end on local stand-ins and print the results"
@@ -162,3 +162,6 @@ bench-supersede: $(STAMP)
 # BENCH_ARGS="--against <git rev>": this checkout's worker against that revision's, interleaved.
 bench-revisions: $(STAMP)
 	$(BIN)/python -m bench.revisions $(BENCH_ARGS)
+
+bench-tracing: $(STAMP)
+	$(BIN)/python -m bench.tracing $(BENCH_ARGS)
