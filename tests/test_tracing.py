@@ -35,6 +35,7 @@ from tasks.state.deliveries import DeliveryBook
 from tasks.zapi.client import ZapiClient
 from tests.bodies import unique_body
 from tests.conftest import empty_db_fixture
+from tests.test_execution import Stack, make_stack, reply
 
 TOKEN, CLIENT_TOKEN = "tok-SECRET-77", "ct-SECRET-77"
 CREDENTIALS = ZapiCredentials("inst-77", SecretStr(TOKEN), SecretStr(CLIENT_TOKEN))
@@ -42,6 +43,7 @@ TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
 
 state = empty_db_fixture(12, name="state")
+execution_state = empty_db_fixture(14, name="execution_state")
 
 
 @pytest.fixture
@@ -256,3 +258,43 @@ def test_an_exporter_that_is_not_shipped_leaves_tracing_off() -> None:
         "print(start_tracing('test'))\n"
     )
     assert run_python(code, OTEL_TRACES_EXPORTER="zipkin") == "False"
+
+
+def events_of(span: ReadableSpan) -> dict[str, dict[str, object]]:
+    return {event.name: dict(event.attributes or {}) for event in span.events}
+
+
+def executions(exporter: InMemorySpanExporter) -> list[ReadableSpan]:
+    return [span for span in finished(exporter) if span.name.startswith("process ")]
+
+
+def test_a_pause_is_a_re_scheduling_event_saying_what_it_waits_for(
+    spans: InMemorySpanExporter, execution_state: redis.Redis
+) -> None:
+    paused = httpx.Response(429, headers={"Retry-After": "3"})
+    stack = make_stack(execution_state, [paused, reply()], zapi_rate_max_wait=0.5)
+    stack.run(unique_body())
+    (span,) = executions(spans)
+    assert (span.attributes or {})["zapi.outcome"] == "deferred"
+    events = events_of(span)
+    assert events["deferred"]["http.response.status_code"] == 429
+    assert events["re-scheduled"]["zapi.reason"] == "rate_limit"
+    assert "Z-API is rate limiting" in str(events["re-scheduled"]["zapi.wait"])
+
+
+def test_staleness_and_a_burial_are_events_and_errors(
+    spans: InMemorySpanExporter, execution_state: redis.Redis
+) -> None:
+    stack = make_stack(execution_state, [reply()])
+    shipped = unique_body(orderStatus="shipped")
+    stack.run(shipped)
+    late = unique_body(orderStatus="processing", orderRequestId=shipped["orderRequestId"])
+    Stack(stack.deps, stack.at, stack.zapi).run(late)
+    Stack(stack.deps, stack.at, stack.zapi).run({"phone": "5511987654321"})  # invalid
+    delivered, stale, invalid = executions(spans)
+    assert (delivered.attributes or {})["zapi.outcome"] == "delivered"
+    assert "stale" in events_of(stale)
+    assert (stale.attributes or {})["error.type"] == "StaleUpdateError"
+    assert stale.status.status_code.name == "ERROR"
+    assert events_of(invalid)["dead-lettered"]["error.type"] == "InvalidBodyError"
+    assert "5511987654321" not in json.dumps([span.to_json() for span in finished(spans)])

@@ -9,6 +9,7 @@ their spans. Nothing of the body but its order id.
 from __future__ import annotations
 
 from tasks import tracing
+from tasks.contract.errors import StaleUpdateError
 from tasks.execution.job import Job
 from tasks.execution.outcomes import (
     DEFERRAL_REASONS,
@@ -48,7 +49,11 @@ def note_outcome(span: tracing.Span, job: Job, outcome: Outcome) -> None:
     )
     if isinstance(outcome, Deferred):
         reason = DEFERRAL_REASONS.get(type(outcome.wait), "deferred")
-        span.event("re-scheduled", {"zapi.reason": reason, "zapi.countdown_s": outcome.countdown})
+        waits_for = tracing.safe_text(outcome.wait)  # a slot, a pause, a hold, the order's turn
+        span.event(
+            "re-scheduled",
+            {"zapi.reason": reason, "zapi.wait": waits_for, "zapi.countdown_s": outcome.countdown},
+        )
     elif isinstance(outcome, Retried):
         reason = type(outcome.error).__name__
         span.event("re-scheduled", {"zapi.reason": reason, "zapi.countdown_s": outcome.countdown})
@@ -57,7 +62,9 @@ def note_outcome(span: tracing.Span, job: Job, outcome: Outcome) -> None:
     elif isinstance(outcome, Buried):
         span.event("dead-lettered", {"error.type": type(outcome.error).__name__})
         span.error(type(outcome.error).__name__, job.redacted(outcome.error))
-    elif isinstance(outcome, Failed):  # superseded or stale: the attempt's event says which
+    elif isinstance(outcome, Failed):  # superseded (its attempt's event says so) or stale
+        if isinstance(outcome.error, StaleUpdateError):
+            span.event("stale", {"zapi.detail": tracing.safe_text(job.redacted(outcome.error))})
         span.error(type(outcome.error).__name__, job.redacted(outcome.error))
 
 
