@@ -166,6 +166,7 @@ def test_the_docs_name_the_versions_validated_for() -> None:
     text = (ROOT / "docs" / "kubernetes.md").read_text()
     major_minor = KUBERNETES_VERSION.rpartition(".")[0]
     assert f"validated for **Kubernetes {major_minor}**" in text
+    assert f"validated for Kubernetes {major_minor}" in (ROOT / "README.md").read_text()
     version = re.search(r"^# KEDA (v[\d.]+) ", KEDA_CRD.read_text(), re.MULTILINE)
     assert version, "the vendored CRD's header names its KEDA version"
     assert f"KEDA {version.group(1)} publishes" in text
