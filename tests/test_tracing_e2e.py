@@ -164,10 +164,11 @@ def test_one_trace_from_the_shop_through_a_retry_to_the_read_receipt(
         assert never.encode() not in exported, never
 
 
-def test_a_bare_send_task_with_a_traceparent_continues_that_trace(
-    stack: WebhookStack, receiver: OtlpReceiver
-) -> None:
-    trace_id, parent = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+def bare_job_in(
+    stack: WebhookStack, receiver: OtlpReceiver, trace_id: str, parent: str
+) -> tuple[str, ReceivedSpan]:
+    """A bare ``send_task`` carrying ``traceparent`` (``trace_id``, ``parent``), done: its job
+    id and its execution's span."""
     job = stack.producer.send_task(
         "zapi.order_status_update",
         args=[unique_body()],
@@ -176,25 +177,26 @@ def test_a_bare_send_task_with_a_traceparent_continues_that_trace(
     job.get(timeout=30)
     spans = receiver.wait_for(lambda spans: bool(named(by_trace(spans, trace_id), "process ")))
     (execution,) = named(by_trace(spans, trace_id), "process ")
+    return job.id, execution
+
+
+def test_a_bare_send_task_with_a_traceparent_continues_that_trace(
+    stack: WebhookStack, receiver: OtlpReceiver
+) -> None:
+    parent = "00f067aa0ba902b7"
+    job_id, execution = bare_job_in(stack, receiver, "4bf92f3577b34da6a3ce929d0e0e4736", parent)
     assert execution.parent_span_id == parent
-    assert execution.attributes["messaging.message.id"] == job.id
+    assert execution.attributes["messaging.message.id"] == job_id
 
 
 def test_the_worker_logs_carry_the_trace_and_span_ids(
     stack: WebhookStack, receiver: OtlpReceiver
 ) -> None:
     trace_id = "0af7651916cd43dd8448eb211c80319c"
-    job = stack.producer.send_task(
-        "zapi.order_status_update",
-        args=[unique_body()],
-        headers={"traceparent": f"00-{trace_id}-b7ad6b7169203331-01"},
-    )
-    job.get(timeout=30)
-    spans = receiver.wait_for(lambda spans: bool(named(by_trace(spans, trace_id), "process ")))
-    (execution,) = named(by_trace(spans, trace_id), "process ")
+    job_id, execution = bare_job_in(stack, receiver, trace_id, "b7ad6b7169203331")
     log = Path(stack.workers[0].log_path).read_text()
     lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
-    attempts = [line for line in lines if line.get("job_id") == job.id]
+    attempts = [line for line in lines if line.get("job_id") == job_id]
     assert attempts, "no JSON log line of the job"
     assert {(line["trace_id"], line["span_id"]) for line in attempts} == {
         (trace_id, execution.span_id)

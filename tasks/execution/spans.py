@@ -10,17 +10,8 @@ from __future__ import annotations
 
 from tasks import tracing
 from tasks.contract.errors import StaleUpdateError
+from tasks.execution import outcomes as ended
 from tasks.execution.job import Job
-from tasks.execution.outcomes import (
-    DEFERRAL_REASONS,
-    Buried,
-    Deferred,
-    Done,
-    Failed,
-    Outcome,
-    PutBack,
-    Retried,
-)
 
 
 def _order_of(job: Job) -> str | None:
@@ -32,7 +23,7 @@ def _order_of(job: Job) -> str | None:
     return order if isinstance(order, str) else None
 
 
-def note_outcome(span: tracing.Span, job: Job, outcome: Outcome) -> None:
+def note_outcome(span: tracing.Span, job: Job, outcome: ended.Outcome) -> None:
     """Set the execution span's attributes and its end: an event for a re-scheduling (its
     reason and countdown) or a burial, the error status of a FAILURE. Each attempt's own
     event (delivered, retry, superseded, stale...) comes from its log line (Job.log)."""
@@ -47,34 +38,34 @@ def note_outcome(span: tracing.Span, job: Job, outcome: Outcome) -> None:
             "zapi.outcome": _outcome_name(job, outcome),
         }
     )
-    if isinstance(outcome, Deferred):
-        reason = DEFERRAL_REASONS.get(type(outcome.wait), "deferred")
+    if isinstance(outcome, ended.Deferred):
+        reason = ended.DEFERRAL_REASONS.get(type(outcome.wait), "deferred")
         waits_for = tracing.safe_text(outcome.wait)  # a slot, a pause, a hold, the order's turn
         span.event(
             "re-scheduled",
             {"zapi.reason": reason, "zapi.wait": waits_for, "zapi.countdown_s": outcome.countdown},
         )
-    elif isinstance(outcome, Retried):
+    elif isinstance(outcome, ended.Retried):
         reason = type(outcome.error).__name__
         span.event("re-scheduled", {"zapi.reason": reason, "zapi.countdown_s": outcome.countdown})
-    elif isinstance(outcome, PutBack):
+    elif isinstance(outcome, ended.PutBack):
         span.event("re-scheduled", {"zapi.reason": type(outcome.error).__name__})
-    elif isinstance(outcome, Buried):
+    elif isinstance(outcome, ended.Buried):
         span.event("dead-lettered", {"error.type": type(outcome.error).__name__})
         span.error(type(outcome.error).__name__, job.redacted(outcome.error))
-    elif isinstance(outcome, Failed):  # superseded (its attempt's event says so) or stale
+    elif isinstance(outcome, ended.Failed):  # superseded (its attempt's event says so) or stale
         if isinstance(outcome.error, StaleUpdateError):
             span.event("stale", {"zapi.detail": tracing.safe_text(job.redacted(outcome.error))})
         span.error(type(outcome.error).__name__, job.redacted(outcome.error))
 
 
-def _outcome_name(job: Job, outcome: Outcome) -> str:
-    if isinstance(outcome, Done):
+def _outcome_name(job: Job, outcome: ended.Outcome) -> str:
+    if isinstance(outcome, ended.Done):
         return "delivered" if job.sent else "already delivered"
     return {
-        Deferred: "deferred",
-        Retried: "retried",
-        PutBack: "put back",
-        Buried: "dead-lettered",
-        Failed: "failed",
+        ended.Deferred: "deferred",
+        ended.Retried: "retried",
+        ended.PutBack: "put back",
+        ended.Buried: "dead-lettered",
+        ended.Failed: "failed",
     }[type(outcome)]
