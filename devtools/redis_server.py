@@ -112,6 +112,14 @@ def _checked(path: str, source: str) -> RedisBinary:
     return RedisBinary(path=path, version=match.group(1), source=source)
 
 
+#: Ports tried before a start gives up when each picked one is taken by the time it binds.
+PORT_ATTEMPTS = 3
+
+
+class PortTakenError(RuntimeError):
+    """The picked port was taken by another server between its pick and the bind."""
+
+
 class RedisServer(Managed):
     """Start and stop one redis-server process bound to 127.0.0.1 on a free port."""
 
@@ -127,6 +135,8 @@ class RedisServer(Managed):
         """``extra_args`` go to redis-server last (e.g. ``--maxmemory-policy allkeys-lru``);
         ``data_dir`` keeps the data files there (kept after close) instead of a throwaway one."""
         self.port = port or free_port()
+        #: Whether the port was picked here (and another can be picked if it was taken).
+        self._own_port = port is None
         self.appendonly = appendonly
         self.password = password
         self.extra_args = list(extra_args)
@@ -140,6 +150,19 @@ class RedisServer(Managed):
         return f"redis://{auth}127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 10.0) -> RedisServer:
+        """Start it and wait until it answers. A free port can be taken by another server
+        between its pick and the bind (tests start many at once): then another port is
+        picked, a few times, rather than talking to someone else's Redis."""
+        for _ in range(PORT_ATTEMPTS - 1):
+            try:
+                return self._start(timeout)
+            except PortTakenError:
+                if not self._own_port:
+                    raise
+                self.port = free_port()
+        return self._start(timeout)
+
+    def _start(self, timeout: float) -> RedisServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [
             find_redis_server(),
@@ -168,15 +191,38 @@ class RedisServer(Managed):
             while time.monotonic() < deadline:
                 if self._process is not None and self._process.poll() is not None:
                     err = self._process.stderr.read().decode() if self._process.stderr else ""
+                    if self._port_answers(client):
+                        raise PortTakenError(f"port {self.port} is taken by another server")
                     raise RuntimeError(f"redis-server exited at start: {err.strip()}")
                 try:
-                    if client.ping():
+                    if client.ping() and self._answering_is_ours(client):
                         return
                 except redis.ConnectionError:
-                    time.sleep(0.05)
+                    pass
+                time.sleep(0.05)
             raise TimeoutError(f"redis-server did not answer on port {self.port}")
         finally:
             client.close()
+
+    @staticmethod
+    def _port_answers(client: redis.Redis) -> bool:
+        """Whether some server answers on the client's port (an authentication error is an
+        answer too)."""
+        try:
+            client.ping()
+        except redis.AuthenticationError:
+            return True
+        except redis.ConnectionError:
+            return False
+        except redis.RedisError:
+            return True
+        return True
+
+    def _answering_is_ours(self, client: redis.Redis) -> bool:
+        """Whether the server on the port is the process started here, not another one that
+        took the port first (ours then exits: "Address already in use")."""
+        pid = client.info("server").get("process_id")
+        return self._process is not None and pid == self._process.pid
 
     def client(self, **options: Any) -> redis.Redis:
         """A redis-py client for this server (database 0 unless ``db`` is given)."""

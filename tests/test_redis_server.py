@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from kombu import Connection
 
+from devtools import redis_server
+from devtools.ports import free_port
 from devtools.redis_server import (
     SERVER_ENV,
     RedisBinaryError,
@@ -156,3 +158,22 @@ def test_the_matrix_marks_every_test_that_uses_a_redis() -> None:
         "tests/test_sentinel_failover.py",  # SentinelCluster
         "tests/test_lua_compat.py",  # strict_lua_redis
     }
+
+
+def test_a_port_taken_before_the_bind_is_never_someone_elses_redis(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Tests start many servers at once: a picked port can be taken before redis-server binds
+    it. The server then picks another instead of handing out the other server's URL (whose
+    stop would close its connections under a test that never touched it)."""
+    with RedisServer() as first:
+        with pytest.raises(redis_server.PortTakenError, match=f"port {first.port}"):
+            RedisServer(first.port).start()  # a port asked for is not changed
+        picks = iter([first.port])
+        monkeypatch.setattr(redis_server, "free_port", lambda: next(picks, 0) or free_port())
+        with RedisServer() as second:
+            assert second.port != first.port
+            assert (
+                second.client().info("server")["process_id"]
+                != first.client().info("server")["process_id"]
+            )
