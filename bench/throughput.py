@@ -19,6 +19,7 @@ variants run in turn, ``--rounds`` times (a shared machine's noise moves one run
 table gives each figure's median, and the range of the CPU ratio over the rounds.
 
     python -m bench.throughput [--rounds 3]     # or: make bench
+    python -m bench.throughput --variants pooled,zapi-queue,gevent --warmup 100
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,9 @@ from tasks.contract.endpoints import Endpoint
 from tasks.contract.producer import Producer
 
 REPO = Path(__file__).resolve().parent.parent
+#: The variants ``--variants`` may name (``gevent``: the shipped worker under ``-P gevent``, a
+#: prototype of issue #34's one OS thread per process; it needs gevent installed).
+VARIANTS = ("post", "pooled", "unordered", "zapi-queue", "gevent")
 INSTANCE, TOKEN, CLIENT_TOKEN = "bench-instance", "bench-token", "bench-client-token"
 
 
@@ -82,8 +87,12 @@ def measure(
     env: dict[str, str],
     logs: Path,
     processes: int = 1,
+    *,
+    extra_args: Sequence[str] = (),
+    warmup_per_process: int = 20,
 ) -> Run:
-    """``jobs`` through ``processes`` worker processes of ``app``, after a warm-up."""
+    """``jobs`` through ``processes`` worker processes of ``app`` (started with ``extra_args``,
+    e.g. another pool), after ``warmup_per_process`` jobs each that are not counted."""
     latency = sim.latency
     producer = Producer(
         broker_url=env["CELERY_BROKER_URL"], result_backend=env["CELERY_RESULT_BACKEND"]
@@ -92,13 +101,17 @@ def measure(
         workers = [
             stack.enter_context(
                 WorkerProcess(
-                    env, logs / f"{variant}-{latency}-{n}.log", app=app, loglevel="WARNING"
+                    env,
+                    logs / f"{variant}-{latency}-{n}.log",
+                    app=app,
+                    loglevel="WARNING",
+                    extra_args=extra_args,
                 )
             )
             for n in range(processes)
         ]
         roots = [psutil.Process(worker.process.pid) for worker in workers if worker.process]
-        warmup = 20 * processes
+        warmup = warmup_per_process * processes
         sim.reset()  # the previous variant's requests must not count as this warm-up's
         producer.send_many(task, bodies(warmup, f"W{variant[:2]}{latency}"))
         while sim.stats()["accepted"] < warmup:
@@ -148,7 +161,17 @@ def main() -> None:
         "--workers", type=int, default=os.cpu_count() or 1, help="zapi-queue worker processes"
     )
     parser.add_argument("--rounds", type=int, default=3, help="runs of each variant, in turn")
+    parser.add_argument(
+        "--variants",
+        default="post,pooled,unordered,zapi-queue",
+        help=f"comma-separated, of {','.join(VARIANTS)} (gevent: -P gevent, if installed)",
+    )
+    parser.add_argument("--warmup", type=int, default=20, help="uncounted jobs per process")
     args = parser.parse_args()
+    wanted = args.variants.split(",")
+    unknown = set(wanted) - set(VARIANTS)
+    if unknown or "pooled" not in wanted:
+        parser.error(f"--variants: pooled (the baseline) and only {', '.join(VARIANTS)}")
 
     runs: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="bench-") as logs, RedisServer() as redis_server:
@@ -171,19 +194,30 @@ def main() -> None:
                 unordered = {**env, "ZAPI_ORDERING": "off"}
                 ours = "zapi.order_status_update"
                 baseline = "baseline.order_status_update"
+                green = ("-P", "gevent")
                 variants = (
-                    ("post", "bench.baseline", baseline, base_jobs, env, 1),
-                    ("pooled", "bench.baseline", f"{baseline}_pooled", base_jobs, env, 1),
-                    ("unordered", "worker", ours, args.jobs, unordered, args.workers),
-                    ("zapi-queue", "worker", ours, args.jobs, env, args.workers),
+                    ("post", "bench.baseline", baseline, base_jobs, env, 1, ()),
+                    ("pooled", "bench.baseline", f"{baseline}_pooled", base_jobs, env, 1, ()),
+                    ("unordered", "worker", ours, args.jobs, unordered, args.workers, ()),
+                    ("zapi-queue", "worker", ours, args.jobs, env, args.workers, ()),
+                    ("gevent", "worker", ours, args.jobs, env, args.workers, green),
                 )
+                chosen = [variant for variant in variants if variant[0] in wanted]
                 for _ in range(args.rounds):
-                    for variant, app, task, jobs, variant_env, processes in variants:
-                        runs.append(
-                            measure(
-                                variant, app, task, jobs, sim, variant_env, Path(logs), processes
-                            )
+                    for variant, app, task, jobs, variant_env, processes, extra in chosen:
+                        run = measure(
+                            variant,
+                            app,
+                            task,
+                            jobs,
+                            sim,
+                            variant_env,
+                            Path(logs),
+                            processes,
+                            extra_args=extra,
+                            warmup_per_process=args.warmup,
                         )
+                        runs.append(run)
                         redis_server.client().flushall()
         rates = enqueue_rates(redis_server.url, 5000)
 
