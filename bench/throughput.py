@@ -166,7 +166,7 @@ def main() -> None:
         default="post,pooled,unordered,zapi-queue",
         help=f"comma-separated, of {','.join(VARIANTS)} (gevent: -P gevent, if installed)",
     )
-    parser.add_argument("--warmup", type=int, default=20, help="uncounted jobs per process")
+    parser.add_argument("--warmup", type=int, default=100, help="uncounted jobs per process")
     args = parser.parse_args()
     wanted = args.variants.split(",")
     unknown = set(wanted) - set(VARIANTS)
