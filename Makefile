@@ -12,7 +12,7 @@ STAMP  := $(VENV)/.installed
 DOCS_STAMP := $(VENV)/.installed-docs
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo docs docs-serve test test-redis-6 test-containers test-browser screenshots fuzz lint format typecheck pytest clean bench-rate bench bench-fetch bench-ordering bench-supersede bench-revisions bench-tracing profile constraints producer producer-check schemas
+.PHONY: help install demo docs docs-serve test test-redis-6 test-containers test-browser screenshots fuzz lint format typecheck pytest clean bench-rate bench bench-fetch bench-ordering bench-supersede bench-revisions bench-tracing bench-latency profile constraints producer producer-check schemas
 
 help:
 	@echo "make demo    run the worker end to end on local stand-ins and print the results"
@@ -165,3 +165,6 @@ bench-revisions: $(STAMP)
 
 bench-tracing: $(STAMP)
 	$(BIN)/python -m bench.tracing $(BENCH_ARGS)
+
+bench-latency: $(STAMP)
+	$(BIN)/python -m bench.latency $(BENCH_ARGS)
