@@ -12,8 +12,7 @@ import statistics
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.throughput import CLIENT_TOKEN, INSTANCE, TOKEN, Run, measure
-from devtools.processes import stack_env
+from bench.throughput import CLIENT_TOKEN, INSTANCE, TOKEN, Run, bench_env, measure
 from devtools.redis_server import RedisServer
 from devtools.remote_sim import RemoteSimulator
 
@@ -34,9 +33,7 @@ def interleaved(
         with sim:
             for round_ in range(rounds):
                 for name in names if round_ % 2 == 0 else names[::-1]:
-                    base = stack_env(
-                        redis_server.url, sim, zapi_rate_limit="10000", zapi_rate_burst="1000"
-                    )
+                    base = bench_env(redis_server.url, sim)
                     env = {**base, **settings[name](base)}
                     run = measure(name, "worker", "zapi.order_status_update", jobs, sim, env, logs)
                     redis_server.client().flushall()

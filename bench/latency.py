@@ -22,8 +22,8 @@ from pathlib import Path
 
 from celery import Celery
 
-from bench.throughput import CLIENT_TOKEN, INSTANCE, REPO, TOKEN, bodies
-from devtools.processes import WorkerProcess, stack_env
+from bench.throughput import CLIENT_TOKEN, INSTANCE, REPO, TOKEN, bench_env, bodies
+from devtools.processes import WorkerProcess
 from devtools.redis_server import RedisServer
 from devtools.remote_sim import RemoteSimulator
 
@@ -82,13 +82,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-") as logs, RedisServer() as redis_server:
         sim = RemoteSimulator(instance_id=INSTANCE, instance_token=TOKEN, client_token=CLIENT_TOKEN)
         with sim:
-            env = stack_env(
-                redis_server.url,
-                sim,
-                zapi_rate_limit="10000",
-                zapi_rate_burst="1000",
-                pythonpath=str(REPO),
-            )
+            env = bench_env(redis_server.url, sim, pythonpath=str(REPO))
             for round_ in range(args.rounds):
                 for name in names if round_ % 2 == 0 else names[::-1]:
                     found[name] += latencies(name, env, sim, args.jobs, args.interval, Path(logs))

@@ -19,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.throughput import CLIENT_TOKEN, INSTANCE, TOKEN, bodies
-from devtools.processes import WorkerProcess, stack_env
+from bench.throughput import CLIENT_TOKEN, INSTANCE, TOKEN, bench_env, bodies
+from devtools.processes import WorkerProcess
 from devtools.redis_server import RedisServer
 from devtools.remote_sim import RemoteSimulator
 from tasks.contract.producer import Producer
@@ -88,11 +88,9 @@ def main() -> None:
         start, stop = Path(tmp) / "start", Path(tmp) / "stop"
         hook.mkdir()
         (hook / "sitecustomize.py").write_text(HOOK)
-        env = stack_env(
+        env = bench_env(
             redis_server.url,
             sim,
-            zapi_rate_limit="10000",
-            zapi_rate_burst="1000",
             pythonpath=str(hook),
             bench_profile_start=str(start),
             bench_profile_stop=str(stop),

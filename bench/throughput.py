@@ -62,6 +62,14 @@ class Run:
     rss_mb: float
 
 
+def bench_env(redis_url: str, sim: RemoteSimulator, **settings: str) -> dict[str, str]:
+    """A stack's environment for a benchmark: the rate limiter runs on every send but never
+    binds (throughput and cost are measured, not the limit), and ``settings`` on top."""
+    env = stack_env(redis_url, sim, zapi_rate_limit="10000", zapi_rate_burst="1000")
+    env.update({name.upper(): value for name, value in settings.items()})
+    return env
+
+
 def tree(process: psutil.Process) -> list[psutil.Process]:
     return [process, *process.children(recursive=True)]
 
@@ -182,14 +190,8 @@ def main() -> None:
                 client_token=CLIENT_TOKEN,
                 latency=latency,
             ) as sim:
-                env = stack_env(
-                    redis_server.url,
-                    sim,
-                    # The limiter runs on every send but never binds: throughput is measured.
-                    zapi_rate_limit="10000",
-                    zapi_rate_burst="1000",
-                    pythonpath=str(REPO),  # so the worker can import bench.baseline
-                )
+                # PYTHONPATH: so the worker can import bench.baseline.
+                env = bench_env(redis_server.url, sim, pythonpath=str(REPO))
                 base_jobs = args.jobs if latency == 0 else args.baseline_jobs_slow
                 unordered = {**env, "ZAPI_ORDERING": "off"}
                 ours = "zapi.order_status_update"
