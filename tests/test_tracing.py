@@ -209,6 +209,9 @@ def test_a_callback_joins_the_trace_its_delivery_record_kept(
     book.link("m-traced", zaap_id="z1", letter=letter, reply_key="k", trace=TRACEPARENT)
     book.link("m-untraced", zaap_id="z2", letter=letter, reply_key="k")
     assert book.traces(["m-traced", "m-untraced", "m-unknown"]) == {"m-traced": TRACEPARENT}
+    for damaged in ("[1, 2]", "not json", '{"trace": 7}', '"a text"'):  # a record gone wrong
+        state.hset(book.key("m-damaged"), "job", damaged)
+        assert book.traces(["m-damaged", "m-traced"]) == {"m-traced": TRACEPARENT}
     with tracing.serving("/webhooks/zapi/{secret}", "POST"):
         tracing.joined("MessageStatusCallback: read", TRACEPARENT, {"zapi.message_id": "m"})
     joined, request = finished(spans)

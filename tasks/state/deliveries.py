@@ -327,7 +327,8 @@ class DeliveryBook:
         found: dict[str, str] = {}
         for message_id, job in zip(message_ids, pipe.execute(), strict=True):
             with contextlib.suppress(ValueError, TypeError):
-                trace = json.loads(job).get("trace") if job else None
+                kept = json.loads(job) if job else None
+                trace = kept.get("trace") if isinstance(kept, dict) else None
                 if isinstance(trace, str):
                     found[message_id] = trace
         return found
