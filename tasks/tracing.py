@@ -18,8 +18,15 @@ import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import httpx
+
 from tasks.contract.redaction import mask_digit_runs, redact
-from tasks.contract.trace_context import TRACEPARENT, trace_headers
+from tasks.contract.trace_context import (
+    TRACEPARENT,
+    context_of,
+    current_traceparent,
+    trace_headers,
+)
 
 #: The tracer of this process once tracing is on (an ``opentelemetry.trace.Tracer``).
 _tracer: Any = None
@@ -109,12 +116,6 @@ def current() -> Span:
     return _Recording(span) if span.is_recording() else OFF
 
 
-def _context_of(headers: dict[str, str]) -> Any:
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
-    return TraceContextTextMapPropagator().extract(headers)
-
-
 @contextlib.contextmanager
 def _span(name: str, kind: str, parent: Any = None, **options: Any) -> Iterator[Span]:
     from opentelemetry.trace import SpanKind
@@ -143,14 +144,15 @@ def execution(task_name: str, job_id: str, headers: Any) -> Iterator[Span]:
         "messaging.message.id": job_id,
         "zapi.task": task_name,
     }
-    parent = _context_of(trace_headers(headers))
+    parent = context_of(trace_headers(headers))
     with _span(f"process {task_name}", "CONSUMER", parent, attributes=attributes) as span:
         yield span
 
 
 @contextlib.contextmanager
-def zapi_request(method: str, route: str, host: str, port: int | None) -> Iterator[Span]:
-    """A request to Z-API: a CLIENT span named by the route template, never the URL."""
+def zapi_request(method: str, route: str, url: httpx.URL) -> Iterator[Span]:
+    """A request to Z-API at ``url``: a CLIENT span named by the route template and the
+    server, never the URL itself."""
     if _tracer is None:
         yield OFF
         return
@@ -158,11 +160,10 @@ def zapi_request(method: str, route: str, host: str, port: int | None) -> Iterat
     attributes = {
         "http.request.method": method,
         "url.template": template,
-        "server.address": host,
-        "server.port": port,
+        "server.address": url.host,
+        "server.port": url.port or (443 if url.scheme == "https" else 80),
     }
-    shown = {name: value for name, value in attributes.items() if value is not None}
-    with _span(f"{method} {template}", "CLIENT", attributes=shown) as span:
+    with _span(f"{method} {template}", "CLIENT", attributes=attributes) as span:
         yield span
 
 
@@ -190,13 +191,7 @@ def serving(route: str, method: str) -> Iterator[Span]:
 def traceparent() -> str | None:
     """The current span's W3C ``traceparent``, to keep with what it wrote (a delivery record)
     so that a later process can continue the trace; None when not tracing."""
-    if _tracer is None:
-        return None
-    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
-    carrier: dict[str, str] = {}
-    TraceContextTextMapPropagator().inject(carrier)
-    return carrier.get(TRACEPARENT)
+    return None if _tracer is None else current_traceparent()
 
 
 def joined(name: str, parent_traceparent: str | None, attributes: Attributes) -> None:
@@ -208,15 +203,11 @@ def joined(name: str, parent_traceparent: str | None, attributes: Attributes) ->
     from opentelemetry import trace
 
     here = trace.get_current_span().get_span_context()
-    parent = None
-    if parent_traceparent:
-        parent = _context_of({TRACEPARENT: parent_traceparent})
+    parent = context_of({TRACEPARENT: parent_traceparent}) if parent_traceparent else None
     links = [trace.Link(here)] if here.is_valid and parent is not None else None
-    span = _tracer.start_span(
-        name, context=parent, kind=trace.SpanKind.INTERNAL, links=links, attributes=None
-    )
-    span.set_attributes(_attributes(attributes))
-    span.end()
+    shown = _attributes(attributes)
+    kind = trace.SpanKind.INTERNAL
+    _tracer.start_span(name, context=parent, kind=kind, links=links, attributes=shown).end()
 
 
 def log_ids() -> tuple[str, str] | None:

@@ -55,6 +55,19 @@ def publishing(task_name: str, job_id: str, queue: str = "celery") -> Iterator[d
         yield headers
 
 
+def context_of(headers: dict[str, str]) -> Any:
+    """The OpenTelemetry context these W3C headers carry (an empty one if they are not valid);
+    only for a process that has OpenTelemetry (tasks/tracing.py, once tracing is on)."""
+    return _PROPAGATOR.extract(headers)
+
+
+def current_traceparent() -> str | None:
+    """The current span's ``traceparent`` (None without a valid span); as :func:`context_of`."""
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier)
+    return carrier.get(TRACEPARENT)
+
+
 def trace_headers(headers: Any) -> dict[str, str]:
     """The W3C trace context of a message's headers, if it has one of the right shape (headers
     are input like any other: a value that is not text is ignored)."""

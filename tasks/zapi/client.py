@@ -150,8 +150,7 @@ class ZapiClient:
         """
         url = self._url(endpoint.value)
         content = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-        port = url.port or (443 if url.scheme == "https" else 80)
-        with tracing.zapi_request("POST", endpoint.value, url.host, port) as span:
+        with tracing.zapi_request("POST", endpoint.value, url) as span:
             with deadline_of_send(self._deadline) as state:
                 try:
                     response = self._http.post(url, content=content)
