@@ -188,14 +188,15 @@ class Job:
                 **ids,
             )
         )
-        tracing.current().event(
-            outcome,
-            {
-                "zapi.attempt": self.attempt,
-                "http.response.status_code": status,
-                "zapi.detail": tracing.safe_text(detail) if detail else None,
-            },
-        )
+        if tracing.enabled():  # the detail's redaction is not for nothing on every attempt
+            tracing.current().event(
+                outcome,
+                {
+                    "zapi.attempt": self.attempt,
+                    "http.response.status_code": status,
+                    "zapi.detail": tracing.safe_text(detail) if detail else None,
+                },
+            )
         metrics.count_attempt(
             endpoint=self.endpoint.value,
             instance=self.label,
