@@ -46,12 +46,18 @@ def use_json_format(logger: logging.Logger) -> None:
         handler.setFormatter(JsonFormatter())
 
 
+def known_secrets() -> list[str]:
+    """The configured secrets, or none while the settings do not load (the process then
+    refuses to start, saying why; redaction still masks URL passwords and tokens in paths)."""
+    try:
+        return get_settings().secret_values()
+    except ConfigurationError:
+        return []
+
+
 def install_redaction(logger: logging.Logger) -> None:
     """Add a redacting filter to every handler of ``logger`` and of the root logger."""
-    try:
-        secrets = get_settings().secret_values()
-    except ConfigurationError:
-        secrets = []
+    secrets = known_secrets()
     for name in NOISY_URL_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     for handler in {*logger.handlers, *logging.getLogger().handlers}:

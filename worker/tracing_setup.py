@@ -22,9 +22,9 @@ from celery.signals import (
     worker_shutdown,
 )
 
-from config import ConfigurationError, get_settings
 from config.tracing import TRACE_EXPORTERS, traces_exporters
 from tasks import tracing
+from worker.logging import known_secrets
 
 logger = logging.getLogger("zapi_queue.tracing")
 
@@ -41,9 +41,11 @@ def start_tracing(service_name: str) -> bool:
     ``service_name``: the resource's ``service.name`` unless ``OTEL_SERVICE_NAME`` or
     ``OTEL_RESOURCE_ATTRIBUTES`` names one."""
     global _provider, _built_in_pid
+    if _provider_here() is not None:
+        return True
     exporters = traces_exporters()
-    if not exporters or _built_in_pid == os.getpid():
-        return _provider is not None and _built_in_pid == os.getpid()
+    if not exporters:
+        return False
     unknown = [name for name in exporters if name not in TRACE_EXPORTERS]
     if unknown:
         logger.warning(
@@ -72,7 +74,7 @@ def start_tracing(service_name: str) -> bool:
         provider.add_span_processor(BatchSpanProcessor(_exporter(name, ConsoleSpanExporter)))
     trace.set_tracer_provider(provider)
     _provider, _built_in_pid = provider, os.getpid()
-    tracing.enable(provider.get_tracer("zapi_queue"), _secrets())
+    tracing.enable(provider.get_tracer("zapi_queue"), known_secrets())
     logger.info(
         "tracing on: %s, service %s", ", ".join(exporters), resource.attributes[SERVICE_NAME]
     )
@@ -92,17 +94,16 @@ def _exporter(name: str, console: Any) -> Any:
     return OTLPSpanExporter()
 
 
-def _secrets() -> list[str]:
-    try:
-        return get_settings().secret_values()
-    except ConfigurationError:
-        return []
+def _provider_here() -> Any:
+    """The provider this process built, or None (none built, or built before a fork)."""
+    return _provider if _built_in_pid == os.getpid() else None
 
 
 def flush_tracing(seconds: float) -> None:
     """Export what is batched, for at most ``seconds`` (a process about to ``os._exit``)."""
-    if _provider is not None and _built_in_pid == os.getpid():
-        _provider.force_flush(timeout_millis=int(seconds * 1000))
+    provider = _provider_here()
+    if provider is not None:
+        provider.force_flush(timeout_millis=int(seconds * 1000))
 
 
 def stop_tracing(seconds: float = STOP_SECONDS) -> None:
@@ -112,8 +113,8 @@ def stop_tracing(seconds: float = STOP_SECONDS) -> None:
     long."""
     global _provider
     tracing.disable()
-    provider, _provider = _provider, None
-    if provider is None or _built_in_pid != os.getpid():
+    provider, _provider = _provider_here(), None
+    if provider is None:
         return
     stopping = threading.Thread(target=provider.shutdown, name="tracing shutdown", daemon=True)
     stopping.start()
