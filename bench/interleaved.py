@@ -8,6 +8,7 @@ shipped defaults, one Redis and one fake Z-API for all runs.
 
 from __future__ import annotations
 
+import argparse
 import statistics
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,17 @@ from pathlib import Path
 from bench.throughput import CLIENT_TOKEN, INSTANCE, TOKEN, Run, bench_env, measure
 from devtools.redis_server import RedisServer
 from devtools.remote_sim import RemoteSimulator
+
+
+def arguments(doc: str | None, *, rounds: int, per: str = "setting") -> argparse.ArgumentParser:
+    """The options every interleaved benchmark takes: ``--latency``, ``--rounds`` (runs per
+    ``per``), ``--jobs``; described by the first paragraph of ``doc``."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0] if doc else None)
+    parser.add_argument("--latency", type=float, default=0.0, help="fake Z-API latency, s")
+    parser.add_argument("--rounds", type=int, default=rounds, help=f"runs per {per}")
+    parser.add_argument("--jobs", type=int, default=2000)
+    return parser
+
 
 #: Extra environment of one setting, given the base environment.
 Setting = Callable[[dict[str, str]], dict[str, str]]

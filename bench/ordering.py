@@ -9,19 +9,14 @@ one fake Z-API: the machine's drift hits both alike. Prints each run, the means 
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
 
-from bench.interleaved import interleaved, report
+from bench.interleaved import arguments, interleaved, report
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--latency", type=float, default=0.0, help="fake Z-API latency, s")
-    parser.add_argument("--rounds", type=int, default=6, help="runs per setting")
-    parser.add_argument("--jobs", type=int, default=2000)
-    args = parser.parse_args()
+    args = arguments(__doc__, rounds=6).parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-") as logs:
         runs = interleaved(
             {

@@ -12,12 +12,11 @@ defaults, each job an order of its own) is measured in rounds that alternate whi
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import tempfile
 from pathlib import Path
 
-from bench.interleaved import interleaved, report
+from bench.interleaved import arguments, interleaved, report
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,11 +33,8 @@ def worktree(revision: str, into: Path) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser = arguments(__doc__, rounds=4, per="revision")
     parser.add_argument("--against", required=True, help="the earlier revision (git rev)")
-    parser.add_argument("--latency", type=float, default=0.0, help="fake Z-API latency, s")
-    parser.add_argument("--rounds", type=int, default=4, help="runs per revision")
-    parser.add_argument("--jobs", type=int, default=2000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
         base = worktree(args.against, Path(scratch))

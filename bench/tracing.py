@@ -11,20 +11,15 @@ as in ``bench.throughput``); the collector's decoding is this process's, not cou
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
 
-from bench.interleaved import interleaved, report
+from bench.interleaved import arguments, interleaved, report
 from devtools.otlp_receiver import OtlpReceiver
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--latency", type=float, default=0.0, help="fake Z-API latency, s")
-    parser.add_argument("--rounds", type=int, default=4, help="runs per setting")
-    parser.add_argument("--jobs", type=int, default=2000)
-    args = parser.parse_args()
+    args = arguments(__doc__, rounds=4).parse_args()
     with OtlpReceiver() as collector, tempfile.TemporaryDirectory(prefix="bench-") as scratch:
         traced = {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint}
         runs = interleaved(
