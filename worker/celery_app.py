@@ -105,9 +105,17 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             **({"arrival_index": ARRIVAL_INDEX} if lines_in_broker(settings) else {}),
             "socket_timeout": 30,
             "socket_connect_timeout": 10,
+            # Every job acks on the broker's pool from its own thread or greenlet, beside the
+            # fetch, the sweep and the lease keeper: kombu's 10 would refuse the 11th at once
+            # (MaxConnectionsError), and a refused ack pauses fetching.
+            "max_connections": settings.worker_concurrency + 8,
             **sentinel_options(sentinel),
         },
         "result_backend_transport_options": sentinel_options(sentinel),
+        # One backend (one Redis pool) for the process: Celery's default keeps one per thread,
+        # and under gevent every task runs in a new greenlet, so every job would build a backend
+        # and open a connection.
+        "result_backend_thread_safe": True,
         "result_backend_always_retry": True,
         "result_backend_max_retries": 20,
         "redis_socket_timeout": 30,
@@ -122,6 +130,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_on_failure_or_timeout": True,
         "task_send_sent_event": True,
         "worker_send_task_events": True,
+        # WORKER_POOL=gevent acts through the command line (worker/pool_boot.py): Celery warns
+        # that gevent chosen here comes too late for its monkey-patching.
         "worker_pool": "threads",
         # A message no task can take becomes a dead letter, not a logged body (worker/consumer.py).
         "worker_consumer": "worker.consumer:Consumer",
