@@ -46,12 +46,20 @@ class QoS(KombuQoS):
             self.channel.settle(delivery_tag, requeue=False)
         finally:
             virtual.QoS.ack(self, delivery_tag)  # the prefetch slot is free either way
+            self._slot_freed()
 
     def reject(self, delivery_tag: str, requeue: bool = False) -> None:
         try:
             self.channel.settle(delivery_tag, requeue=requeue)
         finally:
             virtual.QoS.ack(self, delivery_tag)
+            self._slot_freed()
+
+    def _slot_freed(self) -> None:
+        """Wake a consumer poll that waits for a free slot (worker/fetch_wake.py)."""
+        wake = getattr(self.channel.connection.cycle, "wake", None)
+        if wake is not None:
+            wake()
 
     def restore_by_tag(
         self, tag: str, client: Any = None, leftmost: bool = False, owned: str | None = None

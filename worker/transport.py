@@ -24,7 +24,8 @@ closing does no I/O of its own. The channel is built in layers, one concern per 
 module's docstring the design of its part (worker/fetch_base.py lists them): the fetch and the
 claim (worker/fetch_channel.py), leases, sweeps and takeovers (worker/fetch_leases.py), acks and
 the QoS (worker/fetch_acks.py), error episodes (worker/fetch_errors.py), the scripts and the
-pooled client (worker/fetch_base.py; the Lua: worker/fetch_scripts.lua).
+pooled client (worker/fetch_base.py; the Lua: worker/fetch_scripts.lua), and the poller that an
+ack wakes when no event loop runs (worker/fetch_wake.py).
 
 This module holds the transports kombu loads by name (``worker.transport:Transport``) and
 :func:`register`, and names the parts' public pieces. Like them, it imports nothing of the app
@@ -34,6 +35,7 @@ that pulls Celery tasks or settings in.
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 from worker.fetch_acks import QoS
 from worker.fetch_base import (
@@ -46,6 +48,7 @@ from worker.fetch_base import (
 from worker.fetch_channel import NO_ARRIVAL, Arrival, Channel
 from worker.fetch_errors import FETCH_BACKOFF
 from worker.fetch_leases import LeaseKeeper
+from worker.fetch_wake import WakingPoller
 
 __all__ = [
     "FETCH_BACKOFF",
@@ -59,6 +62,7 @@ __all__ = [
     "SentinelChannel",
     "SentinelTransport",
     "Transport",
+    "WakingPoller",
     "redis_version",
     "register",
 ]
@@ -69,6 +73,10 @@ class Transport(KombuTransport):
     may name it as a kombu ``transport``)."""
 
     Channel = Channel
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.cycle = WakingPoller()  # kombu's, woken by an ack when no loop turns (gevent)
 
 
 class SentinelChannel(Channel, KombuSentinelChannel):
@@ -87,6 +95,10 @@ class SentinelTransport(KombuSentinelTransport):
     """``sentinel://`` with reliable fetch (:func:`register` selects it)."""
 
     Channel = SentinelChannel
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.cycle = WakingPoller()
 
 
 #: kombu's names for the Redis transports, and ours for each.
