@@ -11,6 +11,10 @@ instead, once per batch: the events of every job that ends meanwhile leave in on
 loop for them. Flower shows a job's state up to the delay later while the worker is busy; while
 it is idle, up to the loop's next turn (at most ``brpop_timeout``, 1 s). Every event is still
 sent, in order. Events buffered when the consumer stops are published then.
+
+With no event loop (the gevent pool) Celery buffers nothing and publishes every event on its
+own, from the task's greenlet. There this step turns the buffer on for task events and flushes
+it from the pool's timer, a greenlet, on the same delay.
 """
 
 from __future__ import annotations
@@ -40,9 +44,20 @@ class BatchedEvents(bootsteps.StartStopStep):
         dispatcher = c.event_dispatcher
         with self._lock:
             self._scheduled = False  # a timer of the previous connection died with it
-        if dispatcher is None or c.hub is None or dispatcher.on_send_buffered is None:
-            return  # no event loop: Celery does not buffer, nothing to batch
-        hub = c.hub
+        if dispatcher is None or not dispatcher.enabled:
+            return
+        if c.hub is not None:
+            if dispatcher.on_send_buffered is None:
+                return  # Celery's dispatcher does not buffer: nothing to batch
+            call_later = c.hub.call_later
+        elif c.timer is not None:
+            # No event loop (the gevent pool): Celery would publish each event on its own
+            # ("XXX This excludes eventlet/gevent, which should actually buffer"). Buffer the
+            # task events here, flushed by the pool's timer (a greenlet) instead of the hub.
+            dispatcher.buffer_group = frozenset({"task"})
+            call_later = c.timer.call_after
+        else:
+            return
 
         def flush() -> None:
             with self._lock:
@@ -54,7 +69,7 @@ class BatchedEvents(bootsteps.StartStopStep):
                 if self._scheduled:
                     return
                 self._scheduled = True
-            hub.call_later(EVENT_FLUSH_DELAY, flush)
+            call_later(EVENT_FLUSH_DELAY, flush)
 
         dispatcher.on_send_buffered = on_send_buffered
 
