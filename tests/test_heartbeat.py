@@ -21,7 +21,13 @@ from hypothesis import strategies as st
 from tests.cli import invoke_cli
 from worker import heartbeat
 from worker.cli.main import COMMAND_MODULES, main
-from worker.consumer_heartbeat import FETCH_REPLY_GRACE, fetch_overdue
+from worker.consumer_heartbeat import (
+    FETCH_REPLY_GRACE,
+    LOOP_TURN_GRACE,
+    fetch_overdue,
+    loop_stalled,
+)
+from worker.fetch_wake import WakingPoller
 from worker.heartbeat import FUTURE_SLACK, READY_WITHIN, Beat, HeartbeatError
 
 times = st.floats(allow_nan=True, allow_infinity=True)
@@ -244,3 +250,17 @@ def test_a_fetch_without_a_reply_past_its_bound_is_overdue_one_with_a_reply_is_n
         server.sendall(b"*-1\r\n")  # the reply is there, unread: prefetch slots are full
         assert not fetch_overdue(fetching(late, ours), time.monotonic())
     assert not fetch_overdue(SimpleNamespace(), time.monotonic())  # no task consumer yet
+
+
+def test_with_no_event_loop_a_poller_that_stopped_turning_is_a_stalled_loop() -> None:
+    """Under gevent the beat comes from a timer: progress is the poller's last turn."""
+    poller = WakingPoller()
+    consumer = SimpleNamespace(connection=SimpleNamespace(transport=SimpleNamespace(cycle=poller)))
+    try:
+        now = time.monotonic()
+        assert not loop_stalled(consumer, now)  # it just turned
+        assert not loop_stalled(consumer, poller.turned_at + LOOP_TURN_GRACE)
+        assert loop_stalled(consumer, poller.turned_at + LOOP_TURN_GRACE + 0.1)
+        assert not loop_stalled(SimpleNamespace(connection=None), now + 3600)  # nothing to judge
+    finally:
+        poller.close()

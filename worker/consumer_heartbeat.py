@@ -13,8 +13,13 @@ slots are all taken has a reply waiting (readable) or no fetch in flight: it is 
 
 Readiness (``probe ready``) is the consumer connected with a fetch going, and no shutdown begun:
 a SIGTERM marks the file at once (``worker_shutting_down``), a consumer stop or restart marks
-it not connected, and the worker's end removes it. Other pools than threads (gevent: Celery's
-``synloop``, no hub) get no beat; the worker says so in its log.
+it not connected, and the worker's end removes it.
+
+With no hub (the gevent pool: Celery's ``synloop`` repeats ``drain_events`` itself) the pool's
+timer, a greenlet, writes the beats, and progress is the loop's own: the poller notes each
+turn (worker/fetch_wake.py), and a loop that has not turned within :data:`LOOP_TURN_GRACE`
+makes none. A process blocked outside gevent (a C call holding the only thread, a SIGSTOP)
+runs no greenlet at all, so no beat is written, as with the hub.
 """
 
 from __future__ import annotations
@@ -40,6 +45,9 @@ logger = logging.getLogger("zapi_queue.heartbeat")
 BEAT_INTERVAL = 1.0
 #: A fetch is stuck once its reply is this much later than ``brpop_timeout`` (1 s) promised.
 FETCH_REPLY_GRACE = 2.0
+#: With no hub: seconds a loop turn may take, past the 2 s a ``drain_events`` of Celery's
+#: ``synloop`` waits at most, before the loop counts as stalled.
+LOOP_TURN_GRACE = 5.0
 
 
 class ConsumerHeartbeat(bootsteps.StartStopStep):
@@ -65,17 +73,20 @@ class ConsumerHeartbeat(bootsteps.StartStopStep):
         self._timer = hub.call_repeatedly(BEAT_INTERVAL, self.beat, c)
 
     def start(self, c: Any) -> None:
-        if c.hub is None:
-            logger.warning(
-                "no event loop in this worker (pool %s): no heartbeat, so `zapi-queue probe` "
-                "cannot judge it; the shipped threads pool has one",
-                type(c.pool).__name__,
-            )
+        """With no hub, the pool's timer beats instead (the module says how progress is read)."""
+        if c.hub is not None:
+            return
+        self._cancel_timer()
+        if c.timer is None:
+            logger.warning("no event loop and no timer in this worker: no heartbeat")
+            return
+        self._timer = c.timer.call_repeatedly(BEAT_INTERVAL, self.beat, (c,))
 
     def beat(self, c: Any) -> None:
-        """One turn of the loop: progress, unless the fetch waits for a reply long overdue."""
+        """One turn of the loop: progress, unless the fetch waits for a reply long overdue (or,
+        with no hub, the loop has not turned for too long)."""
         now = time.monotonic()
-        stuck = fetch_overdue(c, now)
+        stuck = fetch_overdue(c, now) or (c.hub is None and loop_stalled(c, now))
         if not stuck:
             self.progress = now
         running = c.blueprint.state == bootsteps.RUN  # type: ignore[attr-defined] # no stub
@@ -152,6 +163,14 @@ def fetch_overdue(c: Any, now: float) -> bool:
         return False
     sock = getattr(connection, "_sock", None)
     return sock is not None and not readable(sock)
+
+
+def loop_stalled(c: Any, now: float) -> bool:
+    """With no hub: the consumer's poller has not started a turn for :data:`LOOP_TURN_GRACE`
+    seconds (a poller that does not note its turns is never judged)."""
+    transport = getattr(getattr(c, "connection", None), "transport", None)
+    turned_at = getattr(getattr(transport, "cycle", None), "turned_at", None)
+    return isinstance(turned_at, float) and now - turned_at > LOOP_TURN_GRACE
 
 
 def readable(sock: Any) -> bool:

@@ -77,7 +77,7 @@ class Drain(bootsteps.StartStopStep):
         """In the signal handler: only start the clock, the work is the main thread's."""
         if self.deadline is None:
             self.deadline = DrainDeadline(self.timeout)
-            self.deadline.start()
+            start_from_signal_handler(self.deadline)
 
     def begin(self, c: Any) -> None:
         """The consumer closes (worker/consumer.py calls this before Celery forgets the jobs it
@@ -130,6 +130,17 @@ class DrainDeadline(threading.Thread):
             self.timeout,
         )
         exit_now()
+
+
+def start_from_signal_handler(thread: threading.Thread) -> None:
+    """Start ``thread`` from a signal handler. Under gevent the handler runs in the hub, where
+    nothing may wait, and ``Thread.start`` waits for the thread to run (``BlockingSwitchOutError``):
+    there a greenlet of its own starts it, an instant later."""
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None and monkey.is_module_patched("threading"):
+        sys.modules["gevent"].spawn(thread.start)
+    else:
+        thread.start()
 
 
 def exit_now() -> None:
