@@ -33,10 +33,10 @@ from typing import Any
 
 from celery import bootsteps
 from celery.signals import worker_shutting_down
-from celery.worker import state as worker_state
 
 from config import get_settings
 from worker import heartbeat
+from worker.fetch_wake import shutting_down
 from worker.heartbeat import Beat, HeartbeatError
 
 logger = logging.getLogger("zapi_queue.heartbeat")
@@ -141,14 +141,6 @@ def consuming(c: Any) -> bool:
     """The consumer has its task consumer on at least one queue (not cancelled away)."""
     task_consumer = getattr(c, "task_consumer", None)
     return task_consumer is not None and bool(task_consumer.queues)
-
-
-def shutting_down() -> bool:
-    """A shutdown was asked (Celery's signal handlers set these before anything else). Each
-    flag holds the exit code once set, 0 after a SIGTERM: set means neither None nor False,
-    as Celery's own ``maybe_shutdown`` reads them."""
-    flags = (worker_state.should_stop, worker_state.should_terminate)
-    return any(flag is not None and flag is not False for flag in flags)
 
 
 def fetch_overdue(c: Any, now: float) -> bool:

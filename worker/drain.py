@@ -44,7 +44,7 @@ from celery.worker import state as worker_state
 
 from config import get_settings
 from worker import heartbeat
-from worker.consumer_heartbeat import shutting_down
+from worker.fetch_wake import shutting_down
 from worker.tracing_setup import flush_tracing
 
 logger = logging.getLogger("zapi_queue.drain")

@@ -14,6 +14,12 @@ returns, and the next turn fetches. Only a starved poll is woken, so an ack cost
 only at the moment it matters. With an event loop (the threads pool) the loop's own poller
 replaces this one and :meth:`WakingPoller.get` is never called: nothing is marked, nothing is
 written.
+
+A shutdown asked meanwhile ends the poll too. Celery's ``synloop`` looks for one only between
+two ``drain_events``, and kombu's repeats polls (and fetches, as slots free) for up to 2 s
+within one: a SIGTERMed worker would start jobs fetched after the signal. A poll that finds a
+shutdown asked ends that ``drain_events`` at once, as its timeout would (the task connection's
+polls only: the green pidbox polls its own until it is stopped).
 """
 
 from __future__ import annotations
@@ -23,8 +29,12 @@ import os
 import time
 from typing import Any
 
+from celery.worker import state as worker_state
 from kombu.transport.redis import MultiChannelPoller
 from kombu.utils.eventio import READ
+
+#: Seconds a poll asked for after a shutdown waits before it ends.
+SHUTDOWN_PAUSE = 0.01
 
 
 class WakingPoller(MultiChannelPoller):
@@ -42,7 +52,14 @@ class WakingPoller(MultiChannelPoller):
 
     def get(self, callback: Any, timeout: float | None = None) -> Any:
         self.turned_at = time.monotonic()
-        if any(c.active_queues and not c.qos.can_consume() for c in self._channels):  # type: ignore[attr-defined]
+        fetching = [c for c in self._channels if c.active_queues]  # type: ignore[attr-defined]
+        if fetching and shutting_down():
+            # Synloop's cue to look for the shutdown. Only a task connection's poll: the green
+            # pidbox loops on its own connection until told to stop. The pause yields to the
+            # other greenlets, should anything else poll this connection in a loop.
+            time.sleep(SHUTDOWN_PAUSE)
+            raise TimeoutError("a shutdown was asked")
+        if any(not c.qos.can_consume() for c in fetching):
             self._arm()
         try:
             return super().get(callback, timeout=timeout)
@@ -82,3 +99,11 @@ class WakingPoller(MultiChannelPoller):
             self._wake_pipe = read_end, write_end
             self.poller.register(read_end, READ)
         self._starved = True
+
+
+def shutting_down() -> bool:
+    """A shutdown was asked (Celery's signal handlers set these before anything else). Each
+    flag holds the exit code once set, 0 after a SIGTERM: set means neither None nor False,
+    as Celery's own ``maybe_shutdown`` reads them."""
+    flags = (worker_state.should_stop, worker_state.should_terminate)
+    return any(flag is not None and flag is not False for flag in flags)
