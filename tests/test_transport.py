@@ -425,7 +425,10 @@ def test_redis_version_is_read_from_info() -> None:
 # Loaded into one worker by PYTHONPATH: it dies right after BLMOVE took a message, before the
 # claim recorded it as unacked: with kombu's stock transport (BRPOP), that message is gone.
 DIE_BEFORE_CLAIM = """
-import os, signal
+import os, signal, sys
+if "gevent" in sys.argv:  # WORKER_POOL=gevent, re-executed: gevent must patch before kombu loads
+    from gevent import monkey
+    monkey.patch_all()
 import worker.transport
 
 def die_before_claim(self, queue, processing, item):
