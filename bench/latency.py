@@ -3,9 +3,9 @@
 Issue #34's third target: at 10 jobs/s, how long a job takes from ``send_task`` to the moment
 the fake Z-API (a process of its own) receives its request. Both clocks are this host's
 ``time.time()``. Each variant (the baseline, ``pooled``, as in ``bench.throughput``; zapi-queue
-with the shipped defaults; optionally ``gevent``) is warmed up, then sent ``--jobs`` jobs
-``--interval`` s apart, one at a time, in rounds that alternate which goes first. p50, p90, p99
-and the worst are printed per variant, over all rounds.
+with the shipped defaults; optionally ``gevent``: ``WORKER_POOL=gevent``) is warmed up, then
+sent ``--jobs`` jobs ``--interval`` s apart, one at a time, in rounds that alternate which goes
+first. p50, p90, p99 and the worst are printed per variant, over all rounds.
 
     python -m bench.latency [--jobs 300] [--rounds 2] [--variants pooled,zapi-queue]
 """
@@ -17,7 +17,7 @@ import contextlib
 import statistics
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 from celery import Celery
@@ -27,11 +27,11 @@ from devtools.processes import WorkerProcess
 from devtools.redis_server import RedisServer
 from devtools.remote_sim import RemoteSimulator
 
-#: variant -> (Celery app, task name, worker processes, extra worker arguments).
-VARIANTS: dict[str, tuple[str, str, int, Sequence[str]]] = {
-    "pooled": ("bench.baseline", "baseline.order_status_update_pooled", 1, ()),
-    "zapi-queue": ("worker", "zapi.order_status_update", 2, ()),
-    "gevent": ("worker", "zapi.order_status_update", 2, ("-P", "gevent")),
+#: variant -> (Celery app, task name, worker processes, settings on top of the bench's).
+VARIANTS: dict[str, tuple[str, str, int, Mapping[str, str]]] = {
+    "pooled": ("bench.baseline", "baseline.order_status_update_pooled", 1, {}),
+    "zapi-queue": ("worker", "zapi.order_status_update", 2, {}),
+    "gevent": ("worker", "zapi.order_status_update", 2, {"WORKER_POOL": "gevent"}),
 }
 WARMUP = 50
 
@@ -40,12 +40,13 @@ def latencies(
     variant: str, env: dict[str, str], sim: RemoteSimulator, jobs: int, interval: float, logs: Path
 ) -> list[float]:
     """Milliseconds from each send to the fake's receipt of it, for one variant's run."""
-    app, task, processes, extra = VARIANTS[variant]
+    app, task, processes, settings = VARIANTS[variant]
+    env = {**env, **settings}
     producer = Celery(broker=env["CELERY_BROKER_URL"], backend=env["CELERY_RESULT_BACKEND"])
     with contextlib.ExitStack() as stack:
         for n in range(processes):
             log = logs / f"{variant}-{n}.log"
-            worker = WorkerProcess(env, log, app=app, loglevel="WARNING", extra_args=extra)
+            worker = WorkerProcess(env, log, app=app, loglevel="WARNING")
             stack.enter_context(worker)
         for body in bodies(WARMUP, f"W{variant[:2]}"):
             producer.send_task(task, args=[body])

@@ -46,8 +46,8 @@ from tasks.contract.endpoints import Endpoint
 from tasks.contract.producer import Producer
 
 REPO = Path(__file__).resolve().parent.parent
-#: The variants ``--variants`` may name (``gevent``: the shipped worker under ``-P gevent``, a
-#: prototype of issue #34's one OS thread per process; it needs gevent installed).
+#: The variants ``--variants`` may name (``gevent``: the shipped worker with
+#: ``WORKER_POOL=gevent``, every send of a process on one OS thread: issue #34).
 VARIANTS = ("post", "pooled", "unordered", "zapi-queue", "gevent")
 INSTANCE, TOKEN, CLIENT_TOKEN = "bench-instance", "bench-token", "bench-client-token"
 
@@ -171,8 +171,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="runs of each variant, in turn")
     parser.add_argument(
         "--variants",
-        default="post,pooled,unordered,zapi-queue",
-        help=f"comma-separated, of {','.join(VARIANTS)} (gevent: -P gevent, if installed)",
+        default="post,pooled,unordered,zapi-queue,gevent",
+        help=f"comma-separated, of {','.join(VARIANTS)} (gevent: WORKER_POOL=gevent)",
     )
     parser.add_argument("--warmup", type=int, default=100, help="uncounted jobs per process")
     args = parser.parse_args()
@@ -196,13 +196,13 @@ def main() -> None:
                 unordered = {**env, "ZAPI_ORDERING": "off"}
                 ours = "zapi.order_status_update"
                 baseline = "baseline.order_status_update"
-                green = ("-P", "gevent")
+                green = {**env, "WORKER_POOL": "gevent"}
                 variants = (
                     ("post", "bench.baseline", baseline, base_jobs, env, 1, ()),
                     ("pooled", "bench.baseline", f"{baseline}_pooled", base_jobs, env, 1, ()),
                     ("unordered", "worker", ours, args.jobs, unordered, args.workers, ()),
                     ("zapi-queue", "worker", ours, args.jobs, env, args.workers, ()),
-                    ("gevent", "worker", ours, args.jobs, env, args.workers, green),
+                    ("gevent", "worker", ours, args.jobs, green, args.workers, ()),
                 )
                 chosen = [variant for variant in variants if variant[0] in wanted]
                 for _ in range(args.rounds):
