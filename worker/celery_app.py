@@ -4,8 +4,10 @@ Why these defaults:
 
 * **threads pool, 64 threads** (``WORKER_CONCURRENCY``): a worker spends its time waiting on
   Z-API, so one process keeps many sends in flight; the prefork default would send one request
-  per process at a time. Threads need no monkey-patching (gevent would, and Celery only patches
-  when ``-P gevent`` is on the command line).
+  per process at a time. Threads need no monkey-patching. ``WORKER_POOL=gevent`` runs the
+  sends on greenlets of one OS thread instead (worker/pool_boot.py re-executes the command as
+  ``-P gevent``, the only way Celery patches first); measured against threads, it is not
+  cheaper enough yet to be the default (docs/benchmarks.md, issue #34).
 * **late acks, reject on worker lost, prefetch multiplier 1**: a job is removed from Redis only
   once it finished (delivered, failed for good, or re-scheduled), so a killed worker loses nothing.
 * **visibility timeout** above the longest retry countdown: Redis re-delivers an unacked message
