@@ -56,8 +56,10 @@ class QoS(KombuQoS):
             self._slot_freed()
 
     def _slot_freed(self) -> None:
-        """Wake a consumer poll that waits for a free slot (worker/fetch_wake.py)."""
-        wake = getattr(self.channel.connection.cycle, "wake", None)
+        """Wake a consumer poll that waits for a free slot (worker/fetch_wake.py). A job that
+        ends after its channel closed (a lost connection) has no poll to wake."""
+        cycle = getattr(self.channel.connection, "cycle", None)
+        wake = getattr(cycle, "wake", None)
         if wake is not None:
             wake()
 
