@@ -19,10 +19,9 @@ __all__ = ["app"]
 
 def __getattr__(name: str) -> Any:
     if name in ("app", "celery"):
-        from config import get_settings
-        from worker.pool_boot import boot
+        from worker.pool_boot import boot_configured
 
-        boot(get_settings().worker_pool)  # WORKER_POOL=gevent: re-executes as `-P gevent`
+        boot_configured()  # WORKER_POOL=gevent: re-executes as `-P gevent`
         from worker.celery_app import app
 
         return app

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 
 import click
 
+from config import ConfigurationError, get_settings
+
 #: Celery's own spellings of the pool option (``celery worker --help``).
 POOL_FLAGS = ("-P", "--pool")
 
@@ -56,3 +58,13 @@ def boot(pool: str, argv: Sequence[str] | None = None) -> None:
     sys.stderr.flush()
     command = gevent_argv(argv)
     os.execv(command[0], command)  # noqa: S606 # our own command line again, no shell
+
+
+def boot_configured() -> None:
+    """:func:`boot` with ``WORKER_POOL``. Settings that do not load are left to the app's build,
+    which reports them in one line (worker/celery_app.py), not in a traceback from here."""
+    try:
+        pool = get_settings().worker_pool
+    except ConfigurationError:
+        return
+    boot(pool)
