@@ -68,15 +68,23 @@ __all__ = [
 ]
 
 
-class Transport(KombuTransport):
+class WakingCycle:
+    """Both transports' poller: kombu's, woken by an ack when no event loop turns (gevent).
+    The one kombu's ``__init__`` made is closed, not left to the garbage collector."""
+
+    cycle: Any
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.cycle.poller.close()
+        self.cycle = WakingPoller()
+
+
+class Transport(WakingCycle, KombuTransport):
     """``redis://`` and ``rediss://`` with reliable fetch (:func:`register` selects it; a test
     may name it as a kombu ``transport``)."""
 
     Channel = Channel
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.cycle = WakingPoller()  # kombu's, woken by an ack when no loop turns (gevent)
 
 
 class SentinelChannel(Channel, KombuSentinelChannel):
@@ -91,14 +99,10 @@ class SentinelChannel(Channel, KombuSentinelChannel):
     )
 
 
-class SentinelTransport(KombuSentinelTransport):
+class SentinelTransport(WakingCycle, KombuSentinelTransport):
     """``sentinel://`` with reliable fetch (:func:`register` selects it)."""
 
     Channel = SentinelChannel
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.cycle = WakingPoller()
 
 
 #: kombu's names for the Redis transports, and ours for each.
