@@ -5,7 +5,6 @@ and delivering, is tests/test_gevent_pool.py's."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.cli import run_command
 from worker import pool_boot
 from worker.pool_boot import boot, gevent_argv, pool_flag
 
@@ -102,13 +102,6 @@ def test_celery_report_of_the_app_runs_as_it_is_under_worker_pool_gevent() -> No
     """A real ``celery -A worker report`` builds the app and is not re-executed: it would
     otherwise fail on ``--pool``, an option it does not have."""
     env = {**os.environ, "WORKER_POOL": "gevent", "PYTHONPATH": str(REPO)}
-    done = subprocess.run(
-        [sys.executable, "-m", "celery", "-A", "worker", "report"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_command([sys.executable, "-m", "celery", "-A", "worker", "report"], env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "software -> celery" in done.stdout
