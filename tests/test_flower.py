@@ -188,23 +188,26 @@ def first_seen_retrying(
     """Each job as Flower shows it the first time it is in RETRY, with its task info and the
     result backend's state read at that moment. All jobs are watched in one loop: a RETRY
     lasts only its countdown, and watching one job after another lets the second's pass on a
-    loaded machine."""
+    loaded machine. Each turn asks for the watched jobs alone: serving the whole task list 20
+    times a second likely starved Flower's event thread on a loaded CI machine, so that it
+    applied a RETRY and the SUCCESS 5 s after it together and the RETRY was never shown."""
     deadline = time.monotonic() + timeout
     seen: dict[str, dict[str, Any]] = {}
     while len(seen) < len(job_ids) and time.monotonic() < deadline:
-        tasks = httpx.get(f"{url}/api/tasks", auth=AUTH, timeout=5).json()
         for job_id in job_ids:
-            task = tasks.get(job_id, {})
-            if job_id in seen or task.get("state") != "RETRY":
+            if job_id in seen:
                 continue
-            info = httpx.get(f"{url}/api/task/info/{job_id}", auth=AUTH, timeout=5).json()
+            shown = httpx.get(f"{url}/api/task/info/{job_id}", auth=AUTH, timeout=5)
+            if shown.status_code == 404 or shown.json().get("state") != "RETRY":
+                continue  # 404: Flower has no event of it yet
             stored: AsyncResult[Any] = AsyncResult(job_id, app=producer)
+            listed = httpx.get(f"{url}/api/tasks", auth=AUTH, timeout=5).json().get(job_id, {})
             seen[job_id] = {
-                "listed": dict(task),
-                "info": info,
+                "listed": dict(listed),
+                "info": shown.json(),
                 "stored": (stored.state, stored.traceback),
             }
-        time.sleep(0.05)
+        time.sleep(0.1)
     missing = [job_id for job_id in job_ids if job_id not in seen]
     assert not missing, f"Flower never showed {missing} as RETRY"
     return seen
