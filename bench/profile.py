@@ -25,9 +25,9 @@ from devtools.redis_server import RedisServer
 from devtools.remote_sim import RemoteSimulator
 from tasks.contract.producer import Producer
 
-#: Loaded into the worker by PYTHONPATH: profile every thread on the CPU clock from when the
-#: file BENCH_PROFILE_START appears to when BENCH_PROFILE_STOP does; then write the stats to
-#: BENCH_PROFILE_OUT.
+#: Loaded into the worker by PYTHONPATH: profile every thread (every greenlet under the default
+#: gevent pool) on the CPU clock from when the file BENCH_PROFILE_START appears to when
+#: BENCH_PROFILE_STOP does; then write the stats to BENCH_PROFILE_OUT.
 HOOK = r"""
 import os, threading, time
 import yappi
@@ -38,6 +38,8 @@ def _wait_for(path):
 
 def _profile():
     _wait_for(os.environ["BENCH_PROFILE_START"])
+    if os.environ.get("WORKER_POOL", "gevent") == "gevent":
+        yappi.set_context_backend("greenlet")  # a function's time, not its greenlet's switches
     yappi.set_clock_type("cpu")
     yappi.start(builtins=False, profile_threads=True)
     _wait_for(os.environ["BENCH_PROFILE_STOP"])

@@ -217,11 +217,11 @@ class Settings(LifecycleSettings, ScalingSettings):
 
     # Worker process.
     worker_concurrency: Annotated[int, Field(ge=1, le=1000)] = 64
-    """Sends in flight per worker container (threads, or greenlets under ``WORKER_POOL=gevent``)."""
-    worker_pool: Literal["threads", "gevent"] = "threads"
-    """The pool of ``celery -A worker worker``: ``threads``, or ``gevent`` (every send on one OS
-    thread; the process re-starts itself as ``-P gevent``, so Celery monkey-patches first). A
-    ``-P`` on the command line wins."""
+    """Sends in flight per worker container (greenlets; threads under ``WORKER_POOL=threads``)."""
+    worker_pool: Literal["gevent", "threads"] = "gevent"
+    """The pool of ``celery -A worker worker``: ``gevent`` (every send of a process on one OS
+    thread; the process re-starts itself as ``-P gevent``, so Celery monkey-patches first), or
+    ``threads`` (no monkey-patching; more CPU per job). A ``-P`` on the command line wins."""
     zapi_instance_concurrency: Annotated[int, Field(ge=1, le=1000)] | None = None
     """At most this many of a worker's threads busy with one Z-API instance (default: half of
     WORKER_CONCURRENCY when there are several instances, all of them when there is one), so that

@@ -1,8 +1,8 @@
 """``WORKER_POOL=gevent``, end to end: ``celery -A worker worker`` becomes ``-P gevent`` in the
 same process (worker/pool_boot.py), delivers, keeps working past its prefetch slots without
 sleeping out a poll (worker/fetch_wake.py), beats for the probes from the pool's timer
-(worker/consumer_heartbeat.py) and drains on SIGTERM (worker/drain.py). The rest of the suite's
-end-to-end tests run under this pool too (``make test-gevent``)."""
+(worker/consumer_heartbeat.py) and drains on SIGTERM (worker/drain.py). It is the default, so
+the rest of the suite's end-to-end tests run on it too (``make test-threads`` on threads)."""
 
 from __future__ import annotations
 

@@ -2,12 +2,13 @@
 
 Why these defaults:
 
-* **threads pool, 64 threads** (``WORKER_CONCURRENCY``): a worker spends its time waiting on
+* **gevent pool, 64 greenlets** (``WORKER_CONCURRENCY``): a worker spends its time waiting on
   Z-API, so one process keeps many sends in flight; the prefork default would send one request
-  per process at a time. Threads need no monkey-patching. ``WORKER_POOL=gevent`` runs the
-  sends on greenlets of one OS thread instead (worker/pool_boot.py re-executes the command as
-  ``-P gevent``, the only way Celery patches first); measured against threads, it is not
-  cheaper enough yet to be the default (docs/benchmarks.md, issue #34).
+  per process at a time. Greenlets keep them all on one OS thread: no GIL handed between
+  threads at every short blocking call, so less CPU per job than threads and than asyncio
+  (docs/benchmarks.md, issue #34). worker/pool_boot.py re-executes the command as ``-P
+  gevent``, the only way Celery monkey-patches first; ``WORKER_POOL=threads`` keeps Celery's
+  thread pool, with no patching.
 * **late acks, reject on worker lost, prefetch multiplier 1**: a job is removed from Redis only
   once it finished (delivered, failed for good, or re-scheduled), so a killed worker loses nothing.
 * **visibility timeout** above the longest retry countdown: Redis re-delivers an unacked message
@@ -132,8 +133,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_on_failure_or_timeout": True,
         "task_send_sent_event": True,
         "worker_send_task_events": True,
-        # WORKER_POOL=gevent acts through the command line (worker/pool_boot.py): Celery warns
-        # that gevent chosen here comes too late for its monkey-patching.
+        # WORKER_POOL=gevent (the default) acts through the command line (worker/pool_boot.py):
+        # gevent chosen here would come too late for Celery's monkey-patching. This is the
+        # pool of a worker started some other way, unpatched, and of WORKER_POOL=threads.
         "worker_pool": "threads",
         # A message no task can take becomes a dead letter, not a logged body (worker/consumer.py).
         "worker_consumer": "worker.consumer:Consumer",
