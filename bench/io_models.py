@@ -192,20 +192,14 @@ def compare(args: argparse.Namespace) -> None:
     """The rounds, alternating the models, and the table of medians."""
     import statistics
 
-    from bench.throughput import CLIENT_TOKEN, INSTANCE, TOKEN
+    from bench.throughput import simulator
     from devtools.redis_server import RedisServer
-    from devtools.remote_sim import RemoteSimulator
 
     models = args.models.split(",")
     runs: dict[str, list[tuple[float, float]]] = {model: [] for model in models}
     with (
         RedisServer() as redis_server,
-        RemoteSimulator(
-            instance_id=INSTANCE,
-            instance_token=TOKEN,
-            client_token=CLIENT_TOKEN,
-            latency=args.latency,
-        ) as sim,
+        simulator(args.latency) as sim,
     ):
         for round_number in range(args.rounds):
             order = models[round_number % len(models) :] + models[: round_number % len(models)]

@@ -19,10 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.throughput import CLIENT_TOKEN, INSTANCE, TOKEN, bench_env, bodies
+from bench.throughput import bench_env, bodies, simulator
 from devtools.processes import WorkerProcess
 from devtools.redis_server import RedisServer
-from devtools.remote_sim import RemoteSimulator
 from tasks.contract.producer import Producer
 
 #: Loaded into the worker by PYTHONPATH: profile every thread (every greenlet under the default
@@ -79,12 +78,7 @@ def main() -> None:
     with (
         tempfile.TemporaryDirectory(prefix="profile-") as tmp,
         RedisServer() as redis_server,
-        RemoteSimulator(
-            instance_id=INSTANCE,
-            instance_token=TOKEN,
-            client_token=CLIENT_TOKEN,
-            latency=args.latency,
-        ) as sim,
+        simulator(args.latency) as sim,
     ):
         hook, out = Path(tmp) / "hook", Path(tmp) / "stats.tsv"
         start, stop = Path(tmp) / "start", Path(tmp) / "stop"

@@ -70,6 +70,14 @@ def bench_env(redis_url: str, sim: RemoteSimulator, **settings: str) -> dict[str
     return env
 
 
+def simulator(latency: float = 0.0) -> RemoteSimulator:
+    """The fake Z-API of a benchmark, in a process of its own, answering with the bench's
+    credentials after ``latency`` seconds."""
+    return RemoteSimulator(
+        instance_id=INSTANCE, instance_token=TOKEN, client_token=CLIENT_TOKEN, latency=latency
+    )
+
+
 def tree(process: psutil.Process) -> list[psutil.Process]:
     return [process, *process.children(recursive=True)]
 
@@ -184,12 +192,7 @@ def main() -> None:
     runs: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="bench-") as logs, RedisServer() as redis_server:
         for latency in (0.0, 0.2):
-            with RemoteSimulator(
-                instance_id=INSTANCE,
-                instance_token=TOKEN,
-                client_token=CLIENT_TOKEN,
-                latency=latency,
-            ) as sim:
+            with simulator(latency) as sim:
                 # PYTHONPATH: so the worker can import bench.baseline.
                 env = bench_env(redis_server.url, sim, pythonpath=str(REPO))
                 base_jobs = args.jobs if latency == 0 else args.baseline_jobs_slow
