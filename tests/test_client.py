@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
-import httpx
 import pytest
 from pydantic import SecretStr
 
@@ -45,40 +43,6 @@ def test_sends_to_the_endpoint_with_client_token(sim: ZapiSimulator, client: Zap
     assert request.headers["client-token"] == "ct-SECRET-9"
     assert request.json == body
     assert reply.messageId
-
-
-def test_a_send_carries_exactly_its_headers_and_keeps_no_cookie() -> None:
-    """A send goes straight to the transport: the same headers as the client's own path, the
-    body's length, and nothing a previous reply set (no cookie jar between jobs)."""
-    seen: list[httpx.Request] = []
-
-    def z_api(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        reply = {"zaapId": "z1", "messageId": "m1", "id": "m1"}
-        return httpx.Response(200, json=reply, headers={"Set-Cookie": "session=abc; Path=/"})
-
-    zapi = ZapiClient(
-        "https://zapi.test", CREDENTIALS, transport=httpx.MockTransport(z_api), timeout=3
-    )
-    body = unique_body()
-    for _ in range(2):
-        assert zapi.send(Endpoint.ORDER_STATUS_UPDATE, body).zaapId == "z1"
-    zapi.close()
-    content = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-    for request in seen:
-        assert str(request.url) == (
-            "https://zapi.test/instances/inst-9/token/tok-SECRET-9/order-status-update"
-        )
-        assert dict(request.headers) == {
-            "host": "zapi.test",
-            "client-token": "ct-SECRET-9",
-            "content-type": "application/json",
-            "accept": "application/json",
-            "user-agent": "zapi-queue/0.1",
-            "content-length": str(len(content)),
-        }
-        assert request.content == content
-        assert request.extensions["timeout"] == {"connect": 5.0, "read": 3, "write": 3, "pool": 3}
 
 
 def test_timeout_is_transient_and_secret_free(sim: ZapiSimulator, client: ZapiClient) -> None:

@@ -102,21 +102,15 @@ class ZapiClient:
         self._tracks_sends = transport is None
         if transport is None:
             transport = DeadlineTransport(limits=limits)
-        headers = {
-            "Client-Token": credentials.client_token.get_secret_value(),
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-            "User-Agent": USER_AGENT,
-        }
-        http_timeout = httpx.Timeout(timeout, connect=connect_timeout)
-        #: A send goes straight to the transport (:meth:`_post`), with these.
-        self._transport = transport
-        self._send_headers = httpx.Headers(headers)
-        self._send_timeout = http_timeout.as_dict()
         self._http = httpx.Client(
             base_url=self._base_url,
-            headers=headers,
-            timeout=http_timeout,
+            headers={
+                "Client-Token": credentials.client_token.get_secret_value(),
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+                "User-Agent": USER_AGENT,
+            },
+            timeout=httpx.Timeout(timeout, connect=connect_timeout),
             limits=limits,
             follow_redirects=False,
             transport=transport,
@@ -159,7 +153,7 @@ class ZapiClient:
         with tracing.zapi_request("POST", endpoint.value, url) as span:
             with deadline_of_send(self._deadline) as state:
                 try:
-                    response = self._post(url, content)
+                    response = self._http.post(url, content=content)
                 except httpx.HTTPError as exc:
                     error = self._transport_error(exc, state)
                     span.error(type(exc).__name__, str(error))
@@ -172,27 +166,6 @@ class ZapiClient:
             except ZapiQueueError as exc:
                 span.error(type(exc).__name__, str(exc))
                 raise
-
-    def _post(self, url: httpx.URL, content: bytes) -> httpx.Response:
-        """POST ``content`` through the transport, the reply read whole.
-
-        The client's own path (headers merged, cookies kept, redirects and hooks considered at
-        every call) cost a quarter of a send's CPU for nothing a send uses: one send, to one
-        URL, with fixed headers, no redirect followed and no cookie kept (issue #34).
-        """
-        request = httpx.Request(
-            "POST",
-            url,
-            headers=self._send_headers,
-            content=content,
-            extensions={"timeout": self._send_timeout},
-        )
-        response = self._transport.handle_request(request)
-        try:
-            response.read()
-        finally:
-            response.close()
-        return response
 
     def status(self) -> InstanceStatus:
         """Ask Z-API whether the instance is connected (``GET .../status``). Raises a
