@@ -175,7 +175,6 @@ app = _create_app_or_exit()
 import tasks.orders  # noqa: E402, F401
 import worker.signals  # noqa: E402
 import worker.tracing_setup  # noqa: E402, F401
-from worker import flower_guard, green_redis  # noqa: E402
+from worker import flower_guard  # noqa: E402
 
 flower_guard.install()
-green_redis.install()  # under -P gevent: redis-py's readiness checks skip the hub
