@@ -21,7 +21,7 @@ from devtools.redis_server import RedisServer
 from devtools.zapi_sim import Fault, ZapiSimulator
 from tasks.state.deadletter import LETTER_PREFIX, DeadLetter, DeadLetterStore
 from tests import letters
-from tests.bodies import unique_body
+from tests.bodies import unique_body, unique_id
 from tests.conftest import MAX_ATTEMPTS, REDIS_PASSWORD, SECRETS
 from worker.fetch_scripts import REJECTED_KEY
 
@@ -186,7 +186,7 @@ def test_enqueue_one_body_from_stdin_and_wait_for_the_reply(
 def test_a_wait_that_ends_says_not_finished_with_the_state(worker_env: dict[str, str]) -> None:
     """A short update for an order the book does not have waits (ZAPI_ORDER_WAIT): the job is
     alive, not Redis gone."""
-    short = {"orderRequestId": "4N8" + uuid.uuid4().hex[:10].upper(), "orderStatus": "shipped"}
+    short = {"orderRequestId": unique_id("4N8", 10).upper(), "orderStatus": "shipped"}
     completed = run_cli(worker_env, "enqueue", "status", "--wait", "2", stdin=json.dumps(short))
     assert completed.returncode == 4, completed.stderr
     [line] = completed.stderr.splitlines()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import json
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -50,7 +49,7 @@ from tasks.state.ratelimit import RateLimiter
 from tasks.state.sends import refusals_per_minute, sends_per_minute
 from tasks.state.store import connect
 from tasks.zapi.client import ZapiClient
-from tests.bodies import unique_body
+from tests.bodies import unique_body, unique_key
 from tests.conftest import empty_db_fixture
 
 DB = 13
@@ -108,7 +107,7 @@ class Stack:
     at: InstanceDeps
     zapi: ZapiMock
     endpoint: Endpoint = STATUS
-    job_id: str = field(default_factory=lambda: f"job-{uuid.uuid4().hex[:8]}")
+    job_id: str = field(default_factory=lambda: unique_key("job"))
 
     def run(
         self, body: Any, headers: dict[str, Any] | None = None, **kwargs: Any

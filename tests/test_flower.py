@@ -17,7 +17,7 @@ from celery.result import AsyncResult
 from devtools.ports import free_port
 from devtools.processes import FlowerProcess, celery_command
 from devtools.zapi_sim import Fault, ZapiSimulator
-from tests.bodies import DOCS_SEND_ORDER_BODY, unique_body
+from tests.bodies import DOCS_SEND_ORDER_BODY, unique_body, unique_key
 from tests.cli import run_command
 from tests.conftest import SECRETS
 from worker.flower_guard import credentials, refusal
@@ -83,7 +83,7 @@ def test_flower_and_inspect_show_a_send_order_without_its_phone_or_pix_key(
     body = copy.deepcopy(DOCS_SEND_ORDER_BODY)
     body["phone"] = PHONE
     body["paymentSettings"]["pix"]["key"] = pix_key
-    key = f"shop-{uuid.uuid4().hex[:8]}"
+    key = unique_key()
     # A countdown keeps the job in ``inspect scheduled`` for a moment: the worker's own view.
     job = producer.send_task("zapi.send_order", args=[body], kwargs={"order_key": key}, countdown=2)
     inspector = producer.control.inspect(timeout=1)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import uuid
 
 import httpx
 import redis
@@ -13,14 +12,14 @@ import redis
 from tasks.contract.endpoints import Endpoint
 from tasks.order_story import find_story, job_links, timeline
 from tasks.state.deliveries import DeliveryBook
-from tests.bodies import DOCS_SEND_ORDER_MINIMAL_BODY, unique_body
+from tests.bodies import DOCS_SEND_ORDER_MINIMAL_BODY, unique_body, unique_key
 from tests.test_execution import Stack, make_stack, reply, run_until_done, state
 
 __all__ = ["state"]
 
 
 def another_job(stack: Stack) -> Stack:
-    return dataclasses.replace(stack, job_id=f"job-{uuid.uuid4().hex[:8]}")
+    return dataclasses.replace(stack, job_id=unique_key("job"))
 
 
 def test_an_orders_jobs_in_order_by_its_request_id_or_its_message(state: redis.Redis) -> None:
@@ -75,7 +74,7 @@ def test_the_timeline_tells_a_retry_the_send_and_the_read_receipt_in_order(
 
 def test_an_order_is_found_by_the_shops_key_before_its_webhook_came(state: redis.Redis) -> None:
     stack = dataclasses.replace(make_stack(state, [reply(9)]), endpoint=Endpoint.SEND_ORDER)
-    key = f"shop-{uuid.uuid4().hex[:8]}"
+    key = unique_key()
     _, result = run_until_done(stack, dict(DOCS_SEND_ORDER_MINIMAL_BODY), order_key=key)
     assert isinstance(result, dict)
     instance_id = stack.at.instance.instance_id

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +13,7 @@ import pytest
 
 from devtools.zapi_sim import Fault
 from devtools.zapi_sim.config import OrderCallback
-from tests.bodies import DOCS_SEND_ORDER_MINIMAL_BODY
+from tests.bodies import DOCS_SEND_ORDER_MINIMAL_BODY, unique_key
 from tests.faults import WebhookStack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -40,7 +39,7 @@ def after_the_reply(stack: WebhookStack) -> Iterator[None]:
 
 
 def new_key() -> str:
-    return f"shop-{uuid.uuid4().hex[:8]}"
+    return unique_key()
 
 
 def order(phone: str = "5544999990002") -> dict[str, Any]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import uuid
 from typing import Any
 
 import httpx
@@ -26,7 +25,7 @@ from tasks.contract.ordering import (
     superseding_states,
 )
 from tasks.state.supersedes import SupersedeBook
-from tests.bodies import DOCS_PAYMENT_BODY, unique_body
+from tests.bodies import DOCS_PAYMENT_BODY, unique_body, unique_key
 from tests.test_execution import Stack, make_stack, reply, state
 
 __all__ = ["state"]
@@ -37,7 +36,7 @@ STATUS, PAYMENT = Endpoint.ORDER_STATUS_UPDATE, Endpoint.ORDER_PAYMENT_UPDATE
 
 def job_of(stack: Stack, endpoint: Endpoint = STATUS) -> Stack:
     """Another job over the same stack (same instance, Redis, Z-API)."""
-    return dataclasses.replace(stack, endpoint=endpoint, job_id=f"job-{uuid.uuid4().hex[:8]}")
+    return dataclasses.replace(stack, endpoint=endpoint, job_id=unique_key("job"))
 
 
 class Jobs:
