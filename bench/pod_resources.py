@@ -1,7 +1,7 @@
 """Memory and CPU of each process the Kubernetes manifests run, for their requests and limits.
 
-One worker (the shipped defaults: 64 threads) sends against the fake Z-API in its own process
-at ``--latency`` seconds per send, with a backlog large enough that all 64 threads stay busy
+One worker (the shipped defaults: 64 sends in flight) sends against the fake Z-API in its own
+process at ``--latency`` seconds per send, with a backlog large enough that all 64 stay busy
 for the whole window; beside it, Flower (receiving the worker's events), the webhook receiver
 (the fake Z-API posts it a DeliveryCallback per send), the console (probed only) and the
 exporter (scraped every 15 s, as Prometheus would). Every
@@ -144,7 +144,7 @@ def main() -> None:
 
     rate = stats["accepted"] / span
     print(
-        f"worker: {concurrency} threads, fake Z-API at {args.latency * 1000:.0f} ms, "
+        f"worker: {concurrency} sends in flight, fake Z-API at {args.latency * 1000:.0f} ms, "
         f"{rate:.0f} sends/s over {span:.0f} s (~{rate * args.latency:.0f} in flight)"
     )
     print(f"{'process':>9} {'RSS0 MiB':>10} {'RSSmax MiB':>10} {'CPU m':>10} {'CPUmax5s m':>10}")
