@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import re
 import uuid
 from typing import Any
 
@@ -13,6 +12,7 @@ from devtools.samples import (
     DOCS_SEND_ORDER_MINIMAL_BODY,
     DOCS_STATUS_BODY,
 )
+from tasks.contract.redaction import mask_digit_runs
 
 __all__ = [
     "DOCS_PAYMENT_BODY",
@@ -24,17 +24,14 @@ __all__ = [
     "unique_key",
 ]
 
-#: What every display masks as phone-like (tasks/contract/redaction.py: ``mask_digit_runs``).
-_DIGIT_RUN = re.compile(r"[0-9]{8}")
-
 
 def unique_id(prefix: str, length: int) -> str:
-    """``prefix`` and ``length`` random hex characters, with no run of 8 digits in all: such a
-    run is masked wherever an id is shown, so an assertion on the shown id would fail in about
-    one run in 40 (an all-digit key, ``shop-89050207``, failed CI so)."""
+    """``prefix`` and ``length`` random hex characters, with nothing in all that displays mask
+    as phone-like (``mask_digit_runs``: 8 digits or more): an assertion on the shown id would
+    fail in about one run in 40 (an all-digit key, ``shop-89050207``, failed CI so)."""
     while True:
         value = prefix + uuid.uuid4().hex[:length]
-        if not _DIGIT_RUN.search(value):
+        if mask_digit_runs(value) == value:
             return value
 
 
