@@ -48,7 +48,10 @@ from tasks.contract.producer import Producer
 REPO = Path(__file__).resolve().parent.parent
 #: The variants ``--variants`` may name (``threads``: the shipped worker with
 #: ``WORKER_POOL=threads``, Celery's thread pool instead of the default gevent: issue #34).
-VARIANTS = ("post", "pooled", "unordered", "zapi-queue", "threads")
+VARIANTS = ("post", "pooled", "stock-gevent", "floor", "unordered", "zapi-queue", "threads")
+#: ``stock-gevent``: the pooled task on Celery's own ``-P gevent`` (64 greenlets, as many
+#: processes as zapi-queue) and kombu's stock transport: the pool without zapi-queue's changes.
+STOCK_GEVENT_ARGS = ("-P", "gevent", "--concurrency", "64")
 INSTANCE, TOKEN, CLIENT_TOKEN = "bench-instance", "bench-token", "bench-client-token"
 
 
@@ -199,10 +202,13 @@ def main() -> None:
                 unordered = {**env, "ZAPI_ORDERING": "off"}
                 ours = "zapi.order_status_update"
                 baseline = "baseline.order_status_update"
+                pooled, stock = f"{baseline}_pooled", STOCK_GEVENT_ARGS
                 threads = {**env, "WORKER_POOL": "threads"}
                 variants = (
                     ("post", "bench.baseline", baseline, base_jobs, env, 1, ()),
-                    ("pooled", "bench.baseline", f"{baseline}_pooled", base_jobs, env, 1, ()),
+                    ("pooled", "bench.baseline", pooled, base_jobs, env, 1, ()),
+                    ("stock-gevent", "bench.baseline", pooled, args.jobs, env, args.workers, stock),
+                    ("floor", "bench.floor", "bench.floor", args.jobs, env, args.workers, ()),
                     ("unordered", "worker", ours, args.jobs, unordered, args.workers, ()),
                     ("zapi-queue", "worker", ours, args.jobs, env, args.workers, ()),
                     ("threads", "worker", ours, args.jobs, threads, args.workers, ()),
@@ -229,7 +235,7 @@ def main() -> None:
     print(f"baseline: pooled (one httpx.Client per process, TCP_NODELAY), Celery's prefork "
           f"defaults; zapi-queue: {args.workers} worker process(es); medians of "
           f"{args.rounds} round(s)")  # fmt: skip
-    print(f"{'Z-API latency':>13} {'variant':>10} {'jobs':>5} {'jobs/s':>8} {'x pooled':>9} "
+    print(f"{'Z-API latency':>13} {'variant':>12} {'jobs':>5} {'jobs/s':>8} {'x pooled':>9} "
           f"{'CPU s/1000 jobs':>15} {'x pooled':>9} {'(range)':>11} {'RSS MB':>7}")  # fmt: skip
     for latency in (0.0, 0.2):
         here = [run for run in runs if run.latency == latency]
@@ -245,7 +251,7 @@ def main() -> None:
             ratios = [run.cpu_per_1000 / ref.cpu_per_1000 for run, ref in pairs]
             spread = f"{min(ratios):.2f}-{max(ratios):.2f}"
             rss = statistics.median(run.rss_mb for run in mine)
-            print(f"{latency * 1000:>10.0f} ms {variant:>10} {mine[0].jobs:>5} {rate:>8.1f} "
+            print(f"{latency * 1000:>10.0f} ms {variant:>12} {mine[0].jobs:>5} {rate:>8.1f} "
                   f"{rate / base_rate:>8.2f}x {cpu:>15.2f} {cpu / base_cpu:>8.2f}x "
                   f"{spread:>11} {rss:>7.1f}")  # fmt: skip
     print()
