@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import itertools
 import json
 import os
 import secrets
@@ -118,12 +119,13 @@ def by_the_shops_number(
         producer.send_task("zapi.order_status_update", args=[shipped]),
         producer.send_task("zapi.order_payment_update", args=[paid]),
     ]
+    step = itertools.count(1)  # steps that did not happen are not numbered
     print(
-        f"  1. zapi.send_order, order_key {key!r}, then at once {json.dumps(shipped)} and "
-        f"{json.dumps(paid)}"
+        f"  {next(step)}. zapi.send_order, order_key {key!r}, then at once "
+        f"{json.dumps(shipped)} and {json.dumps(paid)}"
     )
     reply = sent.get(timeout=60, propagate=False)
-    print(f"  2. the order message: {outcome(sent.state, reply)}")
+    print(f"  {next(step)}. the order message: {outcome(sent.state, reply)}")
     finals = [(update, update.get(timeout=60, propagate=False)) for update in updates]
     if sent.state != "SUCCESS":
         return
@@ -134,11 +136,13 @@ def by_the_shops_number(
     ]
     if found:
         print(
-            f"  3. Z-API's order webhook (fromMe ReceivedCallback): order "
+            f"  {next(step)}. Z-API's order webhook (fromMe ReceivedCallback): order "
             f"{found[0]['orderRequestId']}, custom item {found[0]['products'][0]['productId']}"
         )
     for label, (update, final) in zip(("shipped", "paid"), finals, strict=True):
-        print(f"  4. {label} by orderKey: job {update.id}: {outcome(update.state, final)}")
+        print(
+            f"  {next(step)}. {label} by orderKey: job {update.id}: {outcome(update.state, final)}"
+        )
     bodies = [
         r.json
         for r in simulator.requests()
@@ -149,7 +153,8 @@ def by_the_shops_number(
         print(f"     the last full body Z-API received: {json.dumps(last)}")
     if finals and finals[-1][0].state == "SUCCESS":
         state = delivery_state(simulator, redis_server, finals[-1][1]["messageId"])
-        print(f"  5. delivery {state}; `zapi-queue order show {key}` tells the order's story")
+        story = f"`zapi-queue order show {key}` tells the order's story"
+        print(f"  {next(step)}. delivery {state}; {story}")
 
 
 def outcome(state: str, result: Any) -> str:
