@@ -1,6 +1,6 @@
 """The floor under zapi-queue's CPU per job: its worker with none of its domain (issue #34).
 
-``celery -A bench.floor worker`` is ``celery -A worker worker`` (the gevent boot, 64 greenlets,
+``celery -A bench.floor worker`` is ``celery -A worker worker`` (the gevent boot, 128 greenlets,
 reliable fetch, the guarded result backend, batched task events, late acks) with one more
 task, ``bench.floor``: the body sent as it came with zapi-queue's own Z-API client (its
 connection stack, deadline and reply check), with no validation, ordering, idempotency claim,

@@ -1,7 +1,7 @@
 """Memory and CPU of each process the Kubernetes manifests run, for their requests and limits.
 
-One worker (the shipped defaults: 64 sends in flight) sends against the fake Z-API in its own
-process at ``--latency`` seconds per send, with a backlog large enough that all 64 stay busy
+One worker (the shipped defaults: 128 sends in flight) sends against the fake Z-API in its own
+process at ``--latency`` seconds per send, with a backlog large enough that all of them stay busy
 for the whole window; beside it, Flower (receiving the worker's events), the webhook receiver
 (the fake Z-API posts it a DeliveryCallback per send), the console (probed only) and the
 exporter (scraped every 15 s, as Prometheus would). Every
@@ -26,7 +26,15 @@ from pathlib import Path
 import httpx
 import psutil
 
-from bench.throughput import CLIENT_TOKEN, INSTANCE, TOKEN, bodies, cpu_seconds, tree
+from bench.throughput import (
+    CLIENT_TOKEN,
+    INSTANCE,
+    SHIPPED_CONCURRENCY,
+    TOKEN,
+    bodies,
+    cpu_seconds,
+    tree,
+)
 from devtools.ports import free_port
 from devtools.processes import (
     ConsoleProcess,
@@ -78,7 +86,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0, help="the measured window")
     parser.add_argument("--latency", type=float, default=0.5, help="fake Z-API seconds per send")
     args = parser.parse_args()
-    concurrency = 64
+    concurrency = SHIPPED_CONCURRENCY
     jobs = int((args.seconds + 30) * concurrency / args.latency)  # never runs dry
 
     with contextlib.ExitStack() as stack:

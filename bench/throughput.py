@@ -38,6 +38,7 @@ from typing import Any
 import psutil
 from celery import Celery
 
+from config import Settings
 from devtools.processes import WorkerProcess, stack_env
 from devtools.redis_server import RedisServer
 from devtools.remote_sim import RemoteSimulator
@@ -49,9 +50,10 @@ REPO = Path(__file__).resolve().parent.parent
 #: The variants ``--variants`` may name (``threads``: the shipped worker with
 #: ``WORKER_POOL=threads``, Celery's thread pool instead of the default gevent: issue #34).
 VARIANTS = ("post", "pooled", "stock-gevent", "floor", "unordered", "zapi-queue", "threads")
-#: ``stock-gevent``: the pooled task on Celery's own ``-P gevent`` (64 greenlets, as many
+#: ``stock-gevent``: the pooled task on Celery's own ``-P gevent`` (as many greenlets and
 #: processes as zapi-queue) and kombu's stock transport: the pool without zapi-queue's changes.
-STOCK_GEVENT_ARGS = ("-P", "gevent", "--concurrency", "64")
+SHIPPED_CONCURRENCY: int = Settings.model_fields["worker_concurrency"].default
+STOCK_GEVENT_ARGS = ("-P", "gevent", "--concurrency", str(SHIPPED_CONCURRENCY))
 INSTANCE, TOKEN, CLIENT_TOKEN = "bench-instance", "bench-token", "bench-client-token"
 
 

@@ -16,8 +16,8 @@ to hold and run them rather than scaling to zero and back. As each falls due it 
 workers. An instance the exporter has no rate for (an alias no configuration names) is not
 capped: its jobs fail fast, and the exporter cannot tell what would keep it busy.
 
-KEDA divides the fleet's sum by its threshold, a worker's concurrency (64): ``desired =
-ceil(sum / 64)``.
+KEDA divides the fleet's sum by its threshold, a worker's concurrency (128): ``desired =
+ceil(sum / 128)``.
 """
 
 from __future__ import annotations

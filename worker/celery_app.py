@@ -2,7 +2,7 @@
 
 Why these defaults:
 
-* **gevent pool, 64 greenlets** (``WORKER_CONCURRENCY``): a worker spends its time waiting on
+* **gevent pool, 128 greenlets** (``WORKER_CONCURRENCY``): a worker spends its time waiting on
   Z-API, so one process keeps many sends in flight; the prefork default would send one request
   per process at a time. Greenlets keep them all on one OS thread: no GIL handed between
   threads at every short blocking call, so less CPU per job than threads and than asyncio
