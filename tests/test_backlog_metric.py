@@ -1,7 +1,7 @@
 """The backlog the exporter serves for autoscaling, with real workers and a real Prometheus:
 every unfinished job counted in its state, and KEDA's replica count from the scaler's query.
 
-The query is :data:`SCALER_QUERY`, the one deploy/kubernetes' ScaledObject runs (threshold 64, a
+The query is :data:`SCALER_QUERY`, the one deploy/kubernetes' ScaledObject runs (threshold 128, a
 worker's concurrency); the replica count is computed as KEDA and the HPA do for an
 ``AverageValue`` target."""
 
@@ -213,10 +213,10 @@ def test_the_scaler_query_asks_for_what_the_rate_limit_keeps_busy(
     state = own_redis.client(db=backlog_db)
 
     # (a) 1000 jobs, 100 sends/s at 2 s each (the workers' measured mean): 200 in flight
-    # keep the limit busy, 4 workers of 64.
+    # keep the limit busy, 2 workers of 128.
     state.set(send_seconds_key(zapi_sim.instance_id), "2.0", ex=600)
     high = scaler_replicas({**env, "ZAPI_RATE_LIMIT": "100"}, tmp_path / "high")
-    assert high == (200, 4)
+    assert high == (200, 2)
     # (b) The same backlog at 5 sends/s, no mean measured (the setting's 2 s): 10 in flight,
     # one worker; more would only wait for rate slots.
     state.delete(send_seconds_key(zapi_sim.instance_id))

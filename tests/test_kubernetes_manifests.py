@@ -150,7 +150,7 @@ def test_the_prometheus_adapter_rule_is_valid_and_names_the_hpas_metric() -> Non
         ("Deployment", lambda obj: obj["spec"].update(replica=2)),  # misspelt
         ("Deployment", lambda obj: obj["spec"]["template"]["spec"].update(containers="worker")),
         ("ScaledObject", lambda obj: obj["spec"].update(minReplicas=0)),  # an HPA's name
-        ("ScaledObject", lambda obj: obj["spec"]["triggers"][0]["metadata"].update(threshold=64)),
+        ("ScaledObject", lambda obj: obj["spec"]["triggers"][0]["metadata"].update(threshold=128)),
         ("ScaledObject", lambda obj: obj["spec"].pop("scaleTargetRef")),
     ],
 )
@@ -399,14 +399,14 @@ def test_the_ingress_routes_only_the_webhook_path() -> None:
 # --- Autoscaling ------------------------------------------------------------------------------
 
 
-def test_keda_scales_the_worker_on_the_backlog_per_64_jobs() -> None:
+def test_keda_scales_the_worker_on_the_backlog_per_128_jobs() -> None:
     objects = render(VARIANTS["base"])
     scaled = named(objects, "ScaledObject", "zapi-queue-worker")["spec"]
     assert scaled["scaleTargetRef"]["name"] == deployment(objects, "worker")["metadata"]["name"]
     (trigger,) = scaled["triggers"]
     assert trigger["type"] == "prometheus"
     assert trigger["metadata"]["query"] == "sum(zapi_queue_scaling_backlog_jobs)"
-    assert trigger["metadata"]["threshold"] == settings_of(objects)["WORKER_CONCURRENCY"] == "64"
+    assert trigger["metadata"]["threshold"] == settings_of(objects)["WORKER_CONCURRENCY"] == "128"
     assert trigger["metadata"]["activationThreshold"] == "0"
     assert scaled["minReplicaCount"] == 1
     assert "cooldownPeriod" in scaled
