@@ -11,7 +11,11 @@ separate process), it runs:
   the shared rate limiter set far above the load, idempotency claims, per-order ordering, result
   and event writes), one worker process per core (``--workers``), as docs/benchmarks.md advises;
   every job of an order of its own;
-* **unordered**: the same with ``ZAPI_ORDERING=off``: what per-order ordering costs.
+* **unordered**: the same with ``ZAPI_ORDERING=off``: what per-order ordering costs;
+* **floor** (only when named): ``celery -A bench.floor worker``, the same worker sending each
+  body as it came, with none of the domain (bench/floor.py): the least a job of it costs;
+* **stock-gevent** (only when named): the pooled task on Celery's own ``-P gevent`` and kombu's
+  transport, as many processes and greenlets as zapi-queue.
 
 It prints jobs/s, the workers' CPU seconds per 1,000 jobs (all their processes, user and
 system), their RSS, and the producer's enqueue rate, with ratios to the pooled baseline. The
@@ -20,6 +24,7 @@ table gives each figure's median, and the range of the CPU ratio over the rounds
 
     python -m bench.throughput [--rounds 3]     # or: make bench
     python -m bench.throughput --variants pooled,zapi-queue,threads --warmup 100
+    python -m bench.throughput --variants pooled,floor,zapi-queue
 """
 
 from __future__ import annotations
@@ -50,9 +55,10 @@ REPO = Path(__file__).resolve().parent.parent
 #: The variants ``--variants`` may name (``threads``: the shipped worker with
 #: ``WORKER_POOL=threads``, Celery's thread pool instead of the default gevent: issue #34).
 VARIANTS = ("post", "pooled", "stock-gevent", "floor", "unordered", "zapi-queue", "threads")
+#: ``WORKER_CONCURRENCY``'s default: the sends in flight of a worker on shipped defaults.
+SHIPPED_CONCURRENCY: int = Settings.model_fields["worker_concurrency"].default
 #: ``stock-gevent``: the pooled task on Celery's own ``-P gevent`` (as many greenlets and
 #: processes as zapi-queue) and kombu's stock transport: the pool without zapi-queue's changes.
-SHIPPED_CONCURRENCY: int = Settings.model_fields["worker_concurrency"].default
 STOCK_GEVENT_ARGS = ("-P", "gevent", "--concurrency", str(SHIPPED_CONCURRENCY))
 INSTANCE, TOKEN, CLIENT_TOKEN = "bench-instance", "bench-token", "bench-client-token"
 
