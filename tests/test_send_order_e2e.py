@@ -38,10 +38,6 @@ def after_the_reply(stack: WebhookStack) -> Iterator[None]:
     stack.sim.drain_callbacks()
 
 
-def new_key() -> str:
-    return unique_key()
-
-
 def order(phone: str = "5544999990002") -> dict[str, Any]:
     body = copy.deepcopy(DOCS_SEND_ORDER_MINIMAL_BODY)
     body["phone"] = phone
@@ -79,7 +75,7 @@ def test_an_order_from_the_shops_number_to_paid(stack: WebhookStack, when: Order
     """The updates are enqueued right after the order: they wait for it in its line, then
     for its webhook, and go as the full documented bodies."""
     stack.sim.order_callback = when
-    key = new_key()
+    key = unique_key()
     ordered = send(stack, "zapi.send_order", order(), order_key=key)
     shipped = send(stack, "zapi.order_status_update", {"orderKey": key, "orderStatus": "shipped"})
     paid = send(stack, "zapi.order_payment_update", {"orderKey": key, "paymentStatus": "paid"})
@@ -106,7 +102,7 @@ def test_an_order_from_the_shops_number_to_paid(stack: WebhookStack, when: Order
 
 
 def test_the_same_key_twice_sends_one_order_message(stack: WebhookStack) -> None:
-    key = new_key()
+    key = unique_key()
     before = len(sent_to(stack, "send-order"))
     first = result(stack, send(stack, "zapi.send_order", order(), order_key=key))
     second = result(stack, send(stack, "zapi.send_order", order(), order_key=key))
@@ -118,7 +114,7 @@ def test_an_update_by_a_key_whose_order_never_came_fails_naming_it(
     stack: WebhookStack,
 ) -> None:
     stack.sim.order_callback = "never"
-    key = new_key()
+    key = unique_key()
     send(stack, "zapi.send_order", order(), order_key=key)
     job = send(stack, "zapi.order_status_update", {"orderKey": key, "orderStatus": "shipped"})
     ended = result(stack, job)
@@ -131,7 +127,7 @@ def test_an_invalid_order_message_fails_at_once_naming_the_field(stack: WebhookS
     body = order()
     body["paymentSettings"] = {"pix": {"key": "x", "keyType": "iban", "name": "Loja"}}
     before = len(sent_to(stack, "send-order"))
-    ended = result(stack, send(stack, "zapi.send_order", body, order_key=new_key()))
+    ended = result(stack, send(stack, "zapi.send_order", body, order_key=unique_key()))
     assert "paymentSettings.pix.keyType" in str(ended)
     assert len(sent_to(stack, "send-order")) == before
 
@@ -140,7 +136,7 @@ def test_an_update_right_after_its_order_waits_for_it_in_its_line(stack: Webhook
     """The order message takes longer than ZAPI_ORDER_WAIT (Z-API down, then back): the
     update behind it in its order's line waits for its turn, not on the order book's clock,
     and goes once the order message and its webhook are in."""
-    key = new_key()
+    key = unique_key()
     short = {"orderKey": key, "orderStatus": "shipped"}
     stack.sim.set_outage(Fault(status=503))
     try:
